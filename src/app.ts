@@ -1,0 +1,229 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import type { PGlite } from '@electric-sql/pglite';
+import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
+import { getRequestListener } from '@hono/node-server';
+import { useServer } from 'graphql-ws/use/ws';
+import { createPubSub } from 'graphql-yoga';
+import { Hono } from 'hono';
+import { Redis } from 'ioredis';
+import { WebSocketServer } from 'ws';
+import type { Config } from './config.js';
+import { setDb } from './db/client.js';
+import { type Database, openDatabase } from './db/database.js';
+import { pendingMigrations } from './db/migrate.js';
+import { forgetKnownOrgs } from './domain/access.js';
+import { runBucketDeletions } from './domain/cleanup.js';
+import { type Events, setEvents } from './domain/events.js';
+import { configureWorkspaces, pendingProvisioning, resumePendingProvisioning } from './domain/workspaces.js';
+import { credentialFromConnectionParams, resolvePrincipal } from './graphql/context.js';
+import { createGraphQLServer } from './graphql/yoga.js';
+import { logger } from './logger.js';
+import { createRestApp } from './rest/app.js';
+import { notFound } from './rest/errors.js';
+import { type BlobStore, setBlobStore } from './storage/blob-store.js';
+import { LocalBlobStore } from './storage/local.js';
+import { S3BlobStore } from './storage/s3.js';
+
+export interface AppOptions {
+  /** Tests hand in a PGlite cloned from a migrated template. */
+  pglite?: PGlite;
+  /** Tests count SQL statements. */
+  onQuery?: (sql: string) => void;
+}
+
+export interface App {
+  server: http.Server;
+  database: Database;
+  blobStore: BlobStore;
+  /** The platform key in force, and whether it was generated into DATA_DIR on this start. */
+  adminApiKey: string | undefined;
+  adminKeyFile: string | undefined;
+  /** Listens on `port` (default config.port; 0 picks a free one) and resolves to the base URL. */
+  start(port?: number): Promise<string>;
+  /** Graceful stop: refuse new work, finish in-flight requests, close WebSockets, then the database. */
+  stop(): Promise<void>;
+}
+
+const ADMIN_KEY_FILE = 'admin-api-key';
+
+/**
+ * Embedded mode without ADMIN_API_KEY: reuse the key kept in DATA_DIR, or make one (mode 0600) so a
+ * fresh clone has a working platform key without any setup.
+ */
+async function embeddedAdminKey(dataDir: string): Promise<{ key: string; file: string }> {
+  const file = path.join(dataDir, ADMIN_KEY_FILE);
+  try {
+    const key = (await fs.readFile(file, 'utf8')).trim();
+    if (key.length >= 16) return { key, file };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const key = `vga_${randomBytes(32).toString('base64url')}`;
+  await fs.writeFile(file, `${key}\n`, { mode: 0o600, flag: 'w' });
+  await fs.chmod(file, 0o600);
+  return { key, file };
+}
+
+function createEvents(redisUrl: string | undefined): { close(): Promise<void> } {
+  if (!redisUrl) {
+    setEvents(createPubSub<Events>());
+    return { close: async () => {} };
+  }
+  // Separate connections: a subscribed Redis connection can do nothing but listen.
+  const publishClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  const subscribeClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  setEvents(createPubSub<Events>({ eventTarget: createRedisEventTarget({ publishClient, subscribeClient }) }));
+  return {
+    close: async () => {
+      await Promise.allSettled([publishClient.quit(), subscribeClient.quit()]);
+    },
+  };
+}
+
+/** Wires database, blob store, events, REST, GraphQL (HTTP, SSE, WebSocket) and health checks on one server. */
+export async function createApp(config: Config, opts: AppOptions = {}): Promise<App> {
+  logger.level = config.logLevel;
+  await fs.mkdir(config.dataDir, { recursive: true });
+  const database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.databasePoolSize,
+    ...(opts.pglite ? { pglite: opts.pglite } : {}),
+    ...(opts.onQuery ? { onQuery: opts.onQuery } : {}),
+    log: (msg) => logger.info(msg),
+  });
+  setDb(database.prisma);
+  forgetKnownOrgs();
+
+  let adminApiKey = config.adminApiKey;
+  let adminKeyFile: string | undefined;
+  if (!adminApiKey && database.mode === 'embedded' && !opts.pglite) {
+    ({ key: adminApiKey, file: adminKeyFile } = await embeddedAdminKey(config.dataDir));
+  }
+
+  const blobStore: BlobStore = config.s3 ? new S3BlobStore(config.s3) : new LocalBlobStore(path.join(config.dataDir, 'blobs'));
+  setBlobStore(blobStore);
+  configureWorkspaces({ bucketPrefix: config.bucketPrefix, defaultRegion: config.s3?.region ?? 'us-east-1' });
+  const eventBus = createEvents(config.redisUrl);
+
+  const yoga = createGraphQLServer({
+    adminApiKey,
+    graphiql: config.graphiql,
+    introspection: config.introspection,
+    maxDepth: config.maxDepth,
+    maxCost: config.maxCost,
+    production: config.env === 'production',
+  });
+
+  let stopping = false;
+  const root = new Hono();
+  root.get('/healthz', (c) => c.json({ status: 'ok' }));
+  root.get('/readyz', async (c) => {
+    if (stopping) return c.json({ status: 'stopping' }, 503);
+    try {
+      await database.prisma.$queryRawUnsafe('SELECT 1');
+      const pending = await pendingMigrations((sql) => database.prisma.$queryRawUnsafe(sql));
+      if (pending.length > 0) return c.json({ status: 'migrations_pending', pending }, 503);
+      return c.json({ status: 'ready', database: database.mode, blob_store: blobStore.kind });
+    } catch (err) {
+      logger.warn({ err }, 'readiness check failed');
+      return c.json({ status: 'database_unreachable' }, 503);
+    }
+  });
+  root.route('/', createRestApp({ adminApiKey, maxJsonBytes: 1024 * 1024 }));
+  root.notFound(notFound);
+  const restListener = getRequestListener(root.fetch);
+
+  const server = http.createServer((req, res) => {
+    if (stopping) res.setHeader('connection', 'close');
+    const url = req.url ?? '/';
+    if (url === '/graphql' || url.startsWith('/graphql?') || url.startsWith('/graphql/')) {
+      void yoga(req, res);
+    } else {
+      void restListener(req, res);
+    }
+  });
+
+  const wss = new WebSocketServer({ server, path: '/graphql' });
+  const wsServer = useServer(
+    {
+      execute: (args: any) => args.rootValue.execute(args),
+      subscribe: (args: any) => args.rootValue.subscribe(args),
+      // Authenticate once per connection; refuse bad credentials outright (close 4403).
+      onConnect: async (ctx) => {
+        const credential = credentialFromConnectionParams(ctx.connectionParams);
+        const principal = await resolvePrincipal(credential, adminApiKey);
+        if (credential && !principal) return false;
+        (ctx.extra as { principal?: unknown }).principal = principal;
+        return true;
+      },
+      // Run WebSocket operations through yoga's envelop so they share HTTP's plugins and context.
+      onSubscribe: async (ctx, _id, params) => {
+        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params,
+          principal: (ctx.extra as { principal?: unknown }).principal ?? null,
+        });
+        const args = {
+          schema,
+          operationName: params.operationName,
+          document: parse(params.query),
+          variableValues: params.variables,
+          contextValue: await contextFactory(),
+          rootValue: { execute, subscribe },
+        };
+        const errors = validate(args.schema, args.document);
+        if (errors.length) return errors;
+        return args;
+      },
+    },
+    wss,
+  );
+
+  await resumePendingProvisioning();
+  const maintenance = setInterval(() => {
+    runBucketDeletions().catch((err) => logger.warn({ err }, 'bucket cleanup failed'));
+  }, 60_000);
+  maintenance.unref();
+  void runBucketDeletions().catch((err) => logger.warn({ err }, 'bucket cleanup failed'));
+
+  const app: App = {
+    server,
+    database,
+    blobStore,
+    adminApiKey,
+    adminKeyFile,
+    start: (port = config.port) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, config.host, () => {
+          server.off('error', reject);
+          const { port: bound } = server.address() as AddressInfo;
+          const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+          resolve(`http://${host}:${bound}`);
+        });
+      }),
+    stop: async () => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(maintenance);
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await wsServer.dispose();
+      wss.close();
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs).unref());
+      await Promise.race([closed, timeout]);
+      server.closeAllConnections();
+      await pendingProvisioning();
+      await eventBus.close();
+      await database.close();
+    },
+  };
+  return app;
+}

@@ -1,0 +1,119 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
+const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
+const bool = (fallback: boolean) =>
+  z.preprocess(
+    emptyAsUndefined,
+    z
+      .enum(['true', 'false', '1', '0'])
+      .optional()
+      .transform((v) => (v === undefined ? fallback : v === 'true' || v === '1')),
+  );
+
+/**
+ * Every setting the gateway reads, parsed once at start-up. `.env.example` documents each one;
+ * keep the two in step.
+ */
+const ConfigSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(4000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  /** Public base URL used in links the gateway hands out (signed download URLs). Defaults to http://HOST:PORT. */
+  PUBLIC_URL: optionalString.pipe(z.url().optional()),
+  DATA_DIR: z.string().min(1).default('./data'),
+  ADMIN_API_KEY: optionalString.pipe(z.string().min(16, 'ADMIN_API_KEY must be at least 16 characters').optional()),
+  DATABASE_URL: optionalString.pipe(z.url().optional()),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
+  S3_ENDPOINT: optionalString.pipe(z.url().optional()),
+  S3_REGION: z.string().default('us-east-1'),
+  S3_ACCESS_KEY_ID: optionalString,
+  S3_SECRET_ACCESS_KEY: optionalString,
+  S3_FORCE_PATH_STYLE: bool(true),
+  /** Prefix for the per-workspace bucket names (bucket = prefix + workspace id). */
+  S3_BUCKET_PREFIX: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,20}$/, 'lowercase letters, digits and dashes, at most 21 characters')
+    .default('vg-'),
+  REDIS_URL: optionalString.pipe(z.url().optional()),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  GRAPHIQL: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
+  GRAPHQL_INTROSPECTION: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
+  GRAPHQL_MAX_DEPTH: z.coerce.number().int().min(1).max(100).default(12),
+  GRAPHQL_MAX_COST: z.coerce.number().int().min(1).default(5000),
+  SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+});
+
+export type Env = z.input<typeof ConfigSchema>;
+
+export interface Config {
+  env: 'development' | 'production' | 'test';
+  port: number;
+  host: string;
+  publicUrl: string | undefined;
+  dataDir: string;
+  adminApiKey: string | undefined;
+  databaseUrl: string | undefined;
+  databasePoolSize: number;
+  s3:
+    | {
+        endpoint: string;
+        region: string;
+        accessKeyId: string | undefined;
+        secretAccessKey: string | undefined;
+        forcePathStyle: boolean;
+      }
+    | undefined;
+  bucketPrefix: string;
+  redisUrl: string | undefined;
+  logLevel: string;
+  graphiql: boolean;
+  introspection: boolean;
+  maxDepth: number;
+  maxCost: number;
+  shutdownTimeoutMs: number;
+}
+
+/** Raised when the environment is invalid; names every bad variable. */
+export class ConfigError extends Error {}
+
+const flag = (v: string | undefined, fallback: boolean) => (v === undefined ? fallback : v === 'true' || v === '1');
+
+/** Parses the environment (process.env by default) into a Config, or throws ConfigError naming each bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = ConfigSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const c = parsed.data;
+  const dev = c.NODE_ENV === 'development';
+  return {
+    env: c.NODE_ENV,
+    port: c.PORT,
+    host: c.HOST,
+    publicUrl: c.PUBLIC_URL?.replace(/\/$/, ''),
+    dataDir: path.resolve(c.DATA_DIR),
+    adminApiKey: c.ADMIN_API_KEY,
+    databaseUrl: c.DATABASE_URL,
+    databasePoolSize: c.DATABASE_POOL_SIZE,
+    s3: c.S3_ENDPOINT
+      ? {
+          endpoint: c.S3_ENDPOINT,
+          region: c.S3_REGION,
+          accessKeyId: c.S3_ACCESS_KEY_ID,
+          secretAccessKey: c.S3_SECRET_ACCESS_KEY,
+          forcePathStyle: c.S3_FORCE_PATH_STYLE,
+        }
+      : undefined,
+    bucketPrefix: c.S3_BUCKET_PREFIX,
+    redisUrl: c.REDIS_URL,
+    logLevel: c.LOG_LEVEL,
+    graphiql: flag(c.GRAPHIQL, dev),
+    introspection: flag(c.GRAPHQL_INTROSPECTION, dev),
+    maxDepth: c.GRAPHQL_MAX_DEPTH,
+    maxCost: c.GRAPHQL_MAX_COST,
+    shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
+  };
+}

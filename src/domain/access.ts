@@ -1,0 +1,165 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Prisma } from '../generated/prisma/client.js';
+import { db } from '../db/client.js';
+import { AuthenticationError, ForbiddenError, NotFoundError } from './errors.js';
+
+export const SCOPES = [
+  'workspaces:read',
+  'workspaces:write',
+  'volumes:read',
+  'volumes:write',
+  'entries:read',
+  'entries:write',
+  'locks:write',
+  'search',
+  'admin',
+] as const;
+export type Scope = (typeof SCOPES)[number];
+
+/** Scopes an app key may hold: app keys act only through their mounts, never on the org itself. */
+export const APP_KEY_SCOPES: readonly Scope[] = [
+  'workspaces:read',
+  'volumes:read',
+  'volumes:write',
+  'entries:read',
+  'entries:write',
+  'locks:write',
+  'search',
+];
+
+export const ACCESS_LEVELS = ['read', 'write', 'admin'] as const;
+export type AccessLevel = (typeof ACCESS_LEVELS)[number];
+
+/** Who is calling. Built once per request (or WebSocket connection) by `authenticate`. */
+export type Principal =
+  | { kind: 'platform'; subject: 'admin' }
+  | { kind: 'key'; subject: string; keyId: string; orgId: string; scopes: ReadonlySet<Scope>; appId: string | null };
+
+export type AppPrincipal = Extract<Principal, { kind: 'key' }> & { appId: string };
+
+export function isAppKey(p: Principal): p is AppPrincipal {
+  return p.kind === 'key' && p.appId !== null;
+}
+
+export function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const ab = Buffer.from(a);
+  const bb = Buffer.from(b);
+  return ab.length === bb.length && timingSafeEqual(ab, bb);
+}
+
+/** Pulls the key from `Authorization: Bearer …` or `X-API-Key`, as every transport accepts both. */
+export function credentialFrom(headers: { authorization?: string | null; apiKey?: string | null }): string | undefined {
+  const auth = headers.authorization?.trim();
+  if (auth) {
+    const m = /^Bearer\s+(.+)$/i.exec(auth);
+    return m?.[1]?.trim() || undefined;
+  }
+  return headers.apiKey?.trim() || undefined;
+}
+
+const lastUsedWrites = new Map<string, number>();
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+/**
+ * Resolves a credential to a principal.
+ * @throws AuthenticationError when the credential is missing, unknown or revoked
+ */
+export async function authenticate(credential: string | undefined, adminApiKey: string | undefined): Promise<Principal> {
+  if (!credential) throw new AuthenticationError();
+  if (adminApiKey && safeEqual(credential, adminApiKey)) return { kind: 'platform', subject: 'admin' };
+  const key = await db.apiKey.findUnique({ where: { secretHash: hashSecret(credential) } });
+  if (!key || key.revokedAt) throw new AuthenticationError();
+  // last_used_at at minute resolution: a write per request would double the cost of every read.
+  const now = Date.now();
+  if ((lastUsedWrites.get(key.id) ?? 0) < now - LAST_USED_RESOLUTION_MS) {
+    lastUsedWrites.set(key.id, now);
+    await db.apiKey.update({ where: { id: key.id }, data: { lastUsedAt: new Date(now) } });
+  }
+  return {
+    kind: 'key',
+    subject: `key:${key.id}`,
+    keyId: key.id,
+    orgId: key.orgId,
+    scopes: new Set(key.scopes as Scope[]),
+    appId: key.appId,
+  };
+}
+
+export function hasScope(p: Principal, scope: Scope): boolean {
+  return p.kind === 'platform' || p.scopes.has('admin') || p.scopes.has(scope);
+}
+
+/** @throws ForbiddenError naming the missing scope */
+export function requireScope(p: Principal, scope: Scope): void {
+  if (!hasScope(p, scope)) throw new ForbiddenError(scope);
+}
+
+const knownOrgs = new Set<string>();
+
+/**
+ * Admits the principal to an organisation. A platform key brings the organisation into being on
+ * first use; any other key sees only its own (another org answers 404, never 403, so ids do not leak).
+ * @throws NotFoundError for another organisation
+ */
+export async function enterOrg(p: Principal, orgId: string): Promise<void> {
+  if (p.kind === 'key') {
+    if (p.orgId !== orgId) throw new NotFoundError('organization', orgId);
+    return;
+  }
+  if (knownOrgs.has(orgId)) return;
+  await db.organization.upsert({ where: { id: orgId }, create: { id: orgId }, update: {} });
+  knownOrgs.add(orgId);
+}
+
+/** Forget cached organisations (a test resets the database underneath the process). */
+export function forgetKnownOrgs(): void {
+  knownOrgs.clear();
+}
+
+/** The volumes a principal can see at all: its org's, narrowed to mounted ones for app keys. */
+export function visibleVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
+  const where: Prisma.VolumeWhereInput = {};
+  if (p.kind === 'key') where.orgId = p.orgId;
+  else if (orgId) where.orgId = orgId;
+  if (isAppKey(p)) where.mounts = { some: { appId: p.appId } };
+  return where;
+}
+
+/** The workspaces a principal can see: its org's, or for app keys those holding a volume mounted for it. */
+export function visibleWorkspaceWhere(p: Principal, orgId?: string): Prisma.WorkspaceWhereInput {
+  const where: Prisma.WorkspaceWhereInput = {};
+  if (p.kind === 'key') where.orgId = p.orgId;
+  else if (orgId) where.orgId = orgId;
+  if (isAppKey(p)) where.volumes = { some: { mounts: { some: { appId: p.appId } } } };
+  return where;
+}
+
+const rank: Record<AccessLevel, number> = { read: 1, write: 2, admin: 3 };
+
+export function levelAtLeast(have: AccessLevel, need: AccessLevel): boolean {
+  return rank[have] >= rank[need];
+}
+
+/**
+ * For an app key, checks that one of its mounts on the volume grants `need`. Other principals are
+ * governed by scopes alone.
+ * @throws ForbiddenError (`volume:<level>`) when the app's mounts grant less
+ */
+export async function requireVolumeLevel(p: Principal, volumeId: string, need: AccessLevel): Promise<void> {
+  if (!isAppKey(p)) return;
+  const mounts = await db.mount.findMany({ where: { volumeId, appId: p.appId }, select: { accessLevel: true } });
+  if (!mounts.some((m) => levelAtLeast(m.accessLevel, need))) {
+    throw new ForbiddenError(`volume:${need}`, { reason: `app ${p.appId} needs a mount with access_level ${need}` });
+  }
+}
+
+/** @throws ForbiddenError for app keys, which act only through their mounts and cannot change the org's structure */
+export function forbidAppKey(p: Principal, requiredPermission: string): void {
+  if (isAppKey(p)) {
+    throw new ForbiddenError(requiredPermission, { reason: 'app keys act only through their mounts' });
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The one vocabulary of failures. Domain code throws these; REST maps `code` to a status and
+ * envelope (src/rest/errors.ts) and GraphQL exposes it as `extensions.code` (src/graphql/errors.ts).
+ * Anything that is not an AppError is unexpected: logged and masked by both layers.
+ */
+export type ErrorCode =
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'VALIDATION_FAILED'
+  | 'QUOTA_EXCEEDED'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'RATE_LIMITED';
+
+/** One problem with the input, in the shape of the legacy API's 422 `detail` items. */
+export interface FieldIssue {
+  loc: (string | number)[];
+  msg: string;
+  type: string;
+  input: unknown;
+  ctx?: Record<string, unknown>;
+}
+
+export abstract class AppError extends Error {
+  abstract readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+  constructor(message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = new.target.name;
+    this.details = details;
+  }
+}
+
+export class AuthenticationError extends AppError {
+  readonly code = 'UNAUTHENTICATED' as const;
+  constructor(message = 'Authentication required') {
+    super(message);
+  }
+}
+
+export class ForbiddenError extends AppError {
+  readonly code = 'FORBIDDEN' as const;
+  constructor(requiredPermission: string, extra: Record<string, unknown> = {}) {
+    super("You don't have permission to perform this action", {
+      required_permission: requiredPermission,
+      ...extra,
+    });
+  }
+}
+
+export class NotFoundError extends AppError {
+  readonly code = 'NOT_FOUND' as const;
+  constructor(resourceType: string, resourceId: string) {
+    super('The requested resource was not found', { resource_type: resourceType, resource_id: resourceId });
+  }
+}
+
+export class ConflictError extends AppError {
+  readonly code = 'CONFLICT' as const;
+}
+
+export class QuotaExceededError extends AppError {
+  readonly code = 'QUOTA_EXCEEDED' as const;
+}
+
+export class PayloadTooLargeError extends AppError {
+  readonly code = 'PAYLOAD_TOO_LARGE' as const;
+}
+
+export class ValidationError extends AppError {
+  readonly code = 'VALIDATION_FAILED' as const;
+  readonly issues: FieldIssue[];
+  constructor(issues: FieldIssue[]) {
+    super(issues.map((i) => `${i.loc.join('.')}: ${i.msg}`).join('; '));
+    this.issues = issues;
+  }
+
+  /** A single-field validation failure raised by a rule that zod cannot express. */
+  static field(loc: (string | number)[], msg: string, input: unknown, type = 'value_error'): ValidationError {
+    return new ValidationError([{ loc, msg, type, input }]);
+  }
+}
+
+/** Prisma's known request errors, mapped where the domain knows what they mean. */
+export function isUniqueViolation(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'P2002';
+}
+
+export function isRecordNotFound(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'P2025';
+}

@@ -1,0 +1,23 @@
+import { createPubSub, type PubSub } from 'graphql-yoga';
+
+/** A workspace's bucket changed state (pending → active | failed). Ids and states only, never rows. */
+export interface BucketStatusEvent {
+  workspaceId: string;
+  bucketStatus: 'pending' | 'active' | 'failed';
+  error: string | null;
+}
+
+/**
+ * Every event the domain publishes, keyed by topic with the routing id first. Subscribers re-check
+ * access when they subscribe; payloads carry ids and numbers so nothing bypasses that check.
+ */
+export type Events = {
+  bucketStatus: [workspaceId: string, payload: BucketStatusEvent];
+};
+
+/** The process's event channel: in memory, or Redis-backed when REDIS_URL is set (set by createApp). */
+export let events: PubSub<Events> = createPubSub<Events>();
+
+export function setEvents(pubsub: PubSub<Events>): void {
+  events = pubsub;
+}

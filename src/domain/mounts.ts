@@ -1,0 +1,86 @@
+import { z } from 'zod';
+import { db } from '../db/client.js';
+import type { Mount, Prisma } from '../generated/prisma/client.js';
+import { ACCESS_LEVELS, enterOrg, isAppKey, type Principal, requireScope, requireVolumeLevel } from './access.js';
+import { ExternalId } from './common.js';
+import { ConflictError, isUniqueViolation, NotFoundError } from './errors.js';
+import { MATCH_ALL, PathPattern } from './path-patterns.js';
+import { parseInput } from './validation.js';
+import { findVisibleVolume } from './volumes.js';
+
+export const CreateMountInput = z.object({
+  app_id: ExternalId,
+  path_pattern: PathPattern.default(MATCH_ALL).describe('Glob over entry paths, e.g. /notes/** (default: everything)'),
+  access_level: z.enum(ACCESS_LEVELS).default('read'),
+});
+export type CreateMountInput = z.input<typeof CreateMountInput>;
+
+/** Where a mount lives, for callers that know only its id. @throws NotFoundError */
+export async function locateMount(mountId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string }> {
+  const m = await db.mount.findUnique({ where: { id: mountId }, select: { volume: { select: { id: true, orgId: true, workspaceId: true } } } });
+  if (!m) throw new NotFoundError('mount', mountId);
+  return { orgId: m.volume.orgId, workspaceId: m.volume.workspaceId, volumeId: m.volume.id };
+}
+
+/** The mounts of a volume a principal may see: app keys only their own. */
+export function mountVisibilityWhere(p: Principal): Prisma.MountWhereInput {
+  return isAppKey(p) ? { appId: p.appId } : {};
+}
+
+/** Mounts of a volume. App keys see only their own. @throws NotFoundError, ForbiddenError */
+export async function listMounts(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Mount[]> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:read');
+  await findVisibleVolume(p, orgId, workspaceId, volumeId);
+  return db.mount.findMany({
+    where: { volumeId, ...mountVisibilityWhere(p) },
+    orderBy: { id: 'asc' },
+  });
+}
+
+/**
+ * Grants an app access to a volume. App keys may grant only through an `admin` mount.
+ * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (same app and pattern twice)
+ */
+export async function createMount(
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+  raw: unknown,
+  loc: (string | number)[] = ['body'],
+): Promise<Mount> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  await findVisibleVolume(p, orgId, workspaceId, volumeId);
+  await requireVolumeLevel(p, volumeId, 'admin');
+  const input = parseInput(CreateMountInput, raw, loc);
+  try {
+    return await db.mount.create({
+      data: {
+        volumeId,
+        appId: input.app_id,
+        pathPattern: input.path_pattern,
+        accessLevel: input.access_level,
+        grantedBy: p.subject,
+      },
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) {
+      throw new ConflictError(`App '${input.app_id}' already has a mount with path_pattern '${input.path_pattern}' on this volume`, {
+        field: 'path_pattern',
+      });
+    }
+    throw err;
+  }
+}
+
+/** Revokes a mount. @throws ForbiddenError, NotFoundError */
+export async function deleteMount(p: Principal, orgId: string, workspaceId: string, volumeId: string, mountId: string): Promise<void> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  await findVisibleVolume(p, orgId, workspaceId, volumeId);
+  await requireVolumeLevel(p, volumeId, 'admin');
+  const { count } = await db.mount.deleteMany({ where: { id: mountId, volumeId } });
+  if (count === 0) throw new NotFoundError('mount', mountId);
+}

@@ -1,0 +1,213 @@
+import { z } from 'zod';
+import { db } from '../db/client.js';
+import type { Prisma, Volume } from '../generated/prisma/client.js';
+import { logger } from '../logger.js';
+import { blobs } from '../storage/blob-store.js';
+import {
+  enterOrg,
+  forbidAppKey,
+  type Principal,
+  requireScope,
+  requireVolumeLevel,
+  visibleVolumeWhere,
+  visibleWorkspaceWhere,
+} from './access.js';
+import { Description, Name, ShortId, Tags } from './common.js';
+import { ConflictError, isUniqueViolation, NotFoundError } from './errors.js';
+import { type Page, type PageQuery, paginate } from './pagination.js';
+import { parseInput } from './validation.js';
+
+export const INDEXING_MODES = ['auto', 'manual'] as const;
+export const CHUNKING_STRATEGIES = ['recursive', 'fixed', 'none'] as const;
+export const DEFAULT_EMBEDDING_MODEL = 'hash-1024';
+const ModelId = z
+  .string()
+  .trim()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / - only');
+
+export const CreateVolumeInput = z.object({
+  name: Name,
+  environment_id: ShortId.nullable().optional(),
+  description: Description.optional(),
+  embedding_model_id: ModelId.default(DEFAULT_EMBEDDING_MODEL),
+  extraction_model_id: ModelId.nullable().optional(),
+  indexing_mode: z.enum(INDEXING_MODES).default('auto'),
+  chunking_strategy: z.enum(CHUNKING_STRATEGIES).default('recursive'),
+  tags: Tags.default([]),
+});
+export type CreateVolumeInput = z.input<typeof CreateVolumeInput>;
+
+export const UpdateVolumeInput = z.object({
+  name: Name.optional(),
+  environment_id: ShortId.nullable().optional(),
+  description: Description.optional(),
+  embedding_model_id: ModelId.optional(),
+  extraction_model_id: ModelId.nullable().optional(),
+  indexing_mode: z.enum(INDEXING_MODES).optional(),
+  chunking_strategy: z.enum(CHUNKING_STRATEGIES).optional(),
+  tags: Tags.optional(),
+});
+export type UpdateVolumeInput = z.input<typeof UpdateVolumeInput>;
+
+const duplicateName = (name: string) => new ConflictError(`A volume named '${name}' already exists in this workspace`, { field: 'name', value: name });
+
+/** The workspace, if the principal can see it (volume routes are nested under it). @throws NotFoundError */
+async function findWorkspace(p: Principal, orgId: string, workspaceId: string) {
+  const ws = await db.workspace.findFirst({
+    where: { ...visibleWorkspaceWhere(p, orgId), orgId, id: workspaceId },
+    select: { id: true, s3Bucket: true },
+  });
+  if (!ws) throw new NotFoundError('workspace', workspaceId);
+  return ws;
+}
+
+/**
+ * Loads a volume the principal can see, scoped by the org and workspace of the route.
+ * @throws NotFoundError when it does not exist, belongs elsewhere, or (app keys) is not mounted for the app
+ */
+export async function findVisibleVolume(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
+  const volume = await db.volume.findFirst({ where: { ...visibleVolumeWhere(p, orgId), orgId, workspaceId, id: volumeId } });
+  if (!volume) throw new NotFoundError('volume', volumeId);
+  return volume;
+}
+
+/**
+ * The scope check and visibility filter for reading volumes, shared by REST and GraphQL reads.
+ * @throws ForbiddenError (no volumes:read)
+ */
+export function volumeReadFilter(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
+  requireScope(p, 'volumes:read');
+  return visibleVolumeWhere(p, orgId);
+}
+
+/** Where a volume lives, for callers that know only its id. @throws NotFoundError */
+export async function locateVolume(volumeId: string): Promise<{ orgId: string; workspaceId: string }> {
+  const v = await db.volume.findUnique({ where: { id: volumeId }, select: { orgId: true, workspaceId: true } });
+  if (!v) throw new NotFoundError('volume', volumeId);
+  return v;
+}
+
+/** @throws NotFoundError, ForbiddenError */
+export async function listVolumes(p: Principal, orgId: string, workspaceId: string, page: PageQuery): Promise<Page<Volume>> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:read');
+  await findWorkspace(p, orgId, workspaceId);
+  const where = { ...visibleVolumeWhere(p, orgId), orgId, workspaceId };
+  return paginate(
+    page,
+    () => db.volume.count({ where }),
+    (q) => db.volume.findMany({ ...q, where: { ...where, ...q.where } }),
+  );
+}
+
+/** @throws NotFoundError, ForbiddenError */
+export async function getVolume(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:read');
+  return findVisibleVolume(p, orgId, workspaceId, volumeId);
+}
+
+/**
+ * Creates a volume in a workspace. Names are unique per workspace.
+ * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (duplicate name)
+ */
+export async function createVolume(
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  raw: unknown,
+  loc: (string | number)[] = ['body'],
+): Promise<Volume> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  forbidAppKey(p, 'volumes:write');
+  await findWorkspace(p, orgId, workspaceId);
+  const input = parseInput(CreateVolumeInput, raw, loc);
+  try {
+    return await db.volume.create({
+      data: {
+        workspaceId,
+        orgId,
+        name: input.name,
+        environmentId: input.environment_id ?? null,
+        description: input.description ?? null,
+        embeddingModelId: input.embedding_model_id,
+        extractionModelId: input.extraction_model_id ?? null,
+        indexingMode: input.indexing_mode,
+        chunkingStrategy: input.chunking_strategy,
+        tags: input.tags,
+        createdBy: p.subject,
+        modifiedBy: p.subject,
+      },
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw duplicateName(input.name);
+    throw err;
+  }
+}
+
+/**
+ * Changes a volume's settings. App keys need an `admin` mount on it.
+ * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (duplicate name)
+ */
+export async function updateVolume(
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+  raw: unknown,
+  loc: (string | number)[] = ['body'],
+): Promise<Volume> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  await findVisibleVolume(p, orgId, workspaceId, volumeId);
+  await requireVolumeLevel(p, volumeId, 'admin');
+  const input = parseInput(UpdateVolumeInput, raw, loc);
+  try {
+    return await db.volume.update({
+      where: { id: volumeId },
+      data: {
+        ...(input.name !== undefined && { name: input.name }),
+        ...(input.environment_id !== undefined && { environmentId: input.environment_id }),
+        ...(input.description !== undefined && { description: input.description }),
+        ...(input.embedding_model_id !== undefined && { embeddingModelId: input.embedding_model_id }),
+        ...(input.extraction_model_id !== undefined && { extractionModelId: input.extraction_model_id }),
+        ...(input.indexing_mode !== undefined && { indexingMode: input.indexing_mode }),
+        ...(input.chunking_strategy !== undefined && { chunkingStrategy: input.chunking_strategy }),
+        ...(input.tags !== undefined && { tags: input.tags }),
+        modifiedBy: p.subject,
+        version: { increment: 1 },
+      },
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw duplicateName(input.name ?? '');
+    throw err;
+  }
+}
+
+/** Key prefix of a volume's objects inside its workspace bucket. */
+export const volumeObjectPrefix = (volumeId: string) => `volumes/${volumeId}/`;
+
+/**
+ * Deletes a volume with its mounts, entries, chunks and locks, then its objects.
+ * @throws ForbiddenError, NotFoundError
+ */
+export async function deleteVolume(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<void> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  const ws = await findWorkspace(p, orgId, workspaceId);
+  await findVisibleVolume(p, orgId, workspaceId, volumeId);
+  await requireVolumeLevel(p, volumeId, 'admin');
+  const { count } = await db.volume.deleteMany({ where: { id: volumeId, workspaceId } });
+  if (count === 0) throw new NotFoundError('volume', volumeId);
+  try {
+    await blobs.deletePrefix(ws.s3Bucket, volumeObjectPrefix(volumeId));
+  } catch (err) {
+    // The rows are gone, so these objects are unreachable garbage, not data: the reconciler
+    // (objects without rows) collects them. Failing the request now would only invite a retry
+    // that answers 404.
+    logger.warn({ err, volumeId, bucket: ws.s3Bucket }, 'could not delete volume objects; left for the reconciler');
+  }
+}

@@ -1,0 +1,53 @@
+import { randomUUID } from 'node:crypto';
+import { authenticate, credentialFrom, type Principal } from '../domain/access.js';
+import { AuthenticationError } from '../domain/errors.js';
+
+/** Per-request (or per WebSocket operation) context. Immutable; `db` is imported, not carried here. */
+export interface GraphQLContext {
+  principal: Principal | null;
+  requestId: string;
+}
+
+/** What yoga hands the context factory: an HTTP request, or graphql-ws connection params. */
+export interface InitialContext {
+  request?: Request;
+  connectionParams?: Record<string, unknown>;
+  /** Set by the WebSocket server after it authenticated `connection_init`. */
+  principal?: Principal | null;
+}
+
+/** Reads `{authorization}` or `{apiKey}` from graphql-ws `connection_init` params. */
+export function credentialFromConnectionParams(params: Record<string, unknown> | undefined): string | undefined {
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  return credentialFrom({
+    authorization: str(params?.authorization) ?? str(params?.Authorization),
+    apiKey: str(params?.apiKey) ?? str(params?.['x-api-key']),
+  });
+}
+
+/**
+ * Resolves the caller. No or bad credentials give a null principal: public fields still work and
+ * every protected one answers UNAUTHENTICATED (scope-auth, src/graphql/builder.ts).
+ */
+export async function resolvePrincipal(credential: string | undefined, adminApiKey: string | undefined): Promise<Principal | null> {
+  if (!credential) return null;
+  try {
+    return await authenticate(credential, adminApiKey);
+  } catch (err) {
+    if (err instanceof AuthenticationError) return null;
+    throw err;
+  }
+}
+
+export function createContextFactory(adminApiKey: string | undefined) {
+  return async (initial: InitialContext): Promise<GraphQLContext> => {
+    let principal: Principal | null;
+    if (initial.principal !== undefined) principal = initial.principal;
+    else if (initial.connectionParams) principal = await resolvePrincipal(credentialFromConnectionParams(initial.connectionParams), adminApiKey);
+    else {
+      const h = initial.request?.headers;
+      principal = await resolvePrincipal(credentialFrom({ authorization: h?.get('authorization'), apiKey: h?.get('x-api-key') }), adminApiKey);
+    }
+    return { principal, requestId: initial.request?.headers.get('x-request-id') ?? randomUUID() };
+  };
+}

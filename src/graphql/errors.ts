@@ -1,0 +1,49 @@
+import { GraphQLError } from 'graphql';
+import { AppError, ValidationError } from '../domain/errors.js';
+import { logger } from '../logger.js';
+import { toCamel } from './inputs.js';
+
+function findAppError(err: unknown): AppError | undefined {
+  let cur: unknown = err;
+  for (let i = 0; i < 5 && cur; i++) {
+    if (cur instanceof AppError) return cur;
+    cur = (cur as { originalError?: unknown }).originalError;
+  }
+  return undefined;
+}
+
+/**
+ * Yoga's `maskError`: domain errors keep their message and gain a stable `extensions.code`
+ * (validation errors also list the bad fields, named as in the GraphQL input); everything else is
+ * logged and replaced by a generic INTERNAL_SERVER_ERROR so internals (Prisma, stack traces) never leak.
+ */
+export function maskError(error: unknown, message: string): Error {
+  const appError = findAppError(error);
+  const gqlError = error instanceof GraphQLError ? error : undefined;
+  if (appError) {
+    const extensions: Record<string, unknown> = { code: appError.code, ...appError.details };
+    if (appError instanceof ValidationError) {
+      extensions.fields = appError.issues.map((i) => ({
+        path: i.loc.map((s) => (typeof s === 'string' ? toCamel(s) : s)),
+        message: i.msg,
+        type: i.type,
+      }));
+    }
+    return new GraphQLError(appError.message, {
+      nodes: gqlError?.nodes,
+      source: gqlError?.source,
+      positions: gqlError?.positions,
+      path: gqlError?.path,
+      extensions,
+    });
+  }
+  // Errors yoga itself raised for the request (parse, validation, limits) are already safe to show.
+  if (gqlError && !gqlError.originalError) return gqlError;
+  if (gqlError?.originalError instanceof GraphQLError) return gqlError.originalError;
+  logger.error({ err: gqlError?.originalError ?? error }, 'unexpected GraphQL error');
+  return new GraphQLError(message, {
+    nodes: gqlError?.nodes,
+    path: gqlError?.path,
+    extensions: { code: 'INTERNAL_SERVER_ERROR' },
+  });
+}

@@ -1,0 +1,9 @@
+// Imports every schema module for its side effects (type registration), then builds the schema.
+import { builder } from '../builder.js';
+import './viewer.js';
+import './workspace.js';
+import './volume.js';
+import './mount.js';
+import './api-key.js';
+
+export const schema = builder.toSchema({ sortSchema: true });

@@ -1,0 +1,127 @@
+import { db } from '../../db/client.js';
+import { mountVisibilityWhere } from '../../domain/mounts.js';
+import {
+  CHUNKING_STRATEGIES,
+  createVolume,
+  deleteVolume,
+  INDEXING_MODES,
+  locateVolume,
+  updateVolume,
+  volumeReadFilter,
+} from '../../domain/volumes.js';
+import { locateWorkspace } from '../../domain/workspaces.js';
+import { builder, Deleted } from '../builder.js';
+import { toDomainInput } from '../inputs.js';
+
+const IndexingMode = builder.enumType('IndexingMode', { values: INDEXING_MODES });
+const ChunkingStrategy = builder.enumType('ChunkingStrategy', { values: CHUNKING_STRATEGIES });
+const VolumeStatus = builder.enumType('VolumeStatus', { values: ['active', 'degraded', 'error', 'deleted'] as const });
+
+export const Volume = builder.prismaObject('Volume', {
+  description: 'A durable, path-addressed storage space in a workspace.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    workspaceId: t.exposeID('workspaceId'),
+    orgId: t.exposeID('orgId'),
+    environmentId: t.exposeString('environmentId', { nullable: true }),
+    name: t.exposeString('name'),
+    description: t.exposeString('description', { nullable: true }),
+    embeddingModelId: t.exposeString('embeddingModelId'),
+    extractionModelId: t.exposeString('extractionModelId', { nullable: true }),
+    indexingMode: t.expose('indexingMode', { type: IndexingMode }),
+    chunkingStrategy: t.expose('chunkingStrategy', { type: ChunkingStrategy }),
+    status: t.expose('status', { type: VolumeStatus }),
+    tags: t.exposeStringList('tags'),
+    reindexStatus: t.exposeString('reindexStatus', { nullable: true }),
+    reindexStartedAt: t.expose('reindexStartedAt', { type: 'DateTime', nullable: true }),
+    reindexCompletedAt: t.expose('reindexCompletedAt', { type: 'DateTime', nullable: true }),
+    reindexProgress: t.expose('reindexProgress', { type: 'JSON', nullable: true }),
+    reindexError: t.exposeString('reindexError', { nullable: true }),
+    createdBy: t.exposeString('createdBy'),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    workspace: t.relation('workspace', { authScopes: { scope: 'workspaces:read' } }),
+    mounts: t.relatedConnection('mounts', {
+      cursor: 'id',
+      totalCount: true,
+      description: 'Mounts granting apps access to this volume (an app key sees only its own).',
+      query: (_args, ctx) => ({ where: ctx.principal ? mountVisibilityWhere(ctx.principal) : { id: '' }, orderBy: { id: 'asc' } }),
+    }),
+  }),
+});
+
+const CreateVolumeInput = builder.inputType('CreateVolumeInput', {
+  fields: (t) => ({
+    name: t.string({ required: true }),
+    environmentId: t.string(),
+    description: t.string(),
+    embeddingModelId: t.string({ description: 'Default hash-1024, the built-in hashing embedder' }),
+    extractionModelId: t.string(),
+    indexingMode: t.field({ type: IndexingMode, description: 'Default auto' }),
+    chunkingStrategy: t.field({ type: ChunkingStrategy, description: 'Default recursive' }),
+    tags: t.stringList(),
+  }),
+});
+
+const UpdateVolumeInput = builder.inputType('UpdateVolumeInput', {
+  description: 'Omitted fields keep their value; nullable fields set to null are cleared.',
+  fields: (t) => ({
+    name: t.string(),
+    environmentId: t.string(),
+    description: t.string(),
+    embeddingModelId: t.string(),
+    extractionModelId: t.string(),
+    indexingMode: t.field({ type: IndexingMode }),
+    chunkingStrategy: t.field({ type: ChunkingStrategy }),
+    tags: t.stringList(),
+  }),
+});
+
+builder.queryFields((base) => {
+  const t = base.withAuth({ authenticated: true });
+  return {
+    volume: t.prismaField({
+      type: 'Volume',
+      nullable: true,
+      args: { id: t.arg.id({ required: true }) },
+      resolve: async (query, _root, args, ctx) =>
+        db.volume.findFirst({ ...query, where: { ...volumeReadFilter(ctx.principal), id: String(args.id) } }),
+    }),
+  };
+});
+
+builder.mutationFields((base) => {
+  const t = base.withAuth({ authenticated: true });
+  return {
+    createVolume: t.prismaField({
+      type: 'Volume',
+      args: { workspaceId: t.arg.id({ required: true }), input: t.arg({ type: CreateVolumeInput, required: true }) },
+      resolve: async (query, _root, args, ctx) => {
+        const workspaceId = String(args.workspaceId);
+        const { orgId } = await locateWorkspace(workspaceId);
+        const v = await createVolume(ctx.principal, orgId, workspaceId, toDomainInput(args.input), ['input']);
+        return db.volume.findUniqueOrThrow({ ...query, where: { id: v.id } });
+      },
+    }),
+    updateVolume: t.prismaField({
+      type: 'Volume',
+      args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateVolumeInput, required: true }) },
+      resolve: async (query, _root, args, ctx) => {
+        const id = String(args.id);
+        const { orgId, workspaceId } = await locateVolume(id);
+        await updateVolume(ctx.principal, orgId, workspaceId, id, toDomainInput(args.input), ['input']);
+        return db.volume.findUniqueOrThrow({ ...query, where: { id } });
+      },
+    }),
+    deleteVolume: t.field({
+      type: Deleted,
+      args: { id: t.arg.id({ required: true }) },
+      resolve: async (_root, args, ctx) => {
+        const id = String(args.id);
+        const { orgId, workspaceId } = await locateVolume(id);
+        await deleteVolume(ctx.principal, orgId, workspaceId, id);
+        return { id, message: 'Volume deleted successfully' };
+      },
+    }),
+  };
+});

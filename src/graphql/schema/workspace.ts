@@ -1,0 +1,168 @@
+import { db } from '../../db/client.js';
+import { events } from '../../domain/events.js';
+import { visibleVolumeWhere } from '../../domain/access.js';
+import {
+  createWorkspace,
+  deleteWorkspace,
+  getWorkspace,
+  locateWorkspace,
+  updateWorkspace,
+  workspaceReadFilter,
+} from '../../domain/workspaces.js';
+import { builder, Deleted } from '../builder.js';
+import { orgFor, toDomainInput } from '../inputs.js';
+
+const BucketStatus = builder.enumType('BucketStatus', { values: ['pending', 'active', 'failed'] as const });
+
+export const Workspace = builder.prismaObject('Workspace', {
+  description: "A workspace of an organisation: owns volumes and one blob-store bucket.",
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    orgId: t.exposeID('orgId'),
+    name: t.exposeString('name'),
+    description: t.exposeString('description', { nullable: true }),
+    ownerId: t.exposeString('ownerId', { nullable: true }),
+    subscriptionPlanId: t.exposeString('subscriptionPlanId', { nullable: true }),
+    isActive: t.exposeBoolean('isActive'),
+    tags: t.exposeStringList('tags'),
+    region: t.exposeString('region'),
+    s3Bucket: t.exposeString('s3Bucket'),
+    bucketStatus: t.expose('bucketStatus', { type: BucketStatus }),
+    bucketError: t.exposeString('bucketError', { nullable: true, description: 'Why provisioning failed' }),
+    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    volumes: t.relatedConnection('volumes', {
+      cursor: 'id',
+      totalCount: true,
+      authScopes: { scope: 'volumes:read' },
+      // Unreachable without a principal (root fields require one); the guard keeps types honest.
+      query: (_args, ctx) => ({ where: ctx.principal ? visibleVolumeWhere(ctx.principal) : { id: '' }, orderBy: { id: 'asc' } }),
+    }),
+  }),
+});
+
+const WorkspaceInputFields = {
+  description: 'Nullable fields set to null are cleared; omitted fields keep their value (updates).',
+};
+
+const CreateWorkspaceInput = builder.inputType('CreateWorkspaceInput', {
+  description: WorkspaceInputFields.description,
+  fields: (t) => ({
+    name: t.string({ required: true }),
+    description: t.string(),
+    ownerId: t.string(),
+    subscriptionPlanId: t.string(),
+    isActive: t.boolean(),
+    tags: t.stringList(),
+    region: t.string(),
+  }),
+});
+
+const UpdateWorkspaceInput = builder.inputType('UpdateWorkspaceInput', {
+  description: WorkspaceInputFields.description,
+  fields: (t) => ({
+    name: t.string(),
+    description: t.string(),
+    ownerId: t.string(),
+    subscriptionPlanId: t.string(),
+    isActive: t.boolean(),
+    tags: t.stringList(),
+  }),
+});
+
+const BucketStatusEvent = builder.objectRef<{ workspaceId: string; bucketStatus: 'pending' | 'active' | 'failed'; error: string | null }>('BucketStatusEvent').implement({
+  fields: (t) => ({
+    workspaceId: t.exposeID('workspaceId'),
+    bucketStatus: t.expose('bucketStatus', { type: BucketStatus }),
+    error: t.exposeString('error', { nullable: true }),
+  }),
+});
+
+builder.queryFields((base) => {
+  const t = base.withAuth({ authenticated: true });
+  return {
+  workspaces: t.prismaConnection({
+    type: 'Workspace',
+    cursor: 'id',
+    description: "Workspaces the caller can see. Platform keys pass orgId; org keys default to their own org.",
+    args: { orgId: t.arg.id() },
+    resolve: async (query, _root, args, ctx) => {
+      const where = await workspaceReadFilter(ctx.principal, orgFor(ctx.principal, args.orgId));
+      return db.workspace.findMany({ ...query, where, orderBy: { id: 'asc' } });
+    },
+    totalCount: async (_root, args, ctx) =>
+      db.workspace.count({ where: await workspaceReadFilter(ctx.principal, orgFor(ctx.principal, args.orgId)) }),
+  }),
+  workspace: t.prismaField({
+    type: 'Workspace',
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (query, _root, args, ctx) =>
+      db.workspace.findFirst({ ...query, where: { ...(await workspaceReadFilter(ctx.principal)), id: String(args.id) } }),
+  }),
+  };
+});
+
+builder.mutationFields((base) => {
+  const t = base.withAuth({ authenticated: true });
+  return {
+  createWorkspace: t.prismaField({
+    type: 'Workspace',
+    description: 'Creates a workspace; its bucket is provisioned in the background (watch `bucketStatus`).',
+    args: { orgId: t.arg.id(), input: t.arg({ type: CreateWorkspaceInput, required: true }) },
+    resolve: async (query, _root, args, ctx) => {
+      const ws = await createWorkspace(ctx.principal, orgFor(ctx.principal, args.orgId), toDomainInput(args.input), ['input']);
+      return db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
+    },
+  }),
+  updateWorkspace: t.prismaField({
+    type: 'Workspace',
+    args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateWorkspaceInput, required: true }) },
+    resolve: async (query, _root, args, ctx) => {
+      const { orgId } = await locateWorkspace(String(args.id));
+      const ws = await updateWorkspace(ctx.principal, orgId, String(args.id), toDomainInput(args.input), ['input']);
+      return db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
+    },
+  }),
+  deleteWorkspace: t.field({
+    type: Deleted,
+    description: 'Deletes the workspace, its volumes and everything under them, and its bucket.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, args, ctx) => {
+      const id = String(args.id);
+      const { orgId } = await locateWorkspace(id);
+      await deleteWorkspace(ctx.principal, orgId, id);
+      return { id, message: 'Workspace deleted successfully' };
+    },
+  }),
+  };
+});
+
+builder.subscriptionFields((base) => {
+  const t = base.withAuth({ authenticated: true });
+  return {
+  bucketStatus: t.field({
+    type: BucketStatusEvent,
+    description: 'The current bucket status of a workspace, then each change; completes once it is active or failed.',
+    args: { workspaceId: t.arg.id({ required: true }) },
+    subscribe: async function* (_root, args, ctx) {
+      const id = String(args.workspaceId);
+      const { orgId } = await locateWorkspace(id);
+      // Subscribe before reading the current state so no transition falls between the two.
+      const changes = events.subscribe('bucketStatus', id);
+      try {
+        const ws = await getWorkspace(ctx.principal, orgId, id);
+        yield { workspaceId: id, bucketStatus: ws.bucketStatus, error: ws.bucketError };
+        if (ws.bucketStatus !== 'pending') return;
+        for await (const event of changes) {
+          yield event;
+          if (event.bucketStatus !== 'pending') return;
+        }
+      } finally {
+        await changes.return?.();
+      }
+    },
+    resolve: (event) => event,
+  }),
+  };
+});

@@ -1,0 +1,59 @@
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
+import { createYoga, type Plugin } from 'graphql-yoga';
+import { logger } from '../logger.js';
+import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
+import { maskError } from './errors.js';
+import { schema } from './schema/index.js';
+
+export interface YogaOptions {
+  adminApiKey: string | undefined;
+  graphiql: boolean;
+  introspection: boolean;
+  maxDepth: number;
+  maxCost: number;
+  production: boolean;
+}
+
+/**
+ * The GraphQL server. Plugin order is deliberate: CSRF prevention rejects cross-site simple requests
+ * before anything is parsed; introspection is cut before validation; armor's limits (depth, cost,
+ * aliases, tokens) run at validation, before any resolver touches the database.
+ */
+export function createGraphQLServer(opts: YogaOptions) {
+  const plugins: Plugin[] = [
+    // Browsers send Authorization/X-API-Key only after a CORS preflight, so their presence (or a
+    // JSON content type) proves the request is not a cross-site "simple" one.
+    useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight', 'authorization', 'x-api-key'] }),
+  ];
+  if (!opts.introspection) plugins.push(useDisableIntrospection());
+  plugins.push(
+    EnvelopArmorPlugin({
+      maxDepth: { n: opts.maxDepth },
+      costLimit: { maxCost: opts.maxCost },
+      maxAliases: { n: 30 },
+      maxTokens: { n: 5000 },
+      maxDirectives: { n: 50 },
+      blockFieldSuggestion: { enabled: opts.production },
+    }) as Plugin,
+  );
+  const contextFactory = createContextFactory(opts.adminApiKey);
+  return createYoga<InitialContext, GraphQLContext>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    graphiql: opts.graphiql ? { subscriptionsProtocol: 'WS', title: 'Volumes Gateway' } : false,
+    landingPage: false,
+    maskedErrors: { maskError },
+    logging: {
+      debug: (...args) => logger.debug(args),
+      info: (...args) => logger.info(args),
+      warn: (...args) => logger.warn(args),
+      error: (...args) => logger.error(args),
+    },
+    context: (initial) => contextFactory(initial),
+    plugins,
+  });
+}
+
+export type GraphQLServer = ReturnType<typeof createGraphQLServer>;

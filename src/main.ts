@@ -1,0 +1,48 @@
+import { createApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { DataDirLockedError } from './db/database.js';
+import { logger } from './logger.js';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const app = await createApp(config);
+  const url = await app.start();
+
+  const mode = app.database.mode === 'embedded' ? `embedded PGlite in ${config.dataDir}` : 'Postgres (DATABASE_URL)';
+  const lines = [
+    `Volumes Gateway listening on ${url}`,
+    `  GraphQL   ${url}/graphql${config.graphiql ? ' (GraphiQL enabled)' : ''}`,
+    `  REST      ${url}/v1  (OpenAPI: ${url}/v1/openapi.json)`,
+    `  Health    ${url}/healthz  ${url}/readyz`,
+    `  Database  ${mode}; blobs: ${app.blobStore.kind}`,
+  ];
+  if (app.adminKeyFile) lines.push(`  Admin key ${app.adminApiKey}  (kept in ${app.adminKeyFile})`);
+  else if (!app.adminApiKey) lines.push('  No ADMIN_API_KEY set: only org API keys can call the API.');
+  // Printed plainly (not as JSON log lines) because a person reads this once at start-up.
+  process.stdout.write(`${lines.join('\n')}\n`);
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    app.stop().then(
+      () => process.exit(0),
+      (err) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  if (err instanceof ConfigError || err instanceof DataDirLockedError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(78);
+  }
+  logger.fatal({ err }, 'failed to start');
+  process.exit(1);
+});

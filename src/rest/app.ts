@@ -1,0 +1,84 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { authenticate, credentialFrom, type Principal } from '../domain/access.js';
+import { toFieldIssues } from '../domain/validation.js';
+import { errorEnvelope, handleError, notFound, validationResponse } from './errors.js';
+import { registerApiKeyRoutes } from './routes/api-keys.js';
+import { registerMountRoutes } from './routes/mounts.js';
+import { registerVolumeRoutes } from './routes/volumes.js';
+import { registerWorkspaceRoutes } from './routes/workspaces.js';
+
+export type RestEnv = { Variables: { principal: Principal } };
+export type RestApp = OpenAPIHono<RestEnv>;
+
+const locPrefix: Record<string, string> = { json: 'body', query: 'query', param: 'path', header: 'header', form: 'body' };
+
+export interface RestOptions {
+  adminApiKey: string | undefined;
+  maxJsonBytes: number;
+}
+
+/** The unparsed value a validator saw, so 422 items can echo the offending `input`. */
+async function rawInput(c: Context, target: string): Promise<unknown> {
+  switch (target) {
+    case 'json':
+      return c.req.json().catch(() => undefined);
+    case 'query':
+      return c.req.query();
+    case 'param':
+      return c.req.param();
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The `/v1` compatibility layer: every route parses, authorises and calls src/domain, then shapes
+ * the legacy JSON. Validation failures become the legacy 422 `detail` items via the same mapping the
+ * domain uses.
+ */
+export function createRestApp(opts: RestOptions): RestApp {
+  const app = new OpenAPIHono<RestEnv>({
+    defaultHook: async (result, c) => {
+      if (!result.success) {
+        const prefix = locPrefix[result.target] ?? result.target;
+        return validationResponse(c, toFieldIssues(result.error, await rawInput(c, result.target), [prefix]));
+      }
+    },
+  }).basePath('/v1');
+
+  app.onError(handleError);
+  app.notFound(notFound);
+
+  app.use(
+    '/orgs/*',
+    bodyLimit({
+      maxSize: opts.maxJsonBytes,
+      onError: (c) => c.json(errorEnvelope('PAYLOAD_TOO_LARGE', `Request body exceeds ${opts.maxJsonBytes} bytes`, { max_bytes: opts.maxJsonBytes }, 413), 413),
+    }),
+  );
+  app.use('/orgs/*', async (c, next) => {
+    const credential = credentialFrom({ authorization: c.req.header('authorization'), apiKey: c.req.header('x-api-key') });
+    c.set('principal', await authenticate(credential, opts.adminApiKey));
+    await next();
+  });
+
+  registerApiKeyRoutes(app);
+  registerWorkspaceRoutes(app);
+  registerVolumeRoutes(app);
+  registerMountRoutes(app);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'apiKey', in: 'header', name: 'X-API-Key' });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'Volumes Gateway REST API',
+      version: '1',
+      description: 'Compatibility layer of the Volumes Gateway. The GraphQL API at /graphql offers the same operations.',
+    },
+    security: [{ bearer: [] }, { apiKey: [] }],
+  });
+  return app;
+}

@@ -1,0 +1,61 @@
+import { createRoute } from '@hono/zod-openapi';
+import { z } from 'zod';
+import { CreateMountInput, createMount, deleteMount, listMounts } from '../../domain/mounts.js';
+import type { RestApp } from '../app.js';
+import { errorResponses, Message, Mount, MountParams, ok, VolumeParams } from '../schemas.js';
+import { mountJson } from '../serializers.js';
+
+const tags = ['Mounts'];
+
+export function registerMountRoutes(app: RestApp): void {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/mounts',
+      tags,
+      summary: 'List mounts for a volume',
+      request: { params: VolumeParams },
+      responses: { 200: ok(z.object({ mounts: z.array(Mount) })), ...errorResponses },
+    }),
+    async (c) => {
+      const { org_id, workspace_id, volume_id } = c.req.valid('param');
+      const mounts = await listMounts(c.get('principal'), org_id, workspace_id, volume_id);
+      return c.json({ mounts: mounts.map(mountJson) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/mounts',
+      tags,
+      summary: 'Mount a volume for an app',
+      request: {
+        params: VolumeParams,
+        body: { content: { 'application/json': { schema: CreateMountInput } }, required: true },
+      },
+      responses: { 201: ok(z.object({ message: z.string(), mount: Mount }), 'Created'), 409: errorResponses[403], ...errorResponses },
+    }),
+    async (c) => {
+      const { org_id, workspace_id, volume_id } = c.req.valid('param');
+      const mount = await createMount(c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json'));
+      return c.json({ message: 'Mount created successfully', mount: mountJson(mount) }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/mounts/{mount_id}',
+      tags,
+      summary: 'Remove a mount',
+      request: { params: MountParams },
+      responses: { 200: ok(Message), ...errorResponses },
+    }),
+    async (c) => {
+      const { org_id, workspace_id, volume_id, mount_id } = c.req.valid('param');
+      await deleteMount(c.get('principal'), org_id, workspace_id, volume_id, mount_id);
+      return c.json({ message: 'Mount removed successfully' }, 200);
+    },
+  );
+}

@@ -1,0 +1,101 @@
+import { createRoute } from '@hono/zod-openapi';
+import { PageQuery } from '../../domain/pagination.js';
+import {
+  CreateWorkspaceInput,
+  createWorkspace,
+  deleteWorkspace,
+  getWorkspace,
+  listWorkspaces,
+  UpdateWorkspaceInput,
+  updateWorkspace,
+} from '../../domain/workspaces.js';
+import type { RestApp } from '../app.js';
+import { errorResponses, listOf, Message, OrgParams, ok, Workspace, WorkspaceParams } from '../schemas.js';
+import { pageJson, workspaceJson } from '../serializers.js';
+
+const tags = ['Workspaces'];
+const body = <T>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
+
+export function registerWorkspaceRoutes(app: RestApp): void {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/orgs/{org_id}/workspaces',
+      tags,
+      summary: 'List Workspaces',
+      request: { params: OrgParams, query: PageQuery },
+      responses: { 200: ok(listOf('workspaces', Workspace)), ...errorResponses },
+    }),
+    async (c) => {
+      const { org_id } = c.req.valid('param');
+      const page = await listWorkspaces(c.get('principal'), org_id, c.req.valid('query'));
+      return c.json(pageJson('workspaces', page, workspaceJson), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/orgs/{org_id}/workspaces',
+      tags,
+      summary: 'Create Workspace',
+      description: 'Creates the workspace and provisions its bucket in the background (bucket_status pending → active | failed).',
+      request: { params: OrgParams, ...body(CreateWorkspaceInput) },
+      responses: { 201: ok(Workspace, 'Created'), ...errorResponses },
+    }),
+    async (c) => {
+      const { org_id } = c.req.valid('param');
+      const ws = await createWorkspace(c.get('principal'), org_id, c.req.valid('json'));
+      return c.json(workspaceJson(ws), 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}',
+      tags,
+      summary: 'Get Workspace',
+      request: { params: WorkspaceParams },
+      responses: { 200: ok(Workspace), ...errorResponses },
+    }),
+    async (c) => {
+      const { org_id, workspace_id } = c.req.valid('param');
+      return c.json(workspaceJson(await getWorkspace(c.get('principal'), org_id, workspace_id)), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'put',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}',
+      tags,
+      summary: 'Update Workspace',
+      description: 'Changes only the fields given.',
+      request: { params: WorkspaceParams, ...body(UpdateWorkspaceInput) },
+      responses: { 200: ok(Workspace), ...errorResponses },
+    }),
+    async (c) => {
+      const { org_id, workspace_id } = c.req.valid('param');
+      const ws = await updateWorkspace(c.get('principal'), org_id, workspace_id, c.req.valid('json'));
+      return c.json(workspaceJson(ws), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}',
+      tags,
+      summary: 'Delete Workspace',
+      description: 'Deletes the workspace, its volumes and everything under them, and its bucket.',
+      request: { params: WorkspaceParams },
+      responses: { 200: ok(Message), ...errorResponses },
+    }),
+    async (c) => {
+      const { org_id, workspace_id } = c.req.valid('param');
+      await deleteWorkspace(c.get('principal'), org_id, workspace_id);
+      return c.json({ message: 'Workspace deleted successfully' }, 200);
+    },
+  );
+}

@@ -1,0 +1,131 @@
+import { z } from 'zod';
+import { ACCESS_LEVELS, SCOPES } from '../domain/access.js';
+import { ExternalId } from '../domain/common.js';
+import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes.js';
+
+/**
+ * Response and parameter schemas of the REST layer, used only to describe it in /v1/openapi.json.
+ * Request bodies are described by the domain's own input schemas (the ones that validate them).
+ */
+const Timestamp = z.string().describe('ISO 8601 date-time (UTC)');
+const nullable = <T extends z.ZodType>(s: T) => s.nullable();
+
+export const OrgParams = z.object({ org_id: ExternalId.describe('Organisation id') });
+export const WorkspaceParams = OrgParams.extend({ workspace_id: z.string().max(255) });
+export const VolumeParams = WorkspaceParams.extend({ volume_id: z.string().max(255) });
+export const MountParams = VolumeParams.extend({ mount_id: z.string().max(255) });
+export const ApiKeyParams = OrgParams.extend({ key_id: z.string().max(255) });
+
+export const Workspace = z
+  .object({
+    workspace_id: z.string(),
+    name: z.string(),
+    description: nullable(z.string()),
+    owner_id: nullable(z.string()),
+    subscription_plan_id: nullable(z.string()),
+    is_active: z.boolean(),
+    tags: z.array(z.string()),
+    region: z.string(),
+    s3_bucket: z.string(),
+    bucket_status: z.enum(['pending', 'active', 'failed']),
+    bucket_error: nullable(z.string()).describe('Why provisioning failed, when bucket_status is failed'),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  })
+  .meta({ id: 'Workspace' });
+
+export const Volume = z
+  .object({
+    volume_id: z.string(),
+    workspace_id: z.string(),
+    org_id: z.string(),
+    environment_id: nullable(z.string()),
+    name: z.string(),
+    description: nullable(z.string()),
+    embedding_model_id: z.string(),
+    extraction_model_id: nullable(z.string()),
+    indexing_mode: z.enum(INDEXING_MODES),
+    chunking_strategy: z.enum(CHUNKING_STRATEGIES),
+    status: z.string(),
+    tags: z.array(z.string()),
+    reindex_status: nullable(z.string()),
+    reindex_started_at: nullable(Timestamp),
+    reindex_completed_at: nullable(Timestamp),
+    reindex_progress: z.record(z.string(), z.unknown()),
+    reindex_error: nullable(z.string()),
+    created_by: z.string(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  })
+  .meta({ id: 'Volume' });
+
+export const Mount = z
+  .object({
+    mount_id: z.string(),
+    volume_id: z.string(),
+    app_id: z.string(),
+    path_pattern: z.string(),
+    access_level: z.enum(ACCESS_LEVELS),
+    granted_by: z.string(),
+    created_at: Timestamp,
+  })
+  .meta({ id: 'Mount' });
+
+export const ApiKey = z
+  .object({
+    key_id: z.string(),
+    org_id: z.string(),
+    name: z.string(),
+    prefix: z.string().describe('The first characters of the secret'),
+    scopes: z.array(z.enum(SCOPES)),
+    app_id: nullable(z.string()),
+    created_by: z.string(),
+    created_at: Timestamp,
+    last_used_at: nullable(Timestamp),
+    revoked_at: nullable(Timestamp),
+  })
+  .meta({ id: 'ApiKey' });
+
+export const listOf = <K extends string, T extends z.ZodType>(key: K, item: T) =>
+  z.object({ total: z.number().int(), has_more: z.boolean(), next_cursor: nullable(z.string()) }).extend({
+    [key]: z.array(item),
+  } as { [P in K]: z.ZodArray<T> });
+
+export const Message = z.object({ message: z.string() }).meta({ id: 'Message' });
+
+export const ErrorEnvelope = z
+  .object({
+    error: z.string(),
+    message: z.string(),
+    details: z.record(z.string(), z.unknown()),
+    timestamp: z.string(),
+    status_code: z.number().int(),
+  })
+  .meta({ id: 'Error' });
+
+export const ValidationErrorBody = z
+  .object({
+    detail: z.array(
+      z.object({
+        loc: z.array(z.union([z.string(), z.number()])),
+        msg: z.string(),
+        type: z.string(),
+        input: z.unknown(),
+        ctx: z.record(z.string(), z.unknown()),
+      }),
+    ),
+  })
+  .meta({ id: 'HTTPValidationError' });
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
+
+/** The error responses every authenticated route can give. */
+export const errorResponses = {
+  401: json(ErrorEnvelope, 'Missing or invalid credentials'),
+  403: json(ErrorEnvelope, 'The key lacks the scope named in details.required_permission'),
+  404: json(ErrorEnvelope, 'Not found, or not visible to this key'),
+  422: json(ValidationErrorBody, 'Validation error naming each bad field'),
+  500: json(ErrorEnvelope, 'Unexpected error'),
+} as const;
+
+export const ok = <T extends z.ZodType>(schema: T, description = 'Successful Response') => json(schema, description);

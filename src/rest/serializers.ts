@@ -1,0 +1,95 @@
+import type { z } from 'zod';
+import type { Scope } from '../domain/access.js';
+import type { Page } from '../domain/pagination.js';
+import type { ApiKey, Mount, Volume, Workspace } from '../generated/prisma/client.js';
+import type * as S from './schemas.js';
+
+/**
+ * Rows → the legacy API's snake_case JSON. The one place field names are decided; each function's
+ * return type is the OpenAPI schema's, so the document cannot drift from what is sent.
+ */
+function iso(d: Date): string;
+function iso(d: Date | null): string | null;
+function iso(d: Date | null) {
+  return d ? d.toISOString() : null;
+}
+
+export function workspaceJson(w: Workspace): z.infer<typeof S.Workspace> {
+  return {
+    workspace_id: w.id,
+    name: w.name,
+    description: w.description,
+    owner_id: w.ownerId,
+    subscription_plan_id: w.subscriptionPlanId,
+    is_active: w.isActive,
+    tags: w.tags,
+    region: w.region,
+    s3_bucket: w.s3Bucket,
+    bucket_status: w.bucketStatus,
+    bucket_error: w.bucketError,
+    created_at: iso(w.createdAt),
+    updated_at: iso(w.updatedAt),
+  };
+}
+
+export function volumeJson(v: Volume): z.infer<typeof S.Volume> {
+  return {
+    volume_id: v.id,
+    workspace_id: v.workspaceId,
+    org_id: v.orgId,
+    environment_id: v.environmentId,
+    name: v.name,
+    description: v.description,
+    embedding_model_id: v.embeddingModelId,
+    extraction_model_id: v.extractionModelId,
+    indexing_mode: v.indexingMode,
+    chunking_strategy: v.chunkingStrategy,
+    status: v.status,
+    tags: v.tags,
+    reindex_status: v.reindexStatus,
+    reindex_started_at: iso(v.reindexStartedAt),
+    reindex_completed_at: iso(v.reindexCompletedAt),
+    reindex_progress: (v.reindexProgress ?? {}) as Record<string, unknown>,
+    reindex_error: v.reindexError,
+    created_by: v.createdBy,
+    created_at: iso(v.createdAt),
+    updated_at: iso(v.updatedAt),
+  };
+}
+
+export function mountJson(m: Mount): z.infer<typeof S.Mount> {
+  return {
+    mount_id: m.id,
+    volume_id: m.volumeId,
+    app_id: m.appId,
+    path_pattern: m.pathPattern,
+    access_level: m.accessLevel,
+    granted_by: m.grantedBy,
+    created_at: iso(m.createdAt),
+  };
+}
+
+export function apiKeyJson(k: ApiKey): z.infer<typeof S.ApiKey> {
+  return {
+    key_id: k.id,
+    org_id: k.orgId,
+    name: k.name,
+    prefix: k.prefix,
+    scopes: k.scopes as Scope[],
+    app_id: k.appId,
+    created_by: k.createdBy,
+    created_at: iso(k.createdAt),
+    last_used_at: iso(k.lastUsedAt),
+    revoked_at: iso(k.revokedAt),
+  };
+}
+
+/** The list envelope: `{total, has_more, next_cursor, <key>: [...]}` in the reference's order. */
+export function pageJson<T, K extends string, R>(key: K, page: Page<T>, map: (row: T) => R) {
+  return {
+    total: page.total,
+    has_more: page.hasMore,
+    next_cursor: page.nextCursor,
+    [key]: page.items.map(map),
+  } as { total: number; has_more: boolean; next_cursor: string | null } & { [P in K]: R[] };
+}
