@@ -41,11 +41,14 @@ const ConfigSchema = z.object({
   GRAPHIQL: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
   GRAPHQL_INTROSPECTION: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
   GRAPHQL_MAX_DEPTH: z.coerce.number().int().min(1).max(100).default(12),
-  GRAPHQL_MAX_COST: z.coerce.number().int().min(1).default(5000),
+  GRAPHQL_MAX_COST: z.coerce.number().int().min(1).default(20_000),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
 });
 
 export type Env = z.input<typeof ConfigSchema>;
+
+/** Every environment variable the gateway reads (documented one by one in .env.example). */
+export const CONFIG_VARIABLES = Object.keys(ConfigSchema.shape);
 
 export interface Config {
   env: 'development' | 'production' | 'test';

@@ -1,7 +1,9 @@
 import SchemaBuilder from '@pothos/core';
+import ComplexityPlugin from '@pothos/plugin-complexity';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin, { type AuthFailure, AuthScopeFailureType } from '@pothos/plugin-scope-auth';
+import { GraphQLError, type GraphQLField, getNamedType, getNullableType, isListType, isObjectType } from 'graphql';
 import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
 import { db } from '../db/client.js';
 import { hasScope, type Principal, type Scope } from '../domain/access.js';
@@ -17,9 +19,36 @@ function missingScope(failure: AuthFailure): string | undefined {
   return undefined;
 }
 
+/** Depth and cost limits, set from config by createApp (the schema itself is static). */
+export const queryLimits = { depth: 12, complexity: 20_000, breadth: 300 };
+
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 200;
+
+/**
+ * Cost of a field: a connection costs its page size (`first`/`last`, default 50) times what each
+ * node selects, so `workspaces(first: 200) { volumes(first: 200) { … } }` is priced as the 40 000
+ * rows it could load; other object lists count 10 per item; scalars and edges lists count once.
+ */
+function fieldComplexity(
+  args: Record<string, unknown>,
+  _ctx: GraphQLContext,
+  field: GraphQLField<unknown, GraphQLContext, Record<string, unknown>>,
+) {
+  const named = getNamedType(field.type);
+  if (named.name.endsWith('Connection')) {
+    const size = Number(args.first ?? args.last ?? DEFAULT_PAGE);
+    return { field: 1, multiplier: Math.min(Number.isFinite(size) && size > 0 ? size : DEFAULT_PAGE, MAX_PAGE) };
+  }
+  // The connection already paid for its page; a list number alone would be multiplied again by 10.
+  if (field.name === 'edges' || !isObjectType(named)) return { field: 1, multiplier: 1 };
+  return { field: 1, multiplier: isListType(getNullableType(field.type)) ? 10 : 1 };
+}
+
 /**
  * The one schema builder. Plugin order matters: scope-auth wraps resolvers first so nothing below
- * it runs for an unauthorised caller; prisma and relay then shape fields and connections.
+ * it runs for an unauthorised caller; complexity prices the whole operation before execution; prisma
+ * and relay then shape fields and connections.
  */
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
@@ -33,7 +62,23 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
 }>({
   defaultFieldNullability: false,
-  plugins: [ScopeAuthPlugin, PrismaPlugin, RelayPlugin],
+  plugins: [ScopeAuthPlugin, ComplexityPlugin, PrismaPlugin, RelayPlugin],
+  complexity: {
+    fieldComplexity,
+    limit: () => queryLimits,
+    complexityError: (kind, result) =>
+      new GraphQLError(`Query is too ${kind === 'Depth' ? 'deep' : kind === 'Breadth' ? 'broad' : 'expensive'}`, {
+        extensions: {
+          code: 'QUERY_TOO_COMPLEX',
+          depth: result.depth,
+          complexity: result.complexity,
+          breadth: result.breadth,
+          maxDepth: result.maxDepth,
+          maxComplexity: result.maxComplexity,
+          maxBreadth: result.maxBreadth,
+        },
+      }),
+  },
   scopeAuth: {
     // Scope decisions come from the domain's hasScope, the same rule REST routes use.
     authScopes: (ctx) => ({

@@ -43,10 +43,14 @@ export function createContextFactory(adminApiKey: string | undefined) {
   return async (initial: InitialContext): Promise<GraphQLContext> => {
     let principal: Principal | null;
     if (initial.principal !== undefined) principal = initial.principal;
-    else if (initial.connectionParams) principal = await resolvePrincipal(credentialFromConnectionParams(initial.connectionParams), adminApiKey);
+    else if (initial.connectionParams)
+      principal = await resolvePrincipal(credentialFromConnectionParams(initial.connectionParams), adminApiKey);
     else {
       const h = initial.request?.headers;
-      principal = await resolvePrincipal(credentialFrom({ authorization: h?.get('authorization'), apiKey: h?.get('x-api-key') }), adminApiKey);
+      principal = await resolvePrincipal(
+        credentialFrom({ authorization: h?.get('authorization'), apiKey: h?.get('x-api-key') }),
+        adminApiKey,
+      );
     }
     return { principal, requestId: initial.request?.headers.get('x-request-id') ?? randomUUID() };
   };

@@ -13,13 +13,21 @@ function findAppError(err: unknown): AppError | undefined {
 }
 
 /**
+ * GraphQLError by shape, not class: CommonJS dependencies (graphql-armor) load their own copy of
+ * `graphql`, whose errors fail `instanceof` against ours.
+ */
+function asGraphQLError(err: unknown): GraphQLError | undefined {
+  return err instanceof Error && err.name === 'GraphQLError' ? (err as GraphQLError) : undefined;
+}
+
+/**
  * Yoga's `maskError`: domain errors keep their message and gain a stable `extensions.code`
  * (validation errors also list the bad fields, named as in the GraphQL input); everything else is
  * logged and replaced by a generic INTERNAL_SERVER_ERROR so internals (Prisma, stack traces) never leak.
  */
 export function maskError(error: unknown, message: string): Error {
   const appError = findAppError(error);
-  const gqlError = error instanceof GraphQLError ? error : undefined;
+  const gqlError = asGraphQLError(error);
   if (appError) {
     const extensions: Record<string, unknown> = { code: appError.code, ...appError.details };
     if (appError instanceof ValidationError) {
@@ -39,7 +47,8 @@ export function maskError(error: unknown, message: string): Error {
   }
   // Errors yoga itself raised for the request (parse, validation, limits) are already safe to show.
   if (gqlError && !gqlError.originalError) return gqlError;
-  if (gqlError?.originalError instanceof GraphQLError) return gqlError.originalError;
+  const inner = asGraphQLError(gqlError?.originalError);
+  if (inner) return inner;
   logger.error({ err: gqlError?.originalError ?? error }, 'unexpected GraphQL error');
   return new GraphQLError(message, {
     nodes: gqlError?.nodes,

@@ -3,6 +3,7 @@ import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import { logger } from '../logger.js';
+import { queryLimits } from './builder.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
 import { maskError } from './errors.js';
 import { schema } from './schema/index.js';
@@ -18,8 +19,8 @@ export interface YogaOptions {
 
 /**
  * The GraphQL server. Plugin order is deliberate: CSRF prevention rejects cross-site simple requests
- * before anything is parsed; introspection is cut before validation; armor's limits (depth, cost,
- * aliases, tokens) run at validation, before any resolver touches the database.
+ * before anything is parsed; introspection is cut before validation; armor's limits (aliases, tokens,
+ * directives) run at validation, and the complexity plugin prices depth and cost before execution.
  */
 export function createGraphQLServer(opts: YogaOptions) {
   const plugins: Plugin[] = [
@@ -30,14 +31,17 @@ export function createGraphQLServer(opts: YogaOptions) {
   if (!opts.introspection) plugins.push(useDisableIntrospection());
   plugins.push(
     EnvelopArmorPlugin({
-      maxDepth: { n: opts.maxDepth },
-      costLimit: { maxCost: opts.maxCost },
+      // Depth and cost are priced by Pothos' complexity plugin, which knows page sizes.
+      maxDepth: { enabled: false },
+      costLimit: { enabled: false },
       maxAliases: { n: 30 },
       maxTokens: { n: 5000 },
       maxDirectives: { n: 50 },
       blockFieldSuggestion: { enabled: opts.production },
     }) as Plugin,
   );
+  queryLimits.depth = opts.maxDepth;
+  queryLimits.complexity = opts.maxCost;
   const contextFactory = createContextFactory(opts.adminApiKey);
   return createYoga<InitialContext, GraphQLContext>({
     schema,
@@ -49,7 +53,8 @@ export function createGraphQLServer(opts: YogaOptions) {
       debug: (...args) => logger.debug(args),
       info: (...args) => logger.info(args),
       warn: (...args) => logger.warn(args),
-      error: (...args) => logger.error(args),
+      // Unexpected errors are logged by maskError; yoga's own error lines are client mistakes.
+      error: (...args) => logger.warn(args),
     },
     context: (initial) => contextFactory(initial),
     plugins,

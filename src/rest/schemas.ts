@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ACCESS_LEVELS, SCOPES } from '../domain/access.js';
-import { ExternalId } from '../domain/common.js';
+import { ExternalId, withoutNul } from '../domain/common.js';
 import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes.js';
 
 /**
@@ -10,11 +10,12 @@ import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes.js';
 const Timestamp = z.string().describe('ISO 8601 date-time (UTC)');
 const nullable = <T extends z.ZodType>(s: T) => s.nullable();
 
+const PathId = withoutNul(z.string().max(255));
 export const OrgParams = z.object({ org_id: ExternalId.describe('Organisation id') });
-export const WorkspaceParams = OrgParams.extend({ workspace_id: z.string().max(255) });
-export const VolumeParams = WorkspaceParams.extend({ volume_id: z.string().max(255) });
-export const MountParams = VolumeParams.extend({ mount_id: z.string().max(255) });
-export const ApiKeyParams = OrgParams.extend({ key_id: z.string().max(255) });
+export const WorkspaceParams = OrgParams.extend({ workspace_id: PathId });
+export const VolumeParams = WorkspaceParams.extend({ volume_id: PathId });
+export const MountParams = VolumeParams.extend({ mount_id: PathId });
+export const ApiKeyParams = OrgParams.extend({ key_id: PathId });
 
 export const Workspace = z
   .object({
@@ -119,11 +120,15 @@ export const ValidationErrorBody = z
 
 const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
 
+/** 409: a name or pattern already taken, or a version/lock conflict. */
+export const conflictResponse = { 409: json(ErrorEnvelope, 'Conflicts with the current state (e.g. a duplicate name)') } as const;
+
 /** The error responses every authenticated route can give. */
 export const errorResponses = {
   401: json(ErrorEnvelope, 'Missing or invalid credentials'),
   403: json(ErrorEnvelope, 'The key lacks the scope named in details.required_permission'),
   404: json(ErrorEnvelope, 'Not found, or not visible to this key'),
+  413: json(ErrorEnvelope, 'Request body larger than the limit'),
   422: json(ValidationErrorBody, 'Validation error naming each bad field'),
   500: json(ErrorEnvelope, 'Unexpected error'),
 } as const;

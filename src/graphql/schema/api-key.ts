@@ -1,6 +1,6 @@
 import { db } from '../../db/client.js';
-import { createApiKey, locateApiKey, revokeApiKey } from '../../domain/api-keys.js';
 import { enterOrg, forbidAppKey, requireScope } from '../../domain/access.js';
+import { createApiKey, locateApiKey, revokeApiKey } from '../../domain/api-keys.js';
 import { builder } from '../builder.js';
 import { orgFor, toDomainInput } from '../inputs.js';
 

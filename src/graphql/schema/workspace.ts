@@ -1,6 +1,6 @@
 import { db } from '../../db/client.js';
-import { events } from '../../domain/events.js';
 import { visibleVolumeWhere } from '../../domain/access.js';
+import { type BucketStatusEvent, events } from '../../domain/events.js';
 import {
   createWorkspace,
   deleteWorkspace,
@@ -15,7 +15,7 @@ import { orgFor, toDomainInput } from '../inputs.js';
 const BucketStatus = builder.enumType('BucketStatus', { values: ['pending', 'active', 'failed'] as const });
 
 export const Workspace = builder.prismaObject('Workspace', {
-  description: "A workspace of an organisation: owns volumes and one blob-store bucket.",
+  description: 'A workspace of an organisation: owns volumes and one blob-store bucket.',
   fields: (t) => ({
     id: t.exposeID('id'),
     orgId: t.exposeID('orgId'),
@@ -70,7 +70,7 @@ const UpdateWorkspaceInput = builder.inputType('UpdateWorkspaceInput', {
   }),
 });
 
-const BucketStatusEvent = builder.objectRef<{ workspaceId: string; bucketStatus: 'pending' | 'active' | 'failed'; error: string | null }>('BucketStatusEvent').implement({
+const BucketStatusEventRef = builder.objectRef<BucketStatusEvent>('BucketStatusEvent').implement({
   fields: (t) => ({
     workspaceId: t.exposeID('workspaceId'),
     bucketStatus: t.expose('bucketStatus', { type: BucketStatus }),
@@ -81,88 +81,99 @@ const BucketStatusEvent = builder.objectRef<{ workspaceId: string; bucketStatus:
 builder.queryFields((base) => {
   const t = base.withAuth({ authenticated: true });
   return {
-  workspaces: t.prismaConnection({
-    type: 'Workspace',
-    cursor: 'id',
-    description: "Workspaces the caller can see. Platform keys pass orgId; org keys default to their own org.",
-    args: { orgId: t.arg.id() },
-    resolve: async (query, _root, args, ctx) => {
-      const where = await workspaceReadFilter(ctx.principal, orgFor(ctx.principal, args.orgId));
-      return db.workspace.findMany({ ...query, where, orderBy: { id: 'asc' } });
-    },
-    totalCount: async (_root, args, ctx) =>
-      db.workspace.count({ where: await workspaceReadFilter(ctx.principal, orgFor(ctx.principal, args.orgId)) }),
-  }),
-  workspace: t.prismaField({
-    type: 'Workspace',
-    nullable: true,
-    args: { id: t.arg.id({ required: true }) },
-    resolve: async (query, _root, args, ctx) =>
-      db.workspace.findFirst({ ...query, where: { ...(await workspaceReadFilter(ctx.principal)), id: String(args.id) } }),
-  }),
+    workspaces: t.prismaConnection({
+      type: 'Workspace',
+      cursor: 'id',
+      description: 'Workspaces the caller can see. Platform keys pass orgId; org keys default to their own org.',
+      args: { orgId: t.arg.id() },
+      resolve: async (query, _root, args, ctx) => {
+        const where = await workspaceReadFilter(ctx.principal, orgFor(ctx.principal, args.orgId));
+        return db.workspace.findMany({ ...query, where, orderBy: { id: 'asc' } });
+      },
+      totalCount: async (_root, args, ctx) =>
+        db.workspace.count({ where: await workspaceReadFilter(ctx.principal, orgFor(ctx.principal, args.orgId)) }),
+    }),
+    workspace: t.prismaField({
+      type: 'Workspace',
+      nullable: true,
+      args: { id: t.arg.id({ required: true }) },
+      resolve: async (query, _root, args, ctx) =>
+        db.workspace.findFirst({ ...query, where: { ...(await workspaceReadFilter(ctx.principal)), id: String(args.id) } }),
+    }),
   };
 });
 
 builder.mutationFields((base) => {
   const t = base.withAuth({ authenticated: true });
   return {
-  createWorkspace: t.prismaField({
-    type: 'Workspace',
-    description: 'Creates a workspace; its bucket is provisioned in the background (watch `bucketStatus`).',
-    args: { orgId: t.arg.id(), input: t.arg({ type: CreateWorkspaceInput, required: true }) },
-    resolve: async (query, _root, args, ctx) => {
-      const ws = await createWorkspace(ctx.principal, orgFor(ctx.principal, args.orgId), toDomainInput(args.input), ['input']);
-      return db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
-    },
-  }),
-  updateWorkspace: t.prismaField({
-    type: 'Workspace',
-    args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateWorkspaceInput, required: true }) },
-    resolve: async (query, _root, args, ctx) => {
-      const { orgId } = await locateWorkspace(String(args.id));
-      const ws = await updateWorkspace(ctx.principal, orgId, String(args.id), toDomainInput(args.input), ['input']);
-      return db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
-    },
-  }),
-  deleteWorkspace: t.field({
-    type: Deleted,
-    description: 'Deletes the workspace, its volumes and everything under them, and its bucket.',
-    args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, args, ctx) => {
-      const id = String(args.id);
-      const { orgId } = await locateWorkspace(id);
-      await deleteWorkspace(ctx.principal, orgId, id);
-      return { id, message: 'Workspace deleted successfully' };
-    },
-  }),
+    createWorkspace: t.prismaField({
+      type: 'Workspace',
+      description: 'Creates a workspace; its bucket is provisioned in the background (watch `bucketStatus`).',
+      args: { orgId: t.arg.id(), input: t.arg({ type: CreateWorkspaceInput, required: true }) },
+      resolve: async (query, _root, args, ctx) => {
+        const ws = await createWorkspace(ctx.principal, orgFor(ctx.principal, args.orgId), toDomainInput(args.input), ['input']);
+        return db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
+      },
+    }),
+    updateWorkspace: t.prismaField({
+      type: 'Workspace',
+      args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateWorkspaceInput, required: true }) },
+      resolve: async (query, _root, args, ctx) => {
+        const { orgId } = await locateWorkspace(String(args.id));
+        const ws = await updateWorkspace(ctx.principal, orgId, String(args.id), toDomainInput(args.input), ['input']);
+        return db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
+      },
+    }),
+    deleteWorkspace: t.field({
+      type: Deleted,
+      description: 'Deletes the workspace, its volumes and everything under them, and its bucket.',
+      args: { id: t.arg.id({ required: true }) },
+      resolve: async (_root, args, ctx) => {
+        const id = String(args.id);
+        const { orgId } = await locateWorkspace(id);
+        await deleteWorkspace(ctx.principal, orgId, id);
+        return { id, message: 'Workspace deleted successfully' };
+      },
+    }),
   };
 });
+
+/** Yields the current state, then changes, and ends at a terminal state. */
+async function* watchBucket(current: BucketStatusEvent, changes: AsyncIterableIterator<BucketStatusEvent>) {
+  try {
+    yield current;
+    if (current.bucketStatus !== 'pending') return;
+    for await (const event of changes) {
+      yield event;
+      if (event.bucketStatus !== 'pending') return;
+    }
+  } finally {
+    await changes.return?.();
+  }
+}
 
 builder.subscriptionFields((base) => {
   const t = base.withAuth({ authenticated: true });
   return {
-  bucketStatus: t.field({
-    type: BucketStatusEvent,
-    description: 'The current bucket status of a workspace, then each change; completes once it is active or failed.',
-    args: { workspaceId: t.arg.id({ required: true }) },
-    subscribe: async function* (_root, args, ctx) {
-      const id = String(args.workspaceId);
-      const { orgId } = await locateWorkspace(id);
-      // Subscribe before reading the current state so no transition falls between the two.
-      const changes = events.subscribe('bucketStatus', id);
-      try {
-        const ws = await getWorkspace(ctx.principal, orgId, id);
-        yield { workspaceId: id, bucketStatus: ws.bucketStatus, error: ws.bucketError };
-        if (ws.bucketStatus !== 'pending') return;
-        for await (const event of changes) {
-          yield event;
-          if (event.bucketStatus !== 'pending') return;
+    bucketStatus: t.field({
+      type: BucketStatusEventRef,
+      description: 'The current bucket status of a workspace, then each change; completes once it is active or failed.',
+      args: { workspaceId: t.arg.id({ required: true }) },
+      // Authorise before returning the stream, so a refusal is an ordinary GraphQL error result.
+      subscribe: async (_root, args, ctx) => {
+        const id = String(args.workspaceId);
+        const { orgId } = await locateWorkspace(id);
+        // Subscribe before reading the current state so no transition falls between the two.
+        const changes = events.subscribe('bucketStatus', id);
+        try {
+          const ws = await getWorkspace(ctx.principal, orgId, id);
+          return watchBucket({ workspaceId: id, bucketStatus: ws.bucketStatus, error: ws.bucketError }, changes);
+        } catch (err) {
+          await changes.return?.();
+          throw err;
         }
-      } finally {
-        await changes.return?.();
-      }
-    },
-    resolve: (event) => event,
-  }),
+      },
+      resolve: (event) => event,
+    }),
   };
 });

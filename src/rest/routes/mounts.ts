@@ -2,7 +2,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { CreateMountInput, createMount, deleteMount, listMounts } from '../../domain/mounts.js';
 import type { RestApp } from '../app.js';
-import { errorResponses, Message, Mount, MountParams, ok, VolumeParams } from '../schemas.js';
+import { conflictResponse, errorResponses, Message, Mount, MountParams, ok, VolumeParams } from '../schemas.js';
 import { mountJson } from '../serializers.js';
 
 const tags = ['Mounts'];
@@ -34,7 +34,7 @@ export function registerMountRoutes(app: RestApp): void {
         params: VolumeParams,
         body: { content: { 'application/json': { schema: CreateMountInput } }, required: true },
       },
-      responses: { 201: ok(z.object({ message: z.string(), mount: Mount }), 'Created'), 409: errorResponses[403], ...errorResponses },
+      responses: { 201: ok(z.object({ message: z.string(), mount: Mount }), 'Created'), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');

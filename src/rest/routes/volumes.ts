@@ -10,7 +10,7 @@ import {
   updateVolume,
 } from '../../domain/volumes.js';
 import type { RestApp } from '../app.js';
-import { errorResponses, listOf, Message, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';
+import { conflictResponse, errorResponses, listOf, Message, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';
 import { pageJson, volumeJson } from '../serializers.js';
 import { z } from 'zod';
 
@@ -42,7 +42,7 @@ export function registerVolumeRoutes(app: RestApp): void {
       tags,
       summary: 'Create a new volume',
       request: { params: WorkspaceParams, ...body(CreateVolumeInput) },
-      responses: { 201: ok(VolumeMessage, 'Created'), 409: errorResponses[403], ...errorResponses },
+      responses: { 201: ok(VolumeMessage, 'Created'), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
@@ -73,7 +73,7 @@ export function registerVolumeRoutes(app: RestApp): void {
       tags,
       summary: 'Update a volume',
       request: { params: VolumeParams, ...body(UpdateVolumeInput) },
-      responses: { 200: ok(VolumeMessage), 409: errorResponses[403], ...errorResponses },
+      responses: { 200: ok(VolumeMessage), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');

@@ -1,0 +1,25 @@
+import { serverAudits } from 'graphql-http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from './helpers/app.js';
+
+let gw: TestGateway;
+beforeAll(async () => {
+  gw = await startGateway();
+});
+afterAll(async () => {
+  await gw?.stop();
+});
+
+describe('GraphQL over HTTP spec (graphql-http server audits)', () => {
+  it('passes every MUST audit against /graphql', async () => {
+    const audits = serverAudits({ url: () => `${gw.url}/graphql`, fetchFn: fetch });
+    const must = audits.filter((a) => a.name.startsWith('MUST'));
+    expect(must.length).toBeGreaterThan(10);
+    const failures: string[] = [];
+    for (const audit of must) {
+      const result = await audit.fn();
+      if (result.status !== 'ok') failures.push(`${audit.name}: ${result.reason}`);
+    }
+    expect(failures).toEqual([]);
+  });
+});

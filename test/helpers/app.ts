@@ -1,0 +1,115 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite-pgvector';
+import { inject } from 'vitest';
+import { type App, createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+
+export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
+
+/** A fresh, migrated PGlite cloned from the global template. */
+export async function clonePglite(): Promise<PGlite> {
+  const tar = await fs.readFile(inject('templatePath'));
+  return PGlite.create({ loadDataDir: new Blob([new Uint8Array(tar)]), extensions: { vector } });
+}
+
+export interface TestGateway {
+  url: string;
+  app: App;
+  dataDir: string;
+  pg: PGlite | undefined;
+  /** Every SQL statement Prisma sent since the last `queries.length = 0`. */
+  queries: string[];
+  /** fetch against the gateway with the admin key (or `key`) and JSON body handling. */
+  call(method: string, route: string, body?: unknown, key?: string | null): Promise<{ status: number; body: any; headers: Headers }>;
+  gql(query: string, variables?: Record<string, unknown>, key?: string | null): Promise<{ status: number; body: any }>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Boots the real gateway on an ephemeral port over real HTTP, on its own PGlite (or the given
+ * DATABASE_URL) and a local blob store in a temp dir.
+ */
+export async function startGateway(env: Record<string, string> = {}): Promise<TestGateway> {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-test-'));
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    DATA_DIR: dataDir,
+    ADMIN_API_KEY: ADMIN_KEY,
+    GRAPHQL_INTROSPECTION: 'true',
+    HOST: '127.0.0.1',
+    ...env,
+  });
+  const queries: string[] = [];
+  const pg = config.databaseUrl ? undefined : await clonePglite();
+  const app = await createApp(config, { ...(pg ? { pglite: pg } : {}), onQuery: (sql) => queries.push(sql) });
+  const url = await app.start(0);
+
+  const call: TestGateway['call'] = async (method, route, body, key = ADMIN_KEY) => {
+    const headers: Record<string, string> = {};
+    if (key) headers.authorization = `Bearer ${key}`;
+    let payload: string | undefined;
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = typeof body === 'string' ? body : JSON.stringify(body);
+    }
+    const res = await fetch(url + route, { method, headers, body: payload });
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.status, body: parsed, headers: res.headers };
+  };
+
+  const gql: TestGateway['gql'] = async (query, variables, key = ADMIN_KEY) => {
+    const res = await fetch(`${url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
+      body: JSON.stringify({ query, variables }),
+    });
+    return { status: res.status, body: await res.json() };
+  };
+
+  return {
+    url,
+    app,
+    dataDir,
+    pg,
+    queries,
+    call,
+    gql,
+    stop: async () => {
+      await app.stop();
+      await pg?.close();
+      await fs.rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls `check` until it returns a truthy value (no fixed sleeps), failing after `timeoutMs`. */
+export async function waitFor<T>(check: () => Promise<T | undefined | null | false>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Creates an org key through the API and returns its secret. */
+export async function createKey(gw: TestGateway, org: string, scopes: string[], appId?: string): Promise<string> {
+  const res = await gw.call('POST', `/v1/orgs/${org}/api-keys`, {
+    name: `k-${scopes.join('-')}`,
+    scopes,
+    ...(appId ? { app_id: appId } : {}),
+  });
+  if (res.status !== 201) throw new Error(`key creation failed: ${JSON.stringify(res.body)}`);
+  return res.body.api_key;
+}
