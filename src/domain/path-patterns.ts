@@ -17,11 +17,12 @@ const options = { dot: true, strictBrackets: true } as const;
 export function normalisePattern(raw: string): { ok: true; pattern: string } | { ok: false; message: string } {
   let pattern = raw.trim();
   if (pattern === '' || pattern === '**' || pattern === '/') pattern = MATCH_ALL;
-  if (Buffer.byteLength(pattern) > MAX_PATTERN_BYTES) return { ok: false, message: `must be at most ${MAX_PATTERN_BYTES} bytes` };
   if (CONTROL.test(pattern)) return { ok: false, message: 'must not contain control characters' };
   if (pattern.startsWith('!')) return { ok: false, message: 'negated patterns are not supported' };
   if (!pattern.startsWith('/')) pattern = `/${pattern}`;
   if (pattern.endsWith('/')) pattern = `${pattern}**`;
+  // Measured after normalising, so the limit holds for what is stored and normalising is idempotent.
+  if (Buffer.byteLength(pattern) > MAX_PATTERN_BYTES) return { ok: false, message: `must be at most ${MAX_PATTERN_BYTES} bytes` };
   const segments = pattern.slice(1).split('/');
   if (segments.some((s) => s === '' || s === '.' || s === '..')) {
     return { ok: false, message: "must not contain empty, '.' or '..' segments" };
