@@ -34,13 +34,17 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** A crashed owner's lock is taken over after this long; a live owner refreshes it 5 times as often. */
+const LOCK_STALE_MS = 5_000;
+
 /** Raised when another process already owns the embedded data directory. */
 export class DataDirLockedError extends Error {
   constructor(dataDir: string) {
     super(
-      `DATA_DIR ${dataDir} is in use by another gateway process. PGlite cannot be shared between ` +
-        'processes (concurrent writers corrupt it): stop the other process, choose another DATA_DIR, ' +
-        'or run Postgres and set DATABASE_URL to scale out.',
+      `DATA_DIR ${dataDir} is in use by another gateway process (or by one that died less than ` +
+        `${LOCK_STALE_MS / 1000} s ago). PGlite cannot be shared between processes (concurrent writers ` +
+        'corrupt it): stop the other process, choose another DATA_DIR, or run Postgres and set ' +
+        'DATABASE_URL to scale out.',
     );
     this.name = 'DataDirLockedError';
   }
@@ -56,8 +60,8 @@ async function lockDataDir(dataDir: string, onCompromised: (err: Error) => void)
   try {
     return await lockfile.lock(dataDir, {
       lockfilePath: path.join(dataDir, '.owner.lock'),
-      stale: 10_000,
-      update: 2_000,
+      stale: LOCK_STALE_MS,
+      update: LOCK_STALE_MS / 5,
       realpath: false,
       onCompromised,
     });

@@ -56,6 +56,9 @@ export class S3BlobStore implements BlobStore {
       await this.client.send(new CreateBucketCommand({ Bucket: bucket }));
     } catch (err) {
       if (errorName(err) === 'BucketAlreadyOwnedByYou') return;
+      // Some S3-compatible stores (s3rver, some Ceph/Swift setups) answer BucketAlreadyExists to the
+      // owner too. The bucket is ours if we can reach it; someone else's answers 403 to HeadBucket.
+      if (errorName(err) === 'BucketAlreadyExists' && (await this.bucketExists(bucket).catch(() => false))) return;
       throw err;
     }
   }
