@@ -183,6 +183,26 @@ describe('app key writes go through an admin mount', () => {
     expect((await gw.call('GET', volPath(ids.ws1, doomed))).status).toBe(404);
   });
 
+  it('an admin mount on a sub-tree cannot widen its reach: volume and mount changes need /**', async () => {
+    const vol = await volume(ids.ws1, 'subtree');
+    await mount(ids.ws1, vol, 'bot', 'admin', 'acme', '/admin/**');
+    await mount(ids.ws1, vol, 'spy', 'read');
+    expectForbidden(
+      await gw.call('POST', `${volPath(ids.ws1, vol)}/mounts`, { app_id: 'bot', access_level: 'admin' }, bot),
+      'volume:admin',
+      'widen',
+    );
+    expectForbidden(await gw.call('PATCH', volPath(ids.ws1, vol), { description: 'no' }, bot), 'volume:admin', 'PATCH');
+    const seen = await gw.call('GET', `${volPath(ids.ws1, vol)}/mounts`, undefined, bot);
+    expect(seen.body.mounts.map((m: { app_id: string }) => m.app_id)).toEqual(['bot']);
+    // A whole-volume admin sees, and may manage, every app's mounts.
+    await mount(ids.ws1, vol, 'bot', 'admin');
+    const all = await gw.call('GET', `${volPath(ids.ws1, vol)}/mounts`, undefined, bot);
+    expect(all.body.mounts.map((m: { app_id: string }) => m.app_id).sort()).toEqual(['bot', 'bot', 'spy']);
+    const spy = all.body.mounts.find((m: { app_id: string }) => m.app_id === 'spy');
+    expect((await gw.call('DELETE', `${volPath(ids.ws1, vol)}/mounts/${spy.mount_id}`, undefined, bot)).status).toBe(200);
+  });
+
   it('an admin mount does not stand in for missing scopes', async () => {
     const readOnly = await createKey(gw, 'acme', ['volumes:read'], 'bot');
     expectForbidden(await gw.call('PATCH', volPath(ids.ws1, ids.admin), { description: 'no' }, readOnly), 'volumes:write', 'PATCH');
@@ -207,8 +227,8 @@ describe('app key writes go through an admin mount', () => {
   it('loses access when its mount is deleted, including by itself', async () => {
     const ws = await workspace('fleeting');
     const vol = await volume(ws, 'fleeting');
-    const readMount = await mount(ws, vol, 'bot', 'read');
-    const adminMount = await mount(ws, vol, 'bot', 'admin', 'acme', '/admin/**');
+    const readMount = await mount(ws, vol, 'bot', 'read', 'acme', '/docs/**');
+    const adminMount = await mount(ws, vol, 'bot', 'admin');
     expect((await gw.call('GET', volPath(ws, vol), undefined, bot)).status).toBe(200);
     expect((await gw.call('GET', '/v1/orgs/acme/workspaces', undefined, bot)).body.total).toBe(2);
 

@@ -113,6 +113,9 @@ describe('GraphQL errors', () => {
       [`mutation { deleteMount(id: "nope") { id } }`, {}, 'NOT_FOUND'],
       [`mutation { createApiKey(orgId: "errs", input: { name: "k", scopes: ["root"] }) { apiKey } }`, {}, 'VALIDATION_FAILED'],
       [`mutation { revokeApiKey(id: "nope") { id } }`, {}, 'NOT_FOUND'],
+      [`mutation($id: ID!) { deleteVolume(id: $id) { id } }`, { id: 'a\u0000b' }, 'NOT_FOUND'],
+      [`mutation($id: ID!) { updateWorkspace(id: $id, input: { name: "x" }) { id } }`, { id: '\u0000' }, 'NOT_FOUND'],
+      [`mutation { createWorkspace(orgId: "bad org", input: { name: "x" }) { id } }`, {}, 'VALIDATION_FAILED'],
       [`mutation { createApiKey(orgId: "errs", input: { name: "k", scopes: ["admin"] }) { apiKey } }`, {}, 'FORBIDDEN', reader],
     ];
     for (const [query, variables, code, key] of cases) {
@@ -129,6 +132,11 @@ describe('GraphQL errors', () => {
     const volumesOnly = await createKey(gw, 'errs', ['volumes:read']);
     const denied = await gw.gql('{ workspaces { totalCount } }', {}, volumesOnly);
     expect(denied.body.errors[0].extensions).toMatchObject({ code: 'FORBIDDEN', required_permission: 'workspaces:read' });
+  });
+
+  it('answers null, not an error, for ids that cannot exist', async () => {
+    const res = await gw.gql('query($id: ID!) { workspace(id: $id) { id } volume(id: $id) { id } }', { id: 'x\u0000' });
+    expect(res.body).toEqual({ data: { workspace: null, volume: null } });
   });
 
   it('requires credentials for every root field but __typename', async () => {

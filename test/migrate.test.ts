@@ -13,18 +13,7 @@ import { applyMigrations, listMigrationNames, MIGRATIONS_DIR, pendingMigrations 
 // PGlite.create takes 3-4 s on these machines; no vitest.config is assumed.
 const SLOW = 60_000;
 
-const TABLES = [
-  'api_keys',
-  'chunks',
-  'entries',
-  'fencing_counters',
-  'jobs',
-  'locks',
-  'mounts',
-  'organizations',
-  'volumes',
-  'workspaces',
-];
+const TABLES = ['api_keys', 'chunks', 'entries', 'fencing_counters', 'jobs', 'locks', 'mounts', 'organizations', 'volumes', 'workspaces'];
 
 function queryFn(db: PGlite) {
   return async (sql: string) => (await db.query<{ migration_name: string }>(sql)).rows;
@@ -102,9 +91,7 @@ describe('embedded PGlite', () => {
       finished_at: Date | null;
       rolled_back_at: Date | null;
       applied_steps_count: number;
-    }>(
-      'SELECT migration_name, checksum, finished_at, rolled_back_at, applied_steps_count FROM _prisma_migrations ORDER BY migration_name',
-    );
+    }>('SELECT migration_name, checksum, finished_at, rolled_back_at, applied_steps_count FROM _prisma_migrations ORDER BY migration_name');
     expect(rows.map((r) => r.migration_name)).toEqual(names);
     for (const row of rows) {
       expect(row.finished_at).toBeInstanceOf(Date);
@@ -115,9 +102,7 @@ describe('embedded PGlite', () => {
   });
 
   it('creates the tables, the vector extension and the search indexes', async () => {
-    const tables = await db.query<{ tablename: string }>(
-      "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
-    );
+    const tables = await db.query<{ tablename: string }>("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename");
     expect(tables.rows.map((r) => r.tablename)).toEqual(expect.arrayContaining([...TABLES, '_prisma_migrations']));
 
     const ext = await db.query("SELECT 1 FROM pg_extension WHERE extname = 'vector'");
@@ -159,9 +144,7 @@ describe('embedded PGlite', () => {
         'CREATE TABLE "t2" ("id" INTEGER);\nSELECT * FROM "no_such_table";\n',
       );
 
-      await expect(applyMigrations(new PrismaPGlite(scratch), { migrationsDir: dir })).rejects.toThrow(
-        /no_such_table/,
-      );
+      await expect(applyMigrations(new PrismaPGlite(scratch), { migrationsDir: dir })).rejects.toThrow(/no_such_table/);
       expect(await pendingMigrations(queryFn(scratch), dir)).toEqual(['20200102000000_broken']);
       // The script ran as one implicit transaction: its first statement was rolled back too.
       const t2 = await scratch.query("SELECT to_regclass('t2') AS t");

@@ -187,6 +187,13 @@ describe('workspaces REST errors', () => {
       expect(item.loc).toEqual(loc);
       expect(item.type).toBe(type);
     }
+    const form = await fetch(`${gw.url}/v1/orgs/badinput/workspaces`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer test-admin-key-0123456789abcdef', 'content-type': 'text/plain' },
+      body: '{"name":"x"}',
+    });
+    expect(form.status).toBe(422);
+    expect((await form.json()).detail[0]).toMatchObject({ loc: ['body'], type: 'content_type', input: 'text/plain' });
     const malformed = await gw.call('POST', '/v1/orgs/badinput/workspaces', '{"name": ');
     expect(malformed.status).toBe(422);
     expect(malformed.body.detail[0]).toMatchObject({ loc: ['body'], type: 'json_invalid' });

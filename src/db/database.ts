@@ -111,9 +111,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   });
   if (opts.onQuery) {
     const onQuery = opts.onQuery;
-    (prisma as unknown as { $on(e: 'query', cb: (ev: { query: string }) => void): void }).$on('query', (ev) =>
-      onQuery(ev.query),
-    );
+    (prisma as unknown as { $on(e: 'query', cb: (ev: { query: string }) => void): void }).$on('query', (ev) => onQuery(ev.query));
   }
 
   const close = async () => {

@@ -134,9 +134,7 @@ export async function pendingMigrations(
   // transaction would abort it. to_regclass resolves through search_path, like the engine.
   const [probe] = await query(`SELECT to_regclass('_prisma_migrations')::text AS migration_name`);
   if (!probe?.migration_name) return names;
-  const rows = await query(
-    `SELECT migration_name FROM _prisma_migrations WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
-  );
+  const rows = await query(`SELECT migration_name FROM _prisma_migrations WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`);
   const applied = new Set(rows.map((row) => row.migration_name));
   return names.filter((name) => !applied.has(name));
 }

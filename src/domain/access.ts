@@ -1,7 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { Prisma } from '../generated/prisma/client.js';
 import { db } from '../db/client.js';
-import { AuthenticationError, ForbiddenError, NotFoundError } from './errors.js';
+import type { Prisma } from '../generated/prisma/client.js';
+import { ExternalId } from './common.js';
+import { AuthenticationError, ForbiddenError, NotFoundError, ValidationError } from './errors.js';
+import { MATCH_ALL } from './path-patterns.js';
 
 export const SCOPES = [
   'workspaces:read',
@@ -106,6 +108,9 @@ const knownOrgs = new Set<string>();
  * @throws NotFoundError for another organisation
  */
 export async function enterOrg(p: Principal, orgId: string): Promise<void> {
+  if (!ExternalId.safeParse(orgId).success) {
+    throw ValidationError.field(['org_id'], 'org_id must be 1-128 letters, digits or . _ : @ -, starting with a letter or digit', orgId);
+  }
   if (p.kind === 'key') {
     if (p.orgId !== orgId) throw new NotFoundError('organization', orgId);
     return;
@@ -145,15 +150,23 @@ export function levelAtLeast(have: AccessLevel, need: AccessLevel): boolean {
 }
 
 /**
- * For an app key, checks that one of its mounts on the volume grants `need`. Other principals are
- * governed by scopes alone.
- * @throws ForbiddenError (`volume:<level>`) when the app's mounts grant less
+ * What makes an app the admin of a whole volume: an `admin` mount over every path. An admin mount
+ * on a sub-tree administers entries there, but changing the volume or granting mounts would let it
+ * widen its own reach, so those need the whole volume.
  */
-export async function requireVolumeLevel(p: Principal, volumeId: string, need: AccessLevel): Promise<void> {
+export function wholeVolumeAdminMount(appId: string): Prisma.MountWhereInput {
+  return { appId, accessLevel: 'admin', pathPattern: MATCH_ALL };
+}
+
+/**
+ * For an app key, checks that it administers the whole volume. Other principals are governed by
+ * scopes alone.
+ * @throws ForbiddenError (`volume:admin`)
+ */
+export async function requireVolumeAdmin(p: Principal, volumeId: string): Promise<void> {
   if (!isAppKey(p)) return;
-  const mounts = await db.mount.findMany({ where: { volumeId, appId: p.appId }, select: { accessLevel: true } });
-  if (!mounts.some((m) => levelAtLeast(m.accessLevel, need))) {
-    throw new ForbiddenError(`volume:${need}`, { reason: `app ${p.appId} needs a mount with access_level ${need}` });
+  if ((await db.mount.count({ where: { volumeId, ...wholeVolumeAdminMount(p.appId) } })) === 0) {
+    throw new ForbiddenError('volume:admin', { reason: `app ${p.appId} needs an admin mount with path_pattern ${MATCH_ALL}` });
   }
 }
 

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { db } from '../db/client.js';
 import type { ApiKey } from '../generated/prisma/client.js';
 import { APP_KEY_SCOPES, enterOrg, forbidAppKey, hashSecret, type Principal, requireScope, SCOPES } from './access.js';
-import { ExternalId, Name } from './common.js';
+import { ExternalId, isId, Name } from './common.js';
 import { NotFoundError, ValidationError } from './errors.js';
 import { type Page, type PageQuery, paginate } from './pagination.js';
 import { parseInput } from './validation.js';
@@ -72,7 +72,7 @@ export async function listApiKeys(p: Principal, orgId: string, page: PageQuery):
 
 /** The org of a key, for callers that know only its id. @throws NotFoundError */
 export async function locateApiKey(keyId: string): Promise<{ orgId: string }> {
-  const k = await db.apiKey.findUnique({ where: { id: keyId }, select: { orgId: true } });
+  const k = isId(keyId) ? await db.apiKey.findUnique({ where: { id: keyId }, select: { orgId: true } }) : null;
   if (!k) throw new NotFoundError('api_key', keyId);
   return k;
 }
@@ -82,7 +82,7 @@ export async function revokeApiKey(p: Principal, orgId: string, keyId: string): 
   await enterOrg(p, orgId);
   requireScope(p, 'admin');
   forbidAppKey(p, 'admin');
-  const key = await db.apiKey.findFirst({ where: { id: keyId, orgId } });
+  const key = isId(keyId) ? await db.apiKey.findFirst({ where: { id: keyId, orgId } }) : null;
   if (!key) throw new NotFoundError('api_key', keyId);
   if (key.revokedAt) return key;
   return db.apiKey.update({ where: { id: keyId }, data: { revokedAt: new Date() } });

@@ -18,3 +18,10 @@ export const Tags = z
   .max(50)
   .transform((tags) => [...new Set(tags)]);
 export const Uuid = z.uuid();
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Every id this API issues is a UUID; anything else cannot name a resource (and never reaches SQL). */
+export function isId(value: string): boolean {
+  return UUID.test(value);
+}

@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { db } from '../db/client.js';
 import type { Mount, Prisma } from '../generated/prisma/client.js';
-import { ACCESS_LEVELS, enterOrg, isAppKey, type Principal, requireScope, requireVolumeLevel } from './access.js';
-import { ExternalId } from './common.js';
-import { ConflictError, isUniqueViolation, NotFoundError } from './errors.js';
+import { ACCESS_LEVELS, enterOrg, isAppKey, type Principal, requireScope, requireVolumeAdmin, wholeVolumeAdminMount } from './access.js';
+import { ExternalId, isId } from './common.js';
+import { ConflictError, isForeignKeyViolation, isUniqueViolation, NotFoundError } from './errors.js';
 import { MATCH_ALL, PathPattern } from './path-patterns.js';
 import { parseInput } from './validation.js';
 import { findVisibleVolume } from './volumes.js';
@@ -17,14 +17,18 @@ export type CreateMountInput = z.input<typeof CreateMountInput>;
 
 /** Where a mount lives, for callers that know only its id. @throws NotFoundError */
 export async function locateMount(mountId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string }> {
-  const m = await db.mount.findUnique({ where: { id: mountId }, select: { volume: { select: { id: true, orgId: true, workspaceId: true } } } });
+  if (!isId(mountId)) throw new NotFoundError('mount', mountId);
+  const m = await db.mount.findUnique({
+    where: { id: mountId },
+    select: { volume: { select: { id: true, orgId: true, workspaceId: true } } },
+  });
   if (!m) throw new NotFoundError('mount', mountId);
   return { orgId: m.volume.orgId, workspaceId: m.volume.workspaceId, volumeId: m.volume.id };
 }
 
-/** The mounts of a volume a principal may see: app keys only their own. */
+/** The mounts of a volume a principal may see: app keys their own, or all if they administer the volume. */
 export function mountVisibilityWhere(p: Principal): Prisma.MountWhereInput {
-  return isAppKey(p) ? { appId: p.appId } : {};
+  return isAppKey(p) ? { OR: [{ appId: p.appId }, { volume: { mounts: { some: wholeVolumeAdminMount(p.appId) } } }] } : {};
 }
 
 /** Mounts of a volume. App keys see only their own. @throws NotFoundError, ForbiddenError */
@@ -53,7 +57,7 @@ export async function createMount(
   await enterOrg(p, orgId);
   requireScope(p, 'volumes:write');
   await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeLevel(p, volumeId, 'admin');
+  await requireVolumeAdmin(p, volumeId);
   const input = parseInput(CreateMountInput, raw, loc);
   try {
     return await db.mount.create({
@@ -66,6 +70,7 @@ export async function createMount(
       },
     });
   } catch (err) {
+    if (isForeignKeyViolation(err)) throw new NotFoundError('volume', volumeId);
     if (isUniqueViolation(err)) {
       throw new ConflictError(`App '${input.app_id}' already has a mount with path_pattern '${input.path_pattern}' on this volume`, {
         field: 'path_pattern',
@@ -80,7 +85,7 @@ export async function deleteMount(p: Principal, orgId: string, workspaceId: stri
   await enterOrg(p, orgId);
   requireScope(p, 'volumes:write');
   await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeLevel(p, volumeId, 'admin');
-  const { count } = await db.mount.deleteMany({ where: { id: mountId, volumeId } });
+  await requireVolumeAdmin(p, volumeId);
+  const { count } = isId(mountId) ? await db.mount.deleteMany({ where: { id: mountId, volumeId } }) : { count: 0 };
   if (count === 0) throw new NotFoundError('mount', mountId);
 }

@@ -44,9 +44,21 @@ export function toFieldIssues(error: z.ZodError, input: unknown, prefix: Loc): F
       case 'too_big': {
         const max = Number(issue.maximum);
         if (issue.origin === 'string')
-          return { loc, msg: `String should have at most ${max} characters`, type: 'string_too_long', input: value, ctx: { max_length: max } };
+          return {
+            loc,
+            msg: `String should have at most ${max} characters`,
+            type: 'string_too_long',
+            input: value,
+            ctx: { max_length: max },
+          };
         if (issue.origin === 'array' || issue.origin === 'set')
-          return { loc, msg: `List should have at most ${max} items after validation`, type: 'too_long', input: value, ctx: { max_length: max } };
+          return {
+            loc,
+            msg: `List should have at most ${max} items after validation`,
+            type: 'too_long',
+            input: value,
+            ctx: { max_length: max },
+          };
         return issue.inclusive
           ? { loc, msg: `Input should be less than or equal to ${max}`, type: 'less_than_equal', input: value, ctx: { le: max } }
           : { loc, msg: `Input should be less than ${max}`, type: 'less_than', input: value, ctx: { lt: max } };
@@ -56,9 +68,21 @@ export function toFieldIssues(error: z.ZodError, input: unknown, prefix: Loc): F
         if (issue.origin === 'string')
           return min <= 1
             ? { loc, msg: 'String should have at least 1 character', type: 'string_too_short', input: value, ctx: { min_length: min } }
-            : { loc, msg: `String should have at least ${min} characters`, type: 'string_too_short', input: value, ctx: { min_length: min } };
+            : {
+                loc,
+                msg: `String should have at least ${min} characters`,
+                type: 'string_too_short',
+                input: value,
+                ctx: { min_length: min },
+              };
         if (issue.origin === 'array' || issue.origin === 'set')
-          return { loc, msg: `List should have at least ${min} items after validation`, type: 'too_short', input: value, ctx: { min_length: min } };
+          return {
+            loc,
+            msg: `List should have at least ${min} items after validation`,
+            type: 'too_short',
+            input: value,
+            ctx: { min_length: min },
+          };
         return issue.inclusive
           ? { loc, msg: `Input should be greater than or equal to ${min}`, type: 'greater_than_equal', input: value, ctx: { ge: min } }
           : { loc, msg: `Input should be greater than ${min}`, type: 'greater_than', input: value, ctx: { gt: min } };
@@ -68,7 +92,13 @@ export function toFieldIssues(error: z.ZodError, input: unknown, prefix: Loc): F
         return { loc, msg: `Input should be ${expected}`, type: 'enum', input: value, ctx: { expected } };
       }
       case 'invalid_format':
-        return { loc, msg: issue.message, type: 'string_pattern_mismatch', input: value, ...(issue.pattern ? { ctx: { pattern: issue.pattern } } : {}) };
+        return {
+          loc,
+          msg: issue.message,
+          type: 'string_pattern_mismatch',
+          input: value,
+          ...(issue.pattern ? { ctx: { pattern: issue.pattern } } : {}),
+        };
       case 'unrecognized_keys':
         return { loc, msg: `Extra inputs are not permitted: ${issue.keys.join(', ')}`, type: 'extra_forbidden', input: value };
       default:

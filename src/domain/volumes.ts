@@ -8,12 +8,12 @@ import {
   forbidAppKey,
   type Principal,
   requireScope,
-  requireVolumeLevel,
+  requireVolumeAdmin,
   visibleVolumeWhere,
   visibleWorkspaceWhere,
 } from './access.js';
-import { Description, Name, ShortId, Tags } from './common.js';
-import { ConflictError, isUniqueViolation, NotFoundError } from './errors.js';
+import { Description, isId, Name, ShortId, Tags } from './common.js';
+import { ConflictError, isForeignKeyViolation, isRecordNotFound, isUniqueViolation, NotFoundError } from './errors.js';
 import { type Page, type PageQuery, paginate } from './pagination.js';
 import { parseInput } from './validation.js';
 
@@ -51,10 +51,12 @@ export const UpdateVolumeInput = z.object({
 });
 export type UpdateVolumeInput = z.input<typeof UpdateVolumeInput>;
 
-const duplicateName = (name: string) => new ConflictError(`A volume named '${name}' already exists in this workspace`, { field: 'name', value: name });
+const duplicateName = (name: string) =>
+  new ConflictError(`A volume named '${name}' already exists in this workspace`, { field: 'name', value: name });
 
 /** The workspace, if the principal can see it (volume routes are nested under it). @throws NotFoundError */
 async function findWorkspace(p: Principal, orgId: string, workspaceId: string) {
+  if (!isId(workspaceId)) throw new NotFoundError('workspace', workspaceId);
   const ws = await db.workspace.findFirst({
     where: { ...visibleWorkspaceWhere(p, orgId), orgId, id: workspaceId },
     select: { id: true, s3Bucket: true },
@@ -68,6 +70,7 @@ async function findWorkspace(p: Principal, orgId: string, workspaceId: string) {
  * @throws NotFoundError when it does not exist, belongs elsewhere, or (app keys) is not mounted for the app
  */
 export async function findVisibleVolume(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
+  if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
   const volume = await db.volume.findFirst({ where: { ...visibleVolumeWhere(p, orgId), orgId, workspaceId, id: volumeId } });
   if (!volume) throw new NotFoundError('volume', volumeId);
   return volume;
@@ -84,6 +87,7 @@ export function volumeReadFilter(p: Principal, orgId?: string): Prisma.VolumeWhe
 
 /** Where a volume lives, for callers that know only its id. @throws NotFoundError */
 export async function locateVolume(volumeId: string): Promise<{ orgId: string; workspaceId: string }> {
+  if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
   const v = await db.volume.findUnique({ where: { id: volumeId }, select: { orgId: true, workspaceId: true } });
   if (!v) throw new NotFoundError('volume', volumeId);
   return v;
@@ -144,6 +148,7 @@ export async function createVolume(
     });
   } catch (err) {
     if (isUniqueViolation(err)) throw duplicateName(input.name);
+    if (isForeignKeyViolation(err)) throw new NotFoundError('workspace', workspaceId);
     throw err;
   }
 }
@@ -163,7 +168,7 @@ export async function updateVolume(
   await enterOrg(p, orgId);
   requireScope(p, 'volumes:write');
   await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeLevel(p, volumeId, 'admin');
+  await requireVolumeAdmin(p, volumeId);
   const input = parseInput(UpdateVolumeInput, raw, loc);
   try {
     return await db.volume.update({
@@ -183,6 +188,7 @@ export async function updateVolume(
     });
   } catch (err) {
     if (isUniqueViolation(err)) throw duplicateName(input.name ?? '');
+    if (isRecordNotFound(err)) throw new NotFoundError('volume', volumeId);
     throw err;
   }
 }
@@ -199,7 +205,7 @@ export async function deleteVolume(p: Principal, orgId: string, workspaceId: str
   requireScope(p, 'volumes:write');
   const ws = await findWorkspace(p, orgId, workspaceId);
   await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeLevel(p, volumeId, 'admin');
+  await requireVolumeAdmin(p, volumeId);
   const { count } = await db.volume.deleteMany({ where: { id: volumeId, workspaceId } });
   if (count === 0) throw new NotFoundError('volume', volumeId);
   try {

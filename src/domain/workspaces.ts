@@ -4,12 +4,12 @@ import { db } from '../db/client.js';
 import type { Prisma, Workspace } from '../generated/prisma/client.js';
 import { blobs } from '../storage/blob-store.js';
 import { enterOrg, forbidAppKey, type Principal, requireScope, visibleWorkspaceWhere } from './access.js';
-import { Description, ExternalId, Name, ShortId, Tags } from './common.js';
+import { enqueueBucketDeletion } from './cleanup.js';
+import { Description, ExternalId, isId, Name, ShortId, Tags } from './common.js';
 import { NotFoundError, ValidationError } from './errors.js';
 import { events } from './events.js';
 import { type Page, type PageQuery, paginate } from './pagination.js';
 import { parseInput } from './validation.js';
-import { enqueueBucketDeletion } from './cleanup.js';
 
 export const CreateWorkspaceInput = z.object({
   organization_id: ExternalId.optional().describe('Must equal the org_id of the path when given'),
@@ -65,7 +65,7 @@ export async function workspaceReadFilter(p: Principal, orgId?: string): Promise
 
 /** Where a workspace lives, for callers that know only its id. @throws NotFoundError */
 export async function locateWorkspace(workspaceId: string): Promise<{ orgId: string }> {
-  const ws = await db.workspace.findUnique({ where: { id: workspaceId }, select: { orgId: true } });
+  const ws = isId(workspaceId) ? await db.workspace.findUnique({ where: { id: workspaceId }, select: { orgId: true } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
   return ws;
 }
@@ -82,7 +82,8 @@ export async function listWorkspaces(p: Principal, orgId: string, page: PageQuer
 
 /** @throws NotFoundError when the workspace does not exist or is not visible to the principal */
 export async function getWorkspace(p: Principal, orgId: string, workspaceId: string): Promise<Workspace> {
-  const ws = await db.workspace.findFirst({ where: { ...(await workspaceReadFilter(p, orgId)), id: workspaceId } });
+  const where = await workspaceReadFilter(p, orgId);
+  const ws = isId(workspaceId) ? await db.workspace.findFirst({ where: { ...where, id: workspaceId } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
   return ws;
 }
@@ -92,12 +93,7 @@ export async function getWorkspace(p: Principal, orgId: string, workspaceId: str
  * pending → active | failed). Pending buckets are picked up again at boot if the process dies first.
  * @throws ValidationError, ForbiddenError, NotFoundError
  */
-export async function createWorkspace(
-  p: Principal,
-  orgId: string,
-  raw: unknown,
-  loc: (string | number)[] = ['body'],
-): Promise<Workspace> {
+export async function createWorkspace(p: Principal, orgId: string, raw: unknown, loc: (string | number)[] = ['body']): Promise<Workspace> {
   await enterOrg(p, orgId);
   requireScope(p, 'workspaces:write');
   forbidAppKey(p, 'workspaces:write');
@@ -169,6 +165,7 @@ export async function updateWorkspace(
   requireScope(p, 'workspaces:write');
   forbidAppKey(p, 'workspaces:write');
   const input = parseInput(UpdateWorkspaceInput, raw, loc);
+  if (!isId(workspaceId)) throw new NotFoundError('workspace', workspaceId);
   const { count } = await db.workspace.updateMany({
     where: { id: workspaceId, orgId },
     data: {
@@ -194,7 +191,7 @@ export async function deleteWorkspace(p: Principal, orgId: string, workspaceId: 
   await enterOrg(p, orgId);
   requireScope(p, 'workspaces:write');
   forbidAppKey(p, 'workspaces:write');
-  const ws = await db.workspace.findFirst({ where: { id: workspaceId, orgId }, select: { s3Bucket: true } });
+  const ws = isId(workspaceId) ? await db.workspace.findFirst({ where: { id: workspaceId, orgId }, select: { s3Bucket: true } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
   const { count } = await db.workspace.deleteMany({ where: { id: workspaceId, orgId } });
   if (count === 0) throw new NotFoundError('workspace', workspaceId);

@@ -55,7 +55,11 @@ export function createRestApp(opts: RestOptions): RestApp {
     '/orgs/*',
     bodyLimit({
       maxSize: opts.maxJsonBytes,
-      onError: (c) => c.json(errorEnvelope('PAYLOAD_TOO_LARGE', `Request body exceeds ${opts.maxJsonBytes} bytes`, { max_bytes: opts.maxJsonBytes }, 413), 413),
+      onError: (c) =>
+        c.json(
+          errorEnvelope('PAYLOAD_TOO_LARGE', `Request body exceeds ${opts.maxJsonBytes} bytes`, { max_bytes: opts.maxJsonBytes }, 413),
+          413,
+        ),
     }),
   );
   app.use('/orgs/*', async (c, next) => {

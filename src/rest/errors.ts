@@ -52,6 +52,16 @@ export function handleError(err: unknown, c: Context) {
         { loc: ['body'], msg: 'JSON decode error', type: 'json_invalid', input: {}, ctx: { error: 'Malformed JSON in request body' } },
       ]);
     }
+    if (err.status === 415) {
+      return validationResponse(c, [
+        {
+          loc: ['body'],
+          msg: 'Request body must be JSON (Content-Type: application/json)',
+          type: 'content_type',
+          input: c.req.header('content-type') ?? null,
+        },
+      ]);
+    }
     if (err.status === 413) {
       return c.json(errorEnvelope('PAYLOAD_TOO_LARGE', 'Request body is too large', {}, 413), 413);
     }

@@ -1,4 +1,5 @@
 import { db } from '../../db/client.js';
+import { isId } from '../../domain/common.js';
 import { mountVisibilityWhere } from '../../domain/mounts.js';
 import {
   CHUNKING_STRATEGIES,
@@ -84,8 +85,10 @@ builder.queryFields((base) => {
       type: 'Volume',
       nullable: true,
       args: { id: t.arg.id({ required: true }) },
-      resolve: async (query, _root, args, ctx) =>
-        db.volume.findFirst({ ...query, where: { ...volumeReadFilter(ctx.principal), id: String(args.id) } }),
+      resolve: async (query, _root, args, ctx) => {
+        const where = volumeReadFilter(ctx.principal);
+        return isId(String(args.id)) ? db.volume.findFirst({ ...query, where: { ...where, id: String(args.id) } }) : null;
+      },
     }),
   };
 });

@@ -1,5 +1,6 @@
 import { db } from '../../db/client.js';
 import { visibleVolumeWhere } from '../../domain/access.js';
+import { isId } from '../../domain/common.js';
 import { type BucketStatusEvent, events } from '../../domain/events.js';
 import {
   createWorkspace,
@@ -97,8 +98,10 @@ builder.queryFields((base) => {
       type: 'Workspace',
       nullable: true,
       args: { id: t.arg.id({ required: true }) },
-      resolve: async (query, _root, args, ctx) =>
-        db.workspace.findFirst({ ...query, where: { ...(await workspaceReadFilter(ctx.principal)), id: String(args.id) } }),
+      resolve: async (query, _root, args, ctx) => {
+        const where = await workspaceReadFilter(ctx.principal);
+        return isId(String(args.id)) ? db.workspace.findFirst({ ...query, where: { ...where, id: String(args.id) } }) : null;
+      },
     }),
   };
 });

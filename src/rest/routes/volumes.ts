@@ -1,4 +1,5 @@
 import { createRoute } from '@hono/zod-openapi';
+import { z } from 'zod';
 import { PageQuery } from '../../domain/pagination.js';
 import {
   CreateVolumeInput,
@@ -12,7 +13,6 @@ import {
 import type { RestApp } from '../app.js';
 import { conflictResponse, errorResponses, listOf, Message, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';
 import { pageJson, volumeJson } from '../serializers.js';
-import { z } from 'zod';
 
 const tags = ['Volumes'];
 const body = <T>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
