@@ -16,8 +16,9 @@ import { setDb } from './db/client.js';
 import { type Database, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
 import { forgetKnownOrgs } from './domain/access.js';
-import { runBucketDeletions } from './domain/cleanup.js';
 import { type Events, setEvents } from './domain/events.js';
+import { startMaintenance } from './domain/maintenance.js';
+import { configureUploads } from './domain/uploads.js';
 import { configureWorkspaces, pendingProvisioning, resumePendingProvisioning } from './domain/workspaces.js';
 import { credentialFromConnectionParams, resolvePrincipal } from './graphql/context.js';
 import { createGraphQLServer } from './graphql/yoga.js';
@@ -25,6 +26,7 @@ import { logger } from './logger.js';
 import { createRestApp } from './rest/app.js';
 import { notFound } from './rest/errors.js';
 import { type BlobStore, setBlobStore } from './storage/blob-store.js';
+import { createDownloadRoutes } from './storage/download-route.js';
 import { LocalBlobStore } from './storage/local.js';
 import { S3BlobStore } from './storage/s3.js';
 
@@ -48,21 +50,19 @@ export interface App {
   stop(): Promise<void>;
 }
 
-const ADMIN_KEY_FILE = 'admin-api-key';
-
 /**
- * Embedded mode without ADMIN_API_KEY: reuse the key kept in DATA_DIR, or make one (mode 0600) so a
- * fresh clone has a working platform key without any setup.
+ * A secret kept in DATA_DIR (mode 0600): read it, or make it on first start. Used for the embedded
+ * admin key, so a fresh clone works without setup, and for the local store's download-URL key.
  */
-async function embeddedAdminKey(dataDir: string): Promise<{ key: string; file: string }> {
-  const file = path.join(dataDir, ADMIN_KEY_FILE);
+async function secretInDataDir(dataDir: string, name: string, prefix: string): Promise<{ key: string; file: string }> {
+  const file = path.join(dataDir, name);
   try {
     const key = (await fs.readFile(file, 'utf8')).trim();
-    if (key.length >= 16) return { key, file };
+    if (key.length >= 32) return { key, file };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  const key = `vga_${randomBytes(32).toString('base64url')}`;
+  const key = `${prefix}${randomBytes(32).toString('base64url')}`;
   await fs.writeFile(file, `${key}\n`, { mode: 0o600, flag: 'w' });
   await fs.chmod(file, 0o600);
   return { key, file };
@@ -102,11 +102,23 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   let adminApiKey = config.adminApiKey;
   let adminKeyFile: string | undefined;
   if (!adminApiKey && database.mode === 'embedded' && !opts.pglite) {
-    ({ key: adminApiKey, file: adminKeyFile } = await embeddedAdminKey(config.dataDir));
+    ({ key: adminApiKey, file: adminKeyFile } = await secretInDataDir(config.dataDir, 'admin-api-key', 'vga_'));
   }
 
-  const blobStore: BlobStore = config.s3 ? new S3BlobStore(config.s3) : new LocalBlobStore(path.join(config.dataDir, 'blobs'));
+  // Links handed out (download URLs) use PUBLIC_URL, else the address actually bound.
+  let boundUrl = `http://${config.host}:${config.port}`;
+  const baseUrl = () => config.publicUrl ?? boundUrl;
+  let localStore: LocalBlobStore | undefined;
+  let blobStore: BlobStore;
+  if (config.s3) {
+    blobStore = new S3BlobStore(config.s3);
+  } else {
+    const signingSecret = config.downloadSigningSecret ?? (await secretInDataDir(config.dataDir, 'download-signing-key', 'vgd_')).key;
+    localStore = new LocalBlobStore({ root: path.join(config.dataDir, 'blobs'), baseUrl, signingSecret });
+    blobStore = localStore;
+  }
   setBlobStore(blobStore);
+  configureUploads({ maxUploadBytes: config.maxUploadBytes });
   configureWorkspaces({ bucketPrefix: config.bucketPrefix, defaultRegion: config.s3?.region ?? 'us-east-1' });
   const eventBus = createEvents(config.redisUrl);
 
@@ -134,7 +146,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       return c.json({ status: 'database_unreachable' }, 503);
     }
   });
-  root.route('/', createRestApp({ adminApiKey, maxJsonBytes: 1024 * 1024 }));
+  if (localStore) root.route('/', createDownloadRoutes(localStore));
+  root.route('/', createRestApp({ adminApiKey, maxJsonBytes: 1024 * 1024, maxEntryBytes: 20 * 1024 * 1024 }));
   root.notFound(notFound);
   const restListener = getRequestListener(root.fetch);
 
@@ -187,11 +200,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   );
 
   await resumePendingProvisioning();
-  const maintenance = setInterval(() => {
-    runBucketDeletions().catch((err) => logger.warn({ err }, 'bucket cleanup failed'));
-  }, 60_000);
-  maintenance.unref();
-  void runBucketDeletions().catch((err) => logger.warn({ err }, 'bucket cleanup failed'));
+  const maintenance = startMaintenance(config.sweepIntervalMs);
 
   const app: App = {
     server,
@@ -206,13 +215,14 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
           server.off('error', reject);
           const { port: bound } = server.address() as AddressInfo;
           const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-          resolve(`http://${host}:${bound}`);
+          boundUrl = `http://${host}:${bound}`;
+          resolve(boundUrl);
         });
       }),
     stop: async () => {
       if (stopping) return;
       stopping = true;
-      clearInterval(maintenance);
+      await maintenance.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await wsServer.dispose();

@@ -37,12 +37,22 @@ const ConfigSchema = z.object({
     .regex(/^[a-z0-9][a-z0-9-]{0,20}$/, 'lowercase letters, digits and dashes, at most 21 characters')
     .default('vg-'),
   REDIS_URL: optionalString.pipe(z.url().optional()),
+  /** Largest file an upload may carry, in bytes (default 5 GiB). */
+  MAX_UPLOAD_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(5 * 1024 ** 3),
+  /** HMAC key for the local blob store's download URLs; generated into DATA_DIR when unset. */
+  DOWNLOAD_SIGNING_SECRET: optionalString.pipe(z.string().min(32, 'at least 32 characters').optional()),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   GRAPHIQL: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
   GRAPHQL_INTROSPECTION: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
   GRAPHQL_MAX_DEPTH: z.coerce.number().int().min(1).max(100).default(12),
   GRAPHQL_MAX_COST: z.coerce.number().int().min(1).default(20_000),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
+  /** How often expired entries are swept and failed bucket deletions retried. */
+  SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).default(30_000),
 });
 
 export type Env = z.input<typeof ConfigSchema>;
@@ -70,12 +80,15 @@ export interface Config {
     | undefined;
   bucketPrefix: string;
   redisUrl: string | undefined;
+  maxUploadBytes: number;
+  downloadSigningSecret: string | undefined;
   logLevel: string;
   graphiql: boolean;
   introspection: boolean;
   maxDepth: number;
   maxCost: number;
   shutdownTimeoutMs: number;
+  sweepIntervalMs: number;
 }
 
 /** Raised when the environment is invalid; names every bad variable. */
@@ -112,11 +125,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       : undefined,
     bucketPrefix: c.S3_BUCKET_PREFIX,
     redisUrl: c.REDIS_URL,
+    maxUploadBytes: c.MAX_UPLOAD_BYTES,
+    downloadSigningSecret: c.DOWNLOAD_SIGNING_SECRET,
     logLevel: c.LOG_LEVEL,
     graphiql: flag(c.GRAPHIQL, dev),
     introspection: flag(c.GRAPHQL_INTROSPECTION, dev),
     maxDepth: c.GRAPHQL_MAX_DEPTH,
     maxCost: c.GRAPHQL_MAX_COST,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
+    sweepIntervalMs: c.SWEEP_INTERVAL_MS,
   };
 }

@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway } from './helpers/app.js';
 
-// Field names in the reference's order.
+// Field names in the reference's order, then our additions (quotas and usage).
 const VOLUME_FIELDS = (
   'volume_id workspace_id org_id environment_id name description embedding_model_id extraction_model_id indexing_mode chunking_strategy ' +
-  'status tags reindex_status reindex_started_at reindex_completed_at reindex_progress reindex_error created_by created_at updated_at'
+  'status tags reindex_status reindex_started_at reindex_completed_at reindex_progress reindex_error created_by created_at updated_at ' +
+  'max_size_bytes max_file_count max_mounts used_bytes entry_count mount_count last_reconciled_at'
 ).split(' ');
 const ERROR_FIELDS = ['error', 'message', 'details', 'timestamp', 'status_code'];
 const MISSING = '01900000-0000-7000-8000-000000000000';

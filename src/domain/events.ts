@@ -7,12 +7,25 @@ export interface BucketStatusEvent {
   error: string | null;
 }
 
+/** An entry was created, replaced, moved or deleted. Ids, paths and versions only. */
+export interface EntryChangedEvent {
+  volumeId: string;
+  entryId: string;
+  path: string;
+  change: 'created' | 'updated' | 'moved' | 'deleted';
+  /** The entry's version after the change (null once deleted). */
+  version: number | null;
+  /** Where a moved entry came from. */
+  previousPath: string | null;
+}
+
 /**
  * Every event the domain publishes, keyed by topic with the routing id first. Subscribers re-check
  * access when they subscribe; payloads carry ids and numbers so nothing bypasses that check.
  */
 export type Events = {
   bucketStatus: [workspaceId: string, payload: BucketStatusEvent];
+  entryChanged: [volumeId: string, payload: EntryChangedEvent];
 };
 
 /** The process's event channel: in memory, or Redis-backed when REDIS_URL is set (set by createApp). */

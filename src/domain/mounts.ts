@@ -3,7 +3,7 @@ import { db } from '../db/client.js';
 import type { Mount, Prisma } from '../generated/prisma/client.js';
 import { ACCESS_LEVELS, enterOrg, isAppKey, type Principal, requireScope, requireVolumeAdmin, wholeVolumeAdminMount } from './access.js';
 import { ExternalId, isId } from './common.js';
-import { ConflictError, isForeignKeyViolation, isUniqueViolation, NotFoundError } from './errors.js';
+import { ConflictError, isForeignKeyViolation, isUniqueViolation, NotFoundError, QuotaExceededError } from './errors.js';
 import { MATCH_ALL, PathPattern } from './path-patterns.js';
 import { parseInput } from './validation.js';
 import { findVisibleVolume } from './volumes.js';
@@ -60,14 +60,23 @@ export async function createMount(
   await requireVolumeAdmin(p, volumeId);
   const input = parseInput(CreateMountInput, raw, loc);
   try {
-    return await db.mount.create({
-      data: {
-        volumeId,
-        appId: input.app_id,
-        pathPattern: input.path_pattern,
-        accessLevel: input.access_level,
-        grantedBy: p.subject,
-      },
+    return await db.$transaction(async (tx) => {
+      // The volume row lock keeps mount_count exact and max_mounts strict under concurrency.
+      const [v] = await tx.$queryRaw<{ mount_count: number; max_mounts: number | null }[]>`
+        SELECT mount_count, max_mounts FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+      if (!v) throw new NotFoundError('volume', volumeId);
+      if (v.max_mounts !== null && v.mount_count + 1 > v.max_mounts) {
+        throw new QuotaExceededError(`Volume quota max_mounts (${v.max_mounts}) would be exceeded`, {
+          quota: 'max_mounts',
+          limit: v.max_mounts,
+          used: v.mount_count,
+        });
+      }
+      const mount = await tx.mount.create({
+        data: { volumeId, appId: input.app_id, pathPattern: input.path_pattern, accessLevel: input.access_level, grantedBy: p.subject },
+      });
+      await tx.$executeRaw`UPDATE volumes SET mount_count = mount_count + 1 WHERE id = ${volumeId}`;
+      return mount;
     });
   } catch (err) {
     if (isForeignKeyViolation(err)) throw new NotFoundError('volume', volumeId);
@@ -86,6 +95,11 @@ export async function deleteMount(p: Principal, orgId: string, workspaceId: stri
   requireScope(p, 'volumes:write');
   await findVisibleVolume(p, orgId, workspaceId, volumeId);
   await requireVolumeAdmin(p, volumeId);
-  const { count } = isId(mountId) ? await db.mount.deleteMany({ where: { id: mountId, volumeId } }) : { count: 0 };
-  if (count === 0) throw new NotFoundError('mount', mountId);
+  if (!isId(mountId)) throw new NotFoundError('mount', mountId);
+  await db.$transaction(async (tx) => {
+    await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+    const { count } = await tx.mount.deleteMany({ where: { id: mountId, volumeId } });
+    if (count === 0) throw new NotFoundError('mount', mountId);
+    await tx.$executeRaw`UPDATE volumes SET mount_count = mount_count - 1 WHERE id = ${volumeId}`;
+  });
 }

@@ -27,6 +27,27 @@ const ModelId = z
   .max(128)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / - only');
 
+/** Quotas: null means unlimited. */
+const Quotas = {
+  max_size_bytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(Number.MAX_SAFE_INTEGER)
+    .nullable()
+    .optional()
+    .describe('Bytes the volume may hold (null: unlimited)'),
+  max_file_count: z
+    .number()
+    .int()
+    .min(0)
+    .max(2_147_483_647)
+    .nullable()
+    .optional()
+    .describe('Entries the volume may hold (null: unlimited)'),
+  max_mounts: z.number().int().min(0).max(100_000).nullable().optional().describe('Mounts the volume may have (null: unlimited)'),
+};
+
 export const CreateVolumeInput = z.object({
   name: Name,
   environment_id: ShortId.nullable().optional(),
@@ -36,6 +57,7 @@ export const CreateVolumeInput = z.object({
   indexing_mode: z.enum(INDEXING_MODES).default('auto'),
   chunking_strategy: z.enum(CHUNKING_STRATEGIES).default('recursive'),
   tags: Tags.default([]),
+  ...Quotas,
 });
 export type CreateVolumeInput = z.input<typeof CreateVolumeInput>;
 
@@ -48,6 +70,7 @@ export const UpdateVolumeInput = z.object({
   indexing_mode: z.enum(INDEXING_MODES).optional(),
   chunking_strategy: z.enum(CHUNKING_STRATEGIES).optional(),
   tags: Tags.optional(),
+  ...Quotas,
 });
 export type UpdateVolumeInput = z.input<typeof UpdateVolumeInput>;
 
@@ -142,6 +165,9 @@ export async function createVolume(
         indexingMode: input.indexing_mode,
         chunkingStrategy: input.chunking_strategy,
         tags: input.tags,
+        maxSizeBytes: input.max_size_bytes === undefined || input.max_size_bytes === null ? null : BigInt(input.max_size_bytes),
+        maxFileCount: input.max_file_count ?? null,
+        maxMounts: input.max_mounts ?? null,
         createdBy: p.subject,
         modifiedBy: p.subject,
       },
@@ -171,20 +197,39 @@ export async function updateVolume(
   await requireVolumeAdmin(p, volumeId);
   const input = parseInput(UpdateVolumeInput, raw, loc);
   try {
-    return await db.volume.update({
-      where: { id: volumeId },
-      data: {
-        ...(input.name !== undefined && { name: input.name }),
-        ...(input.environment_id !== undefined && { environmentId: input.environment_id }),
-        ...(input.description !== undefined && { description: input.description }),
-        ...(input.embedding_model_id !== undefined && { embeddingModelId: input.embedding_model_id }),
-        ...(input.extraction_model_id !== undefined && { extractionModelId: input.extraction_model_id }),
-        ...(input.indexing_mode !== undefined && { indexingMode: input.indexing_mode }),
-        ...(input.chunking_strategy !== undefined && { chunkingStrategy: input.chunking_strategy }),
-        ...(input.tags !== undefined && { tags: input.tags }),
-        modifiedBy: p.subject,
-        version: { increment: 1 },
-      },
+    return await db.$transaction(async (tx) => {
+      // Quotas may not drop below what the volume already holds; the row lock keeps usage still.
+      const [usage] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number }[]>`
+        SELECT used_bytes, entry_count, mount_count FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+      if (!usage) throw new NotFoundError('volume', volumeId);
+      const below = (limit: number | null | undefined, used: number) => limit !== undefined && limit !== null && limit < used;
+      for (const [field, limit, used] of [
+        ['max_size_bytes', input.max_size_bytes, Number(usage.used_bytes)],
+        ['max_file_count', input.max_file_count, usage.entry_count],
+        ['max_mounts', input.max_mounts, usage.mount_count],
+      ] as const) {
+        if (below(limit, used)) {
+          throw new ConflictError(`${field} (${limit}) is below what the volume already uses (${used})`, { field, limit, used });
+        }
+      }
+      return tx.volume.update({
+        where: { id: volumeId },
+        data: {
+          ...(input.max_size_bytes !== undefined && { maxSizeBytes: input.max_size_bytes === null ? null : BigInt(input.max_size_bytes) }),
+          ...(input.max_file_count !== undefined && { maxFileCount: input.max_file_count }),
+          ...(input.max_mounts !== undefined && { maxMounts: input.max_mounts }),
+          ...(input.name !== undefined && { name: input.name }),
+          ...(input.environment_id !== undefined && { environmentId: input.environment_id }),
+          ...(input.description !== undefined && { description: input.description }),
+          ...(input.embedding_model_id !== undefined && { embeddingModelId: input.embedding_model_id }),
+          ...(input.extraction_model_id !== undefined && { extractionModelId: input.extraction_model_id }),
+          ...(input.indexing_mode !== undefined && { indexingMode: input.indexing_mode }),
+          ...(input.chunking_strategy !== undefined && { chunkingStrategy: input.chunking_strategy }),
+          ...(input.tags !== undefined && { tags: input.tags }),
+          modifiedBy: p.subject,
+          version: { increment: 1 },
+        },
+      });
     });
   } catch (err) {
     if (isUniqueViolation(err)) throw duplicateName(input.name ?? '');

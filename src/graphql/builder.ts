@@ -4,7 +4,7 @@ import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin, { type AuthFailure, AuthScopeFailureType } from '@pothos/plugin-scope-auth';
 import { GraphQLError, type GraphQLField, getNamedType, getNullableType, isListType, isObjectType } from 'graphql';
-import { DateTimeResolver, JSONResolver } from 'graphql-scalars';
+import { DateTimeResolver, JSONResolver, SafeIntResolver } from 'graphql-scalars';
 import { db } from '../db/client.js';
 import { hasScope, type Principal, type Scope } from '../domain/access.js';
 import { AuthenticationError, ForbiddenError } from '../domain/errors.js';
@@ -58,6 +58,8 @@ export const builder = new SchemaBuilder<{
   Scalars: {
     DateTime: { Input: Date; Output: Date };
     JSON: { Input: unknown; Output: unknown };
+    SafeInt: { Input: number; Output: number };
+    File: { Input: unknown; Output: never };
   };
   DefaultFieldNullability: false;
 }>({
@@ -108,6 +110,7 @@ export const builder = new SchemaBuilder<{
 
 builder.addScalarType('DateTime', DateTimeResolver);
 builder.addScalarType('JSON', JSONResolver);
+builder.addScalarType('SafeInt', SafeIntResolver);
 
 // Deny by default: every root field needs a principal unless it opts out.
 builder.queryType({ authScopes: { authenticated: true } });

@@ -7,6 +7,7 @@ import { queryLimits } from './builder.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
 import { maskError } from './errors.js';
 import { schema } from './schema/index.js';
+import { useStreamingUploads } from './uploads.js';
 
 export interface YogaOptions {
   adminApiKey: string | undefined;
@@ -24,6 +25,7 @@ export interface YogaOptions {
  */
 export function createGraphQLServer(opts: YogaOptions) {
   const plugins: Plugin[] = [
+    useStreamingUploads(),
     // Browsers send Authorization/X-API-Key only after a CORS preflight, so their presence (or a
     // JSON content type) proves the request is not a cross-site "simple" one.
     useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight', 'authorization', 'x-api-key'] }),

@@ -1,15 +1,18 @@
+import type { HttpBindings } from '@hono/node-server';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { authenticate, credentialFrom, type Principal } from '../domain/access.js';
+import { ValidationError } from '../domain/errors.js';
 import { toFieldIssues } from '../domain/validation.js';
 import { errorEnvelope, handleError, notFound, validationResponse } from './errors.js';
 import { registerApiKeyRoutes } from './routes/api-keys.js';
+import { registerEntryRoutes } from './routes/entries.js';
 import { registerMountRoutes } from './routes/mounts.js';
 import { registerVolumeRoutes } from './routes/volumes.js';
 import { registerWorkspaceRoutes } from './routes/workspaces.js';
 
-export type RestEnv = { Variables: { principal: Principal } };
+export type RestEnv = { Bindings: Partial<HttpBindings>; Variables: { principal: Principal } };
 export type RestApp = OpenAPIHono<RestEnv>;
 
 const locPrefix: Record<string, string> = { json: 'body', query: 'query', param: 'path', header: 'header', form: 'body' };
@@ -17,6 +20,29 @@ const locPrefix: Record<string, string> = { json: 'body', query: 'query', param:
 export interface RestOptions {
   adminApiKey: string | undefined;
   maxJsonBytes: number;
+  /** Largest JSON body of an entry write (content + content_text + metadata). */
+  maxEntryBytes: number;
+}
+
+/**
+ * URL parsing resolves `.` and `..` segments (`%2e` too) before routing, so `entries/a/../b` would
+ * silently address `/b`, and `entries/../mounts` another route. Paths here are keys, not file-system
+ * paths: a request target holding such a segment is refused (422), judged on the target exactly as
+ * the client sent it.
+ */
+async function refuseDotSegments(c: Context<RestEnv>, next: () => Promise<void>): Promise<void> {
+  const target = (c.env?.incoming?.url ?? '').split(/[?#]/)[0] ?? '';
+  const segments = target.split('/').map((s) => s.replace(/%2e/gi, '.'));
+  if (segments.some((s) => s === '.' || s === '..')) {
+    const inEntry = /\/volumes\/[^/]+\/entries\//.test(target);
+    throw ValidationError.field(
+      inEntry ? ['path', 'path'] : ['path'],
+      "path must not contain '.' or '..' segments",
+      target,
+      'path_invalid',
+    );
+  }
+  await next();
 }
 
 /** The unparsed value a validator saw, so 422 items can echo the offending `input`. */
@@ -50,18 +76,19 @@ export function createRestApp(opts: RestOptions): RestApp {
 
   app.onError(handleError);
   app.notFound(notFound);
+  app.use('*', refuseDotSegments);
 
-  app.use(
-    '/orgs/*',
-    bodyLimit({
-      maxSize: opts.maxJsonBytes,
-      onError: (c) =>
-        c.json(
-          errorEnvelope('PAYLOAD_TOO_LARGE', `Request body exceeds ${opts.maxJsonBytes} bytes`, { max_bytes: opts.maxJsonBytes }, 413),
-          413,
-        ),
-    }),
-  );
+  // Bodies are bounded before they are read: JSON routes by maxJsonBytes, entry writes by
+  // maxEntryBytes; uploads stream and are bounded by MAX_UPLOAD_BYTES as they are stored.
+  const tooLarge = (max: number) => (c: Context) =>
+    c.json(errorEnvelope('PAYLOAD_TOO_LARGE', `Request body exceeds ${max} bytes`, { max_bytes: max }, 413), 413);
+  const jsonLimit = bodyLimit({ maxSize: opts.maxJsonBytes, onError: tooLarge(opts.maxJsonBytes) });
+  const entryLimit = bodyLimit({ maxSize: opts.maxEntryBytes, onError: tooLarge(opts.maxEntryBytes) });
+  app.use('/orgs/*', async (c, next) => {
+    if (c.req.method === 'POST' && c.req.path.endsWith('/upload')) return next();
+    if (c.req.method === 'PUT' && c.req.path.includes('/entries/')) return entryLimit(c, next);
+    return jsonLimit(c, next);
+  });
   app.use('/orgs/*', async (c, next) => {
     const credential = credentialFrom({ authorization: c.req.header('authorization'), apiKey: c.req.header('x-api-key') });
     c.set('principal', await authenticate(credential, opts.adminApiKey));
@@ -72,6 +99,7 @@ export function createRestApp(opts: RestOptions): RestApp {
   registerWorkspaceRoutes(app);
   registerVolumeRoutes(app);
   registerMountRoutes(app);
+  registerEntryRoutes(app);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'apiKey', in: 'header', name: 'X-API-Key' });

@@ -57,8 +57,42 @@ export const Volume = z
     created_by: z.string(),
     created_at: Timestamp,
     updated_at: Timestamp,
+    max_size_bytes: nullable(z.number().int()).describe('Quota: bytes the volume may hold (null: unlimited)'),
+    max_file_count: nullable(z.number().int()).describe('Quota: entries the volume may hold (null: unlimited)'),
+    max_mounts: nullable(z.number().int()).describe('Quota: mounts (null: unlimited)'),
+    used_bytes: z.number().int(),
+    entry_count: z.number().int(),
+    mount_count: z.number().int(),
+    last_reconciled_at: nullable(Timestamp),
   })
   .meta({ id: 'Volume' });
+
+export const Entry = z
+  .object({
+    entry_id: z.string(),
+    volume_id: z.string(),
+    path: z.string(),
+    content_type: z.enum(['json', 'text', 'file']),
+    content: z.unknown().describe('JSON content (json entries); {filename} for files'),
+    content_text: nullable(z.string()),
+    mime_type: nullable(z.string()),
+    size_bytes: z.number().int(),
+    schema_id: nullable(z.string()),
+    is_indexed: z.boolean(),
+    indexed_at: nullable(Timestamp),
+    total_chunks: z.number().int(),
+    ttl_seconds: nullable(z.number().int()),
+    written_by_app_id: nullable(z.string()),
+    written_by_execution_id: nullable(z.string()),
+    tags: z.array(z.string()),
+    metadata: z.record(z.string(), z.unknown()),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    version: z.number().int().describe('Increments on every change; send it back in If-Match'),
+    sha256: nullable(z.string()).describe('Of the file bytes (file entries)'),
+    expires_at: nullable(Timestamp).describe('When ttl_seconds runs out'),
+  })
+  .meta({ id: 'Entry' });
 
 export const Mount = z
   .object({

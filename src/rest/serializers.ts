@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import type { Scope } from '../domain/access.js';
 import type { Page } from '../domain/pagination.js';
-import type { ApiKey, Mount, Volume, Workspace } from '../generated/prisma/client.js';
+import type { ApiKey, Entry, Mount, Volume, Workspace } from '../generated/prisma/client.js';
 import type * as S from './schemas.js';
 
 /**
@@ -54,6 +54,40 @@ export function volumeJson(v: Volume): z.infer<typeof S.Volume> {
     created_by: v.createdBy,
     created_at: iso(v.createdAt),
     updated_at: iso(v.updatedAt),
+    max_size_bytes: v.maxSizeBytes === null ? null : Number(v.maxSizeBytes),
+    max_file_count: v.maxFileCount,
+    max_mounts: v.maxMounts,
+    used_bytes: Number(v.usedBytes),
+    entry_count: v.entryCount,
+    mount_count: v.mountCount,
+    last_reconciled_at: iso(v.lastReconciledAt),
+  };
+}
+
+export function entryJson(e: Entry): z.infer<typeof S.Entry> {
+  return {
+    entry_id: e.id,
+    volume_id: e.volumeId,
+    path: e.path,
+    content_type: e.contentType as 'json' | 'text' | 'file',
+    content: e.content,
+    content_text: e.contentText,
+    mime_type: e.mimeType,
+    size_bytes: Number(e.sizeBytes),
+    schema_id: e.schemaId,
+    is_indexed: e.isIndexed,
+    indexed_at: iso(e.indexedAt),
+    total_chunks: e.totalChunks,
+    ttl_seconds: e.ttlSeconds,
+    written_by_app_id: e.writtenByAppId,
+    written_by_execution_id: e.writtenByExecutionId,
+    tags: e.tags,
+    metadata: (e.metadata ?? {}) as Record<string, unknown>,
+    created_at: iso(e.createdAt),
+    updated_at: iso(e.updatedAt),
+    version: e.version,
+    sha256: e.sha256,
+    expires_at: iso(e.expiresAt),
   };
 }
 

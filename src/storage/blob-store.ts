@@ -1,6 +1,53 @@
+import type { Readable } from 'node:stream';
+
+/** What a finished upload measured while streaming. */
+export interface PutResult {
+  size: number;
+  /** Hex sha256 of the bytes as stored. */
+  sha256: string;
+}
+
+export interface PutOptions {
+  contentType?: string;
+  /** Refuse (PayloadTooLargeError) and leave nothing behind once the body exceeds this many bytes. */
+  maxBytes?: number;
+}
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive; omitted means to the end. */
+  end?: number;
+}
+
+export interface GetResult {
+  body: Readable;
+  /** Size of the whole object. */
+  size: number;
+  /** Bytes in `body` (the range's length when a range was asked for). */
+  contentLength: number;
+  contentType: string | undefined;
+  /** Set when a range was served: the inclusive byte positions. */
+  range?: { start: number; end: number };
+}
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  lastModified: Date;
+}
+
+export interface SignedUrlOptions {
+  /** Seconds the URL stays valid. */
+  expiresIn: number;
+  /** Offered as the download's file name (Content-Disposition). */
+  filename?: string;
+  contentType?: string;
+}
+
 /**
- * Where entry bytes live: one bucket per workspace, objects keyed by path inside it. Two adapters
- * implement it: `s3` (any S3-compatible store) and `local` (folders under DATA_DIR).
+ * Where entry bytes live: one bucket per workspace, objects keyed inside it. Two adapters implement
+ * it and pass one contract suite (test/helpers/blob-store-contract.ts): `s3` (any S3-compatible store) and
+ * `local` (files under DATA_DIR, with gateway-signed download URLs).
  */
 export interface BlobStore {
   readonly kind: 's3' | 'local';
@@ -12,6 +59,43 @@ export interface BlobStore {
   deletePrefix(bucket: string, prefix: string): Promise<number>;
   /** True when the bucket exists (readiness and reconciliation). */
   bucketExists(bucket: string): Promise<boolean>;
+  /**
+   * Streams `body` into a new object, measuring size and sha256 on the way, with memory bounded
+   * whatever the size. On any failure (body error, maxBytes exceeded, store error) nothing is left
+   * under `key` and the error is rethrown (PayloadTooLargeError for maxBytes).
+   */
+  put(bucket: string, key: string, body: Readable, opts?: PutOptions): Promise<PutResult>;
+  /** Streams an object or a byte range of it. @throws BlobNotFoundError, RangeNotSatisfiableError */
+  get(bucket: string, key: string, range?: ByteRange): Promise<GetResult>;
+  /** Size and type of an object, or null when there is none. */
+  head(bucket: string, key: string): Promise<{ size: number; contentType: string | undefined } | null>;
+  /** Removes one object; succeeds if it is already gone. */
+  delete(bucket: string, key: string): Promise<void>;
+  /** Removes many objects in batches (1000 per S3 request); missing ones are fine. */
+  deleteMany(bucket: string, keys: readonly string[]): Promise<void>;
+  /** Every object under `prefix`, in pages behind the iterator (reconciliation). */
+  list(bucket: string, prefix: string): AsyncIterable<ObjectInfo>;
+  /** A URL a plain HTTP client can GET until it expires: presigned (S3) or gateway-signed (local). */
+  signedUrl(bucket: string, key: string, opts: SignedUrlOptions): Promise<string>;
+}
+
+/** The object does not exist. */
+export class BlobNotFoundError extends Error {
+  constructor(
+    readonly bucket: string,
+    readonly key: string,
+  ) {
+    super(`no object ${key} in ${bucket}`);
+    this.name = 'BlobNotFoundError';
+  }
+}
+
+/** The requested range starts past the end of the object. */
+export class RangeNotSatisfiableError extends Error {
+  constructor(readonly size: number) {
+    super(`range not satisfiable for an object of ${size} bytes`);
+    this.name = 'RangeNotSatisfiableError';
+  }
 }
 
 /** The blob store of this process, set once by `createApp`. */

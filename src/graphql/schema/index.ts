@@ -5,5 +5,6 @@ import './workspace.js';
 import './volume.js';
 import './mount.js';
 import './api-key.js';
+import './entry.js';
 
 export const schema = builder.toSchema({ sortSchema: true });

@@ -39,6 +39,13 @@ export const Volume = builder.prismaObject('Volume', {
     reindexProgress: t.expose('reindexProgress', { type: 'JSON', nullable: true }),
     reindexError: t.exposeString('reindexError', { nullable: true }),
     createdBy: t.exposeString('createdBy'),
+    maxSizeBytes: t.field({ type: 'SafeInt', nullable: true, resolve: (v) => (v.maxSizeBytes === null ? null : Number(v.maxSizeBytes)) }),
+    maxFileCount: t.exposeInt('maxFileCount', { nullable: true }),
+    maxMounts: t.exposeInt('maxMounts', { nullable: true }),
+    usedBytes: t.field({ type: 'SafeInt', resolve: (v) => Number(v.usedBytes) }),
+    entryCount: t.exposeInt('entryCount'),
+    mountCount: t.exposeInt('mountCount'),
+    lastReconciledAt: t.expose('lastReconciledAt', { type: 'DateTime', nullable: true }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
     workspace: t.relation('workspace', { authScopes: { scope: 'workspaces:read' } }),
@@ -61,6 +68,9 @@ const CreateVolumeInput = builder.inputType('CreateVolumeInput', {
     indexingMode: t.field({ type: IndexingMode, description: 'Default auto' }),
     chunkingStrategy: t.field({ type: ChunkingStrategy, description: 'Default recursive' }),
     tags: t.stringList(),
+    maxSizeBytes: t.field({ type: 'SafeInt', description: 'Quota in bytes (null: unlimited)' }),
+    maxFileCount: t.int({ description: 'Quota in entries (null: unlimited)' }),
+    maxMounts: t.int({ description: 'Quota in mounts (null: unlimited)' }),
   }),
 });
 
@@ -75,6 +85,9 @@ const UpdateVolumeInput = builder.inputType('UpdateVolumeInput', {
     indexingMode: t.field({ type: IndexingMode }),
     chunkingStrategy: t.field({ type: ChunkingStrategy }),
     tags: t.stringList(),
+    maxSizeBytes: t.field({ type: 'SafeInt' }),
+    maxFileCount: t.int(),
+    maxMounts: t.int(),
   }),
 });
 

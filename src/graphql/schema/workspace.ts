@@ -2,6 +2,7 @@ import { db } from '../../db/client.js';
 import { visibleVolumeWhere } from '../../domain/access.js';
 import { isId } from '../../domain/common.js';
 import { type BucketStatusEvent, events } from '../../domain/events.js';
+import { reconcileWorkspaceFor, type UsageReport, type WorkspaceReconciliation } from '../../domain/maintenance.js';
 import {
   createWorkspace,
   deleteWorkspace,
@@ -106,6 +107,40 @@ builder.queryFields((base) => {
   };
 });
 
+const VolumeUsageReport = builder.objectRef<UsageReport>('VolumeUsageReport').implement({
+  fields: (t) => ({
+    volumeId: t.exposeID('volumeId'),
+    usedBytesBefore: t.field({ type: 'SafeInt', resolve: (r) => r.before.usedBytes }),
+    usedBytesAfter: t.field({ type: 'SafeInt', resolve: (r) => r.after.usedBytes }),
+    entryCountBefore: t.int({ resolve: (r) => r.before.entryCount }),
+    entryCountAfter: t.int({ resolve: (r) => r.after.entryCount }),
+    mountCountBefore: t.int({ resolve: (r) => r.before.mountCount }),
+    mountCountAfter: t.int({ resolve: (r) => r.after.mountCount }),
+    reconciledAt: t.expose('reconciledAt', { type: 'DateTime' }),
+  }),
+});
+
+const MissingObject = builder.objectRef<{ entryId: string; path: string; blobKey: string }>('MissingObject').implement({
+  fields: (t) => ({ entryId: t.exposeID('entryId'), path: t.exposeString('path'), blobKey: t.exposeString('blobKey') }),
+});
+
+const Reconciliation = builder.objectRef<WorkspaceReconciliation>('WorkspaceReconciliation').implement({
+  description: 'What a reconciliation of usage counters and stored objects found and fixed.',
+  fields: (t) => ({
+    volumes: t.field({ type: [VolumeUsageReport], resolve: (r) => r.volumes }),
+    orphansRemoved: t.stringList({ description: 'Object keys no entry referred to, removed', resolve: (r) => r.objects.orphansRemoved }),
+    orphansKept: t.int({
+      description: 'Unreferenced objects too recent to judge (uploads in flight)',
+      resolve: (r) => r.objects.orphansKept,
+    }),
+    missingObjects: t.field({
+      type: [MissingObject],
+      description: 'Entries whose object is gone (reported only)',
+      resolve: (r) => r.objects.missingObjects,
+    }),
+  }),
+});
+
 builder.mutationFields((base) => {
   const t = base.withAuth({ authenticated: true });
   return {
@@ -125,6 +160,16 @@ builder.mutationFields((base) => {
         const { orgId } = await locateWorkspace(String(args.id));
         const ws = await updateWorkspace(ctx.principal, orgId, String(args.id), toDomainInput(args.input), ['input']);
         return db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
+      },
+    }),
+    reconcileWorkspace: t.field({
+      type: Reconciliation,
+      description: 'Recomputes usage counters and removes objects no entry refers to (admin). Also runs hourly.',
+      args: { id: t.arg.id({ required: true }) },
+      resolve: async (_root, args, ctx) => {
+        const id = String(args.id);
+        const { orgId } = await locateWorkspace(id);
+        return reconcileWorkspaceFor(ctx.principal, orgId, id);
       },
     }),
     deleteWorkspace: t.field({

@@ -1,4 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
+import { z } from 'zod';
+import { reconcileWorkspaceFor } from '../../domain/maintenance.js';
 import { PageQuery } from '../../domain/pagination.js';
 import {
   CreateWorkspaceInput,
@@ -14,6 +16,15 @@ import { errorResponses, listOf, Message, OrgParams, ok, Workspace, WorkspacePar
 import { pageJson, workspaceJson } from '../serializers.js';
 
 const tags = ['Workspaces'];
+const Usage = z.object({ used_bytes: z.number().int(), entry_count: z.number().int(), mount_count: z.number().int() });
+const Reconciliation = z.object({
+  volumes: z.array(z.object({ volume_id: z.string(), before: Usage, after: Usage, reconciled_at: z.string() })),
+  orphans_removed: z.array(z.string()).describe('Object keys removed: no entry referred to them'),
+  orphans_kept: z.number().int().describe('Unreferenced objects too recent to judge (uploads in flight)'),
+  missing_objects: z
+    .array(z.object({ entry_id: z.string(), path: z.string(), blob_key: z.string() }))
+    .describe('Entries whose object is gone: reported, not changed'),
+});
 const body = <T>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 
 export function registerWorkspaceRoutes(app: RestApp): void {
@@ -79,6 +90,37 @@ export function registerWorkspaceRoutes(app: RestApp): void {
       const { org_id, workspace_id } = c.req.valid('param');
       const ws = await updateWorkspace(c.get('principal'), org_id, workspace_id, c.req.valid('json'));
       return c.json(workspaceJson(ws), 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}/reconcile',
+      tags,
+      summary: 'Reconcile usage counters and stored objects (admin)',
+      description:
+        "Recomputes each volume's used_bytes, entry_count and mount_count (setting last_reconciled_at), removes objects no entry refers to once they are older than 15 minutes, and reports entries whose object is missing. Also runs hourly.",
+      request: { params: WorkspaceParams },
+      responses: { 200: ok(Reconciliation), ...errorResponses },
+    }),
+    async (c) => {
+      const { org_id, workspace_id } = c.req.valid('param');
+      const r = await reconcileWorkspaceFor(c.get('principal'), org_id, workspace_id);
+      return c.json(
+        {
+          volumes: r.volumes.map((v) => ({
+            volume_id: v.volumeId,
+            before: { used_bytes: v.before.usedBytes, entry_count: v.before.entryCount, mount_count: v.before.mountCount },
+            after: { used_bytes: v.after.usedBytes, entry_count: v.after.entryCount, mount_count: v.after.mountCount },
+            reconciled_at: v.reconciledAt.toISOString(),
+          })),
+          orphans_removed: r.objects.orphansRemoved,
+          orphans_kept: r.objects.orphansKept,
+          missing_objects: r.objects.missingObjects.map((m) => ({ entry_id: m.entryId, path: m.path, blob_key: m.blobKey })),
+        },
+        200,
+      );
     },
   );
 

@@ -1,0 +1,68 @@
+import picomatch from 'picomatch';
+import { db } from '../db/client.js';
+import { type AccessLevel, isAppKey, levelAtLeast, type Principal, requireScope } from './access.js';
+import { ForbiddenError, NotFoundError } from './errors.js';
+import { matchesPattern } from './path-patterns.js';
+
+/**
+ * What a principal may do with the entries of one volume. Org keys and the platform key are governed
+ * by scopes alone; an app key by its mounts: a path is readable when a mount's pattern matches it,
+ * writable when such a mount is `write` or `admin`. Paths no mount lets the app read do not exist
+ * for it (404, never listed); readable paths it may not write answer 403.
+ */
+export interface EntryAccess {
+  readonly principal: Principal;
+  canRead(path: string): boolean;
+  canWrite(path: string): boolean;
+  /**
+   * Regexes a readable path matches (any of them), or null when every path is readable. Mount globs
+   * compile (picomatch) to regexes that Postgres' ARE engine evaluates identically, so listing,
+   * counting and search filter in SQL (`path ~ ANY(...)`) and pages and totals stay exact.
+   */
+  readableRegexes(): string[] | null;
+}
+
+const FULL: Omit<EntryAccess, 'principal'> = {
+  canRead: () => true,
+  canWrite: () => true,
+  readableRegexes: () => null,
+};
+
+function regexOf(pattern: string): string {
+  return picomatch.makeRe(pattern, { dot: true, strictBrackets: true }).source;
+}
+
+/**
+ * Loads the principal's access to one volume's entries (one query for app keys).
+ * @throws ForbiddenError when the key lacks `entries:read` (or `entries:write` when `need` is write)
+ */
+export async function entryAccess(p: Principal, volumeId: string, need: 'read' | 'write'): Promise<EntryAccess> {
+  requireScope(p, need === 'write' ? 'entries:write' : 'entries:read');
+  if (!isAppKey(p)) return { principal: p, ...FULL };
+  const mounts = await db.mount.findMany({ where: { volumeId, appId: p.appId }, select: { pathPattern: true, accessLevel: true } });
+  const with_ = (level: AccessLevel) => mounts.filter((m) => levelAtLeast(m.accessLevel, level)).map((m) => m.pathPattern);
+  const readable = with_('read');
+  const writable = with_('write');
+  const regexes = readable.map(regexOf);
+  return {
+    principal: p,
+    canRead: (path) => readable.some((pattern) => matchesPattern(pattern, path)),
+    canWrite: (path) => writable.some((pattern) => matchesPattern(pattern, path)),
+    readableRegexes: () => regexes,
+  };
+}
+
+/** @throws NotFoundError when the path is not readable for this principal (it does not exist for it) */
+export function requireReadable(access: EntryAccess, path: string): void {
+  if (!access.canRead(path)) throw new NotFoundError('entry', path);
+}
+
+/**
+ * @throws NotFoundError when the path is invisible to the principal, ForbiddenError (`path:write`)
+ * when it can read but not write there
+ */
+export function requireWritable(access: EntryAccess, path: string): void {
+  if (access.canWrite(path)) return;
+  requireReadable(access, path);
+  throw new ForbiddenError('path:write', { path, reason: 'no write or admin mount matches this path' });
+}

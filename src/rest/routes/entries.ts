@@ -1,0 +1,271 @@
+import type { Context } from 'hono';
+import { z } from 'zod';
+import { ShortId } from '../../domain/common.js';
+import { deleteEntry, getEntry, moveEntry, type VolumeRoute, writeEntry } from '../../domain/entries.js';
+import { listDirectory } from '../../domain/entry-listing.js';
+import { etagOf, type Preconditions, parseIfMatch, UploadFieldsInput, WriteEntryInput } from '../../domain/entry-rules.js';
+import { ValidationError } from '../../domain/errors.js';
+import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/pagination.js';
+import { DEFAULT_EXPIRES_IN, downloadUrl, MAX_EXPIRES_IN, MIN_EXPIRES_IN, uploadEntry } from '../../domain/uploads.js';
+import { parseInput } from '../../domain/validation.js';
+import type { RestApp, RestEnv } from '../app.js';
+import { readUpload } from '../multipart.js';
+import { conflictResponse, Entry, errorResponses, Message, VolumeParams } from '../schemas.js';
+import { entryJson } from '../serializers.js';
+
+const BASE = '/orgs/:org_id/workspaces/:workspace_id/volumes/:volume_id';
+// registerPath paths get the app's /v1 base prepended, like openapi() routes.
+const DOC_BASE = '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}';
+
+/** The volume addressed by the route, validated like every other path parameter. */
+function routeOf(c: Context<RestEnv>): VolumeRoute {
+  const p = parseInput(VolumeParams, c.req.param(), ['path']);
+  return { orgId: p.org_id, workspaceId: p.workspace_id, volumeId: p.volume_id };
+}
+
+/** If-Match / If-None-Match headers as domain preconditions. */
+function preconditions(c: Context<RestEnv>): Preconditions {
+  const ifMatch = parseIfMatch(c.req.header('if-match'));
+  if (ifMatch === 'invalid')
+    throw ValidationError.field(['header', 'if-match'], 'If-Match must be an entry version such as "3", or *', c.req.header('if-match'));
+  const none = c.req.header('if-none-match')?.trim();
+  if (none !== undefined && none !== '*')
+    throw ValidationError.field(['header', 'if-none-match'], 'Only If-None-Match: * is supported', none);
+  return { ifMatch, ifNoneMatch: none === '*' };
+}
+
+/** The X-Execution-Id header, held to the same rules as the body's `execution_id`. */
+function executionId(c: Context<RestEnv>): string | undefined {
+  const header = c.req.header('x-execution-id');
+  if (header === undefined || header.trim() === '') return undefined;
+  return parseInput(ShortId, header, ['header', 'x-execution-id']);
+}
+
+const ListQuery = z.object({
+  path: z.string().max(1100).optional(),
+  limit: z.coerce.number({ error: 'Input should be a valid integer' }).int().min(1).max(MAX_LIMIT).default(DEFAULT_LIMIT),
+  cursor: z.string().max(2048).optional(),
+});
+const DownloadQuery = z.object({
+  expires_in: z.coerce
+    .number({ error: 'Input should be a valid integer' })
+    .int()
+    .min(MIN_EXPIRES_IN)
+    .max(MAX_EXPIRES_IN)
+    .default(DEFAULT_EXPIRES_IN),
+});
+const MoveBody = z.object({
+  from: z.string().min(1).max(1100),
+  to: z.string().min(1).max(1100),
+  overwrite: z.boolean().default(false),
+});
+
+/**
+ * Entry routes. The entry path is a catch-all parameter (`/entries/notes/2024/plan.md`); a GET
+ * ending in `/download` and a POST ending in `/upload` are the download and upload routes.
+ */
+export function registerEntryRoutes(app: RestApp): void {
+  app.get(`${BASE}/list`, async (c) => {
+    const route = routeOf(c);
+    const q = parseInput(ListQuery, c.req.query(), ['query']);
+    const listing = await listDirectory(c.get('principal'), route, q);
+    return c.json({
+      path: listing.path,
+      directories: listing.directories,
+      entries: listing.entries.map(entryJson),
+      has_more: listing.hasMore,
+      next_cursor: listing.nextCursor,
+    });
+  });
+
+  app.get(`${BASE}/entries/:path{.+}/download`, async (c) => {
+    const route = routeOf(c);
+    const { expires_in } = parseInput(DownloadQuery, c.req.query(), ['query']);
+    const entry = await getEntry(c.get('principal'), route, c.req.param('path'));
+    const url = await downloadUrl(route, entry, expires_in);
+    return c.json({
+      entry_id: entry.id,
+      path: entry.path,
+      mime_type: entry.mimeType,
+      size_bytes: Number(entry.sizeBytes),
+      download_url: url,
+      expires_in,
+    });
+  });
+
+  app.post(`${BASE}/entries/:path{.+}/upload`, async (c) => {
+    const route = routeOf(c);
+    const pre = preconditions(c);
+    const { file, fields } = await readUpload(c);
+    const { entry, created } = await uploadEntry(c.get('principal'), route, c.req.param('path'), file, fields, {
+      ...pre,
+      executionId: executionId(c),
+    });
+    c.header('ETag', etagOf(entry.version));
+    return c.json({ message: 'Entry written successfully', entry: entryJson(entry) }, created ? 201 : 200);
+  });
+
+  app.get(`${BASE}/entries/:path{.+}`, async (c) => {
+    const entry = await getEntry(c.get('principal'), routeOf(c), c.req.param('path'));
+    c.header('ETag', etagOf(entry.version));
+    return c.json(entryJson(entry));
+  });
+
+  app.put(`${BASE}/entries/:path{.+}`, async (c) => {
+    const route = routeOf(c);
+    const pre = preconditions(c);
+    const body = await readJson(c);
+    const { entry, created } = await writeEntry(c.get('principal'), route, c.req.param('path'), body, {
+      ...pre,
+      executionId: executionId(c),
+    });
+    c.header('ETag', etagOf(entry.version));
+    return c.json({ message: 'Entry written successfully', entry: entryJson(entry) }, created ? 201 : 200);
+  });
+
+  app.delete(`${BASE}/entries/:path{.+}`, async (c) => {
+    const { ifMatch } = preconditions(c);
+    await deleteEntry(c.get('principal'), routeOf(c), c.req.param('path'), { ifMatch });
+    return c.json({ message: 'Entry deleted successfully' });
+  });
+
+  app.post(`${BASE}/move`, async (c) => {
+    const route = routeOf(c);
+    const body = parseInput(MoveBody, await readJson(c), ['body']);
+    const { ifMatch } = preconditions(c);
+    const entry = await moveEntry(
+      c.get('principal'),
+      route,
+      body.from,
+      body.to,
+      { overwrite: body.overwrite, ifMatch },
+      { from: ['body', 'from'], to: ['body', 'to'] },
+    );
+    c.header('ETag', etagOf(entry.version));
+    return c.json({ message: 'Entry moved successfully', entry: entryJson(entry) });
+  });
+
+  documentEntryRoutes(app);
+}
+
+/** A JSON body (or 422 naming the body when it is not JSON). */
+async function readJson(c: Context<RestEnv>): Promise<unknown> {
+  const type = c.req.header('content-type') ?? '';
+  if (!/^application\/([\w.-]+\+)?json/i.test(type)) {
+    throw ValidationError.field(['body'], 'Request body must be JSON (Content-Type: application/json)', type || null, 'content_type');
+  }
+  try {
+    return await c.req.json();
+  } catch {
+    throw ValidationError.field(['body'], 'JSON decode error', {}, 'json_invalid');
+  }
+}
+
+/** Catch-all paths are routed by hand, so their OpenAPI entries are registered here. */
+function documentEntryRoutes(app: RestApp): void {
+  const tags = ['Entries'];
+  const params = VolumeParams.extend({ path: z.string().describe('Entry path, slashes included: notes/2024/plan.md') });
+  const json = (schema: z.ZodType, description = 'Successful Response') => ({ description, content: { 'application/json': { schema } } });
+  const headers = z.object({
+    'if-match': z.string().optional().describe('Only if the entry is at this version ("3") or exists (*)'),
+    'if-none-match': z.string().optional().describe('* : only create, never replace'),
+    'x-execution-id': z.string().optional().describe('Recorded as written_by_execution_id'),
+  });
+  const written = z.object({ message: z.string(), entry: Entry });
+  const r = app.openAPIRegistry;
+  r.registerPath({
+    method: 'get',
+    path: `${DOC_BASE}/entries/{path}`,
+    tags,
+    summary: 'Read an entry',
+    request: { params },
+    responses: { 200: json(Entry), ...errorResponses },
+  });
+  r.registerPath({
+    method: 'put',
+    path: `${DOC_BASE}/entries/{path}`,
+    tags,
+    summary: 'Write an entry to a volume (create or replace)',
+    description: '201 when created, 200 when replaced. The ETag header carries the new version.',
+    request: { params, headers, body: { content: { 'application/json': { schema: WriteEntryInput } }, required: true } },
+    responses: {
+      200: json(written),
+      201: json(written, 'Created'),
+      ...conflictResponse,
+      507: json(z.object({}), 'Quota exceeded'),
+      ...errorResponses,
+    },
+  });
+  r.registerPath({
+    method: 'delete',
+    path: `${DOC_BASE}/entries/{path}`,
+    tags,
+    summary: 'Delete an entry',
+    request: { params, headers: headers.pick({ 'if-match': true }) },
+    responses: { 200: json(Message), ...conflictResponse, ...errorResponses },
+  });
+  r.registerPath({
+    method: 'get',
+    path: `${DOC_BASE}/list`,
+    tags,
+    summary: 'List entries in a volume (directory-like)',
+    request: { params: VolumeParams, query: ListQuery },
+    responses: {
+      200: json(
+        z.object({
+          path: z.string(),
+          directories: z.array(z.string()),
+          entries: z.array(Entry),
+          has_more: z.boolean(),
+          next_cursor: z.string().nullable(),
+        }),
+      ),
+      ...errorResponses,
+    },
+  });
+  r.registerPath({
+    method: 'post',
+    path: `${DOC_BASE}/entries/{path}/upload`,
+    tags,
+    summary: 'Upload a file entry to a volume',
+    description: 'Streamed to the blob store; text-like files also get content_text. 413 above MAX_UPLOAD_BYTES.',
+    request: {
+      params,
+      headers,
+      body: {
+        content: { 'multipart/form-data': { schema: UploadFieldsInput.extend({ file: z.string().describe('The file (binary)') }) } },
+        required: true,
+      },
+    },
+    responses: { 200: json(written), 201: json(written, 'Created'), ...conflictResponse, ...errorResponses },
+  });
+  r.registerPath({
+    method: 'get',
+    path: `${DOC_BASE}/entries/{path}/download`,
+    tags,
+    summary: 'Get a presigned download URL for a file entry',
+    request: { params, query: DownloadQuery },
+    responses: {
+      200: json(
+        z.object({
+          entry_id: z.string(),
+          path: z.string(),
+          mime_type: z.string().nullable(),
+          size_bytes: z.number().int(),
+          download_url: z.string(),
+          expires_in: z.number().int(),
+        }),
+      ),
+      ...conflictResponse,
+      ...errorResponses,
+    },
+  });
+  r.registerPath({
+    method: 'post',
+    path: `${DOC_BASE}/move`,
+    tags,
+    summary: 'Rename an entry atomically (409 if the target exists, unless overwrite)',
+    request: { params: VolumeParams, body: { content: { 'application/json': { schema: MoveBody } }, required: true } },
+    responses: { 200: json(written), ...conflictResponse, ...errorResponses },
+  });
+}
