@@ -16,6 +16,7 @@ import {
 } from './entry-rules.js';
 import { NotFoundError, QuotaExceededError } from './errors.js';
 import { type EntryChangedEvent, events } from './events.js';
+import { checkWriteGuard, type WriteGuard } from './locks.js';
 import { normaliseEntryPath } from './paths.js';
 import { parseInput } from './validation.js';
 import { findVisibleVolume } from './volumes.js';
@@ -28,6 +29,9 @@ export interface VolumeRoute {
   workspaceId: string;
   volumeId: string;
 }
+
+/** Everything a writer may state about a write: versions, and the lock or fencing token it holds. */
+export type WriteConditions = Preconditions & WriteGuard;
 
 /** Who wrote: the app comes from an app key (never from the request), the execution from the caller. */
 export interface WriterInfo {
@@ -52,6 +56,31 @@ export interface EntryData {
   metadata: Prisma.InputJsonValue;
   writtenByAppId: string | null;
   writtenByExecutionId: string | null;
+}
+
+/**
+ * The fields every write takes from the request and the caller: the writing app comes from an app
+ * key (never from the body), the execution from the X-Execution-Id header, else the body.
+ */
+export function describedBy(
+  p: Principal,
+  f: {
+    schema_id?: string | null | undefined;
+    ttl_seconds?: number | null | undefined;
+    tags: string[];
+    metadata: Record<string, unknown>;
+    execution_id?: string | undefined;
+  },
+  opts: WriterInfo,
+): Pick<EntryData, 'schemaId' | 'ttlSeconds' | 'tags' | 'metadata' | 'writtenByAppId' | 'writtenByExecutionId'> {
+  return {
+    schemaId: f.schema_id ?? null,
+    ttlSeconds: f.ttl_seconds ?? null,
+    tags: f.tags,
+    metadata: f.metadata as Prisma.InputJsonValue,
+    writtenByAppId: p.kind === 'key' ? p.appId : null,
+    writtenByExecutionId: opts.executionId ?? f.execution_id ?? null,
+  };
 }
 
 /** Resolves the volume (visible to the principal) and the principal's access to its entries. */
@@ -144,10 +173,11 @@ export async function afterPurge(volumeId: string, bucket: string, purged: Purge
  * entry. Returns the object key the write replaced, for the caller to delete after commit.
  * @throws ConflictError, QuotaExceededError, NotFoundError (volume deleted meanwhile)
  */
-export async function commitEntry(volumeId: string, path: string, data: EntryData, pre: Preconditions): Promise<CommitResult> {
+export async function commitEntry(volumeId: string, path: string, data: EntryData, pre: WriteConditions): Promise<CommitResult> {
   return db.$transaction(
     async (tx) => {
       const usage = await lockVolume(tx, volumeId);
+      await checkWriteGuard(tx, volumeId, path, pre);
       let purged: PurgedEntry[] = [];
       const existing = await tx.entry.findUnique({ where: { volumeId_path: { volumeId, path } } });
       const current = existing && !isExpired(existing) ? existing : null;
@@ -220,7 +250,7 @@ export async function writeEntry(
   route: VolumeRoute,
   rawPath: string,
   raw: unknown,
-  opts: Preconditions & WriterInfo = {},
+  opts: WriteConditions & WriterInfo = {},
   loc: { path: Loc; body: Loc } = { path: ['path', 'path'], body: ['body'] },
 ): Promise<{ entry: Entry; created: boolean }> {
   const { access } = await openVolume(p, route, 'write');
@@ -243,14 +273,9 @@ export async function writeEntry(
       contentText,
       mimeType: input.mime_type ?? (kind === 'json' ? 'application/json' : 'text/plain'),
       sizeBytes,
-      schemaId: input.schema_id ?? null,
       blobKey: null,
       sha256: null,
-      ttlSeconds: input.ttl_seconds ?? null,
-      tags: input.tags,
-      metadata: input.metadata as Prisma.InputJsonValue,
-      writtenByAppId: p.kind === 'key' ? p.appId : null,
-      writtenByExecutionId: opts.executionId ?? input.execution_id ?? null,
+      ...describedBy(p, input, opts),
     },
     opts,
   );
@@ -276,7 +301,7 @@ export async function deleteEntry(
   p: Principal,
   route: VolumeRoute,
   rawPath: string,
-  pre: Pick<Preconditions, 'ifMatch'> = {},
+  pre: Pick<WriteConditions, 'ifMatch' | 'lockId' | 'fencing'> = {},
   pathLoc: Loc = ['path', 'path'],
 ): Promise<Entry> {
   const { access } = await openVolume(p, route, 'write');
@@ -285,6 +310,7 @@ export async function deleteEntry(
   const deleted = await db.$transaction(
     async (tx) => {
       await lockVolume(tx, route.volumeId);
+      await checkWriteGuard(tx, route.volumeId, path, pre);
       const entry = await tx.entry.findUnique({ where: { volumeId_path: { volumeId: route.volumeId, path } } });
       if (!entry || isExpired(entry)) throw new NotFoundError('entry', path);
       checkPreconditions(entry, pre, path);
@@ -309,7 +335,7 @@ export async function moveEntry(
   route: VolumeRoute,
   rawFrom: string,
   rawTo: string,
-  opts: { overwrite?: boolean; ifMatch?: number | '*' | undefined } = {},
+  opts: { overwrite?: boolean; ifMatch?: number | '*' | undefined } & WriteGuard = {},
   loc: { from: Loc; to: Loc } = { from: ['from'], to: ['to'] },
 ): Promise<Entry> {
   const { access } = await openVolume(p, route, 'write');
@@ -320,6 +346,8 @@ export async function moveEntry(
   const { entry, replaced } = await db.$transaction(
     async (tx) => {
       await lockVolume(tx, route.volumeId);
+      await checkWriteGuard(tx, route.volumeId, from, opts);
+      await checkWriteGuard(tx, route.volumeId, to, opts);
       const source = await tx.entry.findUnique({ where: { volumeId_path: { volumeId: route.volumeId, path: from } } });
       if (!source || isExpired(source)) throw new NotFoundError('entry', from);
       checkPreconditions(source, { ifMatch: opts.ifMatch }, from);

@@ -38,6 +38,11 @@ function regexOf(pattern: string): string {
  */
 export async function entryAccess(p: Principal, volumeId: string, need: 'read' | 'write'): Promise<EntryAccess> {
   requireScope(p, need === 'write' ? 'entries:write' : 'entries:read');
+  return pathAccess(p, volumeId);
+}
+
+/** The path-level access of a principal to a volume, scopes aside (locks check their own scope). */
+export async function pathAccess(p: Principal, volumeId: string): Promise<EntryAccess> {
   if (!isAppKey(p)) return { principal: p, ...FULL };
   const mounts = await db.mount.findMany({ where: { volumeId, appId: p.appId }, select: { pathPattern: true, accessLevel: true } });
   const with_ = (level: AccessLevel) => mounts.filter((m) => levelAtLeast(m.accessLevel, level)).map((m) => m.pathPattern);

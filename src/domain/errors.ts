@@ -11,7 +11,8 @@ export type ErrorCode =
   | 'VALIDATION_FAILED'
   | 'QUOTA_EXCEEDED'
   | 'PAYLOAD_TOO_LARGE'
-  | 'RATE_LIMITED';
+  | 'RATE_LIMITED'
+  | 'LOCKED';
 
 /** One problem with the input, in the shape of the legacy API's 422 `detail` items. */
 export interface FieldIssue {
@@ -58,6 +59,11 @@ export class NotFoundError extends AppError {
 
 export class ConflictError extends AppError {
   readonly code = 'CONFLICT' as const;
+}
+
+/** A write under a path held by someone else's exclusive lock. */
+export class LockedError extends AppError {
+  readonly code = 'LOCKED' as const;
 }
 
 export class QuotaExceededError extends AppError {

@@ -19,6 +19,18 @@ export interface EntryChangedEvent {
   previousPath: string | null;
 }
 
+/** A lock was acquired, renewed, released or found expired. */
+export interface LockEvent {
+  kind: 'acquired' | 'renewed' | 'released' | 'expired';
+  volumeId: string;
+  lockId: string;
+  partition: string;
+  lockType: 'exclusive' | 'shared';
+  holderAppId: string;
+  fencingToken: number;
+  expiresAt: Date;
+}
+
 /**
  * Every event the domain publishes, keyed by topic with the routing id first. Subscribers re-check
  * access when they subscribe; payloads carry ids and numbers so nothing bypasses that check.
@@ -26,6 +38,7 @@ export interface EntryChangedEvent {
 export type Events = {
   bucketStatus: [workspaceId: string, payload: BucketStatusEvent];
   entryChanged: [volumeId: string, payload: EntryChangedEvent];
+  lockEvents: [volumeId: string, payload: LockEvent];
 };
 
 /** The process's event channel: in memory, or Redis-backed when REDIS_URL is set (set by createApp). */

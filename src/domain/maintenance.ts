@@ -6,6 +6,7 @@ import { runBucketDeletions } from './cleanup.js';
 import { isId } from './common.js';
 import { afterPurge, purgeExpired } from './entries.js';
 import { NotFoundError } from './errors.js';
+import { sweepLocks } from './locks.js';
 import { volumeObjectPrefix } from './volumes.js';
 
 /**
@@ -22,6 +23,7 @@ export function startMaintenance(intervalMs: number, reconcileEveryMs = 60 * 60 
       const steps: [string, () => Promise<unknown>][] = [
         ['ttl sweep', () => sweepExpiredEntries()],
         ['bucket cleanup', () => runBucketDeletions()],
+        ['lock sweep', () => sweepLocks()],
       ];
       if (Date.now() - lastReconcile >= reconcileEveryMs) {
         lastReconcile = Date.now();

@@ -7,9 +7,19 @@ import { db } from '../db/client.js';
 import type { Entry, Prisma } from '../generated/prisma/client.js';
 import { blobs } from '../storage/blob-store.js';
 import type { Principal } from './access.js';
-import { afterWrite, bucketOf, commitEntry, discardBlobs, openVolume, type VolumeRoute, type WriterInfo } from './entries.js';
+import {
+  afterWrite,
+  bucketOf,
+  commitEntry,
+  describedBy,
+  discardBlobs,
+  openVolume,
+  type VolumeRoute,
+  type WriteConditions,
+  type WriterInfo,
+} from './entries.js';
 import { requireWritable } from './entry-access.js';
-import { checkQuota, MAX_EXTRACTED_TEXT_BYTES, type Preconditions, UploadFieldsInput } from './entry-rules.js';
+import { checkQuota, MAX_EXTRACTED_TEXT_BYTES, UploadFieldsInput } from './entry-rules.js';
 import { ConflictError, NotFoundError, ValidationError } from './errors.js';
 import { normaliseEntryPath } from './paths.js';
 import { parseInput } from './validation.js';
@@ -86,7 +96,9 @@ function looksLikeText(head: Buffer): boolean {
  * name's extension, else a text/binary guess from the first bytes.
  */
 async function sniffMimeType(declared: string | undefined, head: Buffer, name: string): Promise<string> {
-  if (declared && declared !== 'application/octet-stream') return declared;
+  // Multipart parsers report a part without Content-Type as text/plain (RFC 7578's default), so
+  // text/plain is no statement either: a binary file sent without a type must not become text.
+  if (declared && declared !== 'application/octet-stream' && declared !== 'text/plain') return declared;
   const magic = await fileTypeFromBuffer(head).catch(() => undefined);
   if (magic) return magic.mime;
   const byName = mime.lookup(name);
@@ -95,8 +107,10 @@ async function sniffMimeType(declared: string | undefined, head: Buffer, name: s
 }
 
 /** Text kept for indexing: valid UTF-8 (replacement characters otherwise), no NUL, capped. */
-function extractText(head: Buffer): string {
-  return new TextDecoder('utf-8').decode(head).replaceAll('\u0000', '');
+function extractText(head: Buffer, truncated: boolean): string {
+  // When the cap cut the file, a character split at the cut is dropped (stream mode holds it back)
+  // rather than turned into a replacement character that would also exceed the cap.
+  return new TextDecoder('utf-8').decode(head, { stream: truncated }).replaceAll('\u0000', '');
 }
 
 /**
@@ -113,7 +127,7 @@ export async function uploadEntry(
   file: UploadedFile,
   /** The other form fields; a promise when they may arrive after the file (multipart order). */
   rawFields: unknown | Promise<unknown>,
-  opts: Preconditions & WriterInfo = {},
+  opts: WriteConditions & WriterInfo = {},
   loc: { path: Loc; body: Loc } = { path: ['path', 'path'], body: ['body'] },
 ): Promise<{ entry: Entry; created: boolean }> {
   const { volume, access } = await openVolume(p, route, 'write');
@@ -159,17 +173,12 @@ export async function uploadEntry(
       {
         contentType: 'file',
         content: { filename: file.filename ?? path.posix.basename(entryPath) } as Prisma.InputJsonValue,
-        contentText: isTextLike(mimeType) ? extractText(head) : null,
+        contentText: isTextLike(mimeType) ? extractText(head, stored.size > head.length) : null,
         mimeType,
         sizeBytes: BigInt(stored.size),
-        schemaId: fields.schema_id ?? null,
         blobKey: key,
         sha256: stored.sha256,
-        ttlSeconds: fields.ttl_seconds ?? null,
-        tags: fields.tags,
-        metadata: fields.metadata as Prisma.InputJsonValue,
-        writtenByAppId: p.kind === 'key' ? p.appId : null,
-        writtenByExecutionId: opts.executionId ?? fields.execution_id ?? null,
+        ...describedBy(p, fields, opts),
       },
       opts,
     );

@@ -78,6 +78,8 @@ export function useStreamingUploads(): Plugin {
             try {
               parser = busboy({
                 headers: { 'content-type': req.headers.get('content-type') ?? '' },
+                // File names arrive as raw UTF-8, which busboy would read as latin1.
+                defParamCharset: 'utf8',
                 limits: { fieldSize: 1024 * 1024, fields: 10 },
               });
             } catch (err) {
@@ -131,7 +133,14 @@ export function useStreamingUploads(): Plugin {
               reject(bad('Empty multipart request'));
               return;
             }
-            Readable.fromWeb(req.body as never).pipe(parser);
+            // .pipe() forwards neither errors nor a body cut off mid-file: without this, an upload
+            // whose client went away would wait forever with its object half written.
+            const source = Readable.fromWeb(req.body as never);
+            source.on('error', (err) => parser.destroy(err));
+            source.on('close', () => {
+              if (!source.readableEnded) parser.destroy(new Error('the request body ended early (client disconnected)'));
+            });
+            source.pipe(parser);
           }),
       );
     },

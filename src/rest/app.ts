@@ -8,6 +8,7 @@ import { toFieldIssues } from '../domain/validation.js';
 import { errorEnvelope, handleError, notFound, validationResponse } from './errors.js';
 import { registerApiKeyRoutes } from './routes/api-keys.js';
 import { registerEntryRoutes } from './routes/entries.js';
+import { registerLockRoutes } from './routes/locks.js';
 import { registerMountRoutes } from './routes/mounts.js';
 import { registerVolumeRoutes } from './routes/volumes.js';
 import { registerWorkspaceRoutes } from './routes/workspaces.js';
@@ -100,6 +101,7 @@ export function createRestApp(opts: RestOptions): RestApp {
   registerVolumeRoutes(app);
   registerMountRoutes(app);
   registerEntryRoutes(app);
+  registerLockRoutes(app);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'apiKey', in: 'header', name: 'X-API-Key' });

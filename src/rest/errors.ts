@@ -18,6 +18,7 @@ const statusOf: Record<ErrorCode, ContentfulStatusCode> = {
   PAYLOAD_TOO_LARGE: 413,
   QUOTA_EXCEEDED: 507,
   RATE_LIMITED: 429,
+  LOCKED: 409,
 };
 
 const envelopeName: Record<ErrorCode, string> = {
@@ -29,6 +30,7 @@ const envelopeName: Record<ErrorCode, string> = {
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
   RATE_LIMITED: 'RATE_LIMITED',
+  LOCKED: 'LOCKED',
 };
 
 export function errorEnvelope(error: string, message: string, details: Record<string, unknown>, status: number) {

@@ -47,7 +47,12 @@ export function readUpload(c: Context): Promise<{ file: UploadedFile; fields: Pr
   const contentType = c.req.header('content-type') ?? '';
   let parser: busboy.Busboy;
   try {
-    parser = busboy({ headers: { 'content-type': contentType }, limits: { files: 1, fields: 20, fieldSize: 256 * 1024 } });
+    // defParamCharset: browsers and fetch send file names as raw UTF-8, which busboy would read as latin1.
+    parser = busboy({
+      headers: { 'content-type': contentType },
+      defParamCharset: 'utf8',
+      limits: { files: 1, fields: 20, fieldSize: 256 * 1024 },
+    });
   } catch {
     throw ValidationError.field(['body'], 'Request body must be multipart/form-data with a file part', contentType || null, 'content_type');
   }
@@ -84,6 +89,12 @@ export function readUpload(c: Context): Promise<{ file: UploadedFile; fields: Pr
     parser.on('error', (err) => {
       const error = ValidationError.field(['body'], `Malformed multipart body: ${(err as Error).message}`, null, 'multipart_invalid');
       if (!started) reject(error);
+    });
+    // .pipe() forwards neither the source's errors nor a client that went away mid-body: without
+    // this, a cut-off upload would wait forever with its object half written.
+    source.on('error', (err) => parser.destroy(err));
+    source.on('close', () => {
+      if (!source.readableEnded) parser.destroy(new Error('the request body ended early (client disconnected)'));
     });
     source.pipe(parser);
   });

@@ -67,6 +67,20 @@ export const Volume = z
   })
   .meta({ id: 'Volume' });
 
+export const Lock = z
+  .object({
+    lock_id: z.string(),
+    volume_id: z.string(),
+    partition: z.string().describe('A path partition (/reports/) guards writes under it; others are advisory'),
+    lock_type: z.enum(['exclusive', 'shared']),
+    holder_app_id: z.string(),
+    holder_execution_id: nullable(z.string()),
+    acquired_at: Timestamp,
+    expires_at: Timestamp,
+    fencing_token: z.number().int().describe('Strictly increasing per partition; present it with writes (X-Fencing-Token)'),
+  })
+  .meta({ id: 'Lock' });
+
 export const Entry = z
   .object({
     entry_id: z.string(),

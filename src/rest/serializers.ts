@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import type { Scope } from '../domain/access.js';
 import type { Page } from '../domain/pagination.js';
-import type { ApiKey, Entry, Mount, Volume, Workspace } from '../generated/prisma/client.js';
+import type { ApiKey, Entry, Lock, Mount, Volume, Workspace } from '../generated/prisma/client.js';
 import type * as S from './schemas.js';
 
 /**
@@ -61,6 +61,20 @@ export function volumeJson(v: Volume): z.infer<typeof S.Volume> {
     entry_count: v.entryCount,
     mount_count: v.mountCount,
     last_reconciled_at: iso(v.lastReconciledAt),
+  };
+}
+
+export function lockJson(l: Lock): z.infer<typeof S.Lock> {
+  return {
+    lock_id: l.id,
+    volume_id: l.volumeId,
+    partition: l.partition,
+    lock_type: l.lockType,
+    holder_app_id: l.holderAppId,
+    holder_execution_id: l.holderExecutionId,
+    acquired_at: iso(l.acquiredAt),
+    expires_at: iso(l.expiresAt),
+    fencing_token: Number(l.fencingToken),
   };
 }
 

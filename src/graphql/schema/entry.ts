@@ -4,6 +4,7 @@ import { decodePathCursor, listDirectory, listEntries } from '../../domain/entry
 import { ENTRY_KINDS } from '../../domain/entry-rules.js';
 import { NotFoundError, ValidationError } from '../../domain/errors.js';
 import { type EntryChangedEvent, events } from '../../domain/events.js';
+import type { WriteGuard } from '../../domain/locks.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/pagination.js';
 import { normaliseDirectory } from '../../domain/paths.js';
 import { DEFAULT_EXPIRES_IN, downloadUrl, uploadEntry } from '../../domain/uploads.js';
@@ -162,6 +163,19 @@ builder.objectFields(Volume, (t) => ({
   }),
 }));
 
+const FencingInput = builder.inputType('FencingInput', {
+  description: 'The fencing token a lock acquisition issued, for the partition it was issued on.',
+  fields: (t) => ({ partition: t.string({ required: true }), token: t.int({ required: true }) }),
+});
+
+/** The lock guard a GraphQL writer states (lockId, fencing), as the domain takes it. */
+function guardOf(args: { lockId?: string | number | null; fencing?: { partition: string; token: number } | null }): WriteGuard {
+  return {
+    ...(args.lockId ? { lockId: String(args.lockId) } : {}),
+    ...(args.fencing ? { fencing: { partition: args.fencing.partition, token: args.fencing.token } } : {}),
+  };
+}
+
 const WriteEntryInput = builder.inputType('WriteEntryInput', {
   fields: (t) => ({
     content: t.field({ type: 'JSON', description: 'JSON content' }),
@@ -185,6 +199,10 @@ const WriteEntryPayload = builder.objectRef<{ entryId: string; created: boolean 
 
 builder.mutationFields((base) => {
   const t = base.withAuth({ authenticated: true });
+  const guardArgs = {
+    lockId: t.arg.id({ description: 'The exclusive path lock you hold over this path (writes under it by others are LOCKED)' }),
+    fencing: t.arg({ type: FencingInput, description: 'Refused (CONFLICT) when a newer token was issued for the partition' }),
+  };
   const preconditionArgs = {
     expectedVersion: t.arg.int({ description: 'Write only if the entry is at this version (409 otherwise)' }),
     createOnly: t.arg.boolean({ description: 'Write only if nothing exists at the path (409 otherwise)' }),
@@ -198,6 +216,7 @@ builder.mutationFields((base) => {
         path: t.arg.string({ required: true }),
         input: t.arg({ type: WriteEntryInput, required: true }),
         ...preconditionArgs,
+        ...guardArgs,
       },
       resolve: async (_root, args, ctx) => {
         const { entry, created } = await writeEntry(
@@ -205,7 +224,7 @@ builder.mutationFields((base) => {
           await routeOf(String(args.volumeId)),
           args.path,
           toDomainInput(args.input),
-          { ifMatch: args.expectedVersion ?? undefined, ifNoneMatch: args.createOnly ?? false },
+          { ifMatch: args.expectedVersion ?? undefined, ifNoneMatch: args.createOnly ?? false, ...guardOf(args) },
           { path: ['path'], body: ['input'] },
         );
         return { entryId: entry.id, created };
@@ -225,6 +244,7 @@ builder.mutationFields((base) => {
         ttlSeconds: t.arg.int(),
         executionId: t.arg.string(),
         ...preconditionArgs,
+        ...guardArgs,
       },
       resolve: async (_root, args, ctx) => {
         const file = await openUpload(args.file as UploadValue);
@@ -245,6 +265,7 @@ builder.mutationFields((base) => {
           {
             ifMatch: args.expectedVersion ?? undefined,
             ifNoneMatch: args.createOnly ?? false,
+            ...guardOf(args),
           },
           { path: ['path'], body: [] },
         );
@@ -257,13 +278,14 @@ builder.mutationFields((base) => {
         volumeId: t.arg.id({ required: true }),
         path: t.arg.string({ required: true }),
         expectedVersion: preconditionArgs.expectedVersion,
+        ...guardArgs,
       },
       resolve: async (_root, args, ctx) => {
         const entry = await deleteEntry(
           ctx.principal,
           await routeOf(String(args.volumeId)),
           args.path,
-          { ifMatch: args.expectedVersion ?? undefined },
+          { ifMatch: args.expectedVersion ?? undefined, ...guardOf(args) },
           ['path'],
         );
         return { id: entry.id, message: 'Entry deleted successfully' };
@@ -278,11 +300,13 @@ builder.mutationFields((base) => {
         to: t.arg.string({ required: true }),
         overwrite: t.arg.boolean({ defaultValue: false }),
         expectedVersion: preconditionArgs.expectedVersion,
+        ...guardArgs,
       },
       resolve: async (query, _root, args, ctx) => {
         const moved = await moveEntry(ctx.principal, await routeOf(String(args.volumeId)), args.from, args.to, {
           overwrite: args.overwrite ?? false,
           ifMatch: args.expectedVersion ?? undefined,
+          ...guardOf(args),
         });
         return db.entry.findUniqueOrThrow({ ...query, where: { id: moved.id } });
       },

@@ -6,5 +6,6 @@ import './volume.js';
 import './mount.js';
 import './api-key.js';
 import './entry.js';
+import './lock.js';
 
 export const schema = builder.toSchema({ sortSchema: true });

@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { ShortId } from '../../domain/common.js';
-import { deleteEntry, getEntry, moveEntry, type VolumeRoute, writeEntry } from '../../domain/entries.js';
+import { deleteEntry, getEntry, moveEntry, type VolumeRoute, type WriteConditions, writeEntry } from '../../domain/entries.js';
 import { listDirectory } from '../../domain/entry-listing.js';
 import { etagOf, type Preconditions, parseIfMatch, UploadFieldsInput, WriteEntryInput } from '../../domain/entry-rules.js';
 import { ValidationError } from '../../domain/errors.js';
@@ -24,7 +24,33 @@ function routeOf(c: Context<RestEnv>): VolumeRoute {
 }
 
 /** If-Match / If-None-Match headers as domain preconditions. */
-function preconditions(c: Context<RestEnv>): Preconditions {
+/**
+ * What a writer states with headers: versions (If-Match / If-None-Match) and the lock it holds
+ * (X-Lock-Id) or the fencing token it was issued (X-Fencing-Token with X-Lock-Partition).
+ */
+function preconditions(c: Context<RestEnv>): WriteConditions {
+  const token = c.req.header('x-fencing-token')?.trim();
+  const partition = c.req.header('x-lock-partition')?.trim();
+  if ((token === undefined) !== (partition === undefined)) {
+    throw ValidationError.field(
+      ['header', token === undefined ? 'x-fencing-token' : 'x-lock-partition'],
+      'X-Fencing-Token and X-Lock-Partition go together',
+      null,
+      'missing',
+    );
+  }
+  if (token !== undefined && !/^\d{1,15}$/.test(token)) {
+    throw ValidationError.field(['header', 'x-fencing-token'], 'X-Fencing-Token must be a fencing token (a positive integer)', token);
+  }
+  const lockId = c.req.header('x-lock-id')?.trim() || undefined;
+  return {
+    ...versionPreconditions(c),
+    ...(lockId ? { lockId } : {}),
+    ...(token !== undefined && partition !== undefined ? { fencing: { partition, token: Number(token) } } : {}),
+  };
+}
+
+function versionPreconditions(c: Context<RestEnv>): Preconditions {
   const ifMatch = parseIfMatch(c.req.header('if-match'));
   if (ifMatch === 'invalid')
     throw ValidationError.field(['header', 'if-match'], 'If-Match must be an entry version such as "3", or *', c.req.header('if-match'));
@@ -78,21 +104,6 @@ export function registerEntryRoutes(app: RestApp): void {
     });
   });
 
-  app.get(`${BASE}/entries/:path{.+}/download`, async (c) => {
-    const route = routeOf(c);
-    const { expires_in } = parseInput(DownloadQuery, c.req.query(), ['query']);
-    const entry = await getEntry(c.get('principal'), route, c.req.param('path'));
-    const url = await downloadUrl(route, entry, expires_in);
-    return c.json({
-      entry_id: entry.id,
-      path: entry.path,
-      mime_type: entry.mimeType,
-      size_bytes: Number(entry.sizeBytes),
-      download_url: url,
-      expires_in,
-    });
-  });
-
   app.post(`${BASE}/entries/:path{.+}/upload`, async (c) => {
     const route = routeOf(c);
     const pre = preconditions(c);
@@ -106,7 +117,11 @@ export function registerEntryRoutes(app: RestApp): void {
   });
 
   app.get(`${BASE}/entries/:path{.+}`, async (c) => {
-    const entry = await getEntry(c.get('principal'), routeOf(c), c.req.param('path'));
+    // Hono's RegExpRouter runs this catch-all before a `:path{.+}/download` route registered
+    // ahead of it, so the download route is dispatched here.
+    const rawPath = c.req.param('path');
+    if (rawPath.endsWith(DOWNLOAD_SUFFIX)) return download(c, rawPath.slice(0, -DOWNLOAD_SUFFIX.length));
+    const entry = await getEntry(c.get('principal'), routeOf(c), rawPath);
     c.header('ETag', etagOf(entry.version));
     return c.json(entryJson(entry));
   });
@@ -124,21 +139,21 @@ export function registerEntryRoutes(app: RestApp): void {
   });
 
   app.delete(`${BASE}/entries/:path{.+}`, async (c) => {
-    const { ifMatch } = preconditions(c);
-    await deleteEntry(c.get('principal'), routeOf(c), c.req.param('path'), { ifMatch });
+    const { ifMatch, lockId, fencing } = preconditions(c);
+    await deleteEntry(c.get('principal'), routeOf(c), c.req.param('path'), { ifMatch, lockId, fencing });
     return c.json({ message: 'Entry deleted successfully' });
   });
 
   app.post(`${BASE}/move`, async (c) => {
     const route = routeOf(c);
     const body = parseInput(MoveBody, await readJson(c), ['body']);
-    const { ifMatch } = preconditions(c);
+    const { ifMatch, lockId, fencing } = preconditions(c);
     const entry = await moveEntry(
       c.get('principal'),
       route,
       body.from,
       body.to,
-      { overwrite: body.overwrite, ifMatch },
+      { overwrite: body.overwrite, ifMatch, lockId, fencing },
       { from: ['body', 'from'], to: ['body', 'to'] },
     );
     c.header('ETag', etagOf(entry.version));
@@ -146,6 +161,24 @@ export function registerEntryRoutes(app: RestApp): void {
   });
 
   documentEntryRoutes(app);
+}
+
+const DOWNLOAD_SUFFIX = '/download';
+
+/** `GET …/entries/{path}/download`: a signed URL for a file entry. */
+async function download(c: Context<RestEnv>, rawPath: string) {
+  const route = routeOf(c);
+  const { expires_in } = parseInput(DownloadQuery, c.req.query(), ['query']);
+  const entry = await getEntry(c.get('principal'), route, rawPath);
+  const url = await downloadUrl(route, entry, expires_in);
+  return c.json({
+    entry_id: entry.id,
+    path: entry.path,
+    mime_type: entry.mimeType,
+    size_bytes: Number(entry.sizeBytes),
+    download_url: url,
+    expires_in,
+  });
 }
 
 /** A JSON body (or 422 naming the body when it is not JSON). */

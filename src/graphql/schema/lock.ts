@@ -1,0 +1,118 @@
+import { db } from '../../db/client.js';
+import { requireScope } from '../../domain/access.js';
+import type { VolumeRoute } from '../../domain/entries.js';
+import { events, type LockEvent } from '../../domain/events.js';
+import { acquireLock, LOCK_TYPES, listLocks, releaseLock, renewLock } from '../../domain/locks.js';
+import { findVisibleVolume, locateVolume } from '../../domain/volumes.js';
+import { builder } from '../builder.js';
+import { toDomainInput } from '../inputs.js';
+import { Volume } from './volume.js';
+
+const LockType = builder.enumType('LockType', { values: LOCK_TYPES });
+const LockEventKind = builder.enumType('LockEventKind', { values: ['acquired', 'renewed', 'released', 'expired'] as const });
+
+async function routeOf(volumeId: string): Promise<VolumeRoute> {
+  const { orgId, workspaceId } = await locateVolume(volumeId);
+  return { orgId, workspaceId, volumeId };
+}
+
+export const Lock = builder.prismaObject('Lock', {
+  description: 'A lease on a partition of a volume. Path partitions (/reports/) guard writes under them.',
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    volumeId: t.exposeID('volumeId'),
+    partition: t.exposeString('partition'),
+    lockType: t.expose('lockType', { type: LockType }),
+    holderAppId: t.exposeString('holderAppId'),
+    holderExecutionId: t.exposeString('holderExecutionId', { nullable: true }),
+    fencingToken: t.field({ type: 'SafeInt', description: 'Strictly increasing per partition', resolve: (l) => Number(l.fencingToken) }),
+    acquiredAt: t.expose('acquiredAt', { type: 'DateTime' }),
+    expiresAt: t.expose('expiresAt', { type: 'DateTime' }),
+  }),
+});
+
+builder.objectFields(Volume, (t) => ({
+  locks: t.field({
+    type: [Lock],
+    description: 'Live locks (expired and released ones never block and are not listed).',
+    resolve: (v, _args, ctx) => listLocks(ctx.principal!, { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id }),
+  }),
+}));
+
+const AcquireLockInput = builder.inputType('AcquireLockInput', {
+  fields: (t) => ({
+    partition: t.string({ required: true, description: 'A path (/reports/) guards writes under it; other names are advisory' }),
+    appId: t.string({ required: true }),
+    executionId: t.string(),
+    lockType: t.field({ type: LockType, description: 'Default exclusive' }),
+    ttlSeconds: t.int({ description: '1 to 3600, default 60' }),
+  }),
+});
+
+builder.mutationFields((base) => {
+  const t = base.withAuth({ authenticated: true });
+  return {
+    acquireLock: t.prismaField({
+      type: 'Lock',
+      description: 'Takes a lease; CONFLICT names the holder and expiry when the partition is taken.',
+      args: { volumeId: t.arg.id({ required: true }), input: t.arg({ type: AcquireLockInput, required: true }) },
+      resolve: async (query, _root, args, ctx) => {
+        const lock = await acquireLock(ctx.principal, await routeOf(String(args.volumeId)), toDomainInput(args.input), ['input']);
+        return db.lock.findUniqueOrThrow({ ...query, where: { id: lock.id } });
+      },
+    }),
+    renewLock: t.prismaField({
+      type: 'Lock',
+      description: 'Extends a live lease (its holder); the id and fencing token stay.',
+      args: { volumeId: t.arg.id({ required: true }), lockId: t.arg.id({ required: true }), ttlSeconds: t.arg.int() },
+      resolve: async (query, _root, args, ctx) => {
+        const lock = await renewLock(
+          ctx.principal,
+          await routeOf(String(args.volumeId)),
+          { lock_id: String(args.lockId), ...(args.ttlSeconds ? { ttl_seconds: args.ttlSeconds } : {}) },
+          [],
+        );
+        return db.lock.findUniqueOrThrow({ ...query, where: { id: lock.id } });
+      },
+    }),
+    releaseLock: t.boolean({
+      args: { volumeId: t.arg.id({ required: true }), lockId: t.arg.id({ required: true }) },
+      resolve: async (_root, args, ctx) => {
+        await releaseLock(ctx.principal, await routeOf(String(args.volumeId)), String(args.lockId), undefined, ['lockId']);
+        return true;
+      },
+    }),
+  };
+});
+
+const LockEventRef = builder.objectRef<LockEvent>('LockEvent').implement({
+  fields: (t) => ({
+    kind: t.field({ type: LockEventKind, resolve: (e) => e.kind }),
+    volumeId: t.exposeID('volumeId'),
+    lockId: t.exposeID('lockId'),
+    partition: t.exposeString('partition'),
+    lockType: t.field({ type: LockType, resolve: (e) => e.lockType }),
+    holderAppId: t.exposeString('holderAppId'),
+    fencingToken: t.field({ type: 'SafeInt', resolve: (e) => e.fencingToken }),
+    expiresAt: t.field({ type: 'DateTime', resolve: (e) => new Date(e.expiresAt) }),
+  }),
+});
+
+builder.subscriptionFields((base) => {
+  const t = base.withAuth({ authenticated: true });
+  return {
+    lockEvents: t.field({
+      type: LockEventRef,
+      description: 'Locks of a volume acquired, renewed, released or expired, as they happen.',
+      args: { volumeId: t.arg.id({ required: true }) },
+      subscribe: async (_root, args, ctx) => {
+        const route = await routeOf(String(args.volumeId));
+        // Visibility and scope are checked before the stream opens (another org's volume: NOT_FOUND).
+        requireScope(ctx.principal, 'volumes:read');
+        await findVisibleVolume(ctx.principal, route.orgId, route.workspaceId, route.volumeId);
+        return events.subscribe('lockEvents', route.volumeId);
+      },
+      resolve: (e) => e,
+    }),
+  };
+});

@@ -1,0 +1,79 @@
+import { createRoute } from '@hono/zod-openapi';
+import { z } from 'zod';
+import { AcquireLockInput, acquireLock, listLocks, RenewLockInput, releaseLock, renewLock } from '../../domain/locks.js';
+import { parseInput } from '../../domain/validation.js';
+import type { RestApp } from '../app.js';
+import { conflictResponse, errorResponses, Lock, Message, ok, VolumeParams } from '../schemas.js';
+import { lockJson } from '../serializers.js';
+
+const tags = ['Locks'];
+const LockMessage = z.object({ message: z.string(), lock: Lock });
+const routeOf = (p: z.infer<typeof VolumeParams>) => ({ orgId: p.org_id, workspaceId: p.workspace_id, volumeId: p.volume_id });
+
+export function registerLockRoutes(app: RestApp): void {
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks',
+      tags,
+      summary: 'List active locks on a volume',
+      request: { params: VolumeParams },
+      responses: { 200: ok(z.object({ locks: z.array(Lock) })), ...errorResponses },
+    }),
+    async (c) => {
+      const locks = await listLocks(c.get('principal'), routeOf(c.req.valid('param')));
+      return c.json({ locks: locks.map(lockJson) }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks',
+      tags,
+      summary: 'Acquire a partition lock on a volume',
+      description:
+        'exclusive (default) or shared; ttl_seconds 1-3600 (default 60). 409 names the holder and expiry when taken. The fencing_token increases strictly per partition.',
+      request: { params: VolumeParams, body: { content: { 'application/json': { schema: AcquireLockInput } }, required: true } },
+      responses: { 201: ok(LockMessage, 'Acquired'), ...conflictResponse, ...errorResponses },
+    }),
+    async (c) => {
+      const lock = await acquireLock(c.get('principal'), routeOf(c.req.valid('param')), c.req.valid('json'));
+      return c.json({ message: 'Lock acquired successfully', lock: lockJson(lock) }, 201);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks/renew',
+      tags,
+      summary: 'Renew a lock (its holder): same lock_id and fencing token, a new expires_at',
+      request: { params: VolumeParams, body: { content: { 'application/json': { schema: RenewLockInput } }, required: true } },
+      responses: { 200: ok(LockMessage), ...conflictResponse, ...errorResponses },
+    }),
+    async (c) => {
+      const lock = await renewLock(c.get('principal'), routeOf(c.req.valid('param')), c.req.valid('json'));
+      return c.json({ message: 'Lock renewed successfully', lock: lockJson(lock) }, 200);
+    },
+  );
+
+  // The partition may hold slashes (/reports/), so the release route is a catch-all.
+  app.delete('/orgs/:org_id/workspaces/:workspace_id/volumes/:volume_id/locks/:partition{.+}', async (c) => {
+    const params = parseInput(VolumeParams, c.req.param(), ['path']);
+    const { lock_id } = parseInput(z.object({ lock_id: z.string().min(1).max(64) }), c.req.query(), ['query']);
+    await releaseLock(c.get('principal'), routeOf(params), lock_id, c.req.param('partition'));
+    return c.json({ message: 'Lock released successfully' });
+  });
+  app.openAPIRegistry.registerPath({
+    method: 'delete',
+    path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks/{partition}',
+    tags,
+    summary: 'Release a partition lock',
+    request: {
+      params: VolumeParams.extend({ partition: z.string() }),
+      query: z.object({ lock_id: z.string().describe('Lock ID to release') }),
+    },
+    responses: { 200: ok(Message), ...errorResponses },
+  });
+}
