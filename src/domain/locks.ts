@@ -48,6 +48,16 @@ export function normalisePartition(raw: string, loc: Loc): string {
 
 const isPathPartition = (partition: string) => partition.startsWith('/');
 
+function partitionMatches(stored: string, given: string): boolean {
+  return [given, `/${given}`].some((candidate) => {
+    try {
+      return normalisePartition(candidate, ['path', 'partition']) === stored;
+    } catch {
+      return false;
+    }
+  });
+}
+
 function publish(kind: LockEvent['kind'], lock: Lock): void {
   events.publish('lockEvents', lock.volumeId, {
     kind,
@@ -213,8 +223,8 @@ export async function releaseLock(
   await openLockVolume(p, route);
   if (!lockId) throw ValidationError.field(loc, 'Field required', null, 'missing');
   const lock = await findHeldLock(p, route, lockId, loc);
-  if (partition !== undefined && normalisePartition(partition, ['path', 'partition']) !== lock.partition)
-    throw new NotFoundError('lock', lockId);
+  // In a URL the partition follows `/locks/`, so a path partition may arrive without its leading slash.
+  if (partition !== undefined && !partitionMatches(lock.partition, partition)) throw new NotFoundError('lock', lockId);
   const { count } = await db.lock.updateMany({ where: { id: lock.id, releasedAt: null }, data: { releasedAt: new Date() } });
   if (count === 0) throw new NotFoundError('lock', lockId);
   publish('released', lock);
