@@ -28,6 +28,15 @@ describe('committed contracts', () => {
       'PATCH /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}',
       'DELETE /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/mounts/{mount_id}',
       'POST /v1/orgs/{org_id}/api-keys',
+      'PUT /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/entries/{path}',
+      'GET /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/entries/{path}',
+      'DELETE /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/entries/{path}',
+      'GET /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/list',
+      'POST /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/entries/{path}/upload',
+      'GET /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/entries/{path}/download',
+      'GET /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks',
+      'POST /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks',
+      'DELETE /v1/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks/{partition}',
     ]) {
       expect(routes).toContain(route);
     }
