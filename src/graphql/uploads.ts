@@ -44,7 +44,11 @@ export async function openUpload(
     const stream = await value.stream();
     return { stream, filename: value.filename, mimeType: value.mimeType };
   }
-  return { stream: Readable.fromWeb(value.stream() as never), filename: value.name, mimeType: value.type || undefined };
+  return {
+    stream: nodeReadable(value.stream() as unknown as AsyncIterable<Uint8Array>),
+    filename: value.name,
+    mimeType: value.type || undefined,
+  };
 }
 
 function setPath(target: Record<string, unknown>, keyPath: string, value: unknown): void {
@@ -60,6 +64,76 @@ function setPath(target: Record<string, unknown>, keyPath: string, value: unknow
   });
 }
 
+/**
+ * A request body as a Node stream of Buffers. Under the Node adapter yoga's body is a whatwg-node
+ * ponyfill stream, which `Readable.fromWeb` refuses; both kinds are async-iterable, pulled as
+ * the parser asks (backpressure kept).
+ */
+function nodeReadable(body: AsyncIterable<Uint8Array>): Readable {
+  return Readable.from(
+    (async function* () {
+      for await (const chunk of body) yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    })(),
+    { objectMode: false },
+  );
+}
+
+const MULTIPART = 'multipart/form-data';
+const isMultipart = (request: Request) => request.headers.get('content-type')?.toLowerCase().startsWith(MULTIPART) ?? false;
+
+const tooLarge = (limit: number) =>
+  createGraphQLError(`Request body too large (limit ${limit} bytes)`, {
+    extensions: { http: { status: 413 }, code: 'REQUEST_ENTITY_TOO_LARGE' },
+  });
+
+/**
+ * Yoga's request-size limit (`maxRequestBodySize`, 25 MB by default) for every request but a
+ * multipart upload, whose files are bounded one by one by MAX_UPLOAD_BYTES as they stream to the
+ * blob store (yoga's own limit would refuse any upload over 25 MB). Use with
+ * `maxRequestBodySize: false`, after the request parsers (any user plugin position is).
+ */
+export function useRequestBodyLimit(limit: number): Plugin {
+  return {
+    onRequestParse({ request, requestParser, setRequestParser, fetchAPI }) {
+      if (isMultipart(request)) return;
+      const contentLength = request.headers.get('content-length');
+      if (contentLength != null) {
+        if (!/^\d+$/.test(contentLength)) {
+          throw createGraphQLError('Content-Length header is invalid.', { extensions: { http: { status: 400 }, code: 'BAD_REQUEST' } });
+        }
+        if (Number(contentLength) > limit) throw tooLarge(limit);
+      }
+      if (!requestParser || !request.body) return;
+      const parse = requestParser;
+      // No or a wrong Content-Length (chunked): count the bytes as they are read, as yoga does (a
+      // TransformStream of the body's own kind; erroring it lets yoga still answer 413).
+      setRequestParser((req) => {
+        const body = req.body as ReadableStream<Uint8Array>;
+        const Transform = body instanceof ReadableStream ? globalThis.TransformStream : fetchAPI.TransformStream;
+        let read = 0;
+        const limited = body.pipeThrough(
+          new Transform<Uint8Array, Uint8Array>({
+            transform(chunk, controller) {
+              read += chunk.byteLength;
+              if (read > limit) controller.error(tooLarge(limit));
+              else controller.enqueue(chunk);
+            },
+          }),
+        );
+        return parse(
+          new fetchAPI.Request(req.url, {
+            method: req.method,
+            headers: req.headers,
+            signal: req.signal,
+            body: limited,
+            duplex: 'half',
+          } as RequestInit),
+        );
+      });
+    },
+  };
+}
+
 const bad = (message: string) => createGraphQLError(message, { extensions: { http: { status: 400 }, code: 'BAD_REQUEST' } });
 
 /**
@@ -70,7 +144,7 @@ const bad = (message: string) => createGraphQLError(message, { extensions: { htt
 export function useStreamingUploads(): Plugin {
   return {
     onRequestParse({ request, setRequestParser }) {
-      if (request.method !== 'POST' || !request.headers.get('content-type')?.toLowerCase().startsWith('multipart/form-data')) return;
+      if (request.method !== 'POST' || !isMultipart(request)) return;
       setRequestParser(
         (req) =>
           new Promise((resolve, reject) => {
@@ -135,7 +209,7 @@ export function useStreamingUploads(): Plugin {
             }
             // .pipe() forwards neither errors nor a body cut off mid-file: without this, an upload
             // whose client went away would wait forever with its object half written.
-            const source = Readable.fromWeb(req.body as never);
+            const source = nodeReadable(req.body as unknown as AsyncIterable<Uint8Array>);
             source.on('error', (err) => parser.destroy(err));
             source.on('close', () => {
               if (!source.readableEnded) parser.destroy(new Error('the request body ended early (client disconnected)'));

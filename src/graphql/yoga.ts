@@ -7,7 +7,7 @@ import { queryLimits } from './builder.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
 import { maskError } from './errors.js';
 import { schema } from './schema/index.js';
-import { useStreamingUploads } from './uploads.js';
+import { useRequestBodyLimit, useStreamingUploads } from './uploads.js';
 
 export interface YogaOptions {
   adminApiKey: string | undefined;
@@ -26,6 +26,8 @@ export interface YogaOptions {
 export function createGraphQLServer(opts: YogaOptions) {
   const plugins: Plugin[] = [
     useStreamingUploads(),
+    // Yoga's 25 MB body limit, except for multipart uploads (bounded per file by MAX_UPLOAD_BYTES).
+    useRequestBodyLimit(25_000_000),
     // Browsers send Authorization/X-API-Key only after a CORS preflight, so their presence (or a
     // JSON content type) proves the request is not a cross-site "simple" one.
     useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight', 'authorization', 'x-api-key'] }),
@@ -51,6 +53,8 @@ export function createGraphQLServer(opts: YogaOptions) {
     graphiql: opts.graphiql ? { subscriptionsProtocol: 'WS', title: 'Volumes Gateway' } : false,
     landingPage: false,
     maskedErrors: { maskError },
+    // Replaced by useRequestBodyLimit, which lets uploads through.
+    maxRequestBodySize: false,
     logging: {
       debug: (...args) => logger.debug(args),
       info: (...args) => logger.info(args),
