@@ -246,3 +246,14 @@ describe('app key writes go through an admin mount', () => {
     expect(list.body.workspaces.map((w: { workspace_id: string }) => w.workspace_id)).toEqual([ids.ws1]);
   });
 });
+
+describe('visibility filters cannot be widened by the route', () => {
+  it("findVisibleVolume with another org's route finds nothing for an org key", async () => {
+    const { authenticate } = await import('../src/domain/access.js');
+    const { findVisibleVolume } = await import('../src/domain/volumes.js');
+    const gWs = await workspace('leak-check', 'globex');
+    const gVol = await volume(gWs, 'secret', 'globex');
+    const acme = await authenticate(await createKey(gw, 'acme', ['volumes:read']), undefined);
+    await expect(findVisibleVolume(acme, 'globex', gWs, gVol)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});

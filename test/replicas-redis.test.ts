@@ -1,12 +1,10 @@
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ADMIN_KEY, startGateway, type TestGateway } from './helpers/app.js';
 import { type Child, spawnChild } from './helpers/child.js';
+import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 
 /**
  * Two gateway replicas on one database and one Redis: a subscriber on either sees the events of
@@ -15,16 +13,13 @@ import { type Child, spawnChild } from './helpers/child.js';
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const ROOT = path.resolve(import.meta.dirname, '..');
 
-let pg: PGlite;
-let socket: PGLiteSocketServer;
+let db: PgliteServer;
 let a: TestGateway;
 let b: { child: Child; url: string };
 
 beforeAll(async () => {
-  pg = await PGlite.create({ extensions: { vector } });
-  socket = new PGLiteSocketServer({ db: pg, host: '127.0.0.1', port: 0, maxConnections: 20 });
-  await socket.start();
-  const databaseUrl = `postgres://postgres@127.0.0.1:${socket.getServerConn().split(':').pop()}/postgres`;
+  db = await startPgliteServer(20);
+  const databaseUrl = db.url;
   a = await startGateway({ DATABASE_URL: databaseUrl, REDIS_URL });
   const child = spawnChild(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
@@ -47,8 +42,7 @@ afterAll(async () => {
   b?.child.proc.kill('SIGTERM');
   await b?.child.exited;
   await a?.stop();
-  await socket?.stop();
-  await pg?.close();
+  await db?.stop();
 });
 
 async function call(base: string, method: string, route: string, body?: unknown) {

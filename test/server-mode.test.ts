@@ -1,8 +1,8 @@
-import { PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import type { PGlite } from '@electric-sql/pglite';
+import type { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 
 /**
  * Server mode end to end: the gateway gets only a DATABASE_URL, so it talks to Postgres through
@@ -10,15 +10,15 @@ import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
  * PGlite with pgvector behind pglite-socket, which speaks the Postgres wire protocol.
  */
 
+let db: PgliteServer | undefined;
 let pg: PGlite | undefined;
 let socket: PGLiteSocketServer | undefined;
 let gw: TestGateway | undefined;
 
 beforeAll(async () => {
-  pg = await PGlite.create({ extensions: { vector } });
-  // maxConnections 1 (the default) kills the connection after any SQL error: see STACK.md.
-  socket = new PGLiteSocketServer({ db: pg, host: '127.0.0.1', port: 0, maxConnections: 10 });
-  await socket.start();
+  // maxConnections 1 (pglite-socket's default) kills the connection after any SQL error: see STACK.md.
+  db = await startPgliteServer(10);
+  ({ pg, socket } = db);
   const port = Number(socket.getServerConn().split(':').pop());
   expect(port).toBeGreaterThan(0);
   // DATABASE_POOL_SIZE defaults to 10: the whole pool fits under the socket server's cap.
@@ -28,8 +28,7 @@ beforeAll(async () => {
 afterAll(async () => {
   // Each step runs even if an earlier one (or beforeAll) failed.
   await gw?.stop().catch((err) => console.error('gateway stop failed', err));
-  await socket?.stop().catch((err) => console.error('socket stop failed', err));
-  await pg?.close().catch((err) => console.error('pglite close failed', err));
+  await db?.stop();
 });
 
 const api = () => gw as TestGateway;

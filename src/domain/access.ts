@@ -125,22 +125,26 @@ export function forgetKnownOrgs(): void {
   knownOrgs.clear();
 }
 
-/** The volumes a principal can see at all: its org's, narrowed to mounted ones for app keys. */
+/**
+ * The volumes a principal can see at all: its org's, narrowed to mounted ones for app keys. Returned
+ * as an `AND`, so callers spreading more conditions (`{ ...visible, orgId }`) narrow it and can never
+ * widen it to another organisation.
+ */
 export function visibleVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
-  const where: Prisma.VolumeWhereInput = {};
-  if (p.kind === 'key') where.orgId = p.orgId;
-  else if (orgId) where.orgId = orgId;
-  if (isAppKey(p)) where.mounts = { some: { appId: p.appId } };
-  return where;
+  const and: Prisma.VolumeWhereInput[] = [];
+  if (p.kind === 'key') and.push({ orgId: p.orgId });
+  else if (orgId) and.push({ orgId });
+  if (isAppKey(p)) and.push({ mounts: { some: { appId: p.appId } } });
+  return { AND: and };
 }
 
-/** The workspaces a principal can see: its org's, or for app keys those holding a volume mounted for it. */
+/** The workspaces a principal can see: its org's, or for app keys those holding a volume mounted for it (an `AND`, as above). */
 export function visibleWorkspaceWhere(p: Principal, orgId?: string): Prisma.WorkspaceWhereInput {
-  const where: Prisma.WorkspaceWhereInput = {};
-  if (p.kind === 'key') where.orgId = p.orgId;
-  else if (orgId) where.orgId = orgId;
-  if (isAppKey(p)) where.volumes = { some: { mounts: { some: { appId: p.appId } } } };
-  return where;
+  const and: Prisma.WorkspaceWhereInput[] = [];
+  if (p.kind === 'key') and.push({ orgId: p.orgId });
+  else if (orgId) and.push({ orgId });
+  if (isAppKey(p)) and.push({ volumes: { some: { mounts: { some: { appId: p.appId } } } } });
+  return { AND: and };
 }
 
 const rank: Record<AccessLevel, number> = { read: 1, write: 2, admin: 3 };

@@ -274,13 +274,21 @@ export async function checkWriteGuard(tx: Tx, volumeId: string, path: string, gu
   }
 }
 
-/** Removes locks whose lease ran out (announcing them as expired) and released ones. */
+/**
+ * Removes locks whose lease ran out (announcing them as expired) and released ones. Replicas sweep
+ * concurrently: the DELETE decides which sweeper removed a lock, and only that one announces it.
+ */
 export async function sweepLocks(): Promise<number> {
   const now = new Date();
   const expired = await db.lock.findMany({ where: { releasedAt: null, expiresAt: { lte: now } }, take: 1000 });
-  for (const lock of expired) publish('expired', lock);
-  const { count } = await db.lock.deleteMany({
-    where: { OR: [{ id: { in: expired.map((l) => l.id) } }, { releasedAt: { not: null } }] },
-  });
-  return count;
+  let removed = 0;
+  if (expired.length > 0) {
+    const deleted = await db.$queryRaw<{ id: string }[]>`
+      DELETE FROM locks WHERE id = ANY(${expired.map((l) => l.id)}::text[]) AND released_at IS NULL RETURNING id`;
+    const ids = new Set(deleted.map((r) => r.id));
+    for (const lock of expired) if (ids.has(lock.id)) publish('expired', lock);
+    removed += deleted.length;
+  }
+  const { count } = await db.lock.deleteMany({ where: { releasedAt: { not: null } } });
+  return removed + count;
 }

@@ -116,6 +116,11 @@ export async function locateVolume(volumeId: string): Promise<{ orgId: string; w
   return v;
 }
 
+/** The route (org, workspace, volume) of a volume known only by id, for GraphQL operations. @throws NotFoundError */
+export async function volumeRoute(volumeId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string }> {
+  return { ...(await locateVolume(volumeId)), volumeId };
+}
+
 /** @throws NotFoundError, ForbiddenError */
 export async function listVolumes(p: Principal, orgId: string, workspaceId: string, page: PageQuery): Promise<Page<Volume>> {
   await enterOrg(p, orgId);

@@ -1,5 +1,5 @@
 import { db } from '../../db/client.js';
-import { deleteEntry, getEntry, moveEntry, openVolume, type VolumeRoute, writeEntry } from '../../domain/entries.js';
+import { deleteEntry, getEntry, moveEntry, openVolume, writeEntry } from '../../domain/entries.js';
 import { decodePathCursor, listDirectory, listEntries } from '../../domain/entry-listing.js';
 import { ENTRY_KINDS } from '../../domain/entry-rules.js';
 import { NotFoundError, ValidationError } from '../../domain/errors.js';
@@ -8,7 +8,7 @@ import type { WriteGuard } from '../../domain/locks.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/pagination.js';
 import { normaliseDirectory } from '../../domain/paths.js';
 import { DEFAULT_EXPIRES_IN, downloadUrl, uploadEntry } from '../../domain/uploads.js';
-import { locateVolume } from '../../domain/volumes.js';
+import { volumeRoute } from '../../domain/volumes.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { openUpload, type UploadValue } from '../uploads.js';
@@ -25,10 +25,7 @@ builder.scalarType('File', {
   parseValue: (value) => value as UploadValue,
 });
 
-async function routeOf(volumeId: string): Promise<VolumeRoute> {
-  const { orgId, workspaceId } = await locateVolume(volumeId);
-  return { orgId, workspaceId, volumeId };
-}
+const routeOf = volumeRoute;
 
 export const Entry = builder.prismaObject('Entry', {
   description: 'A path-addressed item of a volume: JSON content, text, or a file whose bytes live in the blob store.',

@@ -1,9 +1,8 @@
 import { db } from '../../db/client.js';
-import { requireScope } from '../../domain/access.js';
-import type { VolumeRoute } from '../../domain/entries.js';
+import { enterOrg, requireScope } from '../../domain/access.js';
 import { events, type LockEvent } from '../../domain/events.js';
 import { acquireLock, LOCK_TYPES, listLocks, releaseLock, renewLock } from '../../domain/locks.js';
-import { findVisibleVolume, locateVolume } from '../../domain/volumes.js';
+import { findVisibleVolume, volumeRoute } from '../../domain/volumes.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { Volume } from './volume.js';
@@ -11,10 +10,7 @@ import { Volume } from './volume.js';
 const LockType = builder.enumType('LockType', { values: LOCK_TYPES });
 const LockEventKind = builder.enumType('LockEventKind', { values: ['acquired', 'renewed', 'released', 'expired'] as const });
 
-async function routeOf(volumeId: string): Promise<VolumeRoute> {
-  const { orgId, workspaceId } = await locateVolume(volumeId);
-  return { orgId, workspaceId, volumeId };
-}
+const routeOf = volumeRoute;
 
 export const Lock = builder.prismaObject('Lock', {
   description: 'A lease on a partition of a volume. Path partitions (/reports/) guard writes under them.',
@@ -69,7 +65,7 @@ builder.mutationFields((base) => {
         const lock = await renewLock(
           ctx.principal,
           await routeOf(String(args.volumeId)),
-          { lock_id: String(args.lockId), ...(args.ttlSeconds ? { ttl_seconds: args.ttlSeconds } : {}) },
+          { lock_id: String(args.lockId), ...(args.ttlSeconds != null ? { ttl_seconds: args.ttlSeconds } : {}) },
           [],
         );
         return db.lock.findUniqueOrThrow({ ...query, where: { id: lock.id } });
@@ -108,6 +104,7 @@ builder.subscriptionFields((base) => {
       subscribe: async (_root, args, ctx) => {
         const route = await routeOf(String(args.volumeId));
         // Visibility and scope are checked before the stream opens (another org's volume: NOT_FOUND).
+        await enterOrg(ctx.principal, route.orgId);
         requireScope(ctx.principal, 'volumes:read');
         await findVisibleVolume(ctx.principal, route.orgId, route.workspaceId, route.volumeId);
         return events.subscribe('lockEvents', route.volumeId);
