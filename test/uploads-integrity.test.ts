@@ -169,7 +169,8 @@ describe('local signed download URLs over HTTP', () => {
     otherObject.pathname = `/blobs/${v.bucket}/${otherKey}`;
     await expect403(otherObject);
     const otherBucket = new URL(url);
-    otherBucket.pathname = url.pathname.replace(v.bucket, `${v.bucket.slice(0, -1)}0`);
+    // Change the bucket's last character (to something it is not).
+    otherBucket.pathname = url.pathname.replace(v.bucket, `${v.bucket.slice(0, -1)}${v.bucket.endsWith('0') ? '1' : '0'}`);
     await expect403(otherBucket);
     await expect403(withParam('expires', String(Number(url.searchParams.get('expires')) + 1)));
     const sig = url.searchParams.get('sig') as string;
