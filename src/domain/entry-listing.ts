@@ -46,7 +46,8 @@ export type EntryFilters = z.input<typeof EntryFilters>;
 function visibleSql(volumeId: string, access: EntryAccess): Prisma.Sql {
   const regexes = access.readableRegexes();
   const readable = regexes === null ? Prisma.empty : Prisma.sql`AND path ~ ANY(${regexes}::text[])`;
-  return Prisma.sql`volume_id = ${volumeId} AND (expires_at IS NULL OR expires_at > now()) ${readable}`;
+  // The gateway's clock, as everywhere expiry is judged (writes set expires_at from it too).
+  return Prisma.sql`volume_id = ${volumeId} AND (expires_at IS NULL OR expires_at > ${new Date()}) ${readable}`;
 }
 
 /** Loads rows by id, in the order the ids came (one query). */

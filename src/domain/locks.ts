@@ -144,6 +144,8 @@ export async function acquireLock(p: Principal, route: VolumeRoute, raw: unknown
           holderAppId: input.app_id,
           holderExecutionId: input.execution_id ?? null,
           fencingToken: counter?.last_token ?? 1n,
+          // One clock (the gateway's) for acquired_at, expires_at and every expiry check.
+          acquiredAt: new Date(),
           expiresAt: new Date(Date.now() + input.ttl_seconds * 1000),
         },
       });
@@ -261,7 +263,7 @@ export async function checkWriteGuard(tx: Tx, volumeId: string, path: string, gu
   }
   const blocking = await tx.$queryRaw<{ id: string; partition: string; holder_app_id: string; expires_at: Date }[]>`
     SELECT id, partition, holder_app_id, expires_at FROM locks
-    WHERE volume_id = ${volumeId} AND lock_type = 'exclusive' AND released_at IS NULL AND expires_at > now()
+    WHERE volume_id = ${volumeId} AND lock_type = 'exclusive' AND released_at IS NULL AND expires_at > ${new Date()}
       AND starts_with(partition, '/') AND starts_with(${path}, partition)`;
   const foreign = blocking.find((l) => l.id !== guard.lockId);
   if (foreign) {
