@@ -4,7 +4,7 @@ import { blobs, type ObjectInfo } from '../storage/blob-store.js';
 import { enterOrg, forbidAppKey, type Principal, requireScope } from './access.js';
 import { runBucketDeletions } from './cleanup.js';
 import { isId } from './common.js';
-import { afterPurge, purgeExpired } from './entries.js';
+import { afterPurge, purgeExpired } from './entry-commit.js';
 import { NotFoundError } from './errors.js';
 import { sweepLocks } from './locks.js';
 import { volumeObjectPrefix } from './volumes.js';

@@ -7,18 +7,9 @@ import { db } from '../db/client.js';
 import type { Entry, Prisma } from '../generated/prisma/client.js';
 import { blobs } from '../storage/blob-store.js';
 import type { Principal } from './access.js';
-import {
-  afterWrite,
-  bucketOf,
-  commitEntry,
-  describedBy,
-  discardBlobs,
-  openVolume,
-  type VolumeRoute,
-  type WriteConditions,
-  type WriterInfo,
-} from './entries.js';
+import { openVolume, type VolumeRoute, type WriteConditions, type WriterInfo } from './entries.js';
 import { requireWritable } from './entry-access.js';
+import { afterWrite, bucketOf, commitEntry, describedBy, discardBlobs } from './entry-commit.js';
 import { checkQuota, MAX_EXTRACTED_TEXT_BYTES, UploadFieldsInput } from './entry-rules.js';
 import { ConflictError, NotFoundError, ValidationError } from './errors.js';
 import { normaliseEntryPath } from './paths.js';

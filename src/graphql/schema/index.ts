@@ -6,6 +6,8 @@ import './volume.js';
 import './mount.js';
 import './api-key.js';
 import './entry.js';
+import './entry-mutations.js';
+import './entry-events.js';
 import './lock.js';
 
 export const schema = builder.toSchema({ sortSchema: true });
