@@ -58,11 +58,20 @@ export async function createApiKey(
 }
 
 /** @throws ForbiddenError, NotFoundError */
-export async function listApiKeys(p: Principal, orgId: string, page: PageQuery): Promise<Page<ApiKey>> {
+/**
+ * The checks and filter for reading an org's API keys (org admins and the platform key only),
+ * shared by REST and GraphQL.
+ * @throws NotFoundError (another org), ForbiddenError (needs admin; never app keys)
+ */
+export async function apiKeyReadFilter(p: Principal, orgId: string): Promise<{ orgId: string }> {
   await enterOrg(p, orgId);
   requireScope(p, 'admin');
   forbidAppKey(p, 'admin');
-  const where = { orgId };
+  return { orgId };
+}
+
+export async function listApiKeys(p: Principal, orgId: string, page: PageQuery): Promise<Page<ApiKey>> {
+  const where = await apiKeyReadFilter(p, orgId);
   return paginate(
     page,
     () => db.apiKey.count({ where }),

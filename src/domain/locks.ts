@@ -88,11 +88,19 @@ async function openLockVolume(p: Principal, route: VolumeRoute): Promise<Volume>
   return findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
 }
 
-/** Live locks of a volume (expired and released ones never block and are never listed). */
-export async function listLocks(p: Principal, route: VolumeRoute): Promise<Lock[]> {
+/**
+ * Who may see a volume's locks (list them, watch their events): whoever can read the volume.
+ * @throws NotFoundError (not visible, another org), ForbiddenError (volumes:read)
+ */
+export async function authorizeLockReading(p: Principal, route: VolumeRoute): Promise<void> {
   await enterOrg(p, route.orgId);
   requireScope(p, 'volumes:read');
   await findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
+}
+
+/** Live locks of a volume (expired and released ones never block and are never listed). */
+export async function listLocks(p: Principal, route: VolumeRoute): Promise<Lock[]> {
+  await authorizeLockReading(p, route);
   return db.lock.findMany({
     where: { volumeId: route.volumeId, releasedAt: null, expiresAt: { gt: new Date() } },
     orderBy: [{ partition: 'asc' }, { acquiredAt: 'asc' }],

@@ -1,6 +1,5 @@
 import { db } from '../../db/client.js';
-import { enterOrg, forbidAppKey, requireScope } from '../../domain/access.js';
-import { createApiKey, locateApiKey, revokeApiKey } from '../../domain/api-keys.js';
+import { apiKeyReadFilter, createApiKey, locateApiKey, revokeApiKey } from '../../domain/api-keys.js';
 import { builder } from '../builder.js';
 import { orgFor, toDomainInput } from '../inputs.js';
 
@@ -50,11 +49,8 @@ builder.queryFields((base) => {
       description: "The organisation's API keys (requires admin).",
       args: { orgId: t.arg.id() },
       resolve: async (query, _root, args, ctx) => {
-        const orgId = orgFor(ctx.principal, args.orgId);
-        await enterOrg(ctx.principal, orgId);
-        requireScope(ctx.principal, 'admin');
-        forbidAppKey(ctx.principal, 'admin');
-        return db.apiKey.findMany({ ...query, where: { orgId }, orderBy: { id: 'asc' } });
+        const where = await apiKeyReadFilter(ctx.principal, orgFor(ctx.principal, args.orgId));
+        return db.apiKey.findMany({ ...query, where, orderBy: { id: 'asc' } });
       },
     }),
   };

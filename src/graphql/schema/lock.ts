@@ -1,8 +1,7 @@
 import { db } from '../../db/client.js';
-import { enterOrg, requireScope } from '../../domain/access.js';
 import { events, type LockEvent } from '../../domain/events.js';
-import { acquireLock, LOCK_TYPES, listLocks, releaseLock, renewLock } from '../../domain/locks.js';
-import { findVisibleVolume, volumeRoute } from '../../domain/volumes.js';
+import { acquireLock, authorizeLockReading, LOCK_TYPES, listLocks, releaseLock, renewLock } from '../../domain/locks.js';
+import { volumeRoute } from '../../domain/volumes.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { Volume } from './volume.js';
@@ -103,10 +102,8 @@ builder.subscriptionFields((base) => {
       args: { volumeId: t.arg.id({ required: true }) },
       subscribe: async (_root, args, ctx) => {
         const route = await routeOf(String(args.volumeId));
-        // Visibility and scope are checked before the stream opens (another org's volume: NOT_FOUND).
-        await enterOrg(ctx.principal, route.orgId);
-        requireScope(ctx.principal, 'volumes:read');
-        await findVisibleVolume(ctx.principal, route.orgId, route.workspaceId, route.volumeId);
+        // Checked before the stream opens (another org's volume: NOT_FOUND).
+        await authorizeLockReading(ctx.principal, route);
         return events.subscribe('lockEvents', route.volumeId);
       },
       resolve: (e) => e,
