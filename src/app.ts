@@ -18,6 +18,9 @@ import { pendingMigrations } from './db/migrate.js';
 import { forgetKnownOrgs } from './domain/access.js';
 import { type Events, setEvents } from './domain/events.js';
 import { startMaintenance } from './domain/maintenance.js';
+import { configureSearch } from './domain/search-sql.js';
+import { configureEmbedders } from './indexing/embedders/registry.js';
+import { type JobRunner, startJobRunner } from './indexing/jobs.js';
 import { configureUploads } from './domain/uploads.js';
 import { configureWorkspaces, pendingProvisioning, resumePendingProvisioning } from './domain/workspaces.js';
 import { credentialFromConnectionParams, resolvePrincipal } from './graphql/context.js';
@@ -41,6 +44,8 @@ export interface App {
   server: http.Server;
   database: Database;
   blobStore: BlobStore;
+  /** This process's background job workers (indexing, reindex). */
+  jobs: JobRunner;
   /** The platform key in force, and whether it was generated into DATA_DIR on this start. */
   adminApiKey: string | undefined;
   adminKeyFile: string | undefined;
@@ -201,11 +206,15 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
 
   await resumePendingProvisioning();
   const maintenance = startMaintenance(config.sweepIntervalMs);
+  configureEmbedders(config.embeddings);
+  configureSearch({ efSearch: config.efSearch });
+  const jobs = startJobRunner(config.jobs);
 
   const app: App = {
     server,
     database,
     blobStore,
+    jobs,
     adminApiKey,
     adminKeyFile,
     start: (port = config.port) =>
@@ -223,6 +232,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       if (stopping) return;
       stopping = true;
       await maintenance.stop();
+      // Running jobs save their progress and go back to the queue for this or another replica.
+      await jobs.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await wsServer.dispose();

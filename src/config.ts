@@ -53,6 +53,24 @@ const ConfigSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   /** How often expired entries are swept and failed bucket deletions retried. */
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).default(30_000),
+  /** OpenAI-compatible embeddings endpoint (…/v1/embeddings); enables the `openai:<model>` embedder. */
+  EMBEDDINGS_URL: optionalString.pipe(z.url().optional()),
+  EMBEDDINGS_API_KEY: optionalString,
+  EMBEDDINGS_MODEL: z.string().min(1).default('text-embedding-3-small'),
+  /** Dimensions the provider returns for EMBEDDINGS_MODEL (asked for explicitly in each request). */
+  EMBEDDINGS_DIMS: z.coerce.number().int().min(1).max(16_000).default(1536),
+  EMBEDDINGS_BATCH_SIZE: z.coerce.number().int().min(1).max(2048).default(64),
+  EMBEDDINGS_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+  /** Folder of local ONNX models (one sub-folder each) for the `onnx:<folder>` embedders; needs @huggingface/transformers. */
+  ONNX_MODELS_DIR: optionalString,
+  /** Background jobs (indexing, reindex) this gateway runs at once. 0 = run none (another replica does). */
+  JOB_CONCURRENCY: z.coerce.number().int().min(0).max(64).default(2),
+  /** How long a claimed job stays claimed without a heartbeat before another replica may take it over. */
+  JOB_LEASE_MS: z.coerce.number().int().min(500).default(30_000),
+  /** How often an idle worker looks for queued jobs (jobs queued by this process start at once). */
+  JOB_POLL_MS: z.coerce.number().int().min(10).default(1_000),
+  /** HNSW candidate list size for semantic search (pgvector hnsw.ef_search). */
+  SEARCH_EF_SEARCH: z.coerce.number().int().min(10).max(1000).default(100),
 });
 
 export type Env = z.input<typeof ConfigSchema>;
@@ -89,6 +107,17 @@ export interface Config {
   maxCost: number;
   shutdownTimeoutMs: number;
   sweepIntervalMs: number;
+  embeddings: {
+    url: string | undefined;
+    apiKey: string | undefined;
+    model: string;
+    dims: number;
+    batchSize: number;
+    timeoutMs: number;
+    onnxModelsDir: string | undefined;
+  };
+  jobs: { concurrency: number; leaseMs: number; pollMs: number };
+  efSearch: number;
 }
 
 /** Raised when the environment is invalid; names every bad variable. */
@@ -134,5 +163,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxCost: c.GRAPHQL_MAX_COST,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
     sweepIntervalMs: c.SWEEP_INTERVAL_MS,
+    embeddings: {
+      url: c.EMBEDDINGS_URL,
+      apiKey: c.EMBEDDINGS_API_KEY,
+      model: c.EMBEDDINGS_MODEL,
+      dims: c.EMBEDDINGS_DIMS,
+      batchSize: c.EMBEDDINGS_BATCH_SIZE,
+      timeoutMs: c.EMBEDDINGS_TIMEOUT_MS,
+      onnxModelsDir: c.ONNX_MODELS_DIR ? path.resolve(c.ONNX_MODELS_DIR) : undefined,
+    },
+    jobs: { concurrency: c.JOB_CONCURRENCY, leaseMs: c.JOB_LEASE_MS, pollMs: c.JOB_POLL_MS },
+    efSearch: c.SEARCH_EF_SEARCH,
   };
 }

@@ -7,6 +7,7 @@ import type { VolumeRoute, WriteConditions, WriterInfo } from './entries.js';
 import { checkPreconditions, checkQuota, type EntryKind, isExpired, type VolumeUsage } from './entry-rules.js';
 import { NotFoundError, QuotaExceededError } from './errors.js';
 import { type EntryChangedEvent, events } from './events.js';
+import { queueEntryIndexing } from './indexing.js';
 import { checkWriteGuard } from './locks.js';
 
 // The write path every entry change shares: the volume-row lock, guards, quotas, counters, and what
@@ -57,9 +58,10 @@ export function describedBy(
   };
 }
 
-export async function lockVolume(tx: Tx, volumeId: string): Promise<VolumeUsage> {
-  const rows = await tx.$queryRaw<VolumeUsage[]>`
-    SELECT max_size_bytes, max_file_count, used_bytes, entry_count FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+export async function lockVolume(tx: Tx, volumeId: string): Promise<VolumeUsage & { indexing_mode: 'auto' | 'manual' }> {
+  const rows = await tx.$queryRaw<(VolumeUsage & { indexing_mode: 'auto' | 'manual' })[]>`
+    SELECT max_size_bytes, max_file_count, used_bytes, entry_count, indexing_mode::text AS indexing_mode
+    FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
   const row = rows[0];
   if (!row) throw new NotFoundError('volume', volumeId);
   return row;
@@ -161,7 +163,8 @@ export async function commitEntry(volumeId: string, path: string, data: EntryDat
       }
 
       const expiresAt = data.ttlSeconds ? new Date(Date.now() + data.ttlSeconds * 1000) : null;
-      const fields = { ...data, expiresAt, isIndexed: false, indexedAt: null, totalChunks: 0, contentHash: null };
+      // The old chunks stay searchable until the index job swaps them; is_indexed says they are behind.
+      const fields = { ...data, expiresAt, isIndexed: false };
       let entry: Entry;
       if (current) {
         entry = await tx.entry.update({ where: { id: current.id }, data: { ...fields, version: { increment: 1 } } });
@@ -170,6 +173,7 @@ export async function commitEntry(volumeId: string, path: string, data: EntryDat
         entry = await tx.entry.create({ data: { ...fields, volumeId, path } });
       }
       await adjustUsage(tx, volumeId, deltaBytes, deltaCount);
+      if (usage.indexing_mode === 'auto') await queueEntryIndexing(tx, volumeId, entry.id);
       await entryHooks.beforeCommit?.(path);
       const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
       return { entry, created: !current, replacedBlob, purged };

@@ -31,6 +31,22 @@ export interface LockEvent {
   expiresAt: Date;
 }
 
+/** Where a volume's reindex stands. Numbers only; sent at least every second while it runs. */
+export interface ReindexProgressEvent {
+  volumeId: string;
+  status: ReindexStatus;
+  embedderId: string;
+  total: number;
+  processed: number;
+  failed: number;
+  percent: number;
+  startedAt: Date | null;
+  completedAt: Date | null;
+  error: string | null;
+}
+
+export type ReindexStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
 /**
  * Every event the domain publishes, keyed by topic with the routing id first. Subscribers re-check
  * access when they subscribe; payloads carry ids and numbers so nothing bypasses that check.
@@ -39,6 +55,7 @@ export type Events = {
   bucketStatus: [workspaceId: string, payload: BucketStatusEvent];
   entryChanged: [volumeId: string, payload: EntryChangedEvent];
   lockEvents: [volumeId: string, payload: LockEvent];
+  reindexProgress: [volumeId: string, payload: ReindexProgressEvent];
 };
 
 /** The process's event channel: in memory, or Redis-backed when REDIS_URL is set (set by createApp). */

@@ -9,5 +9,7 @@ import './entry.js';
 import './entry-mutations.js';
 import './entry-events.js';
 import './lock.js';
+import './search.js';
+import './reindex.js';
 
 export const schema = builder.toSchema({ sortSchema: true });

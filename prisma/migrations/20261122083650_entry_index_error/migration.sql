@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "entries" ADD COLUMN     "index_error" TEXT;

@@ -1,0 +1,160 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { db, type Tx } from '../db/client.js';
+import type { Entry, Job, Volume } from '../generated/prisma/client.js';
+import { chunkText, flattenJson } from '../indexing/chunking.js';
+import { embedAll } from '../indexing/embedders/embedder.js';
+import { getEmbedder } from '../indexing/embedders/registry.js';
+import { enqueueJob, registerJobHandler } from '../indexing/jobs.js';
+
+// Entry → chunks → vectors. Runs after a write commits (an `index_entry` job queued in the write's
+// own transaction, so an acknowledged write is always indexed eventually) and from reindex jobs.
+// Only chunks whose text changed are embedded again; the swap of an entry's chunks is one
+// transaction that first checks the entry still has the version that was chunked.
+
+export const INDEX_ENTRY = 'index_entry';
+
+/** Queues indexing of an entry inside the transaction that wrote it (volumes in `auto` mode). */
+export function queueEntryIndexing(tx: Tx, volumeId: string, entryId: string): Promise<string> {
+  return enqueueJob(tx, { kind: INDEX_ENTRY, dedupeKey: `${INDEX_ENTRY}:${entryId}`, volumeId, payload: { entryId } });
+}
+
+/** The text an entry contributes to search: JSON flattened, text as is, files' extracted text. */
+export function indexableText(entry: Pick<Entry, 'contentType' | 'content' | 'contentText'>): string {
+  const parts: string[] = [];
+  if (entry.contentType === 'json' && entry.content !== null) parts.push(flattenJson(entry.content));
+  if (entry.contentText) parts.push(entry.contentText);
+  return parts.join('\n\n');
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+type VolumeChunking = Pick<Volume, 'chunkingStrategy' | 'chunkSize' | 'chunkOverlap'>;
+
+/** Identifies the chunks an entry's text yields: same hash, same chunks (so indexing can be skipped). */
+function textHash(text: string, v: VolumeChunking): string {
+  return sha256(`${v.chunkingStrategy}:${v.chunkSize}:${v.chunkOverlap}\n${text}`);
+}
+
+export type IndexOutcome = 'indexed' | 'unchanged' | 'stale' | 'gone';
+
+/**
+ * Brings an entry's chunks up to date for each embedder in `embedderIds` (default: the ones the
+ * volume searches with now and, during a model change, the one it is moving to).
+ * Returns 'stale' when the entry changed while it was being embedded (its newer version has its own
+ * job queued) and 'gone' when it no longer exists. Embedding errors propagate (the job retries).
+ */
+export async function indexEntry(entryId: string, opts: { embedderIds?: string[]; force?: boolean } = {}): Promise<IndexOutcome> {
+  const entry = await db.entry.findUnique({
+    where: { id: entryId },
+    include: {
+      volume: {
+        select: {
+          chunkingStrategy: true,
+          chunkSize: true,
+          chunkOverlap: true,
+          embeddingModelId: true,
+          activeEmbedderId: true,
+          deletedAt: true,
+        },
+      },
+    },
+  });
+  if (!entry || entry.volume.deletedAt) return 'gone';
+  const vol = entry.volume;
+  const searchWith = vol.activeEmbedderId ?? vol.embeddingModelId;
+  const targets = opts.embedderIds ?? [...new Set([searchWith, vol.embeddingModelId])];
+  const text = indexableText(entry);
+  const hash = textHash(text, vol);
+
+  const have = await db.chunk.groupBy({ by: ['embedderId'], where: { entryId }, _count: true });
+  const unchanged = !opts.force && entry.contentHash === hash && targets.every((t) => have.some((h) => h.embedderId === t));
+  const rows = unchanged ? undefined : await embedChunks(entryId, text, vol, targets);
+
+  return db.$transaction(
+    async (tx) => {
+      const [current] = await tx.$queryRaw<{ version: number }[]>`SELECT version FROM entries WHERE id = ${entryId} FOR UPDATE`;
+      if (!current) return 'gone';
+      if (current.version !== entry.version) return 'stale';
+      if (rows) await replaceChunks(tx, entry, targets, rows);
+      const searchable = rows?.filter((r) => r.embedderId === searchWith).length;
+      await tx.entry.update({
+        where: { id: entryId },
+        data: {
+          contentHash: hash,
+          isIndexed: targets.includes(searchWith) || entry.isIndexed,
+          indexedAt: new Date(),
+          ...(searchable !== undefined && targets.includes(searchWith) ? { totalChunks: searchable } : {}),
+          indexError: null,
+        },
+      });
+      return rows ? 'indexed' : 'unchanged';
+    },
+    { timeout: 30_000, maxWait: 30_000 },
+  );
+}
+
+/** Chunks the text and embeds it for each embedder, reusing the vectors of chunks whose text is unchanged. */
+async function embedChunks(entryId: string, text: string, vol: VolumeChunking, targets: string[]): Promise<ChunkRow[]> {
+  const pieces = await chunkText(text, { strategy: vol.chunkingStrategy, size: vol.chunkSize, overlap: vol.chunkOverlap });
+  const hashes = pieces.map(sha256);
+  const rows: ChunkRow[] = [];
+  for (const embedderId of targets) {
+    const embedder = await getEmbedder(embedderId);
+    // Vectors of unchanged chunks are kept; only new text goes to the embedder.
+    const known = new Map<string, string>();
+    const old = await db.$queryRaw<{ content_hash: string; embedding: string }[]>`
+      SELECT DISTINCT ON (content_hash) content_hash, embedding::text AS embedding
+      FROM chunks WHERE entry_id = ${entryId} AND embedder_id = ${embedderId} AND content_hash = ANY(${hashes})`;
+    for (const o of old) known.set(o.content_hash, o.embedding);
+    const missing = [...new Set(hashes.filter((h) => !known.has(h)))];
+    const texts = missing.map((h) => pieces[hashes.indexOf(h)] as string);
+    const vectors = await embedAll(embedder, texts);
+    missing.forEach((h, i) => {
+      known.set(h, `[${(vectors[i] as number[]).join(',')}]`);
+    });
+    pieces.forEach((content, i) => {
+      const h = hashes[i] as string;
+      rows.push({ chunkIndex: i, content, contentHash: h, embedderId, dims: embedder.dims, vector: known.get(h) as string });
+    });
+  }
+
+  return rows;
+}
+
+interface ChunkRow {
+  chunkIndex: number;
+  content: string;
+  contentHash: string;
+  embedderId: string;
+  dims: number;
+  vector: string;
+}
+
+/** Swaps an entry's chunks for the given embedders in one statement pair (the full-text column is filled here). */
+async function replaceChunks(tx: Tx, entry: Entry, embedderIds: string[], rows: ChunkRow[]): Promise<void> {
+  await tx.$executeRaw`DELETE FROM chunks WHERE entry_id = ${entry.id} AND embedder_id = ANY(${embedderIds})`;
+  if (rows.length === 0) return;
+  const now = new Date();
+  await tx.$executeRaw`
+    INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, created_at)
+    SELECT t.id, ${entry.id}, ${entry.volumeId}, t.idx, t.content, t.hash, t.embedder, t.dims, t.vec::vector,
+           to_tsvector('english', t.content), ${now}
+    FROM unnest(${rows.map(() => randomUUID())}::text[], ${rows.map((r) => r.chunkIndex)}::int[], ${rows.map((r) => r.content)}::text[],
+                ${rows.map((r) => r.contentHash)}::text[], ${rows.map((r) => r.embedderId)}::text[], ${rows.map((r) => r.dims)}::int[],
+                ${rows.map((r) => r.vector)}::text[]) AS t(id, idx, content, hash, embedder, dims, vec)`;
+}
+
+/** Records why an entry could not be indexed (kept until a later attempt succeeds). */
+export async function recordIndexFailure(entryId: string, error: Error): Promise<void> {
+  await db.entry.updateMany({ where: { id: entryId }, data: { indexError: error.message.slice(0, 1000), isIndexed: false } });
+}
+
+registerJobHandler(INDEX_ENTRY, {
+  async run(job: Job) {
+    const { entryId } = job.payload as { entryId: string };
+    await indexEntry(entryId);
+  },
+  async onFinalFailure(job, error) {
+    await recordIndexFailure((job.payload as { entryId: string }).entryId, error);
+  },
+});
