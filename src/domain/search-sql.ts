@@ -40,12 +40,10 @@ export function configureSearch(opts: { efSearch: number }): void {
 
 /** pgvector 0.8 can keep scanning the HNSW graph until enough rows pass the filters. */
 function hasIterativeScans(): Promise<boolean> {
-  iterativeScans ??= db
-    .$queryRaw<{ v: string }[]>`SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'`
-    .then((rows) => {
-      const [major = 0, minor = 0] = (rows[0]?.v ?? '0.0').split('.').map(Number);
-      return major > 0 || minor >= 8;
-    });
+  iterativeScans ??= db.$queryRaw<{ v: string }[]>`SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'`.then((rows) => {
+    const [major = 0, minor = 0] = (rows[0]?.v ?? '0.0').split('.').map(Number);
+    return major > 0 || minor >= 8;
+  });
   return iterativeScans;
 }
 
@@ -59,9 +57,7 @@ function where(scopes: SearchScope[], filters: SearchFilters, now: Date): Prisma
   if (filters.path_prefix && filters.path_prefix !== '/') {
     const p = filters.path_prefix;
     // A file path matches itself and what lies under it; a directory prefix ('/a/') what lies under it.
-    parts.push(
-      p.endsWith('/') ? Prisma.sql`starts_with(e.path, ${p})` : Prisma.sql`(e.path = ${p} OR starts_with(e.path, ${`${p}/`}))`,
-    );
+    parts.push(p.endsWith('/') ? Prisma.sql`starts_with(e.path, ${p})` : Prisma.sql`(e.path = ${p} OR starts_with(e.path, ${`${p}/`}))`);
   }
   if (filters.tags?.length) parts.push(Prisma.sql`e.tags @> ${filters.tags}::text[]`);
   if (filters.metadata && Object.keys(filters.metadata).length > 0) {
@@ -98,7 +94,13 @@ const toCandidate = (r: Row): Candidate => ({
  * rows (a very selective filter), an exact scan answers instead, so filtered searches return
  * `limit` hits whenever that many match.
  */
-async function semantic(embedder: Embedder, query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Promise<Candidate[]> {
+async function semantic(
+  embedder: Embedder,
+  query: string,
+  scopes: SearchScope[],
+  filters: SearchFilters,
+  limit: number,
+): Promise<Candidate[]> {
   const [vector] = await embedder.embed([query]);
   const q = `[${(vector as number[]).join(',')}]`;
   const d = embedder.dims;
@@ -136,7 +138,7 @@ async function keyword(query: string, scopes: SearchScope[], filters: SearchFilt
            ts_rank_cd(c.tsv, q.q, 32)::float8 AS score
     FROM q, chunks c JOIN entries e ON e.id = c.entry_id
     WHERE c.tsv @@ q.q AND ${where(scopes, filters, new Date())}
-    ORDER BY score DESC, c.id LIMIT ${limit}`;
+    ORDER BY score DESC, e.path, c.chunk_index LIMIT ${limit}`;
   return rows.map(toCandidate);
 }
 
@@ -176,5 +178,8 @@ export function fuse(lists: Candidate[][]): Candidate[] {
     });
   }
   const best = lists.length / (RRF_K + 1);
-  return [...fused.values()].map((c) => ({ ...c, score: c.score / best })).sort((a, b) => b.score - a.score || (a.chunkId < b.chunkId ? -1 : 1));
+  // Ties break on path and chunk so equal scores always come back in the same order.
+  return [...fused.values()]
+    .map((c) => ({ ...c, score: c.score / best }))
+    .sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex);
 }

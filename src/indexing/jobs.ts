@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { db, type Tx } from '../db/client.js';
-import { type Job, Prisma } from '../generated/prisma/client.js';
+import type { Job, Prisma } from '../generated/prisma/client.js';
 import { logger } from '../logger.js';
 
 // A small durable job queue on the `jobs` table: claimed with FOR UPDATE SKIP LOCKED (so each job
@@ -172,7 +172,8 @@ async function execute(job: Job, workerId: string, leaseMs: number, signal: Abor
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
     if (signal.aborted) return;
-    const final = job.attempts >= job.maxAttempts;
+    // Errors that say so (e.g. an input the embedding provider refuses) are final at once.
+    const final = job.attempts >= job.maxAttempts || (error as { permanent?: boolean }).permanent === true;
     logger.warn({ err: error, jobId: job.id, kind: job.kind, attempt: job.attempts, final }, 'job failed');
     const { count } = await db.job.updateMany({
       where: { id: job.id, lockedBy: workerId, status: 'running' },

@@ -34,3 +34,8 @@ export async function embedAll(embedder: Embedder, texts: string[]): Promise<num
   }
   return out;
 }
+
+/** An input the embedder will refuse however often it is asked: jobs record it rather than retry. */
+export class PermanentEmbeddingError extends Error {
+  readonly permanent = true;
+}

@@ -26,7 +26,12 @@ function fnv1a(s: string, seed = 0x811c9dc5): number {
 
 /** Lower-cased, NFKC-normalised words of letters and digits. */
 export function words(text: string): string[] {
-  return text.normalize('NFKC').toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? [];
+  return (
+    text
+      .normalize('NFKC')
+      .toLowerCase()
+      .match(/[\p{L}\p{N}]+/gu) ?? []
+  );
 }
 
 export class HashingEmbedder implements Embedder {

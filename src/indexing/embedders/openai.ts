@@ -1,6 +1,6 @@
 import { backoffMs } from '../jobs.js';
 import type { Embedder } from './embedder.js';
-import { normalise } from './embedder.js';
+import { normalise, PermanentEmbeddingError as PermanentError } from './embedder.js';
 
 export interface OpenAIEmbedderOptions {
   /** The provider's embeddings URL, or its API base (`/embeddings` is appended). */
@@ -13,9 +13,6 @@ export interface OpenAIEmbedderOptions {
   /** Attempts per batch before giving up (429, 5xx, timeouts and network errors are retried). */
   attempts?: number;
 }
-
-/** An error the provider will answer the same way however often it is asked (4xx other than 408/429). */
-class PermanentError extends Error {}
 
 /** Any OpenAI-compatible `/embeddings` endpoint (OpenAI, Azure-style proxies, vLLM, Ollama, TEI…). */
 export class OpenAIEmbedder implements Embedder {

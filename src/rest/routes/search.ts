@@ -115,7 +115,7 @@ export function registerSearchRoutes(app: RestApp): void {
       tags,
       summary: 'Trigger a full reindex of a volume',
       description:
-        'Queues a durable reindex job (202, body null as in the legacy API). A reindex already queued or running is left as is. Progress: the volume\'s reindex_* fields, GET …/reindex, or the GraphQL reindexProgress subscription.',
+        "Queues a durable reindex job (202, body null as in the legacy API). A reindex already queued or running is left as is. Progress: the volume's reindex_* fields, GET …/reindex, or the GraphQL reindexProgress subscription.",
       request: { params: VolumeParams },
       responses: { 202: ok(z.null(), 'Accepted'), ...errorResponses },
     }),
