@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway } from './helpers/app.js';
 
-// Field names in the reference's order, then our additions (quotas and usage).
+// Field names in the reference's order, then our additions (quotas and usage; sharing and versions).
 const VOLUME_FIELDS = (
   'volume_id workspace_id org_id environment_id name description embedding_model_id extraction_model_id indexing_mode chunking_strategy ' +
   'status tags reindex_status reindex_started_at reindex_completed_at reindex_progress reindex_error created_by created_at updated_at ' +
-  'max_size_bytes max_file_count max_mounts used_bytes entry_count mount_count last_reconciled_at'
+  'max_size_bytes max_file_count max_mounts used_bytes entry_count mount_count last_reconciled_at is_shared version modified_by'
 ).split(' ');
 const ERROR_FIELDS = ['error', 'message', 'details', 'timestamp', 'status_code'];
 const MISSING = '01900000-0000-7000-8000-000000000000';
@@ -66,6 +66,9 @@ describe('volumes REST', () => {
       reindex_progress: {},
       reindex_error: null,
       created_by: 'admin',
+      is_shared: false,
+      version: 1,
+      modified_by: 'admin',
     });
     expect(new Date(v.created_at).toISOString()).toBe(v.created_at);
     expect(new Date(v.updated_at).toISOString()).toBe(v.updated_at);
@@ -101,7 +104,7 @@ describe('volumes REST', () => {
     expect(Object.keys(res.body)).toEqual(['message', 'volume']);
     expect(res.body.message).toBe('Volume updated successfully');
     expect(Object.keys(res.body.volume)).toEqual(VOLUME_FIELDS);
-    expect(res.body.volume).toEqual({ ...v, ...change, updated_at: res.body.volume.updated_at });
+    expect(res.body.volume).toEqual({ ...v, ...change, version: v.version + 1, updated_at: res.body.volume.updated_at });
     expect(Date.parse(res.body.volume.updated_at)).toBeGreaterThanOrEqual(Date.parse(v.updated_at));
 
     const cleared = await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { description: null, tags: [] });

@@ -126,24 +126,43 @@ export function forgetKnownOrgs(): void {
 }
 
 /**
- * The volumes a principal can see at all: its org's, narrowed to mounted ones for app keys. Returned
- * as an `AND`, so callers spreading more conditions (`{ ...visible, orgId }`) narrow it and can never
- * widen it to another organisation.
+ * The volumes an app key reaches: those mounted for its app, and every shared volume of its org
+ * (sharing grants read access to all paths, never write; see entry-access.ts).
+ */
+function appVolumeWhere(appId: string): Prisma.VolumeWhereInput {
+  return { OR: [{ mounts: { some: { appId } } }, { isShared: true }] };
+}
+
+/**
+ * The volumes a principal can see at all: its org's, narrowed for app keys to mounted and shared
+ * ones. Returned as an `AND`, so callers spreading more conditions (`{ ...visible, orgId }`) narrow
+ * it and can never widen it to another organisation.
  */
 export function visibleVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
   const and: Prisma.VolumeWhereInput[] = [];
   if (p.kind === 'key') and.push({ orgId: p.orgId });
   else if (orgId) and.push({ orgId });
-  if (isAppKey(p)) and.push({ mounts: { some: { appId: p.appId } } });
+  if (isAppKey(p)) and.push(appVolumeWhere(p.appId));
   return { AND: and };
 }
 
-/** The workspaces a principal can see: its org's, or for app keys those holding a volume mounted for it (an `AND`, as above). */
+/**
+ * The shared volumes a principal can see: with `volumes:read`, every key of the organisation sees
+ * all of them, whichever workspace holds them (an `AND`, as above).
+ */
+export function sharedVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
+  return { AND: [visibleVolumeWhere(p, orgId), { isShared: true }] };
+}
+
+/**
+ * The workspaces a principal can see: its org's, or for app keys those holding a volume it can see
+ * (mounted for it or shared). An `AND`, as above.
+ */
 export function visibleWorkspaceWhere(p: Principal, orgId?: string): Prisma.WorkspaceWhereInput {
   const and: Prisma.WorkspaceWhereInput[] = [];
   if (p.kind === 'key') and.push({ orgId: p.orgId });
   else if (orgId) and.push({ orgId });
-  if (isAppKey(p)) and.push({ volumes: { some: { mounts: { some: { appId: p.appId } } } } });
+  if (isAppKey(p)) and.push({ volumes: { some: appVolumeWhere(p.appId) } });
   return { AND: and };
 }
 

@@ -20,12 +20,18 @@ export interface EntryAccess {
    * counting and search filter in SQL (`path ~ ANY(...)`) and pages and totals stay exact.
    */
   readableRegexes(): string[] | null;
+  /**
+   * True when the principal reaches the volume only because it is shared (an app key without a
+   * mount on it): it may read every path and change nothing, locks included.
+   */
+  readonly viaShareOnly: boolean;
 }
 
 const FULL: Omit<EntryAccess, 'principal'> = {
   canRead: () => true,
   canWrite: () => true,
   readableRegexes: () => null,
+  viaShareOnly: false,
 };
 
 function regexOf(pattern: string): string {
@@ -41,19 +47,28 @@ export async function entryAccess(p: Principal, volumeId: string, need: 'read' |
   return pathAccess(p, volumeId);
 }
 
-/** The path-level access of a principal to a volume, scopes aside (locks check their own scope). */
+/**
+ * The path-level access of a principal to a volume, scopes aside (locks check their own scope). A
+ * shared volume is readable at every path by app keys; their mounts still decide what they may write.
+ */
 export async function pathAccess(p: Principal, volumeId: string): Promise<EntryAccess> {
   if (!isAppKey(p)) return { principal: p, ...FULL };
-  const mounts = await db.mount.findMany({ where: { volumeId, appId: p.appId }, select: { pathPattern: true, accessLevel: true } });
+  const volume = await db.volume.findUnique({
+    where: { id: volumeId },
+    select: { isShared: true, mounts: { where: { appId: p.appId }, select: { pathPattern: true, accessLevel: true } } },
+  });
+  const mounts = volume?.mounts ?? [];
+  const shared = volume?.isShared ?? false;
   const with_ = (level: AccessLevel) => mounts.filter((m) => levelAtLeast(m.accessLevel, level)).map((m) => m.pathPattern);
   const readable = with_('read');
   const writable = with_('write');
   const regexes = readable.map(regexOf);
   return {
     principal: p,
-    canRead: (path) => readable.some((pattern) => matchesPattern(pattern, path)),
+    canRead: (path) => shared || readable.some((pattern) => matchesPattern(pattern, path)),
     canWrite: (path) => writable.some((pattern) => matchesPattern(pattern, path)),
-    readableRegexes: () => regexes,
+    readableRegexes: () => (shared ? null : regexes),
+    viaShareOnly: shared && mounts.length === 0,
   };
 }
 

@@ -120,7 +120,12 @@ export async function acquireLock(p: Principal, route: VolumeRoute, raw: unknown
   requireOwnApp(p, input.app_id, [...loc, 'app_id']);
   const partition = normalisePartition(input.partition, [...loc, 'partition']);
   // A path lock guards writes under it, so taking one needs write access there (app keys: a mount).
-  if (isPathPartition(partition)) requireWritable(await pathAccess(p, volume.id), partition === '/' ? '/' : partition.slice(0, -1));
+  // Sharing grants reading only: an app that reaches the volume through sharing alone takes no locks.
+  const access = await pathAccess(p, volume.id);
+  if (access.viaShareOnly) {
+    throw new ForbiddenError('locks:write', { reason: 'a shared volume is read-only for apps without a mount on it' });
+  }
+  if (isPathPartition(partition)) requireWritable(access, partition === '/' ? '/' : partition.slice(0, -1));
 
   const lock = await db.$transaction(
     async (tx) => {

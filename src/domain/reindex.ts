@@ -28,7 +28,12 @@ interface ReindexPayload {
 
 const jobKey = (volumeId: string) => `${REINDEX}:${volumeId}`;
 
-export function progressOf(v: Pick<Volume, 'id' | 'reindexStatus' | 'reindexProgress' | 'reindexStartedAt' | 'reindexCompletedAt' | 'reindexError' | 'embeddingModelId'>): ReindexProgressEvent {
+export function progressOf(
+  v: Pick<
+    Volume,
+    'id' | 'reindexStatus' | 'reindexProgress' | 'reindexStartedAt' | 'reindexCompletedAt' | 'reindexError' | 'embeddingModelId'
+  >,
+): ReindexProgressEvent {
   const p = (v.reindexProgress ?? {}) as Partial<ReindexPayload & { percent: number; embedder_id: string }>;
   return {
     volumeId: v.id,
@@ -144,7 +149,8 @@ async function runReindex(job: Job, ctx: JobContext): Promise<void> {
 
   const volume = await db.volume.findUnique({ where: { id: volumeId } });
   if (!volume || volume.deletedAt) return;
-  if (volume.embeddingModelId !== state.target) state = { target: volume.embeddingModelId, cursor: null, processed: 0, failed: 0, total: 0 };
+  if (volume.embeddingModelId !== state.target)
+    state = { target: volume.embeddingModelId, cursor: null, processed: 0, failed: 0, total: 0 };
   const live = { volumeId, OR: [{ expiresAt: null }, { expiresAt: { gt: new Date() } }] } satisfies Prisma.EntryWhereInput;
   // Entries after the cursor plus those already done: the total only grows with new entries, so percent never jumps back.
   const remaining = await db.entry.count({ where: { ...live, ...(state.cursor ? { id: { gt: state.cursor } } : {}) } });

@@ -22,7 +22,11 @@ const MetadataValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 export const SearchFilters = z
   .object({
     path_prefix: withoutNul(z.string().min(1).max(1024)).optional().describe('Only entries whose path starts with this'),
-    tags: z.array(withoutNul(z.string().min(1).max(100))).max(20).optional().describe('Only entries carrying all these tags'),
+    tags: z
+      .array(withoutNul(z.string().min(1).max(100)))
+      .max(20)
+      .optional()
+      .describe('Only entries carrying all these tags'),
     metadata: z
       .record(z.string().min(1).max(100), MetadataValue)
       .refine((m) => Object.keys(m).length <= 20, 'at most 20 keys')
@@ -77,7 +81,9 @@ export async function searchVolume(
   const volume = await findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
   const input = parseSearch(raw, loc);
   const access = await pathAccess(p, volume.id);
-  return run(input, [{ volumeId: volume.id, volumeName: volume.name, embedderId: searchEmbedder(volume), pathRegexes: access.readableRegexes() }]);
+  return run(input, [
+    { volumeId: volume.id, volumeName: volume.name, embedderId: searchEmbedder(volume), pathRegexes: access.readableRegexes() },
+  ]);
 }
 
 /**

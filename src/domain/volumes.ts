@@ -14,7 +14,6 @@ import {
 } from './access.js';
 import { Description, isId, Name, ShortId, Tags } from './common.js';
 import { ConflictError, isForeignKeyViolation, isRecordNotFound, isUniqueViolation, NotFoundError } from './errors.js';
-import { type Page, type PageQuery, paginate } from './pagination.js';
 import { parseInput } from './validation.js';
 
 export const INDEXING_MODES = ['auto', 'manual'] as const;
@@ -71,6 +70,13 @@ export const UpdateVolumeInput = z.object({
   chunking_strategy: z.enum(CHUNKING_STRATEGIES).optional(),
   tags: Tags.optional(),
   ...Quotas,
+  expected_version: z
+    .number()
+    .int()
+    .min(1)
+    .max(2_147_483_647)
+    .optional()
+    .describe('Change the volume only if it is at this version (409 otherwise); the If-Match header says the same'),
 });
 export type UpdateVolumeInput = z.input<typeof UpdateVolumeInput>;
 
@@ -78,7 +84,7 @@ const duplicateName = (name: string) =>
   new ConflictError(`A volume named '${name}' already exists in this workspace`, { field: 'name', value: name });
 
 /** The workspace, if the principal can see it (volume routes are nested under it). @throws NotFoundError */
-async function findWorkspace(p: Principal, orgId: string, workspaceId: string) {
+export async function findWorkspace(p: Principal, orgId: string, workspaceId: string) {
   if (!isId(workspaceId)) throw new NotFoundError('workspace', workspaceId);
   const ws = await db.workspace.findFirst({
     where: { ...visibleWorkspaceWhere(p, orgId), orgId, id: workspaceId },
@@ -122,23 +128,38 @@ export async function volumeRoute(volumeId: string): Promise<{ orgId: string; wo
 }
 
 /** @throws NotFoundError, ForbiddenError */
-export async function listVolumes(p: Principal, orgId: string, workspaceId: string, page: PageQuery): Promise<Page<Volume>> {
-  await enterOrg(p, orgId);
-  requireScope(p, 'volumes:read');
-  await findWorkspace(p, orgId, workspaceId);
-  const where = { ...visibleVolumeWhere(p, orgId), orgId, workspaceId };
-  return paginate(
-    page,
-    () => db.volume.count({ where }),
-    (q) => db.volume.findMany({ ...q, where: { ...where, ...q.where } }),
-  );
-}
-
-/** @throws NotFoundError, ForbiddenError */
 export async function getVolume(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
   await enterOrg(p, orgId);
   requireScope(p, 'volumes:read');
   return findVisibleVolume(p, orgId, workspaceId, volumeId);
+}
+
+/**
+ * Who may create volumes in a workspace: the checks that answer 403/404, not "invalid".
+ * @throws ForbiddenError, NotFoundError
+ */
+export async function authorizeVolumeCreation(p: Principal, orgId: string, workspaceId: string): Promise<void> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  forbidAppKey(p, 'volumes:write');
+  await findWorkspace(p, orgId, workspaceId);
+}
+
+/**
+ * Every rule a create body must pass, short of writing: the schema, then the checks against what
+ * exists. `createVolume` and the dry run (`validateVolume`) both call this, so a new rule for
+ * volumes belongs here and holds for both.
+ * @throws ValidationError, ConflictError (duplicate name)
+ */
+export async function checkNewVolume(
+  workspaceId: string,
+  raw: unknown,
+  loc: (string | number)[],
+): Promise<z.output<typeof CreateVolumeInput>> {
+  const input = parseInput(CreateVolumeInput, raw, loc);
+  // The unique index decides races; this answers the common case before anything is written.
+  if (await db.volume.findFirst({ where: { workspaceId, name: input.name }, select: { id: true } })) throw duplicateName(input.name);
+  return input;
 }
 
 /**
@@ -152,11 +173,8 @@ export async function createVolume(
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<Volume> {
-  await enterOrg(p, orgId);
-  requireScope(p, 'volumes:write');
-  forbidAppKey(p, 'volumes:write');
-  await findWorkspace(p, orgId, workspaceId);
-  const input = parseInput(CreateVolumeInput, raw, loc);
+  await authorizeVolumeCreation(p, orgId, workspaceId);
+  const input = await checkNewVolume(workspaceId, raw, loc);
   try {
     return await db.volume.create({
       data: {
@@ -184,9 +202,24 @@ export async function createVolume(
   }
 }
 
+/** @throws ConflictError when a version the caller expects is not the current one */
+function checkExpectedVersion(current: number, expected: (number | undefined)[]): void {
+  for (const version of expected) {
+    if (version !== undefined && version !== current) {
+      throw new ConflictError(`The volume is at version ${current}, not ${version}`, {
+        current_version: current,
+        expected_version: version,
+        precondition: 'If-Match',
+      });
+    }
+  }
+}
+
 /**
- * Changes a volume's settings. App keys need an `admin` mount on it.
- * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (duplicate name)
+ * Changes a volume's settings. App keys need an `admin` mount on it. Every change increments
+ * `version`; `expected_version` in the body (or `ifMatch`, from the If-Match header) makes the
+ * change conditional on it.
+ * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (duplicate name, version mismatch, quota below usage)
  */
 export async function updateVolume(
   p: Principal,
@@ -195,6 +228,7 @@ export async function updateVolume(
   volumeId: string,
   raw: unknown,
   loc: (string | number)[] = ['body'],
+  ifMatch?: number,
 ): Promise<Volume> {
   await enterOrg(p, orgId);
   requireScope(p, 'volumes:write');
@@ -204,9 +238,10 @@ export async function updateVolume(
   try {
     return await db.$transaction(async (tx) => {
       // Quotas may not drop below what the volume already holds; the row lock keeps usage still.
-      const [usage] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number }[]>`
-        SELECT used_bytes, entry_count, mount_count FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+      const [usage] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number; version: number }[]>`
+        SELECT used_bytes, entry_count, mount_count, version FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
       if (!usage) throw new NotFoundError('volume', volumeId);
+      checkExpectedVersion(usage.version, [ifMatch, input.expected_version]);
       const below = (limit: number | null | undefined, used: number) => limit !== undefined && limit !== null && limit < used;
       for (const [field, limit, used] of [
         ['max_size_bytes', input.max_size_bytes, Number(usage.used_bytes)],

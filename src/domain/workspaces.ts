@@ -8,7 +8,6 @@ import { enqueueBucketDeletion } from './cleanup.js';
 import { Description, ExternalId, isId, Name, ShortId, Tags } from './common.js';
 import { NotFoundError, ValidationError } from './errors.js';
 import { events } from './events.js';
-import { type Page, type PageQuery, paginate } from './pagination.js';
 import { parseInput } from './validation.js';
 
 export const CreateWorkspaceInput = z.object({
@@ -68,16 +67,6 @@ export async function locateWorkspace(workspaceId: string): Promise<{ orgId: str
   const ws = isId(workspaceId) ? await db.workspace.findUnique({ where: { id: workspaceId }, select: { orgId: true } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
   return ws;
-}
-
-/** Lists the organisation's workspaces the principal can see. @throws NotFoundError, ForbiddenError */
-export async function listWorkspaces(p: Principal, orgId: string, page: PageQuery): Promise<Page<Workspace>> {
-  const where = await workspaceReadFilter(p, orgId);
-  return paginate(
-    page,
-    () => db.workspace.count({ where }),
-    (q) => db.workspace.findMany({ ...q, where: { ...where, ...q.where } }),
-  );
 }
 
 /** @throws NotFoundError when the workspace does not exist or is not visible to the principal */

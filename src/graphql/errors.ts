@@ -45,6 +45,14 @@ export function maskError(error: unknown, message: string): Error {
       extensions,
     });
   }
+  // Pothos refuses bad connection arguments (a cursor it did not issue, first and last together)
+  // before any resolver runs: bad input, not a fault.
+  const pothos = [error, gqlError?.originalError].find((e) => e instanceof Error && e.name === 'PothosValidationError') as
+    | Error
+    | undefined;
+  if (pothos) {
+    return new GraphQLError(pothos.message, { nodes: gqlError?.nodes, path: gqlError?.path, extensions: { code: 'VALIDATION_FAILED' } });
+  }
   // Errors yoga itself raised for the request (parse, validation, limits) are already safe to show.
   if (gqlError && !gqlError.originalError) return gqlError;
   const inner = asGraphQLError(gqlError?.originalError);

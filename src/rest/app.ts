@@ -10,7 +10,8 @@ import { registerApiKeyRoutes } from './routes/api-keys.js';
 import { registerEntryRoutes } from './routes/entries.js';
 import { registerLockRoutes } from './routes/locks.js';
 import { registerMountRoutes } from './routes/mounts.js';
-import { registerVolumeRoutes } from './routes/volumes.js';
+import { registerVolumeSharingRoutes } from './routes/volume-sharing.js';
+import { registerVolumeRoutes, registerVolumeValidationRoute } from './routes/volumes.js';
 import { registerWorkspaceRoutes } from './routes/workspaces.js';
 
 export type RestEnv = { Bindings: Partial<HttpBindings>; Variables: { principal: Principal } };
@@ -98,6 +99,9 @@ export function createRestApp(opts: RestOptions): RestApp {
 
   registerApiKeyRoutes(app);
   registerWorkspaceRoutes(app);
+  // Before the volume routes: /volumes/shared and /volumes/validate are not volume ids.
+  registerVolumeSharingRoutes(app);
+  registerVolumeValidationRoute(app);
   registerVolumeRoutes(app);
   registerMountRoutes(app);
   registerEntryRoutes(app);

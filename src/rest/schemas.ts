@@ -64,6 +64,9 @@ export const Volume = z
     entry_count: z.number().int(),
     mount_count: z.number().int(),
     last_reconciled_at: nullable(Timestamp),
+    is_shared: z.boolean().describe('Readable by every key of the organisation (POST …/make-shared, …/make-private)'),
+    version: z.number().int().describe('Increments on every change to the volume; send it back in If-Match (or expected_version)'),
+    modified_by: nullable(z.string()).describe('The key that made the last change'),
   })
   .meta({ id: 'Volume' });
 

@@ -61,6 +61,9 @@ export function volumeJson(v: Volume): z.infer<typeof S.Volume> {
     entry_count: v.entryCount,
     mount_count: v.mountCount,
     last_reconciled_at: iso(v.lastReconciledAt),
+    is_shared: v.isShared,
+    version: v.version,
+    modified_by: v.modifiedBy,
   };
 }
 

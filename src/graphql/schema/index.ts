@@ -3,6 +3,8 @@ import { builder } from '../builder.js';
 import './viewer.js';
 import './workspace.js';
 import './volume.js';
+import './volume-listing.js';
+import './volume-sharing.js';
 import './mount.js';
 import './api-key.js';
 import './entry.js';

@@ -57,7 +57,13 @@ const searchArgs = builder.args((t) => ({
   filters: t.field({ type: SearchFiltersInput }),
 }));
 
-function searchBody(args: { query: string; topK?: number | null; mode?: string | null; minScore?: number | null; filters?: object | null }) {
+function searchBody(args: {
+  query: string;
+  topK?: number | null;
+  mode?: string | null;
+  minScore?: number | null;
+  filters?: object | null;
+}) {
   const { filters, ...rest } = args;
   return { ...toDomainInput(rest), ...(filters ? { filters: toDomainInput(filters as Record<string, unknown>) } : {}) };
 }
@@ -69,7 +75,8 @@ builder.queryFields((base) => {
       type: SearchResultRef,
       description: "Searches one volume's indexed chunks (needs search and entries:read; app keys: paths their mounts match).",
       args: { volumeId: t.arg.id({ required: true }), ...searchArgs },
-      resolve: async (_root, { volumeId, ...args }, ctx) => searchVolume(ctx.principal, await volumeRoute(String(volumeId)), searchBody(args), []),
+      resolve: async (_root, { volumeId, ...args }, ctx) =>
+        searchVolume(ctx.principal, await volumeRoute(String(volumeId)), searchBody(args), []),
     }),
     searchAll: t.field({
       type: SearchResultRef,

@@ -1,6 +1,7 @@
 import { db } from '../../db/client.js';
 import { isId } from '../../domain/common.js';
 import { mountVisibilityWhere } from '../../domain/mounts.js';
+import { VOLUME_STATUSES } from '../../domain/volume-listing.js';
 import {
   CHUNKING_STRATEGIES,
   createVolume,
@@ -16,7 +17,7 @@ import { toDomainInput } from '../inputs.js';
 
 const IndexingMode = builder.enumType('IndexingMode', { values: INDEXING_MODES });
 const ChunkingStrategy = builder.enumType('ChunkingStrategy', { values: CHUNKING_STRATEGIES });
-const VolumeStatus = builder.enumType('VolumeStatus', { values: ['active', 'degraded', 'error', 'deleted'] as const });
+export const VolumeStatus = builder.enumType('VolumeStatus', { values: VOLUME_STATUSES });
 
 export const Volume = builder.prismaObject('Volume', {
   description: 'A durable, path-addressed storage space in a workspace.',
@@ -39,6 +40,9 @@ export const Volume = builder.prismaObject('Volume', {
     reindexProgress: t.expose('reindexProgress', { type: 'JSON', nullable: true }),
     reindexError: t.exposeString('reindexError', { nullable: true }),
     createdBy: t.exposeString('createdBy'),
+    modifiedBy: t.exposeString('modifiedBy', { nullable: true, description: 'The key that made the last change' }),
+    isShared: t.exposeBoolean('isShared', { description: 'Readable by every key of the organisation (makeVolumeShared)' }),
+    version: t.exposeInt('version', { description: 'Increments on every change to the volume; pass it as expectedVersion' }),
     maxSizeBytes: t.field({ type: 'SafeInt', nullable: true, resolve: (v) => (v.maxSizeBytes === null ? null : Number(v.maxSizeBytes)) }),
     maxFileCount: t.exposeInt('maxFileCount', { nullable: true }),
     maxMounts: t.exposeInt('maxMounts', { nullable: true }),
@@ -58,7 +62,7 @@ export const Volume = builder.prismaObject('Volume', {
   }),
 });
 
-const CreateVolumeInput = builder.inputType('CreateVolumeInput', {
+export const CreateVolumeInput = builder.inputType('CreateVolumeInput', {
   fields: (t) => ({
     name: t.string({ required: true }),
     environmentId: t.string(),
@@ -88,6 +92,7 @@ const UpdateVolumeInput = builder.inputType('UpdateVolumeInput', {
     maxSizeBytes: t.field({ type: 'SafeInt' }),
     maxFileCount: t.int(),
     maxMounts: t.int(),
+    expectedVersion: t.int({ description: 'Change the volume only if it is at this version (CONFLICT otherwise)' }),
   }),
 });
 

@@ -3,6 +3,8 @@ import { visibleVolumeWhere } from '../../domain/access.js';
 import { isId } from '../../domain/common.js';
 import { type BucketStatusEvent, events } from '../../domain/events.js';
 import { reconcileWorkspaceFor, type UsageReport, type WorkspaceReconciliation } from '../../domain/maintenance.js';
+import { volumeFilterWhere } from '../../domain/volume-listing.js';
+import { WORKSPACE_STATUSES, workspaceListWhere } from '../../domain/workspace-listing.js';
 import {
   createWorkspace,
   deleteWorkspace,
@@ -13,8 +15,14 @@ import {
 } from '../../domain/workspaces.js';
 import { builder, Deleted } from '../builder.js';
 import { orgFor, toDomainInput } from '../inputs.js';
+import { listFilterArgs, offsetArg, offsetOf, orderOf, volumeFiltersOf, workspaceFiltersOf } from '../list-args.js';
+import { VolumeStatus } from './volume.js';
 
 const BucketStatus = builder.enumType('BucketStatus', { values: ['pending', 'active', 'failed'] as const });
+const WorkspaceStatus = builder.enumType('WorkspaceStatus', {
+  values: WORKSPACE_STATUSES,
+  description: 'Whether a workspace is active (isActive)',
+});
 
 export const Workspace = builder.prismaObject('Workspace', {
   description: 'A workspace of an organisation: owns volumes and one blob-store bucket.',
@@ -37,8 +45,15 @@ export const Workspace = builder.prismaObject('Workspace', {
       cursor: 'id',
       totalCount: true,
       authScopes: { scope: 'volumes:read' },
+      args: { ...listFilterArgs, status: t.arg({ type: VolumeStatus }) },
       // Unreachable without a principal (root fields require one); the guard keeps types honest.
-      query: (_args, ctx) => ({ where: ctx.principal ? visibleVolumeWhere(ctx.principal) : { id: '' }, orderBy: { id: 'asc' } }),
+      query: (args, ctx) => {
+        const filters = volumeFiltersOf(args);
+        return {
+          where: ctx.principal ? { AND: [visibleVolumeWhere(ctx.principal), ...volumeFilterWhere(filters)] } : { id: '' },
+          orderBy: orderOf(filters),
+        };
+      },
     }),
   }),
 });
@@ -86,14 +101,21 @@ builder.queryFields((base) => {
     workspaces: t.prismaConnection({
       type: 'Workspace',
       cursor: 'id',
-      description: 'Workspaces the caller can see. Platform keys pass orgId; org keys default to their own org.',
-      args: { orgId: t.arg.id() },
+      description:
+        'Workspaces the caller can see. Platform keys pass orgId; org keys default to their own org. Filters, sort and offset as the REST list.',
+      args: { orgId: t.arg.id(), ...listFilterArgs, status: t.arg({ type: WorkspaceStatus }), ...offsetArg },
       resolve: async (query, _root, args, ctx) => {
-        const where = await workspaceReadFilter(ctx.principal, orgFor(ctx.principal, args.orgId));
-        return db.workspace.findMany({ ...query, where, orderBy: { id: 'asc' } });
+        const filters = workspaceFiltersOf(args);
+        const skip = offsetOf(args);
+        const where = await workspaceListWhere(ctx.principal, orgFor(ctx.principal, args.orgId), filters);
+        return db.workspace.findMany({ ...query, skip: query.skip + skip, where, orderBy: orderOf(filters) });
       },
-      totalCount: async (_root, args, ctx) =>
-        db.workspace.count({ where: await workspaceReadFilter(ctx.principal, orgFor(ctx.principal, args.orgId)) }),
+      totalCount: async (_root, args, ctx) => {
+        offsetOf(args); // refused the same whether or not edges are asked for
+        return db.workspace.count({
+          where: await workspaceListWhere(ctx.principal, orgFor(ctx.principal, args.orgId), workspaceFiltersOf(args)),
+        });
+      },
     }),
     workspace: t.prismaField({
       type: 'Workspace',

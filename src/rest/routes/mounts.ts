@@ -2,6 +2,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { CreateMountInput, createMount, deleteMount, listMounts } from '../../domain/mounts.js';
 import type { RestApp } from '../app.js';
+import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import { conflictResponse, errorResponses, Message, Mount, MountParams, ok, VolumeParams } from '../schemas.js';
 import { mountJson } from '../serializers.js';
 
@@ -14,13 +15,14 @@ export function registerMountRoutes(app: RestApp): void {
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/mounts',
       tags,
       summary: 'List mounts for a volume',
-      request: { params: VolumeParams },
+      request: { params: VolumeParams, query: z.object({ fields: fieldsParam(Mount) }) },
       responses: { 200: ok(z.object({ mounts: z.array(Mount) })), ...errorResponses },
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
+      const mask = parseFieldMask(c.req.valid('query').fields, Mount);
       const mounts = await listMounts(c.get('principal'), org_id, workspace_id, volume_id);
-      return c.json({ mounts: mounts.map(mountJson) }, 200);
+      return c.json({ mounts: mounts.map((m) => masked(mountJson(m), mask)) }, 200);
     },
   );
 

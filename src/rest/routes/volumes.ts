@@ -1,22 +1,53 @@
 import { createRoute } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import { z } from 'zod';
-import { PageQuery } from '../../domain/pagination.js';
+import { parseIfMatch } from '../../domain/entry-rules.js';
+import { ValidationError } from '../../domain/errors.js';
+import { listPagingShape, refuseOffsetWithCursor } from '../../domain/listing.js';
+import { parseInput } from '../../domain/validation.js';
+import { listVolumes, volumeFilterShape } from '../../domain/volume-listing.js';
+import { validateVolume } from '../../domain/volume-validation.js';
+import { CreateVolumeInput, createVolume, deleteVolume, getVolume, UpdateVolumeInput, updateVolume } from '../../domain/volumes.js';
+import type { RestApp, RestEnv } from '../app.js';
+import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import {
-  CreateVolumeInput,
-  createVolume,
-  deleteVolume,
-  getVolume,
-  listVolumes,
-  UpdateVolumeInput,
-  updateVolume,
-} from '../../domain/volumes.js';
-import type { RestApp } from '../app.js';
-import { conflictResponse, errorResponses, listOf, Message, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';
+  conflictResponse,
+  errorResponses,
+  listOf,
+  Message,
+  ok,
+  ValidationErrorBody,
+  Volume,
+  VolumeParams,
+  WorkspaceParams,
+} from '../schemas.js';
 import { pageJson, volumeJson } from '../serializers.js';
 
 const tags = ['Volumes'];
 const body = <T>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 const VolumeMessage = z.object({ message: z.string(), volume: Volume });
+
+/** Query of volume lists (here and /volumes/shared): paging, filters, sort and a field mask. */
+export const VolumeListParams = z
+  .object({ ...listPagingShape, ...volumeFilterShape, fields: fieldsParam(Volume) })
+  .superRefine(refuseOffsetWithCursor);
+const FieldsQuery = z.object({ fields: fieldsParam(Volume) });
+const VolumeValidation = z.object({
+  valid: z.boolean(),
+  errors: ValidationErrorBody.shape.detail.describe('What a create with this body would refuse (empty when valid)'),
+});
+
+/** The volume's version as an entity tag, for GET and PATCH answers. */
+const etagOf = (version: number) => `"${version}"`;
+
+/** If-Match on a volume PATCH: a version ("3", W/"3", 3); `*` only asks that the volume exists. */
+function ifMatchVersion(c: Context<RestEnv>): number | undefined {
+  const header = c.req.header('if-match');
+  const parsed = parseIfMatch(header);
+  if (parsed === 'invalid')
+    throw ValidationError.field(['header', 'if-match'], 'If-Match must be a volume version such as "3", or *', header);
+  return parsed === '*' ? undefined : parsed;
+}
 
 export function registerVolumeRoutes(app: RestApp): void {
   app.openapi(
@@ -25,13 +56,20 @@ export function registerVolumeRoutes(app: RestApp): void {
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes',
       tags,
       summary: 'List volumes in a workspace',
-      request: { params: WorkspaceParams, query: PageQuery },
+      description:
+        'Filter with search (name or description), tags (all of them) and status; sort by created_at, updated_at or name (:asc or :desc); page with cursor or offset (not both); keep only some fields with fields.',
+      request: { params: WorkspaceParams, query: VolumeListParams },
       responses: { 200: ok(listOf('volumes', Volume)), ...errorResponses },
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
-      const page = await listVolumes(c.get('principal'), org_id, workspace_id, c.req.valid('query'));
-      return c.json(pageJson('volumes', page, volumeJson), 200);
+      const { fields, ...query } = c.req.valid('query');
+      const mask = parseFieldMask(fields, Volume);
+      const page = await listVolumes(c.get('principal'), org_id, workspace_id, query);
+      return c.json(
+        pageJson('volumes', page, (v) => masked(volumeJson(v), mask)),
+        200,
+      );
     },
   );
 
@@ -57,12 +95,16 @@ export function registerVolumeRoutes(app: RestApp): void {
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}',
       tags,
       summary: 'Get a volume by ID',
-      request: { params: VolumeParams },
+      description: 'The ETag header carries the volume version, for If-Match on PATCH.',
+      request: { params: VolumeParams, query: FieldsQuery },
       responses: { 200: ok(Volume), ...errorResponses },
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      return c.json(volumeJson(await getVolume(c.get('principal'), org_id, workspace_id, volume_id)), 200);
+      const mask = parseFieldMask(c.req.valid('query').fields, Volume);
+      const volume = await getVolume(c.get('principal'), org_id, workspace_id, volume_id);
+      c.header('ETag', etagOf(volume.version));
+      return c.json(masked(volumeJson(volume), mask), 200);
     },
   );
 
@@ -72,12 +114,20 @@ export function registerVolumeRoutes(app: RestApp): void {
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}',
       tags,
       summary: 'Update a volume',
-      request: { params: VolumeParams, ...body(UpdateVolumeInput) },
+      description:
+        'Changes only the fields given and increments version. With If-Match: "<version>" (or expected_version in the body) the change is made only at that version, else 409. Lowering a quota below current usage is a 409.',
+      request: {
+        params: VolumeParams,
+        headers: z.object({ 'if-match': z.string().optional().describe('Only if the volume is at this version ("3")') }),
+        ...body(UpdateVolumeInput),
+      },
       responses: { 200: ok(VolumeMessage), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      const volume = await updateVolume(c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json'));
+      const expected = ifMatchVersion(c);
+      const volume = await updateVolume(c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json'), ['body'], expected);
+      c.header('ETag', etagOf(volume.version));
       return c.json({ message: 'Volume updated successfully', volume: volumeJson(volume) }, 200);
     },
   );
@@ -97,4 +147,34 @@ export function registerVolumeRoutes(app: RestApp): void {
       return c.json({ message: 'Volume deleted successfully' }, 200);
     },
   );
+}
+
+/**
+ * `POST …/volumes/validate`: a dry run of create. The body is documented as the create body but not
+ * validated by the route: what create would refuse is the answer (`valid: false`), not a 422.
+ */
+export function registerVolumeValidationRoute(app: RestApp): void {
+  app.openAPIRegistry.registerPath({
+    method: 'post',
+    path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/validate',
+    tags,
+    summary: 'Validate a volume create body without creating anything',
+    description:
+      'Runs exactly the checks of POST …/volumes (schema, duplicate name) and writes nothing. Always 200 for a body create would refuse: {valid: false, errors: [...]} with the 422 items (or the 409 conflict as one such item).',
+    request: { params: WorkspaceParams, ...body(CreateVolumeInput) },
+    responses: { 200: ok(VolumeValidation), ...errorResponses },
+  });
+  app.post('/orgs/:org_id/workspaces/:workspace_id/volumes/validate', async (c) => {
+    const { org_id, workspace_id } = parseInput(WorkspaceParams, c.req.param(), ['path']);
+    const text = await c.req.text();
+    const result = await validateVolume(c.get('principal'), org_id, workspace_id, () => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        throw ValidationError.field(['body'], 'JSON decode error', {}, 'json_invalid');
+      }
+    });
+    const errors = result.errors.map((i) => ({ loc: i.loc, msg: i.msg, type: i.type, input: i.input ?? null, ctx: i.ctx ?? {} }));
+    return c.json({ valid: result.valid, errors }, 200);
+  });
 }

@@ -1,17 +1,18 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
+import { listPagingShape, refuseOffsetWithCursor } from '../../domain/listing.js';
 import { reconcileWorkspaceFor } from '../../domain/maintenance.js';
-import { PageQuery } from '../../domain/pagination.js';
+import { listWorkspaces, workspaceFilterShape } from '../../domain/workspace-listing.js';
 import {
   CreateWorkspaceInput,
   createWorkspace,
   deleteWorkspace,
   getWorkspace,
-  listWorkspaces,
   UpdateWorkspaceInput,
   updateWorkspace,
 } from '../../domain/workspaces.js';
 import type { RestApp } from '../app.js';
+import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import { errorResponses, listOf, Message, OrgParams, ok, Workspace, WorkspaceParams } from '../schemas.js';
 import { pageJson, workspaceJson } from '../serializers.js';
 
@@ -26,6 +27,10 @@ const Reconciliation = z.object({
     .describe('Entries whose object is gone: reported, not changed'),
 });
 const body = <T>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
+const WorkspaceListParams = z
+  .object({ ...listPagingShape, ...workspaceFilterShape, fields: fieldsParam(Workspace) })
+  .superRefine(refuseOffsetWithCursor);
+const FieldsQuery = z.object({ fields: fieldsParam(Workspace) });
 
 export function registerWorkspaceRoutes(app: RestApp): void {
   app.openapi(
@@ -34,13 +39,20 @@ export function registerWorkspaceRoutes(app: RestApp): void {
       path: '/orgs/{org_id}/workspaces',
       tags,
       summary: 'List Workspaces',
-      request: { params: OrgParams, query: PageQuery },
+      description:
+        'Filter with search (name or description), tags (all of them) and status (active or inactive); sort by created_at, updated_at or name (:asc or :desc); page with cursor or offset (not both); keep only some fields with fields.',
+      request: { params: OrgParams, query: WorkspaceListParams },
       responses: { 200: ok(listOf('workspaces', Workspace)), ...errorResponses },
     }),
     async (c) => {
       const { org_id } = c.req.valid('param');
-      const page = await listWorkspaces(c.get('principal'), org_id, c.req.valid('query'));
-      return c.json(pageJson('workspaces', page, workspaceJson), 200);
+      const { fields, ...query } = c.req.valid('query');
+      const mask = parseFieldMask(fields, Workspace);
+      const page = await listWorkspaces(c.get('principal'), org_id, query);
+      return c.json(
+        pageJson('workspaces', page, (w) => masked(workspaceJson(w), mask)),
+        200,
+      );
     },
   );
 
@@ -67,12 +79,13 @@ export function registerWorkspaceRoutes(app: RestApp): void {
       path: '/orgs/{org_id}/workspaces/{workspace_id}',
       tags,
       summary: 'Get Workspace',
-      request: { params: WorkspaceParams },
+      request: { params: WorkspaceParams, query: FieldsQuery },
       responses: { 200: ok(Workspace), ...errorResponses },
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
-      return c.json(workspaceJson(await getWorkspace(c.get('principal'), org_id, workspace_id)), 200);
+      const mask = parseFieldMask(c.req.valid('query').fields, Workspace);
+      return c.json(masked(workspaceJson(await getWorkspace(c.get('principal'), org_id, workspace_id)), mask), 200);
     },
   );
 

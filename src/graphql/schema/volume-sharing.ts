@@ -1,0 +1,59 @@
+import { db } from '../../db/client.js';
+import type { FieldIssue } from '../../domain/errors.js';
+import { setVolumeShared } from '../../domain/volume-sharing.js';
+import { validateVolume } from '../../domain/volume-validation.js';
+import { locateVolume } from '../../domain/volumes.js';
+import { locateWorkspace } from '../../domain/workspaces.js';
+import { builder } from '../builder.js';
+import { toCamel, toDomainInput } from '../inputs.js';
+import { CreateVolumeInput } from './volume.js';
+
+const ValidationIssue = builder.objectRef<FieldIssue>('ValidationIssue').implement({
+  description: 'One thing a create would refuse, named as in the input (as VALIDATION_FAILED errors name them).',
+  fields: (t) => ({
+    path: t.stringList({ resolve: (i) => i.loc.map((s) => (typeof s === 'string' ? toCamel(s) : String(s))) }),
+    message: t.exposeString('msg'),
+    type: t.exposeString('type', { description: 'missing, string_too_long, enum, conflict, …' }),
+  }),
+});
+
+const VolumeValidation = builder.objectRef<{ valid: boolean; errors: FieldIssue[] }>('VolumeValidation').implement({
+  description: 'The result of a dry run of createVolume.',
+  fields: (t) => ({
+    valid: t.exposeBoolean('valid'),
+    errors: t.field({ type: [ValidationIssue], resolve: (r) => r.errors }),
+  }),
+});
+
+builder.mutationFields((base) => {
+  const t = base.withAuth({ authenticated: true });
+  const share = (shared: boolean, description: string) =>
+    t.prismaField({
+      type: 'Volume',
+      description,
+      args: { id: t.arg.id({ required: true }) },
+      resolve: async (query, _root, args, ctx) => {
+        const id = String(args.id);
+        const { orgId, workspaceId } = await locateVolume(id);
+        await setVolumeShared(ctx.principal, orgId, workspaceId, id, shared);
+        return db.volume.findUniqueOrThrow({ ...query, where: { id } });
+      },
+    });
+  return {
+    makeVolumeShared: share(
+      true,
+      'Makes a volume readable (never writable) by every key of the organisation with the read scopes, app keys without a mount included. Idempotent.',
+    ),
+    makeVolumePrivate: share(false, 'Stops sharing a volume. Idempotent.'),
+    validateVolume: t.field({
+      type: VolumeValidation,
+      description: 'Dry run of createVolume: the same checks (input rules, duplicate name), nothing written.',
+      args: { workspaceId: t.arg.id({ required: true }), input: t.arg({ type: CreateVolumeInput, required: true }) },
+      resolve: async (_root, args, ctx) => {
+        const workspaceId = String(args.workspaceId);
+        const { orgId } = await locateWorkspace(workspaceId);
+        return validateVolume(ctx.principal, orgId, workspaceId, () => toDomainInput(args.input), ['input']);
+      },
+    }),
+  };
+});
