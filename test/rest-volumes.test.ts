@@ -5,7 +5,8 @@ import { ADMIN_KEY, createKey, startGateway, type TestGateway } from './helpers/
 const VOLUME_FIELDS = (
   'volume_id workspace_id org_id environment_id name description embedding_model_id extraction_model_id indexing_mode chunking_strategy ' +
   'status tags reindex_status reindex_started_at reindex_completed_at reindex_progress reindex_error created_by created_at updated_at ' +
-  'max_size_bytes max_file_count max_mounts used_bytes entry_count mount_count last_reconciled_at is_shared version modified_by'
+  'max_size_bytes max_file_count max_mounts used_bytes entry_count mount_count last_reconciled_at is_shared version modified_by ' +
+  'chunk_size chunk_overlap search_embedding_model_id'
 ).split(' ');
 const ERROR_FIELDS = ['error', 'message', 'details', 'timestamp', 'status_code'];
 const MISSING = '01900000-0000-7000-8000-000000000000';
@@ -85,7 +86,7 @@ describe('volumes REST', () => {
       name: '  full  ',
       environment_id: 'prod',
       description: 'everything set',
-      embedding_model_id: 'openai/text-embedding-3-small',
+      embedding_model_id: 'hash-1536',
       extraction_model_id: 'ocr:v2',
       indexing_mode: 'manual',
       chunking_strategy: 'fixed',
@@ -104,12 +105,24 @@ describe('volumes REST', () => {
     expect(Object.keys(res.body)).toEqual(['message', 'volume']);
     expect(res.body.message).toBe('Volume updated successfully');
     expect(Object.keys(res.body.volume)).toEqual(VOLUME_FIELDS);
-    expect(res.body.volume).toEqual({ ...v, ...change, version: v.version + 1, updated_at: res.body.volume.updated_at });
+    // A new chunking strategy re-chunks what the volume holds: a reindex is queued.
+    const { reindex_status, reindex_started_at, reindex_progress, ...rest } = res.body.volume;
+    const { reindex_status: _s, reindex_started_at: _t, reindex_progress: _p, ...before } = v;
+    expect(rest).toEqual({ ...before, ...change, version: v.version + 1, updated_at: res.body.volume.updated_at });
+    expect(reindex_status).toMatch(/queued|running|completed/);
+    expect(reindex_started_at).not.toBeNull();
+    expect(reindex_progress).toMatchObject({ total: 0, processed: 0, failed: 0 });
     expect(Date.parse(res.body.volume.updated_at)).toBeGreaterThanOrEqual(Date.parse(v.updated_at));
 
     const cleared = await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { description: null, tags: [] });
     expect(cleared.body.volume).toMatchObject({ name: 'patched', description: null, tags: [] });
-    expect((await gw.call('GET', `${vols(ws)}/${v.volume_id}`)).body).toEqual(cleared.body.volume);
+    const got = (await gw.call('GET', `${vols(ws)}/${v.volume_id}`)).body;
+    expect({ ...got, reindex_status: null, reindex_completed_at: null, reindex_progress: null }).toEqual({
+      ...cleared.body.volume,
+      reindex_status: null,
+      reindex_completed_at: null,
+      reindex_progress: null,
+    });
     // Renaming to its own name is not a conflict.
     expect((await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { name: 'patched' })).status).toBe(200);
   });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { db } from '../db/client.js';
 import type { Prisma, Volume } from '../generated/prisma/client.js';
+import { availableEmbedders, isKnownEmbedder } from '../indexing/embedders/registry.js';
 import { logger } from '../logger.js';
 import { blobs } from '../storage/blob-store.js';
 import {
@@ -13,7 +14,8 @@ import {
   visibleWorkspaceWhere,
 } from './access.js';
 import { Description, isId, Name, ShortId, Tags } from './common.js';
-import { ConflictError, isForeignKeyViolation, isRecordNotFound, isUniqueViolation, NotFoundError } from './errors.js';
+import { ConflictError, isForeignKeyViolation, isRecordNotFound, isUniqueViolation, NotFoundError, ValidationError } from './errors.js';
+import { queueReindex } from './reindex.js';
 import { parseInput } from './validation.js';
 
 export const INDEXING_MODES = ['auto', 'manual'] as const;
@@ -25,6 +27,10 @@ const ModelId = z
   .min(1)
   .max(128)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / - only');
+
+/** Chunk size and overlap in tokens (cl100k), for the `recursive` and `fixed` strategies. */
+const ChunkSize = z.number().int().min(16).max(8192).describe('Largest chunk, in tokens');
+const ChunkOverlap = z.number().int().min(0).max(4096).describe('Tokens neighbouring chunks share (less than chunk_size)');
 
 /** Quotas: null means unlimited. */
 const Quotas = {
@@ -55,6 +61,8 @@ export const CreateVolumeInput = z.object({
   extraction_model_id: ModelId.nullable().optional(),
   indexing_mode: z.enum(INDEXING_MODES).default('auto'),
   chunking_strategy: z.enum(CHUNKING_STRATEGIES).default('recursive'),
+  chunk_size: ChunkSize.default(512),
+  chunk_overlap: ChunkOverlap.default(64),
   tags: Tags.default([]),
   ...Quotas,
 });
@@ -68,6 +76,8 @@ export const UpdateVolumeInput = z.object({
   extraction_model_id: ModelId.nullable().optional(),
   indexing_mode: z.enum(INDEXING_MODES).optional(),
   chunking_strategy: z.enum(CHUNKING_STRATEGIES).optional(),
+  chunk_size: ChunkSize.optional(),
+  chunk_overlap: ChunkOverlap.optional(),
   tags: Tags.optional(),
   ...Quotas,
   expected_version: z
@@ -157,9 +167,37 @@ export async function checkNewVolume(
   loc: (string | number)[],
 ): Promise<z.output<typeof CreateVolumeInput>> {
   const input = parseInput(CreateVolumeInput, raw, loc);
+  await checkIndexSettings(input, {}, loc);
   // The unique index decides races; this answers the common case before anything is written.
   if (await db.volume.findFirst({ where: { workspaceId, name: input.name }, select: { id: true } })) throw duplicateName(input.name);
   return input;
+}
+
+/**
+ * The index settings rules zod cannot state alone: the model must be one this gateway offers, and
+ * the overlap smaller than the chunk (judged against the current values for a partial update).
+ * @throws ValidationError naming the field
+ */
+export async function checkIndexSettings(
+  input: { embedding_model_id?: string | undefined; chunk_size?: number | undefined; chunk_overlap?: number | undefined },
+  current: { chunkSize?: number; chunkOverlap?: number },
+  loc: (string | number)[],
+): Promise<void> {
+  if (input.embedding_model_id !== undefined && !(await isKnownEmbedder(input.embedding_model_id))) {
+    const known = await availableEmbedders();
+    throw ValidationError.field(
+      [...loc, 'embedding_model_id'],
+      `Unknown embedding model; available: ${known.join(', ')}`,
+      input.embedding_model_id,
+      'enum',
+    );
+  }
+  const size = input.chunk_size ?? current.chunkSize ?? 512;
+  const overlap = input.chunk_overlap ?? current.chunkOverlap ?? 64;
+  if (overlap >= size) {
+    const field = input.chunk_overlap !== undefined ? 'chunk_overlap' : 'chunk_size';
+    throw ValidationError.field([...loc, field], `chunk_overlap (${overlap}) must be less than chunk_size (${size})`, input[field]);
+  }
 }
 
 /**
@@ -187,6 +225,8 @@ export async function createVolume(
         extractionModelId: input.extraction_model_id ?? null,
         indexingMode: input.indexing_mode,
         chunkingStrategy: input.chunking_strategy,
+        chunkSize: input.chunk_size,
+        chunkOverlap: input.chunk_overlap,
         tags: input.tags,
         maxSizeBytes: input.max_size_bytes === undefined || input.max_size_bytes === null ? null : BigInt(input.max_size_bytes),
         maxFileCount: input.max_file_count ?? null,
@@ -232,9 +272,15 @@ export async function updateVolume(
 ): Promise<Volume> {
   await enterOrg(p, orgId);
   requireScope(p, 'volumes:write');
-  await findVisibleVolume(p, orgId, workspaceId, volumeId);
+  const before = await findVisibleVolume(p, orgId, workspaceId, volumeId);
   await requireVolumeAdmin(p, volumeId);
   const input = parseInput(UpdateVolumeInput, raw, loc);
+  await checkIndexSettings(input, before, loc);
+  const modelChanges = input.embedding_model_id !== undefined && input.embedding_model_id !== before.embeddingModelId;
+  const chunkingChanges =
+    (input.chunking_strategy !== undefined && input.chunking_strategy !== before.chunkingStrategy) ||
+    (input.chunk_size !== undefined && input.chunk_size !== before.chunkSize) ||
+    (input.chunk_overlap !== undefined && input.chunk_overlap !== before.chunkOverlap);
   try {
     return await db.$transaction(async (tx) => {
       // Quotas may not drop below what the volume already holds; the row lock keeps usage still.
@@ -252,9 +298,11 @@ export async function updateVolume(
           throw new ConflictError(`${field} (${limit}) is below what the volume already uses (${used})`, { field, limit, used });
         }
       }
-      return tx.volume.update({
+      const updated = await tx.volume.update({
         where: { id: volumeId },
         data: {
+          // Searches stay on the vectors they have until the new model's are complete.
+          ...(modelChanges && { activeEmbedderId: before.activeEmbedderId ?? before.embeddingModelId }),
           ...(input.max_size_bytes !== undefined && { maxSizeBytes: input.max_size_bytes === null ? null : BigInt(input.max_size_bytes) }),
           ...(input.max_file_count !== undefined && { maxFileCount: input.max_file_count }),
           ...(input.max_mounts !== undefined && { maxMounts: input.max_mounts }),
@@ -265,11 +313,16 @@ export async function updateVolume(
           ...(input.extraction_model_id !== undefined && { extractionModelId: input.extraction_model_id }),
           ...(input.indexing_mode !== undefined && { indexingMode: input.indexing_mode }),
           ...(input.chunking_strategy !== undefined && { chunkingStrategy: input.chunking_strategy }),
+          ...(input.chunk_size !== undefined && { chunkSize: input.chunk_size }),
+          ...(input.chunk_overlap !== undefined && { chunkOverlap: input.chunk_overlap }),
           ...(input.tags !== undefined && { tags: input.tags }),
           modifiedBy: p.subject,
           version: { increment: 1 },
         },
       });
+      if (!modelChanges && !chunkingChanges) return updated;
+      await queueReindex(tx, updated);
+      return tx.volume.findUniqueOrThrow({ where: { id: volumeId } });
     });
   } catch (err) {
     if (isUniqueViolation(err)) throw duplicateName(input.name ?? '');

@@ -67,6 +67,11 @@ export const Volume = z
     is_shared: z.boolean().describe('Readable by every key of the organisation (POST …/make-shared, …/make-private)'),
     version: z.number().int().describe('Increments on every change to the volume; send it back in If-Match (or expected_version)'),
     modified_by: nullable(z.string()).describe('The key that made the last change'),
+    chunk_size: z.number().int().describe('Largest chunk, in tokens (recursive and fixed chunking)'),
+    chunk_overlap: z.number().int().describe('Tokens neighbouring chunks share'),
+    search_embedding_model_id: z
+      .string()
+      .describe('The model searches use now: embedding_model_id, or the previous one until a reindex into it completes'),
   })
   .meta({ id: 'Volume' });
 

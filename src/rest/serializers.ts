@@ -64,6 +64,9 @@ export function volumeJson(v: Volume): z.infer<typeof S.Volume> {
     is_shared: v.isShared,
     version: v.version,
     modified_by: v.modifiedBy,
+    chunk_size: v.chunkSize,
+    chunk_overlap: v.chunkOverlap,
+    search_embedding_model_id: v.activeEmbedderId ?? v.embeddingModelId,
   };
 }
 

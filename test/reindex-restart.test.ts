@@ -1,0 +1,136 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite-pgvector';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ADMIN_KEY, waitFor } from './helpers/app.js';
+import { type Child, spawnChild } from './helpers/child.js';
+import { type EmbeddingsServer, startEmbeddingsServer } from './helpers/embeddings-server.js';
+
+/**
+ * Kill-and-restart: the gateway (src/main.ts, embedded PGlite in DATA_DIR) is SIGKILLed in the
+ * middle of a reindex and started again on the same data. The job, claimed by the dead process,
+ * is taken over once its lease runs out and resumes from its checkpoint; no chunk is missing or
+ * duplicated.
+ */
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const children = new Set<Child>();
+let dataDir: string;
+let emb: EmbeddingsServer;
+const N = 30;
+
+beforeAll(async () => {
+  dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-restart-'));
+  emb = await startEmbeddingsServer(1024);
+});
+afterAll(async () => {
+  await Promise.all([...children].map((c) => c.kill()));
+  await emb?.close();
+  await fs.rm(dataDir, { recursive: true, force: true });
+});
+
+async function boot(): Promise<{ child: Child; url: string }> {
+  const child = spawnChild(
+    process.execPath,
+    ['--import', 'tsx', 'src/main.ts'],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        DATA_DIR: dataDir,
+        ADMIN_API_KEY: ADMIN_KEY,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        EMBEDDINGS_URL: emb.url,
+        EMBEDDINGS_MODEL: 'fake-embed',
+        EMBEDDINGS_DIMS: '1024',
+        JOB_LEASE_MS: '1500',
+        JOB_POLL_MS: '100',
+      },
+    },
+    children,
+  );
+  const [, url] = (await child.waitForStdout(/listening on (http:\/\/\S+)/, 90_000)) as string[];
+  return { child, url: url as string };
+}
+
+async function call(url: string, method: string, route: string, body?: unknown) {
+  const res = await fetch(url + route, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+it('a reindex interrupted by SIGKILL resumes after restart and completes with every chunk exactly once', async () => {
+  let gw = await boot();
+  const ws = (await call(gw.url, 'POST', '/v1/orgs/crash/workspaces', { name: 'w' })).body.workspace_id;
+  const vol = (await call(gw.url, 'POST', `/v1/orgs/crash/workspaces/${ws}/volumes`, { name: 'v' })).body.volume.volume_id;
+  const base = `/v1/orgs/crash/workspaces/${ws}/volumes/${vol}`;
+  for (let i = 0; i < N; i += 10) {
+    await Promise.all(
+      Array.from({ length: 10 }, (_, j) =>
+        call(gw.url, 'PUT', `${base}/entries/docs/${i + j}.md`, { content_text: `Crash test document number ${i + j}.` }),
+      ),
+    );
+  }
+  await waitFor(async () => {
+    const list = await call(gw.url, 'GET', `${base}/list?path=/docs&limit=200`);
+    return list.body.entries?.length === N && list.body.entries.every((e: any) => e.is_indexed);
+  }, 60_000);
+
+  // Into a slow model: ~100 ms per entry.
+  emb.delayMs = 100;
+  expect((await call(gw.url, 'PATCH', base, { embedding_model_id: 'openai:fake-embed' })).status).toBe(200);
+  const before = await waitFor(async () => {
+    const r = (await call(gw.url, 'GET', `${base}/reindex`)).body;
+    return r.reindex_progress.processed >= 10 ? r : undefined;
+  }, 60_000);
+  await gw.child.kill();
+  const processedBefore: number = before.reindex_progress.processed;
+  expect(processedBefore).toBeLessThan(N);
+  emb.delayMs = 10;
+
+  // The dead owner's DATA_DIR lock goes stale after 5 s; until then a new process exits with 78.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      gw = await boot();
+      break;
+    } catch (err) {
+      if (Date.now() > deadline || !String(err).includes('(78)')) throw err;
+    }
+  }
+  const seen: number[] = [];
+  const done = await waitFor(async () => {
+    const r = (await call(gw.url, 'GET', `${base}/reindex`)).body;
+    seen.push(r.reindex_progress.processed);
+    return r.reindex_status === 'completed' ? r : undefined;
+  }, 60_000);
+  // Resumed from its checkpoint: never below what was done before the kill.
+  expect(Math.min(...seen)).toBeGreaterThanOrEqual(processedBefore);
+  expect(done.reindex_progress).toMatchObject({ total: N, processed: N, failed: 0, percent: 100 });
+  const search = await call(gw.url, 'POST', `${base}/search`, { query: 'crash test document number 7' });
+  expect(search.body.results[0].path).toBe('/docs/7.md');
+
+  gw.child.proc.kill('SIGTERM');
+  await gw.child.exited;
+  const pg = await PGlite.create(path.join(dataDir, 'pgdata'), { extensions: { vector } });
+  try {
+    const { rows } = await pg.query<{ chunks: number; distinct_chunks: number; entries: number; embedders: string[] }>(
+      `SELECT count(*)::int AS chunks, count(DISTINCT (entry_id, chunk_index))::int AS distinct_chunks,
+              count(DISTINCT entry_id)::int AS entries, array_agg(DISTINCT embedder_id) AS embedders
+       FROM chunks WHERE volume_id = $1`,
+      [vol],
+    );
+    expect(rows[0]).toEqual({ chunks: N, distinct_chunks: N, entries: N, embedders: ['openai:fake-embed'] });
+    const jobs = await pg.query(`SELECT kind, status FROM jobs WHERE volume_id = $1`, [vol]);
+    expect(jobs.rows).toEqual([]);
+  } finally {
+    await pg.close();
+  }
+}, 240_000);
