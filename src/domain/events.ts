@@ -47,6 +47,23 @@ export interface ReindexProgressEvent {
 
 export type ReindexStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
 
+/** Where a volume backup stands. Ids and numbers only; `completed` and `failed` are final. */
+export interface BackupProgressEvent {
+  backupId: string;
+  volumeId: string;
+  status: 'queued' | 'running' | 'completed' | 'failed';
+  /** queued → copying_files (bytes copied ahead of the snapshot) → snapshot → done */
+  phase: 'queued' | 'copying_files' | 'snapshot' | 'done';
+  /** Entries in the snapshot (known once it is taken) and how many are written so far. */
+  total: number;
+  processed: number;
+  percent: number;
+  bytesCopied: number;
+  error: string | null;
+  startedAt: Date | null;
+  completedAt: Date | null;
+}
+
 /**
  * Every event the domain publishes, keyed by topic with the routing id first. Subscribers re-check
  * access when they subscribe; payloads carry ids and numbers so nothing bypasses that check.
@@ -56,6 +73,7 @@ export type Events = {
   entryChanged: [volumeId: string, payload: EntryChangedEvent];
   lockEvents: [volumeId: string, payload: LockEvent];
   reindexProgress: [volumeId: string, payload: ReindexProgressEvent];
+  backupProgress: [backupId: string, payload: BackupProgressEvent];
 };
 
 /** The process's event channel: in memory, or Redis-backed when REDIS_URL is set (set by createApp). */

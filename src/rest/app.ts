@@ -7,6 +7,7 @@ import { ValidationError } from '../domain/errors.js';
 import { toFieldIssues } from '../domain/validation.js';
 import { errorEnvelope, handleError, notFound, validationResponse } from './errors.js';
 import { registerApiKeyRoutes } from './routes/api-keys.js';
+import { registerBackupRoutes } from './routes/backups.js';
 import { registerEntryRoutes } from './routes/entries.js';
 import { registerLockRoutes } from './routes/locks.js';
 import { registerMountRoutes } from './routes/mounts.js';
@@ -101,6 +102,7 @@ export function createRestApp(opts: RestOptions): RestApp {
   registerWorkspaceRoutes(app);
   // Before the volume routes: /volumes/shared and /volumes/validate are not volume ids.
   registerVolumeSharingRoutes(app);
+  registerBackupRoutes(app);
   registerVolumeValidationRoute(app);
   registerVolumeRoutes(app);
   registerMountRoutes(app);
