@@ -1,0 +1,130 @@
+import path from 'node:path';
+import { createClient } from 'graphql-ws';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { ADMIN_KEY, startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { type Child, spawnChild } from './helpers/child.js';
+import { type EmbeddingsServer, startEmbeddingsServer } from './helpers/embeddings-server.js';
+import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
+
+/**
+ * Two gateway replicas (one in this process, one a child process) on one database (pglite-socket)
+ * and one Redis, both running job workers: a reindex runs once (each entry embedded once) and a
+ * subscriber on either replica follows it to the end.
+ */
+const REDIS_URL = 'redis://127.0.0.1:6379';
+const ROOT = path.resolve(import.meta.dirname, '..');
+const N = 40;
+
+let db: PgliteServer;
+let emb: EmbeddingsServer;
+let a: TestGateway;
+let b: { child: Child; url: string };
+
+beforeAll(async () => {
+  db = await startPgliteServer(20);
+  emb = await startEmbeddingsServer(1024);
+  const shared = {
+    DATABASE_URL: db.url,
+    REDIS_URL,
+    EMBEDDINGS_URL: emb.url,
+    EMBEDDINGS_MODEL: 'fake-embed',
+    EMBEDDINGS_DIMS: '1024',
+    JOB_POLL_MS: '50',
+    JOB_CONCURRENCY: '2',
+  };
+  a = await startGateway(shared);
+  const child = spawnChild(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      ...shared,
+      ADMIN_API_KEY: ADMIN_KEY,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      DATA_DIR: a.dataDir,
+    },
+  });
+  const [, url] = await child.waitForStdout(/listening on (http:\/\/\S+)/, 90_000);
+  b = { child, url: url as string };
+}, 120_000);
+
+afterAll(async () => {
+  b?.child.proc.kill('SIGTERM');
+  await b?.child.exited;
+  await a?.stop();
+  await emb?.close();
+  await db?.stop();
+});
+
+async function call(base: string, method: string, route: string, body?: unknown) {
+  const res = await fetch(base + route, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+function follow(base: string, volumeId: string) {
+  const client = createClient({
+    url: `${base.replace('http', 'ws')}/graphql`,
+    webSocketImpl: WebSocket,
+    connectionParams: { apiKey: ADMIN_KEY },
+    retryAttempts: 0,
+  });
+  const events: any[] = [];
+  const done = new Promise<any[]>((resolve, reject) => {
+    client.subscribe(
+      { query: 'subscription($v: ID!) { reindexProgress(volumeId: $v) { status processed total percent } }', variables: { v: volumeId } },
+      { next: (msg) => events.push(msg.data?.reindexProgress ?? msg), error: reject, complete: () => resolve(events) },
+    );
+  });
+  return { events, done, dispose: () => client.dispose() };
+}
+
+it('writes through both replicas are embedded once; a reindex runs once and both replicas stream it to the end', async () => {
+  const ws = (await call(a.url, 'POST', '/v1/orgs/rep/workspaces', { name: 'r' })).body.workspace_id;
+  const vol = (await call(b.url, 'POST', `/v1/orgs/rep/workspaces/${ws}/volumes`, { name: 'v', embedding_model_id: 'openai:fake-embed' }))
+    .body.volume.volume_id;
+  const base = `/v1/orgs/rep/workspaces/${ws}/volumes/${vol}`;
+  for (let i = 0; i < N; i += 10) {
+    await Promise.all(
+      Array.from({ length: 10 }, (_, j) => {
+        const n = i + j;
+        return call(n % 2 ? a.url : b.url, 'PUT', `${base}/entries/d/${n}.md`, { content_text: `replica document ${n}` });
+      }),
+    );
+  }
+  await waitFor(async () => {
+    const list = await call(a.url, 'GET', `${base}/list?path=/d&limit=200`);
+    return list.body.entries?.length === N && list.body.entries.every((e: any) => e.is_indexed);
+  }, 60_000);
+  expect(emb.texts).toHaveLength(N);
+  expect(new Set(emb.texts).size).toBe(N);
+
+  // A reindex into the same model reuses unchanged vectors, so go to hash vectors and back: the
+  // second reindex must embed every entry again, exactly once across both replicas.
+  expect((await call(a.url, 'PATCH', base, { embedding_model_id: 'hash-1024' })).status).toBe(200);
+  await waitFor(async () => (await call(a.url, 'GET', `${base}/reindex`)).body.reindex_status === 'completed', 60_000);
+  emb.texts.length = 0;
+  emb.delayMs = 30;
+  try {
+    expect((await call(b.url, 'PATCH', base, { embedding_model_id: 'openai:fake-embed' })).status).toBe(200);
+    const onA = follow(a.url, vol);
+    const onB = follow(b.url, vol);
+    const [ea, eb] = await Promise.all([onA.done, onB.done]);
+    await Promise.all([onA.dispose(), onB.dispose()]);
+    for (const events of [ea, eb]) {
+      expect(events.at(-1)).toMatchObject({ status: 'completed', processed: N, total: N, percent: 100 });
+      for (let i = 1; i < events.length; i++) expect(events[i].processed).toBeGreaterThanOrEqual(events[i - 1].processed);
+    }
+  } finally {
+    emb.delayMs = 0;
+  }
+  expect(emb.texts).toHaveLength(N);
+  expect(new Set(emb.texts).size).toBe(N);
+  const search = await call(b.url, 'POST', `${base}/search`, { query: 'replica document 17' });
+  expect(search.body.results[0].path).toBe('/d/17.md');
+}, 180_000);
