@@ -16,27 +16,14 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
+import { machine, ms, stats, writeSection } from './report.js';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
-const BENCHMARKS = path.join(ROOT, 'BENCHMARKS.md');
 const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
 
 const UNCONTENDED_PAIRS = 500;
 const CONTENDERS = 16;
 const PAIRS_PER_CONTENDER = 25;
 const CONTENDED_TIME_LIMIT_MS = 20_000;
-
-interface Stats {
-  p50: number;
-  p99: number;
-  max: number;
-}
-function stats(samples: number[]): Stats {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
-  return { p50: at(0.5), p99: at(0.99), max: sorted.at(-1) ?? Number.NaN };
-}
-const ms = (n: number) => `${n.toFixed(2)} ms`;
 
 async function main(): Promise<void> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-bench-locks-'));
@@ -144,13 +131,11 @@ async function main(): Promise<void> {
       hitLimit: pairs < CONTENDERS * PAIRS_PER_CONTENDER,
     };
 
-    const cpus = os.cpus();
-    const machine = `${cpus.length} cores (${cpus[0]?.model.trim() ?? 'unknown CPU'}), ${Math.round(os.totalmem() / 1024 ** 3)} GiB RAM, Node ${process.version}, ${os.platform()} ${os.release()}`;
     const date = new Date().toISOString().slice(0, 10);
 
     const lines = [
       `Acquire + release pairs over real HTTP (keep-alive, \`fetch\`) against one gateway on **embedded PGlite** (fresh \`DATA_DIR\`, local blob store), ${date}.`,
-      `Machine: ${machine}. Gateway boot (initdb + migrations): ${(bootMs / 1000).toFixed(1)} s. Run: \`npx tsx bench/locks.ts\`.`,
+      `Machine: ${machine()}. Gateway boot (initdb + migrations): ${(bootMs / 1000).toFixed(1)} s. Run: \`npx tsx bench/locks.ts\`.`,
       '',
       '| Scenario | Pairs | Time | Pairs/s | Acquire p50 | Acquire p99 | Acquire max |',
       '|---|---:|---:|---:|---:|---:|---:|',
@@ -164,35 +149,11 @@ async function main(): Promise<void> {
       'PGlite runs one query at a time, so these numbers are a floor for one embedded process; every acquisition is one',
       'transaction (counter upsert, conflict scan, insert) and every release one conditional update.',
     ];
-    const section = `## Locks\n\n${lines.join('\n')}\n`;
-    process.stdout.write(`${section}\n`);
-    await writeSection(section);
-    process.stdout.write(`Updated ${path.relative(process.cwd(), BENCHMARKS) || BENCHMARKS}\n`);
+    await writeSection('Locks', lines.join('\n'));
   } finally {
     await app.stop();
     await fs.rm(dataDir, { recursive: true, force: true });
   }
-}
-
-/** Replaces the `## Locks` section of BENCHMARKS.md (up to the next `## ` heading), or appends it. */
-async function writeSection(section: string): Promise<void> {
-  let doc: string;
-  try {
-    doc = await fs.readFile(BENCHMARKS, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    doc = '# Benchmarks\n\nMeasured numbers for this gateway, each section written by its script under `bench/`.\n';
-  }
-  const start = doc.search(/^## Locks[ \t]*$/m);
-  if (start === -1) {
-    doc = `${doc.trimEnd()}\n\n${section}`;
-  } else {
-    const rest = doc.slice(start + 1);
-    const nextOffset = rest.search(/^## /m);
-    const end = nextOffset === -1 ? doc.length : start + 1 + nextOffset;
-    doc = `${doc.slice(0, start)}${section}${end < doc.length ? `\n${doc.slice(end)}` : ''}`;
-  }
-  await fs.writeFile(BENCHMARKS, doc.endsWith('\n') ? doc : `${doc}\n`);
 }
 
 main().catch((err) => {

@@ -1,0 +1,208 @@
+/**
+ * Indexing throughput, search latency and HNSW recall against an embedded (PGlite) gateway.
+ *
+ *   npx tsx bench/search.ts [--dims 1024] [--sizes 10000,100000]
+ *
+ * 1. Indexing: 1 000 text entries (~3 chunks each) written to a manual-mode volume over HTTP, then
+ *    one reindex job: chunks/s through the whole pipeline (chunking, hashing embedder, chunk rows
+ *    with their vector and full-text columns, HNSW and GIN maintenance).
+ * 2. Scale: a second volume filled straight through SQL (the same rows the pipeline writes, built
+ *    in bulk so 100k chunks take minutes, not hours) to each size, then 100 queries per mode over
+ *    HTTP: p50/p95 for hybrid and semantic.
+ * 3. Recall: for 100 queries, the HNSW top 10 (SEARCH_EF_SEARCH, iterative scans) against an exact
+ *    scan's top 10.
+ * Writes the `## Search` section of BENCHMARKS.md. Not part of the test suite.
+ */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
+import { machine, ms, stats, writeSection } from './report.js';
+
+const arg = (name: string, fallback: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+};
+const DIMS = Number(arg('dims', '1024'));
+const SIZES = arg('sizes', '10000,100000').split(',').map(Number);
+const EF_SEARCH = Number(arg('ef', '100'));
+const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
+const QUERIES = 100;
+
+// Text with the shape of real notes: sentences drawn from a vocabulary of topic words.
+const corpus = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../test/fixtures/search-corpus.json'), 'utf8')) as {
+  documents: { text: string }[];
+  queries: { query: string }[];
+};
+const sentences = corpus.documents.flatMap((d) => d.text.split(/(?<=\.)\s+/));
+let seed = 42;
+const rand = () => {
+  seed = (seed * 1103515245 + 12345) % 2 ** 31;
+  return seed / 2 ** 31;
+};
+const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)] as T;
+const paragraph = (n: number) => Array.from({ length: n }, () => pick(sentences)).join(' ');
+
+async function main(): Promise<void> {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-bench-search-'));
+  const config = loadConfig({
+    NODE_ENV: 'production',
+    LOG_LEVEL: 'warn',
+    DATA_DIR: dataDir,
+    ADMIN_API_KEY: ADMIN_KEY,
+    HOST: '127.0.0.1',
+    SWEEP_INTERVAL_MS: '3600000',
+    SEARCH_EF_SEARCH: String(EF_SEARCH),
+    JOB_POLL_MS: '50',
+  });
+  const app = await createApp(config);
+  const url = await app.start(0);
+  const prisma = app.database.prisma;
+  const call = async (method: string, route: string, body?: unknown) => {
+    const res = await fetch(url + route, {
+      method,
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  const lines: string[] = [];
+  try {
+    const ws = (await call('POST', '/v1/orgs/bench/workspaces', { name: 'bench' })).body.workspace_id;
+    const vols = `/v1/orgs/bench/workspaces/${ws}/volumes`;
+    const model = `hash-${DIMS}`;
+
+    // 1. Indexing throughput through the pipeline.
+    const ix = (
+      await call('POST', vols, { name: 'indexing', indexing_mode: 'manual', embedding_model_id: model, chunk_size: 64, chunk_overlap: 8 })
+    ).body.volume.volume_id;
+    const ENTRIES = 1000;
+    for (let i = 0; i < ENTRIES; i += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, j) => call('PUT', `${vols}/${ix}/entries/notes/${i + j}.md`, { content_text: paragraph(9) })),
+      );
+    }
+    const t0 = performance.now();
+    await call('POST', `${vols}/${ix}/reindex`, {});
+    for (;;) {
+      const r = (await call('GET', `${vols}/${ix}/reindex`)).body;
+      if (r.reindex_status === 'completed') break;
+      if (r.reindex_status === 'failed') throw new Error(JSON.stringify(r));
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const indexSeconds = (performance.now() - t0) / 1000;
+    const ixChunks = await prisma.chunk.count({ where: { volumeId: ix } });
+    process.stdout.write(`indexing: ${ixChunks} chunks in ${indexSeconds.toFixed(1)} s\n`);
+
+    // 2 + 3. Scale, latency and recall.
+    const big = (await call('POST', vols, { name: 'scale', indexing_mode: 'manual', embedding_model_id: model })).body.volume.volume_id;
+    const embedder = new HashingEmbedder(DIMS);
+    const rows: string[] = [];
+    let have = 0;
+    const results: string[] = [];
+    for (const size of SIZES) {
+      const fillStart = performance.now();
+      while (have < size) {
+        const n = Math.min(500, size - have);
+        const entries = Array.from({ length: n }, (_, i) => ({ id: randomUUID(), path: `/bulk/${have + i}.md`, text: paragraph(3) }));
+        await prisma.entry.createMany({
+          data: entries.map((e) => ({
+            id: e.id,
+            volumeId: big,
+            path: e.path,
+            contentType: 'text',
+            contentText: e.text,
+            sizeBytes: BigInt(e.text.length),
+            isIndexed: true,
+            totalChunks: 1,
+          })),
+        });
+        const vectors = entries.map((e) => `[${embedder.embedOne(e.text).join(',')}]`);
+        await prisma.$executeRaw`
+          INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, created_at)
+          SELECT gen_random_uuid()::text, t.entry, ${big}, 0, t.content, md5(t.content), ${model}, ${DIMS}, t.vec::vector,
+                 to_tsvector('english', t.content), now()
+          FROM unnest(${entries.map((e) => e.id)}::text[], ${entries.map((e) => e.text)}::text[], ${vectors}::text[]) AS t(entry, content, vec)`;
+        have += n;
+        if (have % 10_000 === 0) process.stdout.write(`  ${have} chunks (${((performance.now() - fillStart) / 1000).toFixed(0)} s)\n`);
+      }
+      rows.push(`filled to ${size} in ${((performance.now() - fillStart) / 1000).toFixed(0)} s`);
+      const queries = Array.from({ length: QUERIES }, (_, i) => (i % 2 ? pick(corpus.queries).query : pick(sentences)));
+      const latency: Record<string, number[]> = { hybrid: [], semantic: [] };
+      for (const mode of ['hybrid', 'semantic'] as const) {
+        for (const q of queries) {
+          const t = performance.now();
+          const r = await call('POST', `${vols}/${big}/search`, { query: q, mode, top_k: 10 });
+          if (r.status !== 200) throw new Error(JSON.stringify(r.body));
+          latency[mode]?.push(performance.now() - t);
+        }
+      }
+      // Recall@10 of the HNSW scan against an exact scan, for the same query vectors.
+      let hit = 0;
+      for (const q of queries) {
+        const vec = `[${embedder.embedOne(q).join(',')}]`;
+        const typed = `vector(${DIMS})`;
+        const ann = await prisma.$transaction(async (tx) => {
+          await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${EF_SEARCH}`);
+          await tx.$executeRawUnsafe('SET LOCAL hnsw.iterative_scan = relaxed_order');
+          return tx.$queryRawUnsafe<{ id: string }[]>(
+            `SELECT id FROM chunks WHERE volume_id = $1 AND dims = ${DIMS} ORDER BY embedding::${typed} <=> $2::${typed} LIMIT 10`,
+            big,
+            vec,
+          );
+        });
+        const exact = await prisma.$queryRawUnsafe<{ id: string }[]>(
+          `SELECT id FROM chunks WHERE volume_id = $1 AND dims = ${DIMS} ORDER BY embedding <=> $2::vector LIMIT 10`,
+          big,
+          vec,
+        );
+        const truth = new Set(exact.map((r) => r.id));
+        hit += ann.filter((r) => truth.has(r.id)).length / Math.max(1, exact.length);
+      }
+      const plan = await prisma.$transaction(async (tx) => {
+        await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${EF_SEARCH}`);
+        return tx.$queryRawUnsafe<{ 'QUERY PLAN': string }[]>(
+          `EXPLAIN SELECT id FROM chunks WHERE volume_id = $1 AND dims = ${DIMS} ORDER BY embedding::vector(${DIMS}) <=> $2::vector(${DIMS}) LIMIT 10`,
+          big,
+          `[${embedder.embedOne('x').join(',')}]`,
+        );
+      });
+      const usesIndex = plan.some((p) => /hnsw/i.test(p['QUERY PLAN']));
+      const h = stats(latency.hybrid as number[]);
+      const s = stats(latency.semantic as number[]);
+      results.push(
+        `| ${size.toLocaleString('en')} | ${ms(h.p50)} | ${ms(h.p95)} | ${ms(s.p50)} | ${ms(s.p95)} | ${(hit / queries.length).toFixed(3)}${usesIndex ? '' : ' (no HNSW in plan)'} |`,
+      );
+      process.stdout.write(`${results.at(-1)}\n`);
+    }
+
+    const date = new Date().toISOString().slice(0, 10);
+    lines.push(
+      `Embedded PGlite (one process, fresh \`DATA_DIR\`), hashing embedder \`${model}\`, HNSW \`ef_search\` = ${EF_SEARCH} with iterative scans, ${date}.`,
+      `Machine: ${machine()}. Run: \`npx tsx bench/search.ts --dims ${DIMS} --sizes ${SIZES.join(',')}\`.`,
+      '',
+      `**Indexing** (one reindex job over ${ENTRIES} text entries, chunk_size 64 tokens): ${ixChunks} chunks in ${indexSeconds.toFixed(1)} s = **${(ixChunks / indexSeconds).toFixed(0)} chunks/s** (chunking, embedding, chunk rows with vector + tsvector, HNSW and GIN upkeep, per-entry transactions).`,
+      '',
+      `**Search** over HTTP, ${QUERIES} queries per mode (half corpus paraphrases, half sentences), top_k 10; recall@10 of the HNSW scan against an exact scan of the same vectors:`,
+      '',
+      '| Chunks | Hybrid p50 | Hybrid p95 | Semantic p50 | Semantic p95 | HNSW recall@10 |',
+      '|---:|---:|---:|---:|---:|---:|',
+      ...results,
+      '',
+      `Bulk fill (straight SQL, same rows as the pipeline): ${rows.join('; ')}.`,
+    );
+    await writeSection('Search', lines.join('\n'));
+  } finally {
+    await app.stop();
+    await fs.rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
