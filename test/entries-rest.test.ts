@@ -5,7 +5,7 @@ import { newVolume, request, rowTotals, type TestVolume, usage } from './helpers
 // The reference's entry fields in its order, then this API's additions.
 const ENTRY_FIELDS = (
   'entry_id volume_id path content_type content content_text mime_type size_bytes schema_id is_indexed indexed_at total_chunks ' +
-  'ttl_seconds written_by_app_id written_by_execution_id tags metadata created_at updated_at version sha256 expires_at'
+  'ttl_seconds written_by_app_id written_by_execution_id tags metadata created_at updated_at version sha256 expires_at index_error'
 ).split(' ');
 
 let gw: TestGateway;

@@ -72,6 +72,10 @@ export const Volume = z
     search_embedding_model_id: z
       .string()
       .describe('The model searches use now: embedding_model_id, or the previous one until a reindex into it completes'),
+    deleted_at: nullable(Timestamp).describe('When the volume was deleted (status deleted); null for a live volume'),
+    restorable_until: nullable(Timestamp).describe(
+      'A deleted volume can be restored (POST …/restore) until then, after which it is purged; null for a live volume',
+    ),
   })
   .meta({ id: 'Volume' });
 
@@ -113,6 +117,7 @@ export const Entry = z
     version: z.number().int().describe('Increments on every change; send it back in If-Match'),
     sha256: nullable(z.string()).describe('Of the file bytes (file entries)'),
     expires_at: nullable(Timestamp).describe('When ttl_seconds runs out'),
+    index_error: nullable(z.string()).describe('Why indexing this entry last failed (null once it succeeds)'),
   })
   .meta({ id: 'Entry' });
 

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import type { Scope } from '../domain/access.js';
 import type { Page } from '../domain/pagination.js';
+import { restorableUntil } from '../domain/volume-lifecycle.js';
 import type { ApiKey, Entry, Lock, Mount, Volume, Workspace } from '../generated/prisma/client.js';
 import type * as S from './schemas.js';
 
@@ -67,6 +68,8 @@ export function volumeJson(v: Volume): z.infer<typeof S.Volume> {
     chunk_size: v.chunkSize,
     chunk_overlap: v.chunkOverlap,
     search_embedding_model_id: v.activeEmbedderId ?? v.embeddingModelId,
+    deleted_at: iso(v.deletedAt),
+    restorable_until: iso(restorableUntil(v)),
   };
 }
 
@@ -108,6 +111,7 @@ export function entryJson(e: Entry): z.infer<typeof S.Entry> {
     version: e.version,
     sha256: e.sha256,
     expires_at: iso(e.expiresAt),
+    index_error: e.indexError,
   };
 }
 

@@ -38,6 +38,7 @@ export const Entry = builder.prismaObject('Entry', {
     isIndexed: t.exposeBoolean('isIndexed'),
     indexedAt: t.expose('indexedAt', { type: 'DateTime', nullable: true }),
     totalChunks: t.exposeInt('totalChunks'),
+    indexError: t.exposeString('indexError', { nullable: true, description: 'Why indexing last failed (null once it succeeds)' }),
     ttlSeconds: t.exposeInt('ttlSeconds', { nullable: true }),
     expiresAt: t.expose('expiresAt', { type: 'DateTime', nullable: true }),
     writtenByAppId: t.exposeString('writtenByAppId', { nullable: true }),
