@@ -19,12 +19,13 @@ import { forgetKnownOrgs } from './domain/access.js';
 import { type Events, setEvents } from './domain/events.js';
 import { startMaintenance } from './domain/maintenance.js';
 import { configureSearch } from './domain/search-sql.js';
-import { configureEmbedders } from './indexing/embedders/registry.js';
-import { type JobRunner, startJobRunner } from './indexing/jobs.js';
 import { configureUploads } from './domain/uploads.js';
+import { configureVolumeRetention } from './domain/volume-lifecycle.js';
 import { configureWorkspaces, pendingProvisioning, resumePendingProvisioning } from './domain/workspaces.js';
 import { credentialFromConnectionParams, resolvePrincipal } from './graphql/context.js';
 import { createGraphQLServer } from './graphql/yoga.js';
+import { configureEmbedders } from './indexing/embedders/registry.js';
+import { type JobRunner, startJobRunner } from './indexing/jobs.js';
 import { logger } from './logger.js';
 import { createRestApp } from './rest/app.js';
 import { notFound } from './rest/errors.js';
@@ -124,6 +125,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   }
   setBlobStore(blobStore);
   configureUploads({ maxUploadBytes: config.maxUploadBytes });
+  configureVolumeRetention({ retentionDays: config.volumeRetentionDays });
   configureWorkspaces({ bucketPrefix: config.bucketPrefix, defaultRegion: config.s3?.region ?? 'us-east-1' });
   const eventBus = createEvents(config.redisUrl);
 

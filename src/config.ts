@@ -53,6 +53,8 @@ const ConfigSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   /** How often expired entries are swept and failed bucket deletions retried. */
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).default(30_000),
+  /** Days a deleted volume stays restorable before the maintenance purge removes it (fractions allowed; 0: purge at once). */
+  VOLUME_RETENTION_DAYS: z.coerce.number().min(0).max(3650).default(7),
   /** OpenAI-compatible embeddings endpoint (…/v1/embeddings); enables the `openai:<model>` embedder. */
   EMBEDDINGS_URL: optionalString.pipe(z.url().optional()),
   EMBEDDINGS_API_KEY: optionalString,
@@ -107,6 +109,7 @@ export interface Config {
   maxCost: number;
   shutdownTimeoutMs: number;
   sweepIntervalMs: number;
+  volumeRetentionDays: number;
   embeddings: {
     url: string | undefined;
     apiKey: string | undefined;
@@ -163,6 +166,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxCost: c.GRAPHQL_MAX_COST,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
     sweepIntervalMs: c.SWEEP_INTERVAL_MS,
+    volumeRetentionDays: c.VOLUME_RETENTION_DAYS,
     embeddings: {
       url: c.EMBEDDINGS_URL,
       apiKey: c.EMBEDDINGS_API_KEY,

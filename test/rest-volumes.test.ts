@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway } from './helpers/app.js';
 
-// Field names in the reference's order, then our additions (quotas and usage; sharing and versions).
+// Field names in the reference's order, then our additions (quotas and usage; sharing and versions; soft delete).
 const VOLUME_FIELDS = (
   'volume_id workspace_id org_id environment_id name description embedding_model_id extraction_model_id indexing_mode chunking_strategy ' +
   'status tags reindex_status reindex_started_at reindex_completed_at reindex_progress reindex_error created_by created_at updated_at ' +
   'max_size_bytes max_file_count max_mounts used_bytes entry_count mount_count last_reconciled_at is_shared version modified_by ' +
-  'chunk_size chunk_overlap search_embedding_model_id'
+  'chunk_size chunk_overlap search_embedding_model_id deleted_at restorable_until'
 ).split(' ');
 const ERROR_FIELDS = ['error', 'message', 'details', 'timestamp', 'status_code'];
 const MISSING = '01900000-0000-7000-8000-000000000000';
@@ -127,19 +127,31 @@ describe('volumes REST', () => {
     expect((await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { name: 'patched' })).status).toBe(200);
   });
 
-  it('deletes a volume with its mounts; a second delete is 404', async () => {
+  it('deletes a volume (soft: hidden, rows kept for a restore; permanent: rows gone); a second delete is 404', async () => {
+    const count = async (id: string) =>
+      (
+        await gw.app.database.prisma.$queryRawUnsafe<{ n: number }[]>(
+          'SELECT (SELECT count(*) FROM volumes WHERE id = $1)::int + (SELECT count(*) FROM mounts WHERE volume_id = $1)::int AS n',
+          id,
+        )
+      )[0]?.n;
     const v = await newVolume(ws, { name: 'doomed' });
     expect((await gw.call('POST', `${vols(ws)}/${v.volume_id}/mounts`, { app_id: 'bot' })).status).toBe(201);
     const res = await gw.call('DELETE', `${vols(ws)}/${v.volume_id}`);
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ message: 'Volume deleted successfully' });
     expect((await gw.call('GET', `${vols(ws)}/${v.volume_id}`)).status).toBe(404);
-    const rows = await gw.app.database.prisma.$queryRawUnsafe<{ n: number }[]>(
-      'SELECT (SELECT count(*) FROM volumes WHERE id = $1)::int + (SELECT count(*) FROM mounts WHERE volume_id = $1)::int AS n',
-      v.volume_id,
-    );
-    expect(rows[0]?.n).toBe(0);
+    // Soft delete keeps the volume and its mount until the purge (or a permanent delete).
+    expect(await count(v.volume_id)).toBe(2);
     expect((await gw.call('DELETE', `${vols(ws)}/${v.volume_id}`)).status).toBe(404);
+
+    const gone = await newVolume(ws, { name: 'doomed-now' });
+    expect((await gw.call('POST', `${vols(ws)}/${gone.volume_id}/mounts`, { app_id: 'bot' })).status).toBe(201);
+    const now = await gw.call('DELETE', `${vols(ws)}/${gone.volume_id}?permanent=true`);
+    expect(now.status).toBe(200);
+    expect(now.body).toEqual({ message: 'Volume deleted successfully' });
+    expect(await count(gone.volume_id)).toBe(0);
+    expect((await gw.call('DELETE', `${vols(ws)}/${gone.volume_id}?permanent=true`)).status).toBe(404);
   });
 
   it('lists with limit and opaque cursors; validates limit and cursor', async () => {

@@ -299,7 +299,10 @@ describe.each(stores)('file entries on the $name blob store', (store) => {
       );
       const keep = (await blobKeyOf(gw, other.body.volume.volume_id, '/keep.txt')) as string;
 
+      // A plain DELETE only hides the volume (restorable, objects kept until the purge); permanent removes them now.
       expect((await gw.call('DELETE', v.volumeUrl)).status).toBe(200);
+      expect(await gw.app.blobStore.head(v.bucket, b)).not.toBeNull();
+      expect((await gw.call('DELETE', `${v.volumeUrl}?permanent=true`)).status).toBe(200);
       expect(await gw.app.blobStore.head(v.bucket, b)).toBeNull();
       expect(await listKeys(gw, v.bucket, `volumes/${v.volumeId}/`)).toEqual([]);
       expect(await listKeys(gw, v.bucket)).toEqual([keep]);

@@ -126,23 +126,45 @@ export function forgetKnownOrgs(): void {
 }
 
 /**
- * The volumes an app key reaches: those mounted for its app, and every shared volume of its org
+ * Volumes that exist for their users: not soft-deleted. A deleted volume is hidden from every
+ * access path (gets, lists, entries, search, mounts, locks, subscriptions) because they all start
+ * from the builders below; only `deletedVolumeWhere` (restore, permanent delete, the deleted list)
+ * reaches past it.
+ */
+const LIVE: Prisma.VolumeWhereInput = { deletedAt: null };
+
+/**
+ * The live volumes an app key reaches: those mounted for its app, and every shared volume of its org
  * (sharing grants read access to all paths, never write; see entry-access.ts).
  */
 function appVolumeWhere(appId: string): Prisma.VolumeWhereInput {
-  return { OR: [{ mounts: { some: { appId } } }, { isShared: true }] };
+  return { AND: [LIVE, { OR: [{ mounts: { some: { appId } } }, { isShared: true }] }] };
 }
 
 /**
- * The volumes a principal can see at all: its org's, narrowed for app keys to mounted and shared
- * ones. Returned as an `AND`, so callers spreading more conditions (`{ ...visible, orgId }`) narrow
- * it and can never widen it to another organisation.
+ * The volumes a principal can see at all: its org's live ones, narrowed for app keys to mounted and
+ * shared ones. Returned as an `AND`, so callers spreading more conditions (`{ ...visible, orgId }`)
+ * narrow it and can never widen it to another organisation or to deleted volumes.
  */
 export function visibleVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
-  const and: Prisma.VolumeWhereInput[] = [];
+  const and: Prisma.VolumeWhereInput[] = [LIVE];
   if (p.kind === 'key') and.push({ orgId: p.orgId });
   else if (orgId) and.push({ orgId });
   if (isAppKey(p)) and.push(appVolumeWhere(p.appId));
+  return { AND: and };
+}
+
+/**
+ * The soft-deleted volumes a principal may find again (to restore them, delete them for good, or
+ * list them): its org's, and for app keys only those it administered whole (an `admin` mount on
+ * `/**`, as deleting needs). To anyone else a deleted volume does not exist. An `AND`, as above;
+ * retention is the caller's condition (volume-lifecycle.ts).
+ */
+export function deletedVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
+  const and: Prisma.VolumeWhereInput[] = [{ deletedAt: { not: null } }];
+  if (p.kind === 'key') and.push({ orgId: p.orgId });
+  else if (orgId) and.push({ orgId });
+  if (isAppKey(p)) and.push({ mounts: { some: wholeVolumeAdminMount(p.appId) } });
   return { AND: and };
 }
 

@@ -61,8 +61,9 @@ export function describedBy(
 export async function lockVolume(tx: Tx, volumeId: string): Promise<VolumeUsage & { indexing_mode: 'auto' | 'manual' }> {
   const rows = await tx.$queryRaw<(VolumeUsage & { indexing_mode: 'auto' | 'manual' })[]>`
     SELECT max_size_bytes, max_file_count, used_bytes, entry_count, indexing_mode::text AS indexing_mode
-    FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+    FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
   const row = rows[0];
+  // Gone, or soft-deleted after the caller's visibility check: nothing lands in a deleted volume.
   if (!row) throw new NotFoundError('volume', volumeId);
   return row;
 }

@@ -5,6 +5,7 @@ import { chunkText, flattenJson } from '../indexing/chunking.js';
 import { embedAll } from '../indexing/embedders/embedder.js';
 import { getEmbedder } from '../indexing/embedders/registry.js';
 import { enqueueJob, registerJobHandler } from '../indexing/jobs.js';
+import { refreshVolumeStatus } from './volume-status.js';
 
 // Entry → chunks → vectors. Runs after a write commits (an `index_entry` job queued in the write's
 // own transaction, so an acknowledged write is always indexed eventually) and from reindex jobs.
@@ -70,8 +71,8 @@ export async function indexEntry(entryId: string, opts: { embedderIds?: string[]
   const unchanged = !opts.force && entry.contentHash === hash && targets.every((t) => have.some((h) => h.embedderId === t));
   const rows = unchanged ? undefined : await embedChunks(entryId, text, vol, targets);
 
-  return db.$transaction(
-    async (tx) => {
+  const outcome = await db.$transaction(
+    async (tx): Promise<IndexOutcome> => {
       const [current] = await tx.$queryRaw<{ version: number }[]>`SELECT version FROM entries WHERE id = ${entryId} FOR UPDATE`;
       if (!current) return 'gone';
       if (current.version !== entry.version) return 'stale';
@@ -91,6 +92,11 @@ export async function indexEntry(entryId: string, opts: { embedderIds?: string[]
     },
     { timeout: 30_000, maxWait: 30_000 },
   );
+  // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
+  if (entry.indexError !== null && (outcome === 'indexed' || outcome === 'unchanged')) {
+    await refreshVolumeStatus({ volumeId: entry.volumeId });
+  }
+  return outcome;
 }
 
 /** Chunks the text and embeds it for each embedder, reusing the vectors of chunks whose text is unchanged. */
@@ -147,6 +153,7 @@ async function replaceChunks(tx: Tx, entry: Entry, embedderIds: string[], rows: 
 /** Records why an entry could not be indexed (kept until a later attempt succeeds). */
 export async function recordIndexFailure(entryId: string, error: Error): Promise<void> {
   await db.entry.updateMany({ where: { id: entryId }, data: { indexError: error.message.slice(0, 1000), isIndexed: false } });
+  await refreshVolumeStatus({ entryId }); // now degraded
 }
 
 registerJobHandler(INDEX_ENTRY, {

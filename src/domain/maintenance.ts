@@ -7,12 +7,15 @@ import { isId } from './common.js';
 import { afterPurge, purgeExpired } from './entry-commit.js';
 import { NotFoundError } from './errors.js';
 import { sweepLocks } from './locks.js';
+import { purgeDeletedVolumes } from './volume-lifecycle.js';
+import { refreshVolumeStatuses } from './volume-status.js';
 import { volumeObjectPrefix } from './volumes.js';
 
 /**
- * The periodic housekeeping of one gateway: expired entries, bucket deletions left to retry, and
- * (less often) usage counters. Every step is safe to run on several replicas at once (row locks),
- * and a failing step is logged and retried on the next tick.
+ * The periodic housekeeping of one gateway: expired entries, bucket deletions left to retry,
+ * deleted volumes past retention, volume statuses, and (less often) usage counters. Every step is
+ * safe to run on several replicas at once (row locks), and a failing step is logged and retried on
+ * the next tick.
  */
 export function startMaintenance(intervalMs: number, reconcileEveryMs = 60 * 60 * 1000): { stop(): Promise<void> } {
   let running: Promise<void> | undefined;
@@ -24,6 +27,8 @@ export function startMaintenance(intervalMs: number, reconcileEveryMs = 60 * 60 
         ['ttl sweep', () => sweepExpiredEntries()],
         ['bucket cleanup', () => runBucketDeletions()],
         ['lock sweep', () => sweepLocks()],
+        ['deleted volume purge', () => purgeDeletedVolumes()],
+        ['volume status', () => refreshVolumeStatuses()],
       ];
       if (Date.now() - lastReconcile >= reconcileEveryMs) {
         lastReconcile = Date.now();

@@ -63,7 +63,7 @@ export async function createMount(
     return await db.$transaction(async (tx) => {
       // The volume row lock keeps mount_count exact and max_mounts strict under concurrency.
       const [v] = await tx.$queryRaw<{ mount_count: number; max_mounts: number | null }[]>`
-        SELECT mount_count, max_mounts FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+        SELECT mount_count, max_mounts FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
       if (!v) throw new NotFoundError('volume', volumeId);
       if (v.max_mounts !== null && v.mount_count + 1 > v.max_mounts) {
         throw new QuotaExceededError(`Volume quota max_mounts (${v.max_mounts}) would be exceeded`, {

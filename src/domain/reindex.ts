@@ -5,6 +5,7 @@ import { logger } from '../logger.js';
 import { enterOrg, type Principal, requireScope, requireVolumeAdmin } from './access.js';
 import { events, type ReindexProgressEvent, type ReindexStatus } from './events.js';
 import { indexEntry, recordIndexFailure } from './indexing.js';
+import { refreshVolumeStatus } from './volume-status.js';
 import { findVisibleVolume } from './volumes.js';
 
 // A reindex rebuilds every entry's chunks with the volume's embedding model, as one durable job per
@@ -222,6 +223,7 @@ async function finish(volumeId: string, state: ReindexPayload, startedAt: Date):
     });
     if (!failedAll) await tx.chunk.deleteMany({ where: { volumeId, embedderId: { not: state.target } } });
   });
+  await refreshVolumeStatus({ volumeId }); // degraded after a failed run, active again after a clean one
   events.publish('reindexProgress', volumeId, {
     volumeId,
     status,
@@ -240,6 +242,7 @@ registerJobHandler(REINDEX, {
       where: { id: job.volumeId as string },
       data: { reindexStatus: 'failed', reindexError: error.message.slice(0, 1000), reindexCompletedAt: new Date() },
     });
+    await refreshVolumeStatus({ volumeId: v.id });
     events.publish('reindexProgress', v.id, progressOf(v));
   },
 });

@@ -104,27 +104,41 @@ async function semantic(
   const [vector] = await embedder.embed([query]);
   const q = `[${(vector as number[]).join(',')}]`;
   const d = embedder.dims;
-  const cond = where(scopes, filters, new Date());
-  const select = (distance: Prisma.Sql) => Prisma.sql`
-    SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
-           (1 - (${distance}))::float8 AS score
-    FROM chunks c JOIN entries e ON e.id = c.entry_id
-    WHERE c.dims = ${d} AND c.embedding IS NOT NULL AND ${cond}
-    ORDER BY ${distance} LIMIT ${limit}`;
-  const exact = () => db.$queryRaw<Row[]>(select(Prisma.sql`c.embedding <=> ${q}::vector`));
+  const exact = () => db.$queryRaw<Row[]>(semanticSql(d, q, scopes, filters, limit, false));
   if (!INDEXED_DIMS.includes(d)) return (await exact()).map(toCandidate);
-  const typed = Prisma.raw(`vector(${d})`);
   const iterative = await hasIterativeScans();
   const rows = await db.$transaction(async (tx) => {
     await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${Math.max(settings.efSearch, limit)}`);
     if (iterative) await tx.$executeRawUnsafe(`SET LOCAL hnsw.iterative_scan = relaxed_order`);
-    return tx.$queryRaw<Row[]>(select(Prisma.sql`c.embedding::${typed} <=> ${q}::${typed}`));
+    return tx.$queryRaw<Row[]>(semanticSql(d, q, scopes, filters, limit, true));
   });
   const found = rows.length >= limit ? rows : await exact();
   // relaxed_order may return near neighbours slightly out of order.
   return found.map(toCandidate).sort((a, b) => b.score - a.score);
 }
 
+/**
+ * The nearest-neighbour query. `indexed` repeats the HNSW index's expression (the cast to the fixed
+ * dimension) and its predicate (a literal `dims = N`), which is what lets the planner use the
+ * partial index; otherwise the distance is computed on the raw column: an exact scan.
+ */
+export function semanticSql(
+  d: number,
+  q: string,
+  scopes: SearchScope[],
+  filters: SearchFilters,
+  limit: number,
+  indexed: boolean,
+): Prisma.Sql {
+  const typed = Prisma.raw(`vector(${d})`);
+  const distance = indexed ? Prisma.sql`c.embedding::${typed} <=> ${q}::${typed}` : Prisma.sql`c.embedding <=> ${q}::vector`;
+  return Prisma.sql`
+    SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
+           (1 - (${distance}))::float8 AS score
+    FROM chunks c JOIN entries e ON e.id = c.entry_id
+    WHERE c.dims = ${Prisma.raw(String(Math.trunc(d)))} AND c.embedding IS NOT NULL AND ${where(scopes, filters, new Date())}
+    ORDER BY ${distance} LIMIT ${limit}`;
+}
 /**
  * Full-text candidates: any of the query's lexemes (English stemming), ranked by cover density and
  * scaled to 0–1. An OR rather than plainto_tsquery's AND, so paraphrases still find their documents.

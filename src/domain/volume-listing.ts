@@ -12,6 +12,7 @@ import {
   searchAndTagsWhere,
 } from './listing.js';
 import type { Page } from './pagination.js';
+import { restorableVolumeWhere } from './volume-lifecycle.js';
 import { findWorkspace } from './volumes.js';
 
 export const VOLUME_STATUSES = ['active', 'degraded', 'error', 'deleted'] as const;
@@ -35,6 +36,17 @@ export function volumeFilterWhere(f: VolumeFilters): Prisma.VolumeWhereInput[] {
   return and;
 }
 
+/**
+ * Which volumes a list starts from: the live ones the principal can see or, for `status=deleted`,
+ * the soft-deleted ones it could still restore (that needs `volumes:write`, as the restore does).
+ * @throws ForbiddenError (deleted ones without volumes:write)
+ */
+export function listedVolumeWhere(p: Principal, orgId: string | undefined, f: Pick<VolumeFilters, 'status'>): Prisma.VolumeWhereInput {
+  if (f.status !== 'deleted') return visibleVolumeWhere(p, orgId);
+  requireScope(p, 'volumes:write');
+  return restorableVolumeWhere(p, orgId);
+}
+
 function pageOfVolumes(q: VolumeListQuery, where: Prisma.VolumeWhereInput): Promise<Page<Volume>> {
   return listPage(q, where, {
     count: (w) => db.volume.count({ where: w }),
@@ -47,7 +59,7 @@ export async function listVolumes(p: Principal, orgId: string, workspaceId: stri
   await enterOrg(p, orgId);
   requireScope(p, 'volumes:read');
   await findWorkspace(p, orgId, workspaceId);
-  return pageOfVolumes(q, { AND: [visibleVolumeWhere(p, orgId), { orgId, workspaceId }, ...volumeFilterWhere(q)] });
+  return pageOfVolumes(q, { AND: [listedVolumeWhere(p, orgId, q), { orgId, workspaceId }, ...volumeFilterWhere(q)] });
 }
 
 /**
@@ -78,5 +90,5 @@ export async function volumeConnectionWhere(
   requireScope(p, 'volumes:read');
   if (workspaceId === null) return { AND: [sharedVolumeWhere(p, orgId), { orgId }, ...volumeFilterWhere(f)] };
   await findWorkspace(p, orgId, workspaceId);
-  return { AND: [visibleVolumeWhere(p, orgId), { orgId, workspaceId }, ...volumeFilterWhere(f)] };
+  return { AND: [listedVolumeWhere(p, orgId, f), { orgId, workspaceId }, ...volumeFilterWhere(f)] };
 }

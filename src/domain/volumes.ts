@@ -2,8 +2,6 @@ import { z } from 'zod';
 import { db } from '../db/client.js';
 import type { Prisma, Volume } from '../generated/prisma/client.js';
 import { availableEmbedders, isKnownEmbedder } from '../indexing/embedders/registry.js';
-import { logger } from '../logger.js';
-import { blobs } from '../storage/blob-store.js';
 import {
   enterOrg,
   forbidAppKey,
@@ -17,6 +15,7 @@ import { Description, isId, Name, ShortId, Tags } from './common.js';
 import { ConflictError, isForeignKeyViolation, isRecordNotFound, isUniqueViolation, NotFoundError, ValidationError } from './errors.js';
 import { queueReindex } from './reindex.js';
 import { parseInput } from './validation.js';
+import { refreshVolumeStatus } from './volume-status.js';
 
 export const INDEXING_MODES = ['auto', 'manual'] as const;
 export const CHUNKING_STRATEGIES = ['recursive', 'fixed', 'none'] as const;
@@ -124,10 +123,21 @@ export function volumeReadFilter(p: Principal, orgId?: string): Prisma.VolumeWhe
   return visibleVolumeWhere(p, orgId);
 }
 
-/** Where a volume lives, for callers that know only its id. @throws NotFoundError */
-export async function locateVolume(volumeId: string): Promise<{ orgId: string; workspaceId: string }> {
+/**
+ * Where a live volume lives, for callers that know only its id (GraphQL). A soft-deleted volume is
+ * not found unless `includeDeleted` (restore and permanent delete, which then apply their own
+ * visibility rule). Not a permission check: callers go on through `findVisibleVolume` or the like.
+ * @throws NotFoundError
+ */
+export async function locateVolume(
+  volumeId: string,
+  opts: { includeDeleted?: boolean } = {},
+): Promise<{ orgId: string; workspaceId: string }> {
   if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
-  const v = await db.volume.findUnique({ where: { id: volumeId }, select: { orgId: true, workspaceId: true } });
+  const v = await db.volume.findFirst({
+    where: { id: volumeId, ...(opts.includeDeleted ? {} : { deletedAt: null }) },
+    select: { orgId: true, workspaceId: true },
+  });
   if (!v) throw new NotFoundError('volume', volumeId);
   return v;
 }
@@ -168,8 +178,11 @@ export async function checkNewVolume(
 ): Promise<z.output<typeof CreateVolumeInput>> {
   const input = parseInput(CreateVolumeInput, raw, loc);
   await checkIndexSettings(input, {}, loc);
-  // The unique index decides races; this answers the common case before anything is written.
-  if (await db.volume.findFirst({ where: { workspaceId, name: input.name }, select: { id: true } })) throw duplicateName(input.name);
+  // The unique index decides races; this answers the common case before anything is written. Only
+  // live volumes hold their names: a soft-deleted one's name is free (see volume-lifecycle.ts).
+  if (await db.volume.findFirst({ where: { workspaceId, name: input.name, deletedAt: null }, select: { id: true } })) {
+    throw duplicateName(input.name);
+  }
   return input;
 }
 
@@ -214,7 +227,7 @@ export async function createVolume(
   await authorizeVolumeCreation(p, orgId, workspaceId);
   const input = await checkNewVolume(workspaceId, raw, loc);
   try {
-    return await db.volume.create({
+    const volume = await db.volume.create({
       data: {
         workspaceId,
         orgId,
@@ -235,6 +248,9 @@ export async function createVolume(
         modifiedBy: p.subject,
       },
     });
+    // A volume in a workspace whose bucket failed is in `error` from the start.
+    const status = await refreshVolumeStatus({ volumeId: volume.id });
+    return status ? { ...volume, status } : volume;
   } catch (err) {
     if (isUniqueViolation(err)) throw duplicateName(input.name);
     if (isForeignKeyViolation(err)) throw new NotFoundError('workspace', workspaceId);
@@ -285,7 +301,7 @@ export async function updateVolume(
     return await db.$transaction(async (tx) => {
       // Quotas may not drop below what the volume already holds; the row lock keeps usage still.
       const [usage] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number; version: number }[]>`
-        SELECT used_bytes, entry_count, mount_count, version FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+        SELECT used_bytes, entry_count, mount_count, version FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
       if (!usage) throw new NotFoundError('volume', volumeId);
       checkExpectedVersion(usage.version, [ifMatch, input.expected_version]);
       const below = (limit: number | null | undefined, used: number) => limit !== undefined && limit !== null && limit < used;
@@ -333,25 +349,3 @@ export async function updateVolume(
 
 /** Key prefix of a volume's objects inside its workspace bucket. */
 export const volumeObjectPrefix = (volumeId: string) => `volumes/${volumeId}/`;
-
-/**
- * Deletes a volume with its mounts, entries, chunks and locks, then its objects.
- * @throws ForbiddenError, NotFoundError
- */
-export async function deleteVolume(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<void> {
-  await enterOrg(p, orgId);
-  requireScope(p, 'volumes:write');
-  const ws = await findWorkspace(p, orgId, workspaceId);
-  await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(p, volumeId);
-  const { count } = await db.volume.deleteMany({ where: { id: volumeId, workspaceId } });
-  if (count === 0) throw new NotFoundError('volume', volumeId);
-  try {
-    await blobs.deletePrefix(ws.s3Bucket, volumeObjectPrefix(volumeId));
-  } catch (err) {
-    // The rows are gone, so these objects are unreachable garbage, not data: the reconciler
-    // (objects without rows) collects them. Failing the request now would only invite a retry
-    // that answers 404.
-    logger.warn({ err, volumeId, bucket: ws.s3Bucket }, 'could not delete volume objects; left for the reconciler');
-  }
-}

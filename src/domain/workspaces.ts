@@ -9,6 +9,7 @@ import { Description, ExternalId, isId, Name, ShortId, Tags } from './common.js'
 import { NotFoundError, ValidationError } from './errors.js';
 import { events } from './events.js';
 import { parseInput } from './validation.js';
+import { refreshVolumeStatuses } from './volume-status.js';
 
 export const CreateWorkspaceInput = z.object({
   organization_id: ExternalId.optional().describe('Must equal the org_id of the path when given'),
@@ -132,6 +133,8 @@ async function provisionBucket(workspaceId: string, bucket: string): Promise<voi
     if (status === 'active') await blobs.deleteBucket(bucket).catch(() => enqueueBucketDeletion(bucket));
     return;
   }
+  // Volumes created while the bucket was pending are in `error` now that it failed.
+  if (status === 'failed') await refreshVolumeStatuses({ workspaceId });
   events.publish('bucketStatus', workspaceId, { workspaceId, bucketStatus: status, error });
 }
 

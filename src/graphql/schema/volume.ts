@@ -1,16 +1,9 @@
 import { db } from '../../db/client.js';
 import { isId } from '../../domain/common.js';
 import { mountVisibilityWhere } from '../../domain/mounts.js';
+import { deleteVolume, restorableUntil, undeleteVolume } from '../../domain/volume-lifecycle.js';
 import { VOLUME_STATUSES } from '../../domain/volume-listing.js';
-import {
-  CHUNKING_STRATEGIES,
-  createVolume,
-  deleteVolume,
-  INDEXING_MODES,
-  locateVolume,
-  updateVolume,
-  volumeReadFilter,
-} from '../../domain/volumes.js';
+import { CHUNKING_STRATEGIES, createVolume, INDEXING_MODES, locateVolume, updateVolume, volumeReadFilter } from '../../domain/volumes.js';
 import { locateWorkspace } from '../../domain/workspaces.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
@@ -52,6 +45,13 @@ export const Volume = builder.prismaObject('Volume', {
     lastReconciledAt: t.expose('lastReconciledAt', { type: 'DateTime', nullable: true }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     updatedAt: t.expose('updatedAt', { type: 'DateTime' }),
+    deletedAt: t.expose('deletedAt', { type: 'DateTime', nullable: true, description: 'When it was deleted (status deleted)' }),
+    restorableUntil: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'A deleted volume can be brought back with undeleteVolume until then, after which it is purged',
+      resolve: (v) => restorableUntil(v),
+    }),
     workspace: t.relation('workspace', { authScopes: { scope: 'workspaces:read' } }),
     mounts: t.relatedConnection('mounts', {
       cursor: 'id',
@@ -136,12 +136,27 @@ builder.mutationFields((base) => {
     }),
     deleteVolume: t.field({
       type: Deleted,
-      args: { id: t.arg.id({ required: true }) },
+      description:
+        'Hides the volume at once; undeleteVolume brings it back within VOLUME_RETENTION_DAYS, then it is purged. permanent: delete it now, for good (also one already deleted).',
+      args: { id: t.arg.id({ required: true }), permanent: t.arg.boolean({ defaultValue: false }) },
       resolve: async (_root, args, ctx) => {
         const id = String(args.id);
-        const { orgId, workspaceId } = await locateVolume(id);
-        await deleteVolume(ctx.principal, orgId, workspaceId, id);
+        const permanent = args.permanent === true;
+        const { orgId, workspaceId } = await locateVolume(id, { includeDeleted: permanent });
+        await deleteVolume(ctx.principal, orgId, workspaceId, id, { permanent });
         return { id, message: 'Volume deleted successfully' };
+      },
+    }),
+    undeleteVolume: t.prismaField({
+      type: 'Volume',
+      description:
+        'Restores a deleted volume within its retention period, as it was (optionally under a new name: CONFLICT when a live volume took its own). List candidates with volumes(status: deleted).',
+      args: { id: t.arg.id({ required: true }), name: t.arg.string() },
+      resolve: async (query, _root, args, ctx) => {
+        const id = String(args.id);
+        const { orgId, workspaceId } = await locateVolume(id, { includeDeleted: true });
+        await undeleteVolume(ctx.principal, orgId, workspaceId, id, toDomainInput({ name: args.name ?? undefined }), []);
+        return db.volume.findUniqueOrThrow({ ...query, where: { id } });
       },
     }),
   };

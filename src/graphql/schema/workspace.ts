@@ -1,9 +1,8 @@
 import { db } from '../../db/client.js';
-import { visibleVolumeWhere } from '../../domain/access.js';
 import { isId } from '../../domain/common.js';
 import { type BucketStatusEvent, events } from '../../domain/events.js';
 import { reconcileWorkspaceFor, type UsageReport, type WorkspaceReconciliation } from '../../domain/maintenance.js';
-import { volumeFilterWhere } from '../../domain/volume-listing.js';
+import { listedVolumeWhere, volumeFilterWhere } from '../../domain/volume-listing.js';
 import { WORKSPACE_STATUSES, workspaceListWhere } from '../../domain/workspace-listing.js';
 import {
   createWorkspace,
@@ -50,7 +49,9 @@ export const Workspace = builder.prismaObject('Workspace', {
       query: (args, ctx) => {
         const filters = volumeFiltersOf(args);
         return {
-          where: ctx.principal ? { AND: [visibleVolumeWhere(ctx.principal), ...volumeFilterWhere(filters)] } : { id: '' },
+          where: ctx.principal
+            ? { AND: [listedVolumeWhere(ctx.principal, undefined, filters), ...volumeFilterWhere(filters)] }
+            : { id: '' },
           orderBy: orderOf(filters),
         };
       },

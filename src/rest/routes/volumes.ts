@@ -5,9 +5,10 @@ import { parseIfMatch } from '../../domain/entry-rules.js';
 import { ValidationError } from '../../domain/errors.js';
 import { listPagingShape, refuseOffsetWithCursor } from '../../domain/listing.js';
 import { parseInput } from '../../domain/validation.js';
+import { deleteVolume, UndeleteVolumeInput, undeleteVolume } from '../../domain/volume-lifecycle.js';
 import { listVolumes, volumeFilterShape } from '../../domain/volume-listing.js';
 import { validateVolume } from '../../domain/volume-validation.js';
-import { CreateVolumeInput, createVolume, deleteVolume, getVolume, UpdateVolumeInput, updateVolume } from '../../domain/volumes.js';
+import { CreateVolumeInput, createVolume, getVolume, UpdateVolumeInput, updateVolume } from '../../domain/volumes.js';
 import type { RestApp, RestEnv } from '../app.js';
 import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import {
@@ -32,6 +33,14 @@ export const VolumeListParams = z
   .object({ ...listPagingShape, ...volumeFilterShape, fields: fieldsParam(Volume) })
   .superRefine(refuseOffsetWithCursor);
 const FieldsQuery = z.object({ fields: fieldsParam(Volume) });
+const DeleteQuery = z.object({
+  permanent: z
+    .enum(['true', 'false'])
+    .optional()
+    .describe(
+      'true: delete now, for good (entries, chunks, mounts, locks, objects); default: hide it, restorable for VOLUME_RETENTION_DAYS',
+    ),
+});
 const VolumeValidation = z.object({
   valid: z.boolean(),
   errors: ValidationErrorBody.shape.detail.describe('What a create with this body would refuse (empty when valid)'),
@@ -57,7 +66,7 @@ export function registerVolumeRoutes(app: RestApp): void {
       tags,
       summary: 'List volumes in a workspace',
       description:
-        'Filter with search (name or description), tags (all of them) and status; sort by created_at, updated_at or name (:asc or :desc); page with cursor or offset (not both); keep only some fields with fields.',
+        'Filter with search (name or description), tags (all of them) and status (status=deleted lists the deleted volumes still restorable, and needs volumes:write); sort by created_at, updated_at or name (:asc or :desc); page with cursor or offset (not both); keep only some fields with fields.',
       request: { params: WorkspaceParams, query: VolumeListParams },
       responses: { 200: ok(listOf('volumes', Volume)), ...errorResponses },
     }),
@@ -138,13 +147,38 @@ export function registerVolumeRoutes(app: RestApp): void {
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}',
       tags,
       summary: 'Delete a volume',
-      request: { params: VolumeParams },
+      description:
+        'Soft delete: the volume disappears at once (404 for it, its entries, search, mounts and locks) and can be restored with POST …/restore for VOLUME_RETENTION_DAYS, after which it is purged. ?permanent=true deletes it now, for good (also one already soft-deleted). Same answer either way.',
+      request: { params: VolumeParams, query: DeleteQuery },
       responses: { 200: ok(Message), ...errorResponses },
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      await deleteVolume(c.get('principal'), org_id, workspace_id, volume_id);
+      const permanent = c.req.valid('query').permanent === 'true';
+      await deleteVolume(c.get('principal'), org_id, workspace_id, volume_id, { permanent });
       return c.json({ message: 'Volume deleted successfully' }, 200);
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/restore',
+      tags,
+      summary: 'Restore a deleted volume',
+      description:
+        'Brings back a soft-deleted volume within its retention period, with its entries, mounts and settings; version increments. 404 when it is not deleted, unknown or past retention; 409 when a live volume has taken its name meanwhile (pass {"name": "…"} to restore it under another). List restorable volumes with GET …/volumes?status=deleted. Needs volumes:write (app keys: an admin mount on /**).',
+      request: {
+        params: VolumeParams,
+        body: { content: { 'application/json': { schema: UndeleteVolumeInput } }, required: false },
+      },
+      responses: { 200: ok(VolumeMessage), ...conflictResponse, ...errorResponses },
+    }),
+    async (c) => {
+      const { org_id, workspace_id, volume_id } = c.req.valid('param');
+      const volume = await undeleteVolume(c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json') ?? {});
+      c.header('ETag', etagOf(volume.version));
+      return c.json({ message: 'Volume restored successfully', volume: volumeJson(volume) }, 200);
     },
   );
 }
