@@ -86,12 +86,18 @@ async function main(): Promise<void> {
         Array.from({ length: 50 }, (_, j) => call('PUT', `${vols}/${ix}/entries/notes/${i + j}.md`, { content_text: paragraph(9) })),
       );
     }
+    process.stdout.write(`wrote ${ENTRIES} entries\n`);
     const t0 = performance.now();
     await call('POST', `${vols}/${ix}/reindex`, {});
+    let lastPrint = 0;
     for (;;) {
       const r = (await call('GET', `${vols}/${ix}/reindex`)).body;
       if (r.reindex_status === 'completed') break;
       if (r.reindex_status === 'failed') throw new Error(JSON.stringify(r));
+      if (performance.now() - lastPrint > 5000) {
+        lastPrint = performance.now();
+        process.stdout.write(`  reindex ${JSON.stringify(r.reindex_progress)}\n`);
+      }
       await new Promise((res) => setTimeout(res, 100));
     }
     const indexSeconds = (performance.now() - t0) / 1000;

@@ -77,17 +77,12 @@ export async function indexEntry(entryId: string, opts: { embedderIds?: string[]
       if (!current) return 'gone';
       if (current.version !== entry.version) return 'stale';
       if (rows) await replaceChunks(tx, entry, targets, rows);
-      const searchable = rows?.filter((r) => r.embedderId === searchWith).length;
-      await tx.entry.update({
-        where: { id: entryId },
-        data: {
-          contentHash: hash,
-          isIndexed: targets.includes(searchWith) || entry.isIndexed,
-          indexedAt: new Date(),
-          ...(searchable !== undefined && targets.includes(searchWith) ? { totalChunks: searchable } : {}),
-          indexError: null,
-        },
-      });
+      const searchable = rows && targets.includes(searchWith) ? rows.filter((r) => r.embedderId === searchWith).length : null;
+      // Raw, so index bookkeeping does not move the entry's updated_at.
+      await tx.$executeRaw`
+        UPDATE entries SET content_hash = ${hash}, is_indexed = ${targets.includes(searchWith) || entry.isIndexed},
+          indexed_at = ${new Date()}, total_chunks = coalesce(${searchable}::int, total_chunks), index_error = NULL
+        WHERE id = ${entryId}`;
       return rows ? 'indexed' : 'unchanged';
     },
     { timeout: 30_000, maxWait: 30_000 },
@@ -152,7 +147,7 @@ async function replaceChunks(tx: Tx, entry: Entry, embedderIds: string[], rows: 
 
 /** Records why an entry could not be indexed (kept until a later attempt succeeds). */
 export async function recordIndexFailure(entryId: string, error: Error): Promise<void> {
-  await db.entry.updateMany({ where: { id: entryId }, data: { indexError: error.message.slice(0, 1000), isIndexed: false } });
+  await db.$executeRaw`UPDATE entries SET index_error = ${error.message.slice(0, 1000)}, is_indexed = false WHERE id = ${entryId}`;
   await refreshVolumeStatus({ entryId }); // now degraded
 }
 

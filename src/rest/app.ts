@@ -11,6 +11,7 @@ import { registerBackupRoutes } from './routes/backups.js';
 import { registerEntryRoutes } from './routes/entries.js';
 import { registerLockRoutes } from './routes/locks.js';
 import { registerMountRoutes } from './routes/mounts.js';
+import { registerSearchRoutes } from './routes/search.js';
 import { registerVolumeSharingRoutes } from './routes/volume-sharing.js';
 import { registerVolumeRoutes, registerVolumeValidationRoute } from './routes/volumes.js';
 import { registerWorkspaceRoutes } from './routes/workspaces.js';
@@ -100,6 +101,7 @@ export function createRestApp(opts: RestOptions): RestApp {
 
   registerApiKeyRoutes(app);
   registerWorkspaceRoutes(app);
+  registerSearchRoutes(app);
   // Before the volume routes: /volumes/shared and /volumes/validate are not volume ids.
   registerVolumeSharingRoutes(app);
   registerBackupRoutes(app);
