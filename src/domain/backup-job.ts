@@ -37,8 +37,19 @@ export const BACKUP = 'volume_backup';
 const OPTIMISTIC_ROUNDS = 3;
 const SNAPSHOT_TIMEOUT_MS = 10 * 60_000;
 const PUBLISH_EVERY_MS = 250;
+/** File copies in flight at once (object stores reward parallel requests). */
+const COPY_CONCURRENCY = 4;
 
 type RunnableBackup = Backup & { workspace: { s3Bucket: string } };
+
+/**
+ * Test seam, called before each snapshot transaction and again inside it, before any file is copied.
+ * A test stands in for a writer whose old object is deleted after the snapshot began (PGlite lets no
+ * other transaction commit meanwhile, so only such a seam can show the retry and the locked round).
+ */
+export const backupHooks: {
+  snapshot?: (at: { volumeId: string; round: number; locked: boolean; inTransaction: boolean }) => Promise<void> | void;
+} = {};
 
 /** Failures retrying cannot fix: the job fails at once. */
 function permanent(message: string): Error {
@@ -81,7 +92,7 @@ class BackupRun {
     if (this.copied.has(blobKey)) return;
     const key = fileCopyKey(blobKey);
     const { body } = await blobs.get(this.bucket, blobKey);
-    const stored = await blobs.put(this.bucket, this.backup.prefix + key, body, { contentType: 'application/octet-stream' });
+    const stored = await blobs.put(this.bucket, this.backup.prefix + key, body);
     if (expectedSha && stored.sha256 !== expectedSha) {
       await blobs.delete(this.bucket, this.backup.prefix + key);
       throw permanent(`the stored bytes of ${path} (${blobKey}) have sha256 ${stored.sha256}, its entry records ${expectedSha}`);
@@ -112,22 +123,46 @@ class BackupRun {
   }
 }
 
+/** Runs `fn` over `items`, `limit` at a time; waits for all of them before throwing the first error. */
+async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async () => {
+    while (!failure && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.error;
+}
+
 const live = (volumeId: string, at: Date) =>
   ({ volumeId, OR: [{ expiresAt: null }, { expiresAt: { gt: at } }] }) satisfies Prisma.EntryWhereInput;
 
-/** Copies the volume's current file objects, without a transaction. Returns false when the job is no longer ours. */
+/**
+ * Copies the volume's current file objects, without a transaction. Only entries that exist when the
+ * pass starts (ids are time-ordered), so busy writers cannot keep it going; what they add meanwhile
+ * is left to the snapshot. Returns false when the job is no longer ours.
+ */
 async function preCopy(run: BackupRun, volumeId: string): Promise<boolean> {
+  const newest = await db.entry.findFirst({ where: { volumeId }, orderBy: { id: 'desc' }, select: { id: true } });
+  if (!newest) return true;
   let cursor: string | undefined;
   for (;;) {
     if (run.ctx.signal.aborted) return false;
     const rows = await db.entry.findMany({
-      where: { ...live(volumeId, new Date()), blobKey: { not: null }, ...(cursor ? { id: { gt: cursor } } : {}) },
+      where: { ...live(volumeId, new Date()), blobKey: { not: null }, id: { lte: newest.id, ...(cursor ? { gt: cursor } : {}) } },
       select: { id: true, path: true, blobKey: true, sha256: true },
       orderBy: { id: 'asc' },
       take: ENTRIES_PER_PART,
     });
     if (rows.length === 0) return true;
-    for (const r of rows) {
+    await forEachLimit(rows, COPY_CONCURRENCY, async (r) => {
       try {
         await run.copyFile(r.blobKey as string, r.sha256, r.path);
       } catch (err) {
@@ -135,7 +170,7 @@ async function preCopy(run: BackupRun, volumeId: string): Promise<boolean> {
         if (!(err instanceof BlobNotFoundError)) throw err;
       }
       run.report('copying_files', 0, 0);
-    }
+    });
     cursor = rows.at(-1)?.id;
     if (!(await run.ctx.checkpoint({ progress: { ...run.report('copying_files', 0, 0) } }))) return false;
   }
@@ -155,12 +190,13 @@ interface Snapshot {
  * missed. Nothing in here may use `db` (PGlite would wait for this very transaction).
  * @throws VanishedObjectError (optimistic rounds), permanent errors
  */
-function takeSnapshot(run: BackupRun, volumeId: string, locked: boolean): Promise<Snapshot> {
+function takeSnapshot(run: BackupRun, volumeId: string, round: number, locked: boolean): Promise<Snapshot> {
   return db.$transaction(
     async (tx) => {
       if (locked) await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${volumeId} FOR SHARE`;
       const volume = await tx.volume.findUnique({ where: { id: volumeId } });
       if (!volume || volume.deletedAt) throw permanent('the volume was deleted before its snapshot was taken');
+      await backupHooks.snapshot?.({ volumeId, round, locked, inTransaction: true });
       const at = new Date();
       const total = await tx.entry.count({ where: live(volumeId, at) });
       const snap: Snapshot = { at, volume, parts: [], files: new Set(), entryCount: 0, entryBytes: 0n };
@@ -173,18 +209,22 @@ function takeSnapshot(run: BackupRun, volumeId: string, locked: boolean): Promis
           take: ENTRIES_PER_PART,
         });
         if (rows.length === 0) break;
-        for (const r of rows) {
-          if (!r.blobKey) continue;
-          try {
-            await run.copyFile(r.blobKey, r.sha256, r.path);
-          } catch (err) {
-            if (!(err instanceof BlobNotFoundError)) throw err;
-            // Under the lock nobody can have deleted it: the object is lost, not replaced.
-            if (locked) throw permanent(`the object of ${r.path} (${r.blobKey}) is missing from the store; run reconcile`);
-            throw new VanishedObjectError(r.path, r.blobKey);
-          }
-          snap.files.add(fileCopyKey(r.blobKey));
-        }
+        await forEachLimit(
+          rows.filter((r) => r.blobKey),
+          COPY_CONCURRENCY,
+          async (r) => {
+            const blobKey = r.blobKey as string;
+            try {
+              await run.copyFile(blobKey, r.sha256, r.path);
+            } catch (err) {
+              if (!(err instanceof BlobNotFoundError)) throw err;
+              // Under the lock nobody can have deleted it: the object is lost, not replaced.
+              if (locked) throw permanent(`the object of ${r.path} (${blobKey}) is missing from the store; run reconcile`);
+              throw new VanishedObjectError(r.path, blobKey);
+            }
+            snap.files.add(fileCopyKey(blobKey));
+          },
+        );
         const data = Buffer.from(`${rows.map((r) => JSON.stringify(entryRecordOf(r))).join('\n')}\n`);
         const obj = await putObject(run.bucket, run.backup.prefix, entriesPartKey(part), data, 'application/x-ndjson');
         const written: ManifestObject = { ...obj, kind: 'entries', entries: rows.length };
@@ -242,7 +282,8 @@ async function backUp(backup: RunnableBackup, ctx: JobContext): Promise<void> {
     if (!(await preCopy(run, volumeId))) return;
     const locked = round > OPTIMISTIC_ROUNDS;
     try {
-      snap = await takeSnapshot(run, volumeId, locked);
+      await backupHooks.snapshot?.({ volumeId, round, locked, inTransaction: false });
+      snap = await takeSnapshot(run, volumeId, round, locked);
     } catch (err) {
       if (!(err instanceof VanishedObjectError)) throw err;
       logger.info({ backupId: backup.id, round, path: err.path }, 'backup: an entry changed under the snapshot; taking a newer one');

@@ -4,7 +4,7 @@ import type { TestVolume } from './entries.js';
 import { fetchAndHash, sha256 } from './uploads.js';
 
 /** Starts a backup over REST and waits until it completed; returns the backup JSON. */
-export async function backUp(gw: TestGateway, v: Pick<TestVolume, 'volumeUrl'>, key?: string) {
+export async function backUp(gw: TestGateway, v: Pick<TestVolume, 'volumeUrl'>, key?: string, timeoutMs = 30_000) {
   const res = await gw.call('POST', `${v.volumeUrl}/sync`, undefined, key);
   expect(res.status, JSON.stringify(res.body)).toBe(202);
   const id: string = res.body.backup_id;
@@ -12,7 +12,7 @@ export async function backUp(gw: TestGateway, v: Pick<TestVolume, 'volumeUrl'>, 
     const b = await gw.call('GET', `${v.volumeUrl}/backups/${id}`, undefined, key);
     if (b.body.status === 'failed') throw new Error(`backup failed: ${b.body.error}`);
     return b.body.status === 'completed' ? b.body : undefined;
-  }, 30_000);
+  }, timeoutMs);
 }
 
 /** Reads a whole object from the gateway's blob store. */
