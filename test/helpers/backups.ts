@@ -34,8 +34,8 @@ export async function entriesOf(gw: TestGateway, volumeUrl: string, volumeId: st
     const encoded = path.split('/').map(encodeURIComponent).join('/');
     const res = await gw.call('GET', `${volumeUrl}/entries${encoded}`);
     expect(res.status, path).toBe(200);
-    // Ids and index state belong to the volume; updated_at moves whenever the indexer touches the row.
-    const { entry_id: _id, volume_id: _v, is_indexed: _i, indexed_at: _a, total_chunks: _t, updated_at: _u, ...entry } = res.body;
+    // Ids and index state belong to the volume; everything else must survive a restore.
+    const { entry_id: _id, volume_id: _v, is_indexed: _i, indexed_at: _a, total_chunks: _t, index_error: _e, ...entry } = res.body;
     if (entry.content_type === 'file') {
       const dl = await gw.call('GET', `${volumeUrl}/entries${encoded}/download`);
       expect(dl.status).toBe(200);

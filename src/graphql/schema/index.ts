@@ -13,5 +13,6 @@ import './entry-events.js';
 import './lock.js';
 import './search.js';
 import './reindex.js';
+import './backup.js';
 
 export const schema = builder.toSchema({ sortSchema: true });
