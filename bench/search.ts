@@ -62,12 +62,15 @@ async function main(): Promise<void> {
   const app = await createApp(config);
   const url = await app.start(0);
   const prisma = app.database.prisma;
-  const call = async (method: string, route: string, body?: unknown) => {
-    const res = await fetch(url + route, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
+  const call = async (method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> => {
+    const send = () =>
+      fetch(url + route, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+    // A keep-alive socket the server closed while the bulk fill ran can reset the first request after it.
+    const res = await send().catch(send);
     return { status: res.status, body: (await res.json()) as any };
   };
   const lines: string[] = [];
