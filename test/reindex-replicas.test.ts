@@ -4,7 +4,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ADMIN_KEY, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { type Child, spawnChild } from './helpers/child.js';
-import { type EmbeddingsServer, startEmbeddingsServer } from './helpers/embeddings-server.js';
+import { type EmbeddingsServer, fakeEmbedderEnv, startEmbeddingsServer } from './helpers/embeddings-server.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 
 /**
@@ -27,10 +27,7 @@ beforeAll(async () => {
   const shared = {
     DATABASE_URL: db.url,
     REDIS_URL,
-    EMBEDDINGS_URL: emb.url,
-    EMBEDDINGS_MODEL: 'fake-embed',
-    EMBEDDINGS_DIMS: '1024',
-    JOB_POLL_MS: '50',
+    ...fakeEmbedderEnv(emb),
     JOB_CONCURRENCY: '2',
   };
   a = await startGateway(shared);

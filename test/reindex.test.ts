@@ -2,7 +2,7 @@ import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
-import { type EmbeddingsServer, startEmbeddingsServer } from './helpers/embeddings-server.js';
+import { type EmbeddingsServer, fakeEmbedderEnv, startEmbeddingsServer } from './helpers/embeddings-server.js';
 import { newVolume, type TestVolume } from './helpers/entries.js';
 import { indexed } from './helpers/search.js';
 
@@ -12,7 +12,7 @@ const ORG = 'org-reindex';
 
 beforeAll(async () => {
   emb = await startEmbeddingsServer(1024);
-  gw = await startGateway({ EMBEDDINGS_URL: emb.url, EMBEDDINGS_MODEL: 'fake-embed', EMBEDDINGS_DIMS: '1024', JOB_POLL_MS: '50' });
+  gw = await startGateway(fakeEmbedderEnv(emb));
 });
 afterAll(async () => {
   await gw?.stop();

@@ -75,9 +75,7 @@ export async function searchVolume(
   raw: unknown,
   loc: Loc = ['body'],
 ): Promise<SearchResult> {
-  await enterOrg(p, route.orgId);
-  requireScope(p, 'search');
-  requireScope(p, 'entries:read');
+  await authorizeSearch(p, route.orgId);
   const volume = await findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
   const input = parseSearch(raw, loc);
   const access = await pathAccess(p, volume.id);
@@ -98,9 +96,7 @@ export async function searchAll(
   raw: unknown,
   loc: Loc = ['body'],
 ): Promise<SearchResult> {
-  await enterOrg(p, route.orgId);
-  requireScope(p, 'search');
-  requireScope(p, 'entries:read');
+  await authorizeSearch(p, route.orgId);
   if (appId !== undefined) parseInput(ExternalId, appId, ['query', 'app_id']);
   if (isAppKey(p) && appId !== undefined && appId !== p.appId) {
     throw new ForbiddenError('search:other_app', { reason: `this key belongs to app ${p.appId}`, app_id: appId });
@@ -121,6 +117,13 @@ export async function searchAll(
     scopes.push({ volumeId: v.id, volumeName: v.name, embedderId: searchEmbedder(v), pathRegexes: regexes });
   }
   return run(input, scopes);
+}
+
+/** Searching reads entries: it needs `search` and `entries:read` in the org. @throws NotFoundError, ForbiddenError */
+async function authorizeSearch(p: Principal, orgId: string): Promise<void> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'search');
+  requireScope(p, 'entries:read');
 }
 
 /** The embedder whose vectors a volume is searched with: the complete set, even while a reindex builds another. */

@@ -52,3 +52,8 @@ export async function startEmbeddingsServer(dims = 1024): Promise<EmbeddingsServ
     close: () => new Promise<void>((r) => server.close(() => r())),
   }) as EmbeddingsServer;
 }
+
+/** Gateway settings that add the `openai:fake-embed` embedder served by `server` (and quick job polling). */
+export function fakeEmbedderEnv(server: EmbeddingsServer, dims = 1024): Record<string, string> {
+  return { EMBEDDINGS_URL: server.url, EMBEDDINGS_MODEL: 'fake-embed', EMBEDDINGS_DIMS: String(dims), JOB_POLL_MS: '50' };
+}

@@ -1,3 +1,4 @@
+import type { Config } from '../../config.js';
 import type { Embedder } from './embedder.js';
 import { HashingEmbedder } from './hashing.js';
 import { OpenAIEmbedder } from './openai.js';
@@ -9,15 +10,7 @@ import { OpenAIEmbedder } from './openai.js';
 export const DEFAULT_EMBEDDER_ID = 'hash-1024';
 const HASH_DIMS = [384, 1024, 1536];
 
-export interface EmbeddersConfig {
-  url: string | undefined;
-  apiKey: string | undefined;
-  model: string;
-  dims: number;
-  batchSize: number;
-  timeoutMs: number;
-  onnxModelsDir: string | undefined;
-}
+export type EmbeddersConfig = Config['embeddings'];
 
 let config: EmbeddersConfig | undefined;
 const instances = new Map<string, Promise<Embedder>>();
