@@ -1,5 +1,5 @@
 import { db } from '../db/client.js';
-import { type Backup, type Job, Prisma, type Volume } from '../generated/prisma/client.js';
+import { type Job, Prisma, type Volume } from '../generated/prisma/client.js';
 import { type JobContext, registerJobHandler } from '../indexing/jobs.js';
 import { logger } from '../logger.js';
 import { BlobNotFoundError, blobs } from '../storage/blob-store.js';
@@ -16,7 +16,8 @@ import {
   putObject,
   settingsOf,
 } from './backup-format.js';
-import { type BackupProgressJson, backupProgressOf, progressJsonOf, publishBackupProgress } from './backup-progress.js';
+import { backupProgressOf, progressJsonOf, publishBackupProgress } from './backup-progress.js';
+import { BackupRun, COPY_CONCURRENCY, forEachLimit, permanent, type RunnableBackup, VanishedObjectError } from './backup-run.js';
 
 // The backup job. Consistency comes from reading every entry row in ONE transaction (the snapshot)
 // and taking each file's bytes by the object key that snapshot names. Objects are immutable per key
@@ -36,11 +37,6 @@ import { type BackupProgressJson, backupProgressOf, progressJsonOf, publishBacku
 export const BACKUP = 'volume_backup';
 const OPTIMISTIC_ROUNDS = 3;
 const SNAPSHOT_TIMEOUT_MS = 10 * 60_000;
-const PUBLISH_EVERY_MS = 250;
-/** File copies in flight at once (object stores reward parallel requests). */
-const COPY_CONCURRENCY = 4;
-
-type RunnableBackup = Backup & { workspace: { s3Bucket: string } };
 
 /**
  * Test seam, called before each snapshot transaction and again inside it, before any file is copied.
@@ -50,96 +46,6 @@ type RunnableBackup = Backup & { workspace: { s3Bucket: string } };
 export const backupHooks: {
   snapshot?: (at: { volumeId: string; round: number; locked: boolean; inTransaction: boolean }) => Promise<void> | void;
 } = {};
-
-/** Failures retrying cannot fix: the job fails at once. */
-function permanent(message: string): Error {
-  return Object.assign(new Error(message), { permanent: true });
-}
-
-/** An object the snapshot names was deleted after the snapshot was taken (its entry was rewritten). */
-class VanishedObjectError extends Error {
-  constructor(
-    readonly path: string,
-    readonly blobKey: string,
-  ) {
-    super(`the object of ${path} (${blobKey}) is missing from the store`);
-  }
-}
-
-/** State of one attempt: the objects written so far and the progress last reported. */
-class BackupRun {
-  /** Every object written under the prefix (relative key → what the manifest would say). */
-  readonly objects = new Map<string, ManifestObject>();
-  /** Source object key → its copy, so a key is copied once however many rounds name it. */
-  private readonly copied = new Set<string>();
-  bytesCopied = 0;
-  private progress: BackupProgressJson = { phase: 'copying_files', total: 0, processed: 0, percent: 0, bytes_copied: 0 };
-  private lastPublish = 0;
-
-  constructor(
-    readonly backup: RunnableBackup,
-    readonly ctx: JobContext,
-    readonly startedAt: Date,
-    private readonly fileBytesEstimate: number,
-  ) {}
-
-  get bucket() {
-    return this.backup.workspace.s3Bucket;
-  }
-
-  /** Copies a file entry's bytes under the backup prefix, checking them against the row's sha256. @throws BlobNotFoundError */
-  async copyFile(blobKey: string, expectedSha: string | null, path: string): Promise<void> {
-    if (this.copied.has(blobKey)) return;
-    const key = fileCopyKey(blobKey);
-    const { body } = await blobs.get(this.bucket, blobKey);
-    const stored = await blobs.put(this.bucket, this.backup.prefix + key, body);
-    if (expectedSha && stored.sha256 !== expectedSha) {
-      await blobs.delete(this.bucket, this.backup.prefix + key);
-      throw permanent(`the stored bytes of ${path} (${blobKey}) have sha256 ${stored.sha256}, its entry records ${expectedSha}`);
-    }
-    this.copied.add(blobKey);
-    this.objects.set(key, { key, kind: 'file', sha256: stored.sha256, size: stored.size });
-    this.bytesCopied += stored.size;
-  }
-
-  /** Publishes progress (at most every 250 ms unless forced); percent never goes backwards. */
-  report(phase: BackupProgressJson['phase'], total: number, processed: number, force = false): BackupProgressJson {
-    const share =
-      phase === 'copying_files'
-        ? 50 * Math.min(1, this.bytesCopied / Math.max(1, this.fileBytesEstimate))
-        : phase === 'snapshot'
-          ? 50 + 50 * (total === 0 ? 1 : processed / total)
-          : 100;
-    const percent = Math.max(this.progress.percent, Math.floor(share * 10) / 10);
-    this.progress = { phase, total, processed, percent: phase === 'done' ? 100 : Math.min(99.9, percent), bytes_copied: this.bytesCopied };
-    // The final event comes from the row (completed or failed), not from here.
-    if (phase !== 'done' && (force || Date.now() - this.lastPublish >= PUBLISH_EVERY_MS)) {
-      this.lastPublish = Date.now();
-      publishBackupProgress(
-        backupProgressOf({ ...this.backup, status: 'running', progress: { ...this.progress }, error: null, startedAt: this.startedAt }),
-      );
-    }
-    return this.progress;
-  }
-}
-
-/** Runs `fn` over `items`, `limit` at a time; waits for all of them before throwing the first error. */
-async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async () => {
-    while (!failure && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await fn(item);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure) throw failure.error;
-}
 
 const live = (volumeId: string, at: Date) =>
   ({ volumeId, OR: [{ expiresAt: null }, { expiresAt: { gt: at } }] }) satisfies Prisma.EntryWhereInput;

@@ -1,23 +1,14 @@
-import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import { db } from '../db/client.js';
 import { Prisma, type Volume } from '../generated/prisma/client.js';
-import { BlobNotFoundError, blobs } from '../storage/blob-store.js';
+import { blobs } from '../storage/blob-store.js';
 import type { Principal } from './access.js';
-import {
-  backupPrefix,
-  EntryRecord,
-  MANIFEST_KEY,
-  Manifest,
-  type ManifestObject,
-  parseBackupTimestamp,
-  readObject,
-} from './backup-format.js';
-import { Description, isId, Name } from './common.js';
+import type { EntryRecord, ManifestObject } from './backup-format.js';
+import { checksumMismatch, corrupt, findBackupSource, hashBackupObject, openBackupObject, readBackup } from './backup-source.js';
+import { Description, Name } from './common.js';
 import { discardBlobs } from './entry-commit.js';
-import { ConflictError, isForeignKeyViolation, isUniqueViolation, NotFoundError, ValidationError } from './errors.js';
+import { ConflictError, isForeignKeyViolation, isUniqueViolation, NotFoundError } from './errors.js';
 import { normaliseEntryPath } from './paths.js';
 import { queueReindex } from './reindex.js';
 import { parseInput } from './validation.js';
@@ -66,106 +57,6 @@ export interface RestoreResult {
   skippedExpired: number;
 }
 
-interface Source {
-  backupId: string | null;
-  bucket: string;
-  prefix: string;
-  manifestSha256: string | null;
-}
-
-const corrupt = (label: string, reason: string, message: string, details: Record<string, unknown> = {}) =>
-  new ConflictError(`Backup ${label} failed verification: ${message}. Nothing was restored.`, { reason, backup: label, ...details });
-
-function checksumMismatch(label: string, object: string, expected: string, actual: string) {
-  return corrupt(label, 'checksum_mismatch', `${object} has sha256 ${actual}, the manifest records ${expected}`, {
-    object,
-    expected_sha256: expected,
-    actual_sha256: actual,
-  });
-}
-
-/** Finds the snapshot: a completed backup row, or (no row) a manifest in this workspace's bucket. */
-async function findSource(orgId: string, workspaceId: string, input: z.output<typeof RestoreVolumeInput>, loc: (string | number)[]) {
-  let row: Prisma.BackupGetPayload<{ include: { workspace: { select: { s3Bucket: true } } } }> | null = null;
-  const include = { workspace: { select: { s3Bucket: true } } } as const;
-  let timestamp: string | undefined;
-  if (input.backup_id !== undefined) {
-    row = isId(input.backup_id) ? await db.backup.findFirst({ where: { id: input.backup_id, orgId }, include }) : null;
-    if (!row) throw new NotFoundError('backup', input.backup_id);
-  } else {
-    const volumeId = input.source_volume_id as string;
-    timestamp = parseBackupTimestamp(input.timestamp as string);
-    if (!timestamp) {
-      throw ValidationError.field(
-        [...loc, 'timestamp'],
-        'timestamp must be a backup timestamp (20250101T120000000Z) or an ISO 8601 instant',
-        input.timestamp,
-      );
-    }
-    if (!isId(volumeId)) throw new NotFoundError('backup', `${volumeId}/${timestamp}`);
-    row = await db.backup.findFirst({ where: { volumeId, timestamp, orgId }, include });
-    if (!row) {
-      // No record (e.g. the database was restored from an older dump): the bucket alone is the source of truth.
-      const ws = await db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { s3Bucket: true } });
-      const prefix = backupPrefix(volumeId, timestamp);
-      if (!(await blobs.head(ws.s3Bucket, prefix + MANIFEST_KEY))) throw new NotFoundError('backup', `${volumeId}/${timestamp}`);
-      return { label: `${volumeId}/${timestamp}`, source: { backupId: null, bucket: ws.s3Bucket, prefix, manifestSha256: null } };
-    }
-  }
-  if (row.status !== 'completed') {
-    throw new ConflictError(`Backup ${row.id} is ${row.status}; only a completed backup can be restored`, {
-      backup_id: row.id,
-      status: row.status,
-    });
-  }
-  const source: Source = { backupId: row.id, bucket: row.workspace.s3Bucket, prefix: row.prefix, manifestSha256: row.manifestSha256 };
-  return { label: row.id, source };
-}
-
-/** Reads and checks the manifest and every entries part. @throws ConflictError (corrupt backup) */
-async function readBackup(label: string, source: Source): Promise<{ manifest: Manifest; records: EntryRecord[] }> {
-  const read = async (key: string) => {
-    try {
-      return await readObject(source.bucket, source.prefix + key);
-    } catch (err) {
-      if (err instanceof BlobNotFoundError) throw corrupt(label, 'object_missing', `${key} is missing`, { object: key });
-      throw err;
-    }
-  };
-  const raw = await read(MANIFEST_KEY);
-  if (source.manifestSha256 && raw.sha256 !== source.manifestSha256)
-    throw checksumMismatch(label, MANIFEST_KEY, source.manifestSha256, raw.sha256);
-  let manifest: Manifest;
-  try {
-    manifest = Manifest.parse(JSON.parse(raw.data.toString('utf8')));
-  } catch {
-    throw corrupt(label, 'manifest_invalid', `${MANIFEST_KEY} is not a backup manifest this gateway can read`);
-  }
-  const records: EntryRecord[] = [];
-  for (const part of manifest.objects.filter((o) => o.kind === 'entries')) {
-    const { data, sha256 } = await read(part.key);
-    if (sha256 !== part.sha256) throw checksumMismatch(label, part.key, part.sha256, sha256);
-    for (const line of data.toString('utf8').split('\n')) {
-      if (line === '') continue;
-      const parsed = EntryRecord.safeParse(JSON.parse(line));
-      if (!parsed.success)
-        throw corrupt(label, 'record_invalid', `${part.key} holds a record this gateway cannot read`, { object: part.key });
-      records.push(parsed.data);
-    }
-  }
-  if (records.length !== manifest.entry_count) {
-    throw corrupt(label, 'record_count', `the manifest counts ${manifest.entry_count} entries, its parts hold ${records.length}`);
-  }
-  return { manifest, records };
-}
-
-/** Streams an object through sha256 without keeping it (file objects no restored entry names). */
-async function hashObject(bucket: string, key: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of (await blobs.get(bucket, key)).body) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 /**
  * Creates a new volume in the workspace from a backup (by `backup_id`, or `source_volume_id` +
  * `timestamp`), with the backed-up settings, every entry, its metadata and file bytes. Needs
@@ -183,8 +74,9 @@ export async function restoreVolume(
 ): Promise<RestoreResult> {
   await authorizeVolumeCreation(p, orgId, workspaceId);
   const input = parseInput(RestoreVolumeInput, raw, loc);
-  const { label, source } = await findSource(orgId, workspaceId, input, loc);
-  const { manifest, records } = await readBackup(label, source);
+  const source = await findBackupSource(orgId, workspaceId, input, loc);
+  const { label } = source;
+  const { manifest, records } = await readBackup(source);
   const settings = await checkNewVolume(
     workspaceId,
     { ...manifest.volume.settings, name: input.name, description: input.description ?? manifest.volume.settings.description },
@@ -220,13 +112,7 @@ export async function restoreVolume(
       referenced.add(r.file);
       const key = `${volumeObjectPrefix(volumeId)}objects/${uuidv7()}`;
       staged.push(key);
-      let body: Readable;
-      try {
-        body = (await blobs.get(source.bucket, source.prefix + r.file)).body;
-      } catch (err) {
-        if (err instanceof BlobNotFoundError) throw corrupt(label, 'object_missing', `${r.file} is missing`, { object: r.file });
-        throw err;
-      }
+      const body = await openBackupObject(source, r.file);
       const stored = await blobs.put(target.s3Bucket, key, body, r.mime_type ? { contentType: r.mime_type } : {});
       if (stored.sha256 !== object.sha256) throw checksumMismatch(label, r.file, object.sha256, stored.sha256);
       if ((r.sha256 && r.sha256 !== stored.sha256) || stored.size !== object.size) {
@@ -237,13 +123,7 @@ export async function restoreVolume(
     // Every checksum is verified, including files only expired entries (or nothing) refer to.
     for (const [key, object] of files) {
       if (referenced.has(key)) continue;
-      let actual: string;
-      try {
-        actual = await hashObject(source.bucket, source.prefix + key);
-      } catch (err) {
-        if (err instanceof BlobNotFoundError) throw corrupt(label, 'object_missing', `${key} is missing`, { object: key });
-        throw err;
-      }
+      const actual = await hashBackupObject(source, key);
       if (actual !== object.sha256) throw checksumMismatch(label, key, object.sha256, actual);
     }
 
