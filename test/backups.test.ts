@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { backUp, entriesOf, readBlob, sha256 } from './helpers/backups.js';
-import { expectExactUsage, newVolume, putText, usage } from './helpers/entries.js';
+import { expectExactUsage, putText, usage } from './helpers/entries.js';
 import { S3RVER_CREDENTIALS, startS3rver } from './helpers/s3rver.js';
 import { expectValidation, listKeys, type UploadVolume, upload, uploadVolume } from './helpers/uploads.js';
 
@@ -335,7 +335,7 @@ describe('backup access', () => {
   });
 
   it('one backup at a time per volume: a sync while one is queued or running answers that one', async () => {
-    const v = await newVolume(gw, 'acme');
+    const v = await uploadVolume(gw, 'acme');
     await gw.app.jobs.stop(); // nothing runs: the first backup stays queued
     const first = await gw.call('POST', `${v.volumeUrl}/sync`);
     const [second, third] = await Promise.all([gw.call('POST', `${v.volumeUrl}/sync`), gw.call('POST', `${v.volumeUrl}/sync`)]);
@@ -345,5 +345,20 @@ describe('backup access', () => {
     expect(second.body.backup_id).toBe(first.body.backup_id);
     expect(third.body.backup_id).toBe(first.body.backup_id);
     expect((await gw.call('GET', `${v.volumeUrl}/backups`)).body.total).toBe(1);
+    // A record whose job is gone (its failure could not be recorded) does not block the next backup.
+    await gw.app.database.prisma.$executeRawUnsafe('DELETE FROM jobs WHERE dedupe_key = $1', `volume_backup:${first.body.backup_id}`);
+    const next = await gw.call('POST', `${v.volumeUrl}/sync`);
+    expect(next.status).toBe(202);
+    expect(next.body.backup_id).not.toBe(first.body.backup_id);
+    const stale = await gw.call('GET', `${v.volumeUrl}/backups/${first.body.backup_id}`);
+    expect(stale.body).toMatchObject({ status: 'failed', error: 'the backup job ended without finishing' });
+  });
+
+  it('a sync while the workspace bucket is not active is a 409', async () => {
+    const v = await uploadVolume(gw, 'acme'); // provisioning done, so nothing flips it back meanwhile
+    await gw.app.database.prisma.$executeRawUnsafe("UPDATE workspaces SET bucket_status = 'pending' WHERE id = $1", v.workspaceId);
+    const res = await gw.call('POST', `${v.volumeUrl}/sync`);
+    expect(res.status).toBe(409);
+    expect(res.body.details).toMatchObject({ bucket_status: 'pending' });
   });
 });

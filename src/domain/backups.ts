@@ -51,7 +51,15 @@ export async function startBackup(
         // Serialises starters of one volume (writers are not involved) so two requests make one backup.
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`backup:${volumeId}`}))`;
         const running = await tx.backup.findFirst({ where: { volumeId, status: { in: ['queued', 'running'] } }, orderBy: { id: 'desc' } });
-        if (running) return { backup: running, created: false };
+        if (running) {
+          const job = await tx.job.findUnique({ where: { dedupeKey: `${BACKUP}:${running.id}` }, select: { status: true } });
+          if (job?.status === 'queued' || job?.status === 'running') return { backup: running, created: false };
+          // Its job is gone without saying how it ended (e.g. the failure could not be recorded): not in flight.
+          await tx.backup.update({
+            where: { id: running.id },
+            data: { status: 'failed', error: 'the backup job ended without finishing', completedAt: new Date() },
+          });
+        }
         // A millisecond later per retry: two backups of one volume in the same millisecond get distinct prefixes.
         const requestedAt = new Date(Date.now() + attempt);
         const timestamp = backupTimestamp(requestedAt);
