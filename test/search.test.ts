@@ -124,9 +124,9 @@ describe('search: filters', () => {
     const total = 250;
     const tagged = 5;
     // Bulk writes through the API in parallel batches.
-    for (let i = 0; i < total; i += 20) {
+    for (let i = 0; i < total; i += 25) {
       await Promise.all(
-        Array.from({ length: 20 }, (_, j) => {
+        Array.from({ length: 25 }, (_, j) => {
           const n = i + j;
           const body = {
             content_text: `Travel notes ${n}: a trip to the ${topics[n % topics.length]} with friends, day ${n}.`,

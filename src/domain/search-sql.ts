@@ -1,4 +1,4 @@
-import { db } from '../db/client.js';
+import { db, type Tx } from '../db/client.js';
 import { Prisma } from '../generated/prisma/client.js';
 import type { Embedder } from '../indexing/embedders/embedder.js';
 import type { SearchFilters, SearchMode } from './search.js';
@@ -108,13 +108,24 @@ async function semantic(
   if (!INDEXED_DIMS.includes(d)) return (await exact()).map(toCandidate);
   const iterative = await hasIterativeScans();
   const rows = await db.$transaction(async (tx) => {
-    await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${Math.max(settings.efSearch, limit)}`);
-    if (iterative) await tx.$executeRawUnsafe(`SET LOCAL hnsw.iterative_scan = relaxed_order`);
+    await useHnsw(tx, limit, iterative);
     return tx.$queryRaw<Row[]>(semanticSql(d, q, scopes, filters, limit, true));
   });
   const found = rows.length >= limit ? rows : await exact();
   // relaxed_order may return near neighbours slightly out of order.
   return found.map(toCandidate).sort((a, b) => b.score - a.score);
+}
+
+/**
+ * Settings for one nearest-neighbour query (inside its transaction): the candidate list size, pgvector
+ * 0.8's iterative scans, and no sequential scan — the planner's cost model prices a distance like any
+ * operator, so below ~100k rows it prefers scanning and sorting every vector, which measured 10-30×
+ * slower than the HNSW scan (BENCHMARKS.md). pgvector's documentation recommends exactly this.
+ */
+export async function useHnsw(tx: Tx, limit: number, iterative: boolean): Promise<void> {
+  await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${Math.max(settings.efSearch, limit)}`);
+  if (iterative) await tx.$executeRawUnsafe('SET LOCAL hnsw.iterative_scan = relaxed_order');
+  await tx.$executeRawUnsafe('SET LOCAL enable_seqscan = off');
 }
 
 /**
