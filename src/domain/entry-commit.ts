@@ -1,5 +1,6 @@
 import { db, type Tx } from '../db/client.js';
 import type { Entry, Prisma } from '../generated/prisma/client.js';
+import { wakeWorkers } from '../indexing/jobs.js';
 import { logger } from '../logger.js';
 import { blobs } from '../storage/blob-store.js';
 import type { Principal } from './access.js';
@@ -194,6 +195,7 @@ export interface CommitResult {
 }
 
 export async function afterWrite(route: VolumeRoute, result: CommitResult) {
+  wakeWorkers(); // the index job queued with the write is visible now
   const bucket = await bucketOf(route.workspaceId);
   if (result.replacedBlob) await discardBlobs(bucket, [result.replacedBlob]);
   await afterPurge(route.volumeId, bucket, result.purged);

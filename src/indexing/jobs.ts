@@ -57,8 +57,14 @@ export async function enqueueJob(client: Tx | typeof db, opts: EnqueueOptions): 
     ON CONFLICT (dedupe_key) DO UPDATE SET status = 'queued', run_at = EXCLUDED.run_at, attempts = 0,
       last_error = NULL, payload = EXCLUDED.payload, finished_at = NULL, updated_at = EXCLUDED.updated_at
     RETURNING id`;
-  for (const wake of listeners) wake();
+  // Inside a transaction the job is not visible until commit: wake idle workers once it may be.
+  if (client === db) wakeWorkers();
   return (row as { id: string }).id;
+}
+
+/** Wakes this process's idle workers (after a commit that queued jobs); others poll. */
+export function wakeWorkers(): void {
+  for (const wake of listeners) wake();
 }
 
 /** Exponential backoff with jitter: 2 s, 4 s, 8 s … capped at five minutes. */
