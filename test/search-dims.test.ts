@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { semanticSql } from '../src/domain/search-sql.js';
+import { semanticSql, useHnsw } from '../src/domain/search-sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { startGateway, type TestGateway } from './helpers/app.js';
 import { newVolume } from './helpers/entries.js';
@@ -53,8 +53,8 @@ it.each([384, 1024, 1536])('the semantic query for %i dimensions can use that di
   const q = `[${new Array(d).fill(0.01).join(',')}]`;
   const scopes = [{ volumeId: '00000000-0000-7000-8000-000000000000', volumeName: 'v', embedderId: `hash-${d}`, pathRegexes: ['^/a/'] }];
   const plan = await gw.app.database.prisma.$transaction(async (tx) => {
-    // Tiny tables make sequential scans cheaper; turned off, the planner shows whether the index matches.
-    await tx.$executeRawUnsafe('SET LOCAL enable_seqscan = off');
+    // The settings search itself runs the query with (no statistics here, as in a fresh embedded database).
+    await useHnsw(tx, 10, true);
     return tx.$queryRaw<{ 'QUERY PLAN': string }[]>(Prisma.sql`EXPLAIN ${semanticSql(d, q, scopes, { tags: ['x'] }, 10, true)}`);
   });
   expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toContain(`chunks_embedding_${d}_hnsw_idx`);

@@ -33,6 +33,8 @@ export function startMaintenance(intervalMs: number, reconcileEveryMs = 60 * 60 
       if (Date.now() - lastReconcile >= reconcileEveryMs) {
         lastReconcile = Date.now();
         steps.push(['reconciliation', () => reconcileAll()]);
+        // Planner statistics: PGlite runs no autovacuum, so without this they never exist (harmless on Postgres).
+        steps.push(['analyze', () => db.$executeRawUnsafe('ANALYZE chunks, entries, volumes, jobs')]);
       }
       for (const [name, step] of steps) {
         await step().catch((err) => logger.warn({ err }, `${name} failed`));

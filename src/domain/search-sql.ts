@@ -118,14 +118,17 @@ async function semantic(
 
 /**
  * Settings for one nearest-neighbour query (inside its transaction): the candidate list size, pgvector
- * 0.8's iterative scans, and no sequential scan — the planner's cost model prices a distance like any
- * operator, so below ~100k rows it prefers scanning and sorting every vector, which measured 10-30×
- * slower than the HNSW scan (BENCHMARKS.md). pgvector's documentation recommends exactly this.
+ * 0.8's iterative scans, and no sequential scan or sort. The planner prices a distance like any other
+ * operator, and without fresh statistics (PGlite runs no autovacuum) it estimated a volume's chunks
+ * at one row and chose "read them all by the volume index, sort by distance": an exact scan, as slow
+ * as the exact fallback at 10k chunks (BENCHMARKS.md). With no sort allowed, the ordered HNSW scan is
+ * the plan; the filters still apply, and iterative scans keep going until `limit` rows pass them.
  */
 export async function useHnsw(tx: Tx, limit: number, iterative: boolean): Promise<void> {
   await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${Math.max(settings.efSearch, limit)}`);
   if (iterative) await tx.$executeRawUnsafe('SET LOCAL hnsw.iterative_scan = relaxed_order');
   await tx.$executeRawUnsafe('SET LOCAL enable_seqscan = off');
+  await tx.$executeRawUnsafe('SET LOCAL enable_sort = off');
 }
 
 /**
