@@ -34,6 +34,7 @@ const SIZES = arg('sizes', '10000,100000').split(',').map(Number);
 const EF_SEARCH = Number(arg('ef', '100'));
 const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
 const QUERIES = 100;
+const EF_SWEEP = [...new Set([40, 100, 200, 400, EF_SEARCH])].sort((a, b) => a - b);
 
 // Text with the shape of real notes: sentences drawn from a vocabulary of topic words.
 const corpus = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../test/fixtures/search-corpus.json'), 'utf8')) as {
@@ -115,6 +116,7 @@ async function main(): Promise<void> {
     const rows: string[] = [];
     let have = 0;
     const results: string[] = [];
+    const sweeps: string[] = [];
     for (const size of SIZES) {
       const fillStart = performance.now();
       while (have < size) {
@@ -154,19 +156,36 @@ async function main(): Promise<void> {
       }
       // Recall@10 of the HNSW scan against an exact scan: the search's own SQL, for the same query vectors.
       const scopes = [{ volumeId: big, volumeName: 'scale', embedderId: model, pathRegexes: null }];
-      const annTop = (vec: string) =>
+      const annTop = (vec: string, ef: number) =>
         prisma.$transaction(async (tx) => {
           await useHnsw(tx, 10, true);
+          await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${ef}`);
           return tx.$queryRaw<{ chunk_id: string }[]>(semanticSql(DIMS, vec, scopes, {}, 10, true));
         });
-      let hit = 0;
+      const truths = new Map<string, Set<string>>();
       for (const q of queries) {
         const vec = `[${embedder.embedOne(q).join(',')}]`;
-        const ann = await annTop(vec);
         const exact = await prisma.$queryRaw<{ chunk_id: string }[]>(semanticSql(DIMS, vec, scopes, {}, 10, false));
-        const truth = new Set(exact.map((r) => r.chunk_id));
-        hit += ann.filter((r) => truth.has(r.chunk_id)).length / Math.max(1, exact.length);
+        truths.set(vec, new Set(exact.map((r) => r.chunk_id)));
       }
+      // Recall and SQL time of the HNSW scan for several candidate list sizes.
+      const sweep: string[] = [];
+      let hit = 0;
+      for (const ef of EF_SWEEP) {
+        let found = 0;
+        const times: number[] = [];
+        for (const [vec, truth] of truths) {
+          const t = performance.now();
+          const ann = await annTop(vec, ef);
+          times.push(performance.now() - t);
+          found += ann.filter((r) => truth.has(r.chunk_id)).length / Math.max(1, truth.size);
+        }
+        const recall = found / truths.size;
+        if (ef === EF_SEARCH) hit = found;
+        sweep.push(`ef_search ${ef}: recall@10 ${recall.toFixed(3)}, p50 ${ms(stats(times).p50)}`);
+      }
+      sweeps.push(`${size.toLocaleString('en')} chunks — ${sweep.join('; ')}`);
+      process.stdout.write(`${sweeps.at(-1)}\n`);
       const probe = `[${embedder.embedOne('x').join(',')}]`;
       const plan = await prisma.$transaction(async (tx) => {
         await useHnsw(tx, 10, true);
@@ -184,7 +203,7 @@ async function main(): Promise<void> {
       const h = stats(latency.hybrid as number[]);
       const s = stats(latency.semantic as number[]);
       results.push(
-        `| ${size.toLocaleString('en')} | ${ms(h.p50)} | ${ms(h.p95)} | ${ms(s.p50)} | ${ms(s.p95)} | ${ms(e.p50)} | ${(hit / queries.length).toFixed(3)}${usesIndex ? '' : ' (no HNSW in plan)'} |`,
+        `| ${size.toLocaleString('en')} | ${ms(h.p50)} | ${ms(h.p95)} | ${ms(s.p50)} | ${ms(s.p95)} | ${ms(e.p50)} | ${(hit / truths.size).toFixed(3)}${usesIndex ? '' : ' (no HNSW in plan)'} |`,
       );
       process.stdout.write(`${results.at(-1)}\n`);
     }
@@ -201,6 +220,10 @@ async function main(): Promise<void> {
       '| Chunks | Hybrid p50 | Hybrid p95 | Semantic p50 | Semantic p95 | Exact scan p50 (SQL only) | HNSW recall@10 |',
       '|---:|---:|---:|---:|---:|---:|---:|',
       ...results,
+      '',
+      `HNSW candidate list size against recall (SQL time of the nearest-neighbour query alone, same ${QUERIES} queries):`,
+      '',
+      ...sweeps.map((l) => `- ${l}`),
       '',
       `Bulk fill (straight SQL, same rows as the pipeline): ${rows.join('; ')}.`,
     );
