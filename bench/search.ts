@@ -31,7 +31,7 @@ const arg = (name: string, fallback: string) => {
 };
 const DIMS = Number(arg('dims', '1024'));
 const SIZES = arg('sizes', '10000,100000').split(',').map(Number);
-const EF_SEARCH = Number(arg('ef', '100'));
+const EF_SEARCH = Number(arg('ef', '200'));
 const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
 const QUERIES = 100;
 const EF_SWEEP = [...new Set([40, 100, 200, 400, EF_SEARCH])].sort((a, b) => a - b);

@@ -72,7 +72,7 @@ const ConfigSchema = z.object({
   /** How often an idle worker looks for queued jobs (jobs queued by this process start at once). */
   JOB_POLL_MS: z.coerce.number().int().min(10).default(1_000),
   /** HNSW candidate list size for semantic search (pgvector hnsw.ef_search). */
-  SEARCH_EF_SEARCH: z.coerce.number().int().min(10).max(1000).default(100),
+  SEARCH_EF_SEARCH: z.coerce.number().int().min(10).max(1000).default(200),
 });
 
 export type Env = z.input<typeof ConfigSchema>;

@@ -30,7 +30,7 @@ export const INDEXED_DIMS = [384, 1024, 1536];
 export const RRF_K = 60;
 const PREVIEW_CHARS = 300;
 
-let settings = { efSearch: 100 };
+let settings = { efSearch: 200 };
 let iterativeScans: Promise<boolean> | undefined;
 
 export function configureSearch(opts: { efSearch: number }): void {
