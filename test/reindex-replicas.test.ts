@@ -107,10 +107,14 @@ it('writes through both replicas are embedded once; a reindex runs once and both
   await waitFor(async () => (await call(a.url, 'GET', `${base}/reindex`)).body.reindex_status === 'completed', 60_000);
   emb.texts.length = 0;
   emb.delayMs = 30;
+  // The provider holds the reindex's first request until both subscribers have their first event.
+  emb.hold();
   try {
     expect((await call(b.url, 'PATCH', base, { embedding_model_id: 'openai:fake-embed' })).status).toBe(200);
     const onA = follow(a.url, vol);
     const onB = follow(b.url, vol);
+    await waitFor(async () => onA.events.length > 0 && onB.events.length > 0, 60_000);
+    emb.release();
     const [ea, eb] = await Promise.all([onA.done, onB.done]);
     await Promise.all([onA.dispose(), onB.dispose()]);
     for (const events of [ea, eb]) {
@@ -118,6 +122,7 @@ it('writes through both replicas are embedded once; a reindex runs once and both
       for (let i = 1; i < events.length; i++) expect(events[i].processed).toBeGreaterThanOrEqual(events[i - 1].processed);
     }
   } finally {
+    emb.release();
     emb.delayMs = 0;
   }
   expect(emb.texts).toHaveLength(N);

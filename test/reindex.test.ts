@@ -97,16 +97,18 @@ describe('reindex progress', () => {
     let sub: ReturnType<typeof subscribeWs>;
     try {
       // A reindex into another model embeds every chunk again (a same-model one reuses unchanged vectors).
+      // The provider holds it until the subscriber is live (the stream starts with the current state).
+      emb.hold();
       await switchModel(v);
       const again = await gw.gql(`mutation($id: ID!) { startReindex(volumeId: $id) { status total } }`, { id: v.volumeId });
       expect(again.body.data.startReindex.status).toMatch(/queued|running/);
       // Joining a reindex under way: the first event is where it stands now.
-      const t0 = Date.now();
       sub = subscribeWs(v.volumeId);
-      await waitFor(async () => sub.events.length > 0, 10_000);
-      console.log(`first reindexProgress event after ${Date.now() - t0} ms`);
+      await waitFor(async () => sub.events.length > 0, 20_000);
+      emb.release();
       await waitFor(async () => sub.isComplete(), 30_000);
     } finally {
+      emb.release();
       emb.delayMs = 0;
     }
     await sub.dispose();
@@ -153,6 +155,7 @@ describe('reindex progress', () => {
       expectMonotonic(events, 'completed');
       expect(events.at(-1)).toMatchObject({ processed: 12, total: 12 });
     } finally {
+      emb.release();
       emb.delayMs = 0;
     }
   });
@@ -177,13 +180,17 @@ describe('reindex progress', () => {
     emb.delayMs = 100;
     let sub: ReturnType<typeof subscribeWs>;
     try {
+      emb.hold();
       await switchModel(v);
       sub = subscribeWs(v.volumeId);
+      await waitFor(async () => sub.events.length > 0, 20_000);
+      emb.release();
       await waitFor(async () => sub.events.some((e) => e.processed >= 2), 20_000);
       const cancelled = await gw.gql(`mutation($id: ID!) { cancelReindex(volumeId: $id) { status } }`, { id: v.volumeId });
       expect(cancelled.body.data.cancelReindex.status).toBe('cancelled');
       await waitFor(async () => sub.isComplete(), 10_000);
     } finally {
+      emb.release();
       emb.delayMs = 0;
     }
     await sub.dispose();
@@ -222,6 +229,7 @@ describe('changing the embedding model', () => {
         return (await gw.call('GET', v.volumeUrl)).body.reindex_status === 'completed';
       }, 30_000);
     } finally {
+      emb.release();
       emb.delayMs = 0;
     }
     expect(totals.length).toBeGreaterThan(2);

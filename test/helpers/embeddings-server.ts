@@ -18,17 +18,23 @@ export interface EmbeddingsServer {
   failNext: number;
   /** Texts containing this answer 400 (a permanent failure). */
   poison: string | undefined;
+  /** Holds every request until `release()`: lets a test subscribe before a job gets anywhere. */
+  hold(): void;
+  release(): void;
   close(): Promise<void>;
 }
 
 export async function startEmbeddingsServer(dims = 1024): Promise<EmbeddingsServer> {
   const embedder = new HashingEmbedder(dims);
   const state = { texts: [] as string[], requests: 0, delayMs: 0, failNext: 0, poison: undefined as string | undefined };
+  let gate: Promise<void> | undefined;
+  let open: (() => void) | undefined;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', async () => {
       state.requests++;
+      await gate;
       if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs));
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { input: string[]; dimensions?: number };
       if (state.failNext > 0) {
@@ -49,6 +55,15 @@ export async function startEmbeddingsServer(dims = 1024): Promise<EmbeddingsServ
   const { port } = server.address() as AddressInfo;
   return Object.assign(state, {
     url: `http://127.0.0.1:${port}/v1`,
+    hold: () => {
+      gate ??= new Promise<void>((r) => {
+        open = r;
+      });
+    },
+    release: () => {
+      open?.();
+      gate = undefined;
+    },
     close: () => new Promise<void>((r) => server.close(() => r())),
   }) as EmbeddingsServer;
 }
