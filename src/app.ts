@@ -168,6 +168,11 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     }
   });
 
+  // Idle keep-alive sockets stay open longer than clients' own idle timeouts (undici 4 s, load
+  // balancers 60 s), so a client never sends a request on a socket the server is just closing.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+
   const wss = new WebSocketServer({ server, path: '/graphql' });
   const wsServer = useServer(
     {
