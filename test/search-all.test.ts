@@ -87,6 +87,52 @@ describe('search-all', () => {
     expect(all.body.results.some((r: any) => r.volume_id === other.volumeId)).toBe(false);
   });
 
+  it("naming app_id gives exactly that app's view to every caller, over REST and GraphQL", async () => {
+    // app-one: a1 under /public/** only, a2 whole (write); app-two: a3 whole. `other` is another org.
+    const a1Name = (await gw.call('GET', a1.volumeUrl)).body.name;
+    const app1 = ['second:/b.md', `${a1Name}:/public/a.md`].sort();
+    const app2 = ['third:/c.md'];
+    const keys = {
+      platform: undefined as string | undefined,
+      orgAdmin: await createKey(gw, 'org-sa', ['admin']),
+      orgSearch: await createKey(gw, 'org-sa', ['search', 'entries:read']),
+      appOne: await createKey(gw, 'org-sa', ['search', 'entries:read'], 'app-one'),
+      appTwo: await createKey(gw, 'org-sa', ['search', 'entries:read'], 'app-two'),
+    };
+    const gqlPaths = (data: any) => data.searchAll.hits.map((h: any) => `${h.volumeName}:${h.path}`).sort();
+    const query = `query($ws: ID!, $app: String) { searchAll(workspaceId: $ws, appId: $app, query: "orchard harvest", topK: 50) { hits { volumeName path } } }`;
+    const cases: [keyof typeof keys, string, string[] | number][] = [
+      ['platform', 'app-one', app1],
+      ['platform', 'app-two', app2],
+      ['platform', 'app-none', []],
+      ['orgAdmin', 'app-one', app1],
+      ['orgAdmin', 'app-two', app2],
+      ['orgSearch', 'app-one', app1],
+      ['orgSearch', 'app-two', app2],
+      ['appOne', 'app-one', app1],
+      ['appOne', 'app-two', 403],
+      ['appTwo', 'app-two', app2],
+      ['appTwo', 'app-one', 403],
+    ];
+    for (const [who, app, want] of cases) {
+      const key = keys[who];
+      const rest = await gw.call('POST', `${base}?app_id=${app}`, { query: 'orchard harvest', top_k: 50 }, key ?? undefined);
+      const gql = await gw.gql(query, { ws: a1.workspaceId, app }, key ?? undefined);
+      if (typeof want === 'number') {
+        expect(rest.status, `${who} as ${app}`).toBe(want);
+        expect(gql.body.errors?.[0]?.extensions?.code, `${who} as ${app}`).toBe('FORBIDDEN');
+        continue;
+      }
+      expect(rest.status, `${who} as ${app}: ${JSON.stringify(rest.body)}`).toBe(200);
+      expect(paths(rest.body), `REST ${who} as ${app}`).toEqual(want);
+      expect(gql.body.errors, `GraphQL ${who} as ${app}`).toBeUndefined();
+      expect(gqlPaths(gql.body.data), `GraphQL ${who} as ${app}`).toEqual(want);
+    }
+    // `search` alone is not enough to read entries through search.
+    const weak = await createKey(gw, 'org-sa', ['search']);
+    expect((await gw.call('POST', `${base}?app_id=app-one`, { query: 'orchard' }, weak)).status).toBe(403);
+  });
+
   it("another org's key cannot reach the workspace (404) and its own search-all never returns this org's content", async () => {
     const foreign = await createKey(gw, 'org-other', ['search', 'entries:read', 'volumes:read'], 'app-one');
     expect((await gw.call('POST', base, { query: 'orchard' }, foreign)).status).toBe(404);
@@ -134,6 +180,7 @@ describe('GraphQL search', () => {
       counts.push(gw.queries.length);
     }
     expect(counts[1], `SQL statements for 2 vs 12 hits: ${counts}`).toBe(counts[0]);
+    expect(counts[0]).toBeGreaterThan(0);
   });
 
   it('searchAll, filters and bad input over GraphQL', async () => {

@@ -43,6 +43,17 @@ export function isAppKey(p: Principal): p is AppPrincipal {
   return p.kind === 'key' && p.appId !== null;
 }
 
+/**
+ * The principal whose view a caller asks for by naming an app (`app_id`): that app's mounts and
+ * path patterns, plus the org's shared volumes, within `orgId`. Whoever names the app, platform key,
+ * org key or the app's own key, gets exactly this view and nothing beyond it. Scopes stay the
+ * caller's (they were checked already; this principal only narrows what is visible).
+ */
+export function actingAsApp(p: Principal, orgId: string, appId: string): AppPrincipal {
+  if (p.kind === 'key') return { ...p, appId };
+  return { kind: 'key', subject: `platform-as:${appId}`, keyId: '', orgId, scopes: new Set(SCOPES), appId };
+}
+
 export function hashSecret(secret: string): string {
   return createHash('sha256').update(secret).digest('hex');
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { db } from '../db/client.js';
 import { getEmbedder } from '../indexing/embedders/registry.js';
-import { enterOrg, isAppKey, type Principal, requireScope, visibleVolumeWhere } from './access.js';
+import { actingAsApp, enterOrg, isAppKey, type Principal, requireScope, visibleVolumeWhere } from './access.js';
 import { ExternalId, withoutNul } from './common.js';
 import { pathAccess } from './entry-access.js';
 import { ForbiddenError } from './errors.js';
@@ -85,8 +85,9 @@ export async function searchVolume(
 }
 
 /**
- * Searches every volume of a workspace that an app can read (`app_id`), with that app's mounts; an
- * app key may only search as itself. Without `app_id`, an org key searches every volume it can see.
+ * Searches every volume of a workspace that an app can read (`app_id`), with that app's mounts:
+ * whoever names the app (platform key, org key, the app's own key) gets exactly that app's view. An
+ * app key may only search as itself. Without `app_id`, a key searches every volume it can see.
  * @throws ValidationError, NotFoundError, ForbiddenError
  */
 export async function searchAll(
@@ -103,8 +104,8 @@ export async function searchAll(
   }
   await findWorkspace(p, route.orgId, route.workspaceId);
   const input = parseSearch(raw, loc);
-  // An org key naming an app searches exactly as that app would: its mounts, its path patterns.
-  const as: Principal = appId !== undefined && p.kind === 'key' && !isAppKey(p) ? { ...p, appId } : p;
+  // Naming an app searches exactly as that app would: its mounts, its path patterns.
+  const as: Principal = appId !== undefined ? actingAsApp(p, route.orgId, appId) : p;
   const volumes = await db.volume.findMany({
     where: { ...visibleVolumeWhere(as, route.orgId), workspaceId: route.workspaceId },
     select: { id: true, name: true, embeddingModelId: true, activeEmbedderId: true },
