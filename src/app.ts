@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
@@ -37,8 +38,17 @@ import { S3BlobStore } from './storage/s3.js';
 export interface AppOptions {
   /** Tests hand in a PGlite cloned from a migrated template. */
   pglite?: PGlite;
-  /** Tests count SQL statements. */
-  onQuery?: (sql: string) => void;
+  /**
+   * Tests count SQL statements. `request` is set for statements run on behalf of an HTTP request
+   * (background work, such as job polls and sweeps, has none), so counts do not depend on timing.
+   */
+  onQuery?: (sql: string, request: RequestScope | undefined) => void;
+}
+
+/** What is known about the HTTP request a piece of work runs for (AsyncLocalStorage). */
+export interface RequestScope {
+  method: string;
+  url: string;
 }
 
 export interface App {
@@ -93,13 +103,15 @@ function createEvents(redisUrl: string | undefined): { close(): Promise<void> } 
 /** Wires database, blob store, events, REST, GraphQL (HTTP, SSE, WebSocket) and health checks on one server. */
 export async function createApp(config: Config, opts: AppOptions = {}): Promise<App> {
   logger.level = config.logLevel;
+  const requestScope = new AsyncLocalStorage<RequestScope>();
+  const onQuery = opts.onQuery;
   await fs.mkdir(config.dataDir, { recursive: true });
   const database = await openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: config.databasePoolSize,
     ...(opts.pglite ? { pglite: opts.pglite } : {}),
-    ...(opts.onQuery ? { onQuery: opts.onQuery } : {}),
+    ...(onQuery ? { onQuery: (sql: string) => onQuery(sql, requestScope.getStore()) } : {}),
     log: (msg) => logger.info(msg),
   });
   setDb(database.prisma);
@@ -161,11 +173,13 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   const server = http.createServer((req, res) => {
     if (stopping) res.setHeader('connection', 'close');
     const url = req.url ?? '/';
-    if (url === '/graphql' || url.startsWith('/graphql?') || url.startsWith('/graphql/')) {
-      void yoga(req, res);
-    } else {
-      void restListener(req, res);
-    }
+    requestScope.run({ method: req.method ?? 'GET', url }, () => {
+      if (url === '/graphql' || url.startsWith('/graphql?') || url.startsWith('/graphql/')) {
+        void yoga(req, res);
+      } else {
+        void restListener(req, res);
+      }
+    });
   });
 
   // Idle keep-alive sockets stay open longer than clients' own idle timeouts (undici 4 s, load

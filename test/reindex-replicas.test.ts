@@ -105,7 +105,8 @@ it('writes through both replicas are embedded once; a reindex runs once and both
   // second reindex must embed every entry again, exactly once across both replicas.
   expect((await call(a.url, 'PATCH', base, { embedding_model_id: 'hash-1024' })).status).toBe(200);
   await waitFor(async () => (await call(a.url, 'GET', `${base}/reindex`)).body.reindex_status === 'completed', 60_000);
-  emb.texts.length = 0;
+  await waitFor(async () => (await a.app.database.prisma.job.count({ where: { volumeId: vol } })) === 0, 30_000);
+  const from = emb.texts.length;
   emb.delayMs = 30;
   // The provider holds the reindex's first request until both subscribers have their first event.
   emb.hold();
@@ -125,8 +126,42 @@ it('writes through both replicas are embedded once; a reindex runs once and both
     emb.release();
     emb.delayMs = 0;
   }
-  expect(emb.texts).toHaveLength(N);
-  expect(new Set(emb.texts).size).toBe(N);
+  expect(emb.texts.slice(from)).toHaveLength(N);
+  expect(new Set(emb.texts.slice(from)).size).toBe(N);
   const search = await call(b.url, 'POST', `${base}/search`, { query: 'replica document 17' });
   expect(search.body.results[0].path).toBe('/d/17.md');
 }, 180_000);
+
+it('a cancel on one replica and a new reindex on the other never make two runs overlap', async () => {
+  const ws = (await call(a.url, 'POST', '/v1/orgs/rep/workspaces', { name: 'r2' })).body.workspace_id;
+  const vol = (await call(a.url, 'POST', `/v1/orgs/rep/workspaces/${ws}/volumes`, { name: 'v2' })).body.volume.volume_id;
+  const base = `/v1/orgs/rep/workspaces/${ws}/volumes/${vol}`;
+  const M = 16;
+  await Promise.all(
+    Array.from({ length: M }, (_, n) =>
+      call(n % 2 ? a.url : b.url, 'PUT', `${base}/entries/e/${n}.md`, { content_text: `overlap probe ${n}` }),
+    ),
+  );
+  await waitFor(async () => {
+    const list = await call(a.url, 'GET', `${base}/list?path=/e&limit=200`);
+    return list.body.entries?.length === M && list.body.entries.every((e: any) => e.is_indexed);
+  }, 60_000);
+  const from = emb.texts.length;
+  emb.hold();
+  try {
+    expect((await call(a.url, 'PATCH', base, { embedding_model_id: 'openai:fake-embed' })).status).toBe(200);
+    await waitFor(async () => emb.held > 0, 30_000);
+    // Whichever replica runs it, a cancel through A and a new start through B while it is stopping.
+    expect((await call(a.url, 'POST', `${base}/reindex/cancel`)).body.reindex_status).toBe('cancelling');
+    expect((await call(b.url, 'POST', `${base}/reindex`)).status).toBe(202);
+    emb.release();
+    await waitFor(async () => (await call(b.url, 'GET', `${base}/reindex`)).body.reindex_status === 'completed', 60_000);
+  } finally {
+    emb.release();
+  }
+  await waitFor(async () => (await a.app.database.prisma.job.count({ where: { volumeId: vol } })) === 0, 30_000);
+  const mine = emb.texts.slice(from);
+  expect(mine).toHaveLength(M);
+  expect(new Set(mine).size).toBe(M);
+  expect(await a.app.database.prisma.chunk.count({ where: { volumeId: vol, embedderId: 'openai:fake-embed' } })).toBe(M);
+}, 120_000);

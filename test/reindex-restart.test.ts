@@ -83,17 +83,19 @@ it('a reindex interrupted by SIGKILL resumes after restart and completes with ev
     return list.body.entries?.length === N && list.body.entries.every((e: any) => e.is_indexed);
   }, 60_000);
 
-  // Into a slow model: ~100 ms per entry.
-  emb.delayMs = 100;
+  // Into the provider's model; it holds every request after the 12th, so the kill lands mid-run
+  // whatever the machine's speed.
+  emb.holdAfter = 12;
   expect((await call(gw.url, 'PATCH', base, { embedding_model_id: 'openai:fake-embed' })).status).toBe(200);
   const before = await waitFor(async () => {
     const r = (await call(gw.url, 'GET', `${base}/reindex`)).body;
-    return r.reindex_progress.processed >= 10 ? r : undefined;
+    return r.reindex_progress.processed >= 8 && emb.held > 0 ? r : undefined;
   }, 60_000);
   await gw.child.kill();
   const processedBefore: number = before.reindex_progress.processed;
   expect(processedBefore).toBeLessThan(N);
-  emb.delayMs = 10;
+  emb.holdAfter = undefined;
+  emb.release();
 
   // The dead owner's DATA_DIR lock goes stale after 5 s; until then a new process exits with 78.
   const deadline = Date.now() + 30_000;

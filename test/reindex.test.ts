@@ -1,7 +1,7 @@
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { ADMIN_KEY, createKey, jobsIdle, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { type EmbeddingsServer, fakeEmbedderEnv, startEmbeddingsServer } from './helpers/embeddings-server.js';
 import { newVolume, type TestVolume } from './helpers/entries.js';
 import { indexed } from './helpers/search.js';
@@ -91,9 +91,8 @@ function expectMonotonic(events: Progress[], final: string) {
 }
 
 describe('reindex progress', () => {
-  it('streams over graphql-ws: at least every second, never backwards, ending with completed', async () => {
+  it('streams over graphql-ws: every saved batch, never backwards, ending with completed', async () => {
     const v = await filledVolume(24);
-    emb.delayMs = 60;
     let sub: ReturnType<typeof subscribeWs>;
     try {
       // A reindex into another model embeds every chunk again (a same-model one reuses unchanged vectors).
@@ -109,15 +108,15 @@ describe('reindex progress', () => {
       await waitFor(async () => sub.isComplete(), 30_000);
     } finally {
       emb.release();
-      emb.delayMs = 0;
     }
     await sub.dispose();
     expect(sub.errors).toEqual([]);
     expectMonotonic(sub.events, 'completed');
     const last = sub.events.at(-1) as Progress;
     expect(last).toMatchObject({ total: 24, processed: 24, failed: 0, percent: 100 });
-    // 24 entries × ≥ 60 ms ≈ 1.5 s or more: the ticker and the batches both spoke.
-    expect(sub.events.filter((e) => e.status === 'running').length).toBeGreaterThanOrEqual(3);
+    // Every batch of 8 entries is published as it is saved (the ticker may add more in between).
+    const saved = new Set(sub.events.filter((e) => e.status === 'running').map((e) => e.processed));
+    expect([...saved], JSON.stringify(sub.events)).toEqual(expect.arrayContaining([8, 16]));
     const vol = (await gw.call('GET', v.volumeUrl)).body;
     expect(vol.reindex_status).toBe('completed');
     expect(vol.reindex_progress).toMatchObject({ total: 24, processed: 24, failed: 0, percent: 100 });
@@ -175,9 +174,12 @@ describe('reindex progress', () => {
     }
   });
 
-  it('cancel stops a running reindex with a final cancelled event; searches keep working', async () => {
+  it('cancel stops a running reindex within one entry, with one final cancelled event; a new reindex reuses its work', async () => {
     const v = await filledVolume(20);
-    emb.delayMs = 100;
+    await jobsIdle(gw);
+    // Texts this test sends to the provider (earlier tests' volumes hold the same sentences).
+    const from = emb.texts.length;
+    const mine = () => emb.texts.slice(from);
     let sub: ReturnType<typeof subscribeWs>;
     try {
       emb.hold();
@@ -186,15 +188,31 @@ describe('reindex progress', () => {
       await waitFor(async () => sub.events.length > 0, 20_000);
       emb.release();
       await waitFor(async () => sub.events.some((e) => e.processed >= 2), 20_000);
+      // Hold the provider so the run is mid-entry when the cancel lands.
+      emb.hold();
+      await waitFor(async () => emb.held > 0, 20_000);
       const cancelled = await gw.gql(`mutation($id: ID!) { cancelReindex(volumeId: $id) { status } }`, { id: v.volumeId });
-      expect(cancelled.body.data.cancelReindex.status).toBe('cancelled');
-      await waitFor(async () => sub.isComplete(), 10_000);
+      // The worker is still embedding the entry in hand: the run is stopping, not stopped.
+      expect(cancelled.body.data.cancelReindex.status).toBe('cancelling');
+      expect((await gw.call('GET', `${v.volumeUrl}/reindex`)).body.reindex_status).toBe('cancelling');
+      expect(await gw.app.database.prisma.job.count({ where: { volumeId: v.volumeId, kind: 'reindex' } })).toBe(1);
+      // Texts are counted once the provider answers: the entry in hand is not among them yet.
+      const answeredAtCancel = mine().length;
+      emb.release();
+      await waitFor(async () => sub.isComplete(), 20_000);
+      // It stopped within one entry: it finished the entry in hand (one text), and took no other.
+      expect(mine().length).toBe(answeredAtCancel + 1);
+      const committedAtCancel = await gw.app.database.prisma.chunk.count({
+        where: { volumeId: v.volumeId, embedderId: 'openai:fake-embed' },
+      });
+      expect(committedAtCancel).toBe(answeredAtCancel + 1);
     } finally {
       emb.release();
-      emb.delayMs = 0;
     }
     await sub.dispose();
-    expect(sub.events.at(-1)?.status).toBe('cancelled');
+    expect(sub.errors).toEqual([]);
+    expectMonotonic(sub.events, 'cancelled');
+    expect(sub.events.some((e) => e.status === 'cancelling')).toBe(true);
     expect((await gw.call('GET', `${v.volumeUrl}/reindex`)).body.reindex_status).toBe('cancelled');
     expect(await gw.app.database.prisma.job.count({ where: { volumeId: v.volumeId, kind: 'reindex' } })).toBe(0);
     // Searches still use the complete old vectors.
@@ -202,14 +220,77 @@ describe('reindex progress', () => {
     expect(res.body.total).toBeGreaterThan(0);
     expect(await gw.app.database.prisma.chunk.count({ where: { volumeId: v.volumeId, embedderId: 'hash-1024' } })).toBe(20);
     // A new reindex (REST: 202 and a null body, as in the legacy API) finishes the change and
-    // reuses what the cancelled one embedded.
-    emb.texts.length = 0;
+    // reuses what the cancelled one committed: across both runs every text is embedded exactly once.
     const trigger = await gw.call('POST', `${v.volumeUrl}/reindex`, {});
     expect(trigger.status).toBe(202);
     expect(trigger.body).toBeNull();
     await waitFor(async () => (await gw.call('GET', v.volumeUrl)).body.reindex_status === 'completed', 20_000);
-    expect(emb.texts.length).toBeLessThan(20);
+    await jobsIdle(gw);
+    expect(mine()).toHaveLength(20);
+    expect(new Set(mine()).size).toBe(20);
     expect(await gw.app.database.prisma.chunk.count({ where: { volumeId: v.volumeId } })).toBe(20);
+  });
+
+  it('a reindex asked for while a cancelled one is stopping waits for it: the runs never overlap', async () => {
+    const v = await filledVolume(12);
+    await jobsIdle(gw);
+    const from = emb.texts.length;
+    const mine = () => emb.texts.slice(from);
+    const sub = subscribeWs(v.volumeId);
+    try {
+      emb.hold();
+      await switchModel(v);
+      await waitFor(async () => emb.held > 0, 20_000);
+      const cancelled = await gw.gql(`mutation($id: ID!) { cancelReindex(volumeId: $id) { status } }`, { id: v.volumeId });
+      expect(cancelled.body.data.cancelReindex.status).toBe('cancelling');
+      // Asked for again while the first run still holds its entry: queued behind it, not beside it.
+      const again = await gw.gql(`mutation($id: ID!) { startReindex(volumeId: $id) { status } }`, { id: v.volumeId });
+      expect(again.body.data.startReindex.status).toBe('cancelling');
+      expect(await gw.app.database.prisma.job.count({ where: { volumeId: v.volumeId, kind: 'reindex' } })).toBe(1);
+      emb.release();
+      await waitFor(async () => sub.isComplete(), 20_000);
+      await waitFor(async () => (await gw.call('GET', v.volumeUrl)).body.reindex_status === 'completed', 30_000);
+    } finally {
+      emb.release();
+    }
+    await sub.dispose();
+    // The watcher of the first run saw it end as cancelled, once.
+    expectMonotonic(sub.events, 'cancelled');
+    await jobsIdle(gw);
+    // Overlapping runs would have embedded some entry twice.
+    expect(mine()).toHaveLength(12);
+    expect(new Set(mine()).size).toBe(12);
+    const byEmbedder = await gw.app.database.prisma.chunk.groupBy({ by: ['embedderId'], where: { volumeId: v.volumeId }, _count: true });
+    expect(byEmbedder).toEqual([{ embedderId: 'openai:fake-embed', _count: 12 }]);
+  });
+
+  it('cancelling a queued reindex is final at once; cancelling with nothing to cancel changes nothing', async () => {
+    const v = await newVolume(gw, ORG);
+    const idle = await gw.gql(`mutation($id: ID!) { cancelReindex(volumeId: $id) { status } }`, { id: v.volumeId });
+    expect(idle.body.data.cancelReindex.status).toBe('completed');
+    // Both job workers busy on two other volumes' reindexes (held at the provider): v's stays queued.
+    const [x, y] = [await filledVolume(2), await filledVolume(2)];
+    await jobsIdle(gw);
+    emb.hold();
+    try {
+      await switchModel(x as TestVolume);
+      await switchModel(y as TestVolume);
+      await waitFor(async () => emb.held >= 2, 20_000);
+      const queued = await gw.gql(`mutation($id: ID!) { startReindex(volumeId: $id) { status } }`, { id: v.volumeId });
+      expect(queued.body.data.startReindex.status).toBe('queued');
+      const sub = subscribeWs(v.volumeId);
+      await waitFor(async () => sub.events.length > 0, 20_000);
+      const cancelled = await gw.gql(`mutation($id: ID!) { cancelReindex(volumeId: $id) { status } }`, { id: v.volumeId });
+      expect(cancelled.body.data.cancelReindex.status).toBe('cancelled');
+      await waitFor(async () => sub.isComplete(), 20_000);
+      await sub.dispose();
+      expect(sub.events.map((e) => e.status)).toEqual(['queued', 'cancelled']);
+      expect(await gw.app.database.prisma.job.count({ where: { volumeId: v.volumeId } })).toBe(0);
+    } finally {
+      emb.release();
+    }
+    await jobsIdle(gw);
+    expect((await gw.call('GET', `${v.volumeUrl}/reindex`)).body.reindex_status).toBe('cancelled');
   });
 });
 
@@ -217,22 +298,35 @@ describe('changing the embedding model', () => {
   it('reindexes into the new model while searches keep using the old vectors until it completes', async () => {
     const v = await filledVolume(16, {});
     expect((await gw.call('GET', v.volumeUrl)).body.embedding_model_id).toBe('hash-1024');
-    emb.delayMs = 50;
+    await jobsIdle(gw);
+    // The provider stops answering half way, so the searches below land mid-switch on any machine.
+    emb.holdAfter = emb.texts.length + 8;
     const totals: number[] = [];
     try {
       const patched = await gw.call('PATCH', v.volumeUrl, { embedding_model_id: 'openai:fake-embed' });
       expect(patched.status).toBe(200);
+      await waitFor(async () => emb.held > 0, 20_000);
+      expect((await gw.gql(`query($id: ID!) { volume(id: $id) { searchEmbeddingModelId } }`, { id: v.volumeId })).body.data.volume).toEqual(
+        {
+          searchEmbeddingModelId: 'hash-1024',
+        },
+      );
       // Every search during the switch finds the documents: no window with an empty index.
+      for (let i = 0; i < 3; i++) {
+        const res = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'document about topic 3', mode: 'semantic' });
+        totals.push(res.body.total);
+      }
+      emb.holdAfter = undefined;
+      emb.release();
       await waitFor(async () => {
         const res = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'document about topic 3', mode: 'semantic' });
         totals.push(res.body.total);
         return (await gw.call('GET', v.volumeUrl)).body.reindex_status === 'completed';
       }, 30_000);
     } finally {
+      emb.holdAfter = undefined;
       emb.release();
-      emb.delayMs = 0;
     }
-    expect(totals.length).toBeGreaterThan(2);
     expect(
       totals.every((t) => t > 0),
       JSON.stringify(totals),

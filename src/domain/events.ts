@@ -45,7 +45,8 @@ export interface ReindexProgressEvent {
   error: string | null;
 }
 
-export type ReindexStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+/** `cancelling`: a cancel was asked for and the worker has not stopped yet; `cancelled` follows. */
+export type ReindexStatus = 'queued' | 'running' | 'cancelling' | 'completed' | 'failed' | 'cancelled';
 
 /** Where a volume backup stands. Ids and numbers only; `completed` and `failed` are final. */
 export interface BackupProgressEvent {

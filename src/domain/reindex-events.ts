@@ -10,7 +10,7 @@ const done = (e: ReindexProgressEvent) => e.processed + e.failed;
 const runOf = (e: ReindexProgressEvent) => (e.startedAt ? new Date(e.startedAt).getTime() : 0);
 
 /**
- * Progress of a volume's reindex. Starts with the current state when a reindex is queued or running
+ * Progress of a volume's reindex. Starts with the current state when a reindex is queued, running or stopping
  * (otherwise waits for the next one), never goes backwards (late duplicates from other replicas
  * are dropped), and ends after the completed, failed or cancelled event.
  * @throws NotFoundError, ForbiddenError — before the stream opens
@@ -27,7 +27,7 @@ export async function watchReindex(
   async function* stream(): AsyncGenerator<ReindexProgressEvent> {
     try {
       let last: ReindexProgressEvent | undefined;
-      if (current.status === 'queued' || current.status === 'running') {
+      if (current.status === 'queued' || current.status === 'running' || current.status === 'cancelling') {
         last = current;
         yield current;
       }
@@ -38,6 +38,8 @@ export async function watchReindex(
         const e = next.value;
         const terminal = TERMINAL.has(e.status);
         if (last && !terminal && runOf(e) === runOf(last) && (done(e) < done(last) || e.total < last.total)) continue;
+        // A progress tick that raced the cancel: once cancelling, a run only goes on to cancelled.
+        if (last?.status === 'cancelling' && !terminal && runOf(e) === runOf(last)) continue;
         if (!last && terminal && runOf(e) < runOf(current)) continue;
         last = e;
         yield e;

@@ -1,6 +1,6 @@
 import { db, type Tx } from '../db/client.js';
 import type { Job, Prisma, Volume } from '../generated/prisma/client.js';
-import { enqueueJob, type JobContext, registerJobHandler } from '../indexing/jobs.js';
+import { cancelJob, enqueueJob, type JobContext, registerJobHandler } from '../indexing/jobs.js';
 import { logger } from '../logger.js';
 import { enterOrg, type Principal, requireScope, requireVolumeAdmin } from './access.js';
 import { events, type ReindexProgressEvent, type ReindexStatus } from './events.js';
@@ -13,6 +13,11 @@ import { findVisibleVolume } from './volumes.js';
 // over after a crash or restart resumes rather than starting again. Searches keep using the vectors
 // of `active_embedder_id` until the new model's are complete; then the volume switches in one update
 // and the old vectors are dropped.
+//
+// Runs of one volume never overlap (the job queue runs one claim per key). Cancelling a running
+// reindex is cooperative: the volume shows `cancelling` until the worker has finished the entry in
+// hand and stopped, then `cancelled` (the only final event of that run). A reindex requested while
+// one is stopping waits for it, then starts and reuses every vector the cancelled run committed.
 
 export const REINDEX = 'reindex';
 const BATCH = 8;
@@ -67,9 +72,18 @@ export async function queueReindex(client: Tx | typeof db, volume: Pick<Volume, 
   const existing = await client.job.findUnique({ where: { dedupeKey: jobKey(volume.id) }, select: { status: true } });
   if (existing && (existing.status === 'queued' || existing.status === 'running')) return;
   const start: ReindexPayload = { target: volume.embeddingModelId, cursor: null, processed: 0, failed: 0, total: volume.entryCount };
+  await enqueueJob(client, { kind: REINDEX, dedupeKey: jobKey(volume.id), volumeId: volume.id, payload: { ...start } });
+  // Behind a run that is still stopping, the new one is announced when that one has stopped (onCancelled).
+  if (existing?.status === 'cancelling') return;
+  const publish = await markQueued(client, volume.id, start);
+  publish();
+}
+
+/** Records a new run as queued on the volume; returns the publication of its first event (after commit). */
+async function markQueued(client: Tx | typeof db, volumeId: string, start: ReindexPayload): Promise<() => void> {
   const startedAt = new Date();
   await client.volume.update({
-    where: { id: volume.id },
+    where: { id: volumeId },
     data: {
       reindexStatus: 'queued',
       reindexStartedAt: startedAt,
@@ -78,16 +92,16 @@ export async function queueReindex(client: Tx | typeof db, volume: Pick<Volume, 
       reindexProgress: progressJson(start),
     },
   });
-  await enqueueJob(client, { kind: REINDEX, dedupeKey: jobKey(volume.id), volumeId: volume.id, payload: { ...start } });
-  events.publish('reindexProgress', volume.id, {
-    volumeId: volume.id,
+  const event: ReindexProgressEvent = {
+    volumeId,
     status: 'queued',
     embedderId: start.target,
     ...progressJson(start),
     startedAt,
     completedAt: null,
     error: null,
-  });
+  };
+  return () => events.publish('reindexProgress', volumeId, event);
 }
 
 /**
@@ -105,8 +119,9 @@ export async function startReindex(p: Principal, orgId: string, workspaceId: str
 }
 
 /**
- * Stops a queued or running reindex. Searches keep the vectors they were using; a later reindex
- * reuses whatever the cancelled one already embedded.
+ * Stops a queued or running reindex. A queued one is `cancelled` at once; a running one is
+ * `cancelling` until its worker has finished the entry in hand, then `cancelled`. Searches keep the
+ * vectors they were using; a later reindex reuses whatever the cancelled one already embedded.
  * @throws NotFoundError, ForbiddenError
  */
 export async function cancelReindex(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<ReindexProgressEvent> {
@@ -114,13 +129,14 @@ export async function cancelReindex(p: Principal, orgId: string, workspaceId: st
   requireScope(p, 'volumes:write');
   await findVisibleVolume(p, orgId, workspaceId, volumeId);
   await requireVolumeAdmin(p, volumeId);
-  const { count } = await db.job.deleteMany({ where: { dedupeKey: jobKey(volumeId), status: { in: ['queued', 'running'] } } });
-  if (count > 0) {
-    const v = await db.volume.update({ where: { id: volumeId }, data: { reindexStatus: 'cancelled', reindexCompletedAt: new Date() } });
-    events.publish('reindexProgress', volumeId, progressOf(v));
-    return progressOf(v);
-  }
-  return progressOf(await db.volume.findUniqueOrThrow({ where: { id: volumeId } }));
+  const v = await cancelJob(jobKey(volumeId), async (tx, outcome) => {
+    if (outcome === 'none') return tx.volume.findUniqueOrThrow({ where: { id: volumeId } });
+    const data = outcome === 'cancelled' ? { reindexStatus: 'cancelled', reindexCompletedAt: new Date() } : { reindexStatus: 'cancelling' };
+    return tx.volume.update({ where: { id: volumeId }, data });
+  });
+  const progress = progressOf(v);
+  if (progress.status === 'cancelled' || progress.status === 'cancelling') events.publish('reindexProgress', volumeId, progress);
+  return progress;
 }
 
 /**
@@ -131,6 +147,12 @@ export async function reindexProgress(p: Principal, orgId: string, workspaceId: 
   await enterOrg(p, orgId);
   requireScope(p, 'volumes:read');
   return progressOf(await findVisibleVolume(p, orgId, workspaceId, volumeId));
+}
+
+/** The run queued behind a cancelled one: announced once the cancelled one has stopped. */
+async function rerunOf(tx: Tx, jobId: string, volumeId: string): Promise<() => void> {
+  const job = await tx.job.findUniqueOrThrow({ where: { id: jobId }, select: { payload: true } });
+  return markQueued(tx, volumeId, job.payload as unknown as ReindexPayload);
 }
 
 async function runReindex(job: Job, ctx: JobContext): Promise<void> {
@@ -162,7 +184,9 @@ async function runReindex(job: Job, ctx: JobContext): Promise<void> {
     data: { reindexStatus: 'running', reindexStartedAt: startedAt, reindexProgress: progressJson(state) },
   });
   publish('running', { startedAt });
-  const ticker = setInterval(() => publish('running', { startedAt }), PROGRESS_INTERVAL_MS);
+  const ticker = setInterval(() => {
+    if (!ctx.signal.aborted) publish('running', { startedAt });
+  }, PROGRESS_INTERVAL_MS);
   try {
     while (!ctx.signal.aborted) {
       const now = await db.volume.findUnique({ where: { id: volumeId }, select: { embeddingModelId: true, deletedAt: true } });
@@ -181,6 +205,8 @@ async function runReindex(job: Job, ctx: JobContext): Promise<void> {
       if (batch.length === 0) break;
       const next = { ...state };
       for (const { id } of batch) {
+        // Before each entry: a cancel stops the run within one entry (the one in hand is committed).
+        if (!(await ctx.checkpoint())) return;
         try {
           await indexEntry(id, { embedderIds: [state.target], force: true });
           next.processed++;
@@ -197,20 +223,24 @@ async function runReindex(job: Job, ctx: JobContext): Promise<void> {
       await db.volume.update({ where: { id: volumeId }, data: { reindexProgress: progressJson(state) } });
       publish('running', { startedAt });
     }
-    if (ctx.signal.aborted || !(await ctx.checkpoint())) return;
-    await finish(volumeId, state, startedAt);
+    if (ctx.signal.aborted) return;
+    await finish(volumeId, state, startedAt, ctx);
   } finally {
     clearInterval(ticker);
   }
 }
 
-/** Switches searches to the new vectors and drops the old ones, in one transaction. */
-async function finish(volumeId: string, state: ReindexPayload, startedAt: Date): Promise<void> {
+/**
+ * Switches searches to the new vectors and drops the old ones, in one transaction that also ends the
+ * job: a cancel that arrived after the last entry wins instead (nothing switches; `cancelled` is final).
+ */
+async function finish(volumeId: string, state: ReindexPayload, startedAt: Date, ctx: JobContext): Promise<void> {
   const failedAll = state.failed > 0 && state.processed === 0;
   const completedAt = new Date();
   const error = state.failed > 0 ? `${state.failed} of ${state.total} entries could not be indexed (see their index_error)` : null;
   const status: ReindexStatus = failedAll ? 'failed' : 'completed';
-  await db.$transaction(async (tx) => {
+  const ended = await db.$transaction(async (tx) => {
+    if (!(await ctx.complete(tx))) return false;
     await tx.volume.update({
       where: { id: volumeId },
       data: {
@@ -222,7 +252,9 @@ async function finish(volumeId: string, state: ReindexPayload, startedAt: Date):
       },
     });
     if (!failedAll) await tx.chunk.deleteMany({ where: { volumeId, embedderId: { not: state.target } } });
+    return true;
   });
+  if (!ended) return;
   await refreshVolumeStatus({ volumeId }); // degraded after a failed run, active again after a clean one
   events.publish('reindexProgress', volumeId, {
     volumeId,
@@ -237,6 +269,16 @@ async function finish(volumeId: string, state: ReindexPayload, startedAt: Date):
 
 registerJobHandler(REINDEX, {
   run: runReindex,
+  async onCancelled(tx, job, rerun) {
+    const volumeId = job.volumeId as string;
+    const v = await tx.volume.update({ where: { id: volumeId }, data: { reindexStatus: 'cancelled', reindexCompletedAt: new Date() } });
+    const cancelled = progressOf(v);
+    const next = rerun ? await rerunOf(tx, job.id, volumeId) : undefined;
+    return () => {
+      events.publish('reindexProgress', volumeId, cancelled);
+      next?.();
+    };
+  },
   async onFinalFailure(job, error) {
     const v = await db.volume.update({
       where: { id: job.volumeId as string },

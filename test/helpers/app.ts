@@ -20,7 +20,10 @@ export interface TestGateway {
   app: App;
   dataDir: string;
   pg: PGlite | undefined;
-  /** Every SQL statement Prisma sent since the last `queries.length = 0`. */
+  /**
+   * Every SQL statement Prisma sent for an HTTP request since the last `queries.length = 0`
+   * (background work such as job polls is left out, so counts do not depend on timing).
+   */
   queries: string[];
   /** fetch against the gateway with the admin key (or `key`) and JSON body handling. */
   call(method: string, route: string, body?: unknown, key?: string | null): Promise<{ status: number; body: any; headers: Headers }>;
@@ -45,7 +48,7 @@ export async function startGateway(env: Record<string, string> = {}): Promise<Te
   });
   const queries: string[] = [];
   const pg = config.databaseUrl ? undefined : await clonePglite();
-  const app = await createApp(config, { ...(pg ? { pglite: pg } : {}), onQuery: (sql) => queries.push(sql) });
+  const app = await createApp(config, { ...(pg ? { pglite: pg } : {}), onQuery: (sql, request) => request && queries.push(sql) });
   const url = await app.start(0);
 
   const call: TestGateway['call'] = async (method, route, body, key = ADMIN_KEY) => {
@@ -101,6 +104,21 @@ export async function waitFor<T>(check: () => Promise<T | undefined | null | fal
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * Waits until the gateway's job runner is idle: no job due, running or being cancelled in the
+ * database, and none of this runner's workers busy. Tests wait for this before they reset shared
+ * state (an embeddings server's counters, say) rather than resetting it under a request in flight.
+ */
+export async function jobsIdle(gw: TestGateway, timeoutMs = 30_000): Promise<void> {
+  await waitFor(async () => {
+    if (gw.app.jobs.busy > 0) return false;
+    const open = await gw.app.database.prisma.job.count({
+      where: { OR: [{ status: { in: ['running', 'cancelling'] } }, { status: 'queued', runAt: { lte: new Date() } }] },
+    });
+    return open === 0 && gw.app.jobs.busy === 0;
+  }, timeoutMs);
 }
 
 /** Creates an org key through the API and returns its secret. */

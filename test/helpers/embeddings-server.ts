@@ -20,21 +20,43 @@ export interface EmbeddingsServer {
   poison: string | undefined;
   /** Holds every request until `release()`: lets a test subscribe before a job gets anywhere. */
   hold(): void;
+  /** Requests waiting at the hold right now. */
+  held: number;
+  /** Once this many texts are embedded, hold every later request (until `release()`). */
+  holdAfter: number | undefined;
   release(): void;
   close(): Promise<void>;
 }
 
 export async function startEmbeddingsServer(dims = 1024): Promise<EmbeddingsServer> {
   const embedder = new HashingEmbedder(dims);
-  const state = { texts: [] as string[], requests: 0, delayMs: 0, failNext: 0, poison: undefined as string | undefined };
+  const state = {
+    texts: [] as string[],
+    requests: 0,
+    delayMs: 0,
+    failNext: 0,
+    poison: undefined as string | undefined,
+    held: 0,
+    holdAfter: undefined as number | undefined,
+  };
   let gate: Promise<void> | undefined;
   let open: (() => void) | undefined;
+  const hold = () => {
+    gate ??= new Promise<void>((r) => {
+      open = r;
+    });
+  };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', async () => {
       state.requests++;
-      await gate;
+      if (state.holdAfter !== undefined && state.texts.length >= state.holdAfter) hold();
+      if (gate) {
+        state.held++;
+        await gate;
+        state.held--;
+      }
       if (state.delayMs) await new Promise((r) => setTimeout(r, state.delayMs));
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { input: string[]; dimensions?: number };
       if (state.failNext > 0) {
@@ -55,11 +77,7 @@ export async function startEmbeddingsServer(dims = 1024): Promise<EmbeddingsServ
   const { port } = server.address() as AddressInfo;
   return Object.assign(state, {
     url: `http://127.0.0.1:${port}/v1`,
-    hold: () => {
-      gate ??= new Promise<void>((r) => {
-        open = r;
-      });
-    },
+    hold,
     release: () => {
       open?.();
       gate = undefined;

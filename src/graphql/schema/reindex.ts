@@ -5,7 +5,9 @@ import { volumeRoute } from '../../domain/volumes.js';
 import { builder } from '../builder.js';
 import { Volume } from './volume.js';
 
-const ReindexStatus = builder.enumType('ReindexStatus', { values: ['queued', 'running', 'completed', 'failed', 'cancelled'] as const });
+const ReindexStatus = builder.enumType('ReindexStatus', {
+  values: ['queued', 'running', 'cancelling', 'completed', 'failed', 'cancelled'] as const,
+});
 
 const ReindexProgressRef = builder.objectRef<ReindexProgressEvent>('ReindexProgress').implement({
   description: "Where a volume's reindex stands. Counts never go backwards within one run.",

@@ -20,7 +20,7 @@ const SearchResponse = z.object({ results: z.array(SearchResultItem), query: z.s
 
 const ReindexProgress = z.object({
   volume_id: z.string(),
-  reindex_status: z.enum(['queued', 'running', 'completed', 'failed', 'cancelled']).nullable(),
+  reindex_status: z.enum(['queued', 'running', 'cancelling', 'completed', 'failed', 'cancelled']).nullable(),
   reindex_started_at: z.string().nullable(),
   reindex_completed_at: z.string().nullable(),
   reindex_progress: z.object({ total: z.number(), processed: z.number(), failed: z.number(), percent: z.number() }),
