@@ -134,6 +134,54 @@ describe('GraphQL errors', () => {
     expect(denied.body.errors[0].extensions).toMatchObject({ code: 'FORBIDDEN', required_permission: 'workspaces:read' });
   });
 
+  it('variable errors keep the variable and the path inside it, with BAD_USER_INPUT and the spec status', async () => {
+    const query = 'mutation($i: CreateVolumeInput!) { createVolume(workspaceId: "x", input: $i) { id } }';
+    const send = (accept: string, variables: unknown) =>
+      fetch(`${gw.url}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept, authorization: 'Bearer test-admin-key-0123456789abcdef' },
+        body: JSON.stringify({ query, variables }),
+      });
+    const modern = await send('application/graphql-response+json', { i: { name: 42, maxFileCount: 'many' } });
+    expect(modern.status).toBe(400);
+    expect(modern.headers.get('content-type')).toMatch(/^application\/graphql-response\+json/);
+    const body = await modern.json();
+    expect(body.data).toBeUndefined();
+    expect(body.errors.map((e: any) => [e.message, e.extensions])).toEqual(
+      expect.arrayContaining([
+        [
+          'Variable "$i" got invalid value "many" at "i.maxFileCount"; Int cannot represent non-integer value: "many"',
+          { code: 'BAD_USER_INPUT' },
+        ],
+        ['Variable "$i" got invalid value 42 at "i.name"; String cannot represent a non string value: 42', { code: 'BAD_USER_INPUT' }],
+      ]),
+    );
+    // A missing variable too; legacy application/json clients keep the 200 the spec gives them.
+    const legacy = await send('application/json', {});
+    expect(legacy.status).toBe(200);
+    const missing = await legacy.json();
+    expect(missing.errors[0]).toMatchObject({
+      message: 'Variable "$i" of required type "CreateVolumeInput!" was not provided.',
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
+  });
+
+  it('refuses a page larger than 200 naming the argument (no silent cap)', async () => {
+    const ws = (await gw.call('POST', '/v1/orgs/pages/workspaces', { name: 'p' })).body.workspace_id;
+    for (const [query, argument] of [
+      ['{ workspaces(orgId: "pages", first: 500) { totalCount } }', 'first'],
+      ['{ workspaces(orgId: "pages", last: 201) { totalCount } }', 'last'],
+      [`{ workspace(id: "${ws}") { volumes(first: 1000) { totalCount } } }`, 'first'],
+      ['{ workspaces(orgId: "pages", first: -1) { totalCount } }', 'first'],
+    ] as const) {
+      const res = await gw.gql(query);
+      expect(res.body.errors?.[0]?.extensions, query).toEqual({ code: 'BAD_USER_INPUT', argument, max: 200 });
+      expect(res.body.errors[0].message).toMatch(new RegExp(`^${argument} must be between 0 and 200`));
+    }
+    const ok = await gw.gql('{ workspaces(orgId: "pages", first: 200) { totalCount } }');
+    expect(ok.body).toEqual({ data: { workspaces: { totalCount: 1 } } });
+  });
+
   it('answers null, not an error, for ids that cannot exist', async () => {
     const res = await gw.gql('query($id: ID!) { workspace(id: $id) { id } volume(id: $id) { id } }', { id: 'x\u0000' });
     expect(res.body).toEqual({ data: { workspace: null, volume: null } });

@@ -53,10 +53,30 @@ export function maskError(error: unknown, message: string): Error {
   if (pothos) {
     return new GraphQLError(pothos.message, { nodes: gqlError?.nodes, path: gqlError?.path, extensions: { code: 'VALIDATION_FAILED' } });
   }
+  // Variables that are missing or do not coerce (graphql-js names the variable and the path inside
+  // it; a scalar's own error hangs below): a request error, shown whole, with the status the
+  // GraphQL-over-HTTP spec gives it (400 for application/graphql-response+json, 200 for legacy JSON).
+  if (gqlError && !gqlError.path && gqlError.message.startsWith('Variable "$')) {
+    return new GraphQLError(gqlError.message, {
+      nodes: gqlError.nodes,
+      source: gqlError.source,
+      positions: gqlError.positions,
+      extensions: { code: 'BAD_USER_INPUT', http: { status: 400, spec: true } },
+    });
+  }
   // Errors yoga itself raised for the request (parse, validation, limits) are already safe to show.
   if (gqlError && !gqlError.originalError) return gqlError;
   const inner = asGraphQLError(gqlError?.originalError);
-  if (inner) return inner;
+  // A GraphQLError a resolver threw on purpose (scope-auth, page sizes): its message and code, at its path.
+  if (inner) {
+    return new GraphQLError(inner.message, {
+      nodes: gqlError?.nodes,
+      source: gqlError?.source,
+      positions: gqlError?.positions,
+      path: gqlError?.path,
+      extensions: inner.extensions,
+    });
+  }
   logger.error({ err: gqlError?.originalError ?? error }, 'unexpected GraphQL error');
   return new GraphQLError(message, {
     nodes: gqlError?.nodes,
