@@ -18,6 +18,21 @@ afterAll(async () => {
   await gw?.stop();
 });
 
+describe('legacy error envelopes', () => {
+  it('carry the timestamp format the reference documents: UTC, microseconds, no zone suffix', async () => {
+    // reference/volumes-api.txt and workspaces-api.txt show every error envelope's timestamp as
+    // "2025-01-01T00:00:00.000000"; legacy callers parse exactly that, so it stays (resources use ISO 8601 with Z).
+    const before = Date.now();
+    const res = await gw.call('GET', `/v1/orgs/acme/workspaces/${MISSING}`);
+    expect(res.status).toBe(404);
+    expect(Object.keys(res.body)).toEqual(ERROR_FIELDS);
+    expect(res.body.timestamp).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/);
+    const at = Date.parse(`${res.body.timestamp.slice(0, 23)}Z`);
+    expect(at).toBeGreaterThanOrEqual(before - 1000);
+    expect(at).toBeLessThanOrEqual(Date.now() + 1000);
+  });
+});
+
 describe('API keys REST', () => {
   it('shows the secret once and stores only its sha256', async () => {
     const res = await gw.call('POST', keys('acme'), { name: 'ci', scopes: ['volumes:read', 'search', 'volumes:read'] });

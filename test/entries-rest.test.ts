@@ -204,6 +204,19 @@ describe('entry paths', () => {
     expect(await rowTotals(gw, v.volumeId)).toEqual(before);
   });
 
+  it('echoes the offending entry path, not the whole URL, as the 422 input', async () => {
+    for (const [raw, echoed] of [
+      ['a/../b', '/a/../b'],
+      ['a/%2e%2e/b', '/a/%2e%2e/b'],
+    ]) {
+      const res = await request(gw, 'GET', `${v.volumeUrl}/entries/${raw}`);
+      expect(res.status).toBe(422);
+      expect(res.body.detail).toEqual([
+        { loc: ['path', 'path'], msg: "path must not contain '.' or '..' segments", type: 'path_invalid', input: echoed, ctx: {} },
+      ]);
+    }
+  });
+
   it('accepts a path of exactly 1024 bytes', async () => {
     const name = 'y'.repeat(1023);
     const res = await request(gw, 'PUT', `${v.volumeUrl}/entries/${name}`, { body: { content_text: 'x' } });

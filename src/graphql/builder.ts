@@ -11,6 +11,7 @@ import { AuthenticationError, ForbiddenError } from '../domain/errors.js';
 import type PrismaTypes from '../generated/pothos-types.js';
 import { getDatamodel } from '../generated/pothos-types.js';
 import type { GraphQLContext } from './context.js';
+import { MAX_PAGE_SIZE } from './page-size.js';
 
 /** The first scope a failed auth check asked for, to name it in `required_permission`. */
 function missingScope(failure: AuthFailure): string | undefined {
@@ -23,7 +24,6 @@ function missingScope(failure: AuthFailure): string | undefined {
 export const queryLimits = { depth: 12, complexity: 20_000, breadth: 300 };
 
 const DEFAULT_PAGE = 50;
-const MAX_PAGE = 200;
 
 /**
  * Cost of a field: a connection costs its page size (`first`/`last`, default 50) times what each
@@ -38,7 +38,7 @@ function fieldComplexity(
   const named = getNamedType(field.type);
   if (named.name.endsWith('Connection')) {
     const size = Number(args.first ?? args.last ?? DEFAULT_PAGE);
-    return { field: 1, multiplier: Math.min(Number.isFinite(size) && size > 0 ? size : DEFAULT_PAGE, MAX_PAGE) };
+    return { field: 1, multiplier: Math.min(Number.isFinite(size) && size > 0 ? size : DEFAULT_PAGE, MAX_PAGE_SIZE) };
   }
   // The connection already paid for its page; a list number alone would be multiplied again by 10.
   if (field.name === 'edges' || !isObjectType(named)) return { field: 1, multiplier: 1 };
@@ -47,8 +47,8 @@ function fieldComplexity(
 
 /**
  * The one schema builder. Plugin order matters: scope-auth wraps resolvers first so nothing below
- * it runs for an unauthorised caller; complexity prices the whole operation before execution; prisma
- * and relay then shape fields and connections.
+ * it runs for an unauthorised caller; page sizes are checked next; complexity prices the whole
+ * operation before execution; prisma and relay then shape fields and connections.
  */
 export const builder = new SchemaBuilder<{
   Context: GraphQLContext;
@@ -64,7 +64,7 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
 }>({
   defaultFieldNullability: false,
-  plugins: [ScopeAuthPlugin, ComplexityPlugin, PrismaPlugin, RelayPlugin],
+  plugins: [ScopeAuthPlugin, 'pageSize', ComplexityPlugin, PrismaPlugin, RelayPlugin],
   complexity: {
     fieldComplexity,
     limit: () => queryLimits,
@@ -99,12 +99,14 @@ export const builder = new SchemaBuilder<{
     exposeDescriptions: true,
     filterConnectionTotalCount: true,
     onUnusedQuery: process.env.NODE_ENV === 'production' ? null : 'warn',
-    maxConnectionSize: 200,
+    maxConnectionSize: MAX_PAGE_SIZE,
     defaultConnectionSize: 50,
   },
   relay: {
     clientMutationId: 'omit',
     cursorType: 'String',
+    firstArgOptions: { description: `Returns the first n items (0-${MAX_PAGE_SIZE}, default ${DEFAULT_PAGE}; more is BAD_USER_INPUT)` },
+    lastArgOptions: { description: `Returns the last n items (0-${MAX_PAGE_SIZE}; more is BAD_USER_INPUT)` },
   },
 });
 

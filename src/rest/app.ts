@@ -38,11 +38,12 @@ async function refuseDotSegments(c: Context<RestEnv>, next: () => Promise<void>)
   const target = (c.env?.incoming?.url ?? '').split(/[?#]/)[0] ?? '';
   const segments = target.split('/').map((s) => s.replace(/%2e/gi, '.'));
   if (segments.some((s) => s === '.' || s === '..')) {
-    const inEntry = /\/volumes\/[^/]+\/entries\//.test(target);
+    // Echo what the caller got wrong: the entry path (as sent) for entry routes, else the URL path.
+    const entry = /\/volumes\/[^/]+\/entries(\/.*)$/.exec(target)?.[1];
     throw ValidationError.field(
-      inEntry ? ['path', 'path'] : ['path'],
+      entry ? ['path', 'path'] : ['path'],
       "path must not contain '.' or '..' segments",
-      target,
+      entry ?? target,
       'path_invalid',
     );
   }
