@@ -105,8 +105,8 @@ export const builder = new SchemaBuilder<{
   relay: {
     clientMutationId: 'omit',
     cursorType: 'String',
-    firstArgOptions: { description: `Returns the first n items (0-${MAX_PAGE_SIZE}, default ${DEFAULT_PAGE}; more is BAD_USER_INPUT)` },
-    lastArgOptions: { description: `Returns the last n items (0-${MAX_PAGE_SIZE}; more is BAD_USER_INPUT)` },
+    firstArgOptions: { description: `Returns the first n items (0-${MAX_PAGE_SIZE}, default ${DEFAULT_PAGE}; more is VALIDATION_FAILED)` },
+    lastArgOptions: { description: `Returns the last n items (0-${MAX_PAGE_SIZE}; more is VALIDATION_FAILED)` },
   },
 });
 
