@@ -18,7 +18,7 @@ import { type Database, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
 import { forgetKnownOrgs } from './domain/access.js';
 import { type Events, setEvents } from './domain/events.js';
-import { startMaintenance } from './domain/maintenance.js';
+import { configureMaintenance, startMaintenance } from './domain/maintenance.js';
 import { configureSearch } from './domain/search-sql.js';
 import { configureUploads } from './domain/uploads.js';
 import { configureVolumeRetention } from './domain/volume-lifecycle.js';
@@ -185,6 +185,10 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   // Idle keep-alive sockets stay open longer than clients' own idle timeouts (undici 4 s, load
   // balancers 60 s), so a client never sends a request on a socket the server is just closing.
   server.keepAliveTimeout = 65_000;
+  // A request (an upload) may take as long as its temporary file is kept: the crash sweep removes
+  // only temps older than this, so it can never remove one still being written. (Node's default,
+  // 300 s, would cut a 5 GB upload off.) Slow headers are still cut off by headersTimeout.
+  server.requestTimeout = config.uploadTempMaxAgeMs;
   server.headersTimeout = 66_000;
 
   const wss = new WebSocketServer({ server, path: '/graphql' });
@@ -226,6 +230,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   );
 
   await resumePendingProvisioning();
+  configureMaintenance({ uploadTempMaxAgeMs: config.uploadTempMaxAgeMs });
   const maintenance = startMaintenance(config.sweepIntervalMs);
   configureEmbedders(config.embeddings);
   configureSearch({ efSearch: config.efSearch });

@@ -1,6 +1,9 @@
 import path from 'node:path';
 import { z } from 'zod';
 
+/** Default UPLOAD_TEMP_MAX_AGE_MS: 24 hours. */
+export const DEFAULT_UPLOAD_TEMP_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
 const emptyAsUndefined = (v: unknown) => (v === '' ? undefined : v);
 const optionalString = z.preprocess(emptyAsUndefined, z.string().optional());
 const bool = (fallback: boolean) =>
@@ -43,6 +46,11 @@ const ConfigSchema = z.object({
     .int()
     .min(1)
     .default(5 * 1024 ** 3),
+  /**
+   * Temporary upload files and incomplete multipart uploads older than this are assumed abandoned
+   * (the longest an upload may take) and swept at start-up and by reconciliation.
+   */
+  UPLOAD_TEMP_MAX_AGE_MS: z.coerce.number().int().min(1000).default(DEFAULT_UPLOAD_TEMP_MAX_AGE_MS),
   /** HMAC key for the local blob store's download URLs; generated into DATA_DIR when unset. */
   DOWNLOAD_SIGNING_SECRET: optionalString.pipe(z.string().min(32, 'at least 32 characters').optional()),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -101,6 +109,8 @@ export interface Config {
   bucketPrefix: string;
   redisUrl: string | undefined;
   maxUploadBytes: number;
+  /** Upload temporaries (local `.tmp/` files, S3 multipart uploads) older than this are swept as abandoned. */
+  uploadTempMaxAgeMs: number;
   downloadSigningSecret: string | undefined;
   logLevel: string;
   graphiql: boolean;
@@ -158,6 +168,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     bucketPrefix: c.S3_BUCKET_PREFIX,
     redisUrl: c.REDIS_URL,
     maxUploadBytes: c.MAX_UPLOAD_BYTES,
+    uploadTempMaxAgeMs: c.UPLOAD_TEMP_MAX_AGE_MS,
     downloadSigningSecret: c.DOWNLOAD_SIGNING_SECRET,
     logLevel: c.LOG_LEVEL,
     graphiql: flag(c.GRAPHIQL, dev),

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +19,7 @@ interface LocalHarness {
   secret: string;
   base: string;
   leftovers(bucket: string): Promise<string[]>;
+  abandonUpload(bucket: string, bytes: number): Promise<string>;
   teardown(): Promise<void>;
 }
 
@@ -37,6 +38,13 @@ async function startLocal(): Promise<LocalHarness> {
     secret,
     base,
     leftovers: async (bucket) => fs.readdir(path.join(root, bucket, '.tmp')).catch(() => []),
+    // What a put leaves when its process is killed mid-stream: a temporary data file under .tmp/.
+    abandonUpload: async (bucket, bytes) => {
+      const name = randomUUID();
+      await fs.mkdir(path.join(root, bucket, '.tmp'), { recursive: true });
+      await fs.writeFile(path.join(root, bucket, '.tmp', name), randomBytes(bytes));
+      return name;
+    },
     teardown: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -270,5 +278,64 @@ describe('local blob store: keys, signatures and the download route', () => {
     await h.store.delete(bucket, 'prune/a/b/c.txt');
     await expect(fs.stat(path.join(h.root, bucket, 'prune'))).rejects.toMatchObject({ code: 'ENOENT' });
     await expect(fs.stat(path.join(h.root, bucket, '.meta', 'prune'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
+
+describe('local blob store: sweeping abandoned uploads by age', () => {
+  let h: LocalHarness;
+  const bucket = 'vg-local-sweep';
+  const tmp = () => path.join(h.root, bucket, '.tmp');
+  const HOUR = 3_600_000;
+
+  beforeAll(async () => {
+    h = await startLocal();
+    await h.store.createBucket(bucket);
+  });
+  afterAll(async () => {
+    await h?.teardown();
+  });
+
+  /** A file under .tmp/ last modified `ageMs` ago (fs.utimes), as a crashed put leaves it. */
+  async function temp(name: string, bytes: number, ageMs: number): Promise<void> {
+    const file = path.join(tmp(), name);
+    await fs.mkdir(tmp(), { recursive: true });
+    await fs.writeFile(file, randomBytes(bytes));
+    const when = new Date(Date.now() - ageMs);
+    await fs.utimes(file, when, when);
+  }
+
+  it('removes temp files last modified before the cutoff, counts bytes, keeps fresh ones', async () => {
+    const [a, b, fresh, edge] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()];
+    await temp(a, 4000, 48 * HOUR); // a crash mid-stream: data only
+    await temp(b, 2500, 30 * HOUR); // a crash between the type sidecar and the renames: data + .meta
+    await temp(`${b}.meta`, 40, 30 * HOUR);
+    await temp(fresh, 7000, 60_000); // an upload a minute old: in progress for all we know
+    await temp(`${fresh}.meta`, 40, 60_000);
+    await temp(edge, 100, 23 * HOUR); // just inside a 24 h limit
+    await fs.mkdir(path.join(tmp(), 'not-a-file')); // nothing the store makes: left alone
+
+    const swept = await h.store.sweepIncompleteUploads(bucket, new Date(Date.now() - 24 * HOUR));
+    // Uploads, not files: b's data and sidecar are one upload.
+    expect(swept).toEqual({ removed: 2, bytes: 4000 + 2500 + 40 });
+    expect((await fs.readdir(tmp())).sort()).toEqual([edge, fresh, `${fresh}.meta`, 'not-a-file'].sort());
+
+    // Objects are never touched, and a second sweep at the same cutoff finds nothing.
+    await h.store.put(bucket, 'kept/object.bin', Readable.from([Buffer.from('kept')]));
+    const object = path.join(h.root, bucket, 'kept', 'object.bin');
+    const old = new Date(Date.now() - 100 * HOUR);
+    await fs.utimes(object, old, old);
+    expect(await h.store.sweepIncompleteUploads(bucket, new Date(Date.now() - 24 * HOUR))).toEqual({ removed: 0, bytes: 0 });
+    expect(await h.store.head(bucket, 'kept/object.bin')).toEqual({ size: 4, contentType: undefined });
+
+    // A tighter limit takes the rest.
+    expect(await h.store.sweepIncompleteUploads(bucket, new Date(Date.now() + 1000))).toEqual({ removed: 2, bytes: 100 + 7000 + 40 });
+    expect(await fs.readdir(tmp())).toEqual(['not-a-file']);
+  });
+
+  it('has nothing to sweep in a bucket without .tmp/ or one that does not exist, and refuses bad bucket names', async () => {
+    await h.store.createBucket('vg-local-sweep-empty');
+    expect(await h.store.sweepIncompleteUploads('vg-local-sweep-empty', new Date(Date.now() + HOUR))).toEqual({ removed: 0, bytes: 0 });
+    expect(await h.store.sweepIncompleteUploads('vg-local-sweep-missing', new Date(Date.now() + HOUR))).toEqual({ removed: 0, bytes: 0 });
+    await expect(h.store.sweepIncompleteUploads('../escape', new Date())).rejects.toThrow(/invalid bucket name/);
   });
 });

@@ -1,5 +1,14 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { reconcileVolumeUsage, sweepExpiredEntries } from '../src/domain/maintenance.js';
+import {
+  ORPHAN_GRACE_MS,
+  reconcileVolumeUsage,
+  reconcileWorkspaceObjects,
+  sweepAllIncompleteUploads,
+  sweepExpiredEntries,
+} from '../src/domain/maintenance.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { expectExactUsage, newVolume, putText, request, rowTotals, usage } from './helpers/entries.js';
 
@@ -191,6 +200,84 @@ describe('usage counters', () => {
     const after = await usage(gw, v);
     expect(after).toMatchObject({ used_bytes: 12, entry_count: 3, mount_count: 1 });
     expect(Date.parse(after.last_reconciled_at ?? '')).toBeGreaterThanOrEqual(started - 1000);
+  });
+});
+
+describe('abandoned uploads in reconciliation', () => {
+  const HOUR = 3_600_000;
+
+  /** A volume whose workspace bucket is active, and that bucket's .tmp/ folder on disk (local store). */
+  async function bucketVolume() {
+    const v = await newVolume(gw, 'acme');
+    const ws = await waitFor(async () => {
+      const got = await gw.call('GET', `/v1/orgs/acme/workspaces/${v.workspaceId}`);
+      return got.body.bucket_status === 'active' ? got.body : undefined;
+    });
+    return { ...v, bucket: ws.s3_bucket as string, tmp: path.join(gw.dataDir, 'blobs', ws.s3_bucket, '.tmp') };
+  }
+
+  /** What a put killed mid-stream leaves under .tmp/: its data file (and maybe its type sidecar), last written `ageMs` ago. */
+  async function crashedUpload(tmp: string, bytes: number, ageMs: number, withMeta = false): Promise<string> {
+    const id = randomUUID();
+    await fs.mkdir(tmp, { recursive: true });
+    const when = new Date(Date.now() - ageMs);
+    for (const [name, data] of [[id, randomBytes(bytes)], ...(withMeta ? [[`${id}.meta`, '{"contentType":"text/plain"}']] : [])] as const) {
+      await fs.writeFile(path.join(tmp, name), data);
+      await fs.utimes(path.join(tmp, name), when, when);
+    }
+    return id;
+  }
+
+  it('POST /reconcile removes temp files older than UPLOAD_TEMP_MAX_AGE_MS (24 h) and counts them; younger ones stay', async () => {
+    const v = await bucketVolume();
+    await putText(gw, v, '/kept', 'still here');
+    await crashedUpload(v.tmp, 3000, 30 * HOUR, true);
+    await crashedUpload(v.tmp, 500, 25 * HOUR);
+    const young = await crashedUpload(v.tmp, 800, 2 * HOUR);
+
+    const res = await gw.call('POST', `/v1/orgs/acme/workspaces/${v.workspaceId}/reconcile`);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    const meta = '{"contentType":"text/plain"}'.length;
+    expect(res.body).toMatchObject({
+      orphans_removed: [],
+      missing_objects: [],
+      incomplete_uploads_removed: 2,
+      incomplete_upload_bytes: 3000 + meta + 500,
+    });
+    expect(await fs.readdir(v.tmp)).toEqual([young]);
+    expect((await gw.call('GET', v.entry('/kept'))).body.content_text).toBe('still here');
+
+    // Nothing left that old: the next run reports zeros.
+    const again = await gw.call('POST', `/v1/orgs/acme/workspaces/${v.workspaceId}/reconcile`);
+    expect(again.body).toMatchObject({ incomplete_uploads_removed: 0, incomplete_upload_bytes: 0 });
+  });
+
+  it('GraphQL reconcileWorkspace reports the same counts', async () => {
+    const v = await bucketVolume();
+    await crashedUpload(v.tmp, 1234, 48 * HOUR);
+    const q = `mutation($id: ID!) { reconcileWorkspace(id: $id) { orphansRemoved incompleteUploadsRemoved incompleteUploadBytes } }`;
+    const res = await gw.gql(q, { id: v.workspaceId });
+    expect(res.body).toEqual({
+      data: { reconcileWorkspace: { orphansRemoved: [], incompleteUploadsRemoved: 1, incompleteUploadBytes: 1234 } },
+    });
+    expect(await fs.readdir(v.tmp)).toEqual([]);
+  });
+
+  it('the cutoff is an argument: a smaller max age takes younger temp files; the sweep of all buckets too', async () => {
+    const v = await bucketVolume();
+    const w = await bucketVolume();
+    await crashedUpload(v.tmp, 100, 10 * 60_000);
+    const report = await reconcileWorkspaceObjects(v.workspaceId, ORPHAN_GRACE_MS, 5 * 60_000);
+    expect(report).toMatchObject({ incompleteUploadsRemoved: 1, incompleteUploadBytes: 100 });
+
+    await crashedUpload(v.tmp, 10, 3 * HOUR);
+    await crashedUpload(w.tmp, 20, 3 * HOUR);
+    const kept = await crashedUpload(w.tmp, 30, HOUR / 2);
+    // Two and a half hours: the 2 h one the first test kept stays too.
+    const all = await sweepAllIncompleteUploads(2.5 * HOUR);
+    expect(all).toEqual({ removed: 2, bytes: 30 });
+    expect(await fs.readdir(v.tmp)).toEqual([]);
+    expect(await fs.readdir(w.tmp)).toEqual([kept]);
   });
 });
 

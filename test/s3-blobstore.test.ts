@@ -12,6 +12,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3BlobStore } from '../src/storage/s3.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { abandonS3Upload, s3UploadKeys } from './helpers/blob-store-contract.js';
 import { S3RVER_CREDENTIALS, type S3rverHandle, startS3rver } from './helpers/s3rver.js';
 
 /**
@@ -149,6 +150,27 @@ describe('s3 blob store through the gateway', () => {
     } finally {
       store.client.destroy();
     }
+  });
+});
+
+describe('s3 blob store: abandoned multipart uploads', () => {
+  it('reconcile on s3rver (no ListMultipartUploads) answers 200 with nothing swept and bytes unknown', async () => {
+    const created = await api().call('POST', '/v1/orgs/s3org/workspaces', { name: 'Swept' });
+    const { workspace_id: id, s3_bucket: bucket } = created.body as { workspace_id: string; s3_bucket: string };
+    await waitFor(async () => (await api().call('GET', `/v1/orgs/s3org/workspaces/${id}`)).body.bucket_status === 'active');
+    const store = api().app.blobStore as S3BlobStore;
+    // What a gateway killed mid-upload leaves: a multipart upload with a part, never completed.
+    await abandonS3Upload(store, bucket, 64 * 1024);
+    // s3rver cannot list (501) or abort (405) multipart uploads: the sweep reports nothing rather than fail.
+    expect(await s3UploadKeys(store, bucket)).toBeNull();
+
+    const res = await api().call('POST', `/v1/orgs/s3org/workspaces/${id}/reconcile`);
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body).toMatchObject({ orphans_removed: [], incomplete_uploads_removed: 0, incomplete_upload_bytes: null });
+    expect(await store.sweepIncompleteUploads(bucket, new Date(Date.now() + 60_000))).toEqual({ removed: 0, bytes: null });
+    // Bucket deletion is not hindered by the upload either.
+    expect((await api().call('DELETE', `/v1/orgs/s3org/workspaces/${id}`)).status).toBe(200);
+    expect(await bucketExists(bucket)).toBe(false);
   });
 });
 

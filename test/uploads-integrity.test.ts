@@ -222,7 +222,14 @@ describe('reconciliation of a bucket with its rows', () => {
     // Default grace: the fresh orphan may belong to an upload about to commit, so it stays.
     expect(ORPHAN_GRACE_MS).toBeGreaterThan(60_000);
     const cautious = await reconcileWorkspace(v.workspaceId);
-    expect(cautious.objects).toEqual({ workspaceId: v.workspaceId, orphansRemoved: [], orphansKept: 1, missingObjects: missing });
+    expect(cautious.objects).toEqual({
+      workspaceId: v.workspaceId,
+      orphansRemoved: [],
+      orphansKept: 1,
+      missingObjects: missing,
+      incompleteUploadsRemoved: 0,
+      incompleteUploadBytes: 0,
+    });
     expect(await gw.app.blobStore.head(v.bucket, orphan)).not.toBeNull();
 
     // The REST route: an org key without admin is refused, admin keys get the same report.
@@ -248,7 +255,14 @@ describe('reconciliation of a bucket with its rows', () => {
 
     // Grace 0: the orphan goes; the missing object is reported, and its row is left for an operator.
     const thorough = await reconcileWorkspace(v.workspaceId, 0);
-    expect(thorough.objects).toEqual({ workspaceId: v.workspaceId, orphansRemoved: [orphan], orphansKept: 0, missingObjects: missing });
+    expect(thorough.objects).toEqual({
+      workspaceId: v.workspaceId,
+      orphansRemoved: [orphan],
+      orphansKept: 0,
+      missingObjects: missing,
+      incompleteUploadsRemoved: 0,
+      incompleteUploadBytes: 0,
+    });
     expect(await gw.app.blobStore.head(v.bucket, orphan)).toBeNull();
     expect(await listKeys(gw, v.bucket)).toEqual([keyA]);
     expect(await blobKeyOf(gw, v.volumeId, '/b.txt')).toBe(keyB);

@@ -1,6 +1,7 @@
+import { DEFAULT_UPLOAD_TEMP_MAX_AGE_MS } from '../config.js';
 import { db } from '../db/client.js';
 import { logger } from '../logger.js';
-import { blobs, type ObjectInfo } from '../storage/blob-store.js';
+import { blobs, type ObjectInfo, type SweepResult } from '../storage/blob-store.js';
 import { enterOrg, forbidAppKey, type Principal, requireScope } from './access.js';
 import { runBucketDeletions } from './cleanup.js';
 import { isId } from './common.js';
@@ -11,13 +12,28 @@ import { purgeDeletedVolumes } from './volume-lifecycle.js';
 import { refreshVolumeStatuses } from './volume-status.js';
 import { volumeObjectPrefix } from './volumes.js';
 
+/** UPLOAD_TEMP_MAX_AGE_MS: upload temporaries older than this are abandoned (see configureMaintenance). */
+let uploadTempMaxAgeMs = DEFAULT_UPLOAD_TEMP_MAX_AGE_MS;
+
+/** Takes the maintenance settings from the configuration; call before `startMaintenance`. */
+export function configureMaintenance(settings: { uploadTempMaxAgeMs: number }): void {
+  uploadTempMaxAgeMs = settings.uploadTempMaxAgeMs;
+}
+
 /**
  * The periodic housekeeping of one gateway: expired entries, bucket deletions left to retry,
- * deleted volumes past retention, volume statuses, and (less often) usage counters. Every step is
- * safe to run on several replicas at once (row locks), and a failing step is logged and retried on
- * the next tick.
+ * deleted volumes past retention, volume statuses, and (less often) usage counters and objects.
+ * Every step is safe to run on several replicas at once (row locks), and a failing step is logged
+ * and retried on the next tick. Once at start, in the background, it also sweeps every bucket's
+ * abandoned uploads (`sweepAllIncompleteUploads`): those of a crashed process.
  */
 export function startMaintenance(intervalMs: number, reconcileEveryMs = 60 * 60 * 1000): { stop(): Promise<void> } {
+  // Only uploads older than UPLOAD_TEMP_MAX_AGE_MS go, so another replica's in-flight uploads in a
+  // shared store are safe; a failure is logged, and the hourly reconciliation sweeps again.
+  const stopSweep = new AbortController();
+  const startupSweep = sweepAllIncompleteUploads(uploadTempMaxAgeMs, stopSweep.signal).catch((err) =>
+    logger.warn({ err }, 'start-up sweep of incomplete uploads failed'),
+  );
   let running: Promise<void> | undefined;
   let lastReconcile = 0;
   const tick = () => {
@@ -49,7 +65,8 @@ export function startMaintenance(intervalMs: number, reconcileEveryMs = 60 * 60 
   return {
     stop: async () => {
       clearInterval(timer);
-      await running;
+      stopSweep.abort(); // the bucket being swept finishes; the others wait for the next start
+      await Promise.all([running, startupSweep]);
     },
   };
 }
@@ -80,6 +97,31 @@ export async function sweepExpiredEntries(batch = 500): Promise<number> {
   return removed;
 }
 
+/**
+ * Sweeps the abandoned uploads (`BlobStore.sweepIncompleteUploads`) of every workspace with an
+ * active bucket: temporary files or multipart uploads older than `maxAgeMs`. A bucket that fails is
+ * logged and the others are still swept; `signal` stops it between buckets. Returns the totals
+ * (bytes null if the store could not tell).
+ */
+export async function sweepAllIncompleteUploads(maxAgeMs = uploadTempMaxAgeMs, signal?: AbortSignal): Promise<SweepResult> {
+  const olderThan = new Date(Date.now() - maxAgeMs);
+  const workspaces = await db.workspace.findMany({ where: { bucketStatus: 'active' }, select: { s3Bucket: true } });
+  let removed = 0;
+  let bytes: number | null = 0;
+  for (const { s3Bucket: bucket } of workspaces) {
+    if (signal?.aborted) break;
+    try {
+      const swept = await blobs.sweepIncompleteUploads(bucket, olderThan);
+      removed += swept.removed;
+      bytes = bytes === null || swept.bytes === null ? null : bytes + swept.bytes;
+      if (swept.removed > 0) logger.info({ bucket, ...swept }, 'removed abandoned uploads');
+    } catch (err) {
+      logger.warn({ err, bucket }, 'sweeping incomplete uploads failed');
+    }
+  }
+  return { removed, bytes };
+}
+
 /** Reconciles every workspace with an active bucket: usage counters and objects. */
 async function reconcileAll(): Promise<void> {
   const workspaces = await db.workspace.findMany({ where: { bucketStatus: 'active' }, select: { id: true } });
@@ -91,12 +133,19 @@ export interface WorkspaceReconciliation {
   objects: ObjectReport;
 }
 
-/** Recomputes usage for each of a workspace's volumes and reconciles its bucket with its rows. */
-export async function reconcileWorkspace(workspaceId: string, graceMs = ORPHAN_GRACE_MS): Promise<WorkspaceReconciliation> {
+/**
+ * Recomputes usage for each of a workspace's volumes and reconciles its bucket with its rows
+ * (abandoned uploads older than `uploadMaxAgeMs` included).
+ */
+export async function reconcileWorkspace(
+  workspaceId: string,
+  graceMs = ORPHAN_GRACE_MS,
+  uploadMaxAgeMs = uploadTempMaxAgeMs,
+): Promise<WorkspaceReconciliation> {
   const volumes = await db.volume.findMany({ where: { workspaceId }, select: { id: true } });
   const usage: UsageReport[] = [];
   for (const v of volumes) usage.push(await reconcileVolumeUsage(v.id));
-  return { volumes: usage, objects: await reconcileWorkspaceObjects(workspaceId, graceMs) };
+  return { volumes: usage, objects: await reconcileWorkspaceObjects(workspaceId, graceMs, uploadMaxAgeMs) };
 }
 
 /**
@@ -153,6 +202,13 @@ export interface ObjectReport {
   orphansKept: number;
   /** File entries whose object is missing: reported, never touched (an operator must decide). */
   missingObjects: { entryId: string; path: string; blobKey: string }[];
+  /**
+   * Abandoned uploads removed (older than UPLOAD_TEMP_MAX_AGE_MS): temporary files of the local
+   * store, counted per upload, or incomplete S3 multipart uploads, aborted.
+   */
+  incompleteUploadsRemoved: number;
+  /** Bytes those uploads held; null when the store cannot tell (S3). */
+  incompleteUploadBytes: number | null;
 }
 
 /** Objects younger than this may belong to an upload whose row is about to commit. */
@@ -161,14 +217,27 @@ export const ORPHAN_GRACE_MS = 15 * 60 * 1000;
 /**
  * Compares a workspace's bucket with its rows: removes objects no row points to (once they are
  * older than the grace period, so in-flight uploads are never touched) and reports rows whose object
- * is gone.
+ * is gone. Sweeps the bucket's abandoned uploads too: those older than `uploadMaxAgeMs` (the longest
+ * an upload may take, UPLOAD_TEMP_MAX_AGE_MS).
  */
-export async function reconcileWorkspaceObjects(workspaceId: string, graceMs = ORPHAN_GRACE_MS): Promise<ObjectReport> {
+export async function reconcileWorkspaceObjects(
+  workspaceId: string,
+  graceMs = ORPHAN_GRACE_MS,
+  uploadMaxAgeMs = uploadTempMaxAgeMs,
+): Promise<ObjectReport> {
   const ws = await db.workspace.findUniqueOrThrow({
     where: { id: workspaceId },
     select: { s3Bucket: true, volumes: { select: { id: true } } },
   });
-  const report: ObjectReport = { workspaceId, orphansRemoved: [], orphansKept: 0, missingObjects: [] };
+  const swept = await blobs.sweepIncompleteUploads(ws.s3Bucket, new Date(Date.now() - uploadMaxAgeMs));
+  const report: ObjectReport = {
+    workspaceId,
+    orphansRemoved: [],
+    orphansKept: 0,
+    missingObjects: [],
+    incompleteUploadsRemoved: swept.removed,
+    incompleteUploadBytes: swept.bytes,
+  };
   const cutoff = Date.now() - graceMs;
   const seen = new Set<string>();
   const orphans: string[] = [];
@@ -207,6 +276,8 @@ export async function reconcileWorkspaceObjects(workspaceId: string, graceMs = O
       }
     }
   }
-  if (report.orphansRemoved.length || report.missingObjects.length) logger.warn({ report }, 'object reconciliation found differences');
+  if (report.orphansRemoved.length || report.missingObjects.length || report.incompleteUploadsRemoved) {
+    logger.warn({ report }, 'object reconciliation found differences');
+  }
   return report;
 }

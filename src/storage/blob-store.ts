@@ -36,6 +36,20 @@ export interface ObjectInfo {
   lastModified: Date;
 }
 
+/** What `sweepIncompleteUploads` cleaned up. */
+export interface SweepResult {
+  /**
+   * Abandoned uploads removed: on the local store, temporary files grouped by upload (an upload's
+   * data file and its `.meta` sidecar count once); on S3, incomplete multipart uploads aborted.
+   */
+  removed: number;
+  /**
+   * Bytes freed, or null where the store cannot tell: S3 does not list the size of an incomplete
+   * upload's parts (it would take a ListParts per upload), so its sweeps report `removed` only.
+   */
+  bytes: number | null;
+}
+
 export interface SignedUrlOptions {
   /** Seconds the URL stays valid. */
   expiresIn: number;
@@ -75,6 +89,17 @@ export interface BlobStore {
   deleteMany(bucket: string, keys: readonly string[]): Promise<void>;
   /** Every object under `prefix`, in pages behind the iterator (reconciliation). */
   list(bucket: string, prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * Removes what uploads cut off by a crash left behind in `bucket`, never visible as objects but
+   * still taking space: the local store's temporary files (under the bucket's `.tmp/`) last written
+   * before `olderThan`, or S3 multipart uploads initiated before it, aborted. An upload still in
+   * progress must not be swept, so callers pass a cutoff at least as old as the longest upload
+   * allowed (UPLOAD_TEMP_MAX_AGE_MS); several replicas may sweep the same bucket at once.
+   * A bucket that does not exist has nothing to sweep. An S3-compatible store that implements
+   * neither ListMultipartUploads nor AbortMultipartUpload (s3rver) has nothing to sweep either:
+   * that is logged at debug level, not thrown.
+   */
+  sweepIncompleteUploads(bucket: string, olderThan: Date): Promise<SweepResult>;
   /** A URL a plain HTTP client can GET until it expires: presigned (S3) or gateway-signed (local). */
   signedUrl(bucket: string, key: string, opts: SignedUrlOptions): Promise<string>;
 }

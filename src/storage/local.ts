@@ -1,4 +1,5 @@
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Dirent } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -14,6 +15,7 @@ import {
   type PutResult,
   RangeNotSatisfiableError,
   type SignedUrlOptions,
+  type SweepResult,
 } from './blob-store.js';
 import { ByteMeter } from './meter.js';
 import { assertBlobKey, assertByteRange, InvalidBlobKeyError } from './validate.js';
@@ -174,6 +176,42 @@ export class LocalBlobStore implements BlobStore {
       throw err;
     }
     return { size: meter.bytes, sha256: meter.sha256 };
+  }
+
+  /**
+   * Removes the files under the bucket's `.tmp/` last modified before `olderThan`: data and type
+   * sidecars of uploads cut off by a crash (a put that fails in-process removes its own). A live
+   * upload's data file is written to with every chunk, so its mtime stays fresh while bytes flow.
+   * `removed` counts uploads (`<id>` and `<id>.meta` are one), `bytes` the files' sizes.
+   */
+  async sweepIncompleteUploads(bucket: string, olderThan: Date): Promise<SweepResult> {
+    const tmpDir = path.join(this.bucketDir(bucket), TMP_DIR);
+    let entries: Dirent[];
+    try {
+      entries = await fs.readdir(tmpDir, { withFileTypes: true });
+    } catch (err) {
+      if (isMissingPath(err)) return { removed: 0, bytes: 0 };
+      throw err;
+    }
+    const cutoff = olderThan.getTime();
+    const uploads = new Set<string>();
+    let bytes = 0;
+    for (const entry of entries) {
+      if (!entry.isFile()) continue;
+      const file = path.join(tmpDir, entry.name);
+      try {
+        const stat = await fs.lstat(file);
+        if (stat.mtimeMs >= cutoff) continue;
+        await fs.unlink(file);
+        uploads.add(entry.name.replace(/\.meta$/, ''));
+        bytes += stat.size;
+      } catch (err) {
+        // Renamed into place or swept by another process meanwhile: not ours to count.
+        if (isMissingPath(err)) continue;
+        throw err;
+      }
+    }
+    return { removed: uploads.size, bytes };
   }
 
   /**

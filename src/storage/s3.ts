@@ -13,6 +13,8 @@ import {
   type GetObjectCommandOutput,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  type ListMultipartUploadsCommandOutput,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
@@ -32,6 +34,7 @@ import {
   type PutResult,
   RangeNotSatisfiableError,
   type SignedUrlOptions,
+  type SweepResult,
 } from './blob-store.js';
 import { contentDisposition } from './content-disposition.js';
 import { ByteMeter } from './meter.js';
@@ -47,6 +50,9 @@ export interface S3Settings {
 
 const errorName = (err: unknown) => (err instanceof S3ServiceException ? err.name : (err as Error)?.name);
 const httpStatus = (err: unknown) => (err instanceof S3ServiceException ? err.$metadata.httpStatusCode : undefined);
+/** The store does not implement the operation (s3rver answers ListMultipartUploads 501, AbortMultipartUpload 405). */
+const isUnsupported = (err: unknown) =>
+  ['NotImplemented', 'MethodNotAllowed'].includes(errorName(err) ?? '') || [501, 405].includes(httpStatus(err) ?? 0);
 const isMissing = (err: unknown) => ['NoSuchKey', 'NotFound', 'NoSuchBucket'].includes(errorName(err) ?? '') || httpStatus(err) === 404;
 
 /**
@@ -309,6 +315,48 @@ export class S3BlobStore implements BlobStore {
     if (finalRequestSent) {
       await this.delete(bucket, key).catch((err) => logger.warn({ err, bucket, key }, 'could not delete the object of a failed upload'));
     }
+  }
+
+  /**
+   * Aborts the bucket's multipart uploads initiated before `olderThan` (ListMultipartUploads, page by
+   * page), which frees their parts. Puts that fail in this process abort their own; these are the
+   * uploads of a process that died mid-put. Bytes are not reported (null): S3 lists no part sizes.
+   * A store without ListMultipartUploads/AbortMultipartUpload (s3rver) has nothing to sweep.
+   */
+  async sweepIncompleteUploads(bucket: string, olderThan: Date): Promise<SweepResult> {
+    const cutoff = olderThan.getTime();
+    let removed = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    try {
+      for (;;) {
+        const page: ListMultipartUploadsCommandOutput = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: bucket, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: 1000 }),
+        );
+        for (const upload of page.Uploads ?? []) {
+          const { Key, UploadId, Initiated } = upload;
+          // Without its start time an upload's age is unknown: leave it.
+          if (Key === undefined || !UploadId || !Initiated || Initiated.getTime() >= cutoff) continue;
+          try {
+            await this.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key, UploadId }));
+            removed += 1;
+          } catch (err) {
+            if (errorName(err) === 'NoSuchUpload') continue; // completed or aborted meanwhile (another replica)
+            throw err;
+          }
+        }
+        // Markers name the last upload listed, so the uploads aborted above shift nothing.
+        const next = { key: page.NextKeyMarker, uploadId: page.NextUploadIdMarker };
+        if (!page.IsTruncated || (next.key === keyMarker && next.uploadId === uploadIdMarker) || (!next.key && !next.uploadId)) break;
+        keyMarker = next.key;
+        uploadIdMarker = next.uploadId;
+      }
+    } catch (err) {
+      if (errorName(err) === 'NoSuchBucket') return { removed, bytes: null };
+      if (!isUnsupported(err)) throw err;
+      logger.debug({ bucket, err: errorName(err) }, 'the S3 store cannot list or abort multipart uploads: nothing to sweep');
+    }
+    return { removed, bytes: null };
   }
 
   async get(bucket: string, key: string, range?: ByteRange): Promise<GetResult> {

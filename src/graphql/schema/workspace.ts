@@ -161,6 +161,17 @@ const Reconciliation = builder.objectRef<WorkspaceReconciliation>('WorkspaceReco
       description: 'Entries whose object is gone (reported only)',
       resolve: (r) => r.objects.missingObjects,
     }),
+    incompleteUploadsRemoved: t.int({
+      description:
+        'Abandoned uploads removed: temporary files (local store) or incomplete multipart uploads (S3) older than UPLOAD_TEMP_MAX_AGE_MS, left by a crash',
+      resolve: (r) => r.objects.incompleteUploadsRemoved,
+    }),
+    incompleteUploadBytes: t.field({
+      type: 'SafeInt',
+      nullable: true,
+      description: 'Bytes those abandoned uploads held; null when the store cannot tell (S3 does not report part sizes)',
+      resolve: (r) => r.objects.incompleteUploadBytes,
+    }),
   }),
 });
 

@@ -25,6 +25,17 @@ const Reconciliation = z.object({
   missing_objects: z
     .array(z.object({ entry_id: z.string(), path: z.string(), blob_key: z.string() }))
     .describe('Entries whose object is gone: reported, not changed'),
+  incomplete_uploads_removed: z
+    .number()
+    .int()
+    .describe(
+      'Abandoned uploads removed: temporary files (local store) or incomplete multipart uploads (S3) older than UPLOAD_TEMP_MAX_AGE_MS, left by a crash',
+    ),
+  incomplete_upload_bytes: z
+    .number()
+    .int()
+    .nullable()
+    .describe('Bytes those abandoned uploads held; null when the store cannot tell (S3 does not report part sizes)'),
 });
 const body = <T>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 const WorkspaceListParams = z
@@ -113,7 +124,7 @@ export function registerWorkspaceRoutes(app: RestApp): void {
       tags,
       summary: 'Reconcile usage counters and stored objects (admin)',
       description:
-        "Recomputes each volume's used_bytes, entry_count and mount_count (setting last_reconciled_at), removes objects no entry refers to once they are older than 15 minutes, and reports entries whose object is missing. Also runs hourly.",
+        "Recomputes each volume's used_bytes, entry_count and mount_count (setting last_reconciled_at), removes objects no entry refers to once they are older than 15 minutes, removes abandoned uploads (temporary files or incomplete multipart uploads older than UPLOAD_TEMP_MAX_AGE_MS), and reports entries whose object is missing. Also runs hourly.",
       request: { params: WorkspaceParams },
       responses: { 200: ok(Reconciliation), ...errorResponses },
     }),
@@ -131,6 +142,8 @@ export function registerWorkspaceRoutes(app: RestApp): void {
           orphans_removed: r.objects.orphansRemoved,
           orphans_kept: r.objects.orphansKept,
           missing_objects: r.objects.missingObjects.map((m) => ({ entry_id: m.entryId, path: m.path, blob_key: m.blobKey })),
+          incomplete_uploads_removed: r.objects.incompleteUploadsRemoved,
+          incomplete_upload_bytes: r.objects.incompleteUploadBytes,
         },
         200,
       );
