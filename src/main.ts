@@ -1,6 +1,6 @@
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
-import { DataDirLockedError } from './db/database.js';
+import { DatabaseDamagedError, DataDirLockedError } from './db/database.js';
 import { logger } from './logger.js';
 
 async function main(): Promise<void> {
@@ -42,6 +42,10 @@ main().catch((err) => {
   if (err instanceof ConfigError || err instanceof DataDirLockedError) {
     process.stderr.write(`${err.message}\n`);
     process.exit(78);
+  }
+  if (err instanceof DatabaseDamagedError) {
+    // Plain text, whatever LOG_LEVEL says: a person has to act on it (the JSON log line follows for log collectors).
+    process.stderr.write(`${err.message}\n`);
   }
   logger.fatal({ err }, 'failed to start');
   process.exit(1);

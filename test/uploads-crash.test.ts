@@ -38,40 +38,29 @@ interface Gateway {
   url: string;
 }
 
-/**
- * Starts src/main.ts on DATA_DIR and waits for its banner. Should the killed process's DATA_DIR lock
- * still count as held (a lock that goes stale only after a while), the new process exits with 78:
- * that is retried until the boot timeout.
- */
+/** Starts src/main.ts on DATA_DIR and waits for its banner (a killed owner's lock never holds a restart up). */
 async function boot(env: Record<string, string> = {}): Promise<Gateway> {
-  const deadline = Date.now() + BOOT_TIMEOUT;
-  for (;;) {
-    const child = spawnChild(
-      process.execPath,
-      ['--import', 'tsx', 'src/main.ts'],
-      {
-        cwd: ROOT,
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: process.env.HOME ?? os.tmpdir(),
-          TMPDIR: os.tmpdir(),
-          DATA_DIR: dataDir,
-          ADMIN_API_KEY: ADMIN_KEY,
-          PORT: '0',
-          HOST: '127.0.0.1',
-          LOG_LEVEL: 'warn',
-          ...env,
-        },
+  const child = spawnChild(
+    process.execPath,
+    ['--import', 'tsx', 'src/main.ts'],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? os.tmpdir(),
+        TMPDIR: os.tmpdir(),
+        DATA_DIR: dataDir,
+        ADMIN_API_KEY: ADMIN_KEY,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        ...env,
       },
-      children,
-    );
-    try {
-      const [, url] = (await child.waitForStdout(/listening on (http:\/\/\S+)/, BOOT_TIMEOUT)) as string[];
-      return { child, url: url as string };
-    } catch (err) {
-      if (Date.now() > deadline || (await child.exited) !== 78) throw err;
-    }
-  }
+    },
+    children,
+  );
+  const [, url] = (await child.waitForStdout(/listening on (http:\/\/\S+)/, BOOT_TIMEOUT)) as string[];
+  return { child, url: url as string };
 }
 
 async function call(gw: Gateway, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {

@@ -1,14 +1,16 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
+import { type Extensions, PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { PrismaPg } from '@prisma/adapter-pg';
 import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
-import lockfile from 'proper-lockfile';
 import { PrismaClient } from '../generated/prisma/client.js';
 import type { Db } from './client.js';
-import { applyMigrations } from './migrate.js';
+import { lockDataDir } from './data-dir-lock.js';
+import { applyMigrations, pendingMigrations } from './migrate.js';
+
+export { DataDirLockedError } from './data-dir-lock.js';
 
 export interface OpenDatabaseOptions {
   /** Server mode: Postgres (>= 15, pgvector >= 0.7) through @prisma/adapter-pg. */
@@ -34,39 +36,158 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** A crashed owner's lock is taken over after this long; a live owner refreshes it 5 times as often. */
-const LOCK_STALE_MS = 5_000;
+/** The embedded database's folder inside DATA_DIR. */
+export const PGDATA_DIR_NAME = 'pgdata';
 
-/** Raised when another process already owns the embedded data directory. */
-export class DataDirLockedError extends Error {
-  constructor(dataDir: string) {
+/** Where copies of `pgdata` are kept inside DATA_DIR (made before migrations change an existing database). */
+export const BACKUPS_DIR_NAME = 'backups';
+
+/** How many pre-migration copies of `pgdata` are kept; older ones are deleted after a new one is made. */
+export const KEEP_MIGRATION_BACKUPS = 3;
+
+/** `pgdata-20261129T224700123Z-before-20261129222822_job_cancelling`: sorts by time. */
+const MIGRATION_BACKUP_NAME = /^pgdata-\d{8}T\d{9}Z-before-[^/]+(?<!\.partial)$/;
+
+/** Raised when an existing embedded database cannot be opened (e.g. PGlite's `RuntimeError: Aborted()`). */
+export class DatabaseDamagedError extends Error {
+  constructor(
+    readonly pgdataDir: string,
+    readonly dataDir: string,
+    cause: unknown,
+  ) {
+    // PGlite's abort message carries an Emscripten build hint that means nothing to the reader.
+    const reason = (cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause))
+      .replace(/\s*Build with -sASSERTIONS for more info\.?/, '')
+      .replace(/\.$/, '');
+    const backups = path.join(dataDir, BACKUPS_DIR_NAME);
     super(
-      `DATA_DIR ${dataDir} is in use by another gateway process (or by one that died less than ` +
-        `${LOCK_STALE_MS / 1000} s ago). PGlite cannot be shared between processes (concurrent writers ` +
-        'corrupt it): stop the other process, choose another DATA_DIR, or run Postgres and set ' +
-        'DATABASE_URL to scale out.',
+      `The embedded database in ${pgdataDir} could not be opened and may be damaged (${reason}).\n` +
+        'To recover (see docs/RECOVERY.md):\n' +
+        `  1. Run \`DATA_DIR=${dataDir} npm run db:check\` for a report on what is wrong.\n` +
+        `  2. Restore the newest copy in ${backups}/ (pgdata-<time>-before-<migration>): with no gateway running, ` +
+        `move ${pgdataDir} aside, copy the backup to ${pgdataDir}, start again.\n` +
+        `  3. Or move ${pgdataDir} aside (e.g. mv pgdata pgdata.damaged) to start with an empty database.`,
+      { cause },
     );
-    this.name = 'DataDirLockedError';
+    this.name = 'DatabaseDamagedError';
+  }
+}
+
+/** True when DATA_DIR/pgdata exists and is not empty: opening it must find a database, not create one. */
+async function pgdataExists(pgdataDir: string): Promise<boolean> {
+  try {
+    return (await fs.readdir(pgdataDir)).length > 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
   }
 }
 
 /**
- * Takes DATA_DIR for this process. proper-lockfile keeps the lock fresh while we run, so a crashed
- * owner's lock goes stale and is taken over after `stale` ms instead of blocking forever.
- * @throws DataDirLockedError when another live process holds it
+ * Opens (or, on first use, creates) the PGlite database in `DATA_DIR/pgdata`. The caller must
+ * hold the DATA_DIR lock. Always loads pgvector (a data dir that has it installed fails without).
+ * @throws DatabaseDamagedError when an existing database fails to open
  */
-async function lockDataDir(dataDir: string, onCompromised: (err: Error) => void): Promise<() => Promise<void>> {
-  await fs.mkdir(dataDir, { recursive: true });
+export async function openEmbeddedPglite(
+  dataDir: string,
+  extensions: Extensions = {},
+): Promise<{ pglite: PGlite; existed: boolean; pgdataDir: string }> {
+  const pgdataDir = path.join(dataDir, PGDATA_DIR_NAME);
+  const existed = await pgdataExists(pgdataDir);
   try {
-    return await lockfile.lock(dataDir, {
-      lockfilePath: path.join(dataDir, '.owner.lock'),
-      stale: LOCK_STALE_MS,
-      update: LOCK_STALE_MS / 5,
-      realpath: false,
-      onCompromised,
-    });
+    const pglite = await PGlite.create(pgdataDir, { extensions: { vector, ...extensions } });
+    return { pglite, existed, pgdataDir };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ELOCKED') throw new DataDirLockedError(dataDir);
+    if (existed) throw new DatabaseDamagedError(pgdataDir, dataDir, err);
+    throw err;
+  }
+}
+
+/**
+ * Copies `DATA_DIR/pgdata` to `DATA_DIR/backups/pgdata-<UTC time>-before-<label>` and keeps the
+ * newest {@link KEEP_MIGRATION_BACKUPS} such copies. PGlite must be closed (a cleanly shut down data
+ * directory is a consistent copy), and the caller must hold the DATA_DIR lock. The copy appears
+ * under its final name only once complete.
+ * @returns the backup's path
+ */
+export async function backupEmbeddedDatabase(dataDir: string, label: string, log?: (msg: string) => void): Promise<string> {
+  const dir = path.join(dataDir, BACKUPS_DIR_NAME);
+  await fs.mkdir(dir, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[-:.]/g, '');
+  const name = `pgdata-${stamp}-before-${label.replace(/[^\w.-]/g, '_')}`;
+  const target = path.join(dir, name);
+  const partial = `${target}.partial`;
+  const started = Date.now();
+  try {
+    await fs.cp(path.join(dataDir, PGDATA_DIR_NAME), partial, {
+      recursive: true,
+      preserveTimestamps: true,
+      errorOnExist: true,
+      force: false,
+    });
+    await fs.rename(partial, target);
+  } catch (err) {
+    await fs.rm(partial, { recursive: true, force: true }).catch(() => {});
+    throw new Error(
+      `Could not copy ${path.join(dataDir, PGDATA_DIR_NAME)} to ${target} (${(err as Error).message}). ` +
+        'Nothing was migrated; make room (a copy is as large as pgdata, see docs/RECOVERY.md) and start again.',
+      { cause: err },
+    );
+  }
+  log?.(`backed up ${path.join(dataDir, PGDATA_DIR_NAME)} to ${target} in ${Date.now() - started} ms`);
+
+  const entries = await fs.readdir(dir);
+  const backups = entries.filter((n) => MIGRATION_BACKUP_NAME.test(n)).sort();
+  const stale = [
+    ...backups.slice(0, Math.max(0, backups.length - KEEP_MIGRATION_BACKUPS)),
+    // Left by a copy interrupted by a crash (we hold the lock, so no copy is under way).
+    ...entries.filter((n) => n.startsWith('pgdata-') && n.endsWith('.partial')),
+  ];
+  for (const old of stale) {
+    await fs.rm(path.join(dir, old), { recursive: true, force: true });
+    log?.(`removed old backup ${path.join(dir, old)}`);
+  }
+  return target;
+}
+
+/** The pre-migration copies in `DATA_DIR/backups`, newest first (absolute paths). */
+export async function listMigrationBackups(dataDir: string): Promise<string[]> {
+  const dir = path.join(dataDir, BACKUPS_DIR_NAME);
+  const entries = await fs.readdir(dir).catch(() => [] as string[]);
+  return entries
+    .filter((n) => MIGRATION_BACKUP_NAME.test(n))
+    .sort()
+    .reverse()
+    .map((n) => path.join(dir, n));
+}
+
+/**
+ * Opens the embedded database for the gateway: DATA_DIR lock, PGlite, and, when migrations are
+ * pending on an existing database, a copy of `pgdata` made before they run. Whether any are
+ * pending is only known once the database is open, so it is opened, checked, closed for the copy
+ * and opened again (the reopen costs well under a second and happens only before migrations).
+ */
+async function openEmbedded(opts: OpenDatabaseOptions): Promise<{ pglite: PGlite; release: () => Promise<void> }> {
+  const lock = await lockDataDir(opts.dataDir, { log: opts.log });
+  try {
+    let { pglite, existed, pgdataDir } = await openEmbeddedPglite(opts.dataDir);
+    if (existed && opts.migrate !== false) {
+      let pending: string[];
+      try {
+        pending = await pendingMigrations(async (sql) => (await pglite.query<{ migration_name: string }>(sql)).rows);
+      } catch (err) {
+        await pglite.close().catch(() => {});
+        throw new DatabaseDamagedError(pgdataDir, opts.dataDir, err);
+      }
+      if (pending.length > 0) {
+        await pglite.close();
+        await backupEmbeddedDatabase(opts.dataDir, pending[0] as string, opts.log);
+        ({ pglite } = await openEmbeddedPglite(opts.dataDir));
+      }
+    }
+    return { pglite, release: lock.release };
+  } catch (err) {
+    await lock.release();
     throw err;
   }
 }
@@ -75,6 +196,7 @@ async function lockDataDir(dataDir: string, onCompromised: (err: Error) => void)
  * Opens the database in embedded (PGlite + pgvector in DATA_DIR) or server (DATABASE_URL) mode.
  * Everything above this function sees the same Prisma client either way.
  * @throws DataDirLockedError in embedded mode when DATA_DIR is owned by another process
+ * @throws DatabaseDamagedError in embedded mode when the existing database cannot be opened
  */
 export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
   let adapterFactory: SqlMigrationAwareDriverAdapterFactory;
@@ -90,17 +212,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     if (opts.pglite) {
       pglite = opts.pglite;
     } else {
-      release = await lockDataDir(opts.dataDir, (err) => {
-        // Someone removed or stole our lock: keep no chance of two writers on one data dir.
-        opts.log?.(`DATA_DIR lock compromised (${err.message}); exiting`);
-        process.exit(70);
-      });
-      try {
-        pglite = await PGlite.create(path.join(opts.dataDir, 'pgdata'), { extensions: { vector } });
-      } catch (err) {
-        await release();
-        throw err;
-      }
+      ({ pglite, release } = await openEmbedded(opts));
     }
     adapterFactory = new PrismaPGlite(pglite);
   }
@@ -115,9 +227,13 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   }
 
   const close = async () => {
-    await prisma.$disconnect();
-    if (pglite && !opts.pglite) await pglite.close();
-    await release?.();
+    try {
+      await prisma.$disconnect();
+      if (pglite && !opts.pglite) await pglite.close();
+    } finally {
+      // Only this process could write pgdata, and it no longer will: the next owner may start.
+      await release?.();
+    }
   };
 
   try {
