@@ -18,6 +18,7 @@ import { type Database, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
 import { forgetKnownOrgs } from './domain/access.js';
 import { type Events, setEvents } from './domain/events.js';
+import { configureIndexing } from './domain/indexing.js';
 import { configureMaintenance, startMaintenance } from './domain/maintenance.js';
 import { configureSearch } from './domain/search-sql.js';
 import { configureUploads } from './domain/uploads.js';
@@ -25,6 +26,7 @@ import { configureVolumeRetention } from './domain/volume-lifecycle.js';
 import { configureWorkspaces, pendingProvisioning, resumePendingProvisioning } from './domain/workspaces.js';
 import { credentialFromConnectionParams, resolvePrincipal } from './graphql/context.js';
 import { createGraphQLServer } from './graphql/yoga.js';
+import { createCpuPool, defaultIndexingThreads } from './indexing/cpu-pool.js';
 import { configureEmbedders } from './indexing/embedders/registry.js';
 import { type JobRunner, startJobRunner } from './indexing/jobs.js';
 import { logger } from './logger.js';
@@ -232,7 +234,9 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   await resumePendingProvisioning();
   configureMaintenance({ uploadTempMaxAgeMs: config.uploadTempMaxAgeMs });
   const maintenance = startMaintenance(config.sweepIntervalMs);
-  configureEmbedders(config.embeddings);
+  const cpu = createCpuPool({ threads: config.indexing.threads ?? defaultIndexingThreads(), taskTimeoutMs: config.indexing.timeoutMs });
+  configureEmbedders(config.embeddings, cpu);
+  configureIndexing(cpu);
   configureSearch({ efSearch: config.efSearch });
   const jobs = startJobRunner(config.jobs);
 
@@ -258,8 +262,10 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       if (stopping) return;
       stopping = true;
       await maintenance.stop();
-      // Running jobs save their progress and go back to the queue for this or another replica.
+      // Running jobs save their progress and go back to the queue for this or another replica
+      // (their tasks in worker threads are aborted, so nothing CPU-bound holds the stop up).
       await jobs.stop();
+      await cpu.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await wsServer.dispose();

@@ -73,6 +73,10 @@ const ConfigSchema = z.object({
   EMBEDDINGS_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
   /** Folder of local ONNX models (one sub-folder each) for the `onnx:<folder>` embedders; needs @huggingface/transformers. */
   ONNX_MODELS_DIR: optionalString,
+  /** Worker threads for chunking and the hashing embedder (empty: one per core but one, at least one). */
+  INDEXING_THREADS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(64).optional()),
+  /** Longest one entry's chunking (or hashing) may run in a worker thread before it is stopped and recorded as its index_error. */
+  INDEXING_TIMEOUT_MS: z.coerce.number().int().min(100).default(60_000),
   /** Background jobs (indexing, reindex) this gateway runs at once. 0 = run none (another replica does). */
   JOB_CONCURRENCY: z.coerce.number().int().min(0).max(64).default(2),
   /** How long a claimed job stays claimed without a heartbeat before another replica may take it over. */
@@ -130,6 +134,8 @@ export interface Config {
     onnxModelsDir: string | undefined;
   };
   jobs: { concurrency: number; leaseMs: number; pollMs: number };
+  /** Worker threads for CPU-bound indexing (undefined: one per core but one) and each task's time budget. */
+  indexing: { threads: number | undefined; timeoutMs: number };
   efSearch: number;
 }
 
@@ -188,6 +194,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       onnxModelsDir: c.ONNX_MODELS_DIR ? path.resolve(c.ONNX_MODELS_DIR) : undefined,
     },
     jobs: { concurrency: c.JOB_CONCURRENCY, leaseMs: c.JOB_LEASE_MS, pollMs: c.JOB_POLL_MS },
+    indexing: { threads: c.INDEXING_THREADS, timeoutMs: c.INDEXING_TIMEOUT_MS },
     efSearch: c.SEARCH_EF_SEARCH,
   };
 }

@@ -31,6 +31,8 @@ interface Writer {
   steps: number;
   items: Map<number, string>;
   counters: Map<number, string>;
+  /** Why the writer stopped early, if it did (surfaced by the waits instead of a bare timeout). */
+  error?: unknown;
 }
 
 /** JSON with keys sorted (jsonb does not keep the order they were written in). */
@@ -88,16 +90,32 @@ describe('a backup taken while 20 writers are active', () => {
       counters: new Map(),
     }));
     const stop = { now: false };
-    const running = writers.map((w) => runWriter(v, w, stop));
+    const running = writers.map((w) =>
+      runWriter(v, w, stop).catch((err) => {
+        w.error = err;
+      }),
+    );
+    const progressed = (min: (i: number) => number) => async () => {
+      const failed = writers.find((w) => w.error !== undefined);
+      if (failed) throw failed.error;
+      return writers.every((w, i) => w.steps >= min(i));
+    };
     try {
-      await waitFor(async () => writers.every((w) => w.steps >= 2), 60_000);
+      await waitFor(
+        progressed(() => 2),
+        60_000,
+      );
       const before = writers.map((w) => w.steps);
       const backup = await backUp(gw, v, undefined, 150_000);
       const after = writers.map((w) => w.steps);
       // The writers were busy through the whole backup, and keep going a little after it.
-      await waitFor(async () => writers.every((w, i) => w.steps >= (after[i] as number) + 1), 60_000);
+      await waitFor(
+        progressed((i) => (after[i] as number) + 1),
+        60_000,
+      );
       stop.now = true;
       await Promise.all(running);
+      expect(writers.map((w) => w.error).filter((e) => e !== undefined)).toEqual([]);
 
       const restore = await gw.call('POST', `/v1/orgs/acme/workspaces/${v.workspaceId}/volumes/restore`, {
         backup_id: backup.backup_id,

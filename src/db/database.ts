@@ -9,6 +9,7 @@ import { PrismaClient } from '../generated/prisma/client.js';
 import type { Db } from './client.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { applyMigrations, pendingMigrations } from './migrate.js';
+import { yieldingPglite } from './yielding-pglite.js';
 
 export { DataDirLockedError } from './data-dir-lock.js';
 
@@ -214,7 +215,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     } else {
       ({ pglite, release } = await openEmbedded(opts));
     }
-    adapterFactory = new PrismaPGlite(pglite);
+    adapterFactory = new PrismaPGlite(yieldingPglite(pglite));
   }
 
   const prisma = new PrismaClient({

@@ -208,7 +208,7 @@ async function runReindex(job: Job, ctx: JobContext): Promise<void> {
         // Before each entry: a cancel stops the run within one entry (the one in hand is committed).
         if (!(await ctx.checkpoint())) return;
         try {
-          await indexEntry(id, { embedderIds: [state.target], force: true });
+          await indexEntry(id, { embedderIds: [state.target], force: true, signal: ctx.signal });
           next.processed++;
         } catch (err) {
           next.failed++;

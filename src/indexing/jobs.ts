@@ -16,13 +16,14 @@ import { logger } from '../logger.js';
 /** What a handler gets besides the job: a way to keep the claim and save progress, and a stop signal. */
 export interface JobContext {
   /**
-   * Aborted when this process stops or the job stops being this worker's (cancelled or taken over,
-   * as a checkpoint or the heartbeat finds); handlers save progress and return.
+   * Aborted when this process stops or the job stops being this worker's (taken over after a lost
+   * lease, as a checkpoint or the heartbeat finds); handlers save progress and return. A cancel does
+   * not abort: the checkpoint reports it, and the handler stops once its work in hand is committed.
    */
   signal: AbortSignal;
   /**
    * Extends the lease and, when given, stores `payload`/`progress`. Returns false when the job is no
-   * longer this worker's to run (cancelling, or taken over): the handler must stop.
+   * longer this worker's to run (being cancelled, or taken over): the handler must stop.
    */
   checkpoint(update?: { payload?: Prisma.InputJsonValue; progress?: Prisma.InputJsonValue }): Promise<boolean>;
   /**
@@ -269,13 +270,21 @@ async function execute(job: Job, workerId: string, leaseMs: number, stopping: Ab
   }
   const lost = new AbortController();
   const signal = AbortSignal.any([stopping, lost.signal]);
+  // Extends the lease while the job is running or being cancelled (so nobody takes over a worker
+  // that is finishing its entry in hand). A cancel is not an abort: the handler hears it from the
+  // checkpoint and stops at a point of its choosing; losing the claim to another worker aborts.
   const checkpoint: JobContext['checkpoint'] = async (update = {}) => {
-    const set: Prisma.JobUpdateManyMutationInput = { lockedUntil: new Date(Date.now() + leaseMs) };
-    if (update.payload !== undefined) set.payload = update.payload;
-    if (update.progress !== undefined) set.progress = update.progress;
-    const { count } = await db.job.updateMany({ where: { id: job.id, lockedBy: workerId, status: 'running' }, data: set });
-    if (count !== 1) lost.abort();
-    return count === 1;
+    const lease = new Date(Date.now() + leaseMs);
+    const payload = update.payload === undefined ? null : JSON.stringify(update.payload);
+    const progress = update.progress === undefined ? null : JSON.stringify(update.progress);
+    const [row] = await db.$queryRaw<{ status: string }[]>`
+      UPDATE jobs SET locked_until = ${lease},
+        payload = CASE WHEN status = 'running' AND ${payload}::text IS NOT NULL THEN ${payload}::jsonb ELSE payload END,
+        progress = CASE WHEN status = 'running' AND ${progress}::text IS NOT NULL THEN ${progress}::jsonb ELSE progress END
+      WHERE id = ${job.id} AND locked_by = ${workerId} AND status IN ('running', 'cancelling')
+      RETURNING status::text AS status`;
+    if (!row) lost.abort();
+    return row?.status === 'running';
   };
   let completed = false;
   const complete: JobContext['complete'] = async (tx) => {

@@ -8,7 +8,8 @@ export interface Embedder {
   readonly dims: number;
   /** Largest batch `embed` should be handed at once (callers split bigger ones). */
   readonly maxBatch: number;
-  embed(texts: string[]): Promise<number[][]>;
+  /** `signal` stops the work (a job that is stopping or cancelled). */
+  embed(texts: string[], signal?: AbortSignal): Promise<number[][]>;
 }
 
 /** Scales a vector to unit length in place (a zero vector stays zero). */
@@ -20,10 +21,11 @@ export function normalise(v: Float64Array | number[]): number[] {
 }
 
 /** Embeds any number of texts through an embedder, `maxBatch` at a time. */
-export async function embedAll(embedder: Embedder, texts: string[]): Promise<number[][]> {
+export async function embedAll(embedder: Embedder, texts: string[], signal?: AbortSignal): Promise<number[][]> {
   const out: number[][] = [];
   for (let i = 0; i < texts.length; i += embedder.maxBatch) {
-    const batch = await embedder.embed(texts.slice(i, i + embedder.maxBatch));
+    signal?.throwIfAborted();
+    const batch = await embedder.embed(texts.slice(i, i + embedder.maxBatch), signal);
     if (batch.length !== Math.min(embedder.maxBatch, texts.length - i)) {
       throw new Error(`embedder ${embedder.id} returned ${batch.length} vectors for ${texts.slice(i, i + embedder.maxBatch).length} texts`);
     }

@@ -28,19 +28,20 @@ export class OpenAIEmbedder implements Embedder {
     this.endpoint = /\/embeddings\/?$/.test(opts.url) ? opts.url : `${opts.url.replace(/\/$/, '')}/embeddings`;
   }
 
-  async embed(texts: string[]): Promise<number[][]> {
+  async embed(texts: string[], signal?: AbortSignal): Promise<number[][]> {
     const attempts = this.opts.attempts ?? 4;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.request(texts);
+        return await this.request(texts, signal);
       } catch (err) {
-        if (err instanceof PermanentError || attempt >= attempts) throw err;
+        if (err instanceof PermanentError || attempt >= attempts || signal?.aborted) throw err;
         await new Promise((r) => setTimeout(r, Math.min(backoffMs(attempt) / 4, 10_000)));
       }
     }
   }
 
-  private async request(texts: string[]): Promise<number[][]> {
+  private async request(texts: string[], signal?: AbortSignal): Promise<number[][]> {
+    const timeout = AbortSignal.timeout(this.opts.timeoutMs);
     const res = await fetch(this.endpoint, {
       method: 'POST',
       headers: {
@@ -48,7 +49,7 @@ export class OpenAIEmbedder implements Embedder {
         ...(this.opts.apiKey ? { authorization: `Bearer ${this.opts.apiKey}` } : {}),
       },
       body: JSON.stringify({ model: this.opts.model, input: texts, dimensions: this.dims, encoding_format: 'float' }),
-      signal: AbortSignal.timeout(this.opts.timeoutMs),
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
     });
     if (!res.ok) {
       const detail = (await res.text().catch(() => '')).slice(0, 300);

@@ -1,4 +1,5 @@
 import type { Config } from '../../config.js';
+import type { CpuPool } from '../cpu-pool.js';
 import type { Embedder } from './embedder.js';
 import { HashingEmbedder } from './hashing.js';
 import { OpenAIEmbedder } from './openai.js';
@@ -13,10 +14,13 @@ const HASH_DIMS = [384, 1024, 1536];
 export type EmbeddersConfig = Config['embeddings'];
 
 let config: EmbeddersConfig | undefined;
+let cpu: CpuPool | undefined;
 const instances = new Map<string, Promise<Embedder>>();
 
-export function configureEmbedders(c: EmbeddersConfig): void {
+/** `pool`: where CPU-bound embedders (hashing) run, off the event loop; without it, in line. */
+export function configureEmbedders(c: EmbeddersConfig, pool?: CpuPool): void {
   config = c;
+  cpu = pool;
   instances.clear();
 }
 
@@ -48,7 +52,12 @@ export function getEmbedder(id: string): Promise<Embedder> {
 
 async function create(id: string): Promise<Embedder> {
   const hash = /^hash-(\d+)$/.exec(id);
-  if (hash && HASH_DIMS.includes(Number(hash[1]))) return new HashingEmbedder(Number(hash[1]));
+  if (hash && HASH_DIMS.includes(Number(hash[1]))) {
+    const dims = Number(hash[1]);
+    const pool = cpu;
+    if (!pool) return new HashingEmbedder(dims);
+    return { id, dims, maxBatch: 256, embed: (texts, signal) => pool.hashEmbed(dims, texts, signal) };
+  }
   if (config?.url && id === `openai:${config.model}`) {
     return new OpenAIEmbedder({ ...config, url: config.url });
   }

@@ -1,0 +1,66 @@
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import type { ChunkingOptions } from './chunking.js';
+import type { CpuTask } from './cpu-worker.js';
+
+// Worker threads for the CPU-bound parts of indexing (chunking, the hashing embedder), with a time
+// budget per task: the event loop keeps serving requests (and health checks, and SIGTERM) whatever
+// an entry holds, and a task that runs past its budget is stopped (its thread is replaced).
+
+export interface CpuPoolOptions {
+  /** Worker threads (INDEXING_THREADS). */
+  threads: number;
+  /** Longest a task may run before it is stopped (INDEXING_TIMEOUT_MS). */
+  taskTimeoutMs: number;
+}
+
+/** A task ran past its budget: the same input would again, so jobs record it rather than retry. */
+export class IndexingTimeoutError extends Error {
+  readonly permanent = true;
+  constructor(ms: number) {
+    super(`indexing took longer than ${ms} ms and was stopped (INDEXING_TIMEOUT_MS); the text is too large or too unusual to chunk`);
+    this.name = 'IndexingTimeoutError';
+  }
+}
+
+export interface CpuPool {
+  chunk(text: string, opts: ChunkingOptions, signal?: AbortSignal): Promise<string[]>;
+  /** Hashing-embedder vectors, one per text, in order. */
+  hashEmbed(dims: number, texts: string[], signal?: AbortSignal): Promise<number[][]>;
+  close(): Promise<void>;
+}
+
+/** Default: one thread per core but one (left to the event loop), at least one. */
+export function defaultIndexingThreads(): number {
+  return Math.max(1, availableParallelism() - 1);
+}
+
+// Run from TypeScript sources (tsx, vitest), the worker needs the same loader; built output is plain JS.
+const workerUrl = new URL(`./cpu-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+
+export function createCpuPool(opts: CpuPoolOptions): CpuPool {
+  const pool = new Piscina({
+    filename: workerUrl.href,
+    minThreads: 0,
+    maxThreads: Math.max(1, opts.threads),
+    idleTimeout: 30_000,
+    ...(workerUrl.pathname.endsWith('.ts') ? { execArgv: ['--import', 'tsx'] } : {}),
+  });
+  const run = async <T>(task: CpuTask, signal?: AbortSignal): Promise<T> => {
+    const budget = AbortSignal.timeout(opts.taskTimeoutMs);
+    try {
+      return (await pool.run(task, { signal: signal ? AbortSignal.any([signal, budget]) : budget })) as T;
+    } catch (err) {
+      if (budget.aborted && !signal?.aborted) throw new IndexingTimeoutError(opts.taskTimeoutMs);
+      throw err;
+    }
+  };
+  return {
+    chunk: (text, chunking, signal) => run<string[]>({ kind: 'chunk', text, opts: chunking }, signal),
+    hashEmbed: async (dims, texts, signal) => {
+      const flat = await run<Float32Array>({ kind: 'hash-embed', dims, texts }, signal);
+      return texts.map((_, i) => Array.from(flat.subarray(i * dims, (i + 1) * dims)));
+    },
+    close: () => pool.destroy(),
+  };
+}
