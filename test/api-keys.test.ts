@@ -203,7 +203,7 @@ describe('API keys REST errors', () => {
     const cases: [unknown, (string | number)[], string][] = [
       [{ scopes: ['search'] }, ['body', 'name'], 'missing'],
       [{ name: '', scopes: ['search'] }, ['body', 'name'], 'string_too_short'],
-      [{ name: 'n\u0000', scopes: ['search'] }, ['body', 'name'], 'value_error'],
+      [{ name: 'n\u0000', scopes: ['search'] }, ['body', 'name'], 'string_nul'],
       [{ name: 'k' }, ['body', 'scopes'], 'missing'],
       [{ name: 'k', scopes: 'admin' }, ['body', 'scopes'], 'list_type'],
       [{ name: 'k', scopes: [] }, ['body', 'scopes'], 'too_short'],

@@ -254,7 +254,9 @@ describe('entry bodies', () => {
     ['ttl_seconds a string', { content_text: 'x', ttl_seconds: '10' }, 'body.ttl_seconds'],
     ['ttl_seconds fractional', { content_text: 'x', ttl_seconds: 1.5 }, 'body.ttl_seconds'],
     ['NUL in content_text', { content_text: 'a\u0000b' }, 'body.content_text'],
-    ['NUL in content', { content: { a: 'a\u0000b' } }, 'body.content'],
+    ['NUL in content', { content: { a: 'a\u0000b' } }, 'body.content.a'],
+    ['an unpaired surrogate in metadata', { content_text: 'x', metadata: { k: 'a\ud800' } }, 'body.metadata.k'],
+    ['content nested 100 deep', { content: JSON.parse(`${'['.repeat(100)}${']'.repeat(100)}`) }, `body.content${'.0'.repeat(63)}`],
     ['mime_type not a media type', { content_text: 'x', mime_type: 'text' }, 'body.mime_type'],
     ['a JSON array body', [1], 'body'],
   ];

@@ -113,8 +113,11 @@ describe('GraphQL errors', () => {
       [`mutation { deleteMount(id: "nope") { id } }`, {}, 'NOT_FOUND'],
       [`mutation { createApiKey(orgId: "errs", input: { name: "k", scopes: ["root"] }) { apiKey } }`, {}, 'VALIDATION_FAILED'],
       [`mutation { revokeApiKey(id: "nope") { id } }`, {}, 'NOT_FOUND'],
-      [`mutation($id: ID!) { deleteVolume(id: $id) { id } }`, { id: 'a\u0000b' }, 'NOT_FOUND'],
-      [`mutation($id: ID!) { updateWorkspace(id: $id, input: { name: "x" }) { id } }`, { id: '\u0000' }, 'NOT_FOUND'],
+      [`mutation($id: ID!) { deleteVolume(id: $id) { id } }`, { id: 'a-b' }, 'NOT_FOUND'],
+      // Text that cannot be stored is refused before anything runs (the input policy), ids included.
+      [`mutation($id: ID!) { deleteVolume(id: $id) { id } }`, { id: 'a\u0000b' }, 'BAD_USER_INPUT'],
+      [`mutation($id: ID!) { updateWorkspace(id: $id, input: { name: "x" }) { id } }`, { id: '\u0000' }, 'BAD_USER_INPUT'],
+      [`mutation($id: ID!) { updateWorkspace(id: $id, input: { name: "x" }) { id } }`, { id: '\ud800' }, 'BAD_USER_INPUT'],
       [`mutation { createWorkspace(orgId: "bad org", input: { name: "x" }) { id } }`, {}, 'VALIDATION_FAILED'],
       [`mutation { createApiKey(orgId: "errs", input: { name: "k", scopes: ["admin"] }) { apiKey } }`, {}, 'FORBIDDEN', reader],
     ];
@@ -186,7 +189,7 @@ describe('GraphQL errors', () => {
   });
 
   it('answers null, not an error, for ids that cannot exist', async () => {
-    const res = await gw.gql('query($id: ID!) { workspace(id: $id) { id } volume(id: $id) { id } }', { id: 'x\u0000' });
+    const res = await gw.gql('query($id: ID!) { workspace(id: $id) { id } volume(id: $id) { id } }', { id: 'x' });
     expect(res.body).toEqual({ data: { workspace: null, volume: null } });
   });
 

@@ -257,10 +257,10 @@ describe('volumes REST errors', () => {
       [{ name: 'ok', embedding_model_id: 'has space' }, ['body', 'embedding_model_id'], 'string_pattern_mismatch'],
       [{ name: 'ok', description: 'd'.repeat(2001) }, ['body', 'description'], 'string_too_long'],
       [{ name: 'ok', environment_id: 7 }, ['body', 'environment_id'], 'string_type'],
-      [{ name: 'nul\u0000name' }, ['body', 'name'], 'value_error'],
-      [{ name: 'ok', description: 'nul\u0000' }, ['body', 'description'], 'value_error'],
-      [{ name: 'ok', environment_id: '\u0000' }, ['body', 'environment_id'], 'value_error'],
-      [{ name: 'ok', tags: ['fine', 'n\u0000ul'] }, ['body', 'tags', 1], 'value_error'],
+      [{ name: 'nul\u0000name' }, ['body', 'name'], 'string_nul'],
+      [{ name: 'ok', description: 'nul\u0000' }, ['body', 'description'], 'string_nul'],
+      [{ name: 'ok', environment_id: '\u0000' }, ['body', 'environment_id'], 'string_nul'],
+      [{ name: 'ok', tags: ['fine', 'n\u0000ul'] }, ['body', 'tags', 1], 'string_nul'],
       [[1], ['body'], 'dict_type'],
     ];
     for (const [body, loc, type] of cases) {
@@ -279,7 +279,7 @@ describe('volumes REST errors', () => {
       [{ indexing_mode: 'never' }, ['body', 'indexing_mode'], 'enum'],
       [{ tags: [1], name: 'renamed' }, ['body', 'tags', 0], 'string_type'],
       [{ name: 'n'.repeat(256) }, ['body', 'name'], 'string_too_long'],
-      [{ description: '\u0000' }, ['body', 'description'], 'value_error'],
+      [{ description: '\u0000' }, ['body', 'description'], 'string_nul'],
     ] as [unknown, (string | number)[], string][]) {
       const res = await gw.call('PATCH', `${vols(target)}/${v.volume_id}`, body);
       expect(res.status, JSON.stringify(body)).toBe(422);

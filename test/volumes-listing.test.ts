@@ -118,7 +118,7 @@ describe('volume lists over REST', () => {
       ['offset=100001', ['query', 'offset'], 'less_than_equal'],
       [`offset=2&cursor=${cursor}`, ['query', 'offset'], 'value_error'],
       [`search=${'s'.repeat(201)}`, ['query', 'search'], 'string_too_long'],
-      ['search=%00', ['query', 'search'], 'value_error'],
+      ['search=%00', ['query', 'search'], 'string_nul'],
     ] as const) {
       const res = await list(q);
       expect(res.status, q).toBe(422);

@@ -1,12 +1,9 @@
 import { z } from 'zod';
 
-/** Postgres text cannot hold NUL: refusing it here makes a 422 naming the field instead of a 500. */
-export const withoutNul = <S extends z.ZodString>(s: S): S => s.refine((v) => !v.includes('\u0000'), 'must not contain NUL characters');
-
 /** Shared field rules: one definition each, so REST, GraphQL and OpenAPI agree. */
-export const Name = withoutNul(z.string().trim().min(1).max(255));
-export const Description = withoutNul(z.string().max(2000)).nullable();
-export const ShortId = withoutNul(z.string().trim().min(1).max(255));
+export const Name = z.string().trim().min(1).max(255);
+export const Description = z.string().max(2000).nullable();
+export const ShortId = z.string().trim().min(1).max(255);
 /** Identifiers chosen by callers (org ids, app ids): URL-safe, no whitespace. */
 export const ExternalId = z
   .string()
@@ -14,7 +11,7 @@ export const ExternalId = z
   .max(128)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:@-]*$/, 'letters, digits and . _ : @ - only, starting with a letter or digit');
 export const Tags = z
-  .array(withoutNul(z.string().trim().min(1).max(64)))
+  .array(z.string().trim().min(1).max(64))
   .max(50)
   .transform((tags) => [...new Set(tags)]);
 export const Uuid = z.uuid();

@@ -9,7 +9,7 @@ import type { EntryAccess } from './entry-access.js';
 import { ENTRY_KINDS } from './entry-rules.js';
 import { ValidationError } from './errors.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from './pagination.js';
-import { normaliseDirectory } from './paths.js';
+import { normaliseDirectory, normaliseEntryPath } from './paths.js';
 import { parseInput } from './validation.js';
 
 type Loc = (string | number)[];
@@ -22,11 +22,17 @@ export function encodePathCursor(path: string): string {
   return Buffer.from(JSON.stringify({ v: 1, p: path })).toString('base64url');
 }
 
-/** @throws ValidationError (at `loc`) for cursors this API did not issue */
+/**
+ * Strictly: the cursor must hold exactly what `encodePathCursor` writes, a normalised entry path
+ * (a crafted one holding NUL reached SQL as a 500).
+ * @throws ValidationError (at `loc`) for cursors this API did not issue
+ */
 export function decodePathCursor(cursor: string, loc: Loc): string {
   try {
     const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { v?: unknown; p?: unknown };
-    if (parsed.v === 1 && typeof parsed.p === 'string' && parsed.p.startsWith('/')) return parsed.p;
+    if (parsed.v === 1 && typeof parsed.p === 'string' && Object.keys(parsed).length === 2 && normaliseEntryPath(parsed.p) === parsed.p) {
+      return parsed.p;
+    }
   } catch {
     // fall through
   }

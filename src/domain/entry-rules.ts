@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Entry } from '../generated/prisma/client.js';
-import { ShortId, Tags, withoutNul } from './common.js';
+import { ShortId, Tags } from './common.js';
 import { ConflictError, QuotaExceededError } from './errors.js';
 
 /** Entry kinds: JSON `content`, plain `content_text`, or an uploaded file (bytes in the blob store). */
@@ -14,8 +14,6 @@ export const MAX_EXTRACTED_TEXT_BYTES = 1024 * 1024;
 export const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
 
 const bytes = (s: string) => Buffer.byteLength(s);
-/** Postgres jsonb and text refuse NUL; refusing it here makes it a 422 naming the field. */
-const hasNul = (v: unknown) => JSON.stringify(v)?.includes('\\u0000') ?? false;
 
 export const MimeType = z
   .string()
@@ -27,8 +25,7 @@ export const MimeType = z
 // value is JSON; z.unknown() rather than the recursive z.json() keeps the OpenAPI generator finite.
 export const Metadata = z
   .record(z.string().max(255), z.unknown())
-  .refine((m) => bytes(JSON.stringify(m)) <= MAX_METADATA_BYTES, `metadata must be at most ${MAX_METADATA_BYTES} bytes as JSON`)
-  .refine((m) => !hasNul(m), 'metadata must not contain NUL characters');
+  .refine((m) => bytes(JSON.stringify(m)) <= MAX_METADATA_BYTES, `metadata must be at most ${MAX_METADATA_BYTES} bytes as JSON`);
 
 export const TtlSeconds = z.number().int().min(1).max(MAX_TTL_SECONDS);
 
@@ -45,12 +42,9 @@ const CommonEntryFields = {
 /** PUT body: JSON `content` and/or `content_text`. */
 export const WriteEntryInput = z
   .object({
-    content: z
-      .unknown()
-      .describe('Any JSON value')
-      .optional()
-      .refine((v) => !hasNul(v), 'content must not contain NUL characters'),
-    content_text: withoutNul(z.string())
+    content: z.unknown().describe('Any JSON value').optional(),
+    content_text: z
+      .string()
       .refine((t) => bytes(t) <= MAX_TEXT_BYTES, `content_text must be at most ${MAX_TEXT_BYTES} bytes`)
       .nullable()
       .optional(),

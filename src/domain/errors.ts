@@ -101,3 +101,38 @@ export function isForeignKeyViolation(err: unknown): boolean {
 export function isRecordNotFound(err: unknown): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'P2025';
 }
+
+/** The Postgres SQLSTATE behind a Prisma or driver-adapter error, when there is one. */
+function sqlStateOf(err: unknown): { code: string; message: string } | undefined {
+  for (let cur: unknown = err, i = 0; cur && typeof cur === 'object' && i < 5; i++) {
+    const e = cur as {
+      meta?: { driverAdapterError?: { cause?: { originalCode?: string; originalMessage?: string } } };
+      cause?: unknown;
+      originalCode?: string;
+      originalMessage?: string;
+    };
+    const cause = e.meta?.driverAdapterError?.cause ?? (e.originalCode ? e : undefined);
+    if (cause?.originalCode) return { code: cause.originalCode, message: cause.originalMessage ?? '' };
+    cur = e.cause;
+  }
+  return undefined;
+}
+
+/**
+ * A database refusal of the data-exception class (SQLSTATE 22xxx: a value Postgres cannot store or
+ * convert) as the 422 / VALIDATION_FAILED it is: input the edge policy did not catch must still
+ * never become a 500. Undefined for every other error.
+ */
+export function dataExceptionAsValidation(err: unknown): ValidationError | undefined {
+  const state = sqlStateOf(err);
+  if (!state?.code.startsWith('22')) return undefined;
+  return new ValidationError([
+    {
+      loc: ['body'],
+      msg: `The database refused a value: ${state.message}`,
+      type: 'value_error',
+      input: null,
+      ctx: { sqlstate: state.code },
+    },
+  ]);
+}

@@ -1,7 +1,6 @@
 import { z } from 'zod';
-import { withoutNul } from './common.js';
 import { ValidationError } from './errors.js';
-import { DEFAULT_LIMIT, decodeCursor, encodeCursor, MAX_LIMIT, type Page } from './pagination.js';
+import { DEFAULT_LIMIT, decodeCursor, encodeCursor, MAX_LIMIT, type Page, queryInt } from './pagination.js';
 
 /**
  * Richer listing for volumes and workspaces: search, tags, sort, and offset paging beside the
@@ -19,11 +18,13 @@ export interface SortSpec {
 }
 
 type Loc = (string | number)[];
-const TagList = withoutNul(z.string().max(64 * 50));
+const TagList = z.string().max(64 * 50);
 
 /** Filters and sort, as GraphQL arguments take them (REST adds paging and `fields`). */
 export const listFilterShape = {
-  search: withoutNul(z.string().max(MAX_SEARCH))
+  search: z
+    .string()
+    .max(MAX_SEARCH)
     .optional()
     .describe('Case-insensitive substring of the name or description (% and _ match themselves)'),
   tags: z
@@ -34,21 +35,9 @@ export const listFilterShape = {
 };
 
 export const listPagingShape = {
-  limit: z.coerce
-    .number({ error: 'Input should be a valid integer' })
-    .int()
-    .min(1)
-    .max(MAX_LIMIT)
-    .default(DEFAULT_LIMIT)
-    .describe('Maximum number of items to return (1-200)'),
+  limit: queryInt(1, MAX_LIMIT).default(DEFAULT_LIMIT).describe('Maximum number of items to return (1-200)'),
   cursor: z.string().max(1024).optional().describe("Cursor for pagination (from previous response's next_cursor)"),
-  offset: z.coerce
-    .number({ error: 'Input should be a valid integer' })
-    .int()
-    .min(0)
-    .max(MAX_OFFSET)
-    .optional()
-    .describe(`Items to skip (0-${MAX_OFFSET}); cannot be combined with cursor`),
+  offset: queryInt(0, MAX_OFFSET).optional().describe(`Items to skip (0-${MAX_OFFSET}); cannot be combined with cursor`),
 };
 
 /** offset and cursor name two different positions: asking for both is an error, not a guess. */

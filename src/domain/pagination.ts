@@ -4,15 +4,21 @@ import { ValidationError } from './errors.js';
 export const DEFAULT_LIMIT = 50;
 export const MAX_LIMIT = 200;
 
+/**
+ * An integer from a query string, parsed strictly: decimal digits with an optional minus sign and
+ * nothing else (no `0x10`, no `5 `, no `1e3`, no empty string), so every route reads a number the
+ * same way. Anything else is 422 "Input should be a valid integer".
+ */
+export function queryInt(min: number, max: number) {
+  return z.preprocess(
+    (v) => (typeof v === 'string' && /^-?\d{1,15}$/.test(v) ? Number(v) : v),
+    z.number({ error: 'Input should be a valid integer' }).int().min(min).max(max),
+  );
+}
+
 /** `limit` and `cursor` as every list route takes them. */
 export const PageQuery = z.object({
-  limit: z.coerce
-    .number({ error: 'Input should be a valid integer' })
-    .int()
-    .min(1)
-    .max(MAX_LIMIT)
-    .default(DEFAULT_LIMIT)
-    .describe('Maximum number of items to return (1-200)'),
+  limit: queryInt(1, MAX_LIMIT).default(DEFAULT_LIMIT).describe('Maximum number of items to return (1-200)'),
   cursor: z.string().max(512).optional().describe("Cursor for pagination (from previous response's next_cursor)"),
 });
 export type PageQuery = z.output<typeof PageQuery>;

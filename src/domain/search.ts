@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { db } from '../db/client.js';
 import { getEmbedder } from '../indexing/embedders/registry.js';
 import { actingAsApp, enterOrg, isAppKey, type Principal, requireScope, visibleVolumeWhere } from './access.js';
-import { ExternalId, withoutNul } from './common.js';
+import { ExternalId } from './common.js';
 import { pathAccess } from './entry-access.js';
 import { ForbiddenError } from './errors.js';
 import { normaliseEntryPath } from './paths.js';
@@ -21,12 +21,8 @@ const MetadataValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
 export const SearchFilters = z
   .object({
-    path_prefix: withoutNul(z.string().min(1).max(1024)).optional().describe('Only entries whose path starts with this'),
-    tags: z
-      .array(withoutNul(z.string().min(1).max(100)))
-      .max(20)
-      .optional()
-      .describe('Only entries carrying all these tags'),
+    path_prefix: z.string().min(1).max(1024).optional().describe('Only entries whose path starts with this'),
+    tags: z.array(z.string().min(1).max(100)).max(20).optional().describe('Only entries carrying all these tags'),
     metadata: z
       .record(z.string().min(1).max(100), MetadataValue)
       .refine((m) => Object.keys(m).length <= 20, 'at most 20 keys')
@@ -38,7 +34,7 @@ export const SearchFilters = z
   .strict();
 
 export const SearchInput = z.object({
-  query: withoutNul(z.string().trim().min(1).max(4000)),
+  query: z.string().trim().min(1).max(4000),
   top_k: z.number().int().min(1).max(100).default(10),
   mode: z.enum(SEARCH_MODES).default('hybrid'),
   min_score: z.number().min(-1).max(1).optional().describe('Drop hits scoring below this (scores are 0–1; cosine may dip below 0)'),

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { type FieldIssue, ValidationError } from './errors.js';
+import { assertAcceptableInput } from './input-policy.js';
 
 type Loc = (string | number)[];
 
@@ -113,6 +114,8 @@ export function toFieldIssues(error: z.ZodError, input: unknown, prefix: Loc): F
  * @throws ValidationError naming each bad field, located under `prefix` (e.g. ['body'] or ['input'])
  */
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown, prefix: Loc = []): z.output<S> {
+  // The input policy holds for everything the domain parses, whichever transport it came through.
+  assertAcceptableInput(input, prefix);
   const result = schema.safeParse(input);
   if (!result.success) throw new ValidationError(toFieldIssues(result.error, input, prefix));
   return result.data;

@@ -1,5 +1,5 @@
 import { GraphQLError } from 'graphql';
-import { AppError, ValidationError } from '../domain/errors.js';
+import { AppError, dataExceptionAsValidation, ValidationError } from '../domain/errors.js';
 import { logger } from '../logger.js';
 import { toCamel } from './inputs.js';
 
@@ -26,8 +26,10 @@ function asGraphQLError(err: unknown): GraphQLError | undefined {
  * logged and replaced by a generic INTERNAL_SERVER_ERROR so internals (Prisma, stack traces) never leak.
  */
 export function maskError(error: unknown, message: string): Error {
-  const appError = findAppError(error);
   const gqlError = asGraphQLError(error);
+  const refused = dataExceptionAsValidation(gqlError?.originalError ?? error);
+  if (refused) logger.warn({ err: gqlError?.originalError ?? error }, 'database refused a value the input policy let through');
+  const appError = refused ?? findAppError(error);
   if (appError) {
     const extensions: Record<string, unknown> = { code: appError.code, ...appError.details };
     if (appError instanceof ValidationError) {

@@ -6,6 +6,7 @@ import { logger } from '../logger.js';
 import { queryLimits } from './builder.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
 import { maskError } from './errors.js';
+import { useInputPolicy } from './input-policy.js';
 import { schema } from './schema/index.js';
 import { useRequestBodyLimit, useStreamingUploads } from './uploads.js';
 
@@ -18,6 +19,9 @@ export interface YogaOptions {
   production: boolean;
 }
 
+/** Largest GraphQL request body over HTTP (multipart uploads aside), and largest graphql-ws message. */
+export const GRAPHQL_MAX_BODY_BYTES = 25_000_000;
+
 /**
  * The GraphQL server. Plugin order is deliberate: CSRF prevention rejects cross-site simple requests
  * before anything is parsed; introspection is cut before validation; armor's limits (aliases, tokens,
@@ -27,11 +31,13 @@ export function createGraphQLServer(opts: YogaOptions) {
   const plugins: Plugin[] = [
     useStreamingUploads(),
     // Yoga's 25 MB body limit, except for multipart uploads (bounded per file by MAX_UPLOAD_BYTES).
-    useRequestBodyLimit(25_000_000),
+    useRequestBodyLimit(GRAPHQL_MAX_BODY_BYTES),
     // Browsers send Authorization/X-API-Key only after a CORS preflight, so their presence (or a
     // JSON content type) proves the request is not a cross-site "simple" one.
     useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight', 'authorization', 'x-api-key'] }),
   ];
+  // Before anything parses the document or coerces its variables.
+  plugins.push(useInputPolicy());
   if (!opts.introspection) plugins.push(useDisableIntrospection());
   plugins.push(
     EnvelopArmorPlugin({

@@ -4,6 +4,7 @@ import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { authenticate, credentialFrom, type Principal } from '../domain/access.js';
 import { ValidationError } from '../domain/errors.js';
+import { assertAcceptableInput, textProblem } from '../domain/input-policy.js';
 import { toFieldIssues } from '../domain/validation.js';
 import { errorEnvelope, handleError, notFound, validationResponse } from './errors.js';
 import { registerApiKeyRoutes } from './routes/api-keys.js';
@@ -46,6 +47,41 @@ async function refuseDotSegments(c: Context<RestEnv>, next: () => Promise<void>)
       entry ?? target,
       'path_invalid',
     );
+  }
+  await next();
+}
+
+const JSON_TYPE = /^application\/([\w.-]+\+)?json/i;
+
+/** Query parameters that may be repeated (each occurrence adds to the list); any other given twice is ambiguous. */
+const REPEATABLE_QUERY = new Set(['tags', 'fields']);
+
+/**
+ * The input policy (src/domain/input-policy.ts) at the REST edge: query strings (each given once,
+ * but for the list parameters), and JSON bodies
+ * parsed once here (the routes' validators reuse the parsed value), before any route sees them. A
+ * body that is not JSON at all is left to the route, which names it.
+ */
+async function refuseUnacceptableInput(c: Context<RestEnv>, next: () => Promise<void>): Promise<void> {
+  for (const [name, values] of Object.entries(c.req.queries())) {
+    if (values.length > 1 && !REPEATABLE_QUERY.has(name)) {
+      throw new ValidationError([{ loc: ['query', name], msg: 'must be given once', type: 'duplicate_parameter', input: values }]);
+    }
+    for (const value of values) {
+      const problem = textProblem(value);
+      if (problem) throw new ValidationError([{ loc: ['query', name], ...problem, input: value }]);
+    }
+  }
+  if (c.req.method !== 'GET' && c.req.method !== 'HEAD' && JSON_TYPE.test(c.req.header('content-type') ?? '')) {
+    const text = await c.req.text();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      return next();
+    }
+    assertAcceptableInput(parsed, ['body']);
+    c.req.bodyCache.json = Promise.resolve(parsed);
   }
   await next();
 }
@@ -99,6 +135,7 @@ export function createRestApp(opts: RestOptions): RestApp {
     c.set('principal', await authenticate(credential, opts.adminApiKey));
     await next();
   });
+  app.use('/orgs/*', refuseUnacceptableInput);
 
   registerApiKeyRoutes(app);
   registerWorkspaceRoutes(app);

@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { AppError, type ErrorCode, type FieldIssue } from '../domain/errors.js';
+import { AppError, dataExceptionAsValidation, type ErrorCode, type FieldIssue } from '../domain/errors.js';
 import { logger } from '../logger.js';
 
 /** The legacy API's timestamp: UTC, microseconds, no zone suffix ("2025-01-01T00:00:00.000000"). */
@@ -71,6 +71,11 @@ export function handleError(err: unknown, c: Context) {
       const status = err.status as ContentfulStatusCode;
       return c.json(errorEnvelope('BAD_REQUEST', err.message, {}, status), status);
     }
+  }
+  const refused = dataExceptionAsValidation(err);
+  if (refused) {
+    logger.warn({ err, method: c.req.method, path: c.req.path }, 'database refused a value the input policy let through');
+    return validationResponse(c, refused.issues);
   }
   logger.error({ err, method: c.req.method, path: c.req.path }, 'unexpected error');
   return c.json(errorEnvelope('INTERNAL_SERVER_ERROR', 'An unexpected error occurred', {}, 500), 500);

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { withoutNul } from '../domain/common.js';
 import { ValidationError } from '../domain/errors.js';
 
 /**
@@ -7,7 +6,7 @@ import { ValidationError } from '../domain/errors.js';
  * fields named; list envelopes (total, has_more, next_cursor) stay whole. A REST concern only:
  * GraphQL clients select fields themselves.
  */
-const FieldsText = withoutNul(z.string().max(2000));
+const FieldsText = z.string().max(2000);
 
 /** The `fields` query parameter of a route answering `schema` objects (documented with its names). */
 export function fieldsParam(schema: z.ZodObject) {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ACCESS_LEVELS, SCOPES } from '../domain/access.js';
-import { ExternalId, withoutNul } from '../domain/common.js';
+import { ExternalId } from '../domain/common.js';
+import { refuseBadText } from '../domain/input-policy.js';
 import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes.js';
 
 /**
@@ -10,7 +11,8 @@ import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes.js';
 const Timestamp = z.string().describe('ISO 8601 date-time (UTC)');
 const nullable = <T extends z.ZodType>(s: T) => s.nullable();
 
-const PathId = withoutNul(z.string().max(255));
+/** Ids in the path: never NUL or broken Unicode (the input policy; path parameters skip the body and query checks). */
+const PathId = z.string().max(255).superRefine(refuseBadText);
 export const OrgParams = z.object({ org_id: ExternalId.describe('Organisation id') });
 export const WorkspaceParams = OrgParams.extend({ workspace_id: PathId });
 export const VolumeParams = WorkspaceParams.extend({ volume_id: PathId });

@@ -1,5 +1,5 @@
 import { getEntry } from '../../domain/entries.js';
-import { decodePathCursor, listDirectory, listEntries } from '../../domain/entry-listing.js';
+import { decodePathCursor, encodePathCursor, listDirectory, listEntries } from '../../domain/entry-listing.js';
 import { ENTRY_KINDS } from '../../domain/entry-rules.js';
 import { NotFoundError, ValidationError } from '../../domain/errors.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/pagination.js';
@@ -129,7 +129,7 @@ builder.objectFields(Volume, (t) => ({
         );
         return {
           totalCount: page.total,
-          edges: page.entries.map((e) => ({ node: e, cursor: Buffer.from(JSON.stringify({ v: 1, p: e.path })).toString('base64url') })),
+          edges: page.entries.map((e) => ({ node: e, cursor: encodePathCursor(e.path) })),
           pageInfo: {
             hasNextPage: page.hasMore,
             hasPreviousPage: Boolean(args.after),

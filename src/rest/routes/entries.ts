@@ -5,7 +5,7 @@ import { deleteEntry, getEntry, moveEntry, type VolumeRoute, type WriteCondition
 import { listDirectory } from '../../domain/entry-listing.js';
 import { etagOf, type Preconditions, parseIfMatch, UploadFieldsInput, WriteEntryInput } from '../../domain/entry-rules.js';
 import { ValidationError } from '../../domain/errors.js';
-import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/pagination.js';
+import { DEFAULT_LIMIT, MAX_LIMIT, queryInt } from '../../domain/pagination.js';
 import { DEFAULT_EXPIRES_IN, downloadUrl, MAX_EXPIRES_IN, MIN_EXPIRES_IN, uploadEntry } from '../../domain/uploads.js';
 import { parseInput } from '../../domain/validation.js';
 import type { RestApp, RestEnv } from '../app.js';
@@ -69,16 +69,11 @@ function executionId(c: Context<RestEnv>): string | undefined {
 
 const ListQuery = z.object({
   path: z.string().max(1100).optional(),
-  limit: z.coerce.number({ error: 'Input should be a valid integer' }).int().min(1).max(MAX_LIMIT).default(DEFAULT_LIMIT),
+  limit: queryInt(1, MAX_LIMIT).default(DEFAULT_LIMIT),
   cursor: z.string().max(2048).optional(),
 });
 const DownloadQuery = z.object({
-  expires_in: z.coerce
-    .number({ error: 'Input should be a valid integer' })
-    .int()
-    .min(MIN_EXPIRES_IN)
-    .max(MAX_EXPIRES_IN)
-    .default(DEFAULT_EXPIRES_IN),
+  expires_in: queryInt(MIN_EXPIRES_IN, MAX_EXPIRES_IN).default(DEFAULT_EXPIRES_IN),
 });
 const MoveBody = z.object({
   from: z.string().min(1).max(1100),
