@@ -7,11 +7,9 @@ import path from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
 import { getRequestListener } from '@hono/node-server';
-import { useServer } from 'graphql-ws/use/ws';
 import { createPubSub } from 'graphql-yoga';
 import { Hono } from 'hono';
 import { Redis } from 'ioredis';
-import { WebSocketServer } from 'ws';
 import type { Config } from './config.js';
 import { setDb } from './db/client.js';
 import { type Database, openDatabase } from './db/database.js';
@@ -24,7 +22,7 @@ import { configureSearch } from './domain/search-sql.js';
 import { configureUploads } from './domain/uploads.js';
 import { configureVolumeRetention } from './domain/volume-lifecycle.js';
 import { configureWorkspaces, pendingProvisioning, resumePendingProvisioning } from './domain/workspaces.js';
-import { credentialFromConnectionParams, resolvePrincipal } from './graphql/context.js';
+import { createWsServer } from './graphql/ws-server.js';
 import { createGraphQLServer } from './graphql/yoga.js';
 import { createCpuPool, defaultIndexingThreads } from './indexing/cpu-pool.js';
 import { configureEmbedders } from './indexing/embedders/registry.js';
@@ -193,43 +191,15 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   server.requestTimeout = config.uploadTempMaxAgeMs;
   server.headersTimeout = 66_000;
 
-  const wss = new WebSocketServer({ server, path: '/graphql' });
-  const wsServer = useServer(
-    {
-      execute: (args: any) => args.rootValue.execute(args),
-      subscribe: (args: any) => args.rootValue.subscribe(args),
-      // Authenticate once per connection; refuse bad credentials outright (close 4403).
-      onConnect: async (ctx) => {
-        const credential = credentialFromConnectionParams(ctx.connectionParams);
-        const principal = await resolvePrincipal(credential, adminApiKey);
-        if (credential && !principal) return false;
-        (ctx.extra as { principal?: unknown }).principal = principal;
-        return true;
-      },
-      // Run WebSocket operations through yoga's envelop so they share HTTP's plugins and context.
-      onSubscribe: async (ctx, _id, params) => {
-        const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          socket: ctx.extra.socket,
-          params,
-          principal: (ctx.extra as { principal?: unknown }).principal ?? null,
-        });
-        const args = {
-          schema,
-          operationName: params.operationName,
-          document: parse(params.query),
-          variableValues: params.variables,
-          contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
-        };
-        const errors = validate(args.schema, args.document);
-        if (errors.length) return errors;
-        return args;
-      },
-    },
-    wss,
-  );
+  // graphql-ws on the same path: credentials required, caps, keep-alive, idle timeout (src/graphql/ws-server.ts).
+  const { wss, wsServer } = createWsServer({
+    server,
+    path: '/graphql',
+    yoga,
+    adminApiKey,
+    limits: config.ws,
+    production: config.env === 'production',
+  });
 
   await resumePendingProvisioning();
   configureMaintenance({ uploadTempMaxAgeMs: config.uploadTempMaxAgeMs });
@@ -270,7 +240,9 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       server.closeIdleConnections();
       await wsServer.dispose();
       wss.close();
-      const timeout = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs).unref());
+      // In-flight requests get the shutdown budget less a second, left for closing the database.
+      const grace = Math.max(0, config.shutdownTimeoutMs - 1000);
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, grace).unref());
       await Promise.race([closed, timeout]);
       server.closeAllConnections();
       await pendingProvisioning();

@@ -85,6 +85,18 @@ const ConfigSchema = z.object({
   JOB_POLL_MS: z.coerce.number().int().min(10).default(1_000),
   /** HNSW candidate list size for semantic search (pgvector hnsw.ef_search). */
   SEARCH_EF_SEARCH: z.coerce.number().int().min(10).max(1000).default(200),
+  /** graphql-ws: open WebSocket connections on this gateway; more are closed with 1013 (try again later). */
+  WS_MAX_CONNECTIONS: z.coerce.number().int().min(1).default(10_000),
+  /** graphql-ws: connections per API key (the platform key is one); more are closed with 4429. */
+  WS_MAX_CONNECTIONS_PER_KEY: z.coerce.number().int().min(1).default(100),
+  /** graphql-ws: live subscriptions per API key across its connections; more get an `error` message (RATE_LIMITED). */
+  WS_MAX_SUBSCRIPTIONS_PER_KEY: z.coerce.number().int().min(1).default(200),
+  /** graphql-ws: time a new socket has to send `connection_init` before it is closed with 4408. */
+  WS_CONNECTION_INIT_TIMEOUT_MS: z.coerce.number().int().min(100).default(3_000),
+  /** graphql-ws: ws ping interval; a socket that has not answered by the next ping is terminated. 0: off. */
+  WS_KEEPALIVE_MS: z.coerce.number().int().min(0).default(30_000),
+  /** graphql-ws: a connection with no live operation for this long is closed with 4408. 0: off. */
+  WS_IDLE_TIMEOUT_MS: z.coerce.number().int().min(0).default(300_000),
 });
 
 export type Env = z.input<typeof ConfigSchema>;
@@ -137,6 +149,15 @@ export interface Config {
   /** Worker threads for CPU-bound indexing (undefined: one per core but one) and each task's time budget. */
   indexing: { threads: number | undefined; timeoutMs: number };
   efSearch: number;
+  /** graphql-ws limits (WS_*). */
+  ws: {
+    maxConnections: number;
+    maxConnectionsPerKey: number;
+    maxSubscriptionsPerKey: number;
+    connectionInitTimeoutMs: number;
+    keepAliveMs: number;
+    idleTimeoutMs: number;
+  };
 }
 
 /** Raised when the environment is invalid; names every bad variable. */
@@ -196,5 +217,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobs: { concurrency: c.JOB_CONCURRENCY, leaseMs: c.JOB_LEASE_MS, pollMs: c.JOB_POLL_MS },
     indexing: { threads: c.INDEXING_THREADS, timeoutMs: c.INDEXING_TIMEOUT_MS },
     efSearch: c.SEARCH_EF_SEARCH,
+    ws: {
+      maxConnections: c.WS_MAX_CONNECTIONS,
+      maxConnectionsPerKey: c.WS_MAX_CONNECTIONS_PER_KEY,
+      maxSubscriptionsPerKey: c.WS_MAX_SUBSCRIPTIONS_PER_KEY,
+      connectionInitTimeoutMs: c.WS_CONNECTION_INIT_TIMEOUT_MS,
+      keepAliveMs: c.WS_KEEPALIVE_MS,
+      idleTimeoutMs: c.WS_IDLE_TIMEOUT_MS,
+    },
   };
 }

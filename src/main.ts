@@ -26,6 +26,12 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    // The stop is graceful while it can be; past SHUTDOWN_TIMEOUT_MS the process goes anyway (as a
+    // crash would: acknowledged writes are committed, running jobs are taken up again by the next start).
+    setTimeout(() => {
+      logger.error({ timeoutMs: config.shutdownTimeoutMs }, 'graceful shutdown took too long; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs).unref();
     app.stop().then(
       () => process.exit(0),
       (err) => {

@@ -1,5 +1,9 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { type Child, spawnChild } from './helpers/child.js';
 import { newVolume } from './helpers/entries.js';
 
 /**
@@ -87,4 +91,79 @@ describe('indexing text that used to freeze the server', () => {
     );
     expect(bad[0]?.n).toBe(0);
   });
+});
+
+describe('a gateway process indexing such an entry', () => {
+  const ROOT = path.resolve(import.meta.dirname, '..');
+  const children = new Set<Child>();
+  let dataDir: string;
+  beforeAll(async () => {
+    dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-hostile-'));
+  });
+  afterAll(async () => {
+    for (const c of children) await c.kill();
+    await fs.rm(dataDir, { recursive: true, force: true });
+  });
+  const boot = async () => {
+    const child = spawnChild(
+      process.execPath,
+      ['--import', 'tsx', 'src/main.ts'],
+      {
+        cwd: ROOT,
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          HOME: process.env.HOME ?? os.tmpdir(),
+          DATA_DIR: dataDir,
+          ADMIN_API_KEY: 'hostile-admin-key-0123456789',
+          PORT: '0',
+          HOST: '127.0.0.1',
+          LOG_LEVEL: 'warn',
+          SHUTDOWN_TIMEOUT_MS: '3000',
+          JOB_POLL_MS: '100',
+        },
+      },
+      children,
+    );
+    const [, url] = (await child.waitForStdout(/listening on (http:\/\/\S+)/, 90_000)) as string[];
+    return { child, url: url as string };
+  };
+  const call = async (url: string, method: string, route: string, body?: unknown) => {
+    const res = await fetch(url + route, {
+      method,
+      headers: { authorization: 'Bearer hostile-admin-key-0123456789', ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+
+  it('stops on SIGTERM within SHUTDOWN_TIMEOUT_MS mid-indexing, and a restart is healthy at once and finishes the entry', async () => {
+    let gw = await boot();
+    const ws = (await call(gw.url, 'POST', '/v1/orgs/hostile/workspaces', { name: 'w' })).body.workspace_id;
+    const vol = (await call(gw.url, 'POST', `/v1/orgs/hostile/workspaces/${ws}/volumes`, { name: 'v' })).body.volume.volume_id;
+    const entry = `/v1/orgs/hostile/workspaces/${ws}/volumes/${vol}/entries/cjk.txt`;
+    expect((await call(gw.url, 'PUT', entry, { content_text: cjk(Math.floor(MiB / 3)) })).status).toBe(201);
+    // The write is acknowledged and its indexing queued; the signal lands while it runs.
+    expect((await call(gw.url, 'GET', entry)).body.is_indexed).toBe(false);
+    const signalled = performance.now();
+    gw.child.proc.kill('SIGTERM');
+    await gw.child.exited;
+    const stoppedIn = performance.now() - signalled;
+    console.log(`stopped ${stoppedIn.toFixed(0)} ms after SIGTERM`);
+    // SHUTDOWN_TIMEOUT_MS is 3 s; allow the process's own exit on a loaded machine on top.
+    expect(stoppedIn).toBeLessThan(3000 + 2000);
+
+    gw = await boot();
+    const started = performance.now();
+    const health = await fetch(`${gw.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(performance.now() - started).toBeLessThan(1000);
+    const done = await waitFor(async () => {
+      const e = (await call(gw.url, 'GET', entry)).body;
+      return e.is_indexed || e.index_error ? e : undefined;
+    }, 180_000);
+    expect(done.index_error).toBeNull();
+    expect(done.total_chunks).toBeGreaterThan(1000);
+    gw.child.proc.kill('SIGTERM');
+    expect(await gw.child.exited).toBe(0);
+  }, 300_000);
 });
