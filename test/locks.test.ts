@@ -586,7 +586,7 @@ describe('REST: path partitions guard entry writes', () => {
     expect((await gw.call('GET', v.entry('/other/src.md'))).status).toBe(200);
     expect(await blobFiles()).toEqual(blobsBefore);
 
-    // Outside the partition: free (/reports itself as a file, /reportsX/, /other/).
+    // Outside the partition: free (/reports-2024/, /other/). /reports itself is covered: see locks-access.test.ts.
     expect((await request(gw, 'PUT', v.entry('/other/free.md'), { body: { content_text: 'x' }, key: otherKey })).status).toBe(201);
     expect((await request(gw, 'PUT', v.entry('/reports-2024/a.md'), { body: { content_text: 'x' }, key: otherKey })).status).toBe(201);
     expect((await upload(v, '/other/file.bin', 'bytes', otherKey)).status).toBe(201);

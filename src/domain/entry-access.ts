@@ -25,6 +25,11 @@ export interface EntryAccess {
    * mount on it): it may read every path and change nothing, locks included.
    */
   readonly viaShareOnly: boolean;
+  /**
+   * True when the principal may write somewhere in the volume: always for org keys and the platform
+   * key (scopes decide), for an app key when it has a `write` or `admin` mount on the volume.
+   */
+  readonly writesSomewhere: boolean;
 }
 
 const FULL: Omit<EntryAccess, 'principal'> = {
@@ -32,6 +37,7 @@ const FULL: Omit<EntryAccess, 'principal'> = {
   canWrite: () => true,
   readableRegexes: () => null,
   viaShareOnly: false,
+  writesSomewhere: true,
 };
 
 function regexOf(pattern: string): string {
@@ -69,6 +75,7 @@ export async function pathAccess(p: Principal, volumeId: string): Promise<EntryA
     canWrite: (path) => writable.some((pattern) => matchesPattern(pattern, path)),
     readableRegexes: () => (shared ? null : regexes),
     viaShareOnly: shared && mounts.length === 0,
+    writesSomewhere: writable.length > 0,
   };
 }
 

@@ -20,8 +20,8 @@ export const MAX_LOCK_TTL = 3600;
 const Ttl = z.number().int().min(1).max(MAX_LOCK_TTL);
 
 /**
- * A partition is either a path (leading `/`: it covers that path prefix and guards writes under it
- * while an exclusive lock is live) or a free-form name (advisory only).
+ * A partition is either a path (leading `/`: it covers that path itself and everything under it, and
+ * guards writes there while an exclusive lock is live) or a free-form name (advisory only).
  */
 const Partition = z
   .string()
@@ -47,6 +47,16 @@ export function normalisePartition(raw: string, loc: Loc): string {
 }
 
 const isPathPartition = (partition: string) => partition.startsWith('/');
+
+/** The path a (normalised) path partition stands for: `/reports/` → `/reports`, `/` → `/`. */
+const pathOfPartition = (partition: string) => (partition === '/' ? '/' : partition.slice(0, -1));
+
+/**
+ * A path as path partitions are stored (a trailing `/`), so that "is `path` covered by partition P"
+ * is `starts_with(covered(path), P)`: `/notes/a.md` is covered by `/notes/a.md/` and by `/notes/`,
+ * not by `/notes/a.mdx/` nor `/notes/a/`.
+ */
+const asPartitionPrefix = (path: string) => (path.endsWith('/') ? path : `${path}/`);
 
 function partitionMatches(stored: string, given: string): boolean {
   return [given, `/${given}`].some((candidate) => {
@@ -77,6 +87,35 @@ function requireOwnApp(p: Principal, appId: string, loc: Loc): void {
     throw new ForbiddenError('locks:write', {
       reason: `an app key can take locks only for its own app (${p.appId})`,
       field: loc.join('.'),
+    });
+  }
+}
+
+/**
+ * The one rule for taking and renewing a lock, whichever transport asks (REST and GraphQL both come
+ * through acquireLock and renewLock). Every principal needs `locks:write` (openLockVolume checks it);
+ * org keys and the platform key are governed by scopes alone. An app key also needs write access
+ * where the lock reaches, since an exclusive path lock stops everyone else writing there:
+ * - a volume it reaches only because it is shared takes no locks from it (403 `locks:write`);
+ * - a path partition needs a `write` or `admin` mount matching the path itself (`/reports/` →
+ *   `/reports`): 403 `path:write` without one, 404 when the path is not even readable for it, as
+ *   entry writes answer (requireWritable);
+ * - a named partition needs at least one `write` or `admin` mount on the volume (403 `volume:write`).
+ * Releasing is not subject to it: a holder can always let go of its lock.
+ * @throws ForbiddenError, NotFoundError
+ */
+export async function requireLockAccess(p: Principal, volumeId: string, partition: string): Promise<void> {
+  if (!isAppKey(p)) return;
+  const access = await pathAccess(p, volumeId);
+  if (access.viaShareOnly) {
+    throw new ForbiddenError('locks:write', { reason: 'a shared volume is read-only for apps without a mount on it' });
+  }
+  if (isPathPartition(partition)) {
+    requireWritable(access, pathOfPartition(partition));
+  } else if (!access.writesSomewhere) {
+    throw new ForbiddenError('volume:write', {
+      partition,
+      reason: `a named partition needs a write or admin mount on the volume for app ${p.appId}`,
     });
   }
 }
@@ -119,13 +158,8 @@ export async function acquireLock(p: Principal, route: VolumeRoute, raw: unknown
   const input = parseInput(AcquireLockInput, raw, loc);
   requireOwnApp(p, input.app_id, [...loc, 'app_id']);
   const partition = normalisePartition(input.partition, [...loc, 'partition']);
-  // A path lock guards writes under it, so taking one needs write access there (app keys: a mount).
-  // Sharing grants reading only: an app that reaches the volume through sharing alone takes no locks.
-  const access = await pathAccess(p, volume.id);
-  if (access.viaShareOnly) {
-    throw new ForbiddenError('locks:write', { reason: 'a shared volume is read-only for apps without a mount on it' });
-  }
-  if (isPathPartition(partition)) requireWritable(access, partition === '/' ? '/' : partition.slice(0, -1));
+  // Checked before anything is written: a refused acquirer leaves no lock row and no fencing token.
+  await requireLockAccess(p, volume.id, partition);
 
   const lock = await db.$transaction(
     async (tx) => {
@@ -199,13 +233,17 @@ async function findHeldLock(p: Principal, route: VolumeRoute, lockId: string, lo
 }
 
 /**
- * Extends a live lease by `ttl_seconds` from now, keeping its id and fencing token.
- * @throws NotFoundError (unknown or released), ForbiddenError (another app's), ConflictError (already expired)
+ * Extends a live lease by `ttl_seconds` from now, keeping its id and fencing token. Renewing is
+ * taking the lock for longer, so the acquisition rule (requireLockAccess) applies again: an app whose
+ * write mount was withdrawn meanwhile cannot keep the lock alive (it can still release it).
+ * @throws NotFoundError (unknown or released), ForbiddenError (another app's, or no write access
+ * any more), ConflictError (already expired)
  */
 export async function renewLock(p: Principal, route: VolumeRoute, raw: unknown, loc: Loc = ['body']): Promise<Lock> {
-  await openLockVolume(p, route);
+  const volume = await openLockVolume(p, route);
   const input = parseInput(RenewLockInput, raw, loc);
   const lock = await findHeldLock(p, route, input.lock_id, [...loc, 'lock_id']);
+  await requireLockAccess(p, volume.id, lock.partition);
   // Conditional update: a lease that ran out cannot be revived, even by a renewal racing the clock.
   const { count } = await db.lock.updateMany({
     where: { id: lock.id, releasedAt: null, expiresAt: { gt: new Date() } },
@@ -255,9 +293,10 @@ export interface WriteGuard {
 /**
  * Checks a write to `path` against locks, inside the write's transaction (which holds the volume
  * row, as path-partition acquirers do): a live exclusive lock on a path partition covering `path`
- * refuses everyone but the holder presenting its lock id (LOCKED); a fencing token older than the
- * newest issued for its partition is refused (a paused holder whose lease ran out must not clobber
- * its successor's work).
+ * (the partition is `path` itself or one of its ancestors: `/notes/a.md/` and `/notes/` both cover
+ * `/notes/a.md`) refuses everyone but the holder presenting its lock id (LOCKED); a fencing token
+ * older than the newest issued for its partition is refused (a paused holder whose lease ran out
+ * must not clobber its successor's work).
  * @throws LockedError, ConflictError (stale fencing token)
  */
 export async function checkWriteGuard(tx: Tx, volumeId: string, path: string, guard: WriteGuard = {}): Promise<void> {
@@ -277,7 +316,7 @@ export async function checkWriteGuard(tx: Tx, volumeId: string, path: string, gu
   const blocking = await tx.$queryRaw<{ id: string; partition: string; holder_app_id: string; expires_at: Date }[]>`
     SELECT id, partition, holder_app_id, expires_at FROM locks
     WHERE volume_id = ${volumeId} AND lock_type = 'exclusive' AND released_at IS NULL AND expires_at > ${new Date()}
-      AND starts_with(partition, '/') AND starts_with(${path}, partition)`;
+      AND starts_with(partition, '/') AND starts_with(${asPartitionPrefix(path)}, partition)`;
   const foreign = blocking.find((l) => l.id !== guard.lockId);
   if (foreign) {
     throw new LockedError(`${path} is under an exclusive lock on ${foreign.partition} held by ${foreign.holder_app_id}`, {
