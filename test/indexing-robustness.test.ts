@@ -130,7 +130,10 @@ describe('a gateway process indexing such an entry', () => {
   const call = async (url: string, method: string, route: string, body?: unknown) => {
     const res = await fetch(url + route, {
       method,
-      headers: { authorization: 'Bearer hostile-admin-key-0123456789', ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: {
+        authorization: 'Bearer hostile-admin-key-0123456789',
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
     return { status: res.status, body: (await res.json()) as any };

@@ -542,7 +542,7 @@ export async function fuzzGraphQL(
           body: JSON.stringify({ query, variables }),
         });
         const internal = res.text.includes('"INTERNAL_SERVER_ERROR"');
-      opts.onResult?.(name, res.status);
+        opts.onResult?.(name, res.status);
         if (res.status >= 500 || internal) {
           failure = { request: `${query} ${JSON.stringify(variables)}`.slice(0, 2000), status: res.status, body: res.text.slice(0, 500) };
           return false;
