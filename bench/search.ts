@@ -20,7 +20,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { semanticSql, useHnsw } from '../src/domain/search-sql.js';
+import { semanticSql, useHnsw } from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 import { machine, ms, stats, writeSection } from './report.js';

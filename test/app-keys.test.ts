@@ -249,8 +249,8 @@ describe('app key writes go through an admin mount', () => {
 
 describe('visibility filters cannot be widened by the route', () => {
   it("findVisibleVolume with another org's route finds nothing for an org key", async () => {
-    const { authenticate } = await import('../src/domain/access.js');
-    const { findVisibleVolume } = await import('../src/domain/volumes.js');
+    const { authenticate } = await import('../src/domain/access/access.js');
+    const { findVisibleVolume } = await import('../src/domain/volumes/volumes.js');
     const gWs = await workspace('leak-check', 'globex');
     const gVol = await volume(gWs, 'secret', 'globex');
     const acme = await authenticate(await createKey(gw, 'acme', ['volumes:read']), undefined);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { backupHooks } from '../src/domain/backup-job.js';
+import { backupHooks } from '../src/domain/backups/job.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { backUp, readBlob, sha256 } from './helpers/backups.js';
 import { blobKeyOf, listKeys, type UploadVolume, upload, uploadVolume } from './helpers/uploads.js';

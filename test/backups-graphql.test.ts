@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type JobRunner, startJobRunner } from '../src/indexing/jobs.js';
+import { type JobRunner, startJobRunner } from '../src/jobs/queue.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { readBlob } from './helpers/backups.js';
 import { putText } from './helpers/entries.js';

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { backupHooks } from '../src/domain/backup-job.js';
+import { backupHooks } from '../src/domain/backups/job.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { backUp, entriesOf } from './helpers/backups.js';
 import { putText } from './helpers/entries.js';

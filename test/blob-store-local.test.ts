@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { getRequestListener } from '@hono/node-server';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDownloadRoutes } from '../src/storage/download-route.js';
+import { createDownloadRoutes } from '../src/rest/download-route.js';
 import { LocalBlobStore, signLocalDownload } from '../src/storage/local.js';
 import { InvalidBlobKeyError } from '../src/storage/validate.js';
 import { waitFor } from './helpers/app.js';

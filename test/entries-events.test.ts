@@ -1,7 +1,7 @@
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { sweepExpiredEntries } from '../src/domain/maintenance.js';
+import { sweepExpiredEntries } from '../src/domain/maintenance/maintenance.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { newVolume, putText, type TestVolume } from './helpers/entries.js';
 

@@ -8,7 +8,7 @@ import {
   reconcileWorkspaceObjects,
   sweepAllIncompleteUploads,
   sweepExpiredEntries,
-} from '../src/domain/maintenance.js';
+} from '../src/domain/maintenance/maintenance.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { expectExactUsage, newVolume, putText, request, rowTotals, usage } from './helpers/entries.js';
 

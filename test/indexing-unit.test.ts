@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fuse } from '../src/domain/search-sql.js';
+import { fuse } from '../src/domain/search/sql.js';
 import { chunkText, countTokens, flattenJson } from '../src/indexing/chunking.js';
 import { embedAll } from '../src/indexing/embedders/embedder.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';

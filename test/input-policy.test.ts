@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dataExceptionAsValidation } from '../src/domain/errors.js';
+import { dataExceptionAsValidation } from '../src/domain/shared/errors.js';
 import { startGateway, type TestGateway } from './helpers/app.js';
 import { newVolume, type TestVolume } from './helpers/entries.js';
 import { upload, uploadVolume } from './helpers/uploads.js';

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sweepLocks } from '../src/domain/locks.js';
+import { sweepLocks } from '../src/domain/locks/locks.js';
 import { ADMIN_KEY, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { type Child, spawnChild } from './helpers/child.js';
 import { newVolume, type TestVolume } from './helpers/entries.js';

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { sweepLocks } from '../src/domain/locks.js';
+import { sweepLocks } from '../src/domain/locks/locks.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { newVolume, putText, request, type TestVolume } from './helpers/entries.js';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { matchesPattern } from '../src/domain/path-patterns.js';
+import { matchesPattern } from '../src/domain/shared/path-patterns.js';
 import { createKey, startGateway, type TestGateway } from './helpers/app.js';
 
 const MOUNT_FIELDS = ['mount_id', 'volume_id', 'app_id', 'path_pattern', 'access_level', 'granted_by', 'created_at'];

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { semanticSql, useHnsw } from '../src/domain/search-sql.js';
+import { semanticSql, useHnsw } from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { startGateway, type TestGateway } from './helpers/app.js';
 import { newVolume } from './helpers/entries.js';

@@ -1,10 +1,10 @@
 import { GraphQLError } from 'graphql';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ConflictError, ValidationError } from '../src/domain/errors.js';
-import { decodeCursor, encodeCursor } from '../src/domain/pagination.js';
-import { matchesPattern, normalisePattern } from '../src/domain/path-patterns.js';
-import { parseInput } from '../src/domain/validation.js';
+import { ConflictError, ValidationError } from '../src/domain/shared/errors.js';
+import { decodeCursor, encodeCursor } from '../src/domain/shared/pagination.js';
+import { matchesPattern, normalisePattern } from '../src/domain/shared/path-patterns.js';
+import { parseInput } from '../src/domain/shared/validation.js';
 import { maskError } from '../src/graphql/errors.js';
 
 describe('path patterns', () => {

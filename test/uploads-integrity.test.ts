@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { entryHooks } from '../src/domain/entry-commit.js';
-import { ORPHAN_GRACE_MS, reconcileWorkspace } from '../src/domain/maintenance.js';
+import { entryHooks } from '../src/domain/entries/commit.js';
+import { ORPHAN_GRACE_MS, reconcileWorkspace } from '../src/domain/maintenance/maintenance.js';
 import { signLocalDownload } from '../src/storage/local.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway } from './helpers/app.js';
 import { expectExactUsage } from './helpers/entries.js';

@@ -1,7 +1,7 @@
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { purgeDeletedVolumes } from '../src/domain/volume-lifecycle.js';
+import { purgeDeletedVolumes } from '../src/domain/volumes/lifecycle.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { newVolume, putText, type TestVolume } from './helpers/entries.js';
 import { indexed } from './helpers/search.js';

@@ -6,8 +6,8 @@ import ScopeAuthPlugin, { type AuthFailure, AuthScopeFailureType } from '@pothos
 import { GraphQLError, type GraphQLField, getNamedType, getNullableType, isListType, isObjectType } from 'graphql';
 import { DateTimeResolver, JSONResolver, SafeIntResolver } from 'graphql-scalars';
 import { db } from '../db/client.js';
-import { hasScope, type Principal, type Scope } from '../domain/access.js';
-import { AuthenticationError, ForbiddenError } from '../domain/errors.js';
+import { hasScope, type Principal, type Scope } from '../domain/access/access.js';
+import { AuthenticationError, ForbiddenError } from '../domain/shared/errors.js';
 import type PrismaTypes from '../generated/pothos-types.js';
 import { getDatamodel } from '../generated/pothos-types.js';
 import type { GraphQLContext } from './context.js';

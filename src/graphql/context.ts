@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { authenticate, credentialFrom, type Principal } from '../domain/access.js';
-import { AuthenticationError } from '../domain/errors.js';
+import { authenticate, credentialFrom, type Principal } from '../domain/access/access.js';
+import { AuthenticationError } from '../domain/shared/errors.js';
 
 /** Per-request (or per WebSocket operation) context. Immutable; `db` is imported, not carried here. */
 export interface GraphQLContext {

@@ -1,5 +1,5 @@
 import { GraphQLError } from 'graphql';
-import { AppError, dataExceptionAsValidation, ValidationError } from '../domain/errors.js';
+import { AppError, dataExceptionAsValidation, ValidationError } from '../domain/shared/errors.js';
 import { logger } from '../logger.js';
 import { toCamel } from './inputs.js';
 

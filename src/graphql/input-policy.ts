@@ -1,6 +1,6 @@
 import { type DocumentNode, GraphQLError, Kind, type Source, visit } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { inputProblem, textProblem } from '../domain/input-policy.js';
+import { inputProblem, textProblem } from '../domain/shared/input-policy.js';
 
 // The input policy (src/domain/input-policy.ts) at the GraphQL edge, for HTTP and WebSocket alike
 // (both run through yoga's envelop): a document nested deeper than MAX_DOCUMENT_NESTING is refused

@@ -1,5 +1,5 @@
-import type { Principal } from '../domain/access.js';
-import { ValidationError } from '../domain/errors.js';
+import type { Principal } from '../domain/access/access.js';
+import { ValidationError } from '../domain/shared/errors.js';
 
 const toSnake = (k: string) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 export const toCamel = (k: string) => k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase());

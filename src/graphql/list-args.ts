@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { ValidationError } from '../domain/errors.js';
-import { listFilterShape, MAX_OFFSET, orderByOf, parseSort } from '../domain/listing.js';
-import { parseInput } from '../domain/validation.js';
-import { VolumeFilters } from '../domain/volume-listing.js';
-import { WorkspaceFilters } from '../domain/workspace-listing.js';
+import { ValidationError } from '../domain/shared/errors.js';
+import { listFilterShape, MAX_OFFSET, orderByOf, parseSort } from '../domain/shared/listing.js';
+import { parseInput } from '../domain/shared/validation.js';
+import { VolumeFilters } from '../domain/volumes/listing.js';
+import { WorkspaceFilters } from '../domain/workspaces/listing.js';
 import { builder } from './builder.js';
 
 /**

@@ -1,7 +1,7 @@
 import SchemaBuilder, { BasePlugin, type PothosOutputFieldConfig, type SchemaTypes } from '@pothos/core';
 import type { GraphQLFieldResolver } from 'graphql';
-import { ValidationError } from '../domain/errors.js';
-import { MAX_LIMIT } from '../domain/pagination.js';
+import { ValidationError } from '../domain/shared/errors.js';
+import { MAX_LIMIT } from '../domain/shared/pagination.js';
 
 /** The largest page a connection serves (`first`/`last`): REST's `limit` cap, the same rule. */
 export const MAX_PAGE_SIZE = MAX_LIMIT;

@@ -3,7 +3,7 @@ import { type DocumentNode, GraphQLError, getOperationAST } from 'graphql';
 import type { ConnectionInitMessage, Context } from 'graphql-ws';
 import { type Extra, useServer } from 'graphql-ws/use/ws';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { Principal } from '../domain/access.js';
+import type { Principal } from '../domain/access/access.js';
 import { logger } from '../logger.js';
 import { credentialFromConnectionParams, resolvePrincipal } from './context.js';
 import { maskError } from './errors.js';

@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { AppError, dataExceptionAsValidation, type ErrorCode, type FieldIssue } from '../domain/errors.js';
+import { AppError, dataExceptionAsValidation, type ErrorCode, type FieldIssue } from '../domain/shared/errors.js';
 import { logger } from '../logger.js';
 
 /** The legacy API's timestamp: UTC, microseconds, no zone suffix ("2025-01-01T00:00:00.000000"). */

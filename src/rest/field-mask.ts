@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ValidationError } from '../domain/errors.js';
+import { ValidationError } from '../domain/shared/errors.js';
 
 /**
  * Field masks (`?fields=name,created_at`): a response, or each item of a list, keeps only the

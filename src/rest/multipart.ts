@@ -1,8 +1,8 @@
 import { Readable } from 'node:stream';
 import busboy from 'busboy';
 import type { Context } from 'hono';
-import { ValidationError } from '../domain/errors.js';
-import type { UploadedFile } from '../domain/uploads.js';
+import type { UploadedFile } from '../domain/entries/uploads.js';
+import { ValidationError } from '../domain/shared/errors.js';
 
 /** The multipart fields an upload may carry besides `file`, as the domain expects them. */
 export type UploadFields = Record<string, unknown>;

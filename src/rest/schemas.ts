@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { ACCESS_LEVELS, SCOPES } from '../domain/access.js';
-import { ExternalId } from '../domain/common.js';
-import { refuseBadText } from '../domain/input-policy.js';
-import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes.js';
+import { ACCESS_LEVELS, SCOPES } from '../domain/access/access.js';
+import { ExternalId } from '../domain/shared/fields.js';
+import { refuseBadText } from '../domain/shared/input-policy.js';
+import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes/volumes.js';
 
 /**
  * Response and parameter schemas of the REST layer, used only to describe it in /v1/openapi.json.

@@ -1,7 +1,7 @@
 import type { z } from 'zod';
-import type { Scope } from '../domain/access.js';
-import type { Page } from '../domain/pagination.js';
-import { restorableUntil } from '../domain/volume-lifecycle.js';
+import type { Scope } from '../domain/access/access.js';
+import type { Page } from '../domain/shared/pagination.js';
+import { restorableUntil } from '../domain/volumes/lifecycle.js';
 import type { ApiKey, Entry, Lock, Mount, Volume, Workspace } from '../generated/prisma/client.js';
 import type * as S from './schemas.js';
 

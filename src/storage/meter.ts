@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { PayloadTooLargeError } from '../domain/errors.js';
+import { PayloadTooLargeError } from '../domain/shared/errors.js';
 
 /**
  * A pass-through stream that counts bytes and hashes them (sha256) as they flow, and fails with

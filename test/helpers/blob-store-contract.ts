@@ -2,7 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, S3ServiceException, UploadPartCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PayloadTooLargeError } from '../../src/domain/errors.js';
+import { PayloadTooLargeError } from '../../src/domain/shared/errors.js';
 import { BlobNotFoundError, type BlobStore, type ObjectInfo, RangeNotSatisfiableError } from '../../src/storage/blob-store.js';
 import { S3BlobStore } from '../../src/storage/s3.js';
 import { waitFor } from './app.js';

@@ -1,5 +1,5 @@
 import { db } from '../../db/client.js';
-import { apiKeyReadFilter, createApiKey, locateApiKey, revokeApiKey } from '../../domain/api-keys.js';
+import { apiKeyReadFilter, createApiKey, locateApiKey, revokeApiKey } from '../../domain/access/api-keys.js';
 import { builder } from '../builder.js';
 import { orgFor, toDomainInput } from '../inputs.js';
 

@@ -1,11 +1,11 @@
 import { db } from '../../db/client.js';
-import { watchBackup } from '../../domain/backup-events.js';
-import { backupProgressOf } from '../../domain/backup-progress.js';
-import { type RestoreResult, restoreVolume } from '../../domain/backup-restore.js';
-import { backupRoute, backupsWhere, getBackup, startBackup } from '../../domain/backups.js';
-import type { BackupProgressEvent } from '../../domain/events.js';
-import { volumeRoute } from '../../domain/volumes.js';
-import { locateWorkspace } from '../../domain/workspaces.js';
+import { backupRoute, backupsWhere, getBackup, startBackup } from '../../domain/backups/backups.js';
+import { backupProgressOf } from '../../domain/backups/progress.js';
+import { type RestoreResult, restoreVolume } from '../../domain/backups/restore.js';
+import { watchBackup } from '../../domain/backups/watch.js';
+import type { BackupProgressEvent } from '../../domain/shared/events.js';
+import { volumeRoute } from '../../domain/volumes/volumes.js';
+import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { Volume } from './volume.js';

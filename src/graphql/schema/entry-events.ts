@@ -1,6 +1,6 @@
-import { watchEntries } from '../../domain/entry-events.js';
-import type { EntryChangedEvent } from '../../domain/events.js';
-import { volumeRoute } from '../../domain/volumes.js';
+import { watchEntries } from '../../domain/entries/watch.js';
+import type { EntryChangedEvent } from '../../domain/shared/events.js';
+import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { builder } from '../builder.js';
 
 const routeOf = volumeRoute;

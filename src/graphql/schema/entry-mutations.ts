@@ -1,9 +1,9 @@
 // Entry writes: JSON/text, uploads (multipart, streamed), deletes and moves, with versions and lock guards.
 import { db } from '../../db/client.js';
-import { deleteEntry, moveEntry, writeEntry } from '../../domain/entries.js';
-import type { WriteGuard } from '../../domain/locks.js';
-import { uploadEntry } from '../../domain/uploads.js';
-import { volumeRoute } from '../../domain/volumes.js';
+import { deleteEntry, moveEntry, writeEntry } from '../../domain/entries/entries.js';
+import { uploadEntry } from '../../domain/entries/uploads.js';
+import type { WriteGuard } from '../../domain/locks/locks.js';
+import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { openUpload, type UploadValue } from '../uploads.js';

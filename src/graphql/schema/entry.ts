@@ -1,10 +1,10 @@
-import { getEntry } from '../../domain/entries.js';
-import { decodePathCursor, encodePathCursor, listDirectory, listEntries } from '../../domain/entry-listing.js';
-import { ENTRY_KINDS } from '../../domain/entry-rules.js';
-import { NotFoundError, ValidationError } from '../../domain/errors.js';
-import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/pagination.js';
-import { DEFAULT_EXPIRES_IN, downloadUrl } from '../../domain/uploads.js';
-import { volumeRoute } from '../../domain/volumes.js';
+import { getEntry } from '../../domain/entries/entries.js';
+import { decodePathCursor, encodePathCursor, listDirectory, listEntries } from '../../domain/entries/listing.js';
+import { ENTRY_KINDS } from '../../domain/entries/rules.js';
+import { DEFAULT_EXPIRES_IN, downloadUrl } from '../../domain/entries/uploads.js';
+import { NotFoundError, ValidationError } from '../../domain/shared/errors.js';
+import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/shared/pagination.js';
+import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { builder } from '../builder.js';
 import type { UploadValue } from '../uploads.js';
 import { Volume } from './volume.js';

@@ -1,7 +1,7 @@
 import { db } from '../../db/client.js';
-import { events, type LockEvent } from '../../domain/events.js';
-import { acquireLock, authorizeLockReading, LOCK_TYPES, listLocks, releaseLock, renewLock } from '../../domain/locks.js';
-import { volumeRoute } from '../../domain/volumes.js';
+import { acquireLock, authorizeLockReading, LOCK_TYPES, listLocks, releaseLock, renewLock } from '../../domain/locks/locks.js';
+import { events, type LockEvent } from '../../domain/shared/events.js';
+import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { Volume } from './volume.js';

@@ -1,7 +1,7 @@
 import { db } from '../../db/client.js';
-import { ACCESS_LEVELS } from '../../domain/access.js';
-import { createMount, deleteMount, locateMount } from '../../domain/mounts.js';
-import { locateVolume } from '../../domain/volumes.js';
+import { ACCESS_LEVELS } from '../../domain/access/access.js';
+import { createMount, deleteMount, locateMount } from '../../domain/mounts/mounts.js';
+import { locateVolume } from '../../domain/volumes/volumes.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 

@@ -1,7 +1,7 @@
-import type { ReindexProgressEvent } from '../../domain/events.js';
-import { cancelReindex, progressOf, startReindex } from '../../domain/reindex.js';
-import { watchReindex } from '../../domain/reindex-events.js';
-import { volumeRoute } from '../../domain/volumes.js';
+import { cancelReindex, progressOf, startReindex } from '../../domain/search/reindex.js';
+import { watchReindex } from '../../domain/search/reindex-watch.js';
+import type { ReindexProgressEvent } from '../../domain/shared/events.js';
+import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { builder } from '../builder.js';
 import { Volume } from './volume.js';
 

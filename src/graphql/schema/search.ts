@@ -1,7 +1,7 @@
 import { db } from '../../db/client.js';
-import { SEARCH_MODES, type SearchHit, type SearchResult, searchAll, searchVolume } from '../../domain/search.js';
-import { volumeRoute } from '../../domain/volumes.js';
-import { locateWorkspace } from '../../domain/workspaces.js';
+import { SEARCH_MODES, type SearchHit, type SearchResult, searchAll, searchVolume } from '../../domain/search/search.js';
+import { volumeRoute } from '../../domain/volumes/volumes.js';
+import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 

@@ -1,6 +1,6 @@
 import { db } from '../../db/client.js';
-import { volumeConnectionWhere } from '../../domain/volume-listing.js';
-import { locateWorkspace } from '../../domain/workspaces.js';
+import { volumeConnectionWhere } from '../../domain/volumes/listing.js';
+import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { orgFor } from '../inputs.js';
 import { listFilterArgs, offsetArg, offsetOf, orderOf, volumeFiltersOf } from '../list-args.js';

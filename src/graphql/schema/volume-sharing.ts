@@ -1,9 +1,9 @@
 import { db } from '../../db/client.js';
-import type { FieldIssue } from '../../domain/errors.js';
-import { setVolumeShared } from '../../domain/volume-sharing.js';
-import { validateVolume } from '../../domain/volume-validation.js';
-import { locateVolume } from '../../domain/volumes.js';
-import { locateWorkspace } from '../../domain/workspaces.js';
+import type { FieldIssue } from '../../domain/shared/errors.js';
+import { setVolumeShared } from '../../domain/volumes/sharing.js';
+import { validateVolume } from '../../domain/volumes/validation.js';
+import { locateVolume } from '../../domain/volumes/volumes.js';
+import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { toCamel, toDomainInput } from '../inputs.js';
 import { CreateVolumeInput } from './volume.js';

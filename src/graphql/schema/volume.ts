@@ -1,10 +1,17 @@
 import { db } from '../../db/client.js';
-import { isId } from '../../domain/common.js';
-import { mountVisibilityWhere } from '../../domain/mounts.js';
-import { deleteVolume, restorableUntil, undeleteVolume } from '../../domain/volume-lifecycle.js';
-import { VOLUME_STATUSES } from '../../domain/volume-listing.js';
-import { CHUNKING_STRATEGIES, createVolume, INDEXING_MODES, locateVolume, updateVolume, volumeReadFilter } from '../../domain/volumes.js';
-import { locateWorkspace } from '../../domain/workspaces.js';
+import { mountVisibilityWhere } from '../../domain/mounts/mounts.js';
+import { isId } from '../../domain/shared/fields.js';
+import { deleteVolume, restorableUntil, undeleteVolume } from '../../domain/volumes/lifecycle.js';
+import { VOLUME_STATUSES } from '../../domain/volumes/listing.js';
+import {
+  CHUNKING_STRATEGIES,
+  createVolume,
+  INDEXING_MODES,
+  locateVolume,
+  updateVolume,
+  volumeReadFilter,
+} from '../../domain/volumes/volumes.js';
+import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 

@@ -1,9 +1,9 @@
 import { db } from '../../db/client.js';
-import { isId } from '../../domain/common.js';
-import { type BucketStatusEvent, events } from '../../domain/events.js';
-import { reconcileWorkspaceFor, type UsageReport, type WorkspaceReconciliation } from '../../domain/maintenance.js';
-import { listedVolumeWhere, volumeFilterWhere } from '../../domain/volume-listing.js';
-import { WORKSPACE_STATUSES, workspaceListWhere } from '../../domain/workspace-listing.js';
+import { reconcileWorkspaceFor, type UsageReport, type WorkspaceReconciliation } from '../../domain/maintenance/maintenance.js';
+import { type BucketStatusEvent, events } from '../../domain/shared/events.js';
+import { isId } from '../../domain/shared/fields.js';
+import { listedVolumeWhere, volumeFilterWhere } from '../../domain/volumes/listing.js';
+import { WORKSPACE_STATUSES, workspaceListWhere } from '../../domain/workspaces/listing.js';
 import {
   createWorkspace,
   deleteWorkspace,
@@ -11,7 +11,7 @@ import {
   locateWorkspace,
   updateWorkspace,
   workspaceReadFilter,
-} from '../../domain/workspaces.js';
+} from '../../domain/workspaces/workspaces.js';
 import { builder, Deleted } from '../builder.js';
 import { orgFor, toDomainInput } from '../inputs.js';
 import { listFilterArgs, offsetArg, offsetOf, orderOf, volumeFiltersOf, workspaceFiltersOf } from '../list-args.js';

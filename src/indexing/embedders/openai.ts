@@ -1,4 +1,4 @@
-import { backoffMs } from '../jobs.js';
+import { backoffMs } from '../../jobs/queue.js';
 import type { Embedder } from './embedder.js';
 import { normalise, PermanentEmbeddingError as PermanentError } from './embedder.js';
 

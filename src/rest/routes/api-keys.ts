@@ -1,7 +1,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { CreateApiKeyInput, createApiKey, listApiKeys, revokeApiKey } from '../../domain/api-keys.js';
-import { PageQuery } from '../../domain/pagination.js';
+import { CreateApiKeyInput, createApiKey, listApiKeys, revokeApiKey } from '../../domain/access/api-keys.js';
+import { PageQuery } from '../../domain/shared/pagination.js';
 import type { RestApp } from '../app.js';
 import { ApiKey, ApiKeyParams, errorResponses, listOf, Message, OrgParams, ok } from '../schemas.js';
 import { apiKeyJson, pageJson } from '../serializers.js';

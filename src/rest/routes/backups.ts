@@ -1,10 +1,10 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { progressJsonOf } from '../../domain/backup-progress.js';
-import { RestoreVolumeInput, restoreVolume } from '../../domain/backup-restore.js';
-import { getBackup, listBackups, startBackup } from '../../domain/backups.js';
-import { bucketOf } from '../../domain/entry-commit.js';
-import { PageQuery } from '../../domain/pagination.js';
+import { getBackup, listBackups, startBackup } from '../../domain/backups/backups.js';
+import { progressJsonOf } from '../../domain/backups/progress.js';
+import { RestoreVolumeInput, restoreVolume } from '../../domain/backups/restore.js';
+import { bucketOf } from '../../domain/entries/commit.js';
+import { PageQuery } from '../../domain/shared/pagination.js';
 import type { Backup as BackupRow } from '../../generated/prisma/client.js';
 import type { RestApp } from '../app.js';
 import { conflictResponse, errorResponses, listOf, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';

@@ -1,7 +1,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { AcquireLockInput, acquireLock, listLocks, RenewLockInput, releaseLock, renewLock } from '../../domain/locks.js';
-import { parseInput } from '../../domain/validation.js';
+import { AcquireLockInput, acquireLock, listLocks, RenewLockInput, releaseLock, renewLock } from '../../domain/locks/locks.js';
+import { parseInput } from '../../domain/shared/validation.js';
 import type { RestApp } from '../app.js';
 import { conflictResponse, errorResponses, Lock, Message, ok, VolumeParams } from '../schemas.js';
 import { lockJson } from '../serializers.js';

@@ -1,6 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { CreateMountInput, createMount, deleteMount, listMounts } from '../../domain/mounts.js';
+import { CreateMountInput, createMount, deleteMount, listMounts } from '../../domain/mounts/mounts.js';
 import type { RestApp } from '../app.js';
 import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import { conflictResponse, errorResponses, Message, Mount, MountParams, ok, VolumeParams } from '../schemas.js';

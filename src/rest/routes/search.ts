@@ -1,7 +1,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { cancelReindex, reindexProgress, startReindex } from '../../domain/reindex.js';
-import { SearchInput, type SearchResult, searchAll, searchVolume } from '../../domain/search.js';
+import { cancelReindex, reindexProgress, startReindex } from '../../domain/search/reindex.js';
+import { SearchInput, type SearchResult, searchAll, searchVolume } from '../../domain/search/search.js';
 import type { RestApp } from '../app.js';
 import { errorResponses, ok, VolumeParams, WorkspaceParams } from '../schemas.js';
 

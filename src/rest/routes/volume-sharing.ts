@@ -1,7 +1,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { listSharedVolumes } from '../../domain/volume-listing.js';
-import { setVolumeShared } from '../../domain/volume-sharing.js';
+import { listSharedVolumes } from '../../domain/volumes/listing.js';
+import { setVolumeShared } from '../../domain/volumes/sharing.js';
 import type { RestApp } from '../app.js';
 import { masked, parseFieldMask } from '../field-mask.js';
 import { errorResponses, listOf, OrgParams, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';

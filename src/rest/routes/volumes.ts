@@ -1,14 +1,14 @@
 import { createRoute } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { z } from 'zod';
-import { parseIfMatch } from '../../domain/entry-rules.js';
-import { ValidationError } from '../../domain/errors.js';
-import { listPagingShape, refuseOffsetWithCursor } from '../../domain/listing.js';
-import { parseInput } from '../../domain/validation.js';
-import { deleteVolume, UndeleteVolumeInput, undeleteVolume } from '../../domain/volume-lifecycle.js';
-import { listVolumes, volumeFilterShape } from '../../domain/volume-listing.js';
-import { validateVolume } from '../../domain/volume-validation.js';
-import { CreateVolumeInput, createVolume, getVolume, UpdateVolumeInput, updateVolume } from '../../domain/volumes.js';
+import { parseIfMatch } from '../../domain/entries/rules.js';
+import { ValidationError } from '../../domain/shared/errors.js';
+import { listPagingShape, refuseOffsetWithCursor } from '../../domain/shared/listing.js';
+import { parseInput } from '../../domain/shared/validation.js';
+import { deleteVolume, UndeleteVolumeInput, undeleteVolume } from '../../domain/volumes/lifecycle.js';
+import { listVolumes, volumeFilterShape } from '../../domain/volumes/listing.js';
+import { validateVolume } from '../../domain/volumes/validation.js';
+import { CreateVolumeInput, createVolume, getVolume, UpdateVolumeInput, updateVolume } from '../../domain/volumes/volumes.js';
 import type { RestApp, RestEnv } from '../app.js';
 import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import {

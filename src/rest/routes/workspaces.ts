@@ -1,8 +1,8 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { listPagingShape, refuseOffsetWithCursor } from '../../domain/listing.js';
-import { reconcileWorkspaceFor } from '../../domain/maintenance.js';
-import { listWorkspaces, workspaceFilterShape } from '../../domain/workspace-listing.js';
+import { reconcileWorkspaceFor } from '../../domain/maintenance/maintenance.js';
+import { listPagingShape, refuseOffsetWithCursor } from '../../domain/shared/listing.js';
+import { listWorkspaces, workspaceFilterShape } from '../../domain/workspaces/listing.js';
 import {
   CreateWorkspaceInput,
   createWorkspace,
@@ -10,7 +10,7 @@ import {
   getWorkspace,
   UpdateWorkspaceInput,
   updateWorkspace,
-} from '../../domain/workspaces.js';
+} from '../../domain/workspaces/workspaces.js';
 import type { RestApp } from '../app.js';
 import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import { errorResponses, listOf, Message, OrgParams, ok, Workspace, WorkspaceParams } from '../schemas.js';

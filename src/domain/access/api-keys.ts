@@ -1,0 +1,98 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { db } from '../../db/client.js';
+import type { ApiKey } from '../../generated/prisma/client.js';
+import { NotFoundError, ValidationError } from '../shared/errors.js';
+import { ExternalId, isId, Name } from '../shared/fields.js';
+import { type Page, type PageQuery, paginate } from '../shared/pagination.js';
+import { parseInput } from '../shared/validation.js';
+import { APP_KEY_SCOPES, enterOrg, forbidAppKey, hashSecret, type Principal, requireScope, SCOPES } from './access.js';
+
+export const SECRET_PREFIX = 'vgk_';
+
+export const CreateApiKeyInput = z.object({
+  name: Name,
+  scopes: z
+    .array(z.enum(SCOPES))
+    .min(1)
+    .max(SCOPES.length)
+    .transform((s) => [...new Set(s)]),
+  app_id: ExternalId.nullable().optional().describe('Makes this an app key: it reaches only volumes mounted for this app'),
+});
+export type CreateApiKeyInput = z.input<typeof CreateApiKeyInput>;
+
+/**
+ * Creates an org key. The secret is returned once and only its sha256 is stored. App keys may not
+ * hold `admin` or `workspaces:write`: they act through mounts only.
+ * @throws ValidationError, ForbiddenError (needs `admin`), NotFoundError
+ */
+export async function createApiKey(
+  p: Principal,
+  orgId: string,
+  raw: unknown,
+  loc: (string | number)[] = ['body'],
+): Promise<{ secret: string; key: ApiKey }> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'admin');
+  forbidAppKey(p, 'admin');
+  const input = parseInput(CreateApiKeyInput, raw, loc);
+  if (input.app_id) {
+    const outside = input.scopes.filter((s) => !APP_KEY_SCOPES.includes(s));
+    if (outside.length > 0) {
+      throw ValidationError.field([...loc, 'scopes'], `app keys cannot hold: ${outside.join(', ')}`, input.scopes);
+    }
+  }
+  const secret = `${SECRET_PREFIX}${randomBytes(32).toString('base64url')}`;
+  const key = await db.apiKey.create({
+    data: {
+      orgId,
+      name: input.name,
+      prefix: secret.slice(0, SECRET_PREFIX.length + 8),
+      secretHash: hashSecret(secret),
+      scopes: input.scopes,
+      appId: input.app_id ?? null,
+      createdBy: p.subject,
+    },
+  });
+  return { secret, key };
+}
+
+/** @throws ForbiddenError, NotFoundError */
+/**
+ * The checks and filter for reading an org's API keys (org admins and the platform key only),
+ * shared by REST and GraphQL.
+ * @throws NotFoundError (another org), ForbiddenError (needs admin; never app keys)
+ */
+export async function apiKeyReadFilter(p: Principal, orgId: string): Promise<{ orgId: string }> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'admin');
+  forbidAppKey(p, 'admin');
+  return { orgId };
+}
+
+export async function listApiKeys(p: Principal, orgId: string, page: PageQuery): Promise<Page<ApiKey>> {
+  const where = await apiKeyReadFilter(p, orgId);
+  return paginate(
+    page,
+    () => db.apiKey.count({ where }),
+    (q) => db.apiKey.findMany({ ...q, where: { ...where, ...q.where } }),
+  );
+}
+
+/** The org of a key, for callers that know only its id. @throws NotFoundError */
+export async function locateApiKey(keyId: string): Promise<{ orgId: string }> {
+  const k = isId(keyId) ? await db.apiKey.findUnique({ where: { id: keyId }, select: { orgId: true } }) : null;
+  if (!k) throw new NotFoundError('api_key', keyId);
+  return k;
+}
+
+/** Revokes a key at once (idempotent). @throws ForbiddenError, NotFoundError */
+export async function revokeApiKey(p: Principal, orgId: string, keyId: string): Promise<ApiKey> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'admin');
+  forbidAppKey(p, 'admin');
+  const key = isId(keyId) ? await db.apiKey.findFirst({ where: { id: keyId, orgId } }) : null;
+  if (!key) throw new NotFoundError('api_key', keyId);
+  if (key.revokedAt) return key;
+  return db.apiKey.update({ where: { id: keyId }, data: { revokedAt: new Date() } });
+}

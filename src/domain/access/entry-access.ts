@@ -1,0 +1,95 @@
+import picomatch from 'picomatch';
+import { db } from '../../db/client.js';
+import { ForbiddenError, NotFoundError } from '../shared/errors.js';
+import { matchesPattern } from '../shared/path-patterns.js';
+import { type AccessLevel, isAppKey, levelAtLeast, type Principal, requireScope } from './access.js';
+
+/**
+ * What a principal may do with the entries of one volume. Org keys and the platform key are governed
+ * by scopes alone; an app key by its mounts: a path is readable when a mount's pattern matches it,
+ * writable when such a mount is `write` or `admin`. Paths no mount lets the app read do not exist
+ * for it (404, never listed); readable paths it may not write answer 403.
+ */
+export interface EntryAccess {
+  readonly principal: Principal;
+  canRead(path: string): boolean;
+  canWrite(path: string): boolean;
+  /**
+   * Regexes a readable path matches (any of them), or null when every path is readable. Mount globs
+   * compile (picomatch) to regexes that Postgres' ARE engine evaluates identically, so listing,
+   * counting and search filter in SQL (`path ~ ANY(...)`) and pages and totals stay exact.
+   */
+  readableRegexes(): string[] | null;
+  /**
+   * True when the principal reaches the volume only because it is shared (an app key without a
+   * mount on it): it may read every path and change nothing, locks included.
+   */
+  readonly viaShareOnly: boolean;
+  /**
+   * True when the principal may write somewhere in the volume: always for org keys and the platform
+   * key (scopes decide), for an app key when it has a `write` or `admin` mount on the volume.
+   */
+  readonly writesSomewhere: boolean;
+}
+
+const FULL: Omit<EntryAccess, 'principal'> = {
+  canRead: () => true,
+  canWrite: () => true,
+  readableRegexes: () => null,
+  viaShareOnly: false,
+  writesSomewhere: true,
+};
+
+function regexOf(pattern: string): string {
+  return picomatch.makeRe(pattern, { dot: true, strictBrackets: true }).source;
+}
+
+/**
+ * Loads the principal's access to one volume's entries (one query for app keys).
+ * @throws ForbiddenError when the key lacks `entries:read` (or `entries:write` when `need` is write)
+ */
+export async function entryAccess(p: Principal, volumeId: string, need: 'read' | 'write'): Promise<EntryAccess> {
+  requireScope(p, need === 'write' ? 'entries:write' : 'entries:read');
+  return pathAccess(p, volumeId);
+}
+
+/**
+ * The path-level access of a principal to a volume, scopes aside (locks check their own scope). A
+ * shared volume is readable at every path by app keys; their mounts still decide what they may write.
+ */
+export async function pathAccess(p: Principal, volumeId: string): Promise<EntryAccess> {
+  if (!isAppKey(p)) return { principal: p, ...FULL };
+  const volume = await db.volume.findUnique({
+    where: { id: volumeId },
+    select: { isShared: true, mounts: { where: { appId: p.appId }, select: { pathPattern: true, accessLevel: true } } },
+  });
+  const mounts = volume?.mounts ?? [];
+  const shared = volume?.isShared ?? false;
+  const with_ = (level: AccessLevel) => mounts.filter((m) => levelAtLeast(m.accessLevel, level)).map((m) => m.pathPattern);
+  const readable = with_('read');
+  const writable = with_('write');
+  const regexes = readable.map(regexOf);
+  return {
+    principal: p,
+    canRead: (path) => shared || readable.some((pattern) => matchesPattern(pattern, path)),
+    canWrite: (path) => writable.some((pattern) => matchesPattern(pattern, path)),
+    readableRegexes: () => (shared ? null : regexes),
+    viaShareOnly: shared && mounts.length === 0,
+    writesSomewhere: writable.length > 0,
+  };
+}
+
+/** @throws NotFoundError when the path is not readable for this principal (it does not exist for it) */
+export function requireReadable(access: EntryAccess, path: string): void {
+  if (!access.canRead(path)) throw new NotFoundError('entry', path);
+}
+
+/**
+ * @throws NotFoundError when the path is invisible to the principal, ForbiddenError (`path:write`)
+ * when it can read but not write there
+ */
+export function requireWritable(access: EntryAccess, path: string): void {
+  if (access.canWrite(path)) return;
+  requireReadable(access, path);
+  throw new ForbiddenError('path:write', { path, reason: 'no write or admin mount matches this path' });
+}

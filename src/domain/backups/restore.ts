@@ -1,0 +1,210 @@
+import { v7 as uuidv7 } from 'uuid';
+import { z } from 'zod';
+import { db } from '../../db/client.js';
+import { Prisma, type Volume } from '../../generated/prisma/client.js';
+import { blobs } from '../../storage/blob-store.js';
+import type { Principal } from '../access/access.js';
+import { discardBlobs } from '../entries/commit.js';
+import { queueReindex } from '../search/reindex.js';
+import { ConflictError, isForeignKeyViolation, isUniqueViolation, NotFoundError } from '../shared/errors.js';
+import { Description, Name } from '../shared/fields.js';
+import { normaliseEntryPath } from '../shared/paths.js';
+import { parseInput } from '../shared/validation.js';
+import { authorizeVolumeCreation, checkNewVolume, volumeObjectPrefix } from '../volumes/volumes.js';
+import type { EntryRecord, ManifestObject } from './format.js';
+import { checksumMismatch, corrupt, findBackupSource, hashBackupObject, openBackupObject, readBackup } from './source.js';
+
+// Restoring a backup creates a NEW volume. Everything is checked before anything is visible: the
+// manifest against the sha256 recorded when the backup completed, every entries part against the
+// manifest, and every file as it is copied into the new volume's objects. Only then one transaction
+// creates the volume with all its entries and exact counters (and queues its indexing); a failure
+// before that removes the copied objects, so a bad backup creates nothing.
+
+export const RestoreVolumeInput = z
+  .object({
+    backup_id: z.string().max(255).optional().describe('The backup to restore (from …/sync or …/backups)'),
+    source_volume_id: z.string().max(255).optional().describe('With timestamp, instead of backup_id: the volume the backup was taken of'),
+    timestamp: z
+      .string()
+      .max(64)
+      .optional()
+      .describe(
+        "With source_volume_id: the backup's timestamp (20250101T120000000Z, its prefix's last segment) or the same instant in ISO 8601",
+      ),
+    name: Name.describe('Name of the new volume (unique in the workspace)'),
+    description: Description.optional().describe("Description of the new volume (default: the backed-up volume's)"),
+  })
+  .superRefine((v, ctx) => {
+    if (v.backup_id !== undefined) return;
+    if (v.source_volume_id === undefined || v.timestamp === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [v.source_volume_id === undefined ? 'backup_id' : 'timestamp'],
+        message: 'Give backup_id, or source_volume_id with timestamp',
+      });
+    }
+  });
+export type RestoreVolumeInput = z.input<typeof RestoreVolumeInput>;
+
+export interface RestoreResult {
+  volume: Volume;
+  backupId: string;
+  sourceVolumeId: string;
+  snapshotAt: Date;
+  entries: number;
+  files: number;
+  /** Entries whose TTL ran out between the snapshot and now: not restored. */
+  skippedExpired: number;
+}
+
+/**
+ * Creates a new volume in the workspace from a backup (by `backup_id`, or `source_volume_id` +
+ * `timestamp`), with the backed-up settings, every entry, its metadata and file bytes. Needs
+ * `volumes:write` on the workspace (app keys never). Mounts and sharing are access grants, not
+ * data, and are not restored.
+ * @throws ValidationError, ForbiddenError, NotFoundError (backup), ConflictError (duplicate name,
+ * backup not completed, failed verification: `details.reason` checksum_mismatch, object_missing, …)
+ */
+export async function restoreVolume(
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  raw: unknown,
+  loc: (string | number)[] = ['body'],
+): Promise<RestoreResult> {
+  await authorizeVolumeCreation(p, orgId, workspaceId);
+  const input = parseInput(RestoreVolumeInput, raw, loc);
+  const source = await findBackupSource(orgId, workspaceId, input, loc);
+  const { label } = source;
+  const { manifest, records } = await readBackup(source);
+  const settings = await checkNewVolume(
+    workspaceId,
+    { ...manifest.volume.settings, name: input.name, description: input.description ?? manifest.volume.settings.description },
+    loc,
+  );
+
+  const now = new Date();
+  const restoring = records.filter((r) => !r.expires_at || new Date(r.expires_at) > now);
+  const paths = new Set<string>();
+  for (const r of restoring) {
+    if (paths.has(r.path) || normaliseEntryPath(r.path, [...loc, 'backup']) !== r.path) {
+      throw corrupt(label, 'record_invalid', `the path ${r.path} is invalid or repeated`);
+    }
+    paths.add(r.path);
+  }
+  const files = new Map<string, ManifestObject>(manifest.objects.filter((o) => o.kind === 'file').map((o) => [o.key, o]));
+  const target = await db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { s3Bucket: true, bucketStatus: true } });
+  if (files.size > 0 && target.bucketStatus !== 'active') {
+    throw new ConflictError(`The workspace's bucket is ${target.bucketStatus}; restoring files is possible once it is active`, {
+      bucket_status: target.bucketStatus,
+    });
+  }
+
+  const volumeId = uuidv7();
+  const staged: string[] = [];
+  const blobKeys = new Map<EntryRecord, { key: string; size: number; sha256: string }>();
+  try {
+    const referenced = new Set<string>();
+    for (const r of restoring) {
+      if (r.content_type !== 'file') continue;
+      const object = r.file ? files.get(r.file) : undefined;
+      if (!r.file || !object) throw corrupt(label, 'record_invalid', `the file of ${r.path} is not in the manifest`);
+      referenced.add(r.file);
+      const key = `${volumeObjectPrefix(volumeId)}objects/${uuidv7()}`;
+      staged.push(key);
+      const body = await openBackupObject(source, r.file);
+      const stored = await blobs.put(target.s3Bucket, key, body, r.mime_type ? { contentType: r.mime_type } : {});
+      if (stored.sha256 !== object.sha256) throw checksumMismatch(label, r.file, object.sha256, stored.sha256);
+      if ((r.sha256 && r.sha256 !== stored.sha256) || stored.size !== object.size) {
+        throw corrupt(label, 'record_invalid', `the record of ${r.path} disagrees with its file`, { object: r.file });
+      }
+      blobKeys.set(r, { key, size: stored.size, sha256: stored.sha256 });
+    }
+    // Every checksum is verified, including files only expired entries (or nothing) refer to.
+    for (const [key, object] of files) {
+      if (referenced.has(key)) continue;
+      const actual = await hashBackupObject(source, key);
+      if (actual !== object.sha256) throw checksumMismatch(label, key, object.sha256, actual);
+    }
+
+    const rows = restoring.map((r): Prisma.EntryCreateManyInput => {
+      const file = blobKeys.get(r);
+      return {
+        volumeId,
+        path: r.path,
+        contentType: r.content_type,
+        content: r.content === null || r.content === undefined ? Prisma.JsonNull : (r.content as Prisma.InputJsonValue),
+        contentText: r.content_text,
+        mimeType: r.mime_type,
+        sizeBytes: BigInt(file ? file.size : r.size_bytes),
+        schemaId: r.schema_id,
+        blobKey: file?.key ?? null,
+        sha256: file?.sha256 ?? r.sha256,
+        ttlSeconds: r.ttl_seconds,
+        expiresAt: r.expires_at ? new Date(r.expires_at) : null,
+        tags: r.tags,
+        metadata: r.metadata as Prisma.InputJsonValue,
+        writtenByAppId: r.written_by_app_id,
+        writtenByExecutionId: r.written_by_execution_id,
+        version: r.version,
+        createdAt: new Date(r.created_at),
+        updatedAt: new Date(r.updated_at),
+      };
+    });
+    const usedBytes = rows.reduce((n, r) => n + BigInt(r.sizeBytes ?? 0), 0n);
+
+    await db.$transaction(
+      async (tx) => {
+        // Same fields as createVolume writes, plus the counters of the rows inserted with it.
+        const volume = await tx.volume.create({
+          data: {
+            id: volumeId,
+            workspaceId,
+            orgId,
+            name: settings.name,
+            environmentId: settings.environment_id ?? null,
+            description: settings.description ?? null,
+            embeddingModelId: settings.embedding_model_id,
+            extractionModelId: settings.extraction_model_id ?? null,
+            indexingMode: settings.indexing_mode,
+            chunkingStrategy: settings.chunking_strategy,
+            chunkSize: settings.chunk_size,
+            chunkOverlap: settings.chunk_overlap,
+            tags: settings.tags,
+            maxSizeBytes:
+              settings.max_size_bytes === undefined || settings.max_size_bytes === null ? null : BigInt(settings.max_size_bytes),
+            maxFileCount: settings.max_file_count ?? null,
+            maxMounts: settings.max_mounts ?? null,
+            usedBytes,
+            entryCount: rows.length,
+            createdBy: p.subject,
+            modifiedBy: p.subject,
+          },
+        });
+        for (let i = 0; i < rows.length; i += 500) await tx.entry.createMany({ data: rows.slice(i, i + 500) });
+        // One durable job indexes every restored entry (the bulk form of the per-write index job).
+        if (volume.indexingMode === 'auto' && rows.length > 0) await queueReindex(tx, volume);
+      },
+      { timeout: 120_000, maxWait: 20_000 },
+    );
+  } catch (err) {
+    await discardBlobs(target.s3Bucket, staged);
+    if (isUniqueViolation(err)) {
+      throw new ConflictError(`A volume named '${settings.name}' already exists in this workspace`, {
+        field: 'name',
+        value: settings.name,
+      });
+    }
+    if (isForeignKeyViolation(err)) throw new NotFoundError('workspace', workspaceId);
+    throw err;
+  }
+  return {
+    volume: await db.volume.findUniqueOrThrow({ where: { id: volumeId } }),
+    backupId: source.backupId ?? manifest.backup_id,
+    sourceVolumeId: manifest.volume.id,
+    snapshotAt: new Date(manifest.snapshot_at),
+    entries: restoring.length,
+    files: blobKeys.size,
+    skippedExpired: records.length - restoring.length,
+  };
+}

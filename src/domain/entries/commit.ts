@@ -1,0 +1,210 @@
+import { db, type Tx } from '../../db/client.js';
+import type { Entry, Prisma } from '../../generated/prisma/client.js';
+import { wakeWorkers } from '../../jobs/queue.js';
+import { logger } from '../../logger.js';
+import { blobs } from '../../storage/blob-store.js';
+import type { Principal } from '../access/access.js';
+import { checkWriteGuard } from '../locks/locks.js';
+import { queueEntryIndexing } from '../search/indexing.js';
+import { NotFoundError, QuotaExceededError } from '../shared/errors.js';
+import { type EntryChangedEvent, events } from '../shared/events.js';
+import type { VolumeRoute, WriteConditions, WriterInfo } from './entries.js';
+import { checkPreconditions, checkQuota, type EntryKind, isExpired, type VolumeUsage } from './rules.js';
+
+// The write path every entry change shares: the volume-row lock, guards, quotas, counters, and what
+// happens after commit (objects removed, subscribers told).
+
+/** Test seams: a fault injected between the object write and the row commit must leave nothing behind. */
+export const entryHooks: { beforeCommit?: (path: string) => Promise<void> | void } = {};
+
+/** The row content a write stores; counters and versions are the commit's business. */
+export interface EntryData {
+  contentType: EntryKind;
+  content: Prisma.InputJsonValue | typeof Prisma.JsonNull;
+  contentText: string | null;
+  mimeType: string | null;
+  sizeBytes: bigint;
+  schemaId: string | null;
+  blobKey: string | null;
+  sha256: string | null;
+  ttlSeconds: number | null;
+  tags: string[];
+  metadata: Prisma.InputJsonValue;
+  writtenByAppId: string | null;
+  writtenByExecutionId: string | null;
+}
+
+/**
+ * The fields every write takes from the request and the caller: the writing app comes from an app
+ * key (never from the body), the execution from the X-Execution-Id header, else the body.
+ */
+export function describedBy(
+  p: Principal,
+  f: {
+    schema_id?: string | null | undefined;
+    ttl_seconds?: number | null | undefined;
+    tags: string[];
+    metadata: Record<string, unknown>;
+    execution_id?: string | undefined;
+  },
+  opts: WriterInfo,
+): Pick<EntryData, 'schemaId' | 'ttlSeconds' | 'tags' | 'metadata' | 'writtenByAppId' | 'writtenByExecutionId'> {
+  return {
+    schemaId: f.schema_id ?? null,
+    ttlSeconds: f.ttl_seconds ?? null,
+    tags: f.tags,
+    metadata: f.metadata as Prisma.InputJsonValue,
+    writtenByAppId: p.kind === 'key' ? p.appId : null,
+    writtenByExecutionId: opts.executionId ?? f.execution_id ?? null,
+  };
+}
+
+export async function lockVolume(tx: Tx, volumeId: string): Promise<VolumeUsage & { indexing_mode: 'auto' | 'manual' }> {
+  const rows = await tx.$queryRaw<(VolumeUsage & { indexing_mode: 'auto' | 'manual' })[]>`
+    SELECT max_size_bytes, max_file_count, used_bytes, entry_count, indexing_mode::text AS indexing_mode
+    FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
+  const row = rows[0];
+  // Gone, or soft-deleted after the caller's visibility check: nothing lands in a deleted volume.
+  if (!row) throw new NotFoundError('volume', volumeId);
+  return row;
+}
+
+export async function adjustUsage(tx: Tx, volumeId: string, deltaBytes: bigint, deltaCount: number): Promise<void> {
+  if (deltaBytes === 0n && deltaCount === 0) return;
+  // Raw, so entry traffic does not bump the volume's updated_at.
+  await tx.$executeRaw`
+    UPDATE volumes SET used_bytes = used_bytes + ${deltaBytes}, entry_count = entry_count + ${deltaCount} WHERE id = ${volumeId}`;
+}
+
+export function publish(event: EntryChangedEvent): void {
+  events.publish('entryChanged', event.volumeId, event);
+}
+
+/** Deletes objects whose rows are gone. Failures only leave garbage for the reconciler, never lost data. */
+export async function discardBlobs(bucket: string, keys: (string | null | undefined)[]): Promise<void> {
+  const list = keys.filter((k): k is string => typeof k === 'string');
+  if (list.length === 0) return;
+  try {
+    await blobs.deleteMany(bucket, list);
+  } catch (err) {
+    logger.warn({ err, bucket, count: list.length }, 'could not delete replaced objects; left for the reconciler');
+  }
+}
+
+export async function bucketOf(workspaceId: string): Promise<string> {
+  const ws = await db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { s3Bucket: true } });
+  return ws.s3Bucket;
+}
+
+/** Rows removed because their TTL ran out: their objects and subscribers are dealt with after commit. */
+export type PurgedEntry = Pick<Entry, 'id' | 'path' | 'blobKey'>;
+
+/**
+ * Deletes a volume's expired entries inside a transaction that holds the volume lock, keeping the
+ * counters exact. Used by the sweeper, and by a write that would otherwise be refused a quota that
+ * only expired entries still occupy.
+ */
+export async function purgeExpired(
+  tx: Tx,
+  volumeId: string,
+  opts: { exceptPath?: string; limit?: number } = {},
+): Promise<{ purged: PurgedEntry[]; bytes: bigint }> {
+  const rows = await tx.entry.findMany({
+    where: { volumeId, expiresAt: { lte: new Date() }, ...(opts.exceptPath ? { path: { not: opts.exceptPath } } : {}) },
+    select: { id: true, path: true, sizeBytes: true, blobKey: true },
+    ...(opts.limit ? { take: opts.limit } : {}),
+  });
+  if (rows.length === 0) return { purged: [], bytes: 0n };
+  await tx.entry.deleteMany({ where: { id: { in: rows.map((r) => r.id) } } });
+  const bytes = rows.reduce((n, r) => n + r.sizeBytes, 0n);
+  await adjustUsage(tx, volumeId, -bytes, -rows.length);
+  return { purged: rows.map(({ id, path, blobKey }) => ({ id, path, blobKey })), bytes };
+}
+
+/** Removes purged entries' objects and tells subscribers they are gone. */
+export async function afterPurge(volumeId: string, bucket: string, purged: PurgedEntry[]): Promise<void> {
+  if (purged.length === 0) return;
+  await discardBlobs(
+    bucket,
+    purged.map((r) => r.blobKey),
+  );
+  for (const r of purged) publish({ volumeId, entryId: r.id, path: r.path, change: 'deleted', version: null, previousPath: null });
+}
+
+/**
+ * Commits a write: locks the volume row (serialising writers of one volume, so quotas and counters
+ * stay exact and two creators of one path cannot both win), applies preconditions and quotas, then
+ * creates or replaces the row. An expired entry at the path counts as absent: the new one is a fresh
+ * entry. Returns the object key the write replaced, for the caller to delete after commit.
+ * @throws ConflictError, QuotaExceededError, NotFoundError (volume deleted meanwhile)
+ */
+export async function commitEntry(volumeId: string, path: string, data: EntryData, pre: WriteConditions): Promise<CommitResult> {
+  return db.$transaction(
+    async (tx) => {
+      const usage = await lockVolume(tx, volumeId);
+      await checkWriteGuard(tx, volumeId, path, pre);
+      let purged: PurgedEntry[] = [];
+      const existing = await tx.entry.findUnique({ where: { volumeId_path: { volumeId, path } } });
+      const current = existing && !isExpired(existing) ? existing : null;
+      checkPreconditions(current, pre, path);
+      const deltaBytes = data.sizeBytes - (existing?.sizeBytes ?? 0n);
+      const deltaCount = existing ? 0 : 1;
+      try {
+        checkQuota(usage, deltaBytes, deltaCount);
+      } catch (err) {
+        // Expired entries are gone for readers; they must not hold a quota until the sweeper runs.
+        if (!(err instanceof QuotaExceededError)) throw err;
+        const freed = await purgeExpired(tx, volumeId, { exceptPath: path });
+        if (freed.purged.length === 0) throw err;
+        purged = freed.purged;
+        checkQuota(
+          { ...usage, used_bytes: usage.used_bytes - freed.bytes, entry_count: usage.entry_count - freed.purged.length },
+          deltaBytes,
+          deltaCount,
+        );
+      }
+
+      const expiresAt = data.ttlSeconds ? new Date(Date.now() + data.ttlSeconds * 1000) : null;
+      // The old chunks stay searchable until the index job swaps them; is_indexed says they are behind.
+      const fields = { ...data, expiresAt, isIndexed: false };
+      let entry: Entry;
+      if (current) {
+        entry = await tx.entry.update({ where: { id: current.id }, data: { ...fields, version: { increment: 1 } } });
+      } else {
+        if (existing) await tx.entry.delete({ where: { id: existing.id } });
+        entry = await tx.entry.create({ data: { ...fields, volumeId, path } });
+      }
+      await adjustUsage(tx, volumeId, deltaBytes, deltaCount);
+      if (usage.indexing_mode === 'auto') await queueEntryIndexing(tx, volumeId, entry.id);
+      await entryHooks.beforeCommit?.(path);
+      const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
+      return { entry, created: !current, replacedBlob, purged };
+    },
+    { timeout: 20_000, maxWait: 20_000 },
+  );
+}
+
+/** After a commit: remove what it replaced and tell subscribers. */
+export interface CommitResult {
+  entry: Entry;
+  created: boolean;
+  /** The object the write replaced, to delete once committed. */
+  replacedBlob: string | null;
+  /** Expired entries the write purged to make room. */
+  purged: PurgedEntry[];
+}
+
+export async function afterWrite(route: VolumeRoute, result: CommitResult) {
+  wakeWorkers(); // the index job queued with the write is visible now
+  const bucket = await bucketOf(route.workspaceId);
+  if (result.replacedBlob) await discardBlobs(bucket, [result.replacedBlob]);
+  await afterPurge(route.volumeId, bucket, result.purged);
+  publish({
+    volumeId: route.volumeId,
+    entryId: result.entry.id,
+    path: result.entry.path,
+    change: result.created ? 'created' : 'updated',
+    version: result.entry.version,
+    previousPath: null,
+  });
+}

@@ -1,0 +1,175 @@
+import { db } from '../../db/client.js';
+import type { Entry, Volume } from '../../generated/prisma/client.js';
+import { Prisma } from '../../generated/prisma/client.js';
+import { enterOrg, type Principal } from '../access/access.js';
+import { type EntryAccess, entryAccess, requireReadable, requireWritable } from '../access/entry-access.js';
+import { checkWriteGuard, type WriteGuard } from '../locks/locks.js';
+import { NotFoundError } from '../shared/errors.js';
+import { normaliseEntryPath } from '../shared/paths.js';
+import { parseInput } from '../shared/validation.js';
+import { findVisibleVolume } from '../volumes/volumes.js';
+import { adjustUsage, afterWrite, bucketOf, commitEntry, describedBy, discardBlobs, lockVolume, publish } from './commit.js';
+import { checkPreconditions, type EntryKind, isExpired, type Preconditions, WriteEntryInput } from './rules.js';
+
+type Loc = (string | number)[];
+
+/** Where an entry operation is addressed: the route's org, workspace and volume. */
+export interface VolumeRoute {
+  orgId: string;
+  workspaceId: string;
+  volumeId: string;
+}
+
+/** Everything a writer may state about a write: versions, and the lock or fencing token it holds. */
+export type WriteConditions = Preconditions & WriteGuard;
+
+/** Who wrote: the app comes from an app key (never from the request), the execution from the caller. */
+export interface WriterInfo {
+  executionId?: string | undefined;
+}
+/** Resolves the volume (visible to the principal) and the principal's access to its entries. */
+export async function openVolume(
+  p: Principal,
+  route: VolumeRoute,
+  need: 'read' | 'write',
+): Promise<{ volume: Volume; access: EntryAccess }> {
+  await enterOrg(p, route.orgId);
+  const volume = await findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
+  return { volume, access: await entryAccess(p, volume.id, need) };
+}
+
+const live = (now = new Date()): Prisma.EntryWhereInput => ({ OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] });
+
+/**
+ * Creates or replaces a JSON/text entry at `rawPath`.
+ * @throws ValidationError (path or body), NotFoundError, ForbiddenError, ConflictError, QuotaExceededError
+ */
+export async function writeEntry(
+  p: Principal,
+  route: VolumeRoute,
+  rawPath: string,
+  raw: unknown,
+  opts: WriteConditions & WriterInfo = {},
+  loc: { path: Loc; body: Loc } = { path: ['path', 'path'], body: ['body'] },
+): Promise<{ entry: Entry; created: boolean }> {
+  const { access } = await openVolume(p, route, 'write');
+  const path = normaliseEntryPath(rawPath, loc.path);
+  requireWritable(access, path);
+  const input = parseInput(WriteEntryInput, raw, loc.body);
+  const kind: EntryKind = input.content_type ?? (input.content !== undefined ? 'json' : 'text');
+  const content = input.content === undefined || input.content === null ? Prisma.JsonNull : (input.content as Prisma.InputJsonValue);
+  const contentText = input.content_text ?? null;
+  const sizeBytes = BigInt(
+    (input.content !== undefined ? Buffer.byteLength(JSON.stringify(input.content)) : 0) +
+      (contentText ? Buffer.byteLength(contentText) : 0),
+  );
+  const result = await commitEntry(
+    route.volumeId,
+    path,
+    {
+      contentType: kind,
+      content,
+      contentText,
+      mimeType: input.mime_type ?? (kind === 'json' ? 'application/json' : 'text/plain'),
+      sizeBytes,
+      blobKey: null,
+      sha256: null,
+      ...describedBy(p, input, opts),
+    },
+    opts,
+  );
+  await afterWrite(route, result);
+  return { entry: result.entry, created: result.created };
+}
+
+/** Reads a live entry. @throws ValidationError (path), NotFoundError (absent, expired or not readable), ForbiddenError */
+export async function getEntry(p: Principal, route: VolumeRoute, rawPath: string, pathLoc: Loc = ['path', 'path']): Promise<Entry> {
+  const { access } = await openVolume(p, route, 'read');
+  const path = normaliseEntryPath(rawPath, pathLoc);
+  requireReadable(access, path);
+  const entry = await db.entry.findFirst({ where: { volumeId: route.volumeId, path, ...live() } });
+  if (!entry) throw new NotFoundError('entry', path);
+  return entry;
+}
+
+/**
+ * Deletes a live entry (and, after commit, its object).
+ * @throws ValidationError, NotFoundError, ForbiddenError, ConflictError (If-Match)
+ */
+export async function deleteEntry(
+  p: Principal,
+  route: VolumeRoute,
+  rawPath: string,
+  pre: Pick<WriteConditions, 'ifMatch' | 'lockId' | 'fencing'> = {},
+  pathLoc: Loc = ['path', 'path'],
+): Promise<Entry> {
+  const { access } = await openVolume(p, route, 'write');
+  const path = normaliseEntryPath(rawPath, pathLoc);
+  requireWritable(access, path);
+  const deleted = await db.$transaction(
+    async (tx) => {
+      await lockVolume(tx, route.volumeId);
+      await checkWriteGuard(tx, route.volumeId, path, pre);
+      const entry = await tx.entry.findUnique({ where: { volumeId_path: { volumeId: route.volumeId, path } } });
+      if (!entry || isExpired(entry)) throw new NotFoundError('entry', path);
+      checkPreconditions(entry, pre, path);
+      await tx.entry.delete({ where: { id: entry.id } });
+      await adjustUsage(tx, route.volumeId, -entry.sizeBytes, -1);
+      return entry;
+    },
+    { timeout: 20_000, maxWait: 20_000 },
+  );
+  if (deleted.blobKey) await discardBlobs(await bucketOf(route.workspaceId), [deleted.blobKey]);
+  publish({ volumeId: route.volumeId, entryId: deleted.id, path, change: 'deleted', version: null, previousPath: null });
+  return deleted;
+}
+
+/**
+ * Renames an entry within its volume atomically. The target must be free unless `overwrite`, in
+ * which case the entry there is replaced (and its object removed after commit).
+ * @throws ValidationError, NotFoundError, ForbiddenError, ConflictError (target exists, If-Match)
+ */
+export async function moveEntry(
+  p: Principal,
+  route: VolumeRoute,
+  rawFrom: string,
+  rawTo: string,
+  opts: { overwrite?: boolean; ifMatch?: number | '*' | undefined } & WriteGuard = {},
+  loc: { from: Loc; to: Loc } = { from: ['from'], to: ['to'] },
+): Promise<Entry> {
+  const { access } = await openVolume(p, route, 'write');
+  const from = normaliseEntryPath(rawFrom, loc.from);
+  const to = normaliseEntryPath(rawTo, loc.to);
+  requireWritable(access, from);
+  requireWritable(access, to);
+  const { entry, replaced } = await db.$transaction(
+    async (tx) => {
+      await lockVolume(tx, route.volumeId);
+      await checkWriteGuard(tx, route.volumeId, from, opts);
+      await checkWriteGuard(tx, route.volumeId, to, opts);
+      const source = await tx.entry.findUnique({ where: { volumeId_path: { volumeId: route.volumeId, path: from } } });
+      if (!source || isExpired(source)) throw new NotFoundError('entry', from);
+      checkPreconditions(source, { ifMatch: opts.ifMatch }, from);
+      if (from === to) return { entry: source, replaced: null };
+      const target = await tx.entry.findUnique({ where: { volumeId_path: { volumeId: route.volumeId, path: to } } });
+      if (target && !isExpired(target) && !opts.overwrite) {
+        checkPreconditions(target, { ifNoneMatch: true }, to);
+      }
+      if (target) {
+        await tx.entry.delete({ where: { id: target.id } });
+        await adjustUsage(tx, route.volumeId, -target.sizeBytes, -1);
+      }
+      const moved = await tx.entry.update({ where: { id: source.id }, data: { path: to, version: { increment: 1 } } });
+      return { entry: moved, replaced: target };
+    },
+    { timeout: 20_000, maxWait: 20_000 },
+  );
+  if (replaced?.blobKey) await discardBlobs(await bucketOf(route.workspaceId), [replaced.blobKey]);
+  if (from !== to) {
+    if (replaced && !isExpired(replaced)) {
+      publish({ volumeId: route.volumeId, entryId: replaced.id, path: to, change: 'deleted', version: null, previousPath: null });
+    }
+    publish({ volumeId: route.volumeId, entryId: entry.id, path: to, change: 'moved', version: entry.version, previousPath: from });
+  }
+  return entry;
+}

@@ -1,0 +1,348 @@
+import { z } from 'zod';
+import { db, type Tx } from '../../db/client.js';
+import type { Lock, Volume } from '../../generated/prisma/client.js';
+import { enterOrg, isAppKey, type Principal, requireScope } from '../access/access.js';
+import { pathAccess, requireWritable } from '../access/entry-access.js';
+import type { VolumeRoute } from '../entries/entries.js';
+import { ConflictError, ForbiddenError, LockedError, NotFoundError, ValidationError } from '../shared/errors.js';
+import { events, type LockEvent } from '../shared/events.js';
+import { ExternalId, isId, ShortId } from '../shared/fields.js';
+import { normaliseDirectory } from '../shared/paths.js';
+import { parseInput } from '../shared/validation.js';
+import { findVisibleVolume } from '../volumes/volumes.js';
+
+type Loc = (string | number)[];
+
+export const LOCK_TYPES = ['exclusive', 'shared'] as const;
+export const DEFAULT_LOCK_TTL = 60;
+export const MAX_LOCK_TTL = 3600;
+
+const Ttl = z.number().int().min(1).max(MAX_LOCK_TTL);
+
+/**
+ * A partition is either a path (leading `/`: it covers that path itself and everything under it, and
+ * guards writes there while an exclusive lock is live) or a free-form name (advisory only).
+ */
+const Partition = z
+  .string()
+  .min(1)
+  .max(1024)
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+  .refine((p) => !/[\u0000-\u001f\u007f]/.test(p), 'partition must not contain control characters');
+
+export const AcquireLockInput = z.object({
+  partition: Partition,
+  app_id: ExternalId,
+  execution_id: ShortId.nullable().optional(),
+  lock_type: z.enum(LOCK_TYPES).default('exclusive'),
+  ttl_seconds: Ttl.default(DEFAULT_LOCK_TTL),
+});
+export type AcquireLockInput = z.input<typeof AcquireLockInput>;
+
+export const RenewLockInput = z.object({ lock_id: z.string().min(1).max(64), ttl_seconds: Ttl.default(DEFAULT_LOCK_TTL) });
+
+/** Path partitions are stored as directories (`/reports` → `/reports/`), so prefixes compare exactly. */
+export function normalisePartition(raw: string, loc: Loc): string {
+  return raw.startsWith('/') ? normaliseDirectory(raw, loc) : raw;
+}
+
+const isPathPartition = (partition: string) => partition.startsWith('/');
+
+/** The path a (normalised) path partition stands for: `/reports/` → `/reports`, `/` → `/`. */
+const pathOfPartition = (partition: string) => (partition === '/' ? '/' : partition.slice(0, -1));
+
+/**
+ * A path as path partitions are stored (a trailing `/`), so that "is `path` covered by partition P"
+ * is `starts_with(covered(path), P)`: `/notes/a.md` is covered by `/notes/a.md/` and by `/notes/`,
+ * not by `/notes/a.mdx/` nor `/notes/a/`.
+ */
+const asPartitionPrefix = (path: string) => (path.endsWith('/') ? path : `${path}/`);
+
+function partitionMatches(stored: string, given: string): boolean {
+  return [given, `/${given}`].some((candidate) => {
+    try {
+      return normalisePartition(candidate, ['path', 'partition']) === stored;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function publish(kind: LockEvent['kind'], lock: Lock): void {
+  events.publish('lockEvents', lock.volumeId, {
+    kind,
+    volumeId: lock.volumeId,
+    lockId: lock.id,
+    partition: lock.partition,
+    lockType: lock.lockType,
+    holderAppId: lock.holderAppId,
+    fencingToken: Number(lock.fencingToken),
+    expiresAt: lock.expiresAt,
+  });
+}
+
+/** App keys act for their own app only: a lock is held by the app of the key that took it. */
+function requireOwnApp(p: Principal, appId: string, loc: Loc): void {
+  if (isAppKey(p) && p.appId !== appId) {
+    throw new ForbiddenError('locks:write', {
+      reason: `an app key can take locks only for its own app (${p.appId})`,
+      field: loc.join('.'),
+    });
+  }
+}
+
+/**
+ * The one rule for taking and renewing a lock, whichever transport asks (REST and GraphQL both come
+ * through acquireLock and renewLock). Every principal needs `locks:write` (openLockVolume checks it);
+ * org keys and the platform key are governed by scopes alone. An app key also needs write access
+ * where the lock reaches, since an exclusive path lock stops everyone else writing there:
+ * - a volume it reaches only because it is shared takes no locks from it (403 `locks:write`);
+ * - a path partition needs a `write` or `admin` mount matching the path itself (`/reports/` →
+ *   `/reports`): 403 `path:write` without one, 404 when the path is not even readable for it, as
+ *   entry writes answer (requireWritable);
+ * - a named partition needs at least one `write` or `admin` mount on the volume (403 `volume:write`).
+ * Releasing is not subject to it: a holder can always let go of its lock.
+ * @throws ForbiddenError, NotFoundError
+ */
+export async function requireLockAccess(p: Principal, volumeId: string, partition: string): Promise<void> {
+  if (!isAppKey(p)) return;
+  const access = await pathAccess(p, volumeId);
+  if (access.viaShareOnly) {
+    throw new ForbiddenError('locks:write', { reason: 'a shared volume is read-only for apps without a mount on it' });
+  }
+  if (isPathPartition(partition)) {
+    requireWritable(access, pathOfPartition(partition));
+  } else if (!access.writesSomewhere) {
+    throw new ForbiddenError('volume:write', {
+      partition,
+      reason: `a named partition needs a write or admin mount on the volume for app ${p.appId}`,
+    });
+  }
+}
+
+/** The volume a lock operation addresses, visible to the principal, which must hold locks:write. */
+async function openLockVolume(p: Principal, route: VolumeRoute): Promise<Volume> {
+  await enterOrg(p, route.orgId);
+  requireScope(p, 'locks:write');
+  return findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
+}
+
+/**
+ * Who may see a volume's locks (list them, watch their events): whoever can read the volume.
+ * @throws NotFoundError (not visible, another org), ForbiddenError (volumes:read)
+ */
+export async function authorizeLockReading(p: Principal, route: VolumeRoute): Promise<void> {
+  await enterOrg(p, route.orgId);
+  requireScope(p, 'volumes:read');
+  await findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
+}
+
+/** Live locks of a volume (expired and released ones never block and are never listed). */
+export async function listLocks(p: Principal, route: VolumeRoute): Promise<Lock[]> {
+  await authorizeLockReading(p, route);
+  return db.lock.findMany({
+    where: { volumeId: route.volumeId, releasedAt: null, expiresAt: { gt: new Date() } },
+    orderBy: [{ partition: 'asc' }, { acquiredAt: 'asc' }],
+  });
+}
+
+/**
+ * Takes a lease on a partition. All acquirers of one partition serialise on its fencing-counter row
+ * (an upsert holds the row lock until commit), so of N concurrent exclusive acquirers, on any number
+ * of replicas, exactly one wins; path partitions also take the volume row, so overlapping prefixes
+ * (`/a/` and `/a/b/`) see each other. Every acquisition gets the next fencing token of its partition.
+ * @throws ValidationError, NotFoundError, ForbiddenError, ConflictError (naming the holder and expiry)
+ */
+export async function acquireLock(p: Principal, route: VolumeRoute, raw: unknown, loc: Loc = ['body']): Promise<Lock> {
+  const volume = await openLockVolume(p, route);
+  const input = parseInput(AcquireLockInput, raw, loc);
+  requireOwnApp(p, input.app_id, [...loc, 'app_id']);
+  const partition = normalisePartition(input.partition, [...loc, 'partition']);
+  // Checked before anything is written: a refused acquirer leaves no lock row and no fencing token.
+  await requireLockAccess(p, volume.id, partition);
+
+  const lock = await db.$transaction(
+    async (tx) => {
+      if (isPathPartition(partition)) await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${route.volumeId} FOR UPDATE`;
+      const [counter] = await tx.$queryRaw<{ last_token: bigint }[]>`
+        INSERT INTO fencing_counters (volume_id, partition, last_token) VALUES (${route.volumeId}, ${partition}, 1)
+        ON CONFLICT (volume_id, partition) DO UPDATE SET last_token = fencing_counters.last_token + 1
+        RETURNING last_token`;
+      const conflicts = await liveConflicts(tx, route.volumeId, partition, input.lock_type);
+      const first = conflicts[0];
+      if (first) {
+        throw new ConflictError(
+          `Partition ${first.partition} is locked (${first.lockType}) by ${first.holderAppId} until ${first.expiresAt.toISOString()}`,
+          {
+            reason: 'locked',
+            partition: first.partition,
+            lock_type: first.lockType,
+            holder_app_id: first.holderAppId,
+            holder_execution_id: first.holderExecutionId,
+            expires_at: first.expiresAt.toISOString(),
+          },
+        );
+      }
+      return tx.lock.create({
+        data: {
+          volumeId: route.volumeId,
+          partition,
+          lockType: input.lock_type,
+          holderAppId: input.app_id,
+          holderExecutionId: input.execution_id ?? null,
+          fencingToken: counter?.last_token ?? 1n,
+          // One clock (the gateway's) for acquired_at, expires_at and every expiry check.
+          acquiredAt: new Date(),
+          expiresAt: new Date(Date.now() + input.ttl_seconds * 1000),
+        },
+      });
+    },
+    { timeout: 20_000, maxWait: 20_000 },
+  );
+  publish('acquired', lock);
+  return lock;
+}
+
+/**
+ * Live locks that a new lock of `type` on `partition` would conflict with: exclusive conflicts with
+ * anything, shared only with exclusive. For path partitions, any live lock on an overlapping prefix.
+ */
+async function liveConflicts(tx: Tx, volumeId: string, partition: string, type: 'exclusive' | 'shared'): Promise<Lock[]> {
+  const now = new Date();
+  const candidates = await tx.lock.findMany({
+    where: {
+      volumeId,
+      releasedAt: null,
+      expiresAt: { gt: now },
+      ...(type === 'shared' ? { lockType: 'exclusive' } : {}),
+      ...(isPathPartition(partition) ? { partition: { startsWith: '/' } } : { partition }),
+    },
+    orderBy: { expiresAt: 'desc' },
+  });
+  if (!isPathPartition(partition)) return candidates;
+  return candidates.filter((l) => l.partition.startsWith(partition) || partition.startsWith(l.partition));
+}
+
+async function findHeldLock(p: Principal, route: VolumeRoute, lockId: string, loc: Loc): Promise<Lock> {
+  const lock = isId(lockId) ? await db.lock.findFirst({ where: { id: lockId, volumeId: route.volumeId, releasedAt: null } }) : null;
+  if (!lock) throw new NotFoundError('lock', lockId);
+  if (isAppKey(p) && p.appId !== lock.holderAppId) {
+    throw new ForbiddenError('locks:write', { reason: `lock ${lockId} is held by ${lock.holderAppId}`, field: loc.join('.') });
+  }
+  return lock;
+}
+
+/**
+ * Extends a live lease by `ttl_seconds` from now, keeping its id and fencing token. Renewing is
+ * taking the lock for longer, so the acquisition rule (requireLockAccess) applies again: an app whose
+ * write mount was withdrawn meanwhile cannot keep the lock alive (it can still release it).
+ * @throws NotFoundError (unknown or released), ForbiddenError (another app's, or no write access
+ * any more), ConflictError (already expired)
+ */
+export async function renewLock(p: Principal, route: VolumeRoute, raw: unknown, loc: Loc = ['body']): Promise<Lock> {
+  const volume = await openLockVolume(p, route);
+  const input = parseInput(RenewLockInput, raw, loc);
+  const lock = await findHeldLock(p, route, input.lock_id, [...loc, 'lock_id']);
+  await requireLockAccess(p, volume.id, lock.partition);
+  // Conditional update: a lease that ran out cannot be revived, even by a renewal racing the clock.
+  const { count } = await db.lock.updateMany({
+    where: { id: lock.id, releasedAt: null, expiresAt: { gt: new Date() } },
+    data: { expiresAt: new Date(Date.now() + input.ttl_seconds * 1000) },
+  });
+  if (count === 0) {
+    throw new ConflictError(`Lock ${lock.id} expired at ${lock.expiresAt.toISOString()}; acquire a new one`, {
+      reason: 'expired',
+      lock_id: lock.id,
+      expired_at: lock.expiresAt.toISOString(),
+    });
+  }
+  const renewed = await db.lock.findUniqueOrThrow({ where: { id: lock.id } });
+  publish('renewed', renewed);
+  return renewed;
+}
+
+/**
+ * Releases a lock by id (its holder, or an org/platform key with locks:write). Releasing an expired
+ * lock succeeds too: the holder is done either way.
+ * @throws NotFoundError (unknown, released, or not on this partition), ForbiddenError (another app's)
+ */
+export async function releaseLock(
+  p: Principal,
+  route: VolumeRoute,
+  lockId: string,
+  partition: string | undefined,
+  loc: Loc = ['query', 'lock_id'],
+): Promise<Lock> {
+  await openLockVolume(p, route);
+  if (!lockId) throw ValidationError.field(loc, 'Field required', null, 'missing');
+  const lock = await findHeldLock(p, route, lockId, loc);
+  // In a URL the partition follows `/locks/`, so a path partition may arrive without its leading slash.
+  if (partition !== undefined && !partitionMatches(lock.partition, partition)) throw new NotFoundError('lock', lockId);
+  const { count } = await db.lock.updateMany({ where: { id: lock.id, releasedAt: null }, data: { releasedAt: new Date() } });
+  if (count === 0) throw new NotFoundError('lock', lockId);
+  publish('released', lock);
+  return lock;
+}
+
+/** What a writer may present with a write: the lock it holds and/or the fencing token it was issued. */
+export interface WriteGuard {
+  lockId?: string | undefined;
+  fencing?: { partition: string; token: number } | undefined;
+}
+
+/**
+ * Checks a write to `path` against locks, inside the write's transaction (which holds the volume
+ * row, as path-partition acquirers do): a live exclusive lock on a path partition covering `path`
+ * (the partition is `path` itself or one of its ancestors: `/notes/a.md/` and `/notes/` both cover
+ * `/notes/a.md`) refuses everyone but the holder presenting its lock id (LOCKED); a fencing token
+ * older than the newest issued for its partition is refused (a paused holder whose lease ran out
+ * must not clobber its successor's work).
+ * @throws LockedError, ConflictError (stale fencing token)
+ */
+export async function checkWriteGuard(tx: Tx, volumeId: string, path: string, guard: WriteGuard = {}): Promise<void> {
+  if (guard.fencing) {
+    const partition = normalisePartition(guard.fencing.partition, ['header', 'x-lock-partition']);
+    const [row] = await tx.$queryRaw<{ last_token: bigint }[]>`
+      SELECT last_token FROM fencing_counters WHERE volume_id = ${volumeId} AND partition = ${partition}`;
+    if (!row || BigInt(guard.fencing.token) < row.last_token) {
+      throw new ConflictError(`Fencing token ${guard.fencing.token} is stale for partition ${partition}`, {
+        reason: 'stale_fencing_token',
+        partition,
+        token: guard.fencing.token,
+        newest_token: row ? Number(row.last_token) : null,
+      });
+    }
+  }
+  const blocking = await tx.$queryRaw<{ id: string; partition: string; holder_app_id: string; expires_at: Date }[]>`
+    SELECT id, partition, holder_app_id, expires_at FROM locks
+    WHERE volume_id = ${volumeId} AND lock_type = 'exclusive' AND released_at IS NULL AND expires_at > ${new Date()}
+      AND starts_with(partition, '/') AND starts_with(${asPartitionPrefix(path)}, partition)`;
+  const foreign = blocking.find((l) => l.id !== guard.lockId);
+  if (foreign) {
+    throw new LockedError(`${path} is under an exclusive lock on ${foreign.partition} held by ${foreign.holder_app_id}`, {
+      lock_id: foreign.id,
+      partition: foreign.partition,
+      holder_app_id: foreign.holder_app_id,
+      expires_at: foreign.expires_at.toISOString(),
+    });
+  }
+}
+
+/**
+ * Removes locks whose lease ran out (announcing them as expired) and released ones. Replicas sweep
+ * concurrently: the DELETE decides which sweeper removed a lock, and only that one announces it.
+ */
+export async function sweepLocks(): Promise<number> {
+  const now = new Date();
+  const expired = await db.lock.findMany({ where: { releasedAt: null, expiresAt: { lte: now } }, take: 1000 });
+  let removed = 0;
+  if (expired.length > 0) {
+    const deleted = await db.$queryRaw<{ id: string }[]>`
+      DELETE FROM locks WHERE id = ANY(${expired.map((l) => l.id)}::text[]) AND released_at IS NULL RETURNING id`;
+    const ids = new Set(deleted.map((r) => r.id));
+    for (const lock of expired) if (ids.has(lock.id)) publish('expired', lock);
+    removed += deleted.length;
+  }
+  const { count } = await db.lock.deleteMany({ where: { releasedAt: { not: null } } });
+  return removed + count;
+}

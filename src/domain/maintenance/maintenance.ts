@@ -1,0 +1,283 @@
+import { DEFAULT_UPLOAD_TEMP_MAX_AGE_MS } from '../../config.js';
+import { db } from '../../db/client.js';
+import { logger } from '../../logger.js';
+import { blobs, type ObjectInfo, type SweepResult } from '../../storage/blob-store.js';
+import { enterOrg, forbidAppKey, type Principal, requireScope } from '../access/access.js';
+import { afterPurge, purgeExpired } from '../entries/commit.js';
+import { sweepLocks } from '../locks/locks.js';
+import { NotFoundError } from '../shared/errors.js';
+import { isId } from '../shared/fields.js';
+import { purgeDeletedVolumes } from '../volumes/lifecycle.js';
+import { refreshVolumeStatuses } from '../volumes/status.js';
+import { volumeObjectPrefix } from '../volumes/volumes.js';
+import { runBucketDeletions } from '../workspaces/bucket-deletion.js';
+
+/** UPLOAD_TEMP_MAX_AGE_MS: upload temporaries older than this are abandoned (see configureMaintenance). */
+let uploadTempMaxAgeMs = DEFAULT_UPLOAD_TEMP_MAX_AGE_MS;
+
+/** Takes the maintenance settings from the configuration; call before `startMaintenance`. */
+export function configureMaintenance(settings: { uploadTempMaxAgeMs: number }): void {
+  uploadTempMaxAgeMs = settings.uploadTempMaxAgeMs;
+}
+
+/**
+ * The periodic housekeeping of one gateway: expired entries, bucket deletions left to retry,
+ * deleted volumes past retention, volume statuses, and (less often) usage counters and objects.
+ * Every step is safe to run on several replicas at once (row locks), and a failing step is logged
+ * and retried on the next tick. Once at start, in the background, it also sweeps every bucket's
+ * abandoned uploads (`sweepAllIncompleteUploads`): those of a crashed process.
+ */
+export function startMaintenance(intervalMs: number, reconcileEveryMs = 60 * 60 * 1000): { stop(): Promise<void> } {
+  // Only uploads older than UPLOAD_TEMP_MAX_AGE_MS go, so another replica's in-flight uploads in a
+  // shared store are safe; a failure is logged, and the hourly reconciliation sweeps again.
+  const stopSweep = new AbortController();
+  const startupSweep = sweepAllIncompleteUploads(uploadTempMaxAgeMs, stopSweep.signal).catch((err) =>
+    logger.warn({ err }, 'start-up sweep of incomplete uploads failed'),
+  );
+  let running: Promise<void> | undefined;
+  let lastReconcile = 0;
+  const tick = () => {
+    if (running) return;
+    running = (async () => {
+      const steps: [string, () => Promise<unknown>][] = [
+        ['ttl sweep', () => sweepExpiredEntries()],
+        ['bucket cleanup', () => runBucketDeletions()],
+        ['lock sweep', () => sweepLocks()],
+        ['deleted volume purge', () => purgeDeletedVolumes()],
+        ['volume status', () => refreshVolumeStatuses()],
+      ];
+      if (Date.now() - lastReconcile >= reconcileEveryMs) {
+        lastReconcile = Date.now();
+        steps.push(['reconciliation', () => reconcileAll()]);
+        // Planner statistics: PGlite runs no autovacuum, so without this they never exist (harmless on Postgres).
+        steps.push(['analyze', () => db.$executeRawUnsafe('ANALYZE chunks, entries, volumes, jobs')]);
+      }
+      for (const [name, step] of steps) {
+        await step().catch((err) => logger.warn({ err }, `${name} failed`));
+      }
+    })().finally(() => {
+      running = undefined;
+    });
+  };
+  const timer = setInterval(tick, intervalMs);
+  timer.unref();
+  tick();
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      stopSweep.abort(); // the bucket being swept finishes; the others wait for the next start
+      await Promise.all([running, startupSweep]);
+    },
+  };
+}
+
+/**
+ * Deletes entries whose TTL has passed (reads already hide them), with their objects, keeping the
+ * volume counters exact. Runs in batches; returns how many it removed.
+ */
+export async function sweepExpiredEntries(batch = 500): Promise<number> {
+  const now = new Date();
+  const due = await db.entry.findMany({
+    where: { expiresAt: { lte: now } },
+    select: { volumeId: true },
+    distinct: ['volumeId'],
+    take: 100,
+  });
+  let removed = 0;
+  for (const { volumeId } of due) {
+    const { purged } = await db.$transaction(async (tx) => {
+      await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+      return purgeExpired(tx, volumeId, { limit: batch });
+    });
+    if (purged.length === 0) continue;
+    removed += purged.length;
+    const volume = await db.volume.findUnique({ where: { id: volumeId }, select: { workspace: { select: { s3Bucket: true } } } });
+    if (volume) await afterPurge(volumeId, volume.workspace.s3Bucket, purged);
+  }
+  return removed;
+}
+
+/**
+ * Sweeps the abandoned uploads (`BlobStore.sweepIncompleteUploads`) of every workspace with an
+ * active bucket: temporary files or multipart uploads older than `maxAgeMs`. A bucket that fails is
+ * logged and the others are still swept; `signal` stops it between buckets. Returns the totals
+ * (bytes null if the store could not tell).
+ */
+export async function sweepAllIncompleteUploads(maxAgeMs = uploadTempMaxAgeMs, signal?: AbortSignal): Promise<SweepResult> {
+  const olderThan = new Date(Date.now() - maxAgeMs);
+  const workspaces = await db.workspace.findMany({ where: { bucketStatus: 'active' }, select: { s3Bucket: true } });
+  let removed = 0;
+  let bytes: number | null = 0;
+  for (const { s3Bucket: bucket } of workspaces) {
+    if (signal?.aborted) break;
+    try {
+      const swept = await blobs.sweepIncompleteUploads(bucket, olderThan);
+      removed += swept.removed;
+      bytes = bytes === null || swept.bytes === null ? null : bytes + swept.bytes;
+      if (swept.removed > 0) logger.info({ bucket, ...swept }, 'removed abandoned uploads');
+    } catch (err) {
+      logger.warn({ err, bucket }, 'sweeping incomplete uploads failed');
+    }
+  }
+  return { removed, bytes };
+}
+
+/** Reconciles every workspace with an active bucket: usage counters and objects. */
+async function reconcileAll(): Promise<void> {
+  const workspaces = await db.workspace.findMany({ where: { bucketStatus: 'active' }, select: { id: true } });
+  for (const ws of workspaces) await reconcileWorkspace(ws.id);
+}
+
+export interface WorkspaceReconciliation {
+  volumes: UsageReport[];
+  objects: ObjectReport;
+}
+
+/**
+ * Recomputes usage for each of a workspace's volumes and reconciles its bucket with its rows
+ * (abandoned uploads older than `uploadMaxAgeMs` included).
+ */
+export async function reconcileWorkspace(
+  workspaceId: string,
+  graceMs = ORPHAN_GRACE_MS,
+  uploadMaxAgeMs = uploadTempMaxAgeMs,
+): Promise<WorkspaceReconciliation> {
+  const volumes = await db.volume.findMany({ where: { workspaceId }, select: { id: true } });
+  const usage: UsageReport[] = [];
+  for (const v of volumes) usage.push(await reconcileVolumeUsage(v.id));
+  return { volumes: usage, objects: await reconcileWorkspaceObjects(workspaceId, graceMs, uploadMaxAgeMs) };
+}
+
+/**
+ * Runs reconciliation on demand for an org admin (REST and GraphQL).
+ * @throws NotFoundError, ForbiddenError (needs `admin`; app keys never)
+ */
+export async function reconcileWorkspaceFor(p: Principal, orgId: string, workspaceId: string): Promise<WorkspaceReconciliation> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'admin');
+  forbidAppKey(p, 'admin');
+  const ws = isId(workspaceId) ? await db.workspace.findFirst({ where: { id: workspaceId, orgId }, select: { id: true } }) : null;
+  if (!ws) throw new NotFoundError('workspace', workspaceId);
+  return reconcileWorkspace(ws.id);
+}
+
+export interface UsageReport {
+  volumeId: string;
+  before: { usedBytes: number; entryCount: number; mountCount: number };
+  after: { usedBytes: number; entryCount: number; mountCount: number };
+  reconciledAt: Date;
+}
+
+/**
+ * Recomputes a volume's usage counters from its rows (under the volume lock, so no write slips
+ * between the count and the update) and stamps `last_reconciled_at`.
+ */
+export async function reconcileVolumeUsage(volumeId: string): Promise<UsageReport> {
+  return db.$transaction(async (tx) => {
+    const [before] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number }[]>`
+      SELECT used_bytes, entry_count, mount_count FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+    if (!before) throw new Error(`volume ${volumeId} not found`);
+    const [counts] = await tx.$queryRaw<{ bytes: bigint; entries: number; mounts: number }[]>`
+      SELECT (SELECT coalesce(sum(size_bytes), 0)::bigint FROM entries WHERE volume_id = ${volumeId}) AS bytes,
+             (SELECT count(*)::int FROM entries WHERE volume_id = ${volumeId}) AS entries,
+             (SELECT count(*)::int FROM mounts WHERE volume_id = ${volumeId}) AS mounts`;
+    const reconciledAt = new Date();
+    await tx.$executeRaw`
+      UPDATE volumes SET used_bytes = ${counts?.bytes ?? 0n}, entry_count = ${counts?.entries ?? 0},
+        mount_count = ${counts?.mounts ?? 0}, last_reconciled_at = ${reconciledAt} WHERE id = ${volumeId}`;
+    return {
+      volumeId,
+      before: { usedBytes: Number(before.used_bytes), entryCount: before.entry_count, mountCount: before.mount_count },
+      after: { usedBytes: Number(counts?.bytes ?? 0n), entryCount: counts?.entries ?? 0, mountCount: counts?.mounts ?? 0 },
+      reconciledAt,
+    };
+  });
+}
+
+export interface ObjectReport {
+  workspaceId: string;
+  /** Objects that had no row and were older than the grace period: removed. */
+  orphansRemoved: string[];
+  /** Objects without a row that are too recent to judge (an upload may be committing). */
+  orphansKept: number;
+  /** File entries whose object is missing: reported, never touched (an operator must decide). */
+  missingObjects: { entryId: string; path: string; blobKey: string }[];
+  /**
+   * Abandoned uploads removed (older than UPLOAD_TEMP_MAX_AGE_MS): temporary files of the local
+   * store, counted per upload, or incomplete S3 multipart uploads, aborted.
+   */
+  incompleteUploadsRemoved: number;
+  /** Bytes those uploads held; null when the store cannot tell (S3). */
+  incompleteUploadBytes: number | null;
+}
+
+/** Objects younger than this may belong to an upload whose row is about to commit. */
+export const ORPHAN_GRACE_MS = 15 * 60 * 1000;
+
+/**
+ * Compares a workspace's bucket with its rows: removes objects no row points to (once they are
+ * older than the grace period, so in-flight uploads are never touched) and reports rows whose object
+ * is gone. Sweeps the bucket's abandoned uploads too: those older than `uploadMaxAgeMs` (the longest
+ * an upload may take, UPLOAD_TEMP_MAX_AGE_MS).
+ */
+export async function reconcileWorkspaceObjects(
+  workspaceId: string,
+  graceMs = ORPHAN_GRACE_MS,
+  uploadMaxAgeMs = uploadTempMaxAgeMs,
+): Promise<ObjectReport> {
+  const ws = await db.workspace.findUniqueOrThrow({
+    where: { id: workspaceId },
+    select: { s3Bucket: true, volumes: { select: { id: true } } },
+  });
+  const swept = await blobs.sweepIncompleteUploads(ws.s3Bucket, new Date(Date.now() - uploadMaxAgeMs));
+  const report: ObjectReport = {
+    workspaceId,
+    orphansRemoved: [],
+    orphansKept: 0,
+    missingObjects: [],
+    incompleteUploadsRemoved: swept.removed,
+    incompleteUploadBytes: swept.bytes,
+  };
+  const cutoff = Date.now() - graceMs;
+  const seen = new Set<string>();
+  const orphans: string[] = [];
+  // Objects are checked against rows a page at a time: one query per 500 objects.
+  const judge = async (page: ObjectInfo[]) => {
+    const rows = await db.entry.findMany({ where: { blobKey: { in: page.map((o) => o.key) } }, select: { blobKey: true } });
+    const owned = new Set(rows.map((r) => r.blobKey));
+    for (const obj of page) {
+      if (owned.has(obj.key)) continue;
+      if (obj.lastModified.getTime() <= cutoff) orphans.push(obj.key);
+      else report.orphansKept++;
+    }
+  };
+  let page: ObjectInfo[] = [];
+  for await (const obj of blobs.list(ws.s3Bucket, 'volumes/')) {
+    seen.add(obj.key);
+    page.push(obj);
+    if (page.length === 500) {
+      await judge(page);
+      page = [];
+    }
+  }
+  if (page.length > 0) await judge(page);
+  if (orphans.length > 0) {
+    await blobs.deleteMany(ws.s3Bucket, orphans);
+    report.orphansRemoved = orphans;
+  }
+  for (const v of ws.volumes) {
+    const files = await db.entry.findMany({
+      where: { volumeId: v.id, blobKey: { startsWith: volumeObjectPrefix(v.id) } },
+      select: { id: true, path: true, blobKey: true },
+    });
+    for (const f of files) {
+      if (f.blobKey && !seen.has(f.blobKey) && !(await blobs.head(ws.s3Bucket, f.blobKey))) {
+        report.missingObjects.push({ entryId: f.id, path: f.path, blobKey: f.blobKey });
+      }
+    }
+  }
+  if (report.orphansRemoved.length || report.missingObjects.length || report.incompleteUploadsRemoved) {
+    logger.warn({ report }, 'object reconciliation found differences');
+  }
+  return report;
+}

@@ -1,0 +1,195 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { db, type Tx } from '../../db/client.js';
+import type { Entry, Job, Volume } from '../../generated/prisma/client.js';
+import { chunkText, flattenJson } from '../../indexing/chunking.js';
+import type { CpuPool } from '../../indexing/cpu-pool.js';
+import { embedAll } from '../../indexing/embedders/embedder.js';
+import { getEmbedder } from '../../indexing/embedders/registry.js';
+import { enqueueJob, registerJobHandler } from '../../jobs/queue.js';
+import { refreshVolumeStatus } from '../volumes/status.js';
+
+// Entry → chunks → vectors. Runs after a write commits (an `index_entry` job queued in the write's
+// own transaction, so an acknowledged write is always indexed eventually) and from reindex jobs.
+// Only chunks whose text changed are embedded again; the swap of an entry's chunks is one
+// transaction that first checks the entry still has the version that was chunked.
+
+export const INDEX_ENTRY = 'index_entry';
+
+let cpu: CpuPool | undefined;
+
+/** Where chunking runs: worker threads (set by createApp), or in line when none is set (scripts). */
+export function configureIndexing(pool: CpuPool | undefined): void {
+  cpu = pool;
+}
+
+/** Queues indexing of an entry inside the transaction that wrote it (volumes in `auto` mode). */
+export function queueEntryIndexing(tx: Tx, volumeId: string, entryId: string): Promise<string> {
+  return enqueueJob(tx, { kind: INDEX_ENTRY, dedupeKey: `${INDEX_ENTRY}:${entryId}`, volumeId, payload: { entryId } });
+}
+
+/** The text an entry contributes to search: JSON flattened, text as is, files' extracted text. */
+export function indexableText(entry: Pick<Entry, 'contentType' | 'content' | 'contentText'>): string {
+  const parts: string[] = [];
+  if (entry.contentType === 'json' && entry.content !== null) parts.push(flattenJson(entry.content));
+  if (entry.contentText) parts.push(entry.contentText);
+  return parts.join('\n\n');
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+type VolumeChunking = Pick<Volume, 'chunkingStrategy' | 'chunkSize' | 'chunkOverlap'>;
+
+/** Identifies the chunks an entry's text yields: same hash, same chunks (so indexing can be skipped). */
+function textHash(text: string, v: VolumeChunking): string {
+  return sha256(`${v.chunkingStrategy}:${v.chunkSize}:${v.chunkOverlap}\n${text}`);
+}
+
+export type IndexOutcome = 'indexed' | 'unchanged' | 'stale' | 'gone';
+
+/**
+ * Brings an entry's chunks up to date for each embedder in `embedderIds` (default: the ones the
+ * volume searches with now and, during a model change, the one it is moving to).
+ * Returns 'stale' when the entry changed while it was being embedded (its newer version has its own
+ * job queued) and 'gone' when it no longer exists. Embedding errors propagate (the job retries).
+ */
+export async function indexEntry(
+  entryId: string,
+  opts: { embedderIds?: string[]; force?: boolean; signal?: AbortSignal } = {},
+): Promise<IndexOutcome> {
+  const entry = await db.entry.findUnique({
+    where: { id: entryId },
+    include: {
+      volume: {
+        select: {
+          chunkingStrategy: true,
+          chunkSize: true,
+          chunkOverlap: true,
+          embeddingModelId: true,
+          activeEmbedderId: true,
+          deletedAt: true,
+        },
+      },
+    },
+  });
+  if (!entry || entry.volume.deletedAt) return 'gone';
+  const vol = entry.volume;
+  const searchWith = vol.activeEmbedderId ?? vol.embeddingModelId;
+  const targets = opts.embedderIds ?? [...new Set([searchWith, vol.embeddingModelId])];
+  const text = indexableText(entry);
+  const hash = textHash(text, vol);
+
+  const have = await db.chunk.groupBy({ by: ['embedderId'], where: { entryId }, _count: true });
+  const unchanged = !opts.force && entry.contentHash === hash && targets.every((t) => have.some((h) => h.embedderId === t));
+  const rows = unchanged ? undefined : await embedChunks(entryId, text, vol, targets, opts.signal);
+
+  const outcome = await db.$transaction(
+    async (tx): Promise<IndexOutcome> => {
+      const [current] = await tx.$queryRaw<{ version: number }[]>`SELECT version FROM entries WHERE id = ${entryId} FOR UPDATE`;
+      if (!current) return 'gone';
+      if (current.version !== entry.version) return 'stale';
+      if (rows) await replaceChunks(tx, entry, targets, rows);
+      const searchable = rows && targets.includes(searchWith) ? rows.filter((r) => r.embedderId === searchWith).length : null;
+      // Raw, so index bookkeeping does not move the entry's updated_at.
+      await tx.$executeRaw`
+        UPDATE entries SET content_hash = ${hash}, is_indexed = ${targets.includes(searchWith) || entry.isIndexed},
+          indexed_at = ${new Date()}, total_chunks = coalesce(${searchable}::int, total_chunks), index_error = NULL
+        WHERE id = ${entryId}`;
+      return rows ? 'indexed' : 'unchanged';
+    },
+    { timeout: 30_000, maxWait: 30_000 },
+  );
+  // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
+  if (entry.indexError !== null && (outcome === 'indexed' || outcome === 'unchanged')) {
+    await refreshVolumeStatus({ volumeId: entry.volumeId });
+  }
+  return outcome;
+}
+
+/** Chunks the text and embeds it for each embedder, reusing the vectors of chunks whose text is unchanged. */
+async function embedChunks(
+  entryId: string,
+  text: string,
+  vol: VolumeChunking,
+  targets: string[],
+  signal?: AbortSignal,
+): Promise<ChunkRow[]> {
+  const chunking = { strategy: vol.chunkingStrategy, size: vol.chunkSize, overlap: vol.chunkOverlap };
+  const pieces = cpu ? await cpu.chunk(text, chunking, signal) : await chunkText(text, chunking);
+  const hashes = pieces.map(sha256);
+  const rows: ChunkRow[] = [];
+  for (const embedderId of targets) {
+    const embedder = await getEmbedder(embedderId);
+    // Vectors of unchanged chunks are kept; only new text goes to the embedder.
+    // Unchanged chunks keep their stored vector (pgvector text); new ones are turned into text per
+    // insert batch (replaceChunks), so thousands of vectors are never formatted in one go.
+    const known = new Map<string, string | number[]>();
+    const old = await db.$queryRaw<{ content_hash: string; embedding: string }[]>`
+      SELECT DISTINCT ON (content_hash) content_hash, embedding::text AS embedding
+      FROM chunks WHERE entry_id = ${entryId} AND embedder_id = ${embedderId} AND content_hash = ANY(${hashes})`;
+    for (const o of old) known.set(o.content_hash, o.embedding);
+    const missing = [...new Set(hashes.filter((h) => !known.has(h)))];
+    const texts = missing.map((h) => pieces[hashes.indexOf(h)] as string);
+    const vectors = await embedAll(embedder, texts, signal);
+    missing.forEach((h, i) => {
+      known.set(h, vectors[i] as number[]);
+    });
+    pieces.forEach((content, i) => {
+      const h = hashes[i] as string;
+      rows.push({ chunkIndex: i, content, contentHash: h, embedderId, dims: embedder.dims, vector: known.get(h) as string | number[] });
+    });
+  }
+
+  return rows;
+}
+
+interface ChunkRow {
+  chunkIndex: number;
+  content: string;
+  contentHash: string;
+  embedderId: string;
+  dims: number;
+  /** pgvector text (a kept vector) or numbers (a new one). */
+  vector: string | number[];
+}
+
+const vectorText = (v: string | number[]) => (typeof v === 'string' ? v : `[${v.join(',')}]`);
+
+/**
+ * Rows per INSERT when an entry's chunks are swapped. Embedded PGlite runs each statement on the
+ * event loop, and index upkeep (HNSW, full text) costs up to ~10 ms per row there (1024 dims, thousands of rows): small statements
+ * let requests in between them (src/db/yielding-pglite.ts), so a 1 MiB entry's thousands of chunks
+ * never stall the server for long.
+ */
+const INSERT_BATCH = 4;
+
+/** Swaps an entry's chunks for the given embedders in one transaction (the full-text column is filled here). */
+async function replaceChunks(tx: Tx, entry: Entry, embedderIds: string[], rows: ChunkRow[]): Promise<void> {
+  await tx.$executeRaw`DELETE FROM chunks WHERE entry_id = ${entry.id} AND embedder_id = ANY(${embedderIds})`;
+  const now = new Date();
+  for (let i = 0; i < rows.length; i += INSERT_BATCH) {
+    const batch = rows.slice(i, i + INSERT_BATCH);
+    await tx.$executeRaw`
+      INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, created_at)
+      SELECT t.id, ${entry.id}, ${entry.volumeId}, t.idx, t.content, t.hash, t.embedder, t.dims, t.vec::vector,
+             to_tsvector('english', t.content), ${now}
+      FROM unnest(${batch.map(() => randomUUID())}::text[], ${batch.map((r) => r.chunkIndex)}::int[], ${batch.map((r) => r.content)}::text[],
+                  ${batch.map((r) => r.contentHash)}::text[], ${batch.map((r) => r.embedderId)}::text[], ${batch.map((r) => r.dims)}::int[],
+                  ${batch.map((r) => vectorText(r.vector))}::text[]) AS t(id, idx, content, hash, embedder, dims, vec)`;
+  }
+}
+
+/** Records why an entry could not be indexed (kept until a later attempt succeeds). */
+export async function recordIndexFailure(entryId: string, error: Error): Promise<void> {
+  await db.$executeRaw`UPDATE entries SET index_error = ${error.message.slice(0, 1000)}, is_indexed = false WHERE id = ${entryId}`;
+  await refreshVolumeStatus({ entryId }); // now degraded
+}
+
+registerJobHandler(INDEX_ENTRY, {
+  async run(job: Job, ctx) {
+    const { entryId } = job.payload as { entryId: string };
+    await indexEntry(entryId, { signal: ctx.signal });
+  },
+  async onFinalFailure(job, error) {
+    await recordIndexFailure((job.payload as { entryId: string }).entryId, error);
+  },
+});

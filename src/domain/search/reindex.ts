@@ -1,0 +1,290 @@
+import { db, type Tx } from '../../db/client.js';
+import type { Job, Prisma, Volume } from '../../generated/prisma/client.js';
+import { cancelJob, enqueueJob, type JobContext, registerJobHandler } from '../../jobs/queue.js';
+import { logger } from '../../logger.js';
+import { enterOrg, type Principal, requireScope, requireVolumeAdmin } from '../access/access.js';
+import { events, type ReindexProgressEvent, type ReindexStatus } from '../shared/events.js';
+import { refreshVolumeStatus } from '../volumes/status.js';
+import { findVisibleVolume } from '../volumes/volumes.js';
+import { indexEntry, recordIndexFailure } from './indexing.js';
+
+// A reindex rebuilds every entry's chunks with the volume's embedding model, as one durable job per
+// volume. Its cursor (the last entry id done) and counts are saved after every batch, so a job taken
+// over after a crash or restart resumes rather than starting again. Searches keep using the vectors
+// of `active_embedder_id` until the new model's are complete; then the volume switches in one update
+// and the old vectors are dropped.
+//
+// Runs of one volume never overlap (the job queue runs one claim per key). Cancelling a running
+// reindex is cooperative: the volume shows `cancelling` until the worker has finished the entry in
+// hand and stopped, then `cancelled` (the only final event of that run). A reindex requested while
+// one is stopping waits for it, then starts and reuses every vector the cancelled run committed.
+
+export const REINDEX = 'reindex';
+const BATCH = 8;
+/** Subscribers hear at least this often while a reindex runs. */
+export const PROGRESS_INTERVAL_MS = 1000;
+
+interface ReindexPayload {
+  target: string;
+  cursor: string | null;
+  processed: number;
+  failed: number;
+  total: number;
+}
+
+const jobKey = (volumeId: string) => `${REINDEX}:${volumeId}`;
+
+export function progressOf(
+  v: Pick<
+    Volume,
+    'id' | 'reindexStatus' | 'reindexProgress' | 'reindexStartedAt' | 'reindexCompletedAt' | 'reindexError' | 'embeddingModelId'
+  >,
+): ReindexProgressEvent {
+  const p = (v.reindexProgress ?? {}) as Partial<ReindexPayload & { percent: number; embedder_id: string }>;
+  return {
+    volumeId: v.id,
+    status: (v.reindexStatus ?? 'completed') as ReindexStatus,
+    embedderId: p.embedder_id ?? v.embeddingModelId,
+    total: p.total ?? 0,
+    processed: p.processed ?? 0,
+    failed: p.failed ?? 0,
+    percent: p.percent ?? 0,
+    startedAt: v.reindexStartedAt,
+    completedAt: v.reindexCompletedAt,
+    error: v.reindexError,
+  };
+}
+
+const percent = (done: number, total: number) => (total === 0 ? 100 : Math.min(100, Math.floor((done / total) * 1000) / 10));
+const progressJson = (s: Pick<ReindexPayload, 'target' | 'total' | 'processed' | 'failed'>) => ({
+  total: s.total,
+  processed: s.processed,
+  failed: s.failed,
+  percent: percent(s.processed + s.failed, s.total),
+  embedder_id: s.target,
+});
+
+/**
+ * Queues a rebuild of the volume's index into its `embedding_model_id` (inside `tx` when given).
+ * A reindex already queued or running is left as it is (it picks up a model change itself).
+ */
+export async function queueReindex(client: Tx | typeof db, volume: Pick<Volume, 'id' | 'embeddingModelId' | 'entryCount'>): Promise<void> {
+  const existing = await client.job.findUnique({ where: { dedupeKey: jobKey(volume.id) }, select: { status: true } });
+  if (existing && (existing.status === 'queued' || existing.status === 'running')) return;
+  const start: ReindexPayload = { target: volume.embeddingModelId, cursor: null, processed: 0, failed: 0, total: volume.entryCount };
+  await enqueueJob(client, { kind: REINDEX, dedupeKey: jobKey(volume.id), volumeId: volume.id, payload: { ...start } });
+  // Behind a run that is still stopping, the new one is announced when that one has stopped (onCancelled).
+  if (existing?.status === 'cancelling') return;
+  const publish = await markQueued(client, volume.id, start);
+  publish();
+}
+
+/** Records a new run as queued on the volume; returns the publication of its first event (after commit). */
+async function markQueued(client: Tx | typeof db, volumeId: string, start: ReindexPayload): Promise<() => void> {
+  const startedAt = new Date();
+  await client.volume.update({
+    where: { id: volumeId },
+    data: {
+      reindexStatus: 'queued',
+      reindexStartedAt: startedAt,
+      reindexCompletedAt: null,
+      reindexError: null,
+      reindexProgress: progressJson(start),
+    },
+  });
+  const event: ReindexProgressEvent = {
+    volumeId,
+    status: 'queued',
+    embedderId: start.target,
+    ...progressJson(start),
+    startedAt,
+    completedAt: null,
+    error: null,
+  };
+  return () => events.publish('reindexProgress', volumeId, event);
+}
+
+/**
+ * Starts a full reindex of a volume (REST `POST …/reindex`, GraphQL `startReindex`). Needs
+ * `volumes:write`; app keys need an admin mount over the whole volume.
+ * @throws NotFoundError, ForbiddenError
+ */
+export async function startReindex(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<ReindexProgressEvent> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  const volume = await findVisibleVolume(p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(p, volumeId);
+  await queueReindex(db, volume);
+  return progressOf(await db.volume.findUniqueOrThrow({ where: { id: volumeId } }));
+}
+
+/**
+ * Stops a queued or running reindex. A queued one is `cancelled` at once; a running one is
+ * `cancelling` until its worker has finished the entry in hand, then `cancelled`. Searches keep the
+ * vectors they were using; a later reindex reuses whatever the cancelled one already embedded.
+ * @throws NotFoundError, ForbiddenError
+ */
+export async function cancelReindex(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<ReindexProgressEvent> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  await findVisibleVolume(p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(p, volumeId);
+  const v = await cancelJob(jobKey(volumeId), async (tx, outcome) => {
+    if (outcome === 'none') return tx.volume.findUniqueOrThrow({ where: { id: volumeId } });
+    const data = outcome === 'cancelled' ? { reindexStatus: 'cancelled', reindexCompletedAt: new Date() } : { reindexStatus: 'cancelling' };
+    return tx.volume.update({ where: { id: volumeId }, data });
+  });
+  const progress = progressOf(v);
+  if (progress.status === 'cancelled' || progress.status === 'cancelling') events.publish('reindexProgress', volumeId, progress);
+  return progress;
+}
+
+/**
+ * A volume's reindex state, for anyone who can see the volume (`volumes:read`).
+ * @throws NotFoundError, ForbiddenError
+ */
+export async function reindexProgress(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<ReindexProgressEvent> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:read');
+  return progressOf(await findVisibleVolume(p, orgId, workspaceId, volumeId));
+}
+
+/** The run queued behind a cancelled one: announced once the cancelled one has stopped. */
+async function rerunOf(tx: Tx, jobId: string, volumeId: string): Promise<() => void> {
+  const job = await tx.job.findUniqueOrThrow({ where: { id: jobId }, select: { payload: true } });
+  return markQueued(tx, volumeId, job.payload as unknown as ReindexPayload);
+}
+
+async function runReindex(job: Job, ctx: JobContext): Promise<void> {
+  const volumeId = job.volumeId as string;
+  let state = job.payload as unknown as ReindexPayload;
+  const publish = (status: ReindexStatus, extra: Partial<ReindexProgressEvent> = {}) =>
+    events.publish('reindexProgress', volumeId, {
+      volumeId,
+      status,
+      embedderId: state.target,
+      ...progressJson(state),
+      startedAt: extra.startedAt ?? null,
+      completedAt: null,
+      error: null,
+      ...extra,
+    });
+
+  const volume = await db.volume.findUnique({ where: { id: volumeId } });
+  if (!volume || volume.deletedAt) return;
+  if (volume.embeddingModelId !== state.target)
+    state = { target: volume.embeddingModelId, cursor: null, processed: 0, failed: 0, total: 0 };
+  const live = { volumeId, OR: [{ expiresAt: null }, { expiresAt: { gt: new Date() } }] } satisfies Prisma.EntryWhereInput;
+  // Entries after the cursor plus those already done: the total only grows with new entries, so percent never jumps back.
+  const remaining = await db.entry.count({ where: { ...live, ...(state.cursor ? { id: { gt: state.cursor } } : {}) } });
+  state.total = Math.max(state.total, state.processed + state.failed + remaining);
+  const startedAt = volume.reindexStartedAt ?? new Date();
+  await db.volume.update({
+    where: { id: volumeId },
+    data: { reindexStatus: 'running', reindexStartedAt: startedAt, reindexProgress: progressJson(state) },
+  });
+  publish('running', { startedAt });
+  const ticker = setInterval(() => {
+    if (!ctx.signal.aborted) publish('running', { startedAt });
+  }, PROGRESS_INTERVAL_MS);
+  try {
+    while (!ctx.signal.aborted) {
+      const now = await db.volume.findUnique({ where: { id: volumeId }, select: { embeddingModelId: true, deletedAt: true } });
+      if (!now || now.deletedAt) return;
+      if (now.embeddingModelId !== state.target) {
+        // The model changed while this ran: start over into the new one.
+        const total = await db.entry.count({ where: live });
+        state = { target: now.embeddingModelId, cursor: null, processed: 0, failed: 0, total };
+      }
+      const batch = await db.entry.findMany({
+        where: { ...live, ...(state.cursor ? { id: { gt: state.cursor } } : {}) },
+        select: { id: true },
+        orderBy: { id: 'asc' },
+        take: BATCH,
+      });
+      if (batch.length === 0) break;
+      const next = { ...state };
+      for (const { id } of batch) {
+        // Before each entry: a cancel stops the run within one entry (the one in hand is committed).
+        if (!(await ctx.checkpoint())) return;
+        try {
+          await indexEntry(id, { embedderIds: [state.target], force: true, signal: ctx.signal });
+          next.processed++;
+        } catch (err) {
+          next.failed++;
+          await recordIndexFailure(id, err as Error);
+          logger.warn({ err, volumeId, entryId: id }, 'reindex: entry failed');
+        }
+        next.cursor = id;
+      }
+      next.total = Math.max(next.total, next.processed + next.failed);
+      if (!(await ctx.checkpoint({ payload: { ...next }, progress: progressJson(next) }))) return; // cancelled or taken over
+      state = next;
+      await db.volume.update({ where: { id: volumeId }, data: { reindexProgress: progressJson(state) } });
+      publish('running', { startedAt });
+    }
+    if (ctx.signal.aborted) return;
+    await finish(volumeId, state, startedAt, ctx);
+  } finally {
+    clearInterval(ticker);
+  }
+}
+
+/**
+ * Switches searches to the new vectors and drops the old ones, in one transaction that also ends the
+ * job: a cancel that arrived after the last entry wins instead (nothing switches; `cancelled` is final).
+ */
+async function finish(volumeId: string, state: ReindexPayload, startedAt: Date, ctx: JobContext): Promise<void> {
+  const failedAll = state.failed > 0 && state.processed === 0;
+  const completedAt = new Date();
+  const error = state.failed > 0 ? `${state.failed} of ${state.total} entries could not be indexed (see their index_error)` : null;
+  const status: ReindexStatus = failedAll ? 'failed' : 'completed';
+  const ended = await db.$transaction(async (tx) => {
+    if (!(await ctx.complete(tx))) return false;
+    await tx.volume.update({
+      where: { id: volumeId },
+      data: {
+        ...(failedAll ? {} : { activeEmbedderId: state.target }),
+        reindexStatus: status,
+        reindexCompletedAt: completedAt,
+        reindexError: error,
+        reindexProgress: progressJson(state),
+      },
+    });
+    if (!failedAll) await tx.chunk.deleteMany({ where: { volumeId, embedderId: { not: state.target } } });
+    return true;
+  });
+  if (!ended) return;
+  await refreshVolumeStatus({ volumeId }); // degraded after a failed run, active again after a clean one
+  events.publish('reindexProgress', volumeId, {
+    volumeId,
+    status,
+    embedderId: state.target,
+    ...progressJson(state),
+    startedAt,
+    completedAt,
+    error,
+  });
+}
+
+registerJobHandler(REINDEX, {
+  run: runReindex,
+  async onCancelled(tx, job, rerun) {
+    const volumeId = job.volumeId as string;
+    const v = await tx.volume.update({ where: { id: volumeId }, data: { reindexStatus: 'cancelled', reindexCompletedAt: new Date() } });
+    const cancelled = progressOf(v);
+    const next = rerun ? await rerunOf(tx, job.id, volumeId) : undefined;
+    return () => {
+      events.publish('reindexProgress', volumeId, cancelled);
+      next?.();
+    };
+  },
+  async onFinalFailure(job, error) {
+    const v = await db.volume.update({
+      where: { id: job.volumeId as string },
+      data: { reindexStatus: 'failed', reindexError: error.message.slice(0, 1000), reindexCompletedAt: new Date() },
+    });
+    await refreshVolumeStatus({ volumeId: v.id });
+    events.publish('reindexProgress', v.id, progressOf(v));
+  },
+});

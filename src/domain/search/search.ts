@@ -1,0 +1,162 @@
+import { z } from 'zod';
+import { db } from '../../db/client.js';
+import { getEmbedder } from '../../indexing/embedders/registry.js';
+import { actingAsApp, enterOrg, isAppKey, type Principal, requireScope, visibleVolumeWhere } from '../access/access.js';
+import { pathAccess } from '../access/entry-access.js';
+import { ForbiddenError } from '../shared/errors.js';
+import { ExternalId } from '../shared/fields.js';
+import { normaliseEntryPath } from '../shared/paths.js';
+import { parseInput } from '../shared/validation.js';
+import { findVisibleVolume, findWorkspace } from '../volumes/volumes.js';
+import { candidatesFor, fuse, type SearchScope } from './sql.js';
+
+// Search within one volume or across every volume an app can read. Access is applied in SQL, per
+// volume: chunks of volumes the caller cannot see never become candidates, and paths an app's mounts
+// do not match are filtered by the same compiled globs listings use.
+
+export const SEARCH_MODES = ['hybrid', 'semantic', 'keyword'] as const;
+export type SearchMode = (typeof SEARCH_MODES)[number];
+
+const MetadataValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+
+export const SearchFilters = z
+  .object({
+    path_prefix: z.string().min(1).max(1024).optional().describe('Only entries whose path starts with this'),
+    tags: z.array(z.string().min(1).max(100)).max(20).optional().describe('Only entries carrying all these tags'),
+    metadata: z
+      .record(z.string().min(1).max(100), MetadataValue)
+      .refine((m) => Object.keys(m).length <= 20, 'at most 20 keys')
+      .optional()
+      .describe('Only entries whose metadata has these exact values'),
+    content_type: z.enum(['json', 'text', 'file']).optional(),
+    written_by_app_id: ExternalId.optional().describe('Only entries written by this app'),
+  })
+  .strict();
+
+export const SearchInput = z.object({
+  query: z.string().trim().min(1).max(4000),
+  top_k: z.number().int().min(1).max(100).default(10),
+  mode: z.enum(SEARCH_MODES).default('hybrid'),
+  min_score: z.number().min(-1).max(1).optional().describe('Drop hits scoring below this (scores are 0–1; cosine may dip below 0)'),
+  filters: SearchFilters.optional(),
+});
+export type SearchInput = z.input<typeof SearchInput>;
+export type SearchFilters = z.output<typeof SearchFilters>;
+
+export interface SearchHit {
+  entryId: string;
+  volumeId: string;
+  volumeName: string;
+  path: string;
+  score: number;
+  contentPreview: string;
+  chunkIndex: number;
+}
+
+export interface SearchResult {
+  query: string;
+  results: SearchHit[];
+  total: number;
+}
+
+type Loc = (string | number)[];
+
+/**
+ * Searches one volume. Needs `search` and `entries:read`; app keys see only paths their mounts match.
+ * @throws ValidationError, NotFoundError, ForbiddenError
+ */
+export async function searchVolume(
+  p: Principal,
+  route: { orgId: string; workspaceId: string; volumeId: string },
+  raw: unknown,
+  loc: Loc = ['body'],
+): Promise<SearchResult> {
+  await authorizeSearch(p, route.orgId);
+  const volume = await findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
+  const input = parseSearch(raw, loc);
+  const access = await pathAccess(p, volume.id);
+  return run(input, [
+    { volumeId: volume.id, volumeName: volume.name, embedderId: searchEmbedder(volume), pathRegexes: access.readableRegexes() },
+  ]);
+}
+
+/**
+ * Searches every volume of a workspace that an app can read (`app_id`), with that app's mounts:
+ * whoever names the app (platform key, org key, the app's own key) gets exactly that app's view. An
+ * app key may only search as itself. Without `app_id`, a key searches every volume it can see.
+ * @throws ValidationError, NotFoundError, ForbiddenError
+ */
+export async function searchAll(
+  p: Principal,
+  route: { orgId: string; workspaceId: string },
+  appId: string | undefined,
+  raw: unknown,
+  loc: Loc = ['body'],
+): Promise<SearchResult> {
+  await authorizeSearch(p, route.orgId);
+  if (appId !== undefined) parseInput(ExternalId, appId, ['query', 'app_id']);
+  if (isAppKey(p) && appId !== undefined && appId !== p.appId) {
+    throw new ForbiddenError('search:other_app', { reason: `this key belongs to app ${p.appId}`, app_id: appId });
+  }
+  await findWorkspace(p, route.orgId, route.workspaceId);
+  const input = parseSearch(raw, loc);
+  // Naming an app searches exactly as that app would: its mounts, its path patterns.
+  const as: Principal = appId !== undefined ? actingAsApp(p, route.orgId, appId) : p;
+  const volumes = await db.volume.findMany({
+    where: { ...visibleVolumeWhere(as, route.orgId), workspaceId: route.workspaceId },
+    select: { id: true, name: true, embeddingModelId: true, activeEmbedderId: true },
+    orderBy: { id: 'asc' },
+  });
+  const scopes: SearchScope[] = [];
+  for (const v of volumes) {
+    const regexes = (await pathAccess(as, v.id)).readableRegexes();
+    if (regexes && regexes.length === 0) continue;
+    scopes.push({ volumeId: v.id, volumeName: v.name, embedderId: searchEmbedder(v), pathRegexes: regexes });
+  }
+  return run(input, scopes);
+}
+
+/** Searching reads entries: it needs `search` and `entries:read` in the org. @throws NotFoundError, ForbiddenError */
+async function authorizeSearch(p: Principal, orgId: string): Promise<void> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'search');
+  requireScope(p, 'entries:read');
+}
+
+/** The embedder whose vectors a volume is searched with: the complete set, even while a reindex builds another. */
+export function searchEmbedder(v: { embeddingModelId: string; activeEmbedderId: string | null }): string {
+  return v.activeEmbedderId ?? v.embeddingModelId;
+}
+
+function parseSearch(raw: unknown, loc: Loc): z.output<typeof SearchInput> {
+  const input = parseInput(SearchInput, raw, loc);
+  if (input.filters?.path_prefix !== undefined) {
+    const prefix = input.filters.path_prefix;
+    // A prefix is a path (normalised the same way) or a directory ending in '/'.
+    const dir = prefix.endsWith('/') && prefix !== '/';
+    const normal = prefix === '/' ? '/' : normaliseEntryPath(dir ? prefix.slice(0, -1) : prefix, [...loc, 'filters', 'path_prefix']);
+    input.filters.path_prefix = dir ? `${normal}/` : normal;
+  }
+  return input;
+}
+
+async function run(input: z.output<typeof SearchInput>, scopes: SearchScope[]): Promise<SearchResult> {
+  if (scopes.length === 0) return { query: input.query, results: [], total: 0 };
+  // Hybrid fuses deeper lists than it returns, so a hit ranked low by one method can still surface.
+  const depth = input.mode === 'hybrid' ? Math.max(50, input.top_k * 4) : input.top_k;
+  const lists = await candidatesFor(input.mode, input.query, scopes, input.filters ?? {}, depth, getEmbedder);
+  let hits = input.mode === 'hybrid' ? fuse(lists) : (lists[0] ?? []);
+  if (input.min_score !== undefined) hits = hits.filter((h) => h.score >= (input.min_score as number));
+  hits = hits.slice(0, input.top_k);
+  const names = new Map(scopes.map((s) => [s.volumeId, s.volumeName]));
+  const results = hits.map((h) => ({
+    entryId: h.entryId,
+    volumeId: h.volumeId,
+    volumeName: names.get(h.volumeId) ?? '',
+    path: h.path,
+    score: Math.round(h.score * 1e6) / 1e6,
+    contentPreview: h.preview,
+    chunkIndex: h.chunkIndex,
+  }));
+  return { query: input.query, results, total: results.length };
+}

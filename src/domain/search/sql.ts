@@ -1,0 +1,213 @@
+import { db, type Tx } from '../../db/client.js';
+import { Prisma } from '../../generated/prisma/client.js';
+import type { Embedder } from '../../indexing/embedders/embedder.js';
+import type { SearchFilters, SearchMode } from './search.js';
+
+// The SQL behind search: candidates from pgvector (cosine) and Postgres full-text, each limited to the
+// chunks the caller may read, then fused with reciprocal rank fusion.
+
+/** One volume to search: which vectors to use and which paths are readable (null: all). */
+export interface SearchScope {
+  volumeId: string;
+  volumeName: string;
+  embedderId: string;
+  pathRegexes: string[] | null;
+}
+
+export interface Candidate {
+  chunkId: string;
+  entryId: string;
+  volumeId: string;
+  path: string;
+  chunkIndex: number;
+  preview: string;
+  score: number;
+}
+
+/** Dimensions with an HNSW index (partial expression indexes in the search_indexes migration). */
+export const INDEXED_DIMS = [384, 1024, 1536];
+/** Reciprocal rank fusion constant (Cormack et al.): damps the weight of the very top ranks. */
+export const RRF_K = 60;
+const PREVIEW_CHARS = 300;
+
+let settings = { efSearch: 200 };
+let iterativeScans: Promise<boolean> | undefined;
+
+export function configureSearch(opts: { efSearch: number }): void {
+  settings = opts;
+  iterativeScans = undefined;
+}
+
+/** pgvector 0.8 can keep scanning the HNSW graph until enough rows pass the filters. */
+function hasIterativeScans(): Promise<boolean> {
+  iterativeScans ??= db.$queryRaw<{ v: string }[]>`SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'`.then((rows) => {
+    const [major = 0, minor = 0] = (rows[0]?.v ?? '0.0').split('.').map(Number);
+    return major > 0 || minor >= 8;
+  });
+  return iterativeScans;
+}
+
+/** Readable chunks: the volume's searched embedder, live entries, readable paths, the caller's filters. */
+function where(scopes: SearchScope[], filters: SearchFilters, now: Date): Prisma.Sql {
+  const perVolume = scopes.map((s) => {
+    const paths = s.pathRegexes ? Prisma.sql` AND e.path ~ ANY(${s.pathRegexes}::text[])` : Prisma.empty;
+    return Prisma.sql`(c.volume_id = ${s.volumeId} AND c.embedder_id = ${s.embedderId}${paths})`;
+  });
+  const parts = [Prisma.sql`(${Prisma.join(perVolume, ' OR ')})`, Prisma.sql`(e.expires_at IS NULL OR e.expires_at > ${now})`];
+  if (filters.path_prefix && filters.path_prefix !== '/') {
+    const p = filters.path_prefix;
+    // A file path matches itself and what lies under it; a directory prefix ('/a/') what lies under it.
+    parts.push(p.endsWith('/') ? Prisma.sql`starts_with(e.path, ${p})` : Prisma.sql`(e.path = ${p} OR starts_with(e.path, ${`${p}/`}))`);
+  }
+  if (filters.tags?.length) parts.push(Prisma.sql`e.tags @> ${filters.tags}::text[]`);
+  if (filters.metadata && Object.keys(filters.metadata).length > 0) {
+    parts.push(Prisma.sql`e.metadata @> ${JSON.stringify(filters.metadata)}::jsonb`);
+  }
+  if (filters.content_type) parts.push(Prisma.sql`e.content_type = ${filters.content_type}`);
+  if (filters.written_by_app_id) parts.push(Prisma.sql`e.written_by_app_id = ${filters.written_by_app_id}`);
+  return Prisma.join(parts, ' AND ');
+}
+
+interface Row {
+  chunk_id: string;
+  entry_id: string;
+  volume_id: string;
+  path: string;
+  chunk_index: number;
+  preview: string;
+  score: number;
+}
+
+const toCandidate = (r: Row): Candidate => ({
+  chunkId: r.chunk_id,
+  entryId: r.entry_id,
+  volumeId: r.volume_id,
+  path: r.path,
+  chunkIndex: r.chunk_index,
+  preview: r.preview,
+  score: Number(r.score),
+});
+
+/**
+ * Nearest chunks by cosine similarity for the scopes sharing one embedder. Uses the HNSW index of
+ * the embedder's dimension with iterative scans; when the index still returns fewer than `limit`
+ * rows (a very selective filter), an exact scan answers instead, so filtered searches return
+ * `limit` hits whenever that many match.
+ */
+async function semantic(
+  embedder: Embedder,
+  query: string,
+  scopes: SearchScope[],
+  filters: SearchFilters,
+  limit: number,
+): Promise<Candidate[]> {
+  const [vector] = await embedder.embed([query]);
+  const q = `[${(vector as number[]).join(',')}]`;
+  const d = embedder.dims;
+  const exact = () => db.$queryRaw<Row[]>(semanticSql(d, q, scopes, filters, limit, false));
+  if (!INDEXED_DIMS.includes(d)) return (await exact()).map(toCandidate);
+  const iterative = await hasIterativeScans();
+  const rows = await db.$transaction(async (tx) => {
+    await useHnsw(tx, limit, iterative);
+    return tx.$queryRaw<Row[]>(semanticSql(d, q, scopes, filters, limit, true));
+  });
+  const found = rows.length >= limit ? rows : await exact();
+  // relaxed_order may return near neighbours slightly out of order.
+  return found.map(toCandidate).sort((a, b) => b.score - a.score);
+}
+
+/**
+ * Settings for one nearest-neighbour query (inside its transaction): the candidate list size, pgvector
+ * 0.8's iterative scans, and no sequential scan or sort. The planner prices a distance like any other
+ * operator, and without fresh statistics (PGlite runs no autovacuum) it estimated a volume's chunks
+ * at one row and chose "read them all by the volume index, sort by distance": an exact scan, as slow
+ * as the exact fallback at 10k chunks (BENCHMARKS.md). With no sort allowed, the ordered HNSW scan is
+ * the plan; the filters still apply, and iterative scans keep going until `limit` rows pass them.
+ */
+export async function useHnsw(tx: Tx, limit: number, iterative: boolean): Promise<void> {
+  await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${Math.max(settings.efSearch, limit)}`);
+  if (iterative) await tx.$executeRawUnsafe('SET LOCAL hnsw.iterative_scan = relaxed_order');
+  await tx.$executeRawUnsafe('SET LOCAL enable_seqscan = off');
+  await tx.$executeRawUnsafe('SET LOCAL enable_sort = off');
+}
+
+/**
+ * The nearest-neighbour query. `indexed` repeats the HNSW index's expression (the cast to the fixed
+ * dimension) and its predicate (a literal `dims = N`), which is what lets the planner use the
+ * partial index; otherwise the distance is computed on the raw column: an exact scan.
+ */
+export function semanticSql(
+  d: number,
+  q: string,
+  scopes: SearchScope[],
+  filters: SearchFilters,
+  limit: number,
+  indexed: boolean,
+): Prisma.Sql {
+  const typed = Prisma.raw(`vector(${d})`);
+  const distance = indexed ? Prisma.sql`c.embedding::${typed} <=> ${q}::${typed}` : Prisma.sql`c.embedding <=> ${q}::vector`;
+  return Prisma.sql`
+    SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
+           (1 - (${distance}))::float8 AS score
+    FROM chunks c JOIN entries e ON e.id = c.entry_id
+    WHERE c.dims = ${Prisma.raw(String(Math.trunc(d)))} AND c.embedding IS NOT NULL AND ${where(scopes, filters, new Date())}
+    ORDER BY ${distance} LIMIT ${limit}`;
+}
+/**
+ * Full-text candidates: any of the query's lexemes (English stemming), ranked by cover density and
+ * scaled to 0–1. An OR rather than plainto_tsquery's AND, so paraphrases still find their documents.
+ */
+async function keyword(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Promise<Candidate[]> {
+  const rows = await db.$queryRaw<Row[]>`
+    WITH q AS (
+      SELECT to_tsquery('simple', coalesce(array_to_string(array(
+        SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', ${query}))) AS l), ' | '), '')) AS q)
+    SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
+           ts_rank_cd(c.tsv, q.q, 32)::float8 AS score
+    FROM q, chunks c JOIN entries e ON e.id = c.entry_id
+    WHERE c.tsv @@ q.q AND ${where(scopes, filters, new Date())}
+    ORDER BY score DESC, e.path, c.chunk_index LIMIT ${limit}`;
+  return rows.map(toCandidate);
+}
+
+/** The ranked candidate lists a mode needs: [semantic, keyword] for hybrid, one list otherwise. */
+export async function candidatesFor(
+  mode: SearchMode,
+  query: string,
+  scopes: SearchScope[],
+  filters: SearchFilters,
+  limit: number,
+  embedderFor: (id: string) => Promise<Embedder>,
+): Promise<Candidate[][]> {
+  const lists: Candidate[][] = [];
+  if (mode !== 'keyword') {
+    // Volumes may use different models: one nearest-neighbour query per model, merged by score.
+    const byEmbedder = new Map<string, SearchScope[]>();
+    for (const s of scopes) byEmbedder.set(s.embedderId, [...(byEmbedder.get(s.embedderId) ?? []), s]);
+    const merged: Candidate[] = [];
+    for (const [id, group] of byEmbedder) merged.push(...(await semantic(await embedderFor(id), query, group, filters, limit)));
+    lists.push(merged.sort((a, b) => b.score - a.score).slice(0, limit));
+  }
+  if (mode !== 'semantic') lists.push(await keyword(query, scopes, filters, limit));
+  return lists;
+}
+
+/**
+ * Reciprocal rank fusion: each list adds 1/(RRF_K + rank); the sum is scaled so a chunk ranked
+ * first by every list scores 1.
+ */
+export function fuse(lists: Candidate[][]): Candidate[] {
+  const fused = new Map<string, Candidate>();
+  for (const list of lists) {
+    list.forEach((c, i) => {
+      const add = 1 / (RRF_K + i + 1);
+      const prev = fused.get(c.chunkId);
+      fused.set(c.chunkId, prev ? { ...prev, score: prev.score + add } : { ...c, score: add });
+    });
+  }
+  const best = lists.length / (RRF_K + 1);
+  // Ties break on path and chunk so equal scores always come back in the same order.
+  return [...fused.values()]
+    .map((c) => ({ ...c, score: c.score / best }))
+    .sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex);
+}

@@ -1,0 +1,216 @@
+import { z } from 'zod';
+import { db, type Tx } from '../../db/client.js';
+import type { Prisma, Volume } from '../../generated/prisma/client.js';
+import { logger } from '../../logger.js';
+import { blobs } from '../../storage/blob-store.js';
+import { deletedVolumeWhere, enterOrg, type Principal, requireScope, requireVolumeAdmin } from '../access/access.js';
+import { queueEntryIndexing } from '../search/indexing.js';
+import { queueReindex } from '../search/reindex.js';
+import { ConflictError, isUniqueViolation, NotFoundError } from '../shared/errors.js';
+import { isId, Name } from '../shared/fields.js';
+import { parseInput } from '../shared/validation.js';
+import { refreshVolumeStatus } from './status.js';
+import { findVisibleVolume, findWorkspace, volumeObjectPrefix } from './volumes.js';
+
+// Deleting a volume hides it (soft delete): `deleted_at` is set and the visibility rules in
+// access.ts stop finding it, so its entries, search hits, mounts, locks and subscriptions stop
+// working at once. Its rows and objects stay for the retention period, during which it can be
+// restored as it was; then the maintenance purge removes it for good. `?permanent=true` skips the wait.
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+let retentionMs = 7 * DAY_MS;
+
+/** Sets how long a soft-deleted volume stays restorable (VOLUME_RETENTION_DAYS). */
+export function configureVolumeRetention(opts: { retentionDays: number }): void {
+  retentionMs = opts.retentionDays * DAY_MS;
+}
+
+/** Volumes deleted at or before this moment are past retention: no longer restorable, due for purge. */
+export function retentionCutoff(now = new Date()): Date {
+  return new Date(now.getTime() - retentionMs);
+}
+
+/** Until when a soft-deleted volume can be restored (null for a live one). */
+export function restorableUntil(v: Pick<Volume, 'deletedAt'>): Date | null {
+  return v.deletedAt ? new Date(v.deletedAt.getTime() + retentionMs) : null;
+}
+
+/** Soft-deleted volumes the principal may still restore: visible to it as deleted, within retention. */
+export function restorableVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
+  return { AND: [deletedVolumeWhere(p, orgId), { deletedAt: { gt: retentionCutoff() } }] };
+}
+
+export const UndeleteVolumeInput = z.object({
+  name: Name.optional().describe('Restore it under this name (when another volume has taken its own meanwhile)'),
+});
+export type UndeleteVolumeInput = z.input<typeof UndeleteVolumeInput>;
+
+/** A soft-deleted volume the principal may act on, scoped by the route. @throws NotFoundError */
+async function findDeletedVolume(
+  where: Prisma.VolumeWhereInput,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+): Promise<Volume & { workspace: { s3Bucket: string } }> {
+  if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
+  const volume = await db.volume.findFirst({
+    where: { AND: [where, { orgId, workspaceId, id: volumeId }] },
+    include: { workspace: { select: { s3Bucket: true } } },
+  });
+  if (!volume) throw new NotFoundError('volume', volumeId);
+  return volume;
+}
+
+/**
+ * Deletes a volume (`volumes:write`; app keys need an admin mount over the whole volume). By
+ * default a soft delete: the volume is hidden at once (404 everywhere, as if missing), its version
+ * incremented and `modified_by` set, and it stays restorable for the retention period. With
+ * `permanent` its rows go now (entries, chunks, mounts and locks cascade), then its objects; a
+ * volume already soft-deleted can be deleted permanently this way too.
+ * @throws ForbiddenError, NotFoundError
+ */
+export async function deleteVolume(
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+  opts: { permanent?: boolean } = {},
+): Promise<void> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  if (opts.permanent) {
+    let bucket: string;
+    try {
+      const v = await findVisibleVolume(p, orgId, workspaceId, volumeId);
+      await requireVolumeAdmin(p, v.id);
+      bucket = (await findWorkspace(p, orgId, workspaceId)).s3Bucket;
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      bucket = (await findDeletedVolume(deletedVolumeWhere(p, orgId), orgId, workspaceId, volumeId)).workspace.s3Bucket;
+    }
+    const { count } = await db.volume.deleteMany({ where: { id: volumeId, workspaceId } });
+    if (count === 0) throw new NotFoundError('volume', volumeId);
+    await removeVolumeObjects(bucket, volumeId);
+    return;
+  }
+  await findWorkspace(p, orgId, workspaceId);
+  await findVisibleVolume(p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(p, volumeId);
+  await db.$transaction(async (tx) => {
+    // Under the row lock entry writers take (entry-commit.ts lockVolume): a write that passed its
+    // visibility check before this commits finds the volume deleted, and none lands after.
+    const rows = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
+    if (rows.length === 0) throw new NotFoundError('volume', volumeId);
+    await tx.volume.update({
+      where: { id: volumeId },
+      data: { deletedAt: new Date(), status: 'deleted', version: { increment: 1 }, modifiedBy: p.subject },
+    });
+  });
+}
+
+const nameTaken = (name: string, holder: string) =>
+  new ConflictError(`A volume named '${name}' already exists in this workspace; restore this one under another name`, {
+    field: 'name',
+    value: name,
+    volume_id: holder,
+  });
+
+/**
+ * Brings back a soft-deleted volume within its retention period, with its entries, chunks, mounts
+ * and settings as they were (`volumes:write`; app keys need the admin mount on `/**` they would
+ * need to delete it, else it does not exist for them). The version is incremented and `modified_by`
+ * set. Indexing interrupted by the delete resumes. It keeps its name unless `name` is given.
+ * @throws NotFoundError (unknown, not deleted, or past retention), ForbiddenError, ValidationError,
+ * ConflictError (a live volume took its name meanwhile)
+ */
+export async function undeleteVolume(
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+  raw: unknown = {},
+  loc: (string | number)[] = ['body'],
+): Promise<Volume> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  const before = await findDeletedVolume(restorableVolumeWhere(p, orgId), orgId, workspaceId, volumeId);
+  const input = parseInput(UndeleteVolumeInput, raw ?? {}, loc);
+  const name = input.name ?? before.name;
+  try {
+    const restored = await db.$transaction(async (tx) => {
+      // The purge deletes only rows still deleted past the cutoff, so holding the row lock here
+      // settles a race with it either way.
+      const [row] = await tx.$queryRaw<{ deleted_at: Date | null }[]>`SELECT deleted_at FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
+      if (!row?.deleted_at || row.deleted_at <= retentionCutoff()) throw new NotFoundError('volume', volumeId);
+      const holder = await tx.volume.findFirst({ where: { workspaceId, name, deletedAt: null }, select: { id: true } });
+      if (holder) throw nameTaken(name, holder.id);
+      const volume = await tx.volume.update({
+        where: { id: volumeId },
+        data: { deletedAt: null, name, status: 'active', version: { increment: 1 }, modifiedBy: p.subject },
+      });
+      await resumeIndexing(tx, volume);
+      return volume;
+    });
+    // Back to what it really is: degraded if indexing had failed, error if the bucket did.
+    const status = await refreshVolumeStatus({ volumeId });
+    return status ? { ...restored, status } : restored;
+  } catch (err) {
+    if (isUniqueViolation(err)) {
+      const holder = await db.volume.findFirst({ where: { workspaceId, name, deletedAt: null }, select: { id: true } });
+      throw nameTaken(name, holder?.id ?? '');
+    }
+    throw err;
+  }
+}
+
+/**
+ * Index work the soft delete cut short: jobs that ran while the volume was hidden finished without
+ * indexing (indexing.ts treats a deleted volume as gone), so a reindex that was under way is queued
+ * again and, in `auto` mode, every entry not indexed yet (and not failed) gets its job back.
+ */
+async function resumeIndexing(tx: Tx, volume: Volume): Promise<void> {
+  if (volume.reindexStatus === 'queued' || volume.reindexStatus === 'running') await queueReindex(tx, volume);
+  if (volume.indexingMode !== 'auto') return;
+  const pending = await tx.entry.findMany({ where: { volumeId: volume.id, isIndexed: false, indexError: null }, select: { id: true } });
+  for (const e of pending) await queueEntryIndexing(tx, volume.id, e.id);
+}
+
+/**
+ * Permanently removes soft-deleted volumes past retention (at `now`): rows first (entries, chunks,
+ * mounts, locks cascade), then their objects. Safe on several replicas at once: each volume goes in
+ * one statement that re-checks the cutoff, so exactly one replica removes it, and a restore holding
+ * the row lock makes that statement find the volume live and leave it. Returns the ids removed.
+ */
+export async function purgeDeletedVolumes(now = new Date(), batch = 50): Promise<string[]> {
+  const cutoff = retentionCutoff(now);
+  const due = await db.volume.findMany({
+    where: { deletedAt: { lte: cutoff } },
+    select: { id: true },
+    orderBy: { deletedAt: 'asc' },
+    take: batch,
+  });
+  const purged: string[] = [];
+  for (const { id } of due) {
+    const rows = await db.$queryRaw<{ s3_bucket: string }[]>`
+      DELETE FROM volumes v USING workspaces w
+      WHERE v.id = ${id} AND v.deleted_at <= ${cutoff} AND w.id = v.workspace_id
+      RETURNING w.s3_bucket`;
+    const bucket = rows[0]?.s3_bucket;
+    if (bucket === undefined) continue;
+    await removeVolumeObjects(bucket, id);
+    purged.push(id);
+  }
+  if (purged.length > 0) logger.info({ volumes: purged }, 'purged deleted volumes past retention');
+  return purged;
+}
+
+async function removeVolumeObjects(bucket: string, volumeId: string): Promise<void> {
+  try {
+    await blobs.deletePrefix(bucket, volumeObjectPrefix(volumeId));
+  } catch (err) {
+    // The rows are gone, so these objects are unreachable garbage, not data: the reconciler
+    // (objects without rows) collects them. Failing the request now would only invite a retry
+    // that answers 404.
+    logger.warn({ err, volumeId, bucket }, 'could not delete volume objects; left for the reconciler');
+  }
+}

@@ -1,0 +1,358 @@
+import { z } from 'zod';
+import { db } from '../../db/client.js';
+import type { Prisma, Volume } from '../../generated/prisma/client.js';
+import { availableEmbedders, isKnownEmbedder } from '../../indexing/embedders/registry.js';
+import {
+  enterOrg,
+  forbidAppKey,
+  type Principal,
+  requireScope,
+  requireVolumeAdmin,
+  visibleVolumeWhere,
+  visibleWorkspaceWhere,
+} from '../access/access.js';
+import { queueReindex } from '../search/reindex.js';
+import {
+  ConflictError,
+  isForeignKeyViolation,
+  isRecordNotFound,
+  isUniqueViolation,
+  NotFoundError,
+  ValidationError,
+} from '../shared/errors.js';
+import { Description, isId, Name, ShortId, Tags } from '../shared/fields.js';
+import { parseInput } from '../shared/validation.js';
+import { refreshVolumeStatus } from './status.js';
+
+export const INDEXING_MODES = ['auto', 'manual'] as const;
+export const CHUNKING_STRATEGIES = ['recursive', 'fixed', 'none'] as const;
+export const DEFAULT_EMBEDDING_MODEL = 'hash-1024';
+const ModelId = z
+  .string()
+  .trim()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]*$/, 'letters, digits and . _ : / - only');
+
+/** Chunk size and overlap in tokens (cl100k), for the `recursive` and `fixed` strategies. */
+const ChunkSize = z.number().int().min(16).max(8192).describe('Largest chunk, in tokens');
+const ChunkOverlap = z.number().int().min(0).max(4096).describe('Tokens neighbouring chunks share (less than chunk_size)');
+
+/** Quotas: null means unlimited. */
+const Quotas = {
+  max_size_bytes: z
+    .number()
+    .int()
+    .min(0)
+    .max(Number.MAX_SAFE_INTEGER)
+    .nullable()
+    .optional()
+    .describe('Bytes the volume may hold (null: unlimited)'),
+  max_file_count: z
+    .number()
+    .int()
+    .min(0)
+    .max(2_147_483_647)
+    .nullable()
+    .optional()
+    .describe('Entries the volume may hold (null: unlimited)'),
+  max_mounts: z.number().int().min(0).max(100_000).nullable().optional().describe('Mounts the volume may have (null: unlimited)'),
+};
+
+export const CreateVolumeInput = z.object({
+  name: Name,
+  environment_id: ShortId.nullable().optional(),
+  description: Description.optional(),
+  embedding_model_id: ModelId.default(DEFAULT_EMBEDDING_MODEL),
+  extraction_model_id: ModelId.nullable().optional(),
+  indexing_mode: z.enum(INDEXING_MODES).default('auto'),
+  chunking_strategy: z.enum(CHUNKING_STRATEGIES).default('recursive'),
+  chunk_size: ChunkSize.default(512),
+  chunk_overlap: ChunkOverlap.default(64),
+  tags: Tags.default([]),
+  ...Quotas,
+});
+export type CreateVolumeInput = z.input<typeof CreateVolumeInput>;
+
+export const UpdateVolumeInput = z.object({
+  name: Name.optional(),
+  environment_id: ShortId.nullable().optional(),
+  description: Description.optional(),
+  embedding_model_id: ModelId.optional(),
+  extraction_model_id: ModelId.nullable().optional(),
+  indexing_mode: z.enum(INDEXING_MODES).optional(),
+  chunking_strategy: z.enum(CHUNKING_STRATEGIES).optional(),
+  chunk_size: ChunkSize.optional(),
+  chunk_overlap: ChunkOverlap.optional(),
+  tags: Tags.optional(),
+  ...Quotas,
+  expected_version: z
+    .number()
+    .int()
+    .min(1)
+    .max(2_147_483_647)
+    .optional()
+    .describe('Change the volume only if it is at this version (409 otherwise); the If-Match header says the same'),
+});
+export type UpdateVolumeInput = z.input<typeof UpdateVolumeInput>;
+
+const duplicateName = (name: string) =>
+  new ConflictError(`A volume named '${name}' already exists in this workspace`, { field: 'name', value: name });
+
+/** The workspace, if the principal can see it (volume routes are nested under it). @throws NotFoundError */
+export async function findWorkspace(p: Principal, orgId: string, workspaceId: string) {
+  if (!isId(workspaceId)) throw new NotFoundError('workspace', workspaceId);
+  const ws = await db.workspace.findFirst({
+    where: { ...visibleWorkspaceWhere(p, orgId), orgId, id: workspaceId },
+    select: { id: true, s3Bucket: true },
+  });
+  if (!ws) throw new NotFoundError('workspace', workspaceId);
+  return ws;
+}
+
+/**
+ * Loads a volume the principal can see, scoped by the org and workspace of the route.
+ * @throws NotFoundError when it does not exist, belongs elsewhere, or (app keys) is not mounted for the app
+ */
+export async function findVisibleVolume(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
+  if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
+  const volume = await db.volume.findFirst({ where: { ...visibleVolumeWhere(p, orgId), orgId, workspaceId, id: volumeId } });
+  if (!volume) throw new NotFoundError('volume', volumeId);
+  return volume;
+}
+
+/**
+ * The scope check and visibility filter for reading volumes, shared by REST and GraphQL reads.
+ * @throws ForbiddenError (no volumes:read)
+ */
+export function volumeReadFilter(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
+  requireScope(p, 'volumes:read');
+  return visibleVolumeWhere(p, orgId);
+}
+
+/**
+ * Where a live volume lives, for callers that know only its id (GraphQL). A soft-deleted volume is
+ * not found unless `includeDeleted` (restore and permanent delete, which then apply their own
+ * visibility rule). Not a permission check: callers go on through `findVisibleVolume` or the like.
+ * @throws NotFoundError
+ */
+export async function locateVolume(
+  volumeId: string,
+  opts: { includeDeleted?: boolean } = {},
+): Promise<{ orgId: string; workspaceId: string }> {
+  if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
+  const v = await db.volume.findFirst({
+    where: { id: volumeId, ...(opts.includeDeleted ? {} : { deletedAt: null }) },
+    select: { orgId: true, workspaceId: true },
+  });
+  if (!v) throw new NotFoundError('volume', volumeId);
+  return v;
+}
+
+/** The route (org, workspace, volume) of a volume known only by id, for GraphQL operations. @throws NotFoundError */
+export async function volumeRoute(volumeId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string }> {
+  return { ...(await locateVolume(volumeId)), volumeId };
+}
+
+/** @throws NotFoundError, ForbiddenError */
+export async function getVolume(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:read');
+  return findVisibleVolume(p, orgId, workspaceId, volumeId);
+}
+
+/**
+ * Who may create volumes in a workspace: the checks that answer 403/404, not "invalid".
+ * @throws ForbiddenError, NotFoundError
+ */
+export async function authorizeVolumeCreation(p: Principal, orgId: string, workspaceId: string): Promise<void> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  forbidAppKey(p, 'volumes:write');
+  await findWorkspace(p, orgId, workspaceId);
+}
+
+/**
+ * Every rule a create body must pass, short of writing: the schema, then the checks against what
+ * exists. `createVolume` and the dry run (`validateVolume`) both call this, so a new rule for
+ * volumes belongs here and holds for both.
+ * @throws ValidationError, ConflictError (duplicate name)
+ */
+export async function checkNewVolume(
+  workspaceId: string,
+  raw: unknown,
+  loc: (string | number)[],
+): Promise<z.output<typeof CreateVolumeInput>> {
+  const input = parseInput(CreateVolumeInput, raw, loc);
+  await checkIndexSettings(input, {}, loc);
+  // The unique index decides races; this answers the common case before anything is written. Only
+  // live volumes hold their names: a soft-deleted one's name is free (see volume-lifecycle.ts).
+  if (await db.volume.findFirst({ where: { workspaceId, name: input.name, deletedAt: null }, select: { id: true } })) {
+    throw duplicateName(input.name);
+  }
+  return input;
+}
+
+/**
+ * The index settings rules zod cannot state alone: the model must be one this gateway offers, and
+ * the overlap smaller than the chunk (judged against the current values for a partial update).
+ * @throws ValidationError naming the field
+ */
+export async function checkIndexSettings(
+  input: { embedding_model_id?: string | undefined; chunk_size?: number | undefined; chunk_overlap?: number | undefined },
+  current: { chunkSize?: number; chunkOverlap?: number },
+  loc: (string | number)[],
+): Promise<void> {
+  if (input.embedding_model_id !== undefined && !(await isKnownEmbedder(input.embedding_model_id))) {
+    const known = await availableEmbedders();
+    throw ValidationError.field(
+      [...loc, 'embedding_model_id'],
+      `Unknown embedding model; available: ${known.join(', ')}`,
+      input.embedding_model_id,
+      'enum',
+    );
+  }
+  const size = input.chunk_size ?? current.chunkSize ?? 512;
+  const overlap = input.chunk_overlap ?? current.chunkOverlap ?? 64;
+  if (overlap >= size) {
+    const field = input.chunk_overlap !== undefined ? 'chunk_overlap' : 'chunk_size';
+    throw ValidationError.field([...loc, field], `chunk_overlap (${overlap}) must be less than chunk_size (${size})`, input[field]);
+  }
+}
+
+/**
+ * Creates a volume in a workspace. Names are unique per workspace.
+ * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (duplicate name)
+ */
+export async function createVolume(
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  raw: unknown,
+  loc: (string | number)[] = ['body'],
+): Promise<Volume> {
+  await authorizeVolumeCreation(p, orgId, workspaceId);
+  const input = await checkNewVolume(workspaceId, raw, loc);
+  try {
+    const volume = await db.volume.create({
+      data: {
+        workspaceId,
+        orgId,
+        name: input.name,
+        environmentId: input.environment_id ?? null,
+        description: input.description ?? null,
+        embeddingModelId: input.embedding_model_id,
+        extractionModelId: input.extraction_model_id ?? null,
+        indexingMode: input.indexing_mode,
+        chunkingStrategy: input.chunking_strategy,
+        chunkSize: input.chunk_size,
+        chunkOverlap: input.chunk_overlap,
+        tags: input.tags,
+        maxSizeBytes: input.max_size_bytes === undefined || input.max_size_bytes === null ? null : BigInt(input.max_size_bytes),
+        maxFileCount: input.max_file_count ?? null,
+        maxMounts: input.max_mounts ?? null,
+        createdBy: p.subject,
+        modifiedBy: p.subject,
+      },
+    });
+    // A volume in a workspace whose bucket failed is in `error` from the start.
+    const status = await refreshVolumeStatus({ volumeId: volume.id });
+    return status ? { ...volume, status } : volume;
+  } catch (err) {
+    if (isUniqueViolation(err)) throw duplicateName(input.name);
+    if (isForeignKeyViolation(err)) throw new NotFoundError('workspace', workspaceId);
+    throw err;
+  }
+}
+
+/** @throws ConflictError when a version the caller expects is not the current one */
+function checkExpectedVersion(current: number, expected: (number | undefined)[]): void {
+  for (const version of expected) {
+    if (version !== undefined && version !== current) {
+      throw new ConflictError(`The volume is at version ${current}, not ${version}`, {
+        current_version: current,
+        expected_version: version,
+        precondition: 'If-Match',
+      });
+    }
+  }
+}
+
+/**
+ * Changes a volume's settings. App keys need an `admin` mount on it. Every change increments
+ * `version`; `expected_version` in the body (or `ifMatch`, from the If-Match header) makes the
+ * change conditional on it.
+ * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (duplicate name, version mismatch, quota below usage)
+ */
+export async function updateVolume(
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+  raw: unknown,
+  loc: (string | number)[] = ['body'],
+  ifMatch?: number,
+): Promise<Volume> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'volumes:write');
+  const before = await findVisibleVolume(p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(p, volumeId);
+  const input = parseInput(UpdateVolumeInput, raw, loc);
+  await checkIndexSettings(input, before, loc);
+  const modelChanges = input.embedding_model_id !== undefined && input.embedding_model_id !== before.embeddingModelId;
+  const chunkingChanges =
+    (input.chunking_strategy !== undefined && input.chunking_strategy !== before.chunkingStrategy) ||
+    (input.chunk_size !== undefined && input.chunk_size !== before.chunkSize) ||
+    (input.chunk_overlap !== undefined && input.chunk_overlap !== before.chunkOverlap);
+  try {
+    return await db.$transaction(async (tx) => {
+      // Quotas may not drop below what the volume already holds; the row lock keeps usage still.
+      const [usage] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number; version: number }[]>`
+        SELECT used_bytes, entry_count, mount_count, version FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
+      if (!usage) throw new NotFoundError('volume', volumeId);
+      checkExpectedVersion(usage.version, [ifMatch, input.expected_version]);
+      const below = (limit: number | null | undefined, used: number) => limit !== undefined && limit !== null && limit < used;
+      for (const [field, limit, used] of [
+        ['max_size_bytes', input.max_size_bytes, Number(usage.used_bytes)],
+        ['max_file_count', input.max_file_count, usage.entry_count],
+        ['max_mounts', input.max_mounts, usage.mount_count],
+      ] as const) {
+        if (below(limit, used)) {
+          throw new ConflictError(`${field} (${limit}) is below what the volume already uses (${used})`, { field, limit, used });
+        }
+      }
+      const updated = await tx.volume.update({
+        where: { id: volumeId },
+        data: {
+          // Searches stay on the vectors they have until the new model's are complete.
+          ...(modelChanges && { activeEmbedderId: before.activeEmbedderId ?? before.embeddingModelId }),
+          ...(input.max_size_bytes !== undefined && { maxSizeBytes: input.max_size_bytes === null ? null : BigInt(input.max_size_bytes) }),
+          ...(input.max_file_count !== undefined && { maxFileCount: input.max_file_count }),
+          ...(input.max_mounts !== undefined && { maxMounts: input.max_mounts }),
+          ...(input.name !== undefined && { name: input.name }),
+          ...(input.environment_id !== undefined && { environmentId: input.environment_id }),
+          ...(input.description !== undefined && { description: input.description }),
+          ...(input.embedding_model_id !== undefined && { embeddingModelId: input.embedding_model_id }),
+          ...(input.extraction_model_id !== undefined && { extractionModelId: input.extraction_model_id }),
+          ...(input.indexing_mode !== undefined && { indexingMode: input.indexing_mode }),
+          ...(input.chunking_strategy !== undefined && { chunkingStrategy: input.chunking_strategy }),
+          ...(input.chunk_size !== undefined && { chunkSize: input.chunk_size }),
+          ...(input.chunk_overlap !== undefined && { chunkOverlap: input.chunk_overlap }),
+          ...(input.tags !== undefined && { tags: input.tags }),
+          modifiedBy: p.subject,
+          version: { increment: 1 },
+        },
+      });
+      if (!modelChanges && !chunkingChanges) return updated;
+      await queueReindex(tx, updated);
+      return tx.volume.findUniqueOrThrow({ where: { id: volumeId } });
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw duplicateName(input.name ?? '');
+    if (isRecordNotFound(err)) throw new NotFoundError('volume', volumeId);
+    throw err;
+  }
+}
+
+/** Key prefix of a volume's objects inside its workspace bucket. */
+export const volumeObjectPrefix = (volumeId: string) => `volumes/${volumeId}/`;

@@ -1,0 +1,195 @@
+import { v7 as uuidv7 } from 'uuid';
+import { z } from 'zod';
+import { db } from '../../db/client.js';
+import type { Prisma, Workspace } from '../../generated/prisma/client.js';
+import { blobs } from '../../storage/blob-store.js';
+import { enterOrg, forbidAppKey, type Principal, requireScope, visibleWorkspaceWhere } from '../access/access.js';
+import { NotFoundError, ValidationError } from '../shared/errors.js';
+import { events } from '../shared/events.js';
+import { Description, ExternalId, isId, Name, ShortId, Tags } from '../shared/fields.js';
+import { parseInput } from '../shared/validation.js';
+import { refreshVolumeStatuses } from '../volumes/status.js';
+import { enqueueBucketDeletion } from './bucket-deletion.js';
+
+export const CreateWorkspaceInput = z.object({
+  organization_id: ExternalId.optional().describe('Must equal the org_id of the path when given'),
+  name: Name,
+  description: Description.optional(),
+  owner_id: ShortId.nullable().optional(),
+  subscription_plan_id: ShortId.nullable().optional(),
+  is_active: z.boolean().default(true),
+  tags: Tags.default([]),
+  region: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'an AWS-style region such as us-east-1')
+    .optional(),
+});
+export type CreateWorkspaceInput = z.input<typeof CreateWorkspaceInput>;
+
+export const UpdateWorkspaceInput = z.object({
+  name: Name.optional(),
+  description: Description.optional(),
+  owner_id: ShortId.nullable().optional(),
+  subscription_plan_id: ShortId.nullable().optional(),
+  is_active: z.boolean().optional(),
+  tags: Tags.optional(),
+});
+export type UpdateWorkspaceInput = z.input<typeof UpdateWorkspaceInput>;
+
+export interface WorkspaceSettings {
+  bucketPrefix: string;
+  defaultRegion: string;
+}
+
+let settings: WorkspaceSettings = { bucketPrefix: 'vg-', defaultRegion: 'us-east-1' };
+export function configureWorkspaces(s: WorkspaceSettings): void {
+  settings = s;
+}
+
+/** In-flight bucket work, so shutdown can wait for it and tests can await it. */
+const inFlight = new Set<Promise<void>>();
+export function pendingProvisioning(): Promise<void> {
+  return Promise.allSettled([...inFlight]).then(() => {});
+}
+
+/**
+ * The scope check and visibility filter for reading workspaces, shared by REST and GraphQL reads.
+ * Without `orgId` a platform key sees every organisation's workspaces.
+ * @throws NotFoundError (another org), ForbiddenError (no workspaces:read)
+ */
+export async function workspaceReadFilter(p: Principal, orgId?: string): Promise<Prisma.WorkspaceWhereInput> {
+  if (orgId !== undefined) await enterOrg(p, orgId);
+  requireScope(p, 'workspaces:read');
+  return { ...visibleWorkspaceWhere(p, orgId), ...(orgId !== undefined ? { orgId } : {}) };
+}
+
+/** Where a workspace lives, for callers that know only its id. @throws NotFoundError */
+export async function locateWorkspace(workspaceId: string): Promise<{ orgId: string }> {
+  const ws = isId(workspaceId) ? await db.workspace.findUnique({ where: { id: workspaceId }, select: { orgId: true } }) : null;
+  if (!ws) throw new NotFoundError('workspace', workspaceId);
+  return ws;
+}
+
+/** @throws NotFoundError when the workspace does not exist or is not visible to the principal */
+export async function getWorkspace(p: Principal, orgId: string, workspaceId: string): Promise<Workspace> {
+  const where = await workspaceReadFilter(p, orgId);
+  const ws = isId(workspaceId) ? await db.workspace.findFirst({ where: { ...where, id: workspaceId } }) : null;
+  if (!ws) throw new NotFoundError('workspace', workspaceId);
+  return ws;
+}
+
+/**
+ * Creates a workspace and starts provisioning its bucket in the background (`bucket_status`
+ * pending → active | failed). Pending buckets are picked up again at boot if the process dies first.
+ * @throws ValidationError, ForbiddenError, NotFoundError
+ */
+export async function createWorkspace(p: Principal, orgId: string, raw: unknown, loc: (string | number)[] = ['body']): Promise<Workspace> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'workspaces:write');
+  forbidAppKey(p, 'workspaces:write');
+  const input = parseInput(CreateWorkspaceInput, raw, loc);
+  if (input.organization_id !== undefined && input.organization_id !== orgId) {
+    throw ValidationError.field([...loc, 'organization_id'], 'organization_id must match the org_id in the path', input.organization_id);
+  }
+  const id = uuidv7();
+  const ws = await db.workspace.create({
+    data: {
+      id,
+      orgId,
+      name: input.name,
+      description: input.description ?? null,
+      ownerId: input.owner_id ?? p.subject,
+      subscriptionPlanId: input.subscription_plan_id ?? null,
+      isActive: input.is_active,
+      tags: input.tags,
+      region: input.region ?? settings.defaultRegion,
+      s3Bucket: `${settings.bucketPrefix}${id}`,
+    },
+  });
+  provisionInBackground(ws.id, ws.s3Bucket);
+  return ws;
+}
+
+function provisionInBackground(workspaceId: string, bucket: string): void {
+  const job = provisionBucket(workspaceId, bucket).finally(() => inFlight.delete(job));
+  inFlight.add(job);
+}
+
+async function provisionBucket(workspaceId: string, bucket: string): Promise<void> {
+  let status: 'active' | 'failed' = 'active';
+  let error: string | null = null;
+  try {
+    await blobs.createBucket(bucket);
+  } catch (err) {
+    status = 'failed';
+    error = `bucket provisioning failed: ${(err as Error).message}`.slice(0, 1000);
+  }
+  const { count } = await db.workspace.updateMany({
+    where: { id: workspaceId, bucketStatus: 'pending' },
+    data: { bucketStatus: status, bucketError: error },
+  });
+  if (count === 0) {
+    // Deleted while we were creating its bucket: do not leave the bucket behind.
+    if (status === 'active') await blobs.deleteBucket(bucket).catch(() => enqueueBucketDeletion(bucket));
+    return;
+  }
+  // Volumes created while the bucket was pending are in `error` now that it failed.
+  if (status === 'failed') await refreshVolumeStatuses({ workspaceId });
+  events.publish('bucketStatus', workspaceId, { workspaceId, bucketStatus: status, error });
+}
+
+/** Resumes provisioning of buckets left pending by a previous process. */
+export async function resumePendingProvisioning(): Promise<number> {
+  const pending = await db.workspace.findMany({ where: { bucketStatus: 'pending' }, select: { id: true, s3Bucket: true } });
+  for (const ws of pending) provisionInBackground(ws.id, ws.s3Bucket);
+  return pending.length;
+}
+
+/** @throws ValidationError, ForbiddenError, NotFoundError */
+export async function updateWorkspace(
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  raw: unknown,
+  loc: (string | number)[] = ['body'],
+): Promise<Workspace> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'workspaces:write');
+  forbidAppKey(p, 'workspaces:write');
+  const input = parseInput(UpdateWorkspaceInput, raw, loc);
+  if (!isId(workspaceId)) throw new NotFoundError('workspace', workspaceId);
+  const { count } = await db.workspace.updateMany({
+    where: { id: workspaceId, orgId },
+    data: {
+      ...(input.name !== undefined && { name: input.name }),
+      ...(input.description !== undefined && { description: input.description }),
+      ...(input.owner_id !== undefined && { ownerId: input.owner_id }),
+      ...(input.subscription_plan_id !== undefined && { subscriptionPlanId: input.subscription_plan_id }),
+      ...(input.is_active !== undefined && { isActive: input.is_active }),
+      ...(input.tags !== undefined && { tags: input.tags }),
+    },
+  });
+  if (count === 0) throw new NotFoundError('workspace', workspaceId);
+  return db.workspace.findUniqueOrThrow({ where: { id: workspaceId } });
+}
+
+/**
+ * Deletes a workspace with its volumes, mounts, entries, chunks and locks (one transaction, by
+ * cascade), then its bucket and every object in it. Rows go first: an object without a row is
+ * garbage we can collect later, a row without its object would be data loss.
+ * @throws ForbiddenError, NotFoundError
+ */
+export async function deleteWorkspace(p: Principal, orgId: string, workspaceId: string): Promise<void> {
+  await enterOrg(p, orgId);
+  requireScope(p, 'workspaces:write');
+  forbidAppKey(p, 'workspaces:write');
+  const ws = isId(workspaceId) ? await db.workspace.findFirst({ where: { id: workspaceId, orgId }, select: { s3Bucket: true } }) : null;
+  if (!ws) throw new NotFoundError('workspace', workspaceId);
+  const { count } = await db.workspace.deleteMany({ where: { id: workspaceId, orgId } });
+  if (count === 0) throw new NotFoundError('workspace', workspaceId);
+  try {
+    await blobs.deleteBucket(ws.s3Bucket);
+  } catch {
+    await enqueueBucketDeletion(ws.s3Bucket);
+  }
+}
