@@ -158,7 +158,7 @@ async function main(): Promise<void> {
       const scopes = [{ volumeId: big, volumeName: 'scale', embedderId: model, pathRegexes: null }];
       const annTop = (vec: string, ef: number) =>
         prisma.$transaction(async (tx) => {
-          await useHnsw(tx, 10, true);
+          await useHnsw(tx, 10, true, EF_SEARCH);
           await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${ef}`);
           return tx.$queryRaw<{ chunk_id: string }[]>(semanticSql(DIMS, vec, scopes, {}, 10, true));
         });
@@ -188,7 +188,7 @@ async function main(): Promise<void> {
       process.stdout.write(`${sweeps.at(-1)}\n`);
       const probe = `[${embedder.embedOne('x').join(',')}]`;
       const plan = await prisma.$transaction(async (tx) => {
-        await useHnsw(tx, 10, true);
+        await useHnsw(tx, 10, true, EF_SEARCH);
         return tx.$queryRaw<{ 'QUERY PLAN': string }[]>(Prisma.sql`EXPLAIN ${semanticSql(DIMS, probe, scopes, {}, 10, true)}`);
       });
       const usesIndex = plan.some((p) => /hnsw/i.test(p['QUERY PLAN']));

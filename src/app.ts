@@ -1,39 +1,25 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
-import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
 import { getRequestListener } from '@hono/node-server';
-import { createPubSub } from 'graphql-yoga';
 import { Hono } from 'hono';
-import { Redis } from 'ioredis';
 import type { Config } from './config.js';
-import { setDb } from './db/client.js';
 import { type Database, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
-import { forgetKnownOrgs } from './domain/access/access.js';
-import { configureUploads } from './domain/entries/uploads.js';
-import { configureMaintenance, startMaintenance } from './domain/maintenance/maintenance.js';
-import { configureIndexing } from './domain/search/indexing.js';
-import { configureSearch } from './domain/search/sql.js';
-import { type Events, setEvents } from './domain/shared/events.js';
-import { configureVolumeRetention } from './domain/volumes/lifecycle.js';
-import { configureWorkspaces, pendingProvisioning, resumePendingProvisioning } from './domain/workspaces/workspaces.js';
+import { startMaintenance } from './domain/maintenance/maintenance.js';
+import type { Runtime } from './domain/shared/runtime.js';
+import { pendingProvisioning, resumePendingProvisioning } from './domain/workspaces/workspaces.js';
 import { createWsServer } from './graphql/ws-server.js';
 import { createGraphQLServer } from './graphql/yoga.js';
-import { createCpuPool, defaultIndexingThreads } from './indexing/cpu-pool.js';
-import { configureEmbedders } from './indexing/embedders/registry.js';
-import { type JobRunner, startJobRunner } from './jobs/queue.js';
-import { logger } from './logger.js';
+import type { JobQueue } from './jobs/queue.js';
+import { createLogger } from './logger.js';
 import { createRestApp } from './rest/app.js';
 import { createDownloadRoutes } from './rest/download-route.js';
 import { notFound } from './rest/errors.js';
-import { type BlobStore, setBlobStore } from './storage/blob-store.js';
-import { LocalBlobStore } from './storage/local.js';
-import { S3BlobStore } from './storage/s3.js';
+import { buildRuntime, secretInDataDir } from './runtime.js';
+import type { BlobStore } from './storage/blob-store.js';
 
 export interface AppOptions {
   /** Tests hand in a PGlite cloned from a migrated template. */
@@ -53,10 +39,12 @@ export interface RequestScope {
 
 export interface App {
   server: http.Server;
+  /** The one runtime every request and job of this gateway runs on. */
+  runtime: Runtime;
   database: Database;
   blobStore: BlobStore;
-  /** This process's background job workers (indexing, reindex). */
-  jobs: JobRunner;
+  /** This gateway's durable job queue and its workers (indexing, reindex, backups, bucket deletion). */
+  jobs: JobQueue;
   /** The platform key in force, and whether it was generated into DATA_DIR on this start. */
   adminApiKey: string | undefined;
   adminKeyFile: string | undefined;
@@ -66,43 +54,9 @@ export interface App {
   stop(): Promise<void>;
 }
 
-/**
- * A secret kept in DATA_DIR (mode 0600): read it, or make it on first start. Used for the embedded
- * admin key, so a fresh clone works without setup, and for the local store's download-URL key.
- */
-async function secretInDataDir(dataDir: string, name: string, prefix: string): Promise<{ key: string; file: string }> {
-  const file = path.join(dataDir, name);
-  try {
-    const key = (await fs.readFile(file, 'utf8')).trim();
-    if (key.length >= 32) return { key, file };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  const key = `${prefix}${randomBytes(32).toString('base64url')}`;
-  await fs.writeFile(file, `${key}\n`, { mode: 0o600, flag: 'w' });
-  await fs.chmod(file, 0o600);
-  return { key, file };
-}
-
-function createEvents(redisUrl: string | undefined): { close(): Promise<void> } {
-  if (!redisUrl) {
-    setEvents(createPubSub<Events>());
-    return { close: async () => {} };
-  }
-  // Separate connections: a subscribed Redis connection can do nothing but listen.
-  const publishClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
-  const subscribeClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
-  setEvents(createPubSub<Events>({ eventTarget: createRedisEventTarget({ publishClient, subscribeClient }) }));
-  return {
-    close: async () => {
-      await Promise.allSettled([publishClient.quit(), subscribeClient.quit()]);
-    },
-  };
-}
-
 /** Wires database, blob store, events, REST, GraphQL (HTTP, SSE, WebSocket) and health checks on one server. */
 export async function createApp(config: Config, opts: AppOptions = {}): Promise<App> {
-  logger.level = config.logLevel;
+  const log = createLogger(config.logLevel);
   const requestScope = new AsyncLocalStorage<RequestScope>();
   const onQuery = opts.onQuery;
   await fs.mkdir(config.dataDir, { recursive: true });
@@ -112,10 +66,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     poolSize: config.databasePoolSize,
     ...(opts.pglite ? { pglite: opts.pglite } : {}),
     ...(onQuery ? { onQuery: (sql: string) => onQuery(sql, requestScope.getStore()) } : {}),
-    log: (msg) => logger.info(msg),
+    log: (msg) => log.info(msg),
   });
-  setDb(database.prisma);
-  forgetKnownOrgs();
 
   let adminApiKey = config.adminApiKey;
   let adminKeyFile: string | undefined;
@@ -125,23 +77,10 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
 
   // Links handed out (download URLs) use PUBLIC_URL, else the address actually bound.
   let boundUrl = `http://${config.host}:${config.port}`;
-  const baseUrl = () => config.publicUrl ?? boundUrl;
-  let localStore: LocalBlobStore | undefined;
-  let blobStore: BlobStore;
-  if (config.s3) {
-    blobStore = new S3BlobStore(config.s3);
-  } else {
-    const signingSecret = config.downloadSigningSecret ?? (await secretInDataDir(config.dataDir, 'download-signing-key', 'vgd_')).key;
-    localStore = new LocalBlobStore({ root: path.join(config.dataDir, 'blobs'), baseUrl, signingSecret });
-    blobStore = localStore;
-  }
-  setBlobStore(blobStore);
-  configureUploads({ maxUploadBytes: config.maxUploadBytes });
-  configureVolumeRetention({ retentionDays: config.volumeRetentionDays });
-  configureWorkspaces({ bucketPrefix: config.bucketPrefix, defaultRegion: config.s3?.region ?? 'us-east-1' });
-  const eventBus = createEvents(config.redisUrl);
+  const built = await buildRuntime(config, database, log, () => config.publicUrl ?? boundUrl);
+  const { rt, localStore } = built;
 
-  const yoga = createGraphQLServer({
+  const yoga = createGraphQLServer(rt, {
     adminApiKey,
     graphiql: config.graphiql,
     introspection: config.introspection,
@@ -159,14 +98,14 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       await database.prisma.$queryRawUnsafe('SELECT 1');
       const pending = await pendingMigrations((sql) => database.prisma.$queryRawUnsafe(sql));
       if (pending.length > 0) return c.json({ status: 'migrations_pending', pending }, 503);
-      return c.json({ status: 'ready', database: database.mode, blob_store: blobStore.kind });
+      return c.json({ status: 'ready', database: database.mode, blob_store: rt.blobs.kind });
     } catch (err) {
-      logger.warn({ err }, 'readiness check failed');
+      rt.log.warn({ err }, 'readiness check failed');
       return c.json({ status: 'database_unreachable' }, 503);
     }
   });
   if (localStore) root.route('/', createDownloadRoutes(localStore));
-  root.route('/', createRestApp({ adminApiKey, maxJsonBytes: 1024 * 1024, maxEntryBytes: 20 * 1024 * 1024 }));
+  root.route('/', createRestApp(rt, { adminApiKey, maxJsonBytes: 1024 * 1024, maxEntryBytes: 20 * 1024 * 1024 }));
   root.notFound(notFound);
   const restListener = getRequestListener(root.fetch);
 
@@ -193,6 +132,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
 
   // graphql-ws on the same path: credentials required, caps, keep-alive, idle timeout (src/graphql/ws-server.ts).
   const { wss, wsServer } = createWsServer({
+    runtime: rt,
     server,
     path: '/graphql',
     yoga,
@@ -201,20 +141,16 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     production: config.env === 'production',
   });
 
-  await resumePendingProvisioning();
-  configureMaintenance({ uploadTempMaxAgeMs: config.uploadTempMaxAgeMs });
-  const maintenance = startMaintenance(config.sweepIntervalMs);
-  const cpu = createCpuPool({ threads: config.indexing.threads ?? defaultIndexingThreads(), taskTimeoutMs: config.indexing.timeoutMs });
-  configureEmbedders(config.embeddings, cpu);
-  configureIndexing(cpu);
-  configureSearch({ efSearch: config.efSearch });
-  const jobs = startJobRunner(config.jobs);
+  await resumePendingProvisioning(rt);
+  const maintenance = startMaintenance(rt, config.sweepIntervalMs);
+  rt.jobs.start();
 
   const app: App = {
     server,
+    runtime: rt,
     database,
-    blobStore,
-    jobs,
+    blobStore: rt.blobs,
+    jobs: rt.jobs,
     adminApiKey,
     adminKeyFile,
     start: (port = config.port) =>
@@ -234,8 +170,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       await maintenance.stop();
       // Running jobs save their progress and go back to the queue for this or another replica
       // (their tasks in worker threads are aborted, so nothing CPU-bound holds the stop up).
-      await jobs.stop();
-      await cpu.close();
+      await rt.jobs.stop();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       await wsServer.dispose();
@@ -245,8 +180,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       const timeout = new Promise<void>((resolve) => setTimeout(resolve, grace).unref());
       await Promise.race([closed, timeout]);
       server.closeAllConnections();
-      await pendingProvisioning();
-      await eventBus.close();
+      await pendingProvisioning(rt);
+      await built.close();
       await database.close();
     },
   };

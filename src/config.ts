@@ -227,3 +227,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
   };
 }
+
+/**
+ * How the GraphQL schema is built, fixed per process (the schema is built once, at import): an
+ * unused Prisma selection is an error in tests (a resolver that drops `...query` fails loudly),
+ * a warning in development, and ignored in production.
+ */
+export const schemaBuildOptions = {
+  onUnusedQuery: process.env.NODE_ENV === 'production' ? null : process.env.NODE_ENV === 'test' ? ('error' as const) : ('warn' as const),
+};

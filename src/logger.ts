@@ -1,4 +1,6 @@
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 
-/** The process logger (JSON lines). Level is set from LOG_LEVEL by createApp. */
-export const logger = pino({ level: process.env.LOG_LEVEL ?? 'info', base: undefined });
+/** A JSON-lines logger at `level` (createApp makes one per gateway, from LOG_LEVEL). */
+export function createLogger(level: string): Logger {
+  return pino({ level, base: undefined });
+}

@@ -1,7 +1,7 @@
 import { createApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { DatabaseDamagedError, DataDirLockedError } from './db/database.js';
-import { logger } from './logger.js';
+import { createLogger } from './logger.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -21,6 +21,7 @@ async function main(): Promise<void> {
   // Printed plainly (not as JSON log lines) because a person reads this once at start-up.
   process.stdout.write(`${lines.join('\n')}\n`);
 
+  const logger = app.runtime.log;
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -53,6 +54,6 @@ main().catch((err) => {
     // Plain text, whatever LOG_LEVEL says: a person has to act on it (the JSON log line follows for log collectors).
     process.stderr.write(`${err.message}\n`);
   }
-  logger.fatal({ err }, 'failed to start');
+  createLogger('info').fatal({ err }, 'failed to start');
   process.exit(1);
 });

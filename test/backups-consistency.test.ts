@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { backupHooks } from '../src/domain/backups/job.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { backUp, readBlob, sha256 } from './helpers/backups.js';
 import { blobKeyOf, listKeys, type UploadVolume, upload, uploadVolume } from './helpers/uploads.js';
@@ -19,7 +18,7 @@ afterAll(async () => {
   await gw?.stop();
 });
 afterEach(() => {
-  backupHooks.snapshot = undefined;
+  gw.app.runtime.hooks.backupSnapshot = undefined;
 });
 
 const pad = (n: number) => String(n).padStart(5, '0');
@@ -193,7 +192,7 @@ describe('an object that vanishes under the snapshot', () => {
   function vanishOnce(v: UploadVolume, bytes: Buffer, restoreIn: number | null) {
     const rounds: { round: number; locked: boolean; inTransaction: boolean }[] = [];
     let key: string | undefined;
-    backupHooks.snapshot = async (at) => {
+    gw.app.runtime.hooks.backupSnapshot = async (at) => {
       if (at.volumeId !== v.volumeId) return;
       rounds.push({ round: at.round, locked: at.locked, inTransaction: at.inTransaction });
       if (at.round === 1 && !at.inTransaction) {

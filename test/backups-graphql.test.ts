@@ -3,7 +3,8 @@ import { Readable } from 'node:stream';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type JobRunner, startJobRunner } from '../src/jobs/queue.js';
+import { BACKUP, backupJob } from '../src/domain/backups/job.js';
+import { JobQueue } from '../src/jobs/queue.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { readBlob } from './helpers/backups.js';
 import { putText } from './helpers/entries.js';
@@ -17,7 +18,7 @@ import { type UploadVolume, upload, uploadVolume } from './helpers/uploads.js';
  */
 let gw: TestGateway;
 let v: UploadVolume;
-let runner: JobRunner | undefined;
+let runner: JobQueue | undefined;
 beforeAll(async () => {
   gw = await startGateway({ JOB_CONCURRENCY: '0' });
   v = await uploadVolume(gw, 'acme');
@@ -93,7 +94,10 @@ describe('backups over GraphQL', () => {
       // The current state arrives first: the subscription is live before the job runs.
       await waitFor(async () => sub.events.length > 0);
       expect(sub.events[0]).toMatchObject({ backupId, status: 'queued' });
-      runner = startJobRunner({ concurrency: 1, leaseMs: 30_000, pollMs: 50 });
+      // A queue of the test's own on the gateway's runtime, with the backup handler only.
+      runner = new JobQueue(gw.app.runtime.db, gw.app.runtime.log, { concurrency: 1, leaseMs: 30_000, pollMs: 50 });
+      runner.register(BACKUP, backupJob(gw.app.runtime));
+      runner.start();
       await waitFor(async () => sub.isComplete(), 30_000);
       expect(sub.errors).toEqual([]);
       const statuses = sub.events.map((e) => e.status);

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { backupHooks } from '../src/domain/backups/job.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { backUp, entriesOf } from './helpers/backups.js';
 import { putText } from './helpers/entries.js';
@@ -23,7 +22,7 @@ afterAll(async () => {
   await db?.stop();
 });
 afterEach(() => {
-  backupHooks.snapshot = undefined;
+  gw.app.runtime.hooks.backupSnapshot = undefined;
 });
 
 describe('backups over DATABASE_URL', () => {
@@ -48,7 +47,7 @@ describe('backups over DATABASE_URL', () => {
     const v = await uploadVolume(gw, 'srv');
     const rounds: [number, boolean][] = [];
     let key: string | undefined;
-    backupHooks.snapshot = async (at) => {
+    gw.app.runtime.hooks.backupSnapshot = async (at) => {
       if (at.volumeId !== v.volumeId) return;
       if (at.inTransaction) rounds.push([at.round, at.locked]);
       if (at.round === 1 && !at.inTransaction) {

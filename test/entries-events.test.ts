@@ -95,7 +95,7 @@ describe('entryChanged', () => {
       await gw.call('POST', v.move, { from: '/other/o', to: '/notes/in' }); // enters it
       await gw.call('PUT', v.entry('/notes/ttl'), { content_text: 't', ttl_seconds: 1 });
       await waitFor(async () => (await gw.call('GET', v.entry('/notes/ttl'))).status === 404);
-      expect(await sweepExpiredEntries()).toBe(1);
+      expect(await sweepExpiredEntries(gw.app.runtime)).toBe(1);
 
       const events = await sub.drain('/notes/end');
       expect(events.map(shape)).toEqual([

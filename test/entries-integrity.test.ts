@@ -181,7 +181,7 @@ describe('usage counters', () => {
     await waitFor(async () => (await gw.call('GET', v.entry('/u/3'))).status === 404);
     expect((await gw.call('PUT', v.entry('/u/3'), { content_text: 'again' })).status).toBe(201);
     await expectExactUsage(gw, v, 'with an expired row not yet swept');
-    expect(await sweepExpiredEntries()).toBeGreaterThanOrEqual(1);
+    expect(await sweepExpiredEntries(gw.app.runtime)).toBeGreaterThanOrEqual(1);
     expect(await expectExactUsage(gw, v, 'after the sweep')).toEqual({ entry_count: 4, used_bytes: 20 + 5 + 50 + 60 });
   });
 
@@ -194,7 +194,7 @@ describe('usage counters', () => {
     expect(await usage(gw, v)).toMatchObject({ used_bytes: 999, entry_count: 42, mount_count: 7 });
 
     const started = Date.now();
-    const report = await reconcileVolumeUsage(v.volumeId);
+    const report = await reconcileVolumeUsage(gw.app.runtime, v.volumeId);
     expect(report.before).toEqual({ usedBytes: 999, entryCount: 42, mountCount: 7 });
     expect(report.after).toEqual({ usedBytes: 12, entryCount: 3, mountCount: 1 });
     const after = await usage(gw, v);
@@ -267,14 +267,14 @@ describe('abandoned uploads in reconciliation', () => {
     const v = await bucketVolume();
     const w = await bucketVolume();
     await crashedUpload(v.tmp, 100, 10 * 60_000);
-    const report = await reconcileWorkspaceObjects(v.workspaceId, ORPHAN_GRACE_MS, 5 * 60_000);
+    const report = await reconcileWorkspaceObjects(gw.app.runtime, v.workspaceId, ORPHAN_GRACE_MS, 5 * 60_000);
     expect(report).toMatchObject({ incompleteUploadsRemoved: 1, incompleteUploadBytes: 100 });
 
     await crashedUpload(v.tmp, 10, 3 * HOUR);
     await crashedUpload(w.tmp, 20, 3 * HOUR);
     const kept = await crashedUpload(w.tmp, 30, HOUR / 2);
     // Two and a half hours: the 2 h one the first test kept stays too.
-    const all = await sweepAllIncompleteUploads(2.5 * HOUR);
+    const all = await sweepAllIncompleteUploads(gw.app.runtime, 2.5 * HOUR);
     expect(all).toEqual({ removed: 2, bytes: 30 });
     expect(await fs.readdir(v.tmp)).toEqual([]);
     expect(await fs.readdir(w.tmp)).toEqual([kept]);
@@ -312,9 +312,9 @@ describe('TTL', () => {
     expect((await gw.call('DELETE', v.entry('/t/soon'))).status).toBe(404);
     expect((await rowTotals(gw, v.volumeId)).entry_count).toBe(2);
 
-    expect(await sweepExpiredEntries()).toBeGreaterThanOrEqual(1);
+    expect(await sweepExpiredEntries(gw.app.runtime)).toBeGreaterThanOrEqual(1);
     expect(await expectExactUsage(gw, v)).toEqual({ entry_count: 1, used_bytes: 'text of /t/keep'.length });
-    expect(await sweepExpiredEntries()).toBe(0);
+    expect(await sweepExpiredEntries(gw.app.runtime)).toBe(0);
 
     const again = await gw.call('PUT', v.entry('/t/soon'), { content_text: 'back' });
     expect(again.status).toBe(201);

@@ -62,35 +62,39 @@ async function slowestHealthz(work: Promise<unknown>): Promise<{ slowest: number
 }
 
 describe('indexing text that used to freeze the server', () => {
-  it.each(inputs)('%s: /healthz keeps answering and the entry ends indexed', async (_name, text) => {
-    const v = await newVolume(gw, 'org-hostile');
-    const put = await gw.call('PUT', v.entry('/hostile.txt'), { content_text: text });
-    expect(put.status, JSON.stringify(put.body).slice(0, 300)).toBe(201);
-    // Polls the row's index state only (reading the 1 MiB entry back would be work of its own).
-    const indexedOrFailed = waitFor(async () => {
-      const e = await gw.app.database.prisma.entry.findFirst({
-        where: { volumeId: v.volumeId, path: '/hostile.txt' },
-        select: { isIndexed: true, indexError: true, totalChunks: true },
-      });
-      return e?.isIndexed || e?.indexError ? e : undefined;
-    }, 120_000);
-    const { slowest, probes } = await slowestHealthz(indexedOrFailed);
-    const entry = await indexedOrFailed;
-    console.log(`${_name}: ${entry.totalChunks} chunks, slowest /healthz ${slowest.toFixed(1)} ms over ${probes} probes`);
-    expect(entry.indexError).toBeNull();
-    expect(entry.isIndexed).toBe(true);
-    expect(entry.totalChunks).toBeGreaterThan(0);
-    // Nothing CPU-bound held the event loop: the health check answered throughout (it froze for
-    // 40-54 s before). Embedded PGlite still runs each statement on this thread, so index upkeep of
-    // a batch of chunks can hold it for tens of ms (see README, reliability).
-    expect(slowest).toBeLessThan(1000);
-    // Every chunk is valid text (no code point was cut in half) that search can find again.
-    const bad = await gw.app.database.prisma.$queryRawUnsafe<{ n: number }[]>(
-      `SELECT count(*)::int AS n FROM chunks c JOIN entries e ON e.id = c.entry_id WHERE e.volume_id = $1 AND c.content LIKE '%' || chr(65533) || '%'`,
-      v.volumeId,
-    );
-    expect(bad[0]?.n).toBe(0);
-  });
+  it.each(inputs)(
+    '%s: /healthz keeps answering and the entry ends indexed',
+    async (_name, text) => {
+      const v = await newVolume(gw, 'org-hostile');
+      const put = await gw.call('PUT', v.entry('/hostile.txt'), { content_text: text });
+      expect(put.status, JSON.stringify(put.body).slice(0, 300)).toBe(201);
+      // Polls the row's index state only (reading the 1 MiB entry back would be work of its own).
+      const indexedOrFailed = waitFor(async () => {
+        const e = await gw.app.database.prisma.entry.findFirst({
+          where: { volumeId: v.volumeId, path: '/hostile.txt' },
+          select: { isIndexed: true, indexError: true, totalChunks: true },
+        });
+        return e?.isIndexed || e?.indexError ? e : undefined;
+      }, 120_000);
+      const { slowest, probes } = await slowestHealthz(indexedOrFailed);
+      const entry = await indexedOrFailed;
+      console.log(`${_name}: ${entry.totalChunks} chunks, slowest /healthz ${slowest.toFixed(1)} ms over ${probes} probes`);
+      expect(entry.indexError).toBeNull();
+      expect(entry.isIndexed).toBe(true);
+      expect(entry.totalChunks).toBeGreaterThan(0);
+      // Nothing CPU-bound held the event loop: the health check answered throughout (it froze for
+      // 40-54 s before). Embedded PGlite still runs each statement on this thread, so index upkeep of
+      // a batch of chunks can hold it for tens of ms (see README, reliability).
+      expect(slowest).toBeLessThan(1000);
+      // Every chunk is valid text (no code point was cut in half) that search can find again.
+      const bad = await gw.app.database.prisma.$queryRawUnsafe<{ n: number }[]>(
+        `SELECT count(*)::int AS n FROM chunks c JOIN entries e ON e.id = c.entry_id WHERE e.volume_id = $1 AND c.content LIKE '%' || chr(65533) || '%'`,
+        v.volumeId,
+      );
+      expect(bad[0]?.n).toBe(0);
+    },
+    300_000,
+  ); // 1 MiB of CJK is ~1,700 chunks: tens of seconds of HNSW upkeep in PGlite, minutes on a loaded machine
 });
 
 describe('a gateway process indexing such an entry', () => {
@@ -144,7 +148,8 @@ describe('a gateway process indexing such an entry', () => {
     const ws = (await call(gw.url, 'POST', '/v1/orgs/hostile/workspaces', { name: 'w' })).body.workspace_id;
     const vol = (await call(gw.url, 'POST', `/v1/orgs/hostile/workspaces/${ws}/volumes`, { name: 'v' })).body.volume.volume_id;
     const entry = `/v1/orgs/hostile/workspaces/${ws}/volumes/${vol}/entries/cjk.txt`;
-    expect((await call(gw.url, 'PUT', entry, { content_text: cjk(Math.floor(MiB / 3)) })).status).toBe(201);
+    // A third of a MiB of CJK: hundreds of chunks, so indexing is still running when the signal comes.
+    expect((await call(gw.url, 'PUT', entry, { content_text: cjk(Math.floor(MiB / 9)) })).status).toBe(201);
     // The write is acknowledged and its indexing queued; the signal lands while it runs.
     expect((await call(gw.url, 'GET', entry)).body.is_indexed).toBe(false);
     const signalled = performance.now();
@@ -163,9 +168,9 @@ describe('a gateway process indexing such an entry', () => {
     const done = await waitFor(async () => {
       const e = (await call(gw.url, 'GET', entry)).body;
       return e.is_indexed || e.index_error ? e : undefined;
-    }, 180_000);
+    }, 240_000);
     expect(done.index_error).toBeNull();
-    expect(done.total_chunks).toBeGreaterThan(1000);
+    expect(done.total_chunks).toBeGreaterThan(300);
     gw.child.proc.kill('SIGTERM');
     expect(await gw.child.exited).toBe(0);
   }, 300_000);

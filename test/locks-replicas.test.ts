@@ -180,7 +180,7 @@ describe('locks across two replicas on one database', () => {
     };
     expect(await count()).toBe(1);
     // The in-process replica's sweeper, over adapter-pg: removes it once.
-    expect(await sweepLocks()).toBeGreaterThanOrEqual(1);
+    expect(await sweepLocks(a!.app.runtime)).toBeGreaterThanOrEqual(1);
     expect(await count()).toBe(0);
     // The partition's next holder still gets a newer token.
     const next = await call(a!.url, 'POST', locks(), { partition: 'ephemeral', app_id: 'next' });

@@ -912,7 +912,7 @@ describe('GraphQL: lockEvents over graphql-ws', () => {
       const short = await take(v, { partition: 'brief', app_id: 'w2', lock_type: 'shared', ttl_seconds: 1 });
       await waitUntilExpired(short);
       // Two replicas sweeping at the same moment announce each expired lock once.
-      const swept = await Promise.all([sweepLocks(), sweepLocks()]);
+      const swept = await Promise.all([sweepLocks(gw.app.runtime), sweepLocks(gw.app.runtime)]);
       expect(swept[0] + swept[1]).toBeGreaterThanOrEqual(1);
       await waitFor(async () => sub.events.some((e) => e.kind === 'expired'));
 
@@ -944,7 +944,7 @@ describe('GraphQL: lockEvents over graphql-ws', () => {
       ]);
       expect(sub.errors).toEqual([]);
       // Swept locks are gone from the table; a second sweep announces nothing new.
-      await sweepLocks();
+      await sweepLocks(gw.app.runtime);
       const other = await newVolume(gw, 'acme');
       await drop(other, await take(other, { partition: 'elsewhere', app_id: 'x' }));
       await drop(v, await take(v, { partition: 'marker', app_id: 'm' }));

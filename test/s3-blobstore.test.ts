@@ -193,12 +193,15 @@ describe('s3 blob store unreachable', () => {
     expect(failed.bucket_status).toBe('failed');
     expect(failed.bucket_error).toMatch(/^bucket provisioning failed: \S/);
 
-    // The workspace row goes at once; its bucket deletion is kept as a job to retry.
+    // The workspace row goes at once; its bucket deletion is a job on the queue, retried with
+    // backoff while the store cannot be reached.
     expect((await broken.call('DELETE', `/v1/orgs/s3org/workspaces/${id}`)).status).toBe(200);
     expect((await broken.call('GET', `/v1/orgs/s3org/workspaces/${id}`)).status).toBe(404);
-    const jobs = await broken.app.database.prisma.job.findMany();
-    expect(jobs.map((j) => [j.kind, j.status, (j.payload as { bucket: string }).bucket])).toEqual([
-      ['delete_bucket', 'queued', `vg-${id}`],
-    ]);
+    const retried = await waitFor(async () => {
+      const [job] = await broken!.app.database.prisma.job.findMany({ where: { kind: 'delete_bucket' } });
+      return job && job.status === 'queued' && job.lastError ? job : undefined;
+    }, 30_000);
+    expect(retried).toMatchObject({ attempts: 1, payload: { bucket: `vg-${id}` } });
+    expect(retried.runAt.getTime()).toBeGreaterThan(Date.now());
   });
 });

@@ -54,7 +54,7 @@ it.each([384, 1024, 1536])('the semantic query for %i dimensions can use that di
   const scopes = [{ volumeId: '00000000-0000-7000-8000-000000000000', volumeName: 'v', embedderId: `hash-${d}`, pathRegexes: ['^/a/'] }];
   const plan = await gw.app.database.prisma.$transaction(async (tx) => {
     // The settings search itself runs the query with (no statistics here, as in a fresh embedded database).
-    await useHnsw(tx, 10, true);
+    await useHnsw(tx, 10, true, 200);
     return tx.$queryRaw<{ 'QUERY PLAN': string }[]>(Prisma.sql`EXPLAIN ${semanticSql(d, q, scopes, { tags: ['x'] }, 10, true)}`);
   });
   expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toContain(`chunks_embedding_${d}_hnsw_idx`);

@@ -6,6 +6,9 @@ import { decodeCursor, encodeCursor } from '../src/domain/shared/pagination.js';
 import { matchesPattern, normalisePattern } from '../src/domain/shared/path-patterns.js';
 import { parseInput } from '../src/domain/shared/validation.js';
 import { maskError } from '../src/graphql/errors.js';
+import { createLogger } from '../src/logger.js';
+
+const quiet = createLogger('silent');
 
 describe('path patterns', () => {
   it.each([
@@ -96,11 +99,16 @@ describe('cursors', () => {
 
 describe('GraphQL error masking', () => {
   it('keeps domain errors with a stable code and masks everything else', () => {
-    const domain = maskError(new GraphQLError('x', { originalError: new ConflictError('taken', { field: 'name' }) }), 'Unexpected error.');
+    const domain = maskError(
+      quiet,
+      new GraphQLError('x', { originalError: new ConflictError('taken', { field: 'name' }) }),
+      'Unexpected error.',
+    );
     expect(domain.message).toBe('taken');
     expect((domain as GraphQLError).extensions).toEqual({ code: 'CONFLICT', field: 'name' });
 
     const leaked = maskError(
+      quiet,
       new GraphQLError('boom', { originalError: new Error('Invalid `prisma.volume.create()` invocation: secret internals') }),
       'Unexpected error.',
     );

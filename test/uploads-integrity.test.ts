@@ -1,6 +1,5 @@
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { entryHooks } from '../src/domain/entries/commit.js';
 import { ORPHAN_GRACE_MS, reconcileWorkspace } from '../src/domain/maintenance/maintenance.js';
 import { signLocalDownload } from '../src/storage/local.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway } from './helpers/app.js';
@@ -18,7 +17,7 @@ beforeAll(async () => {
   gw = await startGateway({ DOWNLOAD_SIGNING_SECRET: SECRET, SWEEP_INTERVAL_MS: '3600000' });
 });
 afterAll(async () => {
-  entryHooks.beforeCommit = undefined;
+  gw.app.runtime.hooks.beforeEntryCommit = undefined;
   await gw?.stop();
 });
 
@@ -36,13 +35,13 @@ function expectMasked500(res: { status: number; body: any }) {
 
 describe('a fault between the object write and the row commit', () => {
   afterEach(() => {
-    entryHooks.beforeCommit = undefined;
+    gw.app.runtime.hooks.beforeEntryCommit = undefined;
   });
 
   /** Fails the commit of `path` only; other writes go through. */
   const failCommitOf = (path: string) => {
     const seen: string[] = [];
-    entryHooks.beforeCommit = (p) => {
+    gw.app.runtime.hooks.beforeEntryCommit = (p) => {
       seen.push(p);
       if (p === path) throw new Error('injected fault before commit');
     };
@@ -62,7 +61,7 @@ describe('a fault between the object write and the row commit', () => {
     await expectExactUsage(gw, v);
 
     // Once the fault is gone the same upload succeeds.
-    entryHooks.beforeCommit = undefined;
+    gw.app.runtime.hooks.beforeEntryCommit = undefined;
     const again = await upload(gw, v.upload('/new.bin'), { data: Buffer.from('fine now'), filename: 'new.bin' });
     expect(again.status, JSON.stringify(again.body)).toBe(201);
     expect(await listKeys(gw, v.bucket)).toHaveLength(1);
@@ -78,7 +77,7 @@ describe('a fault between the object write and the row commit', () => {
     failCommitOf('/keep.txt');
     const res = await upload(gw, v.upload('/keep.txt'), { data: Buffer.alloc(2 * MiB, 9), filename: 'keep.txt' }, { tags: 'v2' });
     expectMasked500(res);
-    entryHooks.beforeCommit = undefined;
+    gw.app.runtime.hooks.beforeEntryCommit = undefined;
 
     const now = await gw.call('GET', v.entry('/keep.txt'));
     expect(now.status).toBe(200);
@@ -221,7 +220,7 @@ describe('reconciliation of a bucket with its rows', () => {
 
     // Default grace: the fresh orphan may belong to an upload about to commit, so it stays.
     expect(ORPHAN_GRACE_MS).toBeGreaterThan(60_000);
-    const cautious = await reconcileWorkspace(v.workspaceId);
+    const cautious = await reconcileWorkspace(gw.app.runtime, v.workspaceId);
     expect(cautious.objects).toEqual({
       workspaceId: v.workspaceId,
       orphansRemoved: [],
@@ -254,7 +253,7 @@ describe('reconciliation of a bucket with its rows', () => {
     expect(await gw.app.blobStore.head(v.bucket, orphan)).not.toBeNull();
 
     // Grace 0: the orphan goes; the missing object is reported, and its row is left for an operator.
-    const thorough = await reconcileWorkspace(v.workspaceId, 0);
+    const thorough = await reconcileWorkspace(gw.app.runtime, v.workspaceId, 0);
     expect(thorough.objects).toEqual({
       workspaceId: v.workspaceId,
       orphansRemoved: [orphan],

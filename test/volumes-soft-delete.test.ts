@@ -297,11 +297,15 @@ describe('permanent delete and the purge', () => {
     const ids = doomed.map((v) => v.volumeId);
 
     // Within retention nothing goes.
-    const early = await purgeDeletedVolumes(new Date(Date.now() + DAY_MS / 2));
+    const early = await purgeDeletedVolumes(gw.app.runtime, new Date(Date.now() + DAY_MS / 2));
     expect(early.filter((id) => ids.includes(id) || id === spared.volumeId)).toEqual([]);
     // Past it, three "replicas" purging at once remove each volume exactly once.
     const later = new Date(Date.now() + DAY_MS + 60_000);
-    const runs = await Promise.all([purgeDeletedVolumes(later), purgeDeletedVolumes(later), purgeDeletedVolumes(later)]);
+    const runs = await Promise.all([
+      purgeDeletedVolumes(gw.app.runtime, later),
+      purgeDeletedVolumes(gw.app.runtime, later),
+      purgeDeletedVolumes(gw.app.runtime, later),
+    ]);
     // (Volumes other tests left deleted go too.)
     const purged = runs.flat();
     expect(new Set(purged).size).toBe(purged.length);

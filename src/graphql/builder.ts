@@ -5,8 +5,8 @@ import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin, { type AuthFailure, AuthScopeFailureType } from '@pothos/plugin-scope-auth';
 import { GraphQLError, type GraphQLField, getNamedType, getNullableType, isListType, isObjectType } from 'graphql';
 import { DateTimeResolver, JSONResolver, SafeIntResolver } from 'graphql-scalars';
-import { db } from '../db/client.js';
-import { hasScope, type Principal, type Scope } from '../domain/access/access.js';
+import { schemaBuildOptions } from '../config.js';
+import { hasScope, type Principal, type Scope } from '../domain/access/principal.js';
 import { AuthenticationError, ForbiddenError } from '../domain/shared/errors.js';
 import type PrismaTypes from '../generated/pothos-types.js';
 import { getDatamodel } from '../generated/pothos-types.js';
@@ -94,11 +94,12 @@ export const builder = new SchemaBuilder<{
     authorizeOnSubscribe: true,
   },
   prisma: {
-    client: () => db,
+    // One client per gateway: the runtime's, carried by each request's context.
+    client: (ctx) => ctx.runtime.db,
     dmmf: getDatamodel(),
     exposeDescriptions: true,
     filterConnectionTotalCount: true,
-    onUnusedQuery: process.env.NODE_ENV === 'production' ? null : 'warn',
+    onUnusedQuery: schemaBuildOptions.onUnusedQuery,
     maxConnectionSize: MAX_PAGE_SIZE,
     defaultConnectionSize: 50,
   },

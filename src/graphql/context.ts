@@ -1,11 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { authenticate, credentialFrom, type Principal } from '../domain/access/access.js';
+import { authenticate, credentialFrom } from '../domain/access/authenticate.js';
+import type { Principal } from '../domain/access/principal.js';
 import { AuthenticationError } from '../domain/shared/errors.js';
+import type { Runtime } from '../domain/shared/runtime.js';
 
-/** Per-request (or per WebSocket operation) context. Immutable; `db` is imported, not carried here. */
+/** Per-request (or per WebSocket operation) context: who calls, and the gateway it calls. Immutable. */
 export interface GraphQLContext {
   principal: Principal | null;
   requestId: string;
+  /** The gateway's one runtime (database, blob store, events, jobs, settings). */
+  runtime: Runtime;
 }
 
 /** What yoga hands the context factory: an HTTP request, or graphql-ws connection params. */
@@ -29,29 +33,34 @@ export function credentialFromConnectionParams(params: Record<string, unknown> |
  * Resolves the caller. No or bad credentials give a null principal: public fields still work and
  * every protected one answers UNAUTHENTICATED (scope-auth, src/graphql/builder.ts).
  */
-export async function resolvePrincipal(credential: string | undefined, adminApiKey: string | undefined): Promise<Principal | null> {
+export async function resolvePrincipal(
+  rt: Runtime,
+  credential: string | undefined,
+  adminApiKey: string | undefined,
+): Promise<Principal | null> {
   if (!credential) return null;
   try {
-    return await authenticate(credential, adminApiKey);
+    return await authenticate(rt, credential, adminApiKey);
   } catch (err) {
     if (err instanceof AuthenticationError) return null;
     throw err;
   }
 }
 
-export function createContextFactory(adminApiKey: string | undefined) {
+export function createContextFactory(rt: Runtime, adminApiKey: string | undefined) {
   return async (initial: InitialContext): Promise<GraphQLContext> => {
     let principal: Principal | null;
     if (initial.principal !== undefined) principal = initial.principal;
     else if (initial.connectionParams)
-      principal = await resolvePrincipal(credentialFromConnectionParams(initial.connectionParams), adminApiKey);
+      principal = await resolvePrincipal(rt, credentialFromConnectionParams(initial.connectionParams), adminApiKey);
     else {
       const h = initial.request?.headers;
       principal = await resolvePrincipal(
+        rt,
         credentialFrom({ authorization: h?.get('authorization'), apiKey: h?.get('x-api-key') }),
         adminApiKey,
       );
     }
-    return { principal, requestId: initial.request?.headers.get('x-request-id') ?? randomUUID() };
+    return { principal, requestId: initial.request?.headers.get('x-request-id') ?? randomUUID(), runtime: rt };
   };
 }

@@ -1,6 +1,6 @@
 import { GraphQLError } from 'graphql';
+import type { Logger } from 'pino';
 import { AppError, dataExceptionAsValidation, ValidationError } from '../domain/shared/errors.js';
-import { logger } from '../logger.js';
 import { toCamel } from './inputs.js';
 
 function findAppError(err: unknown): AppError | undefined {
@@ -25,10 +25,10 @@ function asGraphQLError(err: unknown): GraphQLError | undefined {
  * (validation errors also list the bad fields, named as in the GraphQL input); everything else is
  * logged and replaced by a generic INTERNAL_SERVER_ERROR so internals (Prisma, stack traces) never leak.
  */
-export function maskError(error: unknown, message: string): Error {
+export function maskError(log: Logger, error: unknown, message: string): Error {
   const gqlError = asGraphQLError(error);
   const refused = dataExceptionAsValidation(gqlError?.originalError ?? error);
-  if (refused) logger.warn({ err: gqlError?.originalError ?? error }, 'database refused a value the input policy let through');
+  if (refused) log.warn({ err: gqlError?.originalError ?? error }, 'database refused a value the input policy let through');
   const appError = refused ?? findAppError(error);
   if (appError) {
     const extensions: Record<string, unknown> = { code: appError.code, ...appError.details };
@@ -79,7 +79,7 @@ export function maskError(error: unknown, message: string): Error {
       extensions: inner.extensions,
     });
   }
-  logger.error({ err: gqlError?.originalError ?? error }, 'unexpected GraphQL error');
+  log.error({ err: gqlError?.originalError ?? error }, 'unexpected GraphQL error');
   return new GraphQLError(message, {
     nodes: gqlError?.nodes,
     path: gqlError?.path,

@@ -1,4 +1,4 @@
-import type { Principal } from '../domain/access/access.js';
+import type { Principal } from '../domain/access/principal.js';
 import { ValidationError } from '../domain/shared/errors.js';
 
 const toSnake = (k: string) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);

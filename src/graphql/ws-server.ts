@@ -2,9 +2,10 @@ import type http from 'node:http';
 import { type DocumentNode, GraphQLError, getOperationAST } from 'graphql';
 import type { ConnectionInitMessage, Context } from 'graphql-ws';
 import { type Extra, useServer } from 'graphql-ws/use/ws';
+import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { Principal } from '../domain/access/access.js';
-import { logger } from '../logger.js';
+import type { Principal } from '../domain/access/principal.js';
+import type { Runtime } from '../domain/shared/runtime.js';
 import { credentialFromConnectionParams, resolvePrincipal } from './context.js';
 import { maskError } from './errors.js';
 import { GRAPHQL_MAX_BODY_BYTES, type GraphQLServer } from './yoga.js';
@@ -44,6 +45,7 @@ export const WS_REASON_IDLE_TIMEOUT = 'Idle timeout';
 export const WS_REASON_TRY_AGAIN_LATER = 'Too many connections';
 
 export interface WsServerOptions {
+  runtime: Runtime;
   server: http.Server;
   path: string;
   yoga: GraphQLServer;
@@ -71,7 +73,7 @@ type WsContext = Context<ConnectionInitMessage['payload'], Extra & Partial<WsExt
  * GraphQLError class (graphql-ws recognises errors by `instanceof`); anything else goes through
  * maskError (logged, INTERNAL_SERVER_ERROR).
  */
-function operationError(err: unknown, code?: string): GraphQLError {
+function operationError(log: Logger, err: unknown, code?: string): GraphQLError {
   if (err instanceof Error && err.name === 'GraphQLError' && !(err as GraphQLError).originalError) {
     const e = err as GraphQLError;
     return new GraphQLError(e.message, {
@@ -81,7 +83,7 @@ function operationError(err: unknown, code?: string): GraphQLError {
       extensions: { ...(code ? { code } : {}), ...e.extensions },
     });
   }
-  const masked = maskError(err, 'Unexpected error.');
+  const masked = maskError(log, err, 'Unexpected error.');
   return masked instanceof GraphQLError ? masked : new GraphQLError(masked.message, { extensions: { code: 'INTERNAL_SERVER_ERROR' } });
 }
 
@@ -161,14 +163,14 @@ export function createWsServer(opts: WsServerOptions) {
         try {
           return await args.rootValue.execute(args);
         } catch (err) {
-          return { errors: [operationError(err)] };
+          return { errors: [operationError(opts.runtime.log, err)] };
         }
       },
       subscribe: async (args: any) => {
         try {
           return await args.rootValue.subscribe(args);
         } catch (err) {
-          return { errors: [operationError(err)] };
+          return { errors: [operationError(opts.runtime.log, err)] };
         }
       },
       // Credentials are required: none or bad ones close the socket with 4403 Forbidden.
@@ -177,9 +179,9 @@ export function createWsServer(opts: WsServerOptions) {
         if (!credential) return false;
         let principal: Principal | null;
         try {
-          principal = await resolvePrincipal(credential, adminApiKey);
+          principal = await resolvePrincipal(opts.runtime, credential, adminApiKey);
         } catch (err) {
-          logger.error({ err }, 'graphql-ws: authenticating connection_init failed');
+          opts.runtime.log.error({ err }, 'graphql-ws: authenticating connection_init failed');
           ctx.extra.socket.close(4500, 'Internal server error');
           return false;
         }
@@ -221,10 +223,10 @@ export function createWsServer(opts: WsServerOptions) {
           try {
             document = parse(params.query);
           } catch (err) {
-            return [operationError(err, 'GRAPHQL_PARSE_FAILED')];
+            return [operationError(opts.runtime.log, err, 'GRAPHQL_PARSE_FAILED')];
           }
           const errors = validate(schema, document);
-          if (errors.length) return errors.map((e: unknown) => operationError(e, 'GRAPHQL_VALIDATION_FAILED'));
+          if (errors.length) return errors.map((e: unknown) => operationError(opts.runtime.log, e, 'GRAPHQL_VALIDATION_FAILED'));
           const operation = getOperationAST(document, params.operationName);
           if (!operation) return [new GraphQLError('Unable to identify operation', { extensions: { code: 'BAD_USER_INPUT' } })];
           if (operation.operation === 'subscription') {
@@ -248,7 +250,7 @@ export function createWsServer(opts: WsServerOptions) {
           };
         } catch (err) {
           state.subscriptionIds.delete(id);
-          return [operationError(err)];
+          return [operationError(opts.runtime.log, err)];
         }
       },
     },
@@ -262,9 +264,10 @@ export function createWsServer(opts: WsServerOptions) {
   wss.on('connection', (socket) => {
     socket.removeAllListeners('error');
     socket.on('error', (err: Error & { code?: string }) => {
-      if (err.code?.startsWith('WS_ERR_')) logger.info({ code: err.code, message: err.message }, 'graphql-ws: bad frame from client');
+      if (err.code?.startsWith('WS_ERR_'))
+        opts.runtime.log.info({ code: err.code, message: err.message }, 'graphql-ws: bad frame from client');
       else {
-        logger.warn({ err }, 'graphql-ws: socket error');
+        opts.runtime.log.warn({ err }, 'graphql-ws: socket error');
         socket.close(4500, 'Internal server error');
       }
     });

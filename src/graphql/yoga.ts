@@ -2,7 +2,7 @@ import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { createYoga, type Plugin } from 'graphql-yoga';
-import { logger } from '../logger.js';
+import type { Runtime } from '../domain/shared/runtime.js';
 import { queryLimits } from './builder.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
 import { maskError } from './errors.js';
@@ -27,7 +27,7 @@ export const GRAPHQL_MAX_BODY_BYTES = 25_000_000;
  * before anything is parsed; introspection is cut before validation; armor's limits (aliases, tokens,
  * directives) run at validation, and the complexity plugin prices depth and cost before execution.
  */
-export function createGraphQLServer(opts: YogaOptions) {
+export function createGraphQLServer(rt: Runtime, opts: YogaOptions) {
   const plugins: Plugin[] = [
     useStreamingUploads(),
     // Yoga's 25 MB body limit, except for multipart uploads (bounded per file by MAX_UPLOAD_BYTES).
@@ -52,21 +52,21 @@ export function createGraphQLServer(opts: YogaOptions) {
   );
   queryLimits.depth = opts.maxDepth;
   queryLimits.complexity = opts.maxCost;
-  const contextFactory = createContextFactory(opts.adminApiKey);
+  const contextFactory = createContextFactory(rt, opts.adminApiKey);
   return createYoga<InitialContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
     graphiql: opts.graphiql ? { subscriptionsProtocol: 'WS', title: 'Volumes Gateway' } : false,
     landingPage: false,
-    maskedErrors: { maskError },
+    maskedErrors: { maskError: (error, message) => maskError(rt.log, error, message) },
     // Replaced by useRequestBodyLimit, which lets uploads through.
     maxRequestBodySize: false,
     logging: {
-      debug: (...args) => logger.debug(args),
-      info: (...args) => logger.info(args),
-      warn: (...args) => logger.warn(args),
+      debug: (...args) => rt.log.debug(args),
+      info: (...args) => rt.log.info(args),
+      warn: (...args) => rt.log.warn(args),
       // Unexpected errors are logged by maskError; yoga's own error lines are client mistakes.
-      error: (...args) => logger.warn(args),
+      error: (...args) => rt.log.warn(args),
     },
     context: (initial) => contextFactory(initial),
     plugins,

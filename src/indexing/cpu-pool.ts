@@ -1,11 +1,18 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import type { ChunkingOptions } from './chunking.js';
-import type { CpuTask } from './cpu-worker.js';
+import runTask, { type CpuTask } from './cpu-worker.js';
 
 // Worker threads for the CPU-bound parts of indexing (chunking, the hashing embedder), with a time
 // budget per task: the event loop keeps serving requests (and health checks, and SIGTERM) whatever
 // an entry holds, and a task that runs past its budget is stopped (its thread is replaced).
+
+/**
+ * Work smaller than this (characters of text) runs in line: chunking or hashing 16 KiB takes well
+ * under a millisecond in linear time, less than handing it to a thread (and most entries are
+ * small). Only larger inputs, the ones that could hold the event loop, go to the threads.
+ */
+export const INLINE_LIMIT = 16 * 1024;
 
 export interface CpuPoolOptions {
   /** Worker threads (INDEXING_THREADS). */
@@ -55,10 +62,16 @@ export function createCpuPool(opts: CpuPoolOptions): CpuPool {
       throw err;
     }
   };
+  const inline = (task: CpuTask) => runTask(task);
   return {
-    chunk: (text, chunking, signal) => run<string[]>({ kind: 'chunk', text, opts: chunking }, signal),
+    chunk: async (text, chunking, signal) =>
+      (await (text.length <= INLINE_LIMIT
+        ? inline({ kind: 'chunk', text, opts: chunking })
+        : run({ kind: 'chunk', text, opts: chunking }, signal))) as string[],
     hashEmbed: async (dims, texts, signal) => {
-      const flat = await run<Float32Array>({ kind: 'hash-embed', dims, texts }, signal);
+      const task: CpuTask = { kind: 'hash-embed', dims, texts };
+      const size = texts.reduce((n, t) => n + t.length, 0);
+      const flat = (await (size <= INLINE_LIMIT ? inline(task) : run<Float32Array>(task, signal))) as Float32Array;
       return texts.map((_, i) => Array.from(flat.subarray(i * dims, (i + 1) * dims)));
     },
     close: () => pool.destroy(),

@@ -2,9 +2,11 @@ import type { HttpBindings } from '@hono/node-server';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { authenticate, credentialFrom, type Principal } from '../domain/access/access.js';
+import { authenticate, credentialFrom } from '../domain/access/authenticate.js';
+import type { Principal } from '../domain/access/principal.js';
 import { ValidationError } from '../domain/shared/errors.js';
 import { assertAcceptableInput, textProblem } from '../domain/shared/input-policy.js';
+import type { Runtime } from '../domain/shared/runtime.js';
 import { toFieldIssues } from '../domain/shared/validation.js';
 import { errorEnvelope, handleError, notFound, validationResponse } from './errors.js';
 import { registerApiKeyRoutes } from './routes/api-keys.js';
@@ -105,7 +107,7 @@ async function rawInput(c: Context, target: string): Promise<unknown> {
  * the legacy JSON. Validation failures become the legacy 422 `detail` items via the same mapping the
  * domain uses.
  */
-export function createRestApp(opts: RestOptions): RestApp {
+export function createRestApp(rt: Runtime, opts: RestOptions): RestApp {
   const app = new OpenAPIHono<RestEnv>({
     defaultHook: async (result, c) => {
       if (!result.success) {
@@ -115,7 +117,7 @@ export function createRestApp(opts: RestOptions): RestApp {
     },
   }).basePath('/v1');
 
-  app.onError(handleError);
+  app.onError((err, c) => handleError(rt.log, err, c));
   app.notFound(notFound);
   app.use('*', refuseDotSegments);
 
@@ -132,22 +134,22 @@ export function createRestApp(opts: RestOptions): RestApp {
   });
   app.use('/orgs/*', async (c, next) => {
     const credential = credentialFrom({ authorization: c.req.header('authorization'), apiKey: c.req.header('x-api-key') });
-    c.set('principal', await authenticate(credential, opts.adminApiKey));
+    c.set('principal', await authenticate(rt, credential, opts.adminApiKey));
     await next();
   });
   app.use('/orgs/*', refuseUnacceptableInput);
 
-  registerApiKeyRoutes(app);
-  registerWorkspaceRoutes(app);
-  registerSearchRoutes(app);
+  registerApiKeyRoutes(rt, app);
+  registerWorkspaceRoutes(rt, app);
+  registerSearchRoutes(rt, app);
   // Before the volume routes: /volumes/shared and /volumes/validate are not volume ids.
-  registerVolumeSharingRoutes(app);
-  registerBackupRoutes(app);
-  registerVolumeValidationRoute(app);
-  registerVolumeRoutes(app);
-  registerMountRoutes(app);
-  registerEntryRoutes(app);
-  registerLockRoutes(app);
+  registerVolumeSharingRoutes(rt, app);
+  registerBackupRoutes(rt, app);
+  registerVolumeValidationRoute(rt, app);
+  registerVolumeRoutes(rt, app);
+  registerMountRoutes(rt, app);
+  registerEntryRoutes(rt, app);
+  registerLockRoutes(rt, app);
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'apiKey', in: 'header', name: 'X-API-Key' });

@@ -1,8 +1,8 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { Logger } from 'pino';
 import { AppError, dataExceptionAsValidation, type ErrorCode, type FieldIssue } from '../domain/shared/errors.js';
-import { logger } from '../logger.js';
 
 /** The legacy API's timestamp: UTC, microseconds, no zone suffix ("2025-01-01T00:00:00.000000"). */
 export function legacyTimestamp(d = new Date()): string {
@@ -42,7 +42,7 @@ export function validationResponse(c: Context, issues: FieldIssue[]) {
 }
 
 /** Maps any thrown value to the legacy envelopes; unexpected errors are logged and masked as 500. */
-export function handleError(err: unknown, c: Context) {
+export function handleError(log: Logger, err: unknown, c: Context) {
   if (err instanceof AppError) {
     if (err.code === 'VALIDATION_FAILED' && 'issues' in err) return validationResponse(c, err.issues as FieldIssue[]);
     const status = statusOf[err.code];
@@ -74,10 +74,10 @@ export function handleError(err: unknown, c: Context) {
   }
   const refused = dataExceptionAsValidation(err);
   if (refused) {
-    logger.warn({ err, method: c.req.method, path: c.req.path }, 'database refused a value the input policy let through');
+    log.warn({ err, method: c.req.method, path: c.req.path }, 'database refused a value the input policy let through');
     return validationResponse(c, refused.issues);
   }
-  logger.error({ err, method: c.req.method, path: c.req.path }, 'unexpected error');
+  log.error({ err, method: c.req.method, path: c.req.path }, 'unexpected error');
   return c.json(errorEnvelope('INTERNAL_SERVER_ERROR', 'An unexpected error occurred', {}, 500), 500);
 }
 

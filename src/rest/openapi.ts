@@ -1,8 +1,19 @@
+import type { Runtime } from '../domain/shared/runtime.js';
 import { createRestApp } from './app.js';
+
+/**
+ * Routes only need a runtime when a request is handled; the document is built from their
+ * definitions. This one refuses any use, so nothing can quietly run against it.
+ */
+const noRuntime = new Proxy({} as Runtime, {
+  get(_target, prop) {
+    throw new Error(`the OpenAPI document was being built: no runtime (asked for ${String(prop)})`);
+  },
+});
 
 /** The OpenAPI 3.1 document of /v1, exactly as the gateway serves it at /v1/openapi.json. */
 export async function openApiDocument(): Promise<unknown> {
-  const app = createRestApp({ adminApiKey: undefined, maxJsonBytes: 1, maxEntryBytes: 1 });
+  const app = createRestApp(noRuntime, { adminApiKey: undefined, maxJsonBytes: 1, maxEntryBytes: 1 });
   const res = await app.request('/v1/openapi.json');
   return res.json();
 }

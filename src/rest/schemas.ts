@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ACCESS_LEVELS, SCOPES } from '../domain/access/access.js';
+import { ACCESS_LEVELS, SCOPES } from '../domain/access/principal.js';
 import { ExternalId } from '../domain/shared/fields.js';
 import { refuseBadText } from '../domain/shared/input-policy.js';
 import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes/volumes.js';

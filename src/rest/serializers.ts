@@ -1,6 +1,7 @@
 import type { z } from 'zod';
-import type { Scope } from '../domain/access/access.js';
+import type { Scope } from '../domain/access/principal.js';
 import type { Page } from '../domain/shared/pagination.js';
+import type { Runtime } from '../domain/shared/runtime.js';
 import { restorableUntil } from '../domain/volumes/lifecycle.js';
 import type { ApiKey, Entry, Lock, Mount, Volume, Workspace } from '../generated/prisma/client.js';
 import type * as S from './schemas.js';
@@ -33,7 +34,7 @@ export function workspaceJson(w: Workspace): z.infer<typeof S.Workspace> {
   };
 }
 
-export function volumeJson(v: Volume): z.infer<typeof S.Volume> {
+export function volumeJson(rt: Runtime, v: Volume): z.infer<typeof S.Volume> {
   return {
     volume_id: v.id,
     workspace_id: v.workspaceId,
@@ -69,7 +70,7 @@ export function volumeJson(v: Volume): z.infer<typeof S.Volume> {
     chunk_overlap: v.chunkOverlap,
     search_embedding_model_id: v.activeEmbedderId ?? v.embeddingModelId,
     deleted_at: iso(v.deletedAt),
-    restorable_until: iso(restorableUntil(v)),
+    restorable_until: iso(restorableUntil(rt, v)),
   };
 }
 

@@ -9,7 +9,7 @@ export interface PutResult {
 
 export interface PutOptions {
   contentType?: string;
-  /** Refuse (PayloadTooLargeError) and leave nothing behind once the body exceeds this many bytes. */
+  /** Refuse (BlobTooLargeError) and leave nothing behind once the body exceeds this many bytes. */
   maxBytes?: number;
 }
 
@@ -76,7 +76,7 @@ export interface BlobStore {
   /**
    * Streams `body` into a new object, measuring size and sha256 on the way, with memory bounded
    * whatever the size. On any failure (body error, maxBytes exceeded, store error) nothing is left
-   * under `key` and the error is rethrown (PayloadTooLargeError for maxBytes).
+   * under `key` and the error is rethrown (BlobTooLargeError for maxBytes).
    */
   put(bucket: string, key: string, body: Readable, opts?: PutOptions): Promise<PutResult>;
   /** Streams an object or a byte range of it. @throws BlobNotFoundError, RangeNotSatisfiableError */
@@ -104,6 +104,14 @@ export interface BlobStore {
   signedUrl(bucket: string, key: string, opts: SignedUrlOptions): Promise<string>;
 }
 
+/** A body passed `maxBytes` (nothing of it is kept). */
+export class BlobTooLargeError extends Error {
+  constructor(readonly maxBytes: number) {
+    super(`The body exceeds the limit of ${maxBytes} bytes`);
+    this.name = 'BlobTooLargeError';
+  }
+}
+
 /** The object does not exist. */
 export class BlobNotFoundError extends Error {
   constructor(
@@ -121,11 +129,4 @@ export class RangeNotSatisfiableError extends Error {
     super(`range not satisfiable for an object of ${size} bytes`);
     this.name = 'RangeNotSatisfiableError';
   }
-}
-
-/** The blob store of this process, set once by `createApp`. */
-export let blobs: BlobStore;
-
-export function setBlobStore(store: BlobStore | undefined): void {
-  blobs = store as BlobStore;
 }

@@ -1,10 +1,10 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import { PayloadTooLargeError } from '../domain/shared/errors.js';
+import { BlobTooLargeError } from './blob-store.js';
 
 /**
  * A pass-through stream that counts bytes and hashes them (sha256) as they flow, and fails with
- * PayloadTooLargeError the moment more than `maxBytes` have arrived, before passing the chunk on,
+ * BlobTooLargeError the moment more than `maxBytes` have arrived, before passing the chunk on,
  * so a store never receives a byte past the limit. Both blob-store adapters pipe uploads through it.
  */
 export class ByteMeter extends Transform {
@@ -22,7 +22,7 @@ export class ByteMeter extends Transform {
   override _transform(chunk: Buffer | string, encoding: BufferEncoding, callback: TransformCallback): void {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;
     if (this.bytes + buf.length > this.maxBytes) {
-      callback(new PayloadTooLargeError(`The upload exceeds the limit of ${this.maxBytes} bytes`, { max_bytes: this.maxBytes }));
+      callback(new BlobTooLargeError(this.maxBytes));
       return;
     }
     this.bytes += buf.length;

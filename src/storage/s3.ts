@@ -23,7 +23,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { logger } from '../logger.js';
+import type { Logger } from 'pino';
 import {
   BlobNotFoundError,
   type BlobStore,
@@ -80,7 +80,10 @@ export class S3BlobStore implements BlobStore {
   readonly kind = 's3' as const;
   readonly client: S3Client;
 
-  constructor(settings: S3Settings) {
+  constructor(
+    settings: S3Settings,
+    private readonly log?: Logger,
+  ) {
     this.client = new S3Client({
       endpoint: settings.endpoint,
       region: settings.region,
@@ -309,11 +312,11 @@ export class S3BlobStore implements BlobStore {
   private async cleanUpFailedPut(bucket: string, key: string, uploadId: string | undefined, finalRequestSent: boolean): Promise<void> {
     if (uploadId) {
       await this.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId })).catch((err) => {
-        if (errorName(err) !== 'NoSuchUpload') logger.warn({ err, bucket, key, uploadId }, 'could not abort a failed multipart upload');
+        if (errorName(err) !== 'NoSuchUpload') this.log?.warn({ err, bucket, key, uploadId }, 'could not abort a failed multipart upload');
       });
     }
     if (finalRequestSent) {
-      await this.delete(bucket, key).catch((err) => logger.warn({ err, bucket, key }, 'could not delete the object of a failed upload'));
+      await this.delete(bucket, key).catch((err) => this.log?.warn({ err, bucket, key }, 'could not delete the object of a failed upload'));
     }
   }
 
@@ -354,7 +357,7 @@ export class S3BlobStore implements BlobStore {
     } catch (err) {
       if (errorName(err) === 'NoSuchBucket') return { removed, bytes: null };
       if (!isUnsupported(err)) throw err;
-      logger.debug({ bucket, err: errorName(err) }, 'the S3 store cannot list or abort multipart uploads: nothing to sweep');
+      this.log?.debug({ bucket, err: errorName(err) }, 'the S3 store cannot list or abort multipart uploads: nothing to sweep');
     }
     return { removed, bytes: null };
   }

@@ -2,8 +2,13 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { PassThrough, Readable } from 'node:stream';
 import { CreateMultipartUploadCommand, ListMultipartUploadsCommand, S3ServiceException, UploadPartCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PayloadTooLargeError } from '../../src/domain/shared/errors.js';
-import { BlobNotFoundError, type BlobStore, type ObjectInfo, RangeNotSatisfiableError } from '../../src/storage/blob-store.js';
+import {
+  BlobNotFoundError,
+  type BlobStore,
+  BlobTooLargeError,
+  type ObjectInfo,
+  RangeNotSatisfiableError,
+} from '../../src/storage/blob-store.js';
 import { S3BlobStore } from '../../src/storage/s3.js';
 import { waitFor } from './app.js';
 
@@ -387,7 +392,7 @@ export function blobStoreContract(name: string, setup: () => Promise<BlobStoreHa
       expect((await readAll(after.body)).subarray(1000).equals(v2tail)).toBe(true);
     });
 
-    it('refuses a body over maxBytes with PayloadTooLargeError and leaves nothing', async () => {
+    it('refuses a body over maxBytes with BlobTooLargeError and leaves nothing', async () => {
       const cases = [
         { key: 'toolarge/small', size: 5000, maxBytes: 1000 },
         // Big enough that an S3 multipart upload has sent a part before the limit is hit.
@@ -401,8 +406,8 @@ export function blobStoreContract(name: string, setup: () => Promise<BlobStoreHa
             () => undefined,
             (e: unknown) => e,
           );
-        expect(err).toBeInstanceOf(PayloadTooLargeError);
-        expect((err as PayloadTooLargeError).code).toBe('PAYLOAD_TOO_LARGE');
+        expect(err).toBeInstanceOf(BlobTooLargeError);
+        expect((err as BlobTooLargeError).maxBytes).toBeGreaterThan(0);
         expect(body.destroyed).toBe(true);
         await expectNothingLeft('toolarge/', c.key);
       }

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { db } from '../../db/client.js';
 import type { ApiKey } from '../../generated/prisma/client.js';
 import { NotFoundError, ValidationError } from '../shared/errors.js';
 import { ExternalId, isId, Name } from '../shared/fields.js';
 import { type Page, type PageQuery, paginate } from '../shared/pagination.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { APP_KEY_SCOPES, enterOrg, forbidAppKey, hashSecret, type Principal, requireScope, SCOPES } from './access.js';
+import { enterOrg, hashSecret } from './authenticate.js';
+import { APP_KEY_SCOPES, forbidAppKey, type Principal, requireScope, SCOPES } from './principal.js';
 
 export const SECRET_PREFIX = 'vgk_';
 
@@ -27,12 +28,13 @@ export type CreateApiKeyInput = z.input<typeof CreateApiKeyInput>;
  * @throws ValidationError, ForbiddenError (needs `admin`), NotFoundError
  */
 export async function createApiKey(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<{ secret: string; key: ApiKey }> {
-  await enterOrg(p, orgId);
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'admin');
   forbidAppKey(p, 'admin');
   const input = parseInput(CreateApiKeyInput, raw, loc);
@@ -43,7 +45,7 @@ export async function createApiKey(
     }
   }
   const secret = `${SECRET_PREFIX}${randomBytes(32).toString('base64url')}`;
-  const key = await db.apiKey.create({
+  const key = await rt.db.apiKey.create({
     data: {
       orgId,
       name: input.name,
@@ -63,36 +65,36 @@ export async function createApiKey(
  * shared by REST and GraphQL.
  * @throws NotFoundError (another org), ForbiddenError (needs admin; never app keys)
  */
-export async function apiKeyReadFilter(p: Principal, orgId: string): Promise<{ orgId: string }> {
-  await enterOrg(p, orgId);
+export async function apiKeyReadFilter(rt: Runtime, p: Principal, orgId: string): Promise<{ orgId: string }> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'admin');
   forbidAppKey(p, 'admin');
   return { orgId };
 }
 
-export async function listApiKeys(p: Principal, orgId: string, page: PageQuery): Promise<Page<ApiKey>> {
-  const where = await apiKeyReadFilter(p, orgId);
+export async function listApiKeys(rt: Runtime, p: Principal, orgId: string, page: PageQuery): Promise<Page<ApiKey>> {
+  const where = await apiKeyReadFilter(rt, p, orgId);
   return paginate(
     page,
-    () => db.apiKey.count({ where }),
-    (q) => db.apiKey.findMany({ ...q, where: { ...where, ...q.where } }),
+    () => rt.db.apiKey.count({ where }),
+    (q) => rt.db.apiKey.findMany({ ...q, where: { ...where, ...q.where } }),
   );
 }
 
 /** The org of a key, for callers that know only its id. @throws NotFoundError */
-export async function locateApiKey(keyId: string): Promise<{ orgId: string }> {
-  const k = isId(keyId) ? await db.apiKey.findUnique({ where: { id: keyId }, select: { orgId: true } }) : null;
+export async function locateApiKey(rt: Runtime, keyId: string): Promise<{ orgId: string }> {
+  const k = isId(keyId) ? await rt.db.apiKey.findUnique({ where: { id: keyId }, select: { orgId: true } }) : null;
   if (!k) throw new NotFoundError('api_key', keyId);
   return k;
 }
 
 /** Revokes a key at once (idempotent). @throws ForbiddenError, NotFoundError */
-export async function revokeApiKey(p: Principal, orgId: string, keyId: string): Promise<ApiKey> {
-  await enterOrg(p, orgId);
+export async function revokeApiKey(rt: Runtime, p: Principal, orgId: string, keyId: string): Promise<ApiKey> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'admin');
   forbidAppKey(p, 'admin');
-  const key = isId(keyId) ? await db.apiKey.findFirst({ where: { id: keyId, orgId } }) : null;
+  const key = isId(keyId) ? await rt.db.apiKey.findFirst({ where: { id: keyId, orgId } }) : null;
   if (!key) throw new NotFoundError('api_key', keyId);
   if (key.revokedAt) return key;
-  return db.apiKey.update({ where: { id: keyId }, data: { revokedAt: new Date() } });
+  return rt.db.apiKey.update({ where: { id: keyId }, data: { revokedAt: new Date() } });
 }

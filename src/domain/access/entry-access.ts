@@ -1,8 +1,8 @@
 import picomatch from 'picomatch';
-import { db } from '../../db/client.js';
 import { ForbiddenError, NotFoundError } from '../shared/errors.js';
 import { matchesPattern } from '../shared/path-patterns.js';
-import { type AccessLevel, isAppKey, levelAtLeast, type Principal, requireScope } from './access.js';
+import type { Runtime } from '../shared/runtime.js';
+import { type AccessLevel, isAppKey, levelAtLeast, type Principal, requireScope } from './principal.js';
 
 /**
  * What a principal may do with the entries of one volume. Org keys and the platform key are governed
@@ -48,18 +48,18 @@ function regexOf(pattern: string): string {
  * Loads the principal's access to one volume's entries (one query for app keys).
  * @throws ForbiddenError when the key lacks `entries:read` (or `entries:write` when `need` is write)
  */
-export async function entryAccess(p: Principal, volumeId: string, need: 'read' | 'write'): Promise<EntryAccess> {
+export async function entryAccess(rt: Runtime, p: Principal, volumeId: string, need: 'read' | 'write'): Promise<EntryAccess> {
   requireScope(p, need === 'write' ? 'entries:write' : 'entries:read');
-  return pathAccess(p, volumeId);
+  return pathAccess(rt, p, volumeId);
 }
 
 /**
  * The path-level access of a principal to a volume, scopes aside (locks check their own scope). A
  * shared volume is readable at every path by app keys; their mounts still decide what they may write.
  */
-export async function pathAccess(p: Principal, volumeId: string): Promise<EntryAccess> {
+export async function pathAccess(rt: Runtime, p: Principal, volumeId: string): Promise<EntryAccess> {
   if (!isAppKey(p)) return { principal: p, ...FULL };
-  const volume = await db.volume.findUnique({
+  const volume = await rt.db.volume.findUnique({
     where: { id: volumeId },
     select: { isShared: true, mounts: { where: { appId: p.appId }, select: { pathPattern: true, accessLevel: true } } },
   });

@@ -1,10 +1,11 @@
-import { db } from '../../db/client.js';
 import type { Backup, Prisma } from '../../generated/prisma/client.js';
-import { enqueueJob } from '../../jobs/queue.js';
-import { enterOrg, type Principal, requireScope, requireVolumeAdmin } from '../access/access.js';
+import { enterOrg } from '../access/authenticate.js';
+import { type Principal, requireScope } from '../access/principal.js';
+import { requireVolumeAdmin } from '../access/visibility.js';
 import { ConflictError, isUniqueViolation, NotFoundError } from '../shared/errors.js';
 import { isId } from '../shared/fields.js';
 import { type Page, type PageQuery, paginate } from '../shared/pagination.js';
+import type { Runtime } from '../shared/runtime.js';
 import { findVisibleVolume } from '../volumes/volumes.js';
 import { backupPrefix, backupTimestamp } from './format.js';
 import { BACKUP } from './job.js';
@@ -19,11 +20,18 @@ import { backupProgressOf, publishBackupProgress } from './progress.js';
  * mount over the whole volume (a backup holds every path, whatever a narrower mount covers).
  * @throws NotFoundError, ForbiddenError
  */
-async function openBackups(p: Principal, orgId: string, workspaceId: string, volumeId: string, scope: 'volumes:read' | 'volumes:write') {
-  await enterOrg(p, orgId);
+async function openBackups(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+  scope: 'volumes:read' | 'volumes:write',
+) {
+  await enterOrg(rt, p, orgId);
   requireScope(p, scope);
-  const volume = await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(p, volumeId);
+  const volume = await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(rt, p, volumeId);
   return volume;
 }
 
@@ -33,13 +41,14 @@ async function openBackups(p: Principal, orgId: string, workspaceId: string, vol
  * @throws NotFoundError, ForbiddenError, ConflictError (the workspace bucket is not active)
  */
 export async function startBackup(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
   volumeId: string,
 ): Promise<{ backup: Backup; created: boolean }> {
-  const volume = await openBackups(p, orgId, workspaceId, volumeId, 'volumes:write');
-  const ws = await db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { bucketStatus: true } });
+  const volume = await openBackups(rt, p, orgId, workspaceId, volumeId, 'volumes:write');
+  const ws = await rt.db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { bucketStatus: true } });
   if (ws.bucketStatus !== 'active') {
     throw new ConflictError(`The workspace's bucket is ${ws.bucketStatus}; backups are possible once it is active`, {
       bucket_status: ws.bucketStatus,
@@ -47,7 +56,7 @@ export async function startBackup(
   }
   for (let attempt = 0; ; attempt++) {
     try {
-      const result = await db.$transaction(async (tx) => {
+      const result = await rt.db.$transaction(async (tx) => {
         // Serialises starters of one volume (writers are not involved) so two requests make one backup.
         await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtext(${`backup:${volumeId}`}))`;
         const running = await tx.backup.findFirst({ where: { volumeId, status: { in: ['queued', 'running'] } }, orderBy: { id: 'desc' } });
@@ -76,7 +85,7 @@ export async function startBackup(
             progress: { phase: 'queued', total: 0, processed: 0, percent: 0, bytes_copied: 0 },
           },
         });
-        await enqueueJob(tx, {
+        await rt.jobs.enqueue(tx, {
           kind: BACKUP,
           dedupeKey: `${BACKUP}:${backup.id}`,
           volumeId,
@@ -85,7 +94,7 @@ export async function startBackup(
         });
         return { backup, created: true };
       });
-      if (result.created) publishBackupProgress(backupProgressOf(result.backup));
+      if (result.created) publishBackupProgress(rt, backupProgressOf(result.backup));
       return result;
     } catch (err) {
       if (!isUniqueViolation(err) || attempt >= 5) throw err;
@@ -98,38 +107,55 @@ export async function startBackup(
  * @throws NotFoundError, ForbiddenError, ValidationError (cursor)
  */
 export async function listBackups(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
   volumeId: string,
   page: PageQuery,
 ): Promise<Page<Backup>> {
-  const where = await backupsWhere(p, orgId, workspaceId, volumeId);
+  const where = await backupsWhere(rt, p, orgId, workspaceId, volumeId);
   return paginate(
     page,
-    () => db.backup.count({ where }),
-    (args) => db.backup.findMany({ ...args, where: { ...where, ...args.where } }),
+    () => rt.db.backup.count({ where }),
+    (args) => rt.db.backup.findMany({ ...args, where: { ...where, ...args.where } }),
   );
 }
 
 /** The filter selecting a volume's backups, after the access checks (GraphQL connections use it). */
-export async function backupsWhere(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Prisma.BackupWhereInput> {
-  await openBackups(p, orgId, workspaceId, volumeId, 'volumes:read');
+export async function backupsWhere(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+): Promise<Prisma.BackupWhereInput> {
+  await openBackups(rt, p, orgId, workspaceId, volumeId, 'volumes:read');
   return { volumeId, workspaceId, orgId };
 }
 
 /** @throws NotFoundError, ForbiddenError */
-export async function getBackup(p: Principal, orgId: string, workspaceId: string, volumeId: string, backupId: string): Promise<Backup> {
-  await openBackups(p, orgId, workspaceId, volumeId, 'volumes:read');
-  const backup = isId(backupId) ? await db.backup.findFirst({ where: { id: backupId, volumeId, workspaceId, orgId } }) : null;
+export async function getBackup(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+  backupId: string,
+): Promise<Backup> {
+  await openBackups(rt, p, orgId, workspaceId, volumeId, 'volumes:read');
+  const backup = isId(backupId) ? await rt.db.backup.findFirst({ where: { id: backupId, volumeId, workspaceId, orgId } }) : null;
   if (!backup) throw new NotFoundError('backup', backupId);
   return backup;
 }
 
 /** Where a backup lives, for GraphQL operations that know only its id. @throws NotFoundError */
-export async function backupRoute(backupId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string; backupId: string }> {
+export async function backupRoute(
+  rt: Runtime,
+  backupId: string,
+): Promise<{ orgId: string; workspaceId: string; volumeId: string; backupId: string }> {
   const b = isId(backupId)
-    ? await db.backup.findUnique({ where: { id: backupId }, select: { orgId: true, workspaceId: true, volumeId: true } })
+    ? await rt.db.backup.findUnique({ where: { id: backupId }, select: { orgId: true, workspaceId: true, volumeId: true } })
     : null;
   if (!b) throw new NotFoundError('backup', backupId);
   return { ...b, backupId };

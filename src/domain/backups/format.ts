@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { Entry, Volume } from '../../generated/prisma/client.js';
-import { blobs } from '../../storage/blob-store.js';
+import type { Runtime } from '../shared/runtime.js';
 
 // The layout of a volume backup in the workspace bucket, shared by the job that writes it and the
 // restore that reads it:
@@ -156,14 +156,14 @@ export function entryRecordOf(e: Entry): EntryRecord {
 }
 
 /** Stores `data` at `key`, returning what the manifest records of it. */
-export async function putObject(bucket: string, prefix: string, key: string, data: Buffer, contentType: string) {
-  const stored = await blobs.put(bucket, prefix + key, Readable.from([data]), { contentType });
+export async function putObject(rt: Runtime, bucket: string, prefix: string, key: string, data: Buffer, contentType: string) {
+  const stored = await rt.blobs.put(bucket, prefix + key, Readable.from([data]), { contentType });
   return { key, sha256: stored.sha256, size: stored.size };
 }
 
 /** Reads a whole object (manifests and entry parts, which are bounded) and hashes it. */
-export async function readObject(bucket: string, key: string): Promise<{ data: Buffer; sha256: string }> {
-  const { body } = await blobs.get(bucket, key);
+export async function readObject(rt: Runtime, bucket: string, key: string): Promise<{ data: Buffer; sha256: string }> {
+  const { body } = await rt.blobs.get(bucket, key);
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
   const data = Buffer.concat(chunks);

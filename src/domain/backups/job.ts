@@ -1,8 +1,7 @@
-import { db } from '../../db/client.js';
 import { type Job, Prisma, type Volume } from '../../generated/prisma/client.js';
-import { type JobContext, registerJobHandler } from '../../jobs/queue.js';
-import { logger } from '../../logger.js';
-import { BlobNotFoundError, blobs } from '../../storage/blob-store.js';
+import type { JobContext, JobHandler } from '../../jobs/types.js';
+import { BlobNotFoundError } from '../../storage/blob-store.js';
+import type { Runtime } from '../shared/runtime.js';
 import {
   BACKUP_FORMAT,
   BACKUP_FORMAT_VERSION,
@@ -38,15 +37,6 @@ export const BACKUP = 'volume_backup';
 const OPTIMISTIC_ROUNDS = 3;
 const SNAPSHOT_TIMEOUT_MS = 10 * 60_000;
 
-/**
- * Test seam, called before each snapshot transaction and again inside it, before any file is copied.
- * A test stands in for a writer whose old object is deleted after the snapshot began (PGlite lets no
- * other transaction commit meanwhile, so only such a seam can show the retry and the locked round).
- */
-export const backupHooks: {
-  snapshot?: (at: { volumeId: string; round: number; locked: boolean; inTransaction: boolean }) => Promise<void> | void;
-} = {};
-
 const live = (volumeId: string, at: Date) =>
   ({ volumeId, OR: [{ expiresAt: null }, { expiresAt: { gt: at } }] }) satisfies Prisma.EntryWhereInput;
 
@@ -55,13 +45,13 @@ const live = (volumeId: string, at: Date) =>
  * pass starts (ids are time-ordered), so busy writers cannot keep it going; what they add meanwhile
  * is left to the snapshot. Returns false when the job is no longer ours.
  */
-async function preCopy(run: BackupRun, volumeId: string): Promise<boolean> {
-  const newest = await db.entry.findFirst({ where: { volumeId }, orderBy: { id: 'desc' }, select: { id: true } });
+async function preCopy(rt: Runtime, run: BackupRun, volumeId: string): Promise<boolean> {
+  const newest = await rt.db.entry.findFirst({ where: { volumeId }, orderBy: { id: 'desc' }, select: { id: true } });
   if (!newest) return true;
   let cursor: string | undefined;
   for (;;) {
     if (run.ctx.signal.aborted) return false;
-    const rows = await db.entry.findMany({
+    const rows = await rt.db.entry.findMany({
       where: { ...live(volumeId, new Date()), blobKey: { not: null }, id: { lte: newest.id, ...(cursor ? { gt: cursor } : {}) } },
       select: { id: true, path: true, blobKey: true, sha256: true },
       orderBy: { id: 'asc' },
@@ -96,13 +86,13 @@ interface Snapshot {
  * missed. Nothing in here may use `db` (PGlite would wait for this very transaction).
  * @throws VanishedObjectError (optimistic rounds), permanent errors
  */
-function takeSnapshot(run: BackupRun, volumeId: string, round: number, locked: boolean): Promise<Snapshot> {
-  return db.$transaction(
+function takeSnapshot(rt: Runtime, run: BackupRun, volumeId: string, round: number, locked: boolean): Promise<Snapshot> {
+  return rt.db.$transaction(
     async (tx) => {
       if (locked) await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${volumeId} FOR SHARE`;
       const volume = await tx.volume.findUnique({ where: { id: volumeId } });
       if (!volume || volume.deletedAt) throw permanent('the volume was deleted before its snapshot was taken');
-      await backupHooks.snapshot?.({ volumeId, round, locked, inTransaction: true });
+      await rt.hooks.backupSnapshot?.({ volumeId, round, locked, inTransaction: true });
       const at = new Date();
       const total = await tx.entry.count({ where: live(volumeId, at) });
       const snap: Snapshot = { at, volume, parts: [], files: new Set(), entryCount: 0, entryBytes: 0n };
@@ -132,7 +122,7 @@ function takeSnapshot(run: BackupRun, volumeId: string, round: number, locked: b
           },
         );
         const data = Buffer.from(`${rows.map((r) => JSON.stringify(entryRecordOf(r))).join('\n')}\n`);
-        const obj = await putObject(run.bucket, run.backup.prefix, entriesPartKey(part), data, 'application/x-ndjson');
+        const obj = await putObject(rt, run.bucket, run.backup.prefix, entriesPartKey(part), data, 'application/x-ndjson');
         const written: ManifestObject = { ...obj, kind: 'entries', entries: rows.length };
         run.objects.set(obj.key, written);
         snap.parts.push(written);
@@ -151,48 +141,51 @@ function takeSnapshot(run: BackupRun, volumeId: string, round: number, locked: b
   );
 }
 
-async function runBackup(job: Job, ctx: JobContext): Promise<void> {
+async function runBackup(rt: Runtime, job: Job, ctx: JobContext): Promise<void> {
   const { backupId } = job.payload as { backupId: string };
-  const backup = await db.backup.findUnique({ where: { id: backupId }, include: { workspace: { select: { s3Bucket: true } } } });
+  const backup = await rt.db.backup.findUnique({ where: { id: backupId }, include: { workspace: { select: { s3Bucket: true } } } });
   if (!backup || backup.status === 'completed') return;
   try {
-    await backUp(backup, ctx);
+    await backUp(rt, backup, ctx);
   } catch (err) {
     const final = job.attempts >= job.maxAttempts || (err as { permanent?: boolean }).permanent === true;
     if (!final && !ctx.signal.aborted) {
-      const row = await db.backup.update({
+      const row = await rt.db.backup.update({
         where: { id: backupId },
         data: { status: 'queued', error: `attempt ${job.attempts} failed (${(err as Error).message}); retrying` },
       });
-      publishBackupProgress(backupProgressOf(row));
+      publishBackupProgress(rt, backupProgressOf(row));
     }
     throw err;
   }
 }
 
-async function backUp(backup: RunnableBackup, ctx: JobContext): Promise<void> {
+async function backUp(rt: Runtime, backup: RunnableBackup, ctx: JobContext): Promise<void> {
   const volumeId = backup.volumeId;
   const bucket = backup.workspace.s3Bucket;
   const startedAt = backup.startedAt ?? new Date();
   // An attempt starts from an empty prefix, so the prefix ends up holding exactly what the manifest lists.
-  await blobs.deletePrefix(bucket, backup.prefix);
-  const files = await db.entry.aggregate({ where: { ...live(volumeId, new Date()), blobKey: { not: null } }, _sum: { sizeBytes: true } });
-  const run = new BackupRun(backup, ctx, startedAt, Number(files._sum.sizeBytes ?? 0n));
-  await db.backup.update({
+  await rt.blobs.deletePrefix(bucket, backup.prefix);
+  const files = await rt.db.entry.aggregate({
+    where: { ...live(volumeId, new Date()), blobKey: { not: null } },
+    _sum: { sizeBytes: true },
+  });
+  const run = new BackupRun(rt, backup, ctx, startedAt, Number(files._sum.sizeBytes ?? 0n));
+  await rt.db.backup.update({
     where: { id: backup.id },
     data: { status: 'running', startedAt, error: null, progress: { ...run.report('copying_files', 0, 0, true) } },
   });
 
   let snap: Snapshot | undefined;
   for (let round = 1; !snap; round++) {
-    if (!(await preCopy(run, volumeId))) return;
+    if (!(await preCopy(rt, run, volumeId))) return;
     const locked = round > OPTIMISTIC_ROUNDS;
     try {
-      await backupHooks.snapshot?.({ volumeId, round, locked, inTransaction: false });
-      snap = await takeSnapshot(run, volumeId, round, locked);
+      await rt.hooks.backupSnapshot?.({ volumeId, round, locked, inTransaction: false });
+      snap = await takeSnapshot(rt, run, volumeId, round, locked);
     } catch (err) {
       if (!(err instanceof VanishedObjectError)) throw err;
-      logger.info({ backupId: backup.id, round, path: err.path }, 'backup: an entry changed under the snapshot; taking a newer one');
+      rt.log.info({ backupId: backup.id, round, path: err.path }, 'backup: an entry changed under the snapshot; taking a newer one');
     }
     if (!(await ctx.checkpoint())) return;
   }
@@ -201,7 +194,7 @@ async function backUp(backup: RunnableBackup, ctx: JobContext): Promise<void> {
   const keep = new Set([...snap.parts.map((p) => p.key), ...snap.files]);
   const stale = [...run.objects.keys()].filter((k) => !keep.has(k));
   if (stale.length > 0)
-    await blobs.deleteMany(
+    await rt.blobs.deleteMany(
       bucket,
       stale.map((k) => backup.prefix + k),
     );
@@ -224,11 +217,18 @@ async function backUp(backup: RunnableBackup, ctx: JobContext): Promise<void> {
     entry_bytes: Number(snap.entryBytes),
     objects,
   };
-  const written = await putObject(bucket, backup.prefix, MANIFEST_KEY, Buffer.from(JSON.stringify(manifest, null, 2)), 'application/json');
+  const written = await putObject(
+    rt,
+    bucket,
+    backup.prefix,
+    MANIFEST_KEY,
+    Buffer.from(JSON.stringify(manifest, null, 2)),
+    'application/json',
+  );
   if (!(await ctx.checkpoint())) return;
 
   const completedAt = new Date();
-  const row = await db.backup.update({
+  const row = await rt.db.backup.update({
     where: { id: backup.id },
     data: {
       status: 'completed',
@@ -242,20 +242,21 @@ async function backUp(backup: RunnableBackup, ctx: JobContext): Promise<void> {
       error: null,
     },
   });
-  publishBackupProgress(backupProgressOf(row));
+  publishBackupProgress(rt, backupProgressOf(row));
 }
 
-registerJobHandler(BACKUP, {
-  run: runBackup,
+/** The `backup` job (registered by createApp). */
+export const backupJob = (rt: Runtime): JobHandler => ({
+  run: (job, ctx) => runBackup(rt, job, ctx),
   async onFinalFailure(job, error) {
     const { backupId } = job.payload as { backupId: string };
-    const backup = await db.backup.findUnique({ where: { id: backupId }, include: { workspace: { select: { s3Bucket: true } } } });
+    const backup = await rt.db.backup.findUnique({ where: { id: backupId }, include: { workspace: { select: { s3Bucket: true } } } });
     if (!backup) return;
     // A failed backup leaves no half-written snapshot behind.
-    await blobs
+    await rt.blobs
       .deletePrefix(backup.workspace.s3Bucket, backup.prefix)
-      .catch((err) => logger.warn({ err, backupId }, 'could not remove a failed backup'));
-    const row = await db.backup.update({
+      .catch((err) => rt.log.warn({ err, backupId }, 'could not remove a failed backup'));
+    const row = await rt.db.backup.update({
       where: { id: backupId },
       data: {
         status: 'failed',
@@ -264,6 +265,6 @@ registerJobHandler(BACKUP, {
         progress: { ...progressJsonOf(backup), phase: 'done' },
       },
     });
-    publishBackupProgress(backupProgressOf(row));
+    publishBackupProgress(rt, backupProgressOf(row));
   },
 });

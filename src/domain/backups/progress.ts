@@ -1,5 +1,6 @@
 import type { Backup } from '../../generated/prisma/client.js';
-import { type BackupProgressEvent, events } from '../shared/events.js';
+import type { BackupProgressEvent } from '../shared/events.js';
+import type { Runtime } from '../shared/runtime.js';
 
 /** The `progress` column of a backup row (snake_case, as REST shows it). */
 export interface BackupProgressJson {
@@ -43,6 +44,6 @@ export function backupProgressOf(
   };
 }
 
-export function publishBackupProgress(e: BackupProgressEvent): void {
-  events.publish('backupProgress', e.backupId, e);
+export function publishBackupProgress(rt: Runtime, e: BackupProgressEvent): void {
+  rt.events.publish('backupProgress', e.backupId, e);
 }

@@ -1,14 +1,13 @@
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
-import { db } from '../../db/client.js';
 import { Prisma, type Volume } from '../../generated/prisma/client.js';
-import { blobs } from '../../storage/blob-store.js';
-import type { Principal } from '../access/access.js';
+import type { Principal } from '../access/principal.js';
 import { discardBlobs } from '../entries/commit.js';
 import { queueReindex } from '../search/reindex.js';
 import { ConflictError, isForeignKeyViolation, isUniqueViolation, NotFoundError } from '../shared/errors.js';
 import { Description, Name } from '../shared/fields.js';
 import { normaliseEntryPath } from '../shared/paths.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { authorizeVolumeCreation, checkNewVolume, volumeObjectPrefix } from '../volumes/volumes.js';
 import type { EntryRecord, ManifestObject } from './format.js';
@@ -66,18 +65,20 @@ export interface RestoreResult {
  * backup not completed, failed verification: `details.reason` checksum_mismatch, object_missing, …)
  */
 export async function restoreVolume(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<RestoreResult> {
-  await authorizeVolumeCreation(p, orgId, workspaceId);
+  await authorizeVolumeCreation(rt, p, orgId, workspaceId);
   const input = parseInput(RestoreVolumeInput, raw, loc);
-  const source = await findBackupSource(orgId, workspaceId, input, loc);
+  const source = await findBackupSource(rt, orgId, workspaceId, input, loc);
   const { label } = source;
-  const { manifest, records } = await readBackup(source);
+  const { manifest, records } = await readBackup(rt, source);
   const settings = await checkNewVolume(
+    rt,
     workspaceId,
     { ...manifest.volume.settings, name: input.name, description: input.description ?? manifest.volume.settings.description },
     loc,
@@ -93,7 +94,7 @@ export async function restoreVolume(
     paths.add(r.path);
   }
   const files = new Map<string, ManifestObject>(manifest.objects.filter((o) => o.kind === 'file').map((o) => [o.key, o]));
-  const target = await db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { s3Bucket: true, bucketStatus: true } });
+  const target = await rt.db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { s3Bucket: true, bucketStatus: true } });
   if (files.size > 0 && target.bucketStatus !== 'active') {
     throw new ConflictError(`The workspace's bucket is ${target.bucketStatus}; restoring files is possible once it is active`, {
       bucket_status: target.bucketStatus,
@@ -112,8 +113,8 @@ export async function restoreVolume(
       referenced.add(r.file);
       const key = `${volumeObjectPrefix(volumeId)}objects/${uuidv7()}`;
       staged.push(key);
-      const body = await openBackupObject(source, r.file);
-      const stored = await blobs.put(target.s3Bucket, key, body, r.mime_type ? { contentType: r.mime_type } : {});
+      const body = await openBackupObject(rt, source, r.file);
+      const stored = await rt.blobs.put(target.s3Bucket, key, body, r.mime_type ? { contentType: r.mime_type } : {});
       if (stored.sha256 !== object.sha256) throw checksumMismatch(label, r.file, object.sha256, stored.sha256);
       if ((r.sha256 && r.sha256 !== stored.sha256) || stored.size !== object.size) {
         throw corrupt(label, 'record_invalid', `the record of ${r.path} disagrees with its file`, { object: r.file });
@@ -123,7 +124,7 @@ export async function restoreVolume(
     // Every checksum is verified, including files only expired entries (or nothing) refer to.
     for (const [key, object] of files) {
       if (referenced.has(key)) continue;
-      const actual = await hashBackupObject(source, key);
+      const actual = await hashBackupObject(rt, source, key);
       if (actual !== object.sha256) throw checksumMismatch(label, key, object.sha256, actual);
     }
 
@@ -153,7 +154,7 @@ export async function restoreVolume(
     });
     const usedBytes = rows.reduce((n, r) => n + BigInt(r.sizeBytes ?? 0), 0n);
 
-    await db.$transaction(
+    await rt.db.$transaction(
       async (tx) => {
         // Same fields as createVolume writes, plus the counters of the rows inserted with it.
         const volume = await tx.volume.create({
@@ -183,12 +184,12 @@ export async function restoreVolume(
         });
         for (let i = 0; i < rows.length; i += 500) await tx.entry.createMany({ data: rows.slice(i, i + 500) });
         // One durable job indexes every restored entry (the bulk form of the per-write index job).
-        if (volume.indexingMode === 'auto' && rows.length > 0) await queueReindex(tx, volume);
+        if (volume.indexingMode === 'auto' && rows.length > 0) await queueReindex(rt, tx, volume);
       },
       { timeout: 120_000, maxWait: 20_000 },
     );
   } catch (err) {
-    await discardBlobs(target.s3Bucket, staged);
+    await discardBlobs(rt, target.s3Bucket, staged);
     if (isUniqueViolation(err)) {
       throw new ConflictError(`A volume named '${settings.name}' already exists in this workspace`, {
         field: 'name',
@@ -199,7 +200,7 @@ export async function restoreVolume(
     throw err;
   }
   return {
-    volume: await db.volume.findUniqueOrThrow({ where: { id: volumeId } }),
+    volume: await rt.db.volume.findUniqueOrThrow({ where: { id: volumeId } }),
     backupId: source.backupId ?? manifest.backup_id,
     sourceVolumeId: manifest.volume.id,
     snapshotAt: new Date(manifest.snapshot_at),

@@ -1,6 +1,6 @@
 import type { Backup } from '../../generated/prisma/client.js';
-import type { JobContext } from '../../jobs/queue.js';
-import { blobs } from '../../storage/blob-store.js';
+import type { JobContext } from '../../jobs/types.js';
+import type { Runtime } from '../shared/runtime.js';
 import { fileCopyKey, type ManifestObject } from './format.js';
 import { type BackupProgressJson, backupProgressOf, publishBackupProgress } from './progress.js';
 
@@ -39,6 +39,7 @@ export class BackupRun {
   private lastPublish = 0;
 
   constructor(
+    private readonly rt: Runtime,
     readonly backup: RunnableBackup,
     readonly ctx: JobContext,
     readonly startedAt: Date,
@@ -53,10 +54,11 @@ export class BackupRun {
   async copyFile(blobKey: string, expectedSha: string | null, path: string): Promise<void> {
     if (this.copied.has(blobKey)) return;
     const key = fileCopyKey(blobKey);
-    const { body } = await blobs.get(this.bucket, blobKey);
-    const stored = await blobs.put(this.bucket, this.backup.prefix + key, body);
+    const rt = this.rt;
+    const { body } = await rt.blobs.get(this.bucket, blobKey);
+    const stored = await rt.blobs.put(this.bucket, this.backup.prefix + key, body);
     if (expectedSha && stored.sha256 !== expectedSha) {
-      await blobs.delete(this.bucket, this.backup.prefix + key);
+      await rt.blobs.delete(this.bucket, this.backup.prefix + key);
       throw permanent(`the stored bytes of ${path} (${blobKey}) have sha256 ${stored.sha256}, its entry records ${expectedSha}`);
     }
     this.copied.add(blobKey);
@@ -78,6 +80,7 @@ export class BackupRun {
     if (phase !== 'done' && (force || Date.now() - this.lastPublish >= PUBLISH_EVERY_MS)) {
       this.lastPublish = Date.now();
       publishBackupProgress(
+        this.rt,
         backupProgressOf({ ...this.backup, status: 'running', progress: { ...this.progress }, error: null, startedAt: this.startedAt }),
       );
     }

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { db } from '../../db/client.js';
 import type { Prisma } from '../../generated/prisma/client.js';
-import { BlobNotFoundError, blobs } from '../../storage/blob-store.js';
+import { BlobNotFoundError } from '../../storage/blob-store.js';
 import { ConflictError, NotFoundError, ValidationError } from '../shared/errors.js';
 import { isId } from '../shared/fields.js';
+import type { Runtime } from '../shared/runtime.js';
 import { backupPrefix, EntryRecord, MANIFEST_KEY, Manifest, parseBackupTimestamp, readObject } from './format.js';
 
 // Finding a backup to restore and reading it back with every checksum verified. A backup that does
@@ -41,6 +41,7 @@ export function checksumMismatch(label: string, object: string, expected: string
  * @throws NotFoundError (backup), ValidationError (timestamp), ConflictError (not completed)
  */
 export async function findBackupSource(
+  rt: Runtime,
   orgId: string,
   workspaceId: string,
   input: { backup_id?: string | undefined; source_volume_id?: string | undefined; timestamp?: string | undefined },
@@ -49,7 +50,7 @@ export async function findBackupSource(
   const include = { workspace: { select: { s3Bucket: true } } } as const;
   let row: Prisma.BackupGetPayload<{ include: typeof include }> | null;
   if (input.backup_id !== undefined) {
-    row = isId(input.backup_id) ? await db.backup.findFirst({ where: { id: input.backup_id, orgId }, include }) : null;
+    row = isId(input.backup_id) ? await rt.db.backup.findFirst({ where: { id: input.backup_id, orgId }, include }) : null;
     if (!row) throw new NotFoundError('backup', input.backup_id);
   } else {
     const volumeId = input.source_volume_id ?? '';
@@ -63,11 +64,11 @@ export async function findBackupSource(
     }
     const label = `${volumeId}/${timestamp}`;
     if (!isId(volumeId)) throw new NotFoundError('backup', label);
-    row = await db.backup.findFirst({ where: { volumeId, timestamp, orgId }, include });
+    row = await rt.db.backup.findFirst({ where: { volumeId, timestamp, orgId }, include });
     if (!row) {
-      const ws = await db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { s3Bucket: true } });
+      const ws = await rt.db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { s3Bucket: true } });
       const prefix = backupPrefix(volumeId, timestamp);
-      if (!(await blobs.head(ws.s3Bucket, prefix + MANIFEST_KEY))) throw new NotFoundError('backup', label);
+      if (!(await rt.blobs.head(ws.s3Bucket, prefix + MANIFEST_KEY))) throw new NotFoundError('backup', label);
       return { label, backupId: null, bucket: ws.s3Bucket, prefix, manifestSha256: null };
     }
   }
@@ -81,9 +82,9 @@ export async function findBackupSource(
 }
 
 /** Streams an object of the backup. @throws ConflictError (object_missing) */
-export async function openBackupObject(source: BackupSource, key: string): Promise<Readable> {
+export async function openBackupObject(rt: Runtime, source: BackupSource, key: string): Promise<Readable> {
   try {
-    return (await blobs.get(source.bucket, source.prefix + key)).body;
+    return (await rt.blobs.get(source.bucket, source.prefix + key)).body;
   } catch (err) {
     if (err instanceof BlobNotFoundError) throw corrupt(source.label, 'object_missing', `${key} is missing`, { object: key });
     throw err;
@@ -95,11 +96,11 @@ export async function openBackupObject(source: BackupSource, key: string): Promi
  * (checked against the manifest), and parses the entry records.
  * @throws ConflictError (the backup fails verification)
  */
-export async function readBackup(source: BackupSource): Promise<{ manifest: Manifest; records: EntryRecord[] }> {
+export async function readBackup(rt: Runtime, source: BackupSource): Promise<{ manifest: Manifest; records: EntryRecord[] }> {
   const { label } = source;
   const read = async (key: string) => {
     try {
-      return await readObject(source.bucket, source.prefix + key);
+      return await readObject(rt, source.bucket, source.prefix + key);
     } catch (err) {
       if (err instanceof BlobNotFoundError) throw corrupt(label, 'object_missing', `${key} is missing`, { object: key });
       throw err;
@@ -139,8 +140,8 @@ export async function readBackup(source: BackupSource): Promise<{ manifest: Mani
 }
 
 /** The sha256 of a backup object, streamed (file objects no restored entry names still get checked). */
-export async function hashBackupObject(source: BackupSource, key: string): Promise<string> {
+export async function hashBackupObject(rt: Runtime, source: BackupSource, key: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of await openBackupObject(source, key)) hash.update(chunk as Buffer);
+  for await (const chunk of await openBackupObject(rt, source, key)) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }

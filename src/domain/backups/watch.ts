@@ -1,6 +1,6 @@
-import { db } from '../../db/client.js';
-import type { Principal } from '../access/access.js';
-import { type BackupProgressEvent, events } from '../shared/events.js';
+import type { Principal } from '../access/principal.js';
+import type { BackupProgressEvent } from '../shared/events.js';
+import type { Runtime } from '../shared/runtime.js';
 import { getBackup } from './backups.js';
 import { backupProgressOf, TERMINAL_BACKUP_STATUSES } from './progress.js';
 
@@ -16,14 +16,15 @@ const done = (e: BackupProgressEvent) => e.percent;
  * @throws NotFoundError, ForbiddenError — before the stream opens
  */
 export async function watchBackup(
+  rt: Runtime,
   p: Principal,
   route: { orgId: string; workspaceId: string; volumeId: string; backupId: string },
 ): Promise<AsyncIterable<BackupProgressEvent>> {
-  await getBackup(p, route.orgId, route.workspaceId, route.volumeId, route.backupId);
-  const source = events.subscribe('backupProgress', route.backupId)[Symbol.asyncIterator]();
+  await getBackup(rt, p, route.orgId, route.workspaceId, route.volumeId, route.backupId);
+  const source = rt.events.subscribe('backupProgress', route.backupId)[Symbol.asyncIterator]();
   // Listen before reading the current state, so nothing published in between is missed.
   let pending = source.next();
-  const current = backupProgressOf(await db.backup.findUniqueOrThrow({ where: { id: route.backupId } }));
+  const current = backupProgressOf(await rt.db.backup.findUniqueOrThrow({ where: { id: route.backupId } }));
   async function* stream(): AsyncGenerator<BackupProgressEvent> {
     try {
       let last = current;

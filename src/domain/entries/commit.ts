@@ -1,13 +1,11 @@
-import { db, type Tx } from '../../db/client.js';
+import type { Tx } from '../../db/client.js';
 import type { Entry, Prisma } from '../../generated/prisma/client.js';
-import { wakeWorkers } from '../../jobs/queue.js';
-import { logger } from '../../logger.js';
-import { blobs } from '../../storage/blob-store.js';
-import type { Principal } from '../access/access.js';
+import type { Principal } from '../access/principal.js';
 import { checkWriteGuard } from '../locks/locks.js';
 import { queueEntryIndexing } from '../search/indexing.js';
 import { NotFoundError, QuotaExceededError } from '../shared/errors.js';
-import { type EntryChangedEvent, events } from '../shared/events.js';
+import type { EntryChangedEvent } from '../shared/events.js';
+import type { Runtime } from '../shared/runtime.js';
 import type { VolumeRoute, WriteConditions, WriterInfo } from './entries.js';
 import { checkPreconditions, checkQuota, type EntryKind, isExpired, type VolumeUsage } from './rules.js';
 
@@ -15,7 +13,6 @@ import { checkPreconditions, checkQuota, type EntryKind, isExpired, type VolumeU
 // happens after commit (objects removed, subscribers told).
 
 /** Test seams: a fault injected between the object write and the row commit must leave nothing behind. */
-export const entryHooks: { beforeCommit?: (path: string) => Promise<void> | void } = {};
 
 /** The row content a write stores; counters and versions are the commit's business. */
 export interface EntryData {
@@ -76,23 +73,23 @@ export async function adjustUsage(tx: Tx, volumeId: string, deltaBytes: bigint, 
     UPDATE volumes SET used_bytes = used_bytes + ${deltaBytes}, entry_count = entry_count + ${deltaCount} WHERE id = ${volumeId}`;
 }
 
-export function publish(event: EntryChangedEvent): void {
-  events.publish('entryChanged', event.volumeId, event);
+export function publish(rt: Runtime, event: EntryChangedEvent): void {
+  rt.events.publish('entryChanged', event.volumeId, event);
 }
 
 /** Deletes objects whose rows are gone. Failures only leave garbage for the reconciler, never lost data. */
-export async function discardBlobs(bucket: string, keys: (string | null | undefined)[]): Promise<void> {
+export async function discardBlobs(rt: Runtime, bucket: string, keys: (string | null | undefined)[]): Promise<void> {
   const list = keys.filter((k): k is string => typeof k === 'string');
   if (list.length === 0) return;
   try {
-    await blobs.deleteMany(bucket, list);
+    await rt.blobs.deleteMany(bucket, list);
   } catch (err) {
-    logger.warn({ err, bucket, count: list.length }, 'could not delete replaced objects; left for the reconciler');
+    rt.log.warn({ err, bucket, count: list.length }, 'could not delete replaced objects; left for the reconciler');
   }
 }
 
-export async function bucketOf(workspaceId: string): Promise<string> {
-  const ws = await db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { s3Bucket: true } });
+export async function bucketOf(rt: Runtime, workspaceId: string): Promise<string> {
+  const ws = await rt.db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { s3Bucket: true } });
   return ws.s3Bucket;
 }
 
@@ -122,13 +119,14 @@ export async function purgeExpired(
 }
 
 /** Removes purged entries' objects and tells subscribers they are gone. */
-export async function afterPurge(volumeId: string, bucket: string, purged: PurgedEntry[]): Promise<void> {
+export async function afterPurge(rt: Runtime, volumeId: string, bucket: string, purged: PurgedEntry[]): Promise<void> {
   if (purged.length === 0) return;
   await discardBlobs(
+    rt,
     bucket,
     purged.map((r) => r.blobKey),
   );
-  for (const r of purged) publish({ volumeId, entryId: r.id, path: r.path, change: 'deleted', version: null, previousPath: null });
+  for (const r of purged) publish(rt, { volumeId, entryId: r.id, path: r.path, change: 'deleted', version: null, previousPath: null });
 }
 
 /**
@@ -138,8 +136,14 @@ export async function afterPurge(volumeId: string, bucket: string, purged: Purge
  * entry. Returns the object key the write replaced, for the caller to delete after commit.
  * @throws ConflictError, QuotaExceededError, NotFoundError (volume deleted meanwhile)
  */
-export async function commitEntry(volumeId: string, path: string, data: EntryData, pre: WriteConditions): Promise<CommitResult> {
-  return db.$transaction(
+export async function commitEntry(
+  rt: Runtime,
+  volumeId: string,
+  path: string,
+  data: EntryData,
+  pre: WriteConditions,
+): Promise<CommitResult> {
+  return rt.db.$transaction(
     async (tx) => {
       const usage = await lockVolume(tx, volumeId);
       await checkWriteGuard(tx, volumeId, path, pre);
@@ -175,8 +179,8 @@ export async function commitEntry(volumeId: string, path: string, data: EntryDat
         entry = await tx.entry.create({ data: { ...fields, volumeId, path } });
       }
       await adjustUsage(tx, volumeId, deltaBytes, deltaCount);
-      if (usage.indexing_mode === 'auto') await queueEntryIndexing(tx, volumeId, entry.id);
-      await entryHooks.beforeCommit?.(path);
+      if (usage.indexing_mode === 'auto') await queueEntryIndexing(rt, tx, volumeId, entry.id);
+      await rt.hooks.beforeEntryCommit?.(path);
       const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
       return { entry, created: !current, replacedBlob, purged };
     },
@@ -194,12 +198,12 @@ export interface CommitResult {
   purged: PurgedEntry[];
 }
 
-export async function afterWrite(route: VolumeRoute, result: CommitResult) {
-  wakeWorkers(); // the index job queued with the write is visible now
-  const bucket = await bucketOf(route.workspaceId);
-  if (result.replacedBlob) await discardBlobs(bucket, [result.replacedBlob]);
-  await afterPurge(route.volumeId, bucket, result.purged);
-  publish({
+export async function afterWrite(rt: Runtime, route: VolumeRoute, result: CommitResult) {
+  rt.jobs.wake(); // the index job queued with the write is visible now
+  const bucket = await bucketOf(rt, route.workspaceId);
+  if (result.replacedBlob) await discardBlobs(rt, bucket, [result.replacedBlob]);
+  await afterPurge(rt, route.volumeId, bucket, result.purged);
+  publish(rt, {
     volumeId: route.volumeId,
     entryId: result.entry.id,
     path: result.entry.path,

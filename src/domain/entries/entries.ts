@@ -1,11 +1,12 @@
-import { db } from '../../db/client.js';
 import type { Entry, Volume } from '../../generated/prisma/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
-import { enterOrg, type Principal } from '../access/access.js';
+import { enterOrg } from '../access/authenticate.js';
 import { type EntryAccess, entryAccess, requireReadable, requireWritable } from '../access/entry-access.js';
+import type { Principal } from '../access/principal.js';
 import { checkWriteGuard, type WriteGuard } from '../locks/locks.js';
 import { NotFoundError } from '../shared/errors.js';
 import { normaliseEntryPath } from '../shared/paths.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { findVisibleVolume } from '../volumes/volumes.js';
 import { adjustUsage, afterWrite, bucketOf, commitEntry, describedBy, discardBlobs, lockVolume, publish } from './commit.js';
@@ -29,13 +30,14 @@ export interface WriterInfo {
 }
 /** Resolves the volume (visible to the principal) and the principal's access to its entries. */
 export async function openVolume(
+  rt: Runtime,
   p: Principal,
   route: VolumeRoute,
   need: 'read' | 'write',
 ): Promise<{ volume: Volume; access: EntryAccess }> {
-  await enterOrg(p, route.orgId);
-  const volume = await findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
-  return { volume, access: await entryAccess(p, volume.id, need) };
+  await enterOrg(rt, p, route.orgId);
+  const volume = await findVisibleVolume(rt, p, route.orgId, route.workspaceId, route.volumeId);
+  return { volume, access: await entryAccess(rt, p, volume.id, need) };
 }
 
 const live = (now = new Date()): Prisma.EntryWhereInput => ({ OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] });
@@ -45,6 +47,7 @@ const live = (now = new Date()): Prisma.EntryWhereInput => ({ OR: [{ expiresAt: 
  * @throws ValidationError (path or body), NotFoundError, ForbiddenError, ConflictError, QuotaExceededError
  */
 export async function writeEntry(
+  rt: Runtime,
   p: Principal,
   route: VolumeRoute,
   rawPath: string,
@@ -52,7 +55,7 @@ export async function writeEntry(
   opts: WriteConditions & WriterInfo = {},
   loc: { path: Loc; body: Loc } = { path: ['path', 'path'], body: ['body'] },
 ): Promise<{ entry: Entry; created: boolean }> {
-  const { access } = await openVolume(p, route, 'write');
+  const { access } = await openVolume(rt, p, route, 'write');
   const path = normaliseEntryPath(rawPath, loc.path);
   requireWritable(access, path);
   const input = parseInput(WriteEntryInput, raw, loc.body);
@@ -64,6 +67,7 @@ export async function writeEntry(
       (contentText ? Buffer.byteLength(contentText) : 0),
   );
   const result = await commitEntry(
+    rt,
     route.volumeId,
     path,
     {
@@ -78,16 +82,22 @@ export async function writeEntry(
     },
     opts,
   );
-  await afterWrite(route, result);
+  await afterWrite(rt, route, result);
   return { entry: result.entry, created: result.created };
 }
 
 /** Reads a live entry. @throws ValidationError (path), NotFoundError (absent, expired or not readable), ForbiddenError */
-export async function getEntry(p: Principal, route: VolumeRoute, rawPath: string, pathLoc: Loc = ['path', 'path']): Promise<Entry> {
-  const { access } = await openVolume(p, route, 'read');
+export async function getEntry(
+  rt: Runtime,
+  p: Principal,
+  route: VolumeRoute,
+  rawPath: string,
+  pathLoc: Loc = ['path', 'path'],
+): Promise<Entry> {
+  const { access } = await openVolume(rt, p, route, 'read');
   const path = normaliseEntryPath(rawPath, pathLoc);
   requireReadable(access, path);
-  const entry = await db.entry.findFirst({ where: { volumeId: route.volumeId, path, ...live() } });
+  const entry = await rt.db.entry.findFirst({ where: { volumeId: route.volumeId, path, ...live() } });
   if (!entry) throw new NotFoundError('entry', path);
   return entry;
 }
@@ -97,16 +107,17 @@ export async function getEntry(p: Principal, route: VolumeRoute, rawPath: string
  * @throws ValidationError, NotFoundError, ForbiddenError, ConflictError (If-Match)
  */
 export async function deleteEntry(
+  rt: Runtime,
   p: Principal,
   route: VolumeRoute,
   rawPath: string,
   pre: Pick<WriteConditions, 'ifMatch' | 'lockId' | 'fencing'> = {},
   pathLoc: Loc = ['path', 'path'],
 ): Promise<Entry> {
-  const { access } = await openVolume(p, route, 'write');
+  const { access } = await openVolume(rt, p, route, 'write');
   const path = normaliseEntryPath(rawPath, pathLoc);
   requireWritable(access, path);
-  const deleted = await db.$transaction(
+  const deleted = await rt.db.$transaction(
     async (tx) => {
       await lockVolume(tx, route.volumeId);
       await checkWriteGuard(tx, route.volumeId, path, pre);
@@ -119,8 +130,8 @@ export async function deleteEntry(
     },
     { timeout: 20_000, maxWait: 20_000 },
   );
-  if (deleted.blobKey) await discardBlobs(await bucketOf(route.workspaceId), [deleted.blobKey]);
-  publish({ volumeId: route.volumeId, entryId: deleted.id, path, change: 'deleted', version: null, previousPath: null });
+  if (deleted.blobKey) await discardBlobs(rt, await bucketOf(rt, route.workspaceId), [deleted.blobKey]);
+  publish(rt, { volumeId: route.volumeId, entryId: deleted.id, path, change: 'deleted', version: null, previousPath: null });
   return deleted;
 }
 
@@ -130,6 +141,7 @@ export async function deleteEntry(
  * @throws ValidationError, NotFoundError, ForbiddenError, ConflictError (target exists, If-Match)
  */
 export async function moveEntry(
+  rt: Runtime,
   p: Principal,
   route: VolumeRoute,
   rawFrom: string,
@@ -137,12 +149,12 @@ export async function moveEntry(
   opts: { overwrite?: boolean; ifMatch?: number | '*' | undefined } & WriteGuard = {},
   loc: { from: Loc; to: Loc } = { from: ['from'], to: ['to'] },
 ): Promise<Entry> {
-  const { access } = await openVolume(p, route, 'write');
+  const { access } = await openVolume(rt, p, route, 'write');
   const from = normaliseEntryPath(rawFrom, loc.from);
   const to = normaliseEntryPath(rawTo, loc.to);
   requireWritable(access, from);
   requireWritable(access, to);
-  const { entry, replaced } = await db.$transaction(
+  const { entry, replaced } = await rt.db.$transaction(
     async (tx) => {
       await lockVolume(tx, route.volumeId);
       await checkWriteGuard(tx, route.volumeId, from, opts);
@@ -164,12 +176,12 @@ export async function moveEntry(
     },
     { timeout: 20_000, maxWait: 20_000 },
   );
-  if (replaced?.blobKey) await discardBlobs(await bucketOf(route.workspaceId), [replaced.blobKey]);
+  if (replaced?.blobKey) await discardBlobs(rt, await bucketOf(rt, route.workspaceId), [replaced.blobKey]);
   if (from !== to) {
     if (replaced && !isExpired(replaced)) {
-      publish({ volumeId: route.volumeId, entryId: replaced.id, path: to, change: 'deleted', version: null, previousPath: null });
+      publish(rt, { volumeId: route.volumeId, entryId: replaced.id, path: to, change: 'deleted', version: null, previousPath: null });
     }
-    publish({ volumeId: route.volumeId, entryId: entry.id, path: to, change: 'moved', version: entry.version, previousPath: from });
+    publish(rt, { volumeId: route.volumeId, entryId: entry.id, path: to, change: 'moved', version: entry.version, previousPath: from });
   }
   return entry;
 }

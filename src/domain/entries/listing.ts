@@ -1,13 +1,13 @@
 import { z } from 'zod';
-import { db } from '../../db/client.js';
 import type { Entry } from '../../generated/prisma/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
-import type { Principal } from '../access/access.js';
 import type { EntryAccess } from '../access/entry-access.js';
+import type { Principal } from '../access/principal.js';
 import { ValidationError } from '../shared/errors.js';
 import { Tags } from '../shared/fields.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../shared/pagination.js';
 import { normaliseDirectory, normaliseEntryPath } from '../shared/paths.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { openVolume, type VolumeRoute } from './entries.js';
 import { ENTRY_KINDS } from './rules.js';
@@ -57,9 +57,9 @@ function visibleSql(volumeId: string, access: EntryAccess): Prisma.Sql {
 }
 
 /** Loads rows by id, in the order the ids came (one query). */
-async function rowsInOrder(ids: string[]): Promise<Entry[]> {
+async function rowsInOrder(rt: Runtime, ids: string[]): Promise<Entry[]> {
   if (ids.length === 0) return [];
-  const rows = await db.entry.findMany({ where: { id: { in: ids } } });
+  const rows = await rt.db.entry.findMany({ where: { id: { in: ids } } });
   const byId = new Map(rows.map((r) => [r.id, r]));
   return ids.flatMap((id) => byId.get(id) ?? []);
 }
@@ -79,12 +79,13 @@ export interface DirectoryListing {
  * @throws ValidationError (path, limit, cursor), NotFoundError, ForbiddenError
  */
 export async function listDirectory(
+  rt: Runtime,
   p: Principal,
   route: VolumeRoute,
   query: { path?: string | undefined; limit?: number | undefined; cursor?: string | undefined },
   loc: Loc = ['query'],
 ): Promise<DirectoryListing> {
-  const { access } = await openVolume(p, route, 'read');
+  const { access } = await openVolume(rt, p, route, 'read');
   const dir = normaliseDirectory(query.path, [...loc, 'path']);
   const limit = query.limit ?? DEFAULT_LIMIT;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
@@ -94,16 +95,19 @@ export async function listDirectory(
   const where = visibleSql(route.volumeId, access);
   const rest = Prisma.sql`substr(path, length(${dir}) + 1)`;
 
-  const directories = await db.$queryRaw<{ dir: string }[]>`
+  const directories = await rt.db.$queryRaw<{ dir: string }[]>`
     SELECT DISTINCT ${dir} || split_part(${rest}, '/', 1) || '/' AS dir
     FROM entries WHERE ${where} AND starts_with(path, ${dir}) AND strpos(${rest}, '/') > 0
     ORDER BY dir LIMIT ${MAX_DIRECTORIES}`;
-  const ids = await db.$queryRaw<{ id: string }[]>`
+  const ids = await rt.db.$queryRaw<{ id: string }[]>`
     SELECT id FROM entries WHERE ${where} AND starts_with(path, ${dir}) AND strpos(${rest}, '/') = 0
       ${after ? Prisma.sql`AND path > ${after}` : Prisma.empty}
     ORDER BY path LIMIT ${limit + 1}`;
   const hasMore = ids.length > limit;
-  const entries = await rowsInOrder(ids.slice(0, limit).map((r) => r.id));
+  const entries = await rowsInOrder(
+    rt,
+    ids.slice(0, limit).map((r) => r.id),
+  );
   const last = entries.at(-1);
   return {
     path: dir,
@@ -120,12 +124,13 @@ export async function listDirectory(
  * @throws ValidationError, NotFoundError, ForbiddenError
  */
 export async function listEntries(
+  rt: Runtime,
   p: Principal,
   route: VolumeRoute,
   raw: EntryFilters,
   loc: Loc = [],
 ): Promise<{ entries: Entry[]; total: number; hasMore: boolean; nextCursor: string | null }> {
-  const { access } = await openVolume(p, route, 'read');
+  const { access } = await openVolume(rt, p, route, 'read');
   const f = parseInput(EntryFilters, raw, loc);
   const prefix = f.prefix ? normaliseDirectory(f.prefix, [...loc, 'prefix']) : '/';
   const after = f.cursor ? decodePathCursor(f.cursor, [...loc, 'cursor']) : null;
@@ -133,13 +138,16 @@ export async function listEntries(
     ${f.tags?.length ? Prisma.sql`AND tags @> ${f.tags}::text[]` : Prisma.empty}
     ${f.content_type ? Prisma.sql`AND content_type = ${f.content_type}` : Prisma.empty}`;
   const [ids, count] = await Promise.all([
-    db.$queryRaw<{ id: string }[]>`
+    rt.db.$queryRaw<{ id: string }[]>`
       SELECT id FROM entries WHERE ${conditions} ${after ? Prisma.sql`AND path > ${after}` : Prisma.empty}
       ORDER BY path LIMIT ${f.limit + 1}`,
-    db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM entries WHERE ${conditions}`,
+    rt.db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM entries WHERE ${conditions}`,
   ]);
   const hasMore = ids.length > f.limit;
-  const entries = await rowsInOrder(ids.slice(0, f.limit).map((r) => r.id));
+  const entries = await rowsInOrder(
+    rt,
+    ids.slice(0, f.limit).map((r) => r.id),
+  );
   const last = entries.at(-1);
   return { entries, total: count[0]?.n ?? 0, hasMore, nextCursor: hasMore && last ? encodePathCursor(last.path) : null };
 }

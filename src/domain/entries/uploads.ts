@@ -3,13 +3,13 @@ import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import { fileTypeFromBuffer } from 'file-type';
 import mime from 'mime-types';
 import { v7 as uuidv7 } from 'uuid';
-import { db } from '../../db/client.js';
 import type { Entry, Prisma } from '../../generated/prisma/client.js';
-import { blobs } from '../../storage/blob-store.js';
-import type { Principal } from '../access/access.js';
+import { BlobTooLargeError } from '../../storage/blob-store.js';
 import { requireWritable } from '../access/entry-access.js';
-import { ConflictError, NotFoundError, ValidationError } from '../shared/errors.js';
+import type { Principal } from '../access/principal.js';
+import { ConflictError, NotFoundError, PayloadTooLargeError, ValidationError } from '../shared/errors.js';
 import { normaliseEntryPath } from '../shared/paths.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { volumeObjectPrefix } from '../volumes/volumes.js';
 import { afterWrite, bucketOf, commitEntry, describedBy, discardBlobs } from './commit.js';
@@ -24,11 +24,6 @@ export interface UploadedFile {
   filename?: string | undefined;
   /** The part's declared type; `application/octet-stream` counts as not given. */
   mimeType?: string | undefined;
-}
-
-let maxUploadBytes = 5 * 1024 ** 3;
-export function configureUploads(settings: { maxUploadBytes: number }): void {
-  maxUploadBytes = settings.maxUploadBytes;
 }
 
 /** Keeps the first `limit` bytes that stream through (for sniffing and text extraction), passing all on. */
@@ -112,6 +107,7 @@ function extractText(head: Buffer, truncated: boolean): string {
  * @throws ValidationError, NotFoundError, ForbiddenError, ConflictError, QuotaExceededError, PayloadTooLargeError
  */
 export async function uploadEntry(
+  rt: Runtime,
   p: Principal,
   route: VolumeRoute,
   rawPath: string,
@@ -121,10 +117,10 @@ export async function uploadEntry(
   opts: WriteConditions & WriterInfo = {},
   loc: { path: Loc; body: Loc } = { path: ['path', 'path'], body: ['body'] },
 ): Promise<{ entry: Entry; created: boolean }> {
-  const { volume, access } = await openVolume(p, route, 'write');
+  const { volume, access } = await openVolume(rt, p, route, 'write');
   const entryPath = normaliseEntryPath(rawPath, loc.path);
   requireWritable(access, entryPath);
-  const ws = await db.workspace.findUnique({ where: { id: route.workspaceId }, select: { bucketStatus: true, s3Bucket: true } });
+  const ws = await rt.db.workspace.findUnique({ where: { id: route.workspaceId }, select: { bucketStatus: true, s3Bucket: true } });
   if (!ws) throw new NotFoundError('workspace', route.workspaceId);
   if (ws.bucketStatus !== 'active') {
     throw new ConflictError(`The workspace's bucket is ${ws.bucketStatus}; uploads are possible once it is active`, {
@@ -144,12 +140,15 @@ export async function uploadEntry(
   file.stream.on('error', (err) => capture.destroy(err));
   let stored: { size: number; sha256: string };
   try {
-    stored = await blobs.put(ws.s3Bucket, key, file.stream.pipe(capture), {
-      maxBytes: maxUploadBytes,
+    stored = await rt.blobs.put(ws.s3Bucket, key, file.stream.pipe(capture), {
+      maxBytes: rt.settings.maxUploadBytes,
       ...(file.mimeType ? { contentType: file.mimeType } : {}),
     });
   } catch (err) {
     file.stream.destroy();
+    if (err instanceof BlobTooLargeError) {
+      throw new PayloadTooLargeError(`The upload exceeds the limit of ${err.maxBytes} bytes`, { max_bytes: err.maxBytes });
+    }
     throw err;
   }
 
@@ -159,6 +158,7 @@ export async function uploadEntry(
     const mimeType =
       fields.mime_type ?? (await sniffMimeType(file.mimeType, head.subarray(0, 4100), file.filename || path.posix.basename(entryPath)));
     const result = await commitEntry(
+      rt,
       route.volumeId,
       entryPath,
       {
@@ -173,10 +173,10 @@ export async function uploadEntry(
       },
       opts,
     );
-    await afterWrite(route, result);
+    await afterWrite(rt, route, result);
     return { entry: result.entry, created: result.created };
   } catch (err) {
-    await discardBlobs(ws.s3Bucket, [key]);
+    await discardBlobs(rt, ws.s3Bucket, [key]);
     throw err;
   }
 }
@@ -191,6 +191,7 @@ export const DEFAULT_EXPIRES_IN = 3600;
  * @throws ValidationError (not a file entry, expiry out of range), NotFoundError, ForbiddenError
  */
 export async function downloadUrl(
+  rt: Runtime,
   route: VolumeRoute,
   entry: Entry,
   expiresIn: number,
@@ -206,7 +207,7 @@ export async function downloadUrl(
     });
   }
   const filename = (entry.content as { filename?: string } | null)?.filename ?? path.posix.basename(entry.path);
-  return blobs.signedUrl(await bucketOf(route.workspaceId), entry.blobKey, {
+  return rt.blobs.signedUrl(await bucketOf(rt, route.workspaceId), entry.blobKey, {
     expiresIn,
     filename,
     ...(entry.mimeType ? { contentType: entry.mimeType } : {}),

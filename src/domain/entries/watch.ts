@@ -1,6 +1,7 @@
-import type { Principal } from '../access/access.js';
-import { type EntryChangedEvent, events } from '../shared/events.js';
+import type { Principal } from '../access/principal.js';
+import type { EntryChangedEvent } from '../shared/events.js';
 import { normaliseDirectory } from '../shared/paths.js';
+import type { Runtime } from '../shared/runtime.js';
 import { openVolume, type VolumeRoute } from './entries.js';
 
 /**
@@ -24,15 +25,16 @@ export function eventInView(event: EntryChangedEvent, visible: (path: string | n
  * @throws NotFoundError, ForbiddenError, ValidationError (prefix)
  */
 export async function watchEntries(
+  rt: Runtime,
   p: Principal,
   route: VolumeRoute,
   pathPrefix: string | undefined,
   loc: (string | number)[] = ['pathPrefix'],
 ): Promise<AsyncGenerator<EntryChangedEvent>> {
-  const { access } = await openVolume(p, route, 'read');
+  const { access } = await openVolume(rt, p, route, 'read');
   const prefix = normaliseDirectory(pathPrefix, loc);
   const visible = (path: string | null) => typeof path === 'string' && path.startsWith(prefix) && access.canRead(path);
-  const source = events.subscribe('entryChanged', route.volumeId);
+  const source = rt.events.subscribe('entryChanged', route.volumeId);
   return (async function* () {
     try {
       for await (const event of source) {

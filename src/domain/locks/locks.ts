@@ -1,13 +1,15 @@
 import { z } from 'zod';
-import { db, type Tx } from '../../db/client.js';
+import type { Tx } from '../../db/client.js';
 import type { Lock, Volume } from '../../generated/prisma/client.js';
-import { enterOrg, isAppKey, type Principal, requireScope } from '../access/access.js';
+import { enterOrg } from '../access/authenticate.js';
 import { pathAccess, requireWritable } from '../access/entry-access.js';
+import { isAppKey, type Principal, requireScope } from '../access/principal.js';
 import type { VolumeRoute } from '../entries/entries.js';
 import { ConflictError, ForbiddenError, LockedError, NotFoundError, ValidationError } from '../shared/errors.js';
-import { events, type LockEvent } from '../shared/events.js';
+import type { LockEvent } from '../shared/events.js';
 import { ExternalId, isId, ShortId } from '../shared/fields.js';
 import { normaliseDirectory } from '../shared/paths.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { findVisibleVolume } from '../volumes/volumes.js';
 
@@ -68,8 +70,8 @@ function partitionMatches(stored: string, given: string): boolean {
   });
 }
 
-function publish(kind: LockEvent['kind'], lock: Lock): void {
-  events.publish('lockEvents', lock.volumeId, {
+function publish(rt: Runtime, kind: LockEvent['kind'], lock: Lock): void {
+  rt.events.publish('lockEvents', lock.volumeId, {
     kind,
     volumeId: lock.volumeId,
     lockId: lock.id,
@@ -104,9 +106,9 @@ function requireOwnApp(p: Principal, appId: string, loc: Loc): void {
  * Releasing is not subject to it: a holder can always let go of its lock.
  * @throws ForbiddenError, NotFoundError
  */
-export async function requireLockAccess(p: Principal, volumeId: string, partition: string): Promise<void> {
+export async function requireLockAccess(rt: Runtime, p: Principal, volumeId: string, partition: string): Promise<void> {
   if (!isAppKey(p)) return;
-  const access = await pathAccess(p, volumeId);
+  const access = await pathAccess(rt, p, volumeId);
   if (access.viaShareOnly) {
     throw new ForbiddenError('locks:write', { reason: 'a shared volume is read-only for apps without a mount on it' });
   }
@@ -121,26 +123,26 @@ export async function requireLockAccess(p: Principal, volumeId: string, partitio
 }
 
 /** The volume a lock operation addresses, visible to the principal, which must hold locks:write. */
-async function openLockVolume(p: Principal, route: VolumeRoute): Promise<Volume> {
-  await enterOrg(p, route.orgId);
+async function openLockVolume(rt: Runtime, p: Principal, route: VolumeRoute): Promise<Volume> {
+  await enterOrg(rt, p, route.orgId);
   requireScope(p, 'locks:write');
-  return findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
+  return findVisibleVolume(rt, p, route.orgId, route.workspaceId, route.volumeId);
 }
 
 /**
  * Who may see a volume's locks (list them, watch their events): whoever can read the volume.
  * @throws NotFoundError (not visible, another org), ForbiddenError (volumes:read)
  */
-export async function authorizeLockReading(p: Principal, route: VolumeRoute): Promise<void> {
-  await enterOrg(p, route.orgId);
+export async function authorizeLockReading(rt: Runtime, p: Principal, route: VolumeRoute): Promise<void> {
+  await enterOrg(rt, p, route.orgId);
   requireScope(p, 'volumes:read');
-  await findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
+  await findVisibleVolume(rt, p, route.orgId, route.workspaceId, route.volumeId);
 }
 
 /** Live locks of a volume (expired and released ones never block and are never listed). */
-export async function listLocks(p: Principal, route: VolumeRoute): Promise<Lock[]> {
-  await authorizeLockReading(p, route);
-  return db.lock.findMany({
+export async function listLocks(rt: Runtime, p: Principal, route: VolumeRoute): Promise<Lock[]> {
+  await authorizeLockReading(rt, p, route);
+  return rt.db.lock.findMany({
     where: { volumeId: route.volumeId, releasedAt: null, expiresAt: { gt: new Date() } },
     orderBy: [{ partition: 'asc' }, { acquiredAt: 'asc' }],
   });
@@ -153,15 +155,15 @@ export async function listLocks(p: Principal, route: VolumeRoute): Promise<Lock[
  * (`/a/` and `/a/b/`) see each other. Every acquisition gets the next fencing token of its partition.
  * @throws ValidationError, NotFoundError, ForbiddenError, ConflictError (naming the holder and expiry)
  */
-export async function acquireLock(p: Principal, route: VolumeRoute, raw: unknown, loc: Loc = ['body']): Promise<Lock> {
-  const volume = await openLockVolume(p, route);
+export async function acquireLock(rt: Runtime, p: Principal, route: VolumeRoute, raw: unknown, loc: Loc = ['body']): Promise<Lock> {
+  const volume = await openLockVolume(rt, p, route);
   const input = parseInput(AcquireLockInput, raw, loc);
   requireOwnApp(p, input.app_id, [...loc, 'app_id']);
   const partition = normalisePartition(input.partition, [...loc, 'partition']);
   // Checked before anything is written: a refused acquirer leaves no lock row and no fencing token.
-  await requireLockAccess(p, volume.id, partition);
+  await requireLockAccess(rt, p, volume.id, partition);
 
-  const lock = await db.$transaction(
+  const lock = await rt.db.$transaction(
     async (tx) => {
       if (isPathPartition(partition)) await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${route.volumeId} FOR UPDATE`;
       const [counter] = await tx.$queryRaw<{ last_token: bigint }[]>`
@@ -199,7 +201,7 @@ export async function acquireLock(p: Principal, route: VolumeRoute, raw: unknown
     },
     { timeout: 20_000, maxWait: 20_000 },
   );
-  publish('acquired', lock);
+  publish(rt, 'acquired', lock);
   return lock;
 }
 
@@ -223,8 +225,8 @@ async function liveConflicts(tx: Tx, volumeId: string, partition: string, type: 
   return candidates.filter((l) => l.partition.startsWith(partition) || partition.startsWith(l.partition));
 }
 
-async function findHeldLock(p: Principal, route: VolumeRoute, lockId: string, loc: Loc): Promise<Lock> {
-  const lock = isId(lockId) ? await db.lock.findFirst({ where: { id: lockId, volumeId: route.volumeId, releasedAt: null } }) : null;
+async function findHeldLock(rt: Runtime, p: Principal, route: VolumeRoute, lockId: string, loc: Loc): Promise<Lock> {
+  const lock = isId(lockId) ? await rt.db.lock.findFirst({ where: { id: lockId, volumeId: route.volumeId, releasedAt: null } }) : null;
   if (!lock) throw new NotFoundError('lock', lockId);
   if (isAppKey(p) && p.appId !== lock.holderAppId) {
     throw new ForbiddenError('locks:write', { reason: `lock ${lockId} is held by ${lock.holderAppId}`, field: loc.join('.') });
@@ -239,13 +241,13 @@ async function findHeldLock(p: Principal, route: VolumeRoute, lockId: string, lo
  * @throws NotFoundError (unknown or released), ForbiddenError (another app's, or no write access
  * any more), ConflictError (already expired)
  */
-export async function renewLock(p: Principal, route: VolumeRoute, raw: unknown, loc: Loc = ['body']): Promise<Lock> {
-  const volume = await openLockVolume(p, route);
+export async function renewLock(rt: Runtime, p: Principal, route: VolumeRoute, raw: unknown, loc: Loc = ['body']): Promise<Lock> {
+  const volume = await openLockVolume(rt, p, route);
   const input = parseInput(RenewLockInput, raw, loc);
-  const lock = await findHeldLock(p, route, input.lock_id, [...loc, 'lock_id']);
-  await requireLockAccess(p, volume.id, lock.partition);
+  const lock = await findHeldLock(rt, p, route, input.lock_id, [...loc, 'lock_id']);
+  await requireLockAccess(rt, p, volume.id, lock.partition);
   // Conditional update: a lease that ran out cannot be revived, even by a renewal racing the clock.
-  const { count } = await db.lock.updateMany({
+  const { count } = await rt.db.lock.updateMany({
     where: { id: lock.id, releasedAt: null, expiresAt: { gt: new Date() } },
     data: { expiresAt: new Date(Date.now() + input.ttl_seconds * 1000) },
   });
@@ -256,8 +258,8 @@ export async function renewLock(p: Principal, route: VolumeRoute, raw: unknown, 
       expired_at: lock.expiresAt.toISOString(),
     });
   }
-  const renewed = await db.lock.findUniqueOrThrow({ where: { id: lock.id } });
-  publish('renewed', renewed);
+  const renewed = await rt.db.lock.findUniqueOrThrow({ where: { id: lock.id } });
+  publish(rt, 'renewed', renewed);
   return renewed;
 }
 
@@ -267,20 +269,21 @@ export async function renewLock(p: Principal, route: VolumeRoute, raw: unknown, 
  * @throws NotFoundError (unknown, released, or not on this partition), ForbiddenError (another app's)
  */
 export async function releaseLock(
+  rt: Runtime,
   p: Principal,
   route: VolumeRoute,
   lockId: string,
   partition: string | undefined,
   loc: Loc = ['query', 'lock_id'],
 ): Promise<Lock> {
-  await openLockVolume(p, route);
+  await openLockVolume(rt, p, route);
   if (!lockId) throw ValidationError.field(loc, 'Field required', null, 'missing');
-  const lock = await findHeldLock(p, route, lockId, loc);
+  const lock = await findHeldLock(rt, p, route, lockId, loc);
   // In a URL the partition follows `/locks/`, so a path partition may arrive without its leading slash.
   if (partition !== undefined && !partitionMatches(lock.partition, partition)) throw new NotFoundError('lock', lockId);
-  const { count } = await db.lock.updateMany({ where: { id: lock.id, releasedAt: null }, data: { releasedAt: new Date() } });
+  const { count } = await rt.db.lock.updateMany({ where: { id: lock.id, releasedAt: null }, data: { releasedAt: new Date() } });
   if (count === 0) throw new NotFoundError('lock', lockId);
-  publish('released', lock);
+  publish(rt, 'released', lock);
   return lock;
 }
 
@@ -332,17 +335,17 @@ export async function checkWriteGuard(tx: Tx, volumeId: string, path: string, gu
  * Removes locks whose lease ran out (announcing them as expired) and released ones. Replicas sweep
  * concurrently: the DELETE decides which sweeper removed a lock, and only that one announces it.
  */
-export async function sweepLocks(): Promise<number> {
+export async function sweepLocks(rt: Runtime): Promise<number> {
   const now = new Date();
-  const expired = await db.lock.findMany({ where: { releasedAt: null, expiresAt: { lte: now } }, take: 1000 });
+  const expired = await rt.db.lock.findMany({ where: { releasedAt: null, expiresAt: { lte: now } }, take: 1000 });
   let removed = 0;
   if (expired.length > 0) {
-    const deleted = await db.$queryRaw<{ id: string }[]>`
+    const deleted = await rt.db.$queryRaw<{ id: string }[]>`
       DELETE FROM locks WHERE id = ANY(${expired.map((l) => l.id)}::text[]) AND released_at IS NULL RETURNING id`;
     const ids = new Set(deleted.map((r) => r.id));
-    for (const lock of expired) if (ids.has(lock.id)) publish('expired', lock);
+    for (const lock of expired) if (ids.has(lock.id)) publish(rt, 'expired', lock);
     removed += deleted.length;
   }
-  const { count } = await db.lock.deleteMany({ where: { releasedAt: { not: null } } });
+  const { count } = await rt.db.lock.deleteMany({ where: { releasedAt: { not: null } } });
   return removed + count;
 }

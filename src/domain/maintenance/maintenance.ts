@@ -1,25 +1,16 @@
-import { DEFAULT_UPLOAD_TEMP_MAX_AGE_MS } from '../../config.js';
-import { db } from '../../db/client.js';
-import { logger } from '../../logger.js';
-import { blobs, type ObjectInfo, type SweepResult } from '../../storage/blob-store.js';
-import { enterOrg, forbidAppKey, type Principal, requireScope } from '../access/access.js';
+import type { ObjectInfo, SweepResult } from '../../storage/blob-store.js';
+import { enterOrg } from '../access/authenticate.js';
+import { forbidAppKey, type Principal, requireScope } from '../access/principal.js';
 import { afterPurge, purgeExpired } from '../entries/commit.js';
 import { sweepLocks } from '../locks/locks.js';
 import { NotFoundError } from '../shared/errors.js';
 import { isId } from '../shared/fields.js';
+import type { Runtime } from '../shared/runtime.js';
 import { purgeDeletedVolumes } from '../volumes/lifecycle.js';
 import { refreshVolumeStatuses } from '../volumes/status.js';
 import { volumeObjectPrefix } from '../volumes/volumes.js';
-import { runBucketDeletions } from '../workspaces/bucket-deletion.js';
 
 /** UPLOAD_TEMP_MAX_AGE_MS: upload temporaries older than this are abandoned (see configureMaintenance). */
-let uploadTempMaxAgeMs = DEFAULT_UPLOAD_TEMP_MAX_AGE_MS;
-
-/** Takes the maintenance settings from the configuration; call before `startMaintenance`. */
-export function configureMaintenance(settings: { uploadTempMaxAgeMs: number }): void {
-  uploadTempMaxAgeMs = settings.uploadTempMaxAgeMs;
-}
-
 /**
  * The periodic housekeeping of one gateway: expired entries, bucket deletions left to retry,
  * deleted volumes past retention, volume statuses, and (less often) usage counters and objects.
@@ -27,12 +18,12 @@ export function configureMaintenance(settings: { uploadTempMaxAgeMs: number }): 
  * and retried on the next tick. Once at start, in the background, it also sweeps every bucket's
  * abandoned uploads (`sweepAllIncompleteUploads`): those of a crashed process.
  */
-export function startMaintenance(intervalMs: number, reconcileEveryMs = 60 * 60 * 1000): { stop(): Promise<void> } {
+export function startMaintenance(rt: Runtime, intervalMs: number, reconcileEveryMs = 60 * 60 * 1000): { stop(): Promise<void> } {
   // Only uploads older than UPLOAD_TEMP_MAX_AGE_MS go, so another replica's in-flight uploads in a
   // shared store are safe; a failure is logged, and the hourly reconciliation sweeps again.
   const stopSweep = new AbortController();
-  const startupSweep = sweepAllIncompleteUploads(uploadTempMaxAgeMs, stopSweep.signal).catch((err) =>
-    logger.warn({ err }, 'start-up sweep of incomplete uploads failed'),
+  const startupSweep = sweepAllIncompleteUploads(rt, rt.settings.uploadTempMaxAgeMs, stopSweep.signal).catch((err) =>
+    rt.log.warn({ err }, 'start-up sweep of incomplete uploads failed'),
   );
   let running: Promise<void> | undefined;
   let lastReconcile = 0;
@@ -40,20 +31,19 @@ export function startMaintenance(intervalMs: number, reconcileEveryMs = 60 * 60 
     if (running) return;
     running = (async () => {
       const steps: [string, () => Promise<unknown>][] = [
-        ['ttl sweep', () => sweepExpiredEntries()],
-        ['bucket cleanup', () => runBucketDeletions()],
-        ['lock sweep', () => sweepLocks()],
-        ['deleted volume purge', () => purgeDeletedVolumes()],
-        ['volume status', () => refreshVolumeStatuses()],
+        ['ttl sweep', () => sweepExpiredEntries(rt)],
+        ['lock sweep', () => sweepLocks(rt)],
+        ['deleted volume purge', () => purgeDeletedVolumes(rt)],
+        ['volume status', () => refreshVolumeStatuses(rt)],
       ];
       if (Date.now() - lastReconcile >= reconcileEveryMs) {
         lastReconcile = Date.now();
-        steps.push(['reconciliation', () => reconcileAll()]);
+        steps.push(['reconciliation', () => reconcileAll(rt)]);
         // Planner statistics: PGlite runs no autovacuum, so without this they never exist (harmless on Postgres).
-        steps.push(['analyze', () => db.$executeRawUnsafe('ANALYZE chunks, entries, volumes, jobs')]);
+        steps.push(['analyze', () => rt.db.$executeRawUnsafe('ANALYZE chunks, entries, volumes, jobs')]);
       }
       for (const [name, step] of steps) {
-        await step().catch((err) => logger.warn({ err }, `${name} failed`));
+        await step().catch((err) => rt.log.warn({ err }, `${name} failed`));
       }
     })().finally(() => {
       running = undefined;
@@ -75,9 +65,9 @@ export function startMaintenance(intervalMs: number, reconcileEveryMs = 60 * 60 
  * Deletes entries whose TTL has passed (reads already hide them), with their objects, keeping the
  * volume counters exact. Runs in batches; returns how many it removed.
  */
-export async function sweepExpiredEntries(batch = 500): Promise<number> {
+export async function sweepExpiredEntries(rt: Runtime, batch = 500): Promise<number> {
   const now = new Date();
-  const due = await db.entry.findMany({
+  const due = await rt.db.entry.findMany({
     where: { expiresAt: { lte: now } },
     select: { volumeId: true },
     distinct: ['volumeId'],
@@ -85,14 +75,14 @@ export async function sweepExpiredEntries(batch = 500): Promise<number> {
   });
   let removed = 0;
   for (const { volumeId } of due) {
-    const { purged } = await db.$transaction(async (tx) => {
+    const { purged } = await rt.db.$transaction(async (tx) => {
       await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
       return purgeExpired(tx, volumeId, { limit: batch });
     });
     if (purged.length === 0) continue;
     removed += purged.length;
-    const volume = await db.volume.findUnique({ where: { id: volumeId }, select: { workspace: { select: { s3Bucket: true } } } });
-    if (volume) await afterPurge(volumeId, volume.workspace.s3Bucket, purged);
+    const volume = await rt.db.volume.findUnique({ where: { id: volumeId }, select: { workspace: { select: { s3Bucket: true } } } });
+    if (volume) await afterPurge(rt, volumeId, volume.workspace.s3Bucket, purged);
   }
   return removed;
 }
@@ -103,29 +93,33 @@ export async function sweepExpiredEntries(batch = 500): Promise<number> {
  * logged and the others are still swept; `signal` stops it between buckets. Returns the totals
  * (bytes null if the store could not tell).
  */
-export async function sweepAllIncompleteUploads(maxAgeMs = uploadTempMaxAgeMs, signal?: AbortSignal): Promise<SweepResult> {
+export async function sweepAllIncompleteUploads(
+  rt: Runtime,
+  maxAgeMs = rt.settings.uploadTempMaxAgeMs,
+  signal?: AbortSignal,
+): Promise<SweepResult> {
   const olderThan = new Date(Date.now() - maxAgeMs);
-  const workspaces = await db.workspace.findMany({ where: { bucketStatus: 'active' }, select: { s3Bucket: true } });
+  const workspaces = await rt.db.workspace.findMany({ where: { bucketStatus: 'active' }, select: { s3Bucket: true } });
   let removed = 0;
   let bytes: number | null = 0;
   for (const { s3Bucket: bucket } of workspaces) {
     if (signal?.aborted) break;
     try {
-      const swept = await blobs.sweepIncompleteUploads(bucket, olderThan);
+      const swept = await rt.blobs.sweepIncompleteUploads(bucket, olderThan);
       removed += swept.removed;
       bytes = bytes === null || swept.bytes === null ? null : bytes + swept.bytes;
-      if (swept.removed > 0) logger.info({ bucket, ...swept }, 'removed abandoned uploads');
+      if (swept.removed > 0) rt.log.info({ bucket, ...swept }, 'removed abandoned uploads');
     } catch (err) {
-      logger.warn({ err, bucket }, 'sweeping incomplete uploads failed');
+      rt.log.warn({ err, bucket }, 'sweeping incomplete uploads failed');
     }
   }
   return { removed, bytes };
 }
 
 /** Reconciles every workspace with an active bucket: usage counters and objects. */
-async function reconcileAll(): Promise<void> {
-  const workspaces = await db.workspace.findMany({ where: { bucketStatus: 'active' }, select: { id: true } });
-  for (const ws of workspaces) await reconcileWorkspace(ws.id);
+async function reconcileAll(rt: Runtime): Promise<void> {
+  const workspaces = await rt.db.workspace.findMany({ where: { bucketStatus: 'active' }, select: { id: true } });
+  for (const ws of workspaces) await reconcileWorkspace(rt, ws.id);
 }
 
 export interface WorkspaceReconciliation {
@@ -138,27 +132,33 @@ export interface WorkspaceReconciliation {
  * (abandoned uploads older than `uploadMaxAgeMs` included).
  */
 export async function reconcileWorkspace(
+  rt: Runtime,
   workspaceId: string,
   graceMs = ORPHAN_GRACE_MS,
-  uploadMaxAgeMs = uploadTempMaxAgeMs,
+  uploadMaxAgeMs = rt.settings.uploadTempMaxAgeMs,
 ): Promise<WorkspaceReconciliation> {
-  const volumes = await db.volume.findMany({ where: { workspaceId }, select: { id: true } });
+  const volumes = await rt.db.volume.findMany({ where: { workspaceId }, select: { id: true } });
   const usage: UsageReport[] = [];
-  for (const v of volumes) usage.push(await reconcileVolumeUsage(v.id));
-  return { volumes: usage, objects: await reconcileWorkspaceObjects(workspaceId, graceMs, uploadMaxAgeMs) };
+  for (const v of volumes) usage.push(await reconcileVolumeUsage(rt, v.id));
+  return { volumes: usage, objects: await reconcileWorkspaceObjects(rt, workspaceId, graceMs, uploadMaxAgeMs) };
 }
 
 /**
  * Runs reconciliation on demand for an org admin (REST and GraphQL).
  * @throws NotFoundError, ForbiddenError (needs `admin`; app keys never)
  */
-export async function reconcileWorkspaceFor(p: Principal, orgId: string, workspaceId: string): Promise<WorkspaceReconciliation> {
-  await enterOrg(p, orgId);
+export async function reconcileWorkspaceFor(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+): Promise<WorkspaceReconciliation> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'admin');
   forbidAppKey(p, 'admin');
-  const ws = isId(workspaceId) ? await db.workspace.findFirst({ where: { id: workspaceId, orgId }, select: { id: true } }) : null;
+  const ws = isId(workspaceId) ? await rt.db.workspace.findFirst({ where: { id: workspaceId, orgId }, select: { id: true } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
-  return reconcileWorkspace(ws.id);
+  return reconcileWorkspace(rt, ws.id);
 }
 
 export interface UsageReport {
@@ -172,8 +172,8 @@ export interface UsageReport {
  * Recomputes a volume's usage counters from its rows (under the volume lock, so no write slips
  * between the count and the update) and stamps `last_reconciled_at`.
  */
-export async function reconcileVolumeUsage(volumeId: string): Promise<UsageReport> {
-  return db.$transaction(async (tx) => {
+export async function reconcileVolumeUsage(rt: Runtime, volumeId: string): Promise<UsageReport> {
+  return rt.db.$transaction(async (tx) => {
     const [before] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number }[]>`
       SELECT used_bytes, entry_count, mount_count FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
     if (!before) throw new Error(`volume ${volumeId} not found`);
@@ -221,15 +221,16 @@ export const ORPHAN_GRACE_MS = 15 * 60 * 1000;
  * an upload may take, UPLOAD_TEMP_MAX_AGE_MS).
  */
 export async function reconcileWorkspaceObjects(
+  rt: Runtime,
   workspaceId: string,
   graceMs = ORPHAN_GRACE_MS,
-  uploadMaxAgeMs = uploadTempMaxAgeMs,
+  uploadMaxAgeMs = rt.settings.uploadTempMaxAgeMs,
 ): Promise<ObjectReport> {
-  const ws = await db.workspace.findUniqueOrThrow({
+  const ws = await rt.db.workspace.findUniqueOrThrow({
     where: { id: workspaceId },
     select: { s3Bucket: true, volumes: { select: { id: true } } },
   });
-  const swept = await blobs.sweepIncompleteUploads(ws.s3Bucket, new Date(Date.now() - uploadMaxAgeMs));
+  const swept = await rt.blobs.sweepIncompleteUploads(ws.s3Bucket, new Date(Date.now() - uploadMaxAgeMs));
   const report: ObjectReport = {
     workspaceId,
     orphansRemoved: [],
@@ -242,8 +243,8 @@ export async function reconcileWorkspaceObjects(
   const seen = new Set<string>();
   const orphans: string[] = [];
   // Objects are checked against rows a page at a time: one query per 500 objects.
-  const judge = async (page: ObjectInfo[]) => {
-    const rows = await db.entry.findMany({ where: { blobKey: { in: page.map((o) => o.key) } }, select: { blobKey: true } });
+  const judge = async (rt: Runtime, page: ObjectInfo[]) => {
+    const rows = await rt.db.entry.findMany({ where: { blobKey: { in: page.map((o) => o.key) } }, select: { blobKey: true } });
     const owned = new Set(rows.map((r) => r.blobKey));
     for (const obj of page) {
       if (owned.has(obj.key)) continue;
@@ -252,32 +253,32 @@ export async function reconcileWorkspaceObjects(
     }
   };
   let page: ObjectInfo[] = [];
-  for await (const obj of blobs.list(ws.s3Bucket, 'volumes/')) {
+  for await (const obj of rt.blobs.list(ws.s3Bucket, 'volumes/')) {
     seen.add(obj.key);
     page.push(obj);
     if (page.length === 500) {
-      await judge(page);
+      await judge(rt, page);
       page = [];
     }
   }
-  if (page.length > 0) await judge(page);
+  if (page.length > 0) await judge(rt, page);
   if (orphans.length > 0) {
-    await blobs.deleteMany(ws.s3Bucket, orphans);
+    await rt.blobs.deleteMany(ws.s3Bucket, orphans);
     report.orphansRemoved = orphans;
   }
   for (const v of ws.volumes) {
-    const files = await db.entry.findMany({
+    const files = await rt.db.entry.findMany({
       where: { volumeId: v.id, blobKey: { startsWith: volumeObjectPrefix(v.id) } },
       select: { id: true, path: true, blobKey: true },
     });
     for (const f of files) {
-      if (f.blobKey && !seen.has(f.blobKey) && !(await blobs.head(ws.s3Bucket, f.blobKey))) {
+      if (f.blobKey && !seen.has(f.blobKey) && !(await rt.blobs.head(ws.s3Bucket, f.blobKey))) {
         report.missingObjects.push({ entryId: f.id, path: f.path, blobKey: f.blobKey });
       }
     }
   }
   if (report.orphansRemoved.length || report.missingObjects.length || report.incompleteUploadsRemoved) {
-    logger.warn({ report }, 'object reconciliation found differences');
+    rt.log.warn({ report }, 'object reconciliation found differences');
   }
   return report;
 }

@@ -1,18 +1,12 @@
 import { z } from 'zod';
-import { db } from '../../db/client.js';
 import type { Mount, Prisma } from '../../generated/prisma/client.js';
-import {
-  ACCESS_LEVELS,
-  enterOrg,
-  isAppKey,
-  type Principal,
-  requireScope,
-  requireVolumeAdmin,
-  wholeVolumeAdminMount,
-} from '../access/access.js';
+import { enterOrg } from '../access/authenticate.js';
+import { ACCESS_LEVELS, isAppKey, type Principal, requireScope } from '../access/principal.js';
+import { requireVolumeAdmin, wholeVolumeAdminMount } from '../access/visibility.js';
 import { ConflictError, isForeignKeyViolation, isUniqueViolation, NotFoundError, QuotaExceededError } from '../shared/errors.js';
 import { ExternalId, isId } from '../shared/fields.js';
 import { MATCH_ALL, PathPattern } from '../shared/path-patterns.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { findVisibleVolume } from '../volumes/volumes.js';
 
@@ -24,9 +18,9 @@ export const CreateMountInput = z.object({
 export type CreateMountInput = z.input<typeof CreateMountInput>;
 
 /** Where a mount lives, for callers that know only its id. @throws NotFoundError */
-export async function locateMount(mountId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string }> {
+export async function locateMount(rt: Runtime, mountId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string }> {
   if (!isId(mountId)) throw new NotFoundError('mount', mountId);
-  const m = await db.mount.findUnique({
+  const m = await rt.db.mount.findUnique({
     where: { id: mountId },
     select: { volume: { select: { id: true, orgId: true, workspaceId: true } } },
   });
@@ -40,11 +34,11 @@ export function mountVisibilityWhere(p: Principal): Prisma.MountWhereInput {
 }
 
 /** Mounts of a volume. App keys see only their own. @throws NotFoundError, ForbiddenError */
-export async function listMounts(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Mount[]> {
-  await enterOrg(p, orgId);
+export async function listMounts(rt: Runtime, p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Mount[]> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:read');
-  await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  return db.mount.findMany({
+  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+  return rt.db.mount.findMany({
     where: { volumeId, ...mountVisibilityWhere(p) },
     orderBy: { id: 'asc' },
   });
@@ -55,6 +49,7 @@ export async function listMounts(p: Principal, orgId: string, workspaceId: strin
  * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (same app and pattern twice)
  */
 export async function createMount(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
@@ -62,13 +57,13 @@ export async function createMount(
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<Mount> {
-  await enterOrg(p, orgId);
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
-  await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(p, volumeId);
+  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(rt, p, volumeId);
   const input = parseInput(CreateMountInput, raw, loc);
   try {
-    return await db.$transaction(async (tx) => {
+    return await rt.db.$transaction(async (tx) => {
       // The volume row lock keeps mount_count exact and max_mounts strict under concurrency.
       const [v] = await tx.$queryRaw<{ mount_count: number; max_mounts: number | null }[]>`
         SELECT mount_count, max_mounts FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
@@ -98,13 +93,20 @@ export async function createMount(
 }
 
 /** Revokes a mount. @throws ForbiddenError, NotFoundError */
-export async function deleteMount(p: Principal, orgId: string, workspaceId: string, volumeId: string, mountId: string): Promise<void> {
-  await enterOrg(p, orgId);
+export async function deleteMount(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+  mountId: string,
+): Promise<void> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
-  await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(p, volumeId);
+  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(rt, p, volumeId);
   if (!isId(mountId)) throw new NotFoundError('mount', mountId);
-  await db.$transaction(async (tx) => {
+  await rt.db.$transaction(async (tx) => {
     await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
     const { count } = await tx.mount.deleteMany({ where: { id: mountId, volumeId } });
     if (count === 0) throw new NotFoundError('mount', mountId);

@@ -1,11 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { db, type Tx } from '../../db/client.js';
+import type { Tx } from '../../db/client.js';
 import type { Entry, Job, Volume } from '../../generated/prisma/client.js';
 import { chunkText, flattenJson } from '../../indexing/chunking.js';
-import type { CpuPool } from '../../indexing/cpu-pool.js';
 import { embedAll } from '../../indexing/embedders/embedder.js';
-import { getEmbedder } from '../../indexing/embedders/registry.js';
-import { enqueueJob, registerJobHandler } from '../../jobs/queue.js';
+import type { JobHandler } from '../../jobs/types.js';
+import type { Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
 
 // Entry → chunks → vectors. Runs after a write commits (an `index_entry` job queued in the write's
@@ -15,16 +14,9 @@ import { refreshVolumeStatus } from '../volumes/status.js';
 
 export const INDEX_ENTRY = 'index_entry';
 
-let cpu: CpuPool | undefined;
-
-/** Where chunking runs: worker threads (set by createApp), or in line when none is set (scripts). */
-export function configureIndexing(pool: CpuPool | undefined): void {
-  cpu = pool;
-}
-
 /** Queues indexing of an entry inside the transaction that wrote it (volumes in `auto` mode). */
-export function queueEntryIndexing(tx: Tx, volumeId: string, entryId: string): Promise<string> {
-  return enqueueJob(tx, { kind: INDEX_ENTRY, dedupeKey: `${INDEX_ENTRY}:${entryId}`, volumeId, payload: { entryId } });
+export function queueEntryIndexing(rt: Runtime, tx: Tx, volumeId: string, entryId: string): Promise<string> {
+  return rt.jobs.enqueue(tx, { kind: INDEX_ENTRY, dedupeKey: `${INDEX_ENTRY}:${entryId}`, volumeId, payload: { entryId } });
 }
 
 /** The text an entry contributes to search: JSON flattened, text as is, files' extracted text. */
@@ -53,10 +45,11 @@ export type IndexOutcome = 'indexed' | 'unchanged' | 'stale' | 'gone';
  * job queued) and 'gone' when it no longer exists. Embedding errors propagate (the job retries).
  */
 export async function indexEntry(
+  rt: Runtime,
   entryId: string,
   opts: { embedderIds?: string[]; force?: boolean; signal?: AbortSignal } = {},
 ): Promise<IndexOutcome> {
-  const entry = await db.entry.findUnique({
+  const entry = await rt.db.entry.findUnique({
     where: { id: entryId },
     include: {
       volume: {
@@ -78,11 +71,11 @@ export async function indexEntry(
   const text = indexableText(entry);
   const hash = textHash(text, vol);
 
-  const have = await db.chunk.groupBy({ by: ['embedderId'], where: { entryId }, _count: true });
+  const have = await rt.db.chunk.groupBy({ by: ['embedderId'], where: { entryId }, _count: true });
   const unchanged = !opts.force && entry.contentHash === hash && targets.every((t) => have.some((h) => h.embedderId === t));
-  const rows = unchanged ? undefined : await embedChunks(entryId, text, vol, targets, opts.signal);
+  const rows = unchanged ? undefined : await embedChunks(rt, entryId, text, vol, targets, opts.signal);
 
-  const outcome = await db.$transaction(
+  const outcome = await rt.db.$transaction(
     async (tx): Promise<IndexOutcome> => {
       const [current] = await tx.$queryRaw<{ version: number }[]>`SELECT version FROM entries WHERE id = ${entryId} FOR UPDATE`;
       if (!current) return 'gone';
@@ -100,13 +93,14 @@ export async function indexEntry(
   );
   // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
   if (entry.indexError !== null && (outcome === 'indexed' || outcome === 'unchanged')) {
-    await refreshVolumeStatus({ volumeId: entry.volumeId });
+    await refreshVolumeStatus(rt, { volumeId: entry.volumeId });
   }
   return outcome;
 }
 
 /** Chunks the text and embeds it for each embedder, reusing the vectors of chunks whose text is unchanged. */
 async function embedChunks(
+  rt: Runtime,
   entryId: string,
   text: string,
   vol: VolumeChunking,
@@ -114,16 +108,16 @@ async function embedChunks(
   signal?: AbortSignal,
 ): Promise<ChunkRow[]> {
   const chunking = { strategy: vol.chunkingStrategy, size: vol.chunkSize, overlap: vol.chunkOverlap };
-  const pieces = cpu ? await cpu.chunk(text, chunking, signal) : await chunkText(text, chunking);
+  const pieces = rt.cpu ? await rt.cpu.chunk(text, chunking, signal) : await chunkText(text, chunking);
   const hashes = pieces.map(sha256);
   const rows: ChunkRow[] = [];
   for (const embedderId of targets) {
-    const embedder = await getEmbedder(embedderId);
+    const embedder = await rt.embedders.get(embedderId);
     // Vectors of unchanged chunks are kept; only new text goes to the embedder.
     // Unchanged chunks keep their stored vector (pgvector text); new ones are turned into text per
     // insert batch (replaceChunks), so thousands of vectors are never formatted in one go.
     const known = new Map<string, string | number[]>();
-    const old = await db.$queryRaw<{ content_hash: string; embedding: string }[]>`
+    const old = await rt.db.$queryRaw<{ content_hash: string; embedding: string }[]>`
       SELECT DISTINCT ON (content_hash) content_hash, embedding::text AS embedding
       FROM chunks WHERE entry_id = ${entryId} AND embedder_id = ${embedderId} AND content_hash = ANY(${hashes})`;
     for (const o of old) known.set(o.content_hash, o.embedding);
@@ -179,17 +173,18 @@ async function replaceChunks(tx: Tx, entry: Entry, embedderIds: string[], rows: 
 }
 
 /** Records why an entry could not be indexed (kept until a later attempt succeeds). */
-export async function recordIndexFailure(entryId: string, error: Error): Promise<void> {
-  await db.$executeRaw`UPDATE entries SET index_error = ${error.message.slice(0, 1000)}, is_indexed = false WHERE id = ${entryId}`;
-  await refreshVolumeStatus({ entryId }); // now degraded
+export async function recordIndexFailure(rt: Runtime, entryId: string, error: Error): Promise<void> {
+  await rt.db.$executeRaw`UPDATE entries SET index_error = ${error.message.slice(0, 1000)}, is_indexed = false WHERE id = ${entryId}`;
+  await refreshVolumeStatus(rt, { entryId }); // now degraded
 }
 
-registerJobHandler(INDEX_ENTRY, {
+/** The `index_entry` job (registered by createApp). */
+export const indexEntryJob = (rt: Runtime): JobHandler => ({
   async run(job: Job, ctx) {
     const { entryId } = job.payload as { entryId: string };
-    await indexEntry(entryId, { signal: ctx.signal });
+    await indexEntry(rt, entryId, { signal: ctx.signal });
   },
   async onFinalFailure(job, error) {
-    await recordIndexFailure((job.payload as { entryId: string }).entryId, error);
+    await recordIndexFailure(rt, (job.payload as { entryId: string }).entryId, error);
   },
 });

@@ -1,5 +1,6 @@
-import type { Principal } from '../access/access.js';
-import { events, type ReindexProgressEvent } from '../shared/events.js';
+import type { Principal } from '../access/principal.js';
+import type { ReindexProgressEvent } from '../shared/events.js';
+import type { Runtime } from '../shared/runtime.js';
 import { reindexProgress } from './reindex.js';
 
 // The stream behind the `reindexProgress` subscription: authorised before it opens, then the run in
@@ -16,14 +17,15 @@ const runOf = (e: ReindexProgressEvent) => (e.startedAt ? new Date(e.startedAt).
  * @throws NotFoundError, ForbiddenError — before the stream opens
  */
 export async function watchReindex(
+  rt: Runtime,
   p: Principal,
   route: { orgId: string; workspaceId: string; volumeId: string },
 ): Promise<AsyncIterable<ReindexProgressEvent>> {
-  await reindexProgress(p, route.orgId, route.workspaceId, route.volumeId);
-  const source = events.subscribe('reindexProgress', route.volumeId)[Symbol.asyncIterator]();
+  await reindexProgress(rt, p, route.orgId, route.workspaceId, route.volumeId);
+  const source = rt.events.subscribe('reindexProgress', route.volumeId)[Symbol.asyncIterator]();
   // Listen before reading the current state, so nothing published in between is missed.
   let pending = source.next();
-  const current = await reindexProgress(p, route.orgId, route.workspaceId, route.volumeId);
+  const current = await reindexProgress(rt, p, route.orgId, route.workspaceId, route.volumeId);
   async function* stream(): AsyncGenerator<ReindexProgressEvent> {
     try {
       let last: ReindexProgressEvent | undefined;

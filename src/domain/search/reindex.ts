@@ -1,9 +1,11 @@
-import { db, type Tx } from '../../db/client.js';
+import type { Db, Tx } from '../../db/client.js';
 import type { Job, Prisma, Volume } from '../../generated/prisma/client.js';
-import { cancelJob, enqueueJob, type JobContext, registerJobHandler } from '../../jobs/queue.js';
-import { logger } from '../../logger.js';
-import { enterOrg, type Principal, requireScope, requireVolumeAdmin } from '../access/access.js';
-import { events, type ReindexProgressEvent, type ReindexStatus } from '../shared/events.js';
+import type { JobContext, JobHandler } from '../../jobs/types.js';
+import { enterOrg } from '../access/authenticate.js';
+import { type Principal, requireScope } from '../access/principal.js';
+import { requireVolumeAdmin } from '../access/visibility.js';
+import type { ReindexProgressEvent, ReindexStatus } from '../shared/events.js';
+import type { Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
 import { findVisibleVolume } from '../volumes/volumes.js';
 import { indexEntry, recordIndexFailure } from './indexing.js';
@@ -68,19 +70,23 @@ const progressJson = (s: Pick<ReindexPayload, 'target' | 'total' | 'processed' |
  * Queues a rebuild of the volume's index into its `embedding_model_id` (inside `tx` when given).
  * A reindex already queued or running is left as it is (it picks up a model change itself).
  */
-export async function queueReindex(client: Tx | typeof db, volume: Pick<Volume, 'id' | 'embeddingModelId' | 'entryCount'>): Promise<void> {
+export async function queueReindex(
+  rt: Runtime,
+  client: Tx | Db,
+  volume: Pick<Volume, 'id' | 'embeddingModelId' | 'entryCount'>,
+): Promise<void> {
   const existing = await client.job.findUnique({ where: { dedupeKey: jobKey(volume.id) }, select: { status: true } });
   if (existing && (existing.status === 'queued' || existing.status === 'running')) return;
   const start: ReindexPayload = { target: volume.embeddingModelId, cursor: null, processed: 0, failed: 0, total: volume.entryCount };
-  await enqueueJob(client, { kind: REINDEX, dedupeKey: jobKey(volume.id), volumeId: volume.id, payload: { ...start } });
+  await rt.jobs.enqueue(client, { kind: REINDEX, dedupeKey: jobKey(volume.id), volumeId: volume.id, payload: { ...start } });
   // Behind a run that is still stopping, the new one is announced when that one has stopped (onCancelled).
   if (existing?.status === 'cancelling') return;
-  const publish = await markQueued(client, volume.id, start);
+  const publish = await markQueued(rt, client, volume.id, start);
   publish();
 }
 
 /** Records a new run as queued on the volume; returns the publication of its first event (after commit). */
-async function markQueued(client: Tx | typeof db, volumeId: string, start: ReindexPayload): Promise<() => void> {
+async function markQueued(rt: Runtime, client: Tx | Db, volumeId: string, start: ReindexPayload): Promise<() => void> {
   const startedAt = new Date();
   await client.volume.update({
     where: { id: volumeId },
@@ -101,7 +107,7 @@ async function markQueued(client: Tx | typeof db, volumeId: string, start: Reind
     completedAt: null,
     error: null,
   };
-  return () => events.publish('reindexProgress', volumeId, event);
+  return () => rt.events.publish('reindexProgress', volumeId, event);
 }
 
 /**
@@ -109,13 +115,19 @@ async function markQueued(client: Tx | typeof db, volumeId: string, start: Reind
  * `volumes:write`; app keys need an admin mount over the whole volume.
  * @throws NotFoundError, ForbiddenError
  */
-export async function startReindex(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<ReindexProgressEvent> {
-  await enterOrg(p, orgId);
+export async function startReindex(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+): Promise<ReindexProgressEvent> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
-  const volume = await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(p, volumeId);
-  await queueReindex(db, volume);
-  return progressOf(await db.volume.findUniqueOrThrow({ where: { id: volumeId } }));
+  const volume = await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(rt, p, volumeId);
+  await queueReindex(rt, rt.db, volume);
+  return progressOf(await rt.db.volume.findUniqueOrThrow({ where: { id: volumeId } }));
 }
 
 /**
@@ -124,18 +136,24 @@ export async function startReindex(p: Principal, orgId: string, workspaceId: str
  * vectors they were using; a later reindex reuses whatever the cancelled one already embedded.
  * @throws NotFoundError, ForbiddenError
  */
-export async function cancelReindex(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<ReindexProgressEvent> {
-  await enterOrg(p, orgId);
+export async function cancelReindex(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+): Promise<ReindexProgressEvent> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
-  await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(p, volumeId);
-  const v = await cancelJob(jobKey(volumeId), async (tx, outcome) => {
+  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(rt, p, volumeId);
+  const v = await rt.jobs.cancel(jobKey(volumeId), async (tx, outcome) => {
     if (outcome === 'none') return tx.volume.findUniqueOrThrow({ where: { id: volumeId } });
     const data = outcome === 'cancelled' ? { reindexStatus: 'cancelled', reindexCompletedAt: new Date() } : { reindexStatus: 'cancelling' };
     return tx.volume.update({ where: { id: volumeId }, data });
   });
   const progress = progressOf(v);
-  if (progress.status === 'cancelled' || progress.status === 'cancelling') events.publish('reindexProgress', volumeId, progress);
+  if (progress.status === 'cancelled' || progress.status === 'cancelling') rt.events.publish('reindexProgress', volumeId, progress);
   return progress;
 }
 
@@ -143,23 +161,29 @@ export async function cancelReindex(p: Principal, orgId: string, workspaceId: st
  * A volume's reindex state, for anyone who can see the volume (`volumes:read`).
  * @throws NotFoundError, ForbiddenError
  */
-export async function reindexProgress(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<ReindexProgressEvent> {
-  await enterOrg(p, orgId);
+export async function reindexProgress(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  volumeId: string,
+): Promise<ReindexProgressEvent> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:read');
-  return progressOf(await findVisibleVolume(p, orgId, workspaceId, volumeId));
+  return progressOf(await findVisibleVolume(rt, p, orgId, workspaceId, volumeId));
 }
 
 /** The run queued behind a cancelled one: announced once the cancelled one has stopped. */
-async function rerunOf(tx: Tx, jobId: string, volumeId: string): Promise<() => void> {
+async function rerunOf(rt: Runtime, tx: Tx, jobId: string, volumeId: string): Promise<() => void> {
   const job = await tx.job.findUniqueOrThrow({ where: { id: jobId }, select: { payload: true } });
-  return markQueued(tx, volumeId, job.payload as unknown as ReindexPayload);
+  return markQueued(rt, tx, volumeId, job.payload as unknown as ReindexPayload);
 }
 
-async function runReindex(job: Job, ctx: JobContext): Promise<void> {
+async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void> {
   const volumeId = job.volumeId as string;
   let state = job.payload as unknown as ReindexPayload;
-  const publish = (status: ReindexStatus, extra: Partial<ReindexProgressEvent> = {}) =>
-    events.publish('reindexProgress', volumeId, {
+  const publish = (rt: Runtime, status: ReindexStatus, extra: Partial<ReindexProgressEvent> = {}) =>
+    rt.events.publish('reindexProgress', volumeId, {
       volumeId,
       status,
       embedderId: state.target,
@@ -170,33 +194,33 @@ async function runReindex(job: Job, ctx: JobContext): Promise<void> {
       ...extra,
     });
 
-  const volume = await db.volume.findUnique({ where: { id: volumeId } });
+  const volume = await rt.db.volume.findUnique({ where: { id: volumeId } });
   if (!volume || volume.deletedAt) return;
   if (volume.embeddingModelId !== state.target)
     state = { target: volume.embeddingModelId, cursor: null, processed: 0, failed: 0, total: 0 };
   const live = { volumeId, OR: [{ expiresAt: null }, { expiresAt: { gt: new Date() } }] } satisfies Prisma.EntryWhereInput;
   // Entries after the cursor plus those already done: the total only grows with new entries, so percent never jumps back.
-  const remaining = await db.entry.count({ where: { ...live, ...(state.cursor ? { id: { gt: state.cursor } } : {}) } });
+  const remaining = await rt.db.entry.count({ where: { ...live, ...(state.cursor ? { id: { gt: state.cursor } } : {}) } });
   state.total = Math.max(state.total, state.processed + state.failed + remaining);
   const startedAt = volume.reindexStartedAt ?? new Date();
-  await db.volume.update({
+  await rt.db.volume.update({
     where: { id: volumeId },
     data: { reindexStatus: 'running', reindexStartedAt: startedAt, reindexProgress: progressJson(state) },
   });
-  publish('running', { startedAt });
+  publish(rt, 'running', { startedAt });
   const ticker = setInterval(() => {
-    if (!ctx.signal.aborted) publish('running', { startedAt });
+    if (!ctx.signal.aborted) publish(rt, 'running', { startedAt });
   }, PROGRESS_INTERVAL_MS);
   try {
     while (!ctx.signal.aborted) {
-      const now = await db.volume.findUnique({ where: { id: volumeId }, select: { embeddingModelId: true, deletedAt: true } });
+      const now = await rt.db.volume.findUnique({ where: { id: volumeId }, select: { embeddingModelId: true, deletedAt: true } });
       if (!now || now.deletedAt) return;
       if (now.embeddingModelId !== state.target) {
         // The model changed while this ran: start over into the new one.
-        const total = await db.entry.count({ where: live });
+        const total = await rt.db.entry.count({ where: live });
         state = { target: now.embeddingModelId, cursor: null, processed: 0, failed: 0, total };
       }
-      const batch = await db.entry.findMany({
+      const batch = await rt.db.entry.findMany({
         where: { ...live, ...(state.cursor ? { id: { gt: state.cursor } } : {}) },
         select: { id: true },
         orderBy: { id: 'asc' },
@@ -208,23 +232,23 @@ async function runReindex(job: Job, ctx: JobContext): Promise<void> {
         // Before each entry: a cancel stops the run within one entry (the one in hand is committed).
         if (!(await ctx.checkpoint())) return;
         try {
-          await indexEntry(id, { embedderIds: [state.target], force: true, signal: ctx.signal });
+          await indexEntry(rt, id, { embedderIds: [state.target], force: true, signal: ctx.signal });
           next.processed++;
         } catch (err) {
           next.failed++;
-          await recordIndexFailure(id, err as Error);
-          logger.warn({ err, volumeId, entryId: id }, 'reindex: entry failed');
+          await recordIndexFailure(rt, id, err as Error);
+          rt.log.warn({ err, volumeId, entryId: id }, 'reindex: entry failed');
         }
         next.cursor = id;
       }
       next.total = Math.max(next.total, next.processed + next.failed);
       if (!(await ctx.checkpoint({ payload: { ...next }, progress: progressJson(next) }))) return; // cancelled or taken over
       state = next;
-      await db.volume.update({ where: { id: volumeId }, data: { reindexProgress: progressJson(state) } });
-      publish('running', { startedAt });
+      await rt.db.volume.update({ where: { id: volumeId }, data: { reindexProgress: progressJson(state) } });
+      publish(rt, 'running', { startedAt });
     }
     if (ctx.signal.aborted) return;
-    await finish(volumeId, state, startedAt, ctx);
+    await finish(rt, volumeId, state, startedAt, ctx);
   } finally {
     clearInterval(ticker);
   }
@@ -234,12 +258,12 @@ async function runReindex(job: Job, ctx: JobContext): Promise<void> {
  * Switches searches to the new vectors and drops the old ones, in one transaction that also ends the
  * job: a cancel that arrived after the last entry wins instead (nothing switches; `cancelled` is final).
  */
-async function finish(volumeId: string, state: ReindexPayload, startedAt: Date, ctx: JobContext): Promise<void> {
+async function finish(rt: Runtime, volumeId: string, state: ReindexPayload, startedAt: Date, ctx: JobContext): Promise<void> {
   const failedAll = state.failed > 0 && state.processed === 0;
   const completedAt = new Date();
   const error = state.failed > 0 ? `${state.failed} of ${state.total} entries could not be indexed (see their index_error)` : null;
   const status: ReindexStatus = failedAll ? 'failed' : 'completed';
-  const ended = await db.$transaction(async (tx) => {
+  const ended = await rt.db.$transaction(async (tx) => {
     if (!(await ctx.complete(tx))) return false;
     await tx.volume.update({
       where: { id: volumeId },
@@ -255,8 +279,8 @@ async function finish(volumeId: string, state: ReindexPayload, startedAt: Date, 
     return true;
   });
   if (!ended) return;
-  await refreshVolumeStatus({ volumeId }); // degraded after a failed run, active again after a clean one
-  events.publish('reindexProgress', volumeId, {
+  await refreshVolumeStatus(rt, { volumeId }); // degraded after a failed run, active again after a clean one
+  rt.events.publish('reindexProgress', volumeId, {
     volumeId,
     status,
     embedderId: state.target,
@@ -267,24 +291,25 @@ async function finish(volumeId: string, state: ReindexPayload, startedAt: Date, 
   });
 }
 
-registerJobHandler(REINDEX, {
-  run: runReindex,
+/** The `reindex` job (registered by createApp). */
+export const reindexJob = (rt: Runtime): JobHandler => ({
+  run: (job, ctx) => runReindex(rt, job, ctx),
   async onCancelled(tx, job, rerun) {
     const volumeId = job.volumeId as string;
     const v = await tx.volume.update({ where: { id: volumeId }, data: { reindexStatus: 'cancelled', reindexCompletedAt: new Date() } });
     const cancelled = progressOf(v);
-    const next = rerun ? await rerunOf(tx, job.id, volumeId) : undefined;
+    const next = rerun ? await rerunOf(rt, tx, job.id, volumeId) : undefined;
     return () => {
-      events.publish('reindexProgress', volumeId, cancelled);
+      rt.events.publish('reindexProgress', volumeId, cancelled);
       next?.();
     };
   },
   async onFinalFailure(job, error) {
-    const v = await db.volume.update({
+    const v = await rt.db.volume.update({
       where: { id: job.volumeId as string },
       data: { reindexStatus: 'failed', reindexError: error.message.slice(0, 1000), reindexCompletedAt: new Date() },
     });
-    await refreshVolumeStatus({ volumeId: v.id });
-    events.publish('reindexProgress', v.id, progressOf(v));
+    await refreshVolumeStatus(rt, { volumeId: v.id });
+    rt.events.publish('reindexProgress', v.id, progressOf(v));
   },
 });

@@ -1,11 +1,12 @@
 import { z } from 'zod';
-import { db } from '../../db/client.js';
-import { getEmbedder } from '../../indexing/embedders/registry.js';
-import { actingAsApp, enterOrg, isAppKey, type Principal, requireScope, visibleVolumeWhere } from '../access/access.js';
+import { enterOrg } from '../access/authenticate.js';
 import { pathAccess } from '../access/entry-access.js';
+import { actingAsApp, isAppKey, type Principal, requireScope } from '../access/principal.js';
+import { visibleVolumeWhere } from '../access/visibility.js';
 import { ForbiddenError } from '../shared/errors.js';
 import { ExternalId } from '../shared/fields.js';
 import { normaliseEntryPath } from '../shared/paths.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { findVisibleVolume, findWorkspace } from '../volumes/volumes.js';
 import { candidatesFor, fuse, type SearchScope } from './sql.js';
@@ -66,16 +67,17 @@ type Loc = (string | number)[];
  * @throws ValidationError, NotFoundError, ForbiddenError
  */
 export async function searchVolume(
+  rt: Runtime,
   p: Principal,
   route: { orgId: string; workspaceId: string; volumeId: string },
   raw: unknown,
   loc: Loc = ['body'],
 ): Promise<SearchResult> {
-  await authorizeSearch(p, route.orgId);
-  const volume = await findVisibleVolume(p, route.orgId, route.workspaceId, route.volumeId);
+  await authorizeSearch(rt, p, route.orgId);
+  const volume = await findVisibleVolume(rt, p, route.orgId, route.workspaceId, route.volumeId);
   const input = parseSearch(raw, loc);
-  const access = await pathAccess(p, volume.id);
-  return run(input, [
+  const access = await pathAccess(rt, p, volume.id);
+  return run(rt, input, [
     { volumeId: volume.id, volumeName: volume.name, embedderId: searchEmbedder(volume), pathRegexes: access.readableRegexes() },
   ]);
 }
@@ -87,38 +89,39 @@ export async function searchVolume(
  * @throws ValidationError, NotFoundError, ForbiddenError
  */
 export async function searchAll(
+  rt: Runtime,
   p: Principal,
   route: { orgId: string; workspaceId: string },
   appId: string | undefined,
   raw: unknown,
   loc: Loc = ['body'],
 ): Promise<SearchResult> {
-  await authorizeSearch(p, route.orgId);
+  await authorizeSearch(rt, p, route.orgId);
   if (appId !== undefined) parseInput(ExternalId, appId, ['query', 'app_id']);
   if (isAppKey(p) && appId !== undefined && appId !== p.appId) {
     throw new ForbiddenError('search:other_app', { reason: `this key belongs to app ${p.appId}`, app_id: appId });
   }
-  await findWorkspace(p, route.orgId, route.workspaceId);
+  await findWorkspace(rt, p, route.orgId, route.workspaceId);
   const input = parseSearch(raw, loc);
   // Naming an app searches exactly as that app would: its mounts, its path patterns.
   const as: Principal = appId !== undefined ? actingAsApp(p, route.orgId, appId) : p;
-  const volumes = await db.volume.findMany({
+  const volumes = await rt.db.volume.findMany({
     where: { ...visibleVolumeWhere(as, route.orgId), workspaceId: route.workspaceId },
     select: { id: true, name: true, embeddingModelId: true, activeEmbedderId: true },
     orderBy: { id: 'asc' },
   });
   const scopes: SearchScope[] = [];
   for (const v of volumes) {
-    const regexes = (await pathAccess(as, v.id)).readableRegexes();
+    const regexes = (await pathAccess(rt, as, v.id)).readableRegexes();
     if (regexes && regexes.length === 0) continue;
     scopes.push({ volumeId: v.id, volumeName: v.name, embedderId: searchEmbedder(v), pathRegexes: regexes });
   }
-  return run(input, scopes);
+  return run(rt, input, scopes);
 }
 
 /** Searching reads entries: it needs `search` and `entries:read` in the org. @throws NotFoundError, ForbiddenError */
-async function authorizeSearch(p: Principal, orgId: string): Promise<void> {
-  await enterOrg(p, orgId);
+async function authorizeSearch(rt: Runtime, p: Principal, orgId: string): Promise<void> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'search');
   requireScope(p, 'entries:read');
 }
@@ -140,11 +143,11 @@ function parseSearch(raw: unknown, loc: Loc): z.output<typeof SearchInput> {
   return input;
 }
 
-async function run(input: z.output<typeof SearchInput>, scopes: SearchScope[]): Promise<SearchResult> {
+async function run(rt: Runtime, input: z.output<typeof SearchInput>, scopes: SearchScope[]): Promise<SearchResult> {
   if (scopes.length === 0) return { query: input.query, results: [], total: 0 };
   // Hybrid fuses deeper lists than it returns, so a hit ranked low by one method can still surface.
   const depth = input.mode === 'hybrid' ? Math.max(50, input.top_k * 4) : input.top_k;
-  const lists = await candidatesFor(input.mode, input.query, scopes, input.filters ?? {}, depth, getEmbedder);
+  const lists = await candidatesFor(rt, input.mode, input.query, scopes, input.filters ?? {}, depth, (id) => rt.embedders.get(id));
   let hits = input.mode === 'hybrid' ? fuse(lists) : (lists[0] ?? []);
   if (input.min_score !== undefined) hits = hits.filter((h) => h.score >= (input.min_score as number));
   hits = hits.slice(0, input.top_k);

@@ -1,6 +1,7 @@
-import { db, type Tx } from '../../db/client.js';
+import type { Tx } from '../../db/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import type { Embedder } from '../../indexing/embedders/embedder.js';
+import type { Runtime } from '../shared/runtime.js';
 import type { SearchFilters, SearchMode } from './search.js';
 
 // The SQL behind search: candidates from pgvector (cosine) and Postgres full-text, each limited to the
@@ -30,21 +31,15 @@ export const INDEXED_DIMS = [384, 1024, 1536];
 export const RRF_K = 60;
 const PREVIEW_CHARS = 300;
 
-let settings = { efSearch: 200 };
-let iterativeScans: Promise<boolean> | undefined;
-
-export function configureSearch(opts: { efSearch: number }): void {
-  settings = opts;
-  iterativeScans = undefined;
-}
-
-/** pgvector 0.8 can keep scanning the HNSW graph until enough rows pass the filters. */
-function hasIterativeScans(): Promise<boolean> {
-  iterativeScans ??= db.$queryRaw<{ v: string }[]>`SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'`.then((rows) => {
-    const [major = 0, minor = 0] = (rows[0]?.v ?? '0.0').split('.').map(Number);
-    return major > 0 || minor >= 8;
-  });
-  return iterativeScans;
+/** pgvector 0.8 can keep scanning the HNSW graph until enough rows pass the filters (asked once per gateway). */
+function hasIterativeScans(rt: Runtime): Promise<boolean> {
+  rt.state.iterativeScans ??= rt.db.$queryRaw<{ v: string }[]>`SELECT extversion AS v FROM pg_extension WHERE extname = 'vector'`.then(
+    (rows) => {
+      const [major = 0, minor = 0] = (rows[0]?.v ?? '0.0').split('.').map(Number);
+      return major > 0 || minor >= 8;
+    },
+  );
+  return rt.state.iterativeScans;
 }
 
 /** Readable chunks: the volume's searched embedder, live entries, readable paths, the caller's filters. */
@@ -95,6 +90,7 @@ const toCandidate = (r: Row): Candidate => ({
  * `limit` hits whenever that many match.
  */
 async function semantic(
+  rt: Runtime,
   embedder: Embedder,
   query: string,
   scopes: SearchScope[],
@@ -104,11 +100,11 @@ async function semantic(
   const [vector] = await embedder.embed([query]);
   const q = `[${(vector as number[]).join(',')}]`;
   const d = embedder.dims;
-  const exact = () => db.$queryRaw<Row[]>(semanticSql(d, q, scopes, filters, limit, false));
+  const exact = () => rt.db.$queryRaw<Row[]>(semanticSql(d, q, scopes, filters, limit, false));
   if (!INDEXED_DIMS.includes(d)) return (await exact()).map(toCandidate);
-  const iterative = await hasIterativeScans();
-  const rows = await db.$transaction(async (tx) => {
-    await useHnsw(tx, limit, iterative);
+  const iterative = await hasIterativeScans(rt);
+  const rows = await rt.db.$transaction(async (tx) => {
+    await useHnsw(tx, limit, iterative, rt.settings.efSearch);
     return tx.$queryRaw<Row[]>(semanticSql(d, q, scopes, filters, limit, true));
   });
   const found = rows.length >= limit ? rows : await exact();
@@ -124,8 +120,8 @@ async function semantic(
  * as the exact fallback at 10k chunks (BENCHMARKS.md). With no sort allowed, the ordered HNSW scan is
  * the plan; the filters still apply, and iterative scans keep going until `limit` rows pass them.
  */
-export async function useHnsw(tx: Tx, limit: number, iterative: boolean): Promise<void> {
-  await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${Math.max(settings.efSearch, limit)}`);
+export async function useHnsw(tx: Tx, limit: number, iterative: boolean, efSearch: number): Promise<void> {
+  await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${Math.max(efSearch, limit)}`);
   if (iterative) await tx.$executeRawUnsafe('SET LOCAL hnsw.iterative_scan = relaxed_order');
   await tx.$executeRawUnsafe('SET LOCAL enable_seqscan = off');
   await tx.$executeRawUnsafe('SET LOCAL enable_sort = off');
@@ -157,8 +153,8 @@ export function semanticSql(
  * Full-text candidates: any of the query's lexemes (English stemming), ranked by cover density and
  * scaled to 0–1. An OR rather than plainto_tsquery's AND, so paraphrases still find their documents.
  */
-async function keyword(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Promise<Candidate[]> {
-  const rows = await db.$queryRaw<Row[]>`
+async function keyword(rt: Runtime, query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Promise<Candidate[]> {
+  const rows = await rt.db.$queryRaw<Row[]>`
     WITH q AS (
       SELECT to_tsquery('simple', coalesce(array_to_string(array(
         SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', ${query}))) AS l), ' | '), '')) AS q)
@@ -172,6 +168,7 @@ async function keyword(query: string, scopes: SearchScope[], filters: SearchFilt
 
 /** The ranked candidate lists a mode needs: [semantic, keyword] for hybrid, one list otherwise. */
 export async function candidatesFor(
+  rt: Runtime,
   mode: SearchMode,
   query: string,
   scopes: SearchScope[],
@@ -185,10 +182,10 @@ export async function candidatesFor(
     const byEmbedder = new Map<string, SearchScope[]>();
     for (const s of scopes) byEmbedder.set(s.embedderId, [...(byEmbedder.get(s.embedderId) ?? []), s]);
     const merged: Candidate[] = [];
-    for (const [id, group] of byEmbedder) merged.push(...(await semantic(await embedderFor(id), query, group, filters, limit)));
+    for (const [id, group] of byEmbedder) merged.push(...(await semantic(rt, await embedderFor(id), query, group, filters, limit)));
     lists.push(merged.sort((a, b) => b.score - a.score).slice(0, limit));
   }
-  if (mode !== 'semantic') lists.push(await keyword(query, scopes, filters, limit));
+  if (mode !== 'semantic') lists.push(await keyword(rt, query, scopes, filters, limit));
   return lists;
 }
 

@@ -1,5 +1,3 @@
-import { createPubSub, type PubSub } from 'graphql-yoga';
-
 /** A workspace's bucket changed state (pending → active | failed). Ids and states only, never rows. */
 export interface BucketStatusEvent {
   workspaceId: string;
@@ -76,10 +74,3 @@ export type Events = {
   reindexProgress: [volumeId: string, payload: ReindexProgressEvent];
   backupProgress: [backupId: string, payload: BackupProgressEvent];
 };
-
-/** The process's event channel: in memory, or Redis-backed when REDIS_URL is set (set by createApp). */
-export let events: PubSub<Events> = createPubSub<Events>();
-
-export function setEvents(pubsub: PubSub<Events>): void {
-  events = pubsub;
-}

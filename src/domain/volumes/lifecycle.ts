@@ -1,13 +1,14 @@
 import { z } from 'zod';
-import { db, type Tx } from '../../db/client.js';
+import type { Tx } from '../../db/client.js';
 import type { Prisma, Volume } from '../../generated/prisma/client.js';
-import { logger } from '../../logger.js';
-import { blobs } from '../../storage/blob-store.js';
-import { deletedVolumeWhere, enterOrg, type Principal, requireScope, requireVolumeAdmin } from '../access/access.js';
+import { enterOrg } from '../access/authenticate.js';
+import { type Principal, requireScope } from '../access/principal.js';
+import { deletedVolumeWhere, requireVolumeAdmin } from '../access/visibility.js';
 import { queueEntryIndexing } from '../search/indexing.js';
 import { queueReindex } from '../search/reindex.js';
 import { ConflictError, isUniqueViolation, NotFoundError } from '../shared/errors.js';
 import { isId, Name } from '../shared/fields.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { refreshVolumeStatus } from './status.js';
 import { findVisibleVolume, findWorkspace, volumeObjectPrefix } from './volumes.js';
@@ -18,26 +19,20 @@ import { findVisibleVolume, findWorkspace, volumeObjectPrefix } from './volumes.
 // restored as it was; then the maintenance purge removes it for good. `?permanent=true` skips the wait.
 
 const DAY_MS = 24 * 60 * 60 * 1000;
-let retentionMs = 7 * DAY_MS;
-
-/** Sets how long a soft-deleted volume stays restorable (VOLUME_RETENTION_DAYS). */
-export function configureVolumeRetention(opts: { retentionDays: number }): void {
-  retentionMs = opts.retentionDays * DAY_MS;
-}
 
 /** Volumes deleted at or before this moment are past retention: no longer restorable, due for purge. */
-export function retentionCutoff(now = new Date()): Date {
-  return new Date(now.getTime() - retentionMs);
+export function retentionCutoff(rt: Runtime, now = new Date()): Date {
+  return new Date(now.getTime() - rt.settings.volumeRetentionDays * DAY_MS);
 }
 
 /** Until when a soft-deleted volume can be restored (null for a live one). */
-export function restorableUntil(v: Pick<Volume, 'deletedAt'>): Date | null {
-  return v.deletedAt ? new Date(v.deletedAt.getTime() + retentionMs) : null;
+export function restorableUntil(rt: Runtime, v: Pick<Volume, 'deletedAt'>): Date | null {
+  return v.deletedAt ? new Date(v.deletedAt.getTime() + rt.settings.volumeRetentionDays * DAY_MS) : null;
 }
 
 /** Soft-deleted volumes the principal may still restore: visible to it as deleted, within retention. */
-export function restorableVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
-  return { AND: [deletedVolumeWhere(p, orgId), { deletedAt: { gt: retentionCutoff() } }] };
+export function restorableVolumeWhere(rt: Runtime, p: Principal, orgId?: string): Prisma.VolumeWhereInput {
+  return { AND: [deletedVolumeWhere(p, orgId), { deletedAt: { gt: retentionCutoff(rt) } }] };
 }
 
 export const UndeleteVolumeInput = z.object({
@@ -47,13 +42,14 @@ export type UndeleteVolumeInput = z.input<typeof UndeleteVolumeInput>;
 
 /** A soft-deleted volume the principal may act on, scoped by the route. @throws NotFoundError */
 async function findDeletedVolume(
+  rt: Runtime,
   where: Prisma.VolumeWhereInput,
   orgId: string,
   workspaceId: string,
   volumeId: string,
 ): Promise<Volume & { workspace: { s3Bucket: string } }> {
   if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
-  const volume = await db.volume.findFirst({
+  const volume = await rt.db.volume.findFirst({
     where: { AND: [where, { orgId, workspaceId, id: volumeId }] },
     include: { workspace: { select: { s3Bucket: true } } },
   });
@@ -70,33 +66,34 @@ async function findDeletedVolume(
  * @throws ForbiddenError, NotFoundError
  */
 export async function deleteVolume(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
   volumeId: string,
   opts: { permanent?: boolean } = {},
 ): Promise<void> {
-  await enterOrg(p, orgId);
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
   if (opts.permanent) {
     let bucket: string;
     try {
-      const v = await findVisibleVolume(p, orgId, workspaceId, volumeId);
-      await requireVolumeAdmin(p, v.id);
-      bucket = (await findWorkspace(p, orgId, workspaceId)).s3Bucket;
+      const v = await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+      await requireVolumeAdmin(rt, p, v.id);
+      bucket = (await findWorkspace(rt, p, orgId, workspaceId)).s3Bucket;
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
-      bucket = (await findDeletedVolume(deletedVolumeWhere(p, orgId), orgId, workspaceId, volumeId)).workspace.s3Bucket;
+      bucket = (await findDeletedVolume(rt, deletedVolumeWhere(p, orgId), orgId, workspaceId, volumeId)).workspace.s3Bucket;
     }
-    const { count } = await db.volume.deleteMany({ where: { id: volumeId, workspaceId } });
+    const { count } = await rt.db.volume.deleteMany({ where: { id: volumeId, workspaceId } });
     if (count === 0) throw new NotFoundError('volume', volumeId);
-    await removeVolumeObjects(bucket, volumeId);
+    await removeVolumeObjects(rt, bucket, volumeId);
     return;
   }
-  await findWorkspace(p, orgId, workspaceId);
-  await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(p, volumeId);
-  await db.$transaction(async (tx) => {
+  await findWorkspace(rt, p, orgId, workspaceId);
+  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(rt, p, volumeId);
+  await rt.db.$transaction(async (tx) => {
     // Under the row lock entry writers take (entry-commit.ts lockVolume): a write that passed its
     // visibility check before this commits finds the volume deleted, and none lands after.
     const rows = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
@@ -124,6 +121,7 @@ const nameTaken = (name: string, holder: string) =>
  * ConflictError (a live volume took its name meanwhile)
  */
 export async function undeleteVolume(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
@@ -131,32 +129,32 @@ export async function undeleteVolume(
   raw: unknown = {},
   loc: (string | number)[] = ['body'],
 ): Promise<Volume> {
-  await enterOrg(p, orgId);
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
-  const before = await findDeletedVolume(restorableVolumeWhere(p, orgId), orgId, workspaceId, volumeId);
+  const before = await findDeletedVolume(rt, restorableVolumeWhere(rt, p, orgId), orgId, workspaceId, volumeId);
   const input = parseInput(UndeleteVolumeInput, raw ?? {}, loc);
   const name = input.name ?? before.name;
   try {
-    const restored = await db.$transaction(async (tx) => {
+    const restored = await rt.db.$transaction(async (tx) => {
       // The purge deletes only rows still deleted past the cutoff, so holding the row lock here
       // settles a race with it either way.
       const [row] = await tx.$queryRaw<{ deleted_at: Date | null }[]>`SELECT deleted_at FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
-      if (!row?.deleted_at || row.deleted_at <= retentionCutoff()) throw new NotFoundError('volume', volumeId);
+      if (!row?.deleted_at || row.deleted_at <= retentionCutoff(rt)) throw new NotFoundError('volume', volumeId);
       const holder = await tx.volume.findFirst({ where: { workspaceId, name, deletedAt: null }, select: { id: true } });
       if (holder) throw nameTaken(name, holder.id);
       const volume = await tx.volume.update({
         where: { id: volumeId },
         data: { deletedAt: null, name, status: 'active', version: { increment: 1 }, modifiedBy: p.subject },
       });
-      await resumeIndexing(tx, volume);
+      await resumeIndexing(rt, tx, volume);
       return volume;
     });
     // Back to what it really is: degraded if indexing had failed, error if the bucket did.
-    const status = await refreshVolumeStatus({ volumeId });
+    const status = await refreshVolumeStatus(rt, { volumeId });
     return status ? { ...restored, status } : restored;
   } catch (err) {
     if (isUniqueViolation(err)) {
-      const holder = await db.volume.findFirst({ where: { workspaceId, name, deletedAt: null }, select: { id: true } });
+      const holder = await rt.db.volume.findFirst({ where: { workspaceId, name, deletedAt: null }, select: { id: true } });
       throw nameTaken(name, holder?.id ?? '');
     }
     throw err;
@@ -168,11 +166,11 @@ export async function undeleteVolume(
  * indexing (indexing.ts treats a deleted volume as gone), so a reindex that was under way is queued
  * again and, in `auto` mode, every entry not indexed yet (and not failed) gets its job back.
  */
-async function resumeIndexing(tx: Tx, volume: Volume): Promise<void> {
-  if (volume.reindexStatus === 'queued' || volume.reindexStatus === 'running') await queueReindex(tx, volume);
+async function resumeIndexing(rt: Runtime, tx: Tx, volume: Volume): Promise<void> {
+  if (volume.reindexStatus === 'queued' || volume.reindexStatus === 'running') await queueReindex(rt, tx, volume);
   if (volume.indexingMode !== 'auto') return;
   const pending = await tx.entry.findMany({ where: { volumeId: volume.id, isIndexed: false, indexError: null }, select: { id: true } });
-  for (const e of pending) await queueEntryIndexing(tx, volume.id, e.id);
+  for (const e of pending) await queueEntryIndexing(rt, tx, volume.id, e.id);
 }
 
 /**
@@ -181,9 +179,9 @@ async function resumeIndexing(tx: Tx, volume: Volume): Promise<void> {
  * one statement that re-checks the cutoff, so exactly one replica removes it, and a restore holding
  * the row lock makes that statement find the volume live and leave it. Returns the ids removed.
  */
-export async function purgeDeletedVolumes(now = new Date(), batch = 50): Promise<string[]> {
-  const cutoff = retentionCutoff(now);
-  const due = await db.volume.findMany({
+export async function purgeDeletedVolumes(rt: Runtime, now = new Date(), batch = 50): Promise<string[]> {
+  const cutoff = retentionCutoff(rt, now);
+  const due = await rt.db.volume.findMany({
     where: { deletedAt: { lte: cutoff } },
     select: { id: true },
     orderBy: { deletedAt: 'asc' },
@@ -191,26 +189,26 @@ export async function purgeDeletedVolumes(now = new Date(), batch = 50): Promise
   });
   const purged: string[] = [];
   for (const { id } of due) {
-    const rows = await db.$queryRaw<{ s3_bucket: string }[]>`
+    const rows = await rt.db.$queryRaw<{ s3_bucket: string }[]>`
       DELETE FROM volumes v USING workspaces w
       WHERE v.id = ${id} AND v.deleted_at <= ${cutoff} AND w.id = v.workspace_id
       RETURNING w.s3_bucket`;
     const bucket = rows[0]?.s3_bucket;
     if (bucket === undefined) continue;
-    await removeVolumeObjects(bucket, id);
+    await removeVolumeObjects(rt, bucket, id);
     purged.push(id);
   }
-  if (purged.length > 0) logger.info({ volumes: purged }, 'purged deleted volumes past retention');
+  if (purged.length > 0) rt.log.info({ volumes: purged }, 'purged deleted volumes past retention');
   return purged;
 }
 
-async function removeVolumeObjects(bucket: string, volumeId: string): Promise<void> {
+async function removeVolumeObjects(rt: Runtime, bucket: string, volumeId: string): Promise<void> {
   try {
-    await blobs.deletePrefix(bucket, volumeObjectPrefix(volumeId));
+    await rt.blobs.deletePrefix(bucket, volumeObjectPrefix(volumeId));
   } catch (err) {
     // The rows are gone, so these objects are unreachable garbage, not data: the reconciler
     // (objects without rows) collects them. Failing the request now would only invite a retry
     // that answers 404.
-    logger.warn({ err, volumeId, bucket }, 'could not delete volume objects; left for the reconciler');
+    rt.log.warn({ err, volumeId, bucket }, 'could not delete volume objects; left for the reconciler');
   }
 }

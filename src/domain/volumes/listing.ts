@@ -1,7 +1,8 @@
 import { z } from 'zod';
-import { db } from '../../db/client.js';
 import type { Prisma, Volume } from '../../generated/prisma/client.js';
-import { enterOrg, type Principal, requireScope, sharedVolumeWhere, visibleVolumeWhere } from '../access/access.js';
+import { enterOrg } from '../access/authenticate.js';
+import { type Principal, requireScope } from '../access/principal.js';
+import { sharedVolumeWhere, visibleVolumeWhere } from '../access/visibility.js';
 import {
   type ListFilters,
   type ListPaging,
@@ -12,6 +13,7 @@ import {
   searchAndTagsWhere,
 } from '../shared/listing.js';
 import type { Page } from '../shared/pagination.js';
+import type { Runtime } from '../shared/runtime.js';
 import { restorableVolumeWhere } from './lifecycle.js';
 import { findWorkspace } from './volumes.js';
 
@@ -41,25 +43,36 @@ export function volumeFilterWhere(f: VolumeFilters): Prisma.VolumeWhereInput[] {
  * the soft-deleted ones it could still restore (that needs `volumes:write`, as the restore does).
  * @throws ForbiddenError (deleted ones without volumes:write)
  */
-export function listedVolumeWhere(p: Principal, orgId: string | undefined, f: Pick<VolumeFilters, 'status'>): Prisma.VolumeWhereInput {
+export function listedVolumeWhere(
+  rt: Runtime,
+  p: Principal,
+  orgId: string | undefined,
+  f: Pick<VolumeFilters, 'status'>,
+): Prisma.VolumeWhereInput {
   if (f.status !== 'deleted') return visibleVolumeWhere(p, orgId);
   requireScope(p, 'volumes:write');
-  return restorableVolumeWhere(p, orgId);
+  return restorableVolumeWhere(rt, p, orgId);
 }
 
-function pageOfVolumes(q: VolumeListQuery, where: Prisma.VolumeWhereInput): Promise<Page<Volume>> {
+function pageOfVolumes(rt: Runtime, q: VolumeListQuery, where: Prisma.VolumeWhereInput): Promise<Page<Volume>> {
   return listPage(q, where, {
-    count: (w) => db.volume.count({ where: w }),
-    find: (args) => db.volume.findMany(args as Prisma.VolumeFindManyArgs),
+    count: (w) => rt.db.volume.count({ where: w }),
+    find: (args) => rt.db.volume.findMany(args as Prisma.VolumeFindManyArgs),
   });
 }
 
 /** The volumes of a workspace the principal can see, filtered and sorted. @throws NotFoundError, ForbiddenError, ValidationError */
-export async function listVolumes(p: Principal, orgId: string, workspaceId: string, q: VolumeListQuery): Promise<Page<Volume>> {
-  await enterOrg(p, orgId);
+export async function listVolumes(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  workspaceId: string,
+  q: VolumeListQuery,
+): Promise<Page<Volume>> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:read');
-  await findWorkspace(p, orgId, workspaceId);
-  return pageOfVolumes(q, { AND: [listedVolumeWhere(p, orgId, q), { orgId, workspaceId }, ...volumeFilterWhere(q)] });
+  await findWorkspace(rt, p, orgId, workspaceId);
+  return pageOfVolumes(rt, q, { AND: [listedVolumeWhere(rt, p, orgId, q), { orgId, workspaceId }, ...volumeFilterWhere(q)] });
 }
 
 /**
@@ -68,11 +81,17 @@ export async function listVolumes(p: Principal, orgId: string, workspaceId: stri
  * visible, but the list is still the organisation's: a shared volume is available to every workspace.
  * @throws NotFoundError, ForbiddenError, ValidationError
  */
-export async function listSharedVolumes(p: Principal, orgId: string, q: VolumeListQuery, workspaceId?: string): Promise<Page<Volume>> {
-  await enterOrg(p, orgId);
+export async function listSharedVolumes(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  q: VolumeListQuery,
+  workspaceId?: string,
+): Promise<Page<Volume>> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:read');
-  if (workspaceId !== undefined) await findWorkspace(p, orgId, workspaceId);
-  return pageOfVolumes(q, { AND: [sharedVolumeWhere(p, orgId), { orgId }, ...volumeFilterWhere(q)] });
+  if (workspaceId !== undefined) await findWorkspace(rt, p, orgId, workspaceId);
+  return pageOfVolumes(rt, q, { AND: [sharedVolumeWhere(p, orgId), { orgId }, ...volumeFilterWhere(q)] });
 }
 
 /**
@@ -81,14 +100,15 @@ export async function listSharedVolumes(p: Principal, orgId: string, q: VolumeLi
  * @throws NotFoundError, ForbiddenError
  */
 export async function volumeConnectionWhere(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string | null,
   f: VolumeFilters,
 ): Promise<Prisma.VolumeWhereInput> {
-  await enterOrg(p, orgId);
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:read');
   if (workspaceId === null) return { AND: [sharedVolumeWhere(p, orgId), { orgId }, ...volumeFilterWhere(f)] };
-  await findWorkspace(p, orgId, workspaceId);
-  return { AND: [listedVolumeWhere(p, orgId, f), { orgId, workspaceId }, ...volumeFilterWhere(f)] };
+  await findWorkspace(rt, p, orgId, workspaceId);
+  return { AND: [listedVolumeWhere(rt, p, orgId, f), { orgId, workspaceId }, ...volumeFilterWhere(f)] };
 }

@@ -1,7 +1,9 @@
-import { db } from '../../db/client.js';
 import type { Volume } from '../../generated/prisma/client.js';
-import { enterOrg, type Principal, requireScope, requireVolumeAdmin } from '../access/access.js';
+import { enterOrg } from '../access/authenticate.js';
+import { type Principal, requireScope } from '../access/principal.js';
+import { requireVolumeAdmin } from '../access/visibility.js';
 import { NotFoundError } from '../shared/errors.js';
+import type { Runtime } from '../shared/runtime.js';
 import { findVisibleVolume } from './volumes.js';
 
 /**
@@ -14,21 +16,22 @@ import { findVisibleVolume } from './volumes.js';
  * @throws ForbiddenError (volumes:write, volume:admin), NotFoundError
  */
 export async function setVolumeShared(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
   volumeId: string,
   shared: boolean,
 ): Promise<Volume> {
-  await enterOrg(p, orgId);
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
-  await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(p, volumeId);
-  await db.volume.updateMany({
+  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(rt, p, volumeId);
+  await rt.db.volume.updateMany({
     where: { id: volumeId, workspaceId, isShared: !shared },
     data: { isShared: shared, version: { increment: 1 }, modifiedBy: p.subject },
   });
-  const volume = await db.volume.findFirst({ where: { id: volumeId, workspaceId } });
+  const volume = await rt.db.volume.findFirst({ where: { id: volumeId, workspaceId } });
   if (!volume) throw new NotFoundError('volume', volumeId);
   return volume;
 }

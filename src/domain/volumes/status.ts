@@ -1,5 +1,5 @@
-import { db } from '../../db/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
+import type { Runtime } from '../shared/runtime.js';
 
 // A volume's `status` says what state it is really in. It is derived from facts stored elsewhere,
 // by the one rule below, and kept in the `status` column (so lists can filter and count by it):
@@ -35,13 +35,13 @@ const update = (scope: Prisma.Sql) => Prisma.sql`
  * it, whichever replica made it: of two refreshes racing, the later one writes the truth.
  * Returns the new status when it changed, else null.
  */
-export async function refreshVolumeStatus(target: { volumeId: string } | { entryId: string }): Promise<VolumeStatus | null> {
+export async function refreshVolumeStatus(rt: Runtime, target: { volumeId: string } | { entryId: string }): Promise<VolumeStatus | null> {
   let volumeId: string | undefined;
   if ('volumeId' in target) volumeId = target.volumeId;
-  else volumeId = (await db.entry.findUnique({ where: { id: target.entryId }, select: { volumeId: true } }))?.volumeId;
+  else volumeId = (await rt.db.entry.findUnique({ where: { id: target.entryId }, select: { volumeId: true } }))?.volumeId;
   if (volumeId === undefined) return null;
   const id = volumeId;
-  return db.$transaction(async (tx) => {
+  return rt.db.$transaction(async (tx) => {
     await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${id} FOR UPDATE`;
     const rows = await tx.$queryRaw<{ status: VolumeStatus }[]>(update(Prisma.sql`v.id = ${id}`));
     return rows[0]?.status ?? null;
@@ -52,8 +52,8 @@ export async function refreshVolumeStatus(target: { volumeId: string } | { entry
  * Re-derives the status of a workspace's volumes (its bucket's state changed), or of every volume
  * (the maintenance safety net). Only rows whose status changes are written. Returns how many changed.
  */
-export async function refreshVolumeStatuses(where: { workspaceId?: string } = {}): Promise<number> {
+export async function refreshVolumeStatuses(rt: Runtime, where: { workspaceId?: string } = {}): Promise<number> {
   const scope = where.workspaceId === undefined ? Prisma.sql`TRUE` : Prisma.sql`v.workspace_id = ${where.workspaceId}`;
-  const rows = await db.$queryRaw<{ status: VolumeStatus }[]>(update(scope));
+  const rows = await rt.db.$queryRaw<{ status: VolumeStatus }[]>(update(scope));
   return rows.length;
 }

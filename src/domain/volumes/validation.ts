@@ -1,5 +1,6 @@
-import type { Principal } from '../access/access.js';
+import type { Principal } from '../access/principal.js';
 import { type AppError, ConflictError, type FieldIssue, QuotaExceededError, ValidationError } from '../shared/errors.js';
+import type { Runtime } from '../shared/runtime.js';
 import { authorizeVolumeCreation, checkNewVolume } from './volumes.js';
 
 export interface VolumeValidation {
@@ -28,15 +29,16 @@ function issueOf(err: AppError, loc: (string | number)[]): FieldIssue {
  * @throws ForbiddenError, NotFoundError
  */
 export async function validateVolume(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
   body: () => unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<VolumeValidation> {
-  await authorizeVolumeCreation(p, orgId, workspaceId);
+  await authorizeVolumeCreation(rt, p, orgId, workspaceId);
   try {
-    await checkNewVolume(workspaceId, body(), loc);
+    await checkNewVolume(rt, workspaceId, body(), loc);
     return { valid: true, errors: [] };
   } catch (err) {
     if (err instanceof ValidationError) return { valid: false, errors: err.issues };

@@ -1,16 +1,8 @@
 import { z } from 'zod';
-import { db } from '../../db/client.js';
 import type { Prisma, Volume } from '../../generated/prisma/client.js';
-import { availableEmbedders, isKnownEmbedder } from '../../indexing/embedders/registry.js';
-import {
-  enterOrg,
-  forbidAppKey,
-  type Principal,
-  requireScope,
-  requireVolumeAdmin,
-  visibleVolumeWhere,
-  visibleWorkspaceWhere,
-} from '../access/access.js';
+import { enterOrg } from '../access/authenticate.js';
+import { forbidAppKey, type Principal, requireScope } from '../access/principal.js';
+import { requireVolumeAdmin, visibleVolumeWhere, visibleWorkspaceWhere } from '../access/visibility.js';
 import { queueReindex } from '../search/reindex.js';
 import {
   ConflictError,
@@ -21,6 +13,7 @@ import {
   ValidationError,
 } from '../shared/errors.js';
 import { Description, isId, Name, ShortId, Tags } from '../shared/fields.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { refreshVolumeStatus } from './status.js';
 
@@ -100,9 +93,9 @@ const duplicateName = (name: string) =>
   new ConflictError(`A volume named '${name}' already exists in this workspace`, { field: 'name', value: name });
 
 /** The workspace, if the principal can see it (volume routes are nested under it). @throws NotFoundError */
-export async function findWorkspace(p: Principal, orgId: string, workspaceId: string) {
+export async function findWorkspace(rt: Runtime, p: Principal, orgId: string, workspaceId: string) {
   if (!isId(workspaceId)) throw new NotFoundError('workspace', workspaceId);
-  const ws = await db.workspace.findFirst({
+  const ws = await rt.db.workspace.findFirst({
     where: { ...visibleWorkspaceWhere(p, orgId), orgId, id: workspaceId },
     select: { id: true, s3Bucket: true },
   });
@@ -114,9 +107,9 @@ export async function findWorkspace(p: Principal, orgId: string, workspaceId: st
  * Loads a volume the principal can see, scoped by the org and workspace of the route.
  * @throws NotFoundError when it does not exist, belongs elsewhere, or (app keys) is not mounted for the app
  */
-export async function findVisibleVolume(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
+export async function findVisibleVolume(rt: Runtime, p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
   if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
-  const volume = await db.volume.findFirst({ where: { ...visibleVolumeWhere(p, orgId), orgId, workspaceId, id: volumeId } });
+  const volume = await rt.db.volume.findFirst({ where: { ...visibleVolumeWhere(p, orgId), orgId, workspaceId, id: volumeId } });
   if (!volume) throw new NotFoundError('volume', volumeId);
   return volume;
 }
@@ -137,11 +130,12 @@ export function volumeReadFilter(p: Principal, orgId?: string): Prisma.VolumeWhe
  * @throws NotFoundError
  */
 export async function locateVolume(
+  rt: Runtime,
   volumeId: string,
   opts: { includeDeleted?: boolean } = {},
 ): Promise<{ orgId: string; workspaceId: string }> {
   if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
-  const v = await db.volume.findFirst({
+  const v = await rt.db.volume.findFirst({
     where: { id: volumeId, ...(opts.includeDeleted ? {} : { deletedAt: null }) },
     select: { orgId: true, workspaceId: true },
   });
@@ -150,26 +144,26 @@ export async function locateVolume(
 }
 
 /** The route (org, workspace, volume) of a volume known only by id, for GraphQL operations. @throws NotFoundError */
-export async function volumeRoute(volumeId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string }> {
-  return { ...(await locateVolume(volumeId)), volumeId };
+export async function volumeRoute(rt: Runtime, volumeId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string }> {
+  return { ...(await locateVolume(rt, volumeId)), volumeId };
 }
 
 /** @throws NotFoundError, ForbiddenError */
-export async function getVolume(p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
-  await enterOrg(p, orgId);
+export async function getVolume(rt: Runtime, p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:read');
-  return findVisibleVolume(p, orgId, workspaceId, volumeId);
+  return findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
 }
 
 /**
  * Who may create volumes in a workspace: the checks that answer 403/404, not "invalid".
  * @throws ForbiddenError, NotFoundError
  */
-export async function authorizeVolumeCreation(p: Principal, orgId: string, workspaceId: string): Promise<void> {
-  await enterOrg(p, orgId);
+export async function authorizeVolumeCreation(rt: Runtime, p: Principal, orgId: string, workspaceId: string): Promise<void> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
   forbidAppKey(p, 'volumes:write');
-  await findWorkspace(p, orgId, workspaceId);
+  await findWorkspace(rt, p, orgId, workspaceId);
 }
 
 /**
@@ -179,15 +173,16 @@ export async function authorizeVolumeCreation(p: Principal, orgId: string, works
  * @throws ValidationError, ConflictError (duplicate name)
  */
 export async function checkNewVolume(
+  rt: Runtime,
   workspaceId: string,
   raw: unknown,
   loc: (string | number)[],
 ): Promise<z.output<typeof CreateVolumeInput>> {
   const input = parseInput(CreateVolumeInput, raw, loc);
-  await checkIndexSettings(input, {}, loc);
+  await checkIndexSettings(rt, input, {}, loc);
   // The unique index decides races; this answers the common case before anything is written. Only
   // live volumes hold their names: a soft-deleted one's name is free (see volume-lifecycle.ts).
-  if (await db.volume.findFirst({ where: { workspaceId, name: input.name, deletedAt: null }, select: { id: true } })) {
+  if (await rt.db.volume.findFirst({ where: { workspaceId, name: input.name, deletedAt: null }, select: { id: true } })) {
     throw duplicateName(input.name);
   }
   return input;
@@ -199,12 +194,13 @@ export async function checkNewVolume(
  * @throws ValidationError naming the field
  */
 export async function checkIndexSettings(
+  rt: Runtime,
   input: { embedding_model_id?: string | undefined; chunk_size?: number | undefined; chunk_overlap?: number | undefined },
   current: { chunkSize?: number; chunkOverlap?: number },
   loc: (string | number)[],
 ): Promise<void> {
-  if (input.embedding_model_id !== undefined && !(await isKnownEmbedder(input.embedding_model_id))) {
-    const known = await availableEmbedders();
+  if (input.embedding_model_id !== undefined && !(await rt.embedders.isKnown(input.embedding_model_id))) {
+    const known = await rt.embedders.available();
     throw ValidationError.field(
       [...loc, 'embedding_model_id'],
       `Unknown embedding model; available: ${known.join(', ')}`,
@@ -225,16 +221,17 @@ export async function checkIndexSettings(
  * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (duplicate name)
  */
 export async function createVolume(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<Volume> {
-  await authorizeVolumeCreation(p, orgId, workspaceId);
-  const input = await checkNewVolume(workspaceId, raw, loc);
+  await authorizeVolumeCreation(rt, p, orgId, workspaceId);
+  const input = await checkNewVolume(rt, workspaceId, raw, loc);
   try {
-    const volume = await db.volume.create({
+    const volume = await rt.db.volume.create({
       data: {
         workspaceId,
         orgId,
@@ -256,7 +253,7 @@ export async function createVolume(
       },
     });
     // A volume in a workspace whose bucket failed is in `error` from the start.
-    const status = await refreshVolumeStatus({ volumeId: volume.id });
+    const status = await refreshVolumeStatus(rt, { volumeId: volume.id });
     return status ? { ...volume, status } : volume;
   } catch (err) {
     if (isUniqueViolation(err)) throw duplicateName(input.name);
@@ -285,6 +282,7 @@ function checkExpectedVersion(current: number, expected: (number | undefined)[])
  * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (duplicate name, version mismatch, quota below usage)
  */
 export async function updateVolume(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
@@ -293,19 +291,19 @@ export async function updateVolume(
   loc: (string | number)[] = ['body'],
   ifMatch?: number,
 ): Promise<Volume> {
-  await enterOrg(p, orgId);
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
-  const before = await findVisibleVolume(p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(p, volumeId);
+  const before = await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+  await requireVolumeAdmin(rt, p, volumeId);
   const input = parseInput(UpdateVolumeInput, raw, loc);
-  await checkIndexSettings(input, before, loc);
+  await checkIndexSettings(rt, input, before, loc);
   const modelChanges = input.embedding_model_id !== undefined && input.embedding_model_id !== before.embeddingModelId;
   const chunkingChanges =
     (input.chunking_strategy !== undefined && input.chunking_strategy !== before.chunkingStrategy) ||
     (input.chunk_size !== undefined && input.chunk_size !== before.chunkSize) ||
     (input.chunk_overlap !== undefined && input.chunk_overlap !== before.chunkOverlap);
   try {
-    return await db.$transaction(async (tx) => {
+    return await rt.db.$transaction(async (tx) => {
       // Quotas may not drop below what the volume already holds; the row lock keeps usage still.
       const [usage] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number; version: number }[]>`
         SELECT used_bytes, entry_count, mount_count, version FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
@@ -344,7 +342,7 @@ export async function updateVolume(
         },
       });
       if (!modelChanges && !chunkingChanges) return updated;
-      await queueReindex(tx, updated);
+      await queueReindex(rt, tx, updated);
       return tx.volume.findUniqueOrThrow({ where: { id: volumeId } });
     });
   } catch (err) {

@@ -1,7 +1,6 @@
 import { z } from 'zod';
-import { db } from '../../db/client.js';
 import type { Prisma, Workspace } from '../../generated/prisma/client.js';
-import type { Principal } from '../access/access.js';
+import type { Principal } from '../access/principal.js';
 import {
   type ListFilters,
   type ListPaging,
@@ -12,6 +11,7 @@ import {
   searchAndTagsWhere,
 } from '../shared/listing.js';
 import type { Page } from '../shared/pagination.js';
+import type { Runtime } from '../shared/runtime.js';
 import { workspaceReadFilter } from './workspaces.js';
 
 /** `status` of a workspace list: whether it is active (`is_active`). */
@@ -40,17 +40,18 @@ export function workspaceFilterWhere(f: WorkspaceFilters): Prisma.WorkspaceWhere
  * @throws NotFoundError (another org), ForbiddenError (no workspaces:read)
  */
 export async function workspaceListWhere(
+  rt: Runtime,
   p: Principal,
   orgId: string | undefined,
   f: WorkspaceFilters,
 ): Promise<Prisma.WorkspaceWhereInput> {
-  return { AND: [await workspaceReadFilter(p, orgId), ...workspaceFilterWhere(f)] };
+  return { AND: [await workspaceReadFilter(rt, p, orgId), ...workspaceFilterWhere(f)] };
 }
 
 /** Lists the organisation's workspaces the principal can see, filtered and sorted. @throws NotFoundError, ForbiddenError, ValidationError */
-export async function listWorkspaces(p: Principal, orgId: string, q: WorkspaceListQuery): Promise<Page<Workspace>> {
-  return listPage(q, await workspaceListWhere(p, orgId, q), {
-    count: (where) => db.workspace.count({ where }),
-    find: (args) => db.workspace.findMany(args as Prisma.WorkspaceFindManyArgs),
+export async function listWorkspaces(rt: Runtime, p: Principal, orgId: string, q: WorkspaceListQuery): Promise<Page<Workspace>> {
+  return listPage(q, await workspaceListWhere(rt, p, orgId, q), {
+    count: (where) => rt.db.workspace.count({ where }),
+    find: (args) => rt.db.workspace.findMany(args as Prisma.WorkspaceFindManyArgs),
   });
 }

@@ -1,12 +1,12 @@
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
-import { db } from '../../db/client.js';
 import type { Prisma, Workspace } from '../../generated/prisma/client.js';
-import { blobs } from '../../storage/blob-store.js';
-import { enterOrg, forbidAppKey, type Principal, requireScope, visibleWorkspaceWhere } from '../access/access.js';
+import { enterOrg } from '../access/authenticate.js';
+import { forbidAppKey, type Principal, requireScope } from '../access/principal.js';
+import { visibleWorkspaceWhere } from '../access/visibility.js';
 import { NotFoundError, ValidationError } from '../shared/errors.js';
-import { events } from '../shared/events.js';
 import { Description, ExternalId, isId, Name, ShortId, Tags } from '../shared/fields.js';
+import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { refreshVolumeStatuses } from '../volumes/status.js';
 import { enqueueBucketDeletion } from './bucket-deletion.js';
@@ -36,20 +36,9 @@ export const UpdateWorkspaceInput = z.object({
 });
 export type UpdateWorkspaceInput = z.input<typeof UpdateWorkspaceInput>;
 
-export interface WorkspaceSettings {
-  bucketPrefix: string;
-  defaultRegion: string;
-}
-
-let settings: WorkspaceSettings = { bucketPrefix: 'vg-', defaultRegion: 'us-east-1' };
-export function configureWorkspaces(s: WorkspaceSettings): void {
-  settings = s;
-}
-
-/** In-flight bucket work, so shutdown can wait for it and tests can await it. */
-const inFlight = new Set<Promise<void>>();
-export function pendingProvisioning(): Promise<void> {
-  return Promise.allSettled([...inFlight]).then(() => {});
+/** Bucket provisioning and deletion under way, so shutdown can wait for it and tests can await it. */
+export function pendingProvisioning(rt: Runtime): Promise<void> {
+  return Promise.allSettled([...rt.state.bucketWork]).then(() => {});
 }
 
 /**
@@ -57,23 +46,23 @@ export function pendingProvisioning(): Promise<void> {
  * Without `orgId` a platform key sees every organisation's workspaces.
  * @throws NotFoundError (another org), ForbiddenError (no workspaces:read)
  */
-export async function workspaceReadFilter(p: Principal, orgId?: string): Promise<Prisma.WorkspaceWhereInput> {
-  if (orgId !== undefined) await enterOrg(p, orgId);
+export async function workspaceReadFilter(rt: Runtime, p: Principal, orgId?: string): Promise<Prisma.WorkspaceWhereInput> {
+  if (orgId !== undefined) await enterOrg(rt, p, orgId);
   requireScope(p, 'workspaces:read');
   return { ...visibleWorkspaceWhere(p, orgId), ...(orgId !== undefined ? { orgId } : {}) };
 }
 
 /** Where a workspace lives, for callers that know only its id. @throws NotFoundError */
-export async function locateWorkspace(workspaceId: string): Promise<{ orgId: string }> {
-  const ws = isId(workspaceId) ? await db.workspace.findUnique({ where: { id: workspaceId }, select: { orgId: true } }) : null;
+export async function locateWorkspace(rt: Runtime, workspaceId: string): Promise<{ orgId: string }> {
+  const ws = isId(workspaceId) ? await rt.db.workspace.findUnique({ where: { id: workspaceId }, select: { orgId: true } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
   return ws;
 }
 
 /** @throws NotFoundError when the workspace does not exist or is not visible to the principal */
-export async function getWorkspace(p: Principal, orgId: string, workspaceId: string): Promise<Workspace> {
-  const where = await workspaceReadFilter(p, orgId);
-  const ws = isId(workspaceId) ? await db.workspace.findFirst({ where: { ...where, id: workspaceId } }) : null;
+export async function getWorkspace(rt: Runtime, p: Principal, orgId: string, workspaceId: string): Promise<Workspace> {
+  const where = await workspaceReadFilter(rt, p, orgId);
+  const ws = isId(workspaceId) ? await rt.db.workspace.findFirst({ where: { ...where, id: workspaceId } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
   return ws;
 }
@@ -83,8 +72,14 @@ export async function getWorkspace(p: Principal, orgId: string, workspaceId: str
  * pending → active | failed). Pending buckets are picked up again at boot if the process dies first.
  * @throws ValidationError, ForbiddenError, NotFoundError
  */
-export async function createWorkspace(p: Principal, orgId: string, raw: unknown, loc: (string | number)[] = ['body']): Promise<Workspace> {
-  await enterOrg(p, orgId);
+export async function createWorkspace(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  raw: unknown,
+  loc: (string | number)[] = ['body'],
+): Promise<Workspace> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'workspaces:write');
   forbidAppKey(p, 'workspaces:write');
   const input = parseInput(CreateWorkspaceInput, raw, loc);
@@ -92,7 +87,7 @@ export async function createWorkspace(p: Principal, orgId: string, raw: unknown,
     throw ValidationError.field([...loc, 'organization_id'], 'organization_id must match the org_id in the path', input.organization_id);
   }
   const id = uuidv7();
-  const ws = await db.workspace.create({
+  const ws = await rt.db.workspace.create({
     data: {
       id,
       orgId,
@@ -102,63 +97,64 @@ export async function createWorkspace(p: Principal, orgId: string, raw: unknown,
       subscriptionPlanId: input.subscription_plan_id ?? null,
       isActive: input.is_active,
       tags: input.tags,
-      region: input.region ?? settings.defaultRegion,
-      s3Bucket: `${settings.bucketPrefix}${id}`,
+      region: input.region ?? rt.settings.defaultRegion,
+      s3Bucket: `${rt.settings.bucketPrefix}${id}`,
     },
   });
-  provisionInBackground(ws.id, ws.s3Bucket);
+  provisionInBackground(rt, ws.id, ws.s3Bucket);
   return ws;
 }
 
-function provisionInBackground(workspaceId: string, bucket: string): void {
-  const job = provisionBucket(workspaceId, bucket).finally(() => inFlight.delete(job));
-  inFlight.add(job);
+function provisionInBackground(rt: Runtime, workspaceId: string, bucket: string): void {
+  const job = provisionBucket(rt, workspaceId, bucket).finally(() => rt.state.bucketWork.delete(job));
+  rt.state.bucketWork.add(job);
 }
 
-async function provisionBucket(workspaceId: string, bucket: string): Promise<void> {
+async function provisionBucket(rt: Runtime, workspaceId: string, bucket: string): Promise<void> {
   let status: 'active' | 'failed' = 'active';
   let error: string | null = null;
   try {
-    await blobs.createBucket(bucket);
+    await rt.blobs.createBucket(bucket);
   } catch (err) {
     status = 'failed';
     error = `bucket provisioning failed: ${(err as Error).message}`.slice(0, 1000);
   }
-  const { count } = await db.workspace.updateMany({
+  const { count } = await rt.db.workspace.updateMany({
     where: { id: workspaceId, bucketStatus: 'pending' },
     data: { bucketStatus: status, bucketError: error },
   });
   if (count === 0) {
     // Deleted while we were creating its bucket: do not leave the bucket behind.
-    if (status === 'active') await blobs.deleteBucket(bucket).catch(() => enqueueBucketDeletion(bucket));
+    if (status === 'active') await rt.blobs.deleteBucket(bucket).catch(() => enqueueBucketDeletion(rt, bucket));
     return;
   }
   // Volumes created while the bucket was pending are in `error` now that it failed.
-  if (status === 'failed') await refreshVolumeStatuses({ workspaceId });
-  events.publish('bucketStatus', workspaceId, { workspaceId, bucketStatus: status, error });
+  if (status === 'failed') await refreshVolumeStatuses(rt, { workspaceId });
+  rt.events.publish('bucketStatus', workspaceId, { workspaceId, bucketStatus: status, error });
 }
 
 /** Resumes provisioning of buckets left pending by a previous process. */
-export async function resumePendingProvisioning(): Promise<number> {
-  const pending = await db.workspace.findMany({ where: { bucketStatus: 'pending' }, select: { id: true, s3Bucket: true } });
-  for (const ws of pending) provisionInBackground(ws.id, ws.s3Bucket);
+export async function resumePendingProvisioning(rt: Runtime): Promise<number> {
+  const pending = await rt.db.workspace.findMany({ where: { bucketStatus: 'pending' }, select: { id: true, s3Bucket: true } });
+  for (const ws of pending) provisionInBackground(rt, ws.id, ws.s3Bucket);
   return pending.length;
 }
 
 /** @throws ValidationError, ForbiddenError, NotFoundError */
 export async function updateWorkspace(
+  rt: Runtime,
   p: Principal,
   orgId: string,
   workspaceId: string,
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<Workspace> {
-  await enterOrg(p, orgId);
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'workspaces:write');
   forbidAppKey(p, 'workspaces:write');
   const input = parseInput(UpdateWorkspaceInput, raw, loc);
   if (!isId(workspaceId)) throw new NotFoundError('workspace', workspaceId);
-  const { count } = await db.workspace.updateMany({
+  const { count } = await rt.db.workspace.updateMany({
     where: { id: workspaceId, orgId },
     data: {
       ...(input.name !== undefined && { name: input.name }),
@@ -170,7 +166,7 @@ export async function updateWorkspace(
     },
   });
   if (count === 0) throw new NotFoundError('workspace', workspaceId);
-  return db.workspace.findUniqueOrThrow({ where: { id: workspaceId } });
+  return rt.db.workspace.findUniqueOrThrow({ where: { id: workspaceId } });
 }
 
 /**
@@ -179,17 +175,17 @@ export async function updateWorkspace(
  * garbage we can collect later, a row without its object would be data loss.
  * @throws ForbiddenError, NotFoundError
  */
-export async function deleteWorkspace(p: Principal, orgId: string, workspaceId: string): Promise<void> {
-  await enterOrg(p, orgId);
+export async function deleteWorkspace(rt: Runtime, p: Principal, orgId: string, workspaceId: string): Promise<void> {
+  await enterOrg(rt, p, orgId);
   requireScope(p, 'workspaces:write');
   forbidAppKey(p, 'workspaces:write');
-  const ws = isId(workspaceId) ? await db.workspace.findFirst({ where: { id: workspaceId, orgId }, select: { s3Bucket: true } }) : null;
+  const ws = isId(workspaceId) ? await rt.db.workspace.findFirst({ where: { id: workspaceId, orgId }, select: { s3Bucket: true } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
-  const { count } = await db.workspace.deleteMany({ where: { id: workspaceId, orgId } });
+  const { count } = await rt.db.workspace.deleteMany({ where: { id: workspaceId, orgId } });
   if (count === 0) throw new NotFoundError('workspace', workspaceId);
   try {
-    await blobs.deleteBucket(ws.s3Bucket);
+    await rt.blobs.deleteBucket(ws.s3Bucket);
   } catch {
-    await enqueueBucketDeletion(ws.s3Bucket);
+    await enqueueBucketDeletion(rt, ws.s3Bucket);
   }
 }

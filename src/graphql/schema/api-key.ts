@@ -1,4 +1,3 @@
-import { db } from '../../db/client.js';
 import { apiKeyReadFilter, createApiKey, locateApiKey, revokeApiKey } from '../../domain/access/api-keys.js';
 import { builder } from '../builder.js';
 import { orgFor, toDomainInput } from '../inputs.js';
@@ -35,7 +34,7 @@ const CreateApiKeyPayload = builder.objectRef<{ secret: string; keyId: string }>
     apiKey: t.exposeString('secret', { description: 'The secret. Shown only here, once.' }),
     key: t.prismaField({
       type: 'ApiKey',
-      resolve: (query, parent) => db.apiKey.findUniqueOrThrow({ ...query, where: { id: parent.keyId } }),
+      resolve: (query, parent, _args, ctx) => ctx.runtime.db.apiKey.findUniqueOrThrow({ ...query, where: { id: parent.keyId } }),
     }),
   }),
 });
@@ -49,8 +48,8 @@ builder.queryFields((base) => {
       description: "The organisation's API keys (requires admin).",
       args: { orgId: t.arg.id() },
       resolve: async (query, _root, args, ctx) => {
-        const where = await apiKeyReadFilter(ctx.principal, orgFor(ctx.principal, args.orgId));
-        return db.apiKey.findMany({ ...query, where, orderBy: { id: 'asc' } });
+        const where = await apiKeyReadFilter(ctx.runtime, ctx.principal, orgFor(ctx.principal, args.orgId));
+        return ctx.runtime.db.apiKey.findMany({ ...query, where, orderBy: { id: 'asc' } });
       },
     }),
   };
@@ -63,7 +62,13 @@ builder.mutationFields((base) => {
       type: CreateApiKeyPayload,
       args: { orgId: t.arg.id(), input: t.arg({ type: CreateApiKeyInput, required: true }) },
       resolve: async (_root, args, ctx) => {
-        const { secret, key } = await createApiKey(ctx.principal, orgFor(ctx.principal, args.orgId), toDomainInput(args.input), ['input']);
+        const { secret, key } = await createApiKey(
+          ctx.runtime,
+          ctx.principal,
+          orgFor(ctx.principal, args.orgId),
+          toDomainInput(args.input),
+          ['input'],
+        );
         return { secret, keyId: key.id };
       },
     }),
@@ -72,9 +77,9 @@ builder.mutationFields((base) => {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const id = String(args.id);
-        const { orgId } = await locateApiKey(id);
-        await revokeApiKey(ctx.principal, orgId, id);
-        return db.apiKey.findUniqueOrThrow({ ...query, where: { id } });
+        const { orgId } = await locateApiKey(ctx.runtime, id);
+        await revokeApiKey(ctx.runtime, ctx.principal, orgId, id);
+        return ctx.runtime.db.apiKey.findUniqueOrThrow({ ...query, where: { id } });
       },
     }),
   };

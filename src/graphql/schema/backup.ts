@@ -1,4 +1,3 @@
-import { db } from '../../db/client.js';
 import { backupRoute, backupsWhere, getBackup, startBackup } from '../../domain/backups/backups.js';
 import { backupProgressOf } from '../../domain/backups/progress.js';
 import { type RestoreResult, restoreVolume } from '../../domain/backups/restore.js';
@@ -88,9 +87,9 @@ builder.queryFields((base) => {
       description: 'A backup of a volume the caller can see (app keys: with an admin mount over the whole volume).',
       args: { id: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const r = await backupRoute(String(args.id));
-        await getBackup(ctx.principal, r.orgId, r.workspaceId, r.volumeId, r.backupId);
-        return db.backup.findUniqueOrThrow({ ...query, where: { id: r.backupId } });
+        const r = await backupRoute(ctx.runtime, String(args.id));
+        await getBackup(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId, r.backupId);
+        return ctx.runtime.db.backup.findUniqueOrThrow({ ...query, where: { id: r.backupId } });
       },
     }),
     volumeBackups: t.prismaConnection({
@@ -99,13 +98,13 @@ builder.queryFields((base) => {
       description: "A volume's backups, oldest first.",
       args: { volumeId: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const r = await volumeRoute(String(args.volumeId));
-        const where = await backupsWhere(ctx.principal, r.orgId, r.workspaceId, r.volumeId);
-        return db.backup.findMany({ ...query, where, orderBy: { id: 'asc' } });
+        const r = await volumeRoute(ctx.runtime, String(args.volumeId));
+        const where = await backupsWhere(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId);
+        return ctx.runtime.db.backup.findMany({ ...query, where, orderBy: { id: 'asc' } });
       },
       totalCount: async (_root, args, ctx) => {
-        const r = await volumeRoute(String(args.volumeId));
-        return db.backup.count({ where: await backupsWhere(ctx.principal, r.orgId, r.workspaceId, r.volumeId) });
+        const r = await volumeRoute(ctx.runtime, String(args.volumeId));
+        return ctx.runtime.db.backup.count({ where: await backupsWhere(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId) });
       },
     }),
   };
@@ -120,9 +119,9 @@ builder.mutationFields((base) => {
         'Starts a backup of the volume to its workspace bucket (REST POST …/sync), or returns the one already queued or running. Follow it with backupProgress.',
       args: { volumeId: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const r = await volumeRoute(String(args.volumeId));
-        const { backup } = await startBackup(ctx.principal, r.orgId, r.workspaceId, r.volumeId);
-        return db.backup.findUniqueOrThrow({ ...query, where: { id: backup.id } });
+        const r = await volumeRoute(ctx.runtime, String(args.volumeId));
+        const { backup } = await startBackup(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId);
+        return ctx.runtime.db.backup.findUniqueOrThrow({ ...query, where: { id: backup.id } });
       },
     }),
     restoreVolume: t.field({
@@ -132,8 +131,8 @@ builder.mutationFields((base) => {
       args: { input: t.arg({ type: RestoreVolumeInput, required: true }) },
       resolve: async (_root, args, ctx) => {
         const { workspaceId, ...input } = args.input;
-        const { orgId } = await locateWorkspace(String(workspaceId));
-        return restoreVolume(ctx.principal, orgId, String(workspaceId), toDomainInput(input), ['input']);
+        const { orgId } = await locateWorkspace(ctx.runtime, String(workspaceId));
+        return restoreVolume(ctx.runtime, ctx.principal, orgId, String(workspaceId), toDomainInput(input), ['input']);
       },
     }),
   };
@@ -146,7 +145,7 @@ builder.subscriptionFields((base) => {
       type: BackupProgress,
       description: "A backup's state now, then every change, ending with its completed or failed event.",
       args: { backupId: t.arg.id({ required: true }) },
-      subscribe: async (_root, args, ctx) => watchBackup(ctx.principal, await backupRoute(String(args.backupId))),
+      subscribe: async (_root, args, ctx) => watchBackup(ctx.runtime, ctx.principal, await backupRoute(ctx.runtime, String(args.backupId))),
       resolve: (e) => e,
     }),
   };

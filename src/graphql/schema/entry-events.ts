@@ -29,7 +29,7 @@ builder.subscriptionFields((base) => {
         'A move into or out of that view arrives as created or deleted.',
       args: { volumeId: t.arg.id({ required: true }), pathPrefix: t.arg.string() },
       subscribe: async (_root, args, ctx) =>
-        watchEntries(ctx.principal, await routeOf(String(args.volumeId)), args.pathPrefix ?? undefined),
+        watchEntries(ctx.runtime, ctx.principal, await routeOf(ctx.runtime, String(args.volumeId)), args.pathPrefix ?? undefined),
       resolve: (event) => event,
     }),
   };

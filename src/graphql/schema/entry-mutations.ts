@@ -1,5 +1,4 @@
 // Entry writes: JSON/text, uploads (multipart, streamed), deletes and moves, with versions and lock guards.
-import { db } from '../../db/client.js';
 import { deleteEntry, moveEntry, writeEntry } from '../../domain/entries/entries.js';
 import { uploadEntry } from '../../domain/entries/uploads.js';
 import type { WriteGuard } from '../../domain/locks/locks.js';
@@ -41,7 +40,10 @@ const WriteEntryInput = builder.inputType('WriteEntryInput', {
 const WriteEntryPayload = builder.objectRef<{ entryId: string; created: boolean }>('WriteEntryPayload').implement({
   fields: (t) => ({
     created: t.exposeBoolean('created', { description: 'false when an existing entry was replaced' }),
-    entry: t.prismaField({ type: 'Entry', resolve: (query, p) => db.entry.findUniqueOrThrow({ ...query, where: { id: p.entryId } }) }),
+    entry: t.prismaField({
+      type: 'Entry',
+      resolve: (query, p, _args, ctx) => ctx.runtime.db.entry.findUniqueOrThrow({ ...query, where: { id: p.entryId } }),
+    }),
   }),
 });
 
@@ -68,8 +70,9 @@ builder.mutationFields((base) => {
       },
       resolve: async (_root, args, ctx) => {
         const { entry, created } = await writeEntry(
+          ctx.runtime,
           ctx.principal,
-          await routeOf(String(args.volumeId)),
+          await routeOf(ctx.runtime, String(args.volumeId)),
           args.path,
           toDomainInput(args.input),
           { ifMatch: args.expectedVersion ?? undefined, ifNoneMatch: args.createOnly ?? false, ...guardOf(args) },
@@ -105,8 +108,9 @@ builder.mutationFields((base) => {
           executionId: args.executionId,
         });
         const { entry, created } = await uploadEntry(
+          ctx.runtime,
           ctx.principal,
-          await routeOf(String(args.volumeId)),
+          await routeOf(ctx.runtime, String(args.volumeId)),
           args.path,
           file,
           fields,
@@ -130,8 +134,9 @@ builder.mutationFields((base) => {
       },
       resolve: async (_root, args, ctx) => {
         const entry = await deleteEntry(
+          ctx.runtime,
           ctx.principal,
-          await routeOf(String(args.volumeId)),
+          await routeOf(ctx.runtime, String(args.volumeId)),
           args.path,
           { ifMatch: args.expectedVersion ?? undefined, ...guardOf(args) },
           ['path'],
@@ -151,12 +156,12 @@ builder.mutationFields((base) => {
         ...guardArgs,
       },
       resolve: async (query, _root, args, ctx) => {
-        const moved = await moveEntry(ctx.principal, await routeOf(String(args.volumeId)), args.from, args.to, {
+        const moved = await moveEntry(ctx.runtime, ctx.principal, await routeOf(ctx.runtime, String(args.volumeId)), args.from, args.to, {
           overwrite: args.overwrite ?? false,
           ifMatch: args.expectedVersion ?? undefined,
           ...guardOf(args),
         });
-        return db.entry.findUniqueOrThrow({ ...query, where: { id: moved.id } });
+        return ctx.runtime.db.entry.findUniqueOrThrow({ ...query, where: { id: moved.id } });
       },
     }),
   };

@@ -53,8 +53,10 @@ export const Entry = builder.prismaObject('Entry', {
       description: 'A URL a plain HTTP client can fetch the file from until it expires (file entries only; null otherwise).',
       args: { expiresIn: t.arg.int({ defaultValue: DEFAULT_EXPIRES_IN, description: '60 to 604800 seconds' }) },
       // The entry was reached through a resolver that checked read access to its path.
-      resolve: async (e, args) =>
-        e.contentType === 'file' ? downloadUrl(await routeOf(e.volumeId), e, args.expiresIn ?? DEFAULT_EXPIRES_IN, ['expiresIn']) : null,
+      resolve: async (e, args, ctx) =>
+        e.contentType === 'file'
+          ? downloadUrl(ctx.runtime, await routeOf(ctx.runtime, e.volumeId), e, args.expiresIn ?? DEFAULT_EXPIRES_IN, ['expiresIn'])
+          : null,
     }),
   }),
 });
@@ -98,7 +100,9 @@ builder.objectFields(Volume, (t) => ({
     resolve: async (v, args, ctx) => {
       if (!ctx.principal) return null;
       try {
-        return await getEntry(ctx.principal, { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id }, args.path, ['path']);
+        return await getEntry(ctx.runtime, ctx.principal, { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id }, args.path, [
+          'path',
+        ]);
       } catch (err) {
         if (err instanceof NotFoundError) return null;
         throw err;
@@ -118,6 +122,7 @@ builder.objectFields(Volume, (t) => ({
         if (!ctx.principal)
           return { edges: [], pageInfo: { hasNextPage: false, hasPreviousPage: false, startCursor: null, endCursor: null } };
         const page = await listEntries(
+          ctx.runtime,
           ctx.principal,
           { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id },
           {
@@ -147,6 +152,7 @@ builder.objectFields(Volume, (t) => ({
     args: { path: t.arg.string(), first: t.arg.int(), after: t.arg.string() },
     resolve: async (v, args, ctx) =>
       listDirectory(
+        ctx.runtime,
         ctx.principal!,
         { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id },
         { path: args.path ?? undefined, ...pageOf(args) },

@@ -1,6 +1,5 @@
-import { db } from '../../db/client.js';
 import { acquireLock, authorizeLockReading, LOCK_TYPES, listLocks, releaseLock, renewLock } from '../../domain/locks/locks.js';
-import { events, type LockEvent } from '../../domain/shared/events.js';
+import type { LockEvent } from '../../domain/shared/events.js';
 import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
@@ -30,7 +29,7 @@ builder.objectFields(Volume, (t) => ({
   locks: t.field({
     type: [Lock],
     description: 'Live locks (expired and released ones never block and are not listed).',
-    resolve: (v, _args, ctx) => listLocks(ctx.principal!, { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id }),
+    resolve: (v, _args, ctx) => listLocks(ctx.runtime, ctx.principal!, { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id }),
   }),
 }));
 
@@ -52,8 +51,14 @@ builder.mutationFields((base) => {
       description: 'Takes a lease; CONFLICT names the holder and expiry when the partition is taken.',
       args: { volumeId: t.arg.id({ required: true }), input: t.arg({ type: AcquireLockInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const lock = await acquireLock(ctx.principal, await routeOf(String(args.volumeId)), toDomainInput(args.input), ['input']);
-        return db.lock.findUniqueOrThrow({ ...query, where: { id: lock.id } });
+        const lock = await acquireLock(
+          ctx.runtime,
+          ctx.principal,
+          await routeOf(ctx.runtime, String(args.volumeId)),
+          toDomainInput(args.input),
+          ['input'],
+        );
+        return ctx.runtime.db.lock.findUniqueOrThrow({ ...query, where: { id: lock.id } });
       },
     }),
     renewLock: t.prismaField({
@@ -62,18 +67,21 @@ builder.mutationFields((base) => {
       args: { volumeId: t.arg.id({ required: true }), lockId: t.arg.id({ required: true }), ttlSeconds: t.arg.int() },
       resolve: async (query, _root, args, ctx) => {
         const lock = await renewLock(
+          ctx.runtime,
           ctx.principal,
-          await routeOf(String(args.volumeId)),
+          await routeOf(ctx.runtime, String(args.volumeId)),
           { lock_id: String(args.lockId), ...(args.ttlSeconds != null ? { ttl_seconds: args.ttlSeconds } : {}) },
           [],
         );
-        return db.lock.findUniqueOrThrow({ ...query, where: { id: lock.id } });
+        return ctx.runtime.db.lock.findUniqueOrThrow({ ...query, where: { id: lock.id } });
       },
     }),
     releaseLock: t.boolean({
       args: { volumeId: t.arg.id({ required: true }), lockId: t.arg.id({ required: true }) },
       resolve: async (_root, args, ctx) => {
-        await releaseLock(ctx.principal, await routeOf(String(args.volumeId)), String(args.lockId), undefined, ['lockId']);
+        await releaseLock(ctx.runtime, ctx.principal, await routeOf(ctx.runtime, String(args.volumeId)), String(args.lockId), undefined, [
+          'lockId',
+        ]);
         return true;
       },
     }),
@@ -101,10 +109,10 @@ builder.subscriptionFields((base) => {
       description: 'Locks of a volume acquired, renewed, released or expired, as they happen.',
       args: { volumeId: t.arg.id({ required: true }) },
       subscribe: async (_root, args, ctx) => {
-        const route = await routeOf(String(args.volumeId));
+        const route = await routeOf(ctx.runtime, String(args.volumeId));
         // Checked before the stream opens (another org's volume: NOT_FOUND).
-        await authorizeLockReading(ctx.principal, route);
-        return events.subscribe('lockEvents', route.volumeId);
+        await authorizeLockReading(ctx.runtime, ctx.principal, route);
+        return ctx.runtime.events.subscribe('lockEvents', route.volumeId);
       },
       resolve: (e) => e,
     }),

@@ -1,5 +1,4 @@
-import { db } from '../../db/client.js';
-import { ACCESS_LEVELS } from '../../domain/access/access.js';
+import { ACCESS_LEVELS } from '../../domain/access/principal.js';
 import { createMount, deleteMount, locateMount } from '../../domain/mounts/mounts.js';
 import { locateVolume } from '../../domain/volumes/volumes.js';
 import { builder, Deleted } from '../builder.js';
@@ -37,9 +36,9 @@ builder.mutationFields((base) => {
       args: { volumeId: t.arg.id({ required: true }), input: t.arg({ type: CreateMountInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const volumeId = String(args.volumeId);
-        const { orgId, workspaceId } = await locateVolume(volumeId);
-        const m = await createMount(ctx.principal, orgId, workspaceId, volumeId, toDomainInput(args.input), ['input']);
-        return db.mount.findUniqueOrThrow({ ...query, where: { id: m.id } });
+        const { orgId, workspaceId } = await locateVolume(ctx.runtime, volumeId);
+        const m = await createMount(ctx.runtime, ctx.principal, orgId, workspaceId, volumeId, toDomainInput(args.input), ['input']);
+        return ctx.runtime.db.mount.findUniqueOrThrow({ ...query, where: { id: m.id } });
       },
     }),
     deleteMount: t.field({
@@ -47,8 +46,8 @@ builder.mutationFields((base) => {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (_root, args, ctx) => {
         const id = String(args.id);
-        const { orgId, workspaceId, volumeId } = await locateMount(id);
-        await deleteMount(ctx.principal, orgId, workspaceId, volumeId, id);
+        const { orgId, workspaceId, volumeId } = await locateMount(ctx.runtime, id);
+        await deleteMount(ctx.runtime, ctx.principal, orgId, workspaceId, volumeId, id);
         return { id, message: 'Mount removed successfully' };
       },
     }),

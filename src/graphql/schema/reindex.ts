@@ -45,8 +45,8 @@ builder.mutationFields((base) => {
       description: 'Rebuilds the volume index as a durable job (a reindex already queued or running is left as is).',
       args: { volumeId },
       resolve: async (_root, args, ctx) => {
-        const r = await volumeRoute(String(args.volumeId));
-        return startReindex(ctx.principal, r.orgId, r.workspaceId, r.volumeId);
+        const r = await volumeRoute(ctx.runtime, String(args.volumeId));
+        return startReindex(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId);
       },
     }),
     cancelReindex: t.field({
@@ -54,8 +54,8 @@ builder.mutationFields((base) => {
       description: 'Stops a queued or running reindex; searches keep the vectors they use.',
       args: { volumeId },
       resolve: async (_root, args, ctx) => {
-        const r = await volumeRoute(String(args.volumeId));
-        return cancelReindex(ctx.principal, r.orgId, r.workspaceId, r.volumeId);
+        const r = await volumeRoute(ctx.runtime, String(args.volumeId));
+        return cancelReindex(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId);
       },
     }),
   };
@@ -69,7 +69,8 @@ builder.subscriptionFields((base) => {
       description:
         'Progress of the reindex queued or running now (or the next one): at least every second and every few entries, ending with completed, failed or cancelled.',
       args: { volumeId: t.arg.id({ required: true }) },
-      subscribe: async (_root, args, ctx) => watchReindex(ctx.principal, await volumeRoute(String(args.volumeId))),
+      subscribe: async (_root, args, ctx) =>
+        watchReindex(ctx.runtime, ctx.principal, await volumeRoute(ctx.runtime, String(args.volumeId))),
       resolve: (e) => e,
     }),
   };

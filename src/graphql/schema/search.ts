@@ -1,4 +1,3 @@
-import { db } from '../../db/client.js';
 import { SEARCH_MODES, type SearchHit, type SearchResult, searchAll, searchVolume } from '../../domain/search/search.js';
 import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
@@ -36,7 +35,7 @@ const SearchHitRef = builder.objectRef<SearchHit>('SearchHit').implement({
       type: 'Entry',
       nullable: true,
       description: 'The entry (null if it was deleted since the search ran)',
-      resolve: (query, hit) => db.entry.findUnique({ ...query, where: { id: hit.entryId } }),
+      resolve: (query, hit, _args, ctx) => ctx.runtime.db.entry.findUnique({ ...query, where: { id: hit.entryId } }),
     }),
   }),
 });
@@ -76,7 +75,7 @@ builder.queryFields((base) => {
       description: "Searches one volume's indexed chunks (needs search and entries:read; app keys: paths their mounts match).",
       args: { volumeId: t.arg.id({ required: true }), ...searchArgs },
       resolve: async (_root, { volumeId, ...args }, ctx) =>
-        searchVolume(ctx.principal, await volumeRoute(String(volumeId)), searchBody(args), []),
+        searchVolume(ctx.runtime, ctx.principal, await volumeRoute(ctx.runtime, String(volumeId)), searchBody(args), []),
     }),
     searchAll: t.field({
       type: SearchResultRef,
@@ -84,8 +83,8 @@ builder.queryFields((base) => {
         "Searches every volume of a workspace an app can read (appId; an app key's own app by default), with that app's path patterns.",
       args: { workspaceId: t.arg.id({ required: true }), appId: t.arg.string(), ...searchArgs },
       resolve: async (_root, { workspaceId, appId, ...args }, ctx) => {
-        const { orgId } = await locateWorkspace(String(workspaceId));
-        return searchAll(ctx.principal, { orgId, workspaceId: String(workspaceId) }, appId ?? undefined, searchBody(args), []);
+        const { orgId } = await locateWorkspace(ctx.runtime, String(workspaceId));
+        return searchAll(ctx.runtime, ctx.principal, { orgId, workspaceId: String(workspaceId) }, appId ?? undefined, searchBody(args), []);
       },
     }),
   };

@@ -1,4 +1,3 @@
-import { db } from '../../db/client.js';
 import { volumeConnectionWhere } from '../../domain/volumes/listing.js';
 import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
@@ -19,19 +18,26 @@ builder.queryFields((base) => {
         const filters = volumeFiltersOf(args);
         const skip = offsetOf(args);
         const workspaceId = String(args.workspaceId);
-        const where = await volumeConnectionWhere(ctx.principal, (await locateWorkspace(workspaceId)).orgId, workspaceId, filters);
-        return db.volume.findMany({ ...query, skip: query.skip + skip, where, orderBy: orderOf(filters) });
+        const where = await volumeConnectionWhere(
+          ctx.runtime,
+          ctx.principal,
+          (await locateWorkspace(ctx.runtime, workspaceId)).orgId,
+          workspaceId,
+          filters,
+        );
+        return ctx.runtime.db.volume.findMany({ ...query, skip: query.skip + skip, where, orderBy: orderOf(filters) });
       },
       totalCount: async (_root, args, ctx) => {
         offsetOf(args); // refused the same whether or not edges are asked for
         const workspaceId = String(args.workspaceId);
         const where = await volumeConnectionWhere(
+          ctx.runtime,
           ctx.principal,
-          (await locateWorkspace(workspaceId)).orgId,
+          (await locateWorkspace(ctx.runtime, workspaceId)).orgId,
           workspaceId,
           volumeFiltersOf(args),
         );
-        return db.volume.count({ where });
+        return ctx.runtime.db.volume.count({ where });
       },
     }),
     sharedVolumes: t.prismaConnection({
@@ -43,13 +49,13 @@ builder.queryFields((base) => {
       resolve: async (query, _root, args, ctx) => {
         const filters = volumeFiltersOf(args);
         const skip = offsetOf(args);
-        const where = await volumeConnectionWhere(ctx.principal, orgFor(ctx.principal, args.orgId), null, filters);
-        return db.volume.findMany({ ...query, skip: query.skip + skip, where, orderBy: orderOf(filters) });
+        const where = await volumeConnectionWhere(ctx.runtime, ctx.principal, orgFor(ctx.principal, args.orgId), null, filters);
+        return ctx.runtime.db.volume.findMany({ ...query, skip: query.skip + skip, where, orderBy: orderOf(filters) });
       },
       totalCount: async (_root, args, ctx) => {
         offsetOf(args);
-        return db.volume.count({
-          where: await volumeConnectionWhere(ctx.principal, orgFor(ctx.principal, args.orgId), null, volumeFiltersOf(args)),
+        return ctx.runtime.db.volume.count({
+          where: await volumeConnectionWhere(ctx.runtime, ctx.principal, orgFor(ctx.principal, args.orgId), null, volumeFiltersOf(args)),
         });
       },
     }),

@@ -1,4 +1,3 @@
-import { db } from '../../db/client.js';
 import type { FieldIssue } from '../../domain/shared/errors.js';
 import { setVolumeShared } from '../../domain/volumes/sharing.js';
 import { validateVolume } from '../../domain/volumes/validation.js';
@@ -34,9 +33,9 @@ builder.mutationFields((base) => {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const id = String(args.id);
-        const { orgId, workspaceId } = await locateVolume(id);
-        await setVolumeShared(ctx.principal, orgId, workspaceId, id, shared);
-        return db.volume.findUniqueOrThrow({ ...query, where: { id } });
+        const { orgId, workspaceId } = await locateVolume(ctx.runtime, id);
+        await setVolumeShared(ctx.runtime, ctx.principal, orgId, workspaceId, id, shared);
+        return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id } });
       },
     });
   return {
@@ -51,8 +50,8 @@ builder.mutationFields((base) => {
       args: { workspaceId: t.arg.id({ required: true }), input: t.arg({ type: CreateVolumeInput, required: true }) },
       resolve: async (_root, args, ctx) => {
         const workspaceId = String(args.workspaceId);
-        const { orgId } = await locateWorkspace(workspaceId);
-        return validateVolume(ctx.principal, orgId, workspaceId, () => toDomainInput(args.input), ['input']);
+        const { orgId } = await locateWorkspace(ctx.runtime, workspaceId);
+        return validateVolume(ctx.runtime, ctx.principal, orgId, workspaceId, () => toDomainInput(args.input), ['input']);
       },
     }),
   };

@@ -1,4 +1,3 @@
-import { db } from '../../db/client.js';
 import { mountVisibilityWhere } from '../../domain/mounts/mounts.js';
 import { isId } from '../../domain/shared/fields.js';
 import { deleteVolume, restorableUntil, undeleteVolume } from '../../domain/volumes/lifecycle.js';
@@ -57,7 +56,7 @@ export const Volume = builder.prismaObject('Volume', {
       type: 'DateTime',
       nullable: true,
       description: 'A deleted volume can be brought back with undeleteVolume until then, after which it is purged',
-      resolve: (v) => restorableUntil(v),
+      resolve: (v, _args, ctx) => restorableUntil(ctx.runtime, v),
     }),
     workspace: t.relation('workspace', { authScopes: { scope: 'workspaces:read' } }),
     mounts: t.relatedConnection('mounts', {
@@ -112,7 +111,7 @@ builder.queryFields((base) => {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const where = volumeReadFilter(ctx.principal);
-        return isId(String(args.id)) ? db.volume.findFirst({ ...query, where: { ...where, id: String(args.id) } }) : null;
+        return isId(String(args.id)) ? ctx.runtime.db.volume.findFirst({ ...query, where: { ...where, id: String(args.id) } }) : null;
       },
     }),
   };
@@ -126,9 +125,9 @@ builder.mutationFields((base) => {
       args: { workspaceId: t.arg.id({ required: true }), input: t.arg({ type: CreateVolumeInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const workspaceId = String(args.workspaceId);
-        const { orgId } = await locateWorkspace(workspaceId);
-        const v = await createVolume(ctx.principal, orgId, workspaceId, toDomainInput(args.input), ['input']);
-        return db.volume.findUniqueOrThrow({ ...query, where: { id: v.id } });
+        const { orgId } = await locateWorkspace(ctx.runtime, workspaceId);
+        const v = await createVolume(ctx.runtime, ctx.principal, orgId, workspaceId, toDomainInput(args.input), ['input']);
+        return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id: v.id } });
       },
     }),
     updateVolume: t.prismaField({
@@ -136,9 +135,9 @@ builder.mutationFields((base) => {
       args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateVolumeInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const id = String(args.id);
-        const { orgId, workspaceId } = await locateVolume(id);
-        await updateVolume(ctx.principal, orgId, workspaceId, id, toDomainInput(args.input), ['input']);
-        return db.volume.findUniqueOrThrow({ ...query, where: { id } });
+        const { orgId, workspaceId } = await locateVolume(ctx.runtime, id);
+        await updateVolume(ctx.runtime, ctx.principal, orgId, workspaceId, id, toDomainInput(args.input), ['input']);
+        return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id } });
       },
     }),
     deleteVolume: t.field({
@@ -149,8 +148,8 @@ builder.mutationFields((base) => {
       resolve: async (_root, args, ctx) => {
         const id = String(args.id);
         const permanent = args.permanent === true;
-        const { orgId, workspaceId } = await locateVolume(id, { includeDeleted: permanent });
-        await deleteVolume(ctx.principal, orgId, workspaceId, id, { permanent });
+        const { orgId, workspaceId } = await locateVolume(ctx.runtime, id, { includeDeleted: permanent });
+        await deleteVolume(ctx.runtime, ctx.principal, orgId, workspaceId, id, { permanent });
         return { id, message: 'Volume deleted successfully' };
       },
     }),
@@ -161,9 +160,9 @@ builder.mutationFields((base) => {
       args: { id: t.arg.id({ required: true }), name: t.arg.string() },
       resolve: async (query, _root, args, ctx) => {
         const id = String(args.id);
-        const { orgId, workspaceId } = await locateVolume(id, { includeDeleted: true });
-        await undeleteVolume(ctx.principal, orgId, workspaceId, id, toDomainInput({ name: args.name ?? undefined }), []);
-        return db.volume.findUniqueOrThrow({ ...query, where: { id } });
+        const { orgId, workspaceId } = await locateVolume(ctx.runtime, id, { includeDeleted: true });
+        await undeleteVolume(ctx.runtime, ctx.principal, orgId, workspaceId, id, toDomainInput({ name: args.name ?? undefined }), []);
+        return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id } });
       },
     }),
   };

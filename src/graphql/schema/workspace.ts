@@ -1,6 +1,5 @@
-import { db } from '../../db/client.js';
 import { reconcileWorkspaceFor, type UsageReport, type WorkspaceReconciliation } from '../../domain/maintenance/maintenance.js';
-import { type BucketStatusEvent, events } from '../../domain/shared/events.js';
+import type { BucketStatusEvent } from '../../domain/shared/events.js';
 import { isId } from '../../domain/shared/fields.js';
 import { listedVolumeWhere, volumeFilterWhere } from '../../domain/volumes/listing.js';
 import { WORKSPACE_STATUSES, workspaceListWhere } from '../../domain/workspaces/listing.js';
@@ -50,7 +49,7 @@ export const Workspace = builder.prismaObject('Workspace', {
         const filters = volumeFiltersOf(args);
         return {
           where: ctx.principal
-            ? { AND: [listedVolumeWhere(ctx.principal, undefined, filters), ...volumeFilterWhere(filters)] }
+            ? { AND: [listedVolumeWhere(ctx.runtime, ctx.principal, undefined, filters), ...volumeFilterWhere(filters)] }
             : { id: '' },
           orderBy: orderOf(filters),
         };
@@ -108,13 +107,13 @@ builder.queryFields((base) => {
       resolve: async (query, _root, args, ctx) => {
         const filters = workspaceFiltersOf(args);
         const skip = offsetOf(args);
-        const where = await workspaceListWhere(ctx.principal, orgFor(ctx.principal, args.orgId), filters);
-        return db.workspace.findMany({ ...query, skip: query.skip + skip, where, orderBy: orderOf(filters) });
+        const where = await workspaceListWhere(ctx.runtime, ctx.principal, orgFor(ctx.principal, args.orgId), filters);
+        return ctx.runtime.db.workspace.findMany({ ...query, skip: query.skip + skip, where, orderBy: orderOf(filters) });
       },
       totalCount: async (_root, args, ctx) => {
         offsetOf(args); // refused the same whether or not edges are asked for
-        return db.workspace.count({
-          where: await workspaceListWhere(ctx.principal, orgFor(ctx.principal, args.orgId), workspaceFiltersOf(args)),
+        return ctx.runtime.db.workspace.count({
+          where: await workspaceListWhere(ctx.runtime, ctx.principal, orgFor(ctx.principal, args.orgId), workspaceFiltersOf(args)),
         });
       },
     }),
@@ -123,8 +122,8 @@ builder.queryFields((base) => {
       nullable: true,
       args: { id: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const where = await workspaceReadFilter(ctx.principal);
-        return isId(String(args.id)) ? db.workspace.findFirst({ ...query, where: { ...where, id: String(args.id) } }) : null;
+        const where = await workspaceReadFilter(ctx.runtime, ctx.principal);
+        return isId(String(args.id)) ? ctx.runtime.db.workspace.findFirst({ ...query, where: { ...where, id: String(args.id) } }) : null;
       },
     }),
   };
@@ -183,17 +182,19 @@ builder.mutationFields((base) => {
       description: 'Creates a workspace; its bucket is provisioned in the background (watch `bucketStatus`).',
       args: { orgId: t.arg.id(), input: t.arg({ type: CreateWorkspaceInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const ws = await createWorkspace(ctx.principal, orgFor(ctx.principal, args.orgId), toDomainInput(args.input), ['input']);
-        return db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
+        const ws = await createWorkspace(ctx.runtime, ctx.principal, orgFor(ctx.principal, args.orgId), toDomainInput(args.input), [
+          'input',
+        ]);
+        return ctx.runtime.db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
       },
     }),
     updateWorkspace: t.prismaField({
       type: 'Workspace',
       args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateWorkspaceInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const { orgId } = await locateWorkspace(String(args.id));
-        const ws = await updateWorkspace(ctx.principal, orgId, String(args.id), toDomainInput(args.input), ['input']);
-        return db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
+        const { orgId } = await locateWorkspace(ctx.runtime, String(args.id));
+        const ws = await updateWorkspace(ctx.runtime, ctx.principal, orgId, String(args.id), toDomainInput(args.input), ['input']);
+        return ctx.runtime.db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
       },
     }),
     reconcileWorkspace: t.field({
@@ -202,8 +203,8 @@ builder.mutationFields((base) => {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (_root, args, ctx) => {
         const id = String(args.id);
-        const { orgId } = await locateWorkspace(id);
-        return reconcileWorkspaceFor(ctx.principal, orgId, id);
+        const { orgId } = await locateWorkspace(ctx.runtime, id);
+        return reconcileWorkspaceFor(ctx.runtime, ctx.principal, orgId, id);
       },
     }),
     deleteWorkspace: t.field({
@@ -212,8 +213,8 @@ builder.mutationFields((base) => {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (_root, args, ctx) => {
         const id = String(args.id);
-        const { orgId } = await locateWorkspace(id);
-        await deleteWorkspace(ctx.principal, orgId, id);
+        const { orgId } = await locateWorkspace(ctx.runtime, id);
+        await deleteWorkspace(ctx.runtime, ctx.principal, orgId, id);
         return { id, message: 'Workspace deleted successfully' };
       },
     }),
@@ -244,11 +245,11 @@ builder.subscriptionFields((base) => {
       // Authorise before returning the stream, so a refusal is an ordinary GraphQL error result.
       subscribe: async (_root, args, ctx) => {
         const id = String(args.workspaceId);
-        const { orgId } = await locateWorkspace(id);
+        const { orgId } = await locateWorkspace(ctx.runtime, id);
         // Subscribe before reading the current state so no transition falls between the two.
-        const changes = events.subscribe('bucketStatus', id);
+        const changes = ctx.runtime.events.subscribe('bucketStatus', id);
         try {
-          const ws = await getWorkspace(ctx.principal, orgId, id);
+          const ws = await getWorkspace(ctx.runtime, ctx.principal, orgId, id);
           return watchBucket({ workspaceId: id, bucketStatus: ws.bucketStatus, error: ws.bucketError }, changes);
         } catch (err) {
           await changes.return?.();

@@ -1,4 +1,3 @@
-import { backoffMs } from '../../jobs/queue.js';
 import type { Embedder } from './embedder.js';
 import { normalise, PermanentEmbeddingError as PermanentError } from './embedder.js';
 
@@ -12,6 +11,11 @@ export interface OpenAIEmbedderOptions {
   timeoutMs: number;
   /** Attempts per batch before giving up (429, 5xx, timeouts and network errors are retried). */
   attempts?: number;
+}
+
+/** 0.5 s, 1 s, 2 s … capped at 10 s, with jitter: a provider's rate limit usually clears within seconds. */
+function retryDelayMs(attempt: number): number {
+  return Math.round(Math.min(10_000, 250 * 2 ** attempt) * (0.75 + Math.random() * 0.5));
 }
 
 /** Any OpenAI-compatible `/embeddings` endpoint (OpenAI, Azure-style proxies, vLLM, Ollama, TEI…). */
@@ -35,7 +39,7 @@ export class OpenAIEmbedder implements Embedder {
         return await this.request(texts, signal);
       } catch (err) {
         if (err instanceof PermanentError || attempt >= attempts || signal?.aborted) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(backoffMs(attempt) / 4, 10_000)));
+        await new Promise((r) => setTimeout(r, retryDelayMs(attempt)));
       }
     }
   }

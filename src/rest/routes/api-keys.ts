@@ -2,13 +2,14 @@ import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { CreateApiKeyInput, createApiKey, listApiKeys, revokeApiKey } from '../../domain/access/api-keys.js';
 import { PageQuery } from '../../domain/shared/pagination.js';
+import type { Runtime } from '../../domain/shared/runtime.js';
 import type { RestApp } from '../app.js';
 import { ApiKey, ApiKeyParams, errorResponses, listOf, Message, OrgParams, ok } from '../schemas.js';
 import { apiKeyJson, pageJson } from '../serializers.js';
 
 const tags = ['API keys'];
 
-export function registerApiKeyRoutes(app: RestApp): void {
+export function registerApiKeyRoutes(rt: Runtime, app: RestApp): void {
   app.openapi(
     createRoute({
       method: 'post',
@@ -21,7 +22,7 @@ export function registerApiKeyRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id } = c.req.valid('param');
-      const { secret, key } = await createApiKey(c.get('principal'), org_id, c.req.valid('json'));
+      const { secret, key } = await createApiKey(rt, c.get('principal'), org_id, c.req.valid('json'));
       return c.json({ api_key: secret, key: apiKeyJson(key) }, 201);
     },
   );
@@ -37,7 +38,7 @@ export function registerApiKeyRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id } = c.req.valid('param');
-      const page = await listApiKeys(c.get('principal'), org_id, c.req.valid('query'));
+      const page = await listApiKeys(rt, c.get('principal'), org_id, c.req.valid('query'));
       return c.json(pageJson('api_keys', page, apiKeyJson), 200);
     },
   );
@@ -54,7 +55,7 @@ export function registerApiKeyRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, key_id } = c.req.valid('param');
-      await revokeApiKey(c.get('principal'), org_id, key_id);
+      await revokeApiKey(rt, c.get('principal'), org_id, key_id);
       return c.json({ message: 'API key revoked successfully' }, 200);
     },
   );

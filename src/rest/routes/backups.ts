@@ -5,6 +5,7 @@ import { progressJsonOf } from '../../domain/backups/progress.js';
 import { RestoreVolumeInput, restoreVolume } from '../../domain/backups/restore.js';
 import { bucketOf } from '../../domain/entries/commit.js';
 import { PageQuery } from '../../domain/shared/pagination.js';
+import type { Runtime } from '../../domain/shared/runtime.js';
 import type { Backup as BackupRow } from '../../generated/prisma/client.js';
 import type { RestApp } from '../app.js';
 import { conflictResponse, errorResponses, listOf, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';
@@ -98,7 +99,7 @@ const RestoreResult = z.object({
 const BackupParams = VolumeParams.extend({ backup_id: z.string().max(255) });
 
 /** Backup and restore routes. Registered before the volume routes: /volumes/restore is not a volume id. */
-export function registerBackupRoutes(app: RestApp): void {
+export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
   app.openapi(
     createRoute({
       method: 'post',
@@ -112,8 +113,8 @@ export function registerBackupRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      const { backup } = await startBackup(c.get('principal'), org_id, workspace_id, volume_id);
-      const json = backupJson(backup, await bucketOf(workspace_id));
+      const { backup } = await startBackup(rt, c.get('principal'), org_id, workspace_id, volume_id);
+      const json = backupJson(backup, await bucketOf(rt, workspace_id));
       return c.json(
         {
           message: 'Volume sync to S3 initiated',
@@ -141,8 +142,8 @@ export function registerBackupRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      const page = await listBackups(c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('query'));
-      const bucket = await bucketOf(workspace_id);
+      const page = await listBackups(rt, c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('query'));
+      const bucket = await bucketOf(rt, workspace_id);
       return c.json(
         pageJson('backups', page, (b) => backupJson(b, bucket)),
         200,
@@ -161,8 +162,8 @@ export function registerBackupRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id, backup_id } = c.req.valid('param');
-      const backup = await getBackup(c.get('principal'), org_id, workspace_id, volume_id, backup_id);
-      return c.json(backupJson(backup, await bucketOf(workspace_id)), 200);
+      const backup = await getBackup(rt, c.get('principal'), org_id, workspace_id, volume_id, backup_id);
+      return c.json(backupJson(backup, await bucketOf(rt, workspace_id)), 200);
     },
   );
 
@@ -179,11 +180,11 @@ export function registerBackupRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
-      const r = await restoreVolume(c.get('principal'), org_id, workspace_id, c.req.valid('json'));
+      const r = await restoreVolume(rt, c.get('principal'), org_id, workspace_id, c.req.valid('json'));
       return c.json(
         {
           message: 'Volume restored successfully',
-          volume: volumeJson(r.volume),
+          volume: volumeJson(rt, r.volume),
           backup_id: r.backupId,
           source_volume_id: r.sourceVolumeId,
           snapshot_at: r.snapshotAt.toISOString(),

@@ -7,6 +7,7 @@ import { DEFAULT_EXPIRES_IN, downloadUrl, MAX_EXPIRES_IN, MIN_EXPIRES_IN, upload
 import { ValidationError } from '../../domain/shared/errors.js';
 import { ShortId } from '../../domain/shared/fields.js';
 import { DEFAULT_LIMIT, MAX_LIMIT, queryInt } from '../../domain/shared/pagination.js';
+import type { Runtime } from '../../domain/shared/runtime.js';
 import { parseInput } from '../../domain/shared/validation.js';
 import type { RestApp, RestEnv } from '../app.js';
 import { readUpload } from '../multipart.js';
@@ -85,11 +86,11 @@ const MoveBody = z.object({
  * Entry routes. The entry path is a catch-all parameter (`/entries/notes/2024/plan.md`); a GET
  * ending in `/download` and a POST ending in `/upload` are the download and upload routes.
  */
-export function registerEntryRoutes(app: RestApp): void {
+export function registerEntryRoutes(rt: Runtime, app: RestApp): void {
   app.get(`${BASE}/list`, async (c) => {
     const route = routeOf(c);
     const q = parseInput(ListQuery, c.req.query(), ['query']);
-    const listing = await listDirectory(c.get('principal'), route, q);
+    const listing = await listDirectory(rt, c.get('principal'), route, q);
     return c.json({
       path: listing.path,
       directories: listing.directories,
@@ -103,7 +104,7 @@ export function registerEntryRoutes(app: RestApp): void {
     const route = routeOf(c);
     const pre = preconditions(c);
     const { file, fields } = await readUpload(c);
-    const { entry, created } = await uploadEntry(c.get('principal'), route, c.req.param('path'), file, fields, {
+    const { entry, created } = await uploadEntry(rt, c.get('principal'), route, c.req.param('path'), file, fields, {
       ...pre,
       executionId: executionId(c),
     });
@@ -115,8 +116,8 @@ export function registerEntryRoutes(app: RestApp): void {
     // Hono's RegExpRouter runs this catch-all before a `:path{.+}/download` route registered
     // ahead of it, so the download route is dispatched here.
     const rawPath = c.req.param('path');
-    if (rawPath.endsWith(DOWNLOAD_SUFFIX)) return download(c, rawPath.slice(0, -DOWNLOAD_SUFFIX.length));
-    const entry = await getEntry(c.get('principal'), routeOf(c), rawPath);
+    if (rawPath.endsWith(DOWNLOAD_SUFFIX)) return download(rt, c, rawPath.slice(0, -DOWNLOAD_SUFFIX.length));
+    const entry = await getEntry(rt, c.get('principal'), routeOf(c), rawPath);
     c.header('ETag', etagOf(entry.version));
     return c.json(entryJson(entry));
   });
@@ -125,7 +126,7 @@ export function registerEntryRoutes(app: RestApp): void {
     const route = routeOf(c);
     const pre = preconditions(c);
     const body = await readJson(c);
-    const { entry, created } = await writeEntry(c.get('principal'), route, c.req.param('path'), body, {
+    const { entry, created } = await writeEntry(rt, c.get('principal'), route, c.req.param('path'), body, {
       ...pre,
       executionId: executionId(c),
     });
@@ -135,7 +136,7 @@ export function registerEntryRoutes(app: RestApp): void {
 
   app.delete(`${BASE}/entries/:path{.+}`, async (c) => {
     const { ifMatch, lockId, fencing } = preconditions(c);
-    await deleteEntry(c.get('principal'), routeOf(c), c.req.param('path'), { ifMatch, lockId, fencing });
+    await deleteEntry(rt, c.get('principal'), routeOf(c), c.req.param('path'), { ifMatch, lockId, fencing });
     return c.json({ message: 'Entry deleted successfully' });
   });
 
@@ -144,6 +145,7 @@ export function registerEntryRoutes(app: RestApp): void {
     const body = parseInput(MoveBody, await readJson(c), ['body']);
     const { ifMatch, lockId, fencing } = preconditions(c);
     const entry = await moveEntry(
+      rt,
       c.get('principal'),
       route,
       body.from,
@@ -161,11 +163,11 @@ export function registerEntryRoutes(app: RestApp): void {
 const DOWNLOAD_SUFFIX = '/download';
 
 /** `GET …/entries/{path}/download`: a signed URL for a file entry. */
-async function download(c: Context<RestEnv>, rawPath: string) {
+async function download(rt: Runtime, c: Context<RestEnv>, rawPath: string) {
   const route = routeOf(c);
   const { expires_in } = parseInput(DownloadQuery, c.req.query(), ['query']);
-  const entry = await getEntry(c.get('principal'), route, rawPath);
-  const url = await downloadUrl(route, entry, expires_in);
+  const entry = await getEntry(rt, c.get('principal'), route, rawPath);
+  const url = await downloadUrl(rt, route, entry, expires_in);
   return c.json({
     entry_id: entry.id,
     path: entry.path,

@@ -1,6 +1,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { CreateMountInput, createMount, deleteMount, listMounts } from '../../domain/mounts/mounts.js';
+import type { Runtime } from '../../domain/shared/runtime.js';
 import type { RestApp } from '../app.js';
 import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import { conflictResponse, errorResponses, Message, Mount, MountParams, ok, VolumeParams } from '../schemas.js';
@@ -8,7 +9,7 @@ import { mountJson } from '../serializers.js';
 
 const tags = ['Mounts'];
 
-export function registerMountRoutes(app: RestApp): void {
+export function registerMountRoutes(rt: Runtime, app: RestApp): void {
   app.openapi(
     createRoute({
       method: 'get',
@@ -21,7 +22,7 @@ export function registerMountRoutes(app: RestApp): void {
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const mask = parseFieldMask(c.req.valid('query').fields, Mount);
-      const mounts = await listMounts(c.get('principal'), org_id, workspace_id, volume_id);
+      const mounts = await listMounts(rt, c.get('principal'), org_id, workspace_id, volume_id);
       return c.json({ mounts: mounts.map((m) => masked(mountJson(m), mask)) }, 200);
     },
   );
@@ -40,7 +41,7 @@ export function registerMountRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      const mount = await createMount(c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json'));
+      const mount = await createMount(rt, c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json'));
       return c.json({ message: 'Mount created successfully', mount: mountJson(mount) }, 201);
     },
   );
@@ -56,7 +57,7 @@ export function registerMountRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id, mount_id } = c.req.valid('param');
-      await deleteMount(c.get('principal'), org_id, workspace_id, volume_id, mount_id);
+      await deleteMount(rt, c.get('principal'), org_id, workspace_id, volume_id, mount_id);
       return c.json({ message: 'Mount removed successfully' }, 200);
     },
   );

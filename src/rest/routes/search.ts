@@ -2,6 +2,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { cancelReindex, reindexProgress, startReindex } from '../../domain/search/reindex.js';
 import { SearchInput, type SearchResult, searchAll, searchVolume } from '../../domain/search/search.js';
+import type { Runtime } from '../../domain/shared/runtime.js';
 import type { RestApp } from '../app.js';
 import { errorResponses, ok, VolumeParams, WorkspaceParams } from '../schemas.js';
 
@@ -64,7 +65,7 @@ const searchBody = {
     'query (1-4000 chars); top_k 1-100 (default 10); mode hybrid (default: vector + full-text fused by reciprocal rank fusion, scaled so 1 = ranked first by both) | semantic (cosine similarity) | keyword (full-text, scaled 0-1); min_score; filters {path_prefix, tags (all), metadata (exact values), content_type, written_by_app_id}.',
 };
 
-export function registerSearchRoutes(app: RestApp): void {
+export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
   // Registered before the volume routes' `{volume_id}` patterns can claim `search-all`.
   app.openapi(
     createRoute({
@@ -84,6 +85,7 @@ export function registerSearchRoutes(app: RestApp): void {
     async (c) => {
       const params = c.req.valid('param');
       const result = await searchAll(
+        rt,
         c.get('principal'),
         { orgId: params.org_id, workspaceId: params.workspace_id },
         c.req.valid('query').app_id,
@@ -103,7 +105,7 @@ export function registerSearchRoutes(app: RestApp): void {
       responses: { 200: ok(SearchResponse), ...errorResponses },
     }),
     async (c) => {
-      const result = await searchVolume(c.get('principal'), routeOf(c.req.valid('param')), c.req.valid('json'));
+      const result = await searchVolume(rt, c.get('principal'), routeOf(c.req.valid('param')), c.req.valid('json'));
       return c.json(searchJson(result), 200);
     },
   );
@@ -120,7 +122,7 @@ export function registerSearchRoutes(app: RestApp): void {
       responses: { 202: ok(z.null(), 'Accepted'), ...errorResponses },
     }),
     async (c) => {
-      await startReindex(c.get('principal'), ...routeArgs(c.req.valid('param')));
+      await startReindex(rt, c.get('principal'), ...routeArgs(c.req.valid('param')));
       return c.json(null, 202);
     },
   );
@@ -134,7 +136,7 @@ export function registerSearchRoutes(app: RestApp): void {
       request: { params: VolumeParams },
       responses: { 200: ok(ReindexProgress), ...errorResponses },
     }),
-    async (c) => c.json(progressJson(await reindexProgress(c.get('principal'), ...routeArgs(c.req.valid('param')))), 200),
+    async (c) => c.json(progressJson(await reindexProgress(rt, c.get('principal'), ...routeArgs(c.req.valid('param')))), 200),
   );
 
   app.openapi(
@@ -146,7 +148,7 @@ export function registerSearchRoutes(app: RestApp): void {
       request: { params: VolumeParams },
       responses: { 200: ok(ReindexProgress), ...errorResponses },
     }),
-    async (c) => c.json(progressJson(await cancelReindex(c.get('principal'), ...routeArgs(c.req.valid('param')))), 200),
+    async (c) => c.json(progressJson(await cancelReindex(rt, c.get('principal'), ...routeArgs(c.req.valid('param')))), 200),
   );
 }
 

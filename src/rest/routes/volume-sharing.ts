@@ -1,5 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
+import type { Runtime } from '../../domain/shared/runtime.js';
 import { listSharedVolumes } from '../../domain/volumes/listing.js';
 import { setVolumeShared } from '../../domain/volumes/sharing.js';
 import type { RestApp } from '../app.js';
@@ -17,7 +18,7 @@ const sharedDescription =
  * Sharing routes. Registered before the volume routes: `GET …/volumes/shared` would otherwise be
  * taken for a volume whose id is "shared".
  */
-export function registerVolumeSharingRoutes(app: RestApp): void {
+export function registerVolumeSharingRoutes(rt: Runtime, app: RestApp): void {
   for (const [path, params, summary] of [
     ['/orgs/{org_id}/volumes/shared', OrgParams, 'List the shared volumes of the organisation'],
     ['/orgs/{org_id}/workspaces/{workspace_id}/volumes/shared', WorkspaceParams, 'List the shared volumes available to a workspace'],
@@ -36,9 +37,9 @@ export function registerVolumeSharingRoutes(app: RestApp): void {
         const param = c.req.valid('param') as { org_id: string; workspace_id?: string };
         const { fields, ...query } = c.req.valid('query');
         const mask = parseFieldMask(fields, Volume);
-        const page = await listSharedVolumes(c.get('principal'), param.org_id, query, param.workspace_id);
+        const page = await listSharedVolumes(rt, c.get('principal'), param.org_id, query, param.workspace_id);
         return c.json(
-          pageJson('volumes', page, (v) => masked(volumeJson(v), mask)),
+          pageJson('volumes', page, (v) => masked(volumeJson(rt, v), mask)),
           200,
         );
       },
@@ -63,8 +64,8 @@ export function registerVolumeSharingRoutes(app: RestApp): void {
       }),
       async (c) => {
         const { org_id, workspace_id, volume_id } = c.req.valid('param');
-        const volume = await setVolumeShared(c.get('principal'), org_id, workspace_id, volume_id, shared);
-        return c.json({ message, volume_id: volume.id, is_shared: volume.isShared, volume: volumeJson(volume) }, 200);
+        const volume = await setVolumeShared(rt, c.get('principal'), org_id, workspace_id, volume_id, shared);
+        return c.json({ message, volume_id: volume.id, is_shared: volume.isShared, volume: volumeJson(rt, volume) }, 200);
       },
     );
   }

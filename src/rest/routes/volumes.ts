@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { parseIfMatch } from '../../domain/entries/rules.js';
 import { ValidationError } from '../../domain/shared/errors.js';
 import { listPagingShape, refuseOffsetWithCursor } from '../../domain/shared/listing.js';
+import type { Runtime } from '../../domain/shared/runtime.js';
 import { parseInput } from '../../domain/shared/validation.js';
 import { deleteVolume, UndeleteVolumeInput, undeleteVolume } from '../../domain/volumes/lifecycle.js';
 import { listVolumes, volumeFilterShape } from '../../domain/volumes/listing.js';
@@ -58,7 +59,7 @@ function ifMatchVersion(c: Context<RestEnv>): number | undefined {
   return parsed === '*' ? undefined : parsed;
 }
 
-export function registerVolumeRoutes(app: RestApp): void {
+export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
   app.openapi(
     createRoute({
       method: 'get',
@@ -74,9 +75,9 @@ export function registerVolumeRoutes(app: RestApp): void {
       const { org_id, workspace_id } = c.req.valid('param');
       const { fields, ...query } = c.req.valid('query');
       const mask = parseFieldMask(fields, Volume);
-      const page = await listVolumes(c.get('principal'), org_id, workspace_id, query);
+      const page = await listVolumes(rt, c.get('principal'), org_id, workspace_id, query);
       return c.json(
-        pageJson('volumes', page, (v) => masked(volumeJson(v), mask)),
+        pageJson('volumes', page, (v) => masked(volumeJson(rt, v), mask)),
         200,
       );
     },
@@ -93,8 +94,8 @@ export function registerVolumeRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
-      const volume = await createVolume(c.get('principal'), org_id, workspace_id, c.req.valid('json'));
-      return c.json({ message: 'Volume created successfully', volume: volumeJson(volume) }, 201);
+      const volume = await createVolume(rt, c.get('principal'), org_id, workspace_id, c.req.valid('json'));
+      return c.json({ message: 'Volume created successfully', volume: volumeJson(rt, volume) }, 201);
     },
   );
 
@@ -111,9 +112,9 @@ export function registerVolumeRoutes(app: RestApp): void {
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const mask = parseFieldMask(c.req.valid('query').fields, Volume);
-      const volume = await getVolume(c.get('principal'), org_id, workspace_id, volume_id);
+      const volume = await getVolume(rt, c.get('principal'), org_id, workspace_id, volume_id);
       c.header('ETag', etagOf(volume.version));
-      return c.json(masked(volumeJson(volume), mask), 200);
+      return c.json(masked(volumeJson(rt, volume), mask), 200);
     },
   );
 
@@ -135,9 +136,9 @@ export function registerVolumeRoutes(app: RestApp): void {
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const expected = ifMatchVersion(c);
-      const volume = await updateVolume(c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json'), ['body'], expected);
+      const volume = await updateVolume(rt, c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json'), ['body'], expected);
       c.header('ETag', etagOf(volume.version));
-      return c.json({ message: 'Volume updated successfully', volume: volumeJson(volume) }, 200);
+      return c.json({ message: 'Volume updated successfully', volume: volumeJson(rt, volume) }, 200);
     },
   );
 
@@ -155,7 +156,7 @@ export function registerVolumeRoutes(app: RestApp): void {
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const permanent = c.req.valid('query').permanent === 'true';
-      await deleteVolume(c.get('principal'), org_id, workspace_id, volume_id, { permanent });
+      await deleteVolume(rt, c.get('principal'), org_id, workspace_id, volume_id, { permanent });
       return c.json({ message: 'Volume deleted successfully' }, 200);
     },
   );
@@ -176,9 +177,9 @@ export function registerVolumeRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      const volume = await undeleteVolume(c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json') ?? {});
+      const volume = await undeleteVolume(rt, c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json') ?? {});
       c.header('ETag', etagOf(volume.version));
-      return c.json({ message: 'Volume restored successfully', volume: volumeJson(volume) }, 200);
+      return c.json({ message: 'Volume restored successfully', volume: volumeJson(rt, volume) }, 200);
     },
   );
 }
@@ -187,7 +188,7 @@ export function registerVolumeRoutes(app: RestApp): void {
  * `POST …/volumes/validate`: a dry run of create. The body is documented as the create body but not
  * validated by the route: what create would refuse is the answer (`valid: false`), not a 422.
  */
-export function registerVolumeValidationRoute(app: RestApp): void {
+export function registerVolumeValidationRoute(rt: Runtime, app: RestApp): void {
   app.openAPIRegistry.registerPath({
     method: 'post',
     path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/validate',
@@ -201,7 +202,7 @@ export function registerVolumeValidationRoute(app: RestApp): void {
   app.post('/orgs/:org_id/workspaces/:workspace_id/volumes/validate', async (c) => {
     const { org_id, workspace_id } = parseInput(WorkspaceParams, c.req.param(), ['path']);
     const text = await c.req.text();
-    const result = await validateVolume(c.get('principal'), org_id, workspace_id, () => {
+    const result = await validateVolume(rt, c.get('principal'), org_id, workspace_id, () => {
       try {
         return JSON.parse(text) as unknown;
       } catch {

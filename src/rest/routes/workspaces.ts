@@ -2,6 +2,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { reconcileWorkspaceFor } from '../../domain/maintenance/maintenance.js';
 import { listPagingShape, refuseOffsetWithCursor } from '../../domain/shared/listing.js';
+import type { Runtime } from '../../domain/shared/runtime.js';
 import { listWorkspaces, workspaceFilterShape } from '../../domain/workspaces/listing.js';
 import {
   CreateWorkspaceInput,
@@ -43,7 +44,7 @@ const WorkspaceListParams = z
   .superRefine(refuseOffsetWithCursor);
 const FieldsQuery = z.object({ fields: fieldsParam(Workspace) });
 
-export function registerWorkspaceRoutes(app: RestApp): void {
+export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
   app.openapi(
     createRoute({
       method: 'get',
@@ -59,7 +60,7 @@ export function registerWorkspaceRoutes(app: RestApp): void {
       const { org_id } = c.req.valid('param');
       const { fields, ...query } = c.req.valid('query');
       const mask = parseFieldMask(fields, Workspace);
-      const page = await listWorkspaces(c.get('principal'), org_id, query);
+      const page = await listWorkspaces(rt, c.get('principal'), org_id, query);
       return c.json(
         pageJson('workspaces', page, (w) => masked(workspaceJson(w), mask)),
         200,
@@ -79,7 +80,7 @@ export function registerWorkspaceRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id } = c.req.valid('param');
-      const ws = await createWorkspace(c.get('principal'), org_id, c.req.valid('json'));
+      const ws = await createWorkspace(rt, c.get('principal'), org_id, c.req.valid('json'));
       return c.json(workspaceJson(ws), 201);
     },
   );
@@ -96,7 +97,7 @@ export function registerWorkspaceRoutes(app: RestApp): void {
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
       const mask = parseFieldMask(c.req.valid('query').fields, Workspace);
-      return c.json(masked(workspaceJson(await getWorkspace(c.get('principal'), org_id, workspace_id)), mask), 200);
+      return c.json(masked(workspaceJson(await getWorkspace(rt, c.get('principal'), org_id, workspace_id)), mask), 200);
     },
   );
 
@@ -112,7 +113,7 @@ export function registerWorkspaceRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
-      const ws = await updateWorkspace(c.get('principal'), org_id, workspace_id, c.req.valid('json'));
+      const ws = await updateWorkspace(rt, c.get('principal'), org_id, workspace_id, c.req.valid('json'));
       return c.json(workspaceJson(ws), 200);
     },
   );
@@ -130,7 +131,7 @@ export function registerWorkspaceRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
-      const r = await reconcileWorkspaceFor(c.get('principal'), org_id, workspace_id);
+      const r = await reconcileWorkspaceFor(rt, c.get('principal'), org_id, workspace_id);
       return c.json(
         {
           volumes: r.volumes.map((v) => ({
@@ -162,7 +163,7 @@ export function registerWorkspaceRoutes(app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
-      await deleteWorkspace(c.get('principal'), org_id, workspace_id);
+      await deleteWorkspace(rt, c.get('principal'), org_id, workspace_id);
       return c.json({ message: 'Workspace deleted successfully' }, 200);
     },
   );

@@ -1,0 +1,68 @@
+import type { PubSub } from 'graphql-yoga';
+import type { Logger } from 'pino';
+import type { Db } from '../../db/client.js';
+import type { CpuPool } from '../../indexing/cpu-pool.js';
+import type { EmbedderRegistry } from '../../indexing/embedders/registry.js';
+import type { JobQueue } from '../../jobs/queue.js';
+import type { BlobStore } from '../../storage/blob-store.js';
+import type { Events } from './events.js';
+
+/**
+ * Everything one gateway runs on, built once by `createApp(config)` and handed to what needs it:
+ * domain functions take it as their first argument, transports carry it in their request context,
+ * job handlers close over it. Nothing here is module state, so two gateways (two databases, two
+ * blob stores) run side by side in one process.
+ */
+export interface Runtime {
+  db: Db;
+  blobs: BlobStore;
+  events: PubSub<Events>;
+  jobs: JobQueue;
+  embedders: EmbedderRegistry;
+  /** Worker threads for CPU-bound indexing; absent in scripts that chunk in line. */
+  cpu: CpuPool | undefined;
+  log: Logger;
+  settings: Settings;
+  /** Per-gateway memory: caches and work in flight. */
+  state: RuntimeState;
+  /** Fault injection points for tests (never set in production). */
+  hooks: TestHooks;
+}
+
+/** The settings domain rules depend on (from config.ts; defaults there). */
+export interface Settings {
+  maxUploadBytes: number;
+  /** Temporary upload files and incomplete multipart uploads older than this are abandoned. */
+  uploadTempMaxAgeMs: number;
+  bucketPrefix: string;
+  defaultRegion: string;
+  volumeRetentionDays: number;
+  /** pgvector `hnsw.ef_search` for semantic searches. */
+  efSearch: number;
+}
+
+export interface RuntimeState {
+  /** Organisations known to exist (a platform key creates them on first use). */
+  knownOrgs: Set<string>;
+  /** When each API key's last_used_at was last written (minute resolution). */
+  keyLastUsedWrites: Map<string, number>;
+  /** Bucket provisioning and deletion under way, so shutdown can wait for it and tests can await it. */
+  bucketWork: Set<Promise<void>>;
+  /** Whether the database's pgvector can iterate HNSW scans (asked once). */
+  iterativeScans?: Promise<boolean>;
+}
+
+export interface TestHooks {
+  /** Called inside an entry's commit transaction, before it commits (to inject a failure). */
+  beforeEntryCommit?: (path: string) => Promise<void> | void;
+  /**
+   * Called before each backup snapshot transaction and again inside it, before any file is copied.
+   * A test stands in for a writer whose old object is deleted after the snapshot began (PGlite lets
+   * no other transaction commit meanwhile, so only such a seam can show the retry and the locked round).
+   */
+  backupSnapshot?: (at: { volumeId: string; round: number; locked: boolean; inTransaction: boolean }) => Promise<void> | void;
+}
+
+export function newRuntimeState(): RuntimeState {
+  return { knownOrgs: new Set(), keyLastUsedWrites: new Map(), bucketWork: new Set() };
+}

@@ -1,0 +1,113 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { createRedisEventTarget } from '@graphql-yoga/redis-event-target';
+import { createPubSub } from 'graphql-yoga';
+import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { Database } from './db/database.js';
+import { BACKUP, backupJob } from './domain/backups/job.js';
+import { INDEX_ENTRY, indexEntryJob } from './domain/search/indexing.js';
+import { REINDEX, reindexJob } from './domain/search/reindex.js';
+import type { Events } from './domain/shared/events.js';
+import { newRuntimeState, type Runtime } from './domain/shared/runtime.js';
+import { bucketDeletionJob, DELETE_BUCKET } from './domain/workspaces/bucket-deletion.js';
+import { createCpuPool, defaultIndexingThreads } from './indexing/cpu-pool.js';
+import { EmbedderRegistry } from './indexing/embedders/registry.js';
+import { JobQueue } from './jobs/queue.js';
+import type { BlobStore } from './storage/blob-store.js';
+import { LocalBlobStore } from './storage/local.js';
+import { S3BlobStore } from './storage/s3.js';
+
+// The one runtime of a gateway, built from its config and database: blob store, event bus, job
+// queue (every handler registered here, explicitly), embedders, worker threads, settings.
+
+/**
+ * A secret kept in DATA_DIR (mode 0600): read it, or make it on first start. Used for the embedded
+ * admin key, so a fresh clone works without setup, and for the local store's download-URL key.
+ */
+export async function secretInDataDir(dataDir: string, name: string, prefix: string): Promise<{ key: string; file: string }> {
+  const file = path.join(dataDir, name);
+  try {
+    const key = (await fs.readFile(file, 'utf8')).trim();
+    if (key.length >= 32) return { key, file };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const key = `${prefix}${randomBytes(32).toString('base64url')}`;
+  await fs.writeFile(file, `${key}\n`, { mode: 0o600, flag: 'w' });
+  await fs.chmod(file, 0o600);
+  return { key, file };
+}
+
+/** Events in memory, or fanned out through Redis when REDIS_URL is set (replicas see each other's). */
+function createEvents(redisUrl: string | undefined): { events: Runtime['events']; close(): Promise<void> } {
+  if (!redisUrl) return { events: createPubSub<Events>(), close: async () => {} };
+  // Separate connections: a subscribed Redis connection can do nothing but listen.
+  const publishClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  const subscribeClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  return {
+    events: createPubSub<Events>({ eventTarget: createRedisEventTarget({ publishClient, subscribeClient }) }),
+    close: async () => {
+      await Promise.allSettled([publishClient.quit(), subscribeClient.quit()]);
+    },
+  };
+}
+
+export interface BuiltRuntime {
+  rt: Runtime;
+  /** The local blob store, when there is one (the gateway serves its signed download URLs). */
+  localStore: LocalBlobStore | undefined;
+  /** Releases what the runtime holds (worker threads, Redis connections); the database is the caller's. */
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the runtime. `publicBaseUrl` gives the base of links handed out (download URLs), read
+ * when a link is made (the bound port is known only once the server listens).
+ */
+export async function buildRuntime(config: Config, database: Database, log: Logger, publicBaseUrl: () => string): Promise<BuiltRuntime> {
+  let localStore: LocalBlobStore | undefined;
+  let blobs: BlobStore;
+  if (config.s3) {
+    blobs = new S3BlobStore(config.s3, log);
+  } else {
+    const signingSecret = config.downloadSigningSecret ?? (await secretInDataDir(config.dataDir, 'download-signing-key', 'vgd_')).key;
+    localStore = new LocalBlobStore({ root: path.join(config.dataDir, 'blobs'), baseUrl: publicBaseUrl, signingSecret });
+    blobs = localStore;
+  }
+  const bus = createEvents(config.redisUrl);
+  const cpu = createCpuPool({ threads: config.indexing.threads ?? defaultIndexingThreads(), taskTimeoutMs: config.indexing.timeoutMs });
+  const rt: Runtime = {
+    db: database.prisma,
+    blobs,
+    events: bus.events,
+    jobs: new JobQueue(database.prisma, log, config.jobs),
+    embedders: new EmbedderRegistry(config.embeddings, cpu),
+    cpu,
+    log,
+    settings: {
+      maxUploadBytes: config.maxUploadBytes,
+      uploadTempMaxAgeMs: config.uploadTempMaxAgeMs,
+      bucketPrefix: config.bucketPrefix,
+      defaultRegion: config.s3?.region ?? 'us-east-1',
+      volumeRetentionDays: config.volumeRetentionDays,
+      efSearch: config.efSearch,
+    },
+    state: newRuntimeState(),
+    hooks: {},
+  };
+  rt.jobs.register(INDEX_ENTRY, indexEntryJob(rt));
+  rt.jobs.register(REINDEX, reindexJob(rt));
+  rt.jobs.register(BACKUP, backupJob(rt));
+  rt.jobs.register(DELETE_BUCKET, bucketDeletionJob(rt));
+  return {
+    rt,
+    localStore,
+    close: async () => {
+      await cpu.close();
+      await bus.close();
+    },
+  };
+}
