@@ -250,11 +250,13 @@ describe('app key writes go through an admin mount', () => {
 describe('visibility filters cannot be widened by the route', () => {
   it("findVisibleVolume with another org's route finds nothing for an org key", async () => {
     const { authenticate } = await import('../src/domain/access/authenticate.js');
-    const { findVisibleVolume } = await import('../src/domain/volumes/volumes.js');
+    const { findVisibleVolume } = await import('../src/domain/access/authorize.js');
     const gWs = await workspace('leak-check', 'globex');
     const gVol = await volume(gWs, 'secret', 'globex');
     const rt = gw.app.runtime;
     const acme = await authenticate(rt, await createKey(gw, 'acme', ['volumes:read']), undefined);
-    await expect(findVisibleVolume(rt, acme, 'globex', gWs, gVol)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    await expect(findVisibleVolume(rt, acme, { orgId: 'globex', workspaceId: gWs, volumeId: gVol })).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
   });
 });

@@ -1,13 +1,12 @@
-import type { HttpBindings } from '@hono/node-server';
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { authenticate, credentialFrom } from '../domain/access/authenticate.js';
-import type { Principal } from '../domain/access/principal.js';
 import { ValidationError } from '../domain/shared/errors.js';
 import { assertAcceptableInput, textProblem } from '../domain/shared/input-policy.js';
 import type { Runtime } from '../domain/shared/runtime.js';
 import { toFieldIssues } from '../domain/shared/validation.js';
+import type { RestApp, RestEnv } from './env.js';
 import { errorEnvelope, handleError, notFound, validationResponse } from './errors.js';
 import { registerApiKeyRoutes } from './routes/api-keys.js';
 import { registerBackupRoutes } from './routes/backups.js';
@@ -18,9 +17,6 @@ import { registerSearchRoutes } from './routes/search.js';
 import { registerVolumeSharingRoutes } from './routes/volume-sharing.js';
 import { registerVolumeRoutes, registerVolumeValidationRoute } from './routes/volumes.js';
 import { registerWorkspaceRoutes } from './routes/workspaces.js';
-
-export type RestEnv = { Bindings: Partial<HttpBindings>; Variables: { principal: Principal } };
-export type RestApp = OpenAPIHono<RestEnv>;
 
 const locPrefix: Record<string, string> = { json: 'body', query: 'query', param: 'path', header: 'header', form: 'body' };
 

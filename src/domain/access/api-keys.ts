@@ -6,8 +6,9 @@ import { ExternalId, isId, Name } from '../shared/fields.js';
 import { type Page, type PageQuery, paginate } from '../shared/pagination.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { enterOrg, hashSecret } from './authenticate.js';
-import { APP_KEY_SCOPES, forbidAppKey, type Principal, requireScope, SCOPES } from './principal.js';
+import { hashSecret } from './authenticate.js';
+import { authorizeOrg } from './authorize.js';
+import { APP_KEY_SCOPES, type Principal, SCOPES } from './principal.js';
 
 export const SECRET_PREFIX = 'vgk_';
 
@@ -34,9 +35,7 @@ export async function createApiKey(
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<{ secret: string; key: ApiKey }> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'admin');
-  forbidAppKey(p, 'admin');
+  await authorizeOrg(rt, p, orgId, { scope: 'admin', orgWide: true });
   const input = parseInput(CreateApiKeyInput, raw, loc);
   if (input.app_id) {
     const outside = input.scopes.filter((s) => !APP_KEY_SCOPES.includes(s));
@@ -66,9 +65,7 @@ export async function createApiKey(
  * @throws NotFoundError (another org), ForbiddenError (needs admin; never app keys)
  */
 export async function apiKeyReadFilter(rt: Runtime, p: Principal, orgId: string): Promise<{ orgId: string }> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'admin');
-  forbidAppKey(p, 'admin');
+  await authorizeOrg(rt, p, orgId, { scope: 'admin', orgWide: true });
   return { orgId };
 }
 
@@ -90,9 +87,7 @@ export async function locateApiKey(rt: Runtime, keyId: string): Promise<{ orgId:
 
 /** Revokes a key at once (idempotent). @throws ForbiddenError, NotFoundError */
 export async function revokeApiKey(rt: Runtime, p: Principal, orgId: string, keyId: string): Promise<ApiKey> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'admin');
-  forbidAppKey(p, 'admin');
+  await authorizeOrg(rt, p, orgId, { scope: 'admin', orgWide: true });
   const key = isId(keyId) ? await rt.db.apiKey.findFirst({ where: { id: keyId, orgId } }) : null;
   if (!key) throw new NotFoundError('api_key', keyId);
   if (key.revokedAt) return key;

@@ -1,12 +1,11 @@
 import type { Backup, Prisma } from '../../generated/prisma/client.js';
-import { enterOrg } from '../access/authenticate.js';
-import { type Principal, requireScope } from '../access/principal.js';
-import { requireVolumeAdmin } from '../access/visibility.js';
+import { authorizeVolume } from '../access/authorize.js';
+import type { Principal } from '../access/principal.js';
 import { ConflictError, isUniqueViolation, NotFoundError } from '../shared/errors.js';
 import { isId } from '../shared/fields.js';
 import { type Page, type PageQuery, paginate } from '../shared/pagination.js';
+import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
-import { findVisibleVolume } from '../volumes/volumes.js';
 import { backupPrefix, backupTimestamp } from './format.js';
 import { BACKUP } from './job.js';
 import { backupProgressOf, publishBackupProgress } from './progress.js';
@@ -15,39 +14,17 @@ import { backupProgressOf, publishBackupProgress } from './progress.js';
 // `startVolumeBackup`, `volumeBackups`, `backupProgress`). The job that writes them is backup-job.ts,
 // the layout backup-format.ts, restoring backup-restore.ts.
 
-/**
- * Who may see or take a volume's backups: the volume must be visible, and app keys need an admin
- * mount over the whole volume (a backup holds every path, whatever a narrower mount covers).
- * @throws NotFoundError, ForbiddenError
- */
-async function openBackups(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-  scope: 'volumes:read' | 'volumes:write',
-) {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, scope);
-  const volume = await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(rt, p, volumeId);
-  return volume;
-}
+// Who may see or take a volume's backups: the volume must be visible, and app keys need an admin
+// mount over the whole volume (a backup holds every path, whatever a narrower mount covers).
 
 /**
  * Starts a backup of the volume (a durable job), or answers the one already queued or running: one
  * at a time per volume. Needs `volumes:write`; app keys need an admin mount over the whole volume.
  * @throws NotFoundError, ForbiddenError, ConflictError (the workspace bucket is not active)
  */
-export async function startBackup(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-): Promise<{ backup: Backup; created: boolean }> {
-  const volume = await openBackups(rt, p, orgId, workspaceId, volumeId, 'volumes:write');
+export async function startBackup(rt: Runtime, p: Principal, route: VolumeRoute): Promise<{ backup: Backup; created: boolean }> {
+  const { orgId, workspaceId, volumeId } = route;
+  const volume = await authorizeVolume(rt, p, route, { scope: 'volumes:write', admin: true });
   const ws = await rt.db.workspace.findUniqueOrThrow({ where: { id: workspaceId }, select: { bucketStatus: true } });
   if (ws.bucketStatus !== 'active') {
     throw new ConflictError(`The workspace's bucket is ${ws.bucketStatus}; backups are possible once it is active`, {
@@ -106,15 +83,9 @@ export async function startBackup(
  * A volume's backups, oldest first (keyset pages). Needs `volumes:read` (app keys: whole-volume admin).
  * @throws NotFoundError, ForbiddenError, ValidationError (cursor)
  */
-export async function listBackups(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-  page: PageQuery,
-): Promise<Page<Backup>> {
-  const where = await backupsWhere(rt, p, orgId, workspaceId, volumeId);
+export async function listBackups(rt: Runtime, p: Principal, route: VolumeRoute, page: PageQuery): Promise<Page<Backup>> {
+  const { orgId, workspaceId, volumeId } = route;
+  const where = await backupsWhere(rt, p, { orgId, workspaceId, volumeId });
   return paginate(
     page,
     () => rt.db.backup.count({ where }),
@@ -123,27 +94,16 @@ export async function listBackups(
 }
 
 /** The filter selecting a volume's backups, after the access checks (GraphQL connections use it). */
-export async function backupsWhere(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-): Promise<Prisma.BackupWhereInput> {
-  await openBackups(rt, p, orgId, workspaceId, volumeId, 'volumes:read');
+export async function backupsWhere(rt: Runtime, p: Principal, route: VolumeRoute): Promise<Prisma.BackupWhereInput> {
+  const { orgId, workspaceId, volumeId } = route;
+  await authorizeVolume(rt, p, route, { scope: 'volumes:read', admin: true });
   return { volumeId, workspaceId, orgId };
 }
 
 /** @throws NotFoundError, ForbiddenError */
-export async function getBackup(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-  backupId: string,
-): Promise<Backup> {
-  await openBackups(rt, p, orgId, workspaceId, volumeId, 'volumes:read');
+export async function getBackup(rt: Runtime, p: Principal, route: VolumeRoute, backupId: string): Promise<Backup> {
+  const { orgId, workspaceId, volumeId } = route;
+  await authorizeVolume(rt, p, route, { scope: 'volumes:read', admin: true });
   const backup = isId(backupId) ? await rt.db.backup.findFirst({ where: { id: backupId, volumeId, workspaceId, orgId } }) : null;
   if (!backup) throw new NotFoundError('backup', backupId);
   return backup;

@@ -7,6 +7,7 @@ import { queueReindex } from '../search/reindex.js';
 import { ConflictError, isForeignKeyViolation, isUniqueViolation, NotFoundError } from '../shared/errors.js';
 import { Description, Name } from '../shared/fields.js';
 import { normaliseEntryPath } from '../shared/paths.js';
+import type { WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { authorizeVolumeCreation, checkNewVolume, volumeObjectPrefix } from '../volumes/volumes.js';
@@ -67,12 +68,12 @@ export interface RestoreResult {
 export async function restoreVolume(
   rt: Runtime,
   p: Principal,
-  orgId: string,
-  workspaceId: string,
+  route: WorkspaceRoute,
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<RestoreResult> {
-  await authorizeVolumeCreation(rt, p, orgId, workspaceId);
+  const { orgId, workspaceId } = route;
+  await authorizeVolumeCreation(rt, p, { orgId, workspaceId });
   const input = parseInput(RestoreVolumeInput, raw, loc);
   const source = await findBackupSource(rt, orgId, workspaceId, input, loc);
   const { label } = source;

@@ -20,7 +20,7 @@ export async function watchBackup(
   p: Principal,
   route: { orgId: string; workspaceId: string; volumeId: string; backupId: string },
 ): Promise<AsyncIterable<BackupProgressEvent>> {
-  await getBackup(rt, p, route.orgId, route.workspaceId, route.volumeId, route.backupId);
+  await getBackup(rt, p, route, route.backupId);
   const source = rt.events.subscribe('backupProgress', route.backupId)[Symbol.asyncIterator]();
   // Listen before reading the current state, so nothing published in between is missed.
   let pending = source.next();

@@ -5,8 +5,9 @@ import { checkWriteGuard } from '../locks/locks.js';
 import { queueEntryIndexing } from '../search/indexing.js';
 import { NotFoundError, QuotaExceededError } from '../shared/errors.js';
 import type { EntryChangedEvent } from '../shared/events.js';
+import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
-import type { VolumeRoute, WriteConditions, WriterInfo } from './entries.js';
+import type { WriteConditions, WriterInfo } from './rules.js';
 import { checkPreconditions, checkQuota, type EntryKind, isExpired, type VolumeUsage } from './rules.js';
 
 // The write path every entry change shares: the volume-row lock, guards, quotas, counters, and what

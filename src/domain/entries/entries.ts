@@ -1,33 +1,18 @@
 import type { Entry, Volume } from '../../generated/prisma/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import { enterOrg } from '../access/authenticate.js';
+import { findVisibleVolume } from '../access/authorize.js';
 import { type EntryAccess, entryAccess, requireReadable, requireWritable } from '../access/entry-access.js';
 import type { Principal } from '../access/principal.js';
 import { checkWriteGuard, type WriteGuard } from '../locks/locks.js';
 import { NotFoundError } from '../shared/errors.js';
 import { normaliseEntryPath } from '../shared/paths.js';
+import type { Loc, VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { findVisibleVolume } from '../volumes/volumes.js';
 import { adjustUsage, afterWrite, bucketOf, commitEntry, describedBy, discardBlobs, lockVolume, publish } from './commit.js';
-import { checkPreconditions, type EntryKind, isExpired, type Preconditions, WriteEntryInput } from './rules.js';
+import { checkPreconditions, type EntryKind, isExpired, type WriteConditions, WriteEntryInput, type WriterInfo } from './rules.js';
 
-type Loc = (string | number)[];
-
-/** Where an entry operation is addressed: the route's org, workspace and volume. */
-export interface VolumeRoute {
-  orgId: string;
-  workspaceId: string;
-  volumeId: string;
-}
-
-/** Everything a writer may state about a write: versions, and the lock or fencing token it holds. */
-export type WriteConditions = Preconditions & WriteGuard;
-
-/** Who wrote: the app comes from an app key (never from the request), the execution from the caller. */
-export interface WriterInfo {
-  executionId?: string | undefined;
-}
 /** Resolves the volume (visible to the principal) and the principal's access to its entries. */
 export async function openVolume(
   rt: Runtime,
@@ -36,7 +21,7 @@ export async function openVolume(
   need: 'read' | 'write',
 ): Promise<{ volume: Volume; access: EntryAccess }> {
   await enterOrg(rt, p, route.orgId);
-  const volume = await findVisibleVolume(rt, p, route.orgId, route.workspaceId, route.volumeId);
+  const volume = await findVisibleVolume(rt, p, route);
   return { volume, access: await entryAccess(rt, p, volume.id, need) };
 }
 

@@ -7,12 +7,11 @@ import { ValidationError } from '../shared/errors.js';
 import { Tags } from '../shared/fields.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../shared/pagination.js';
 import { normaliseDirectory, normaliseEntryPath } from '../shared/paths.js';
+import type { Loc, VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { openVolume, type VolumeRoute } from './entries.js';
+import { openVolume } from './entries.js';
 import { ENTRY_KINDS } from './rules.js';
-
-type Loc = (string | number)[];
 
 /** Directories returned with one listing page; deeper trees page through `path=`. */
 export const MAX_DIRECTORIES = 1000;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Entry } from '../../generated/prisma/client.js';
+import type { WriteGuard } from '../locks/locks.js';
 import { ConflictError, QuotaExceededError } from '../shared/errors.js';
 import { ShortId, Tags } from '../shared/fields.js';
 
@@ -156,3 +157,11 @@ export function checkQuota(v: VolumeUsage, deltaBytes: bigint, deltaCount: numbe
 }
 
 export const isExpired = (e: Pick<Entry, 'expiresAt'>, now = new Date()) => e.expiresAt !== null && e.expiresAt <= now;
+
+/** Everything a writer may state about a write: versions, and the lock or fencing token it holds. */
+export type WriteConditions = Preconditions & WriteGuard;
+
+/** Who wrote: the app comes from an app key (never from the request), the execution from the caller. */
+export interface WriterInfo {
+  executionId?: string | undefined;
+}

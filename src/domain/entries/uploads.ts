@@ -9,14 +9,13 @@ import { requireWritable } from '../access/entry-access.js';
 import type { Principal } from '../access/principal.js';
 import { ConflictError, NotFoundError, PayloadTooLargeError, ValidationError } from '../shared/errors.js';
 import { normaliseEntryPath } from '../shared/paths.js';
+import type { Loc, VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { volumeObjectPrefix } from '../volumes/volumes.js';
 import { afterWrite, bucketOf, commitEntry, describedBy, discardBlobs } from './commit.js';
-import { openVolume, type VolumeRoute, type WriteConditions, type WriterInfo } from './entries.js';
-import { checkQuota, MAX_EXTRACTED_TEXT_BYTES, UploadFieldsInput } from './rules.js';
-
-type Loc = (string | number)[];
+import { openVolume } from './entries.js';
+import { checkQuota, MAX_EXTRACTED_TEXT_BYTES, UploadFieldsInput, type WriteConditions, type WriterInfo } from './rules.js';
 
 /** An incoming file: its bytes as a stream, and what the client said about it. */
 export interface UploadedFile {

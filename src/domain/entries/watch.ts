@@ -1,8 +1,9 @@
 import type { Principal } from '../access/principal.js';
 import type { EntryChangedEvent } from '../shared/events.js';
 import { normaliseDirectory } from '../shared/paths.js';
+import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
-import { openVolume, type VolumeRoute } from './entries.js';
+import { openVolume } from './entries.js';
 
 /**
  * An event as a subscriber whose view is `visible` (under its prefix and readable by it) sees it:

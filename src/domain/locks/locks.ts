@@ -1,19 +1,16 @@
 import { z } from 'zod';
 import type { Tx } from '../../db/client.js';
 import type { Lock, Volume } from '../../generated/prisma/client.js';
-import { enterOrg } from '../access/authenticate.js';
+import { authorizeVolume } from '../access/authorize.js';
 import { pathAccess, requireWritable } from '../access/entry-access.js';
-import { isAppKey, type Principal, requireScope } from '../access/principal.js';
-import type { VolumeRoute } from '../entries/entries.js';
+import { isAppKey, type Principal } from '../access/principal.js';
 import { ConflictError, ForbiddenError, LockedError, NotFoundError, ValidationError } from '../shared/errors.js';
 import type { LockEvent } from '../shared/events.js';
 import { ExternalId, isId, ShortId } from '../shared/fields.js';
 import { normaliseDirectory } from '../shared/paths.js';
+import type { Loc, VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { findVisibleVolume } from '../volumes/volumes.js';
-
-type Loc = (string | number)[];
 
 export const LOCK_TYPES = ['exclusive', 'shared'] as const;
 export const DEFAULT_LOCK_TTL = 60;
@@ -124,9 +121,7 @@ export async function requireLockAccess(rt: Runtime, p: Principal, volumeId: str
 
 /** The volume a lock operation addresses, visible to the principal, which must hold locks:write. */
 async function openLockVolume(rt: Runtime, p: Principal, route: VolumeRoute): Promise<Volume> {
-  await enterOrg(rt, p, route.orgId);
-  requireScope(p, 'locks:write');
-  return findVisibleVolume(rt, p, route.orgId, route.workspaceId, route.volumeId);
+  return authorizeVolume(rt, p, route, { scope: 'locks:write' });
 }
 
 /**
@@ -134,9 +129,7 @@ async function openLockVolume(rt: Runtime, p: Principal, route: VolumeRoute): Pr
  * @throws NotFoundError (not visible, another org), ForbiddenError (volumes:read)
  */
 export async function authorizeLockReading(rt: Runtime, p: Principal, route: VolumeRoute): Promise<void> {
-  await enterOrg(rt, p, route.orgId);
-  requireScope(p, 'volumes:read');
-  await findVisibleVolume(rt, p, route.orgId, route.workspaceId, route.volumeId);
+  await authorizeVolume(rt, p, route, { scope: 'volumes:read' });
 }
 
 /** Live locks of a volume (expired and released ones never block and are never listed). */

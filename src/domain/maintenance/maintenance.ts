@@ -1,10 +1,11 @@
 import type { ObjectInfo, SweepResult } from '../../storage/blob-store.js';
-import { enterOrg } from '../access/authenticate.js';
-import { forbidAppKey, type Principal, requireScope } from '../access/principal.js';
+import { authorizeOrg } from '../access/authorize.js';
+import type { Principal } from '../access/principal.js';
 import { afterPurge, purgeExpired } from '../entries/commit.js';
 import { sweepLocks } from '../locks/locks.js';
 import { NotFoundError } from '../shared/errors.js';
 import { isId } from '../shared/fields.js';
+import type { WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { purgeDeletedVolumes } from '../volumes/lifecycle.js';
 import { refreshVolumeStatuses } from '../volumes/status.js';
@@ -147,15 +148,9 @@ export async function reconcileWorkspace(
  * Runs reconciliation on demand for an org admin (REST and GraphQL).
  * @throws NotFoundError, ForbiddenError (needs `admin`; app keys never)
  */
-export async function reconcileWorkspaceFor(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-): Promise<WorkspaceReconciliation> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'admin');
-  forbidAppKey(p, 'admin');
+export async function reconcileWorkspaceFor(rt: Runtime, p: Principal, route: WorkspaceRoute): Promise<WorkspaceReconciliation> {
+  const { orgId, workspaceId } = route;
+  await authorizeOrg(rt, p, orgId, { scope: 'admin', orgWide: true });
   const ws = isId(workspaceId) ? await rt.db.workspace.findFirst({ where: { id: workspaceId, orgId }, select: { id: true } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
   return reconcileWorkspace(rt, ws.id);

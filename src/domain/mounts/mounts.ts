@@ -1,14 +1,14 @@
 import { z } from 'zod';
 import type { Mount, Prisma } from '../../generated/prisma/client.js';
-import { enterOrg } from '../access/authenticate.js';
-import { ACCESS_LEVELS, isAppKey, type Principal, requireScope } from '../access/principal.js';
-import { requireVolumeAdmin, wholeVolumeAdminMount } from '../access/visibility.js';
+import { authorizeVolume } from '../access/authorize.js';
+import { ACCESS_LEVELS, isAppKey, type Principal } from '../access/principal.js';
+import { wholeVolumeAdminMount } from '../access/visibility.js';
 import { ConflictError, isForeignKeyViolation, isUniqueViolation, NotFoundError, QuotaExceededError } from '../shared/errors.js';
 import { ExternalId, isId } from '../shared/fields.js';
 import { MATCH_ALL, PathPattern } from '../shared/path-patterns.js';
+import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { findVisibleVolume } from '../volumes/volumes.js';
 
 export const CreateMountInput = z.object({
   app_id: ExternalId,
@@ -34,10 +34,9 @@ export function mountVisibilityWhere(p: Principal): Prisma.MountWhereInput {
 }
 
 /** Mounts of a volume. App keys see only their own. @throws NotFoundError, ForbiddenError */
-export async function listMounts(rt: Runtime, p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Mount[]> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:read');
-  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+export async function listMounts(rt: Runtime, p: Principal, route: VolumeRoute): Promise<Mount[]> {
+  const { volumeId } = route;
+  await authorizeVolume(rt, p, route, { scope: 'volumes:read' });
   return rt.db.mount.findMany({
     where: { volumeId, ...mountVisibilityWhere(p) },
     orderBy: { id: 'asc' },
@@ -51,16 +50,12 @@ export async function listMounts(rt: Runtime, p: Principal, orgId: string, works
 export async function createMount(
   rt: Runtime,
   p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
+  route: VolumeRoute,
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<Mount> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:write');
-  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(rt, p, volumeId);
+  const { volumeId } = route;
+  await authorizeVolume(rt, p, route, { scope: 'volumes:write', admin: true });
   const input = parseInput(CreateMountInput, raw, loc);
   try {
     return await rt.db.$transaction(async (tx) => {
@@ -93,18 +88,9 @@ export async function createMount(
 }
 
 /** Revokes a mount. @throws ForbiddenError, NotFoundError */
-export async function deleteMount(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-  mountId: string,
-): Promise<void> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:write');
-  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(rt, p, volumeId);
+export async function deleteMount(rt: Runtime, p: Principal, route: VolumeRoute, mountId: string): Promise<void> {
+  const { volumeId } = route;
+  await authorizeVolume(rt, p, route, { scope: 'volumes:write', admin: true });
   if (!isId(mountId)) throw new NotFoundError('mount', mountId);
   await rt.db.$transaction(async (tx) => {
     await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${volumeId} FOR UPDATE`;

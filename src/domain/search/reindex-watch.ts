@@ -21,11 +21,11 @@ export async function watchReindex(
   p: Principal,
   route: { orgId: string; workspaceId: string; volumeId: string },
 ): Promise<AsyncIterable<ReindexProgressEvent>> {
-  await reindexProgress(rt, p, route.orgId, route.workspaceId, route.volumeId);
+  await reindexProgress(rt, p, route);
   const source = rt.events.subscribe('reindexProgress', route.volumeId)[Symbol.asyncIterator]();
   // Listen before reading the current state, so nothing published in between is missed.
   let pending = source.next();
-  const current = await reindexProgress(rt, p, route.orgId, route.workspaceId, route.volumeId);
+  const current = await reindexProgress(rt, p, route);
   async function* stream(): AsyncGenerator<ReindexProgressEvent> {
     try {
       let last: ReindexProgressEvent | undefined;

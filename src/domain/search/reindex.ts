@@ -1,13 +1,12 @@
 import type { Db, Tx } from '../../db/client.js';
 import type { Job, Prisma, Volume } from '../../generated/prisma/client.js';
 import type { JobContext, JobHandler } from '../../jobs/types.js';
-import { enterOrg } from '../access/authenticate.js';
-import { type Principal, requireScope } from '../access/principal.js';
-import { requireVolumeAdmin } from '../access/visibility.js';
+import { authorizeVolume } from '../access/authorize.js';
+import type { Principal } from '../access/principal.js';
 import type { ReindexProgressEvent, ReindexStatus } from '../shared/events.js';
+import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
-import { findVisibleVolume } from '../volumes/volumes.js';
 import { indexEntry, recordIndexFailure } from './indexing.js';
 
 // A reindex rebuilds every entry's chunks with the volume's embedding model, as one durable job per
@@ -115,17 +114,9 @@ async function markQueued(rt: Runtime, client: Tx | Db, volumeId: string, start:
  * `volumes:write`; app keys need an admin mount over the whole volume.
  * @throws NotFoundError, ForbiddenError
  */
-export async function startReindex(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-): Promise<ReindexProgressEvent> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:write');
-  const volume = await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(rt, p, volumeId);
+export async function startReindex(rt: Runtime, p: Principal, route: VolumeRoute): Promise<ReindexProgressEvent> {
+  const { volumeId } = route;
+  const volume = await authorizeVolume(rt, p, route, { scope: 'volumes:write', admin: true });
   await queueReindex(rt, rt.db, volume);
   return progressOf(await rt.db.volume.findUniqueOrThrow({ where: { id: volumeId } }));
 }
@@ -136,17 +127,9 @@ export async function startReindex(
  * vectors they were using; a later reindex reuses whatever the cancelled one already embedded.
  * @throws NotFoundError, ForbiddenError
  */
-export async function cancelReindex(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-): Promise<ReindexProgressEvent> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:write');
-  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(rt, p, volumeId);
+export async function cancelReindex(rt: Runtime, p: Principal, route: VolumeRoute): Promise<ReindexProgressEvent> {
+  const { volumeId } = route;
+  await authorizeVolume(rt, p, route, { scope: 'volumes:write', admin: true });
   const v = await rt.jobs.cancel(jobKey(volumeId), async (tx, outcome) => {
     if (outcome === 'none') return tx.volume.findUniqueOrThrow({ where: { id: volumeId } });
     const data = outcome === 'cancelled' ? { reindexStatus: 'cancelled', reindexCompletedAt: new Date() } : { reindexStatus: 'cancelling' };
@@ -161,16 +144,9 @@ export async function cancelReindex(
  * A volume's reindex state, for anyone who can see the volume (`volumes:read`).
  * @throws NotFoundError, ForbiddenError
  */
-export async function reindexProgress(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-): Promise<ReindexProgressEvent> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:read');
-  return progressOf(await findVisibleVolume(rt, p, orgId, workspaceId, volumeId));
+export async function reindexProgress(rt: Runtime, p: Principal, route: VolumeRoute): Promise<ReindexProgressEvent> {
+  const { orgId, workspaceId, volumeId } = route;
+  return progressOf(await authorizeVolume(rt, p, route, { scope: 'volumes:read' }));
 }
 
 /** The run queued behind a cancelled one: announced once the cancelled one has stopped. */

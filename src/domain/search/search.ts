@@ -1,66 +1,21 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import { enterOrg } from '../access/authenticate.js';
+import { findVisibleVolume, findWorkspace } from '../access/authorize.js';
 import { pathAccess } from '../access/entry-access.js';
 import { actingAsApp, isAppKey, type Principal, requireScope } from '../access/principal.js';
 import { visibleVolumeWhere } from '../access/visibility.js';
 import { ForbiddenError } from '../shared/errors.js';
 import { ExternalId } from '../shared/fields.js';
 import { normaliseEntryPath } from '../shared/paths.js';
+import type { Loc } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { findVisibleVolume, findWorkspace } from '../volumes/volumes.js';
+import { SearchInput, type SearchResult } from './input.js';
 import { candidatesFor, fuse, type SearchScope } from './sql.js';
 
 // Search within one volume or across every volume an app can read. Access is applied in SQL, per
 // volume: chunks of volumes the caller cannot see never become candidates, and paths an app's mounts
 // do not match are filtered by the same compiled globs listings use.
-
-export const SEARCH_MODES = ['hybrid', 'semantic', 'keyword'] as const;
-export type SearchMode = (typeof SEARCH_MODES)[number];
-
-const MetadataValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
-
-export const SearchFilters = z
-  .object({
-    path_prefix: z.string().min(1).max(1024).optional().describe('Only entries whose path starts with this'),
-    tags: z.array(z.string().min(1).max(100)).max(20).optional().describe('Only entries carrying all these tags'),
-    metadata: z
-      .record(z.string().min(1).max(100), MetadataValue)
-      .refine((m) => Object.keys(m).length <= 20, 'at most 20 keys')
-      .optional()
-      .describe('Only entries whose metadata has these exact values'),
-    content_type: z.enum(['json', 'text', 'file']).optional(),
-    written_by_app_id: ExternalId.optional().describe('Only entries written by this app'),
-  })
-  .strict();
-
-export const SearchInput = z.object({
-  query: z.string().trim().min(1).max(4000),
-  top_k: z.number().int().min(1).max(100).default(10),
-  mode: z.enum(SEARCH_MODES).default('hybrid'),
-  min_score: z.number().min(-1).max(1).optional().describe('Drop hits scoring below this (scores are 0–1; cosine may dip below 0)'),
-  filters: SearchFilters.optional(),
-});
-export type SearchInput = z.input<typeof SearchInput>;
-export type SearchFilters = z.output<typeof SearchFilters>;
-
-export interface SearchHit {
-  entryId: string;
-  volumeId: string;
-  volumeName: string;
-  path: string;
-  score: number;
-  contentPreview: string;
-  chunkIndex: number;
-}
-
-export interface SearchResult {
-  query: string;
-  results: SearchHit[];
-  total: number;
-}
-
-type Loc = (string | number)[];
 
 /**
  * Searches one volume. Needs `search` and `entries:read`; app keys see only paths their mounts match.
@@ -74,7 +29,7 @@ export async function searchVolume(
   loc: Loc = ['body'],
 ): Promise<SearchResult> {
   await authorizeSearch(rt, p, route.orgId);
-  const volume = await findVisibleVolume(rt, p, route.orgId, route.workspaceId, route.volumeId);
+  const volume = await findVisibleVolume(rt, p, route);
   const input = parseSearch(raw, loc);
   const access = await pathAccess(rt, p, volume.id);
   return run(rt, input, [
@@ -101,7 +56,7 @@ export async function searchAll(
   if (isAppKey(p) && appId !== undefined && appId !== p.appId) {
     throw new ForbiddenError('search:other_app', { reason: `this key belongs to app ${p.appId}`, app_id: appId });
   }
-  await findWorkspace(rt, p, route.orgId, route.workspaceId);
+  await findWorkspace(rt, p, route);
   const input = parseSearch(raw, loc);
   // Naming an app searches exactly as that app would: its mounts, its path patterns.
   const as: Principal = appId !== undefined ? actingAsApp(p, route.orgId, appId) : p;

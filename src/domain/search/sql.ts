@@ -2,7 +2,7 @@ import type { Tx } from '../../db/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import type { Embedder } from '../../indexing/embedders/embedder.js';
 import type { Runtime } from '../shared/runtime.js';
-import type { SearchFilters, SearchMode } from './search.js';
+import type { SearchFilters, SearchMode } from './input.js';
 
 // The SQL behind search: candidates from pgvector (cosine) and Postgres full-text, each limited to the
 // chunks the caller may read, then fused with reciprocal rank fusion.

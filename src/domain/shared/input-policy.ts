@@ -1,4 +1,5 @@
 import { type FieldIssue, ValidationError } from './errors.js';
+import type { Loc } from './routes.js';
 
 // One input policy for every transport, applied where input enters (REST bodies, query strings and
 // path parameters, multipart fields, GraphQL variables and literals, and parseInput as the last
@@ -10,8 +11,6 @@ import { type FieldIssue, ValidationError } from './errors.js';
 
 /** Deepest nesting of arrays and objects accepted anywhere (entry content included). */
 export const MAX_JSON_DEPTH = 64;
-
-type Loc = (string | number)[];
 
 /** Why a string cannot be stored, or undefined when it can. */
 export function textProblem(s: string): Pick<FieldIssue, 'msg' | 'type'> | undefined {

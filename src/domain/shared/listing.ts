@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ValidationError } from './errors.js';
 import { DEFAULT_LIMIT, decodeCursor, encodeCursor, MAX_LIMIT, type Page, queryInt } from './pagination.js';
+import type { Loc } from './routes.js';
 
 /**
  * Richer listing for volumes and workspaces: search, tags, sort, and offset paging beside the
@@ -17,7 +18,6 @@ export interface SortSpec {
   dir: 'asc' | 'desc';
 }
 
-type Loc = (string | number)[];
 const TagList = z.string().max(64 * 50);
 
 /** Filters and sort, as GraphQL arguments take them (REST adds paging and `fields`). */

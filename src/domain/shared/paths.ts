@@ -1,10 +1,9 @@
 import { ValidationError } from './errors.js';
+import type { Loc } from './routes.js';
 
 export const MAX_PATH_BYTES = 1024;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-
-type Loc = (string | number)[];
 
 /**
  * Normalises an entry path: one leading `/`, Unicode NFC (so look-alike spellings are one entry),

@@ -1,8 +1,7 @@
 import type { z } from 'zod';
 import { type FieldIssue, ValidationError } from './errors.js';
 import { assertAcceptableInput } from './input-policy.js';
-
-type Loc = (string | number)[];
+import type { Loc } from './routes.js';
 
 const typeNames: Record<string, [type: string, msg: string]> = {
   string: ['string_type', 'Input should be a valid string'],

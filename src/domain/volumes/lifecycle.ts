@@ -2,16 +2,18 @@ import { z } from 'zod';
 import type { Tx } from '../../db/client.js';
 import type { Prisma, Volume } from '../../generated/prisma/client.js';
 import { enterOrg } from '../access/authenticate.js';
+import { findVisibleVolume, findWorkspace } from '../access/authorize.js';
 import { type Principal, requireScope } from '../access/principal.js';
 import { deletedVolumeWhere, requireVolumeAdmin } from '../access/visibility.js';
 import { queueEntryIndexing } from '../search/indexing.js';
 import { queueReindex } from '../search/reindex.js';
 import { ConflictError, isUniqueViolation, NotFoundError } from '../shared/errors.js';
 import { isId, Name } from '../shared/fields.js';
+import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { refreshVolumeStatus } from './status.js';
-import { findVisibleVolume, findWorkspace, volumeObjectPrefix } from './volumes.js';
+import { volumeObjectPrefix } from './volumes.js';
 
 // Deleting a volume hides it (soft delete): `deleted_at` is set and the visibility rules in
 // access.ts stop finding it, so its entries, search hits, mounts, locks and subscriptions stop
@@ -65,22 +67,16 @@ async function findDeletedVolume(
  * volume already soft-deleted can be deleted permanently this way too.
  * @throws ForbiddenError, NotFoundError
  */
-export async function deleteVolume(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-  opts: { permanent?: boolean } = {},
-): Promise<void> {
+export async function deleteVolume(rt: Runtime, p: Principal, route: VolumeRoute, opts: { permanent?: boolean } = {}): Promise<void> {
+  const { orgId, workspaceId, volumeId } = route;
   await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
   if (opts.permanent) {
     let bucket: string;
     try {
-      const v = await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+      const v = await findVisibleVolume(rt, p, { orgId, workspaceId, volumeId });
       await requireVolumeAdmin(rt, p, v.id);
-      bucket = (await findWorkspace(rt, p, orgId, workspaceId)).s3Bucket;
+      bucket = (await findWorkspace(rt, p, { orgId, workspaceId })).s3Bucket;
     } catch (err) {
       if (!(err instanceof NotFoundError)) throw err;
       bucket = (await findDeletedVolume(rt, deletedVolumeWhere(p, orgId), orgId, workspaceId, volumeId)).workspace.s3Bucket;
@@ -90,8 +86,8 @@ export async function deleteVolume(
     await removeVolumeObjects(rt, bucket, volumeId);
     return;
   }
-  await findWorkspace(rt, p, orgId, workspaceId);
-  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+  await findWorkspace(rt, p, { orgId, workspaceId });
+  await findVisibleVolume(rt, p, { orgId, workspaceId, volumeId });
   await requireVolumeAdmin(rt, p, volumeId);
   await rt.db.$transaction(async (tx) => {
     // Under the row lock entry writers take (entry-commit.ts lockVolume): a write that passed its
@@ -123,12 +119,11 @@ const nameTaken = (name: string, holder: string) =>
 export async function undeleteVolume(
   rt: Runtime,
   p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
+  route: VolumeRoute,
   raw: unknown = {},
   loc: (string | number)[] = ['body'],
 ): Promise<Volume> {
+  const { orgId, workspaceId, volumeId } = route;
   await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
   const before = await findDeletedVolume(rt, restorableVolumeWhere(rt, p, orgId), orgId, workspaceId, volumeId);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Prisma, Volume } from '../../generated/prisma/client.js';
 import { enterOrg } from '../access/authenticate.js';
+import { authorizeWorkspace, findWorkspace } from '../access/authorize.js';
 import { type Principal, requireScope } from '../access/principal.js';
 import { sharedVolumeWhere, visibleVolumeWhere } from '../access/visibility.js';
 import {
@@ -13,9 +14,9 @@ import {
   searchAndTagsWhere,
 } from '../shared/listing.js';
 import type { Page } from '../shared/pagination.js';
+import type { OrgRoute, WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { restorableVolumeWhere } from './lifecycle.js';
-import { findWorkspace } from './volumes.js';
 
 export const VOLUME_STATUSES = ['active', 'degraded', 'error', 'deleted'] as const;
 
@@ -62,16 +63,9 @@ function pageOfVolumes(rt: Runtime, q: VolumeListQuery, where: Prisma.VolumeWher
 }
 
 /** The volumes of a workspace the principal can see, filtered and sorted. @throws NotFoundError, ForbiddenError, ValidationError */
-export async function listVolumes(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  q: VolumeListQuery,
-): Promise<Page<Volume>> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:read');
-  await findWorkspace(rt, p, orgId, workspaceId);
+export async function listVolumes(rt: Runtime, p: Principal, route: WorkspaceRoute, q: VolumeListQuery): Promise<Page<Volume>> {
+  const { orgId, workspaceId } = route;
+  await authorizeWorkspace(rt, p, route, { scope: 'volumes:read' });
   return pageOfVolumes(rt, q, { AND: [listedVolumeWhere(rt, p, orgId, q), { orgId, workspaceId }, ...volumeFilterWhere(q)] });
 }
 
@@ -90,7 +84,7 @@ export async function listSharedVolumes(
 ): Promise<Page<Volume>> {
   await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:read');
-  if (workspaceId !== undefined) await findWorkspace(rt, p, orgId, workspaceId);
+  if (workspaceId !== undefined) await findWorkspace(rt, p, { orgId, workspaceId });
   return pageOfVolumes(rt, q, { AND: [sharedVolumeWhere(p, orgId), { orgId }, ...volumeFilterWhere(q)] });
 }
 
@@ -102,13 +96,13 @@ export async function listSharedVolumes(
 export async function volumeConnectionWhere(
   rt: Runtime,
   p: Principal,
-  orgId: string,
-  workspaceId: string | null,
+  route: OrgRoute & { workspaceId: string | null },
   f: VolumeFilters,
 ): Promise<Prisma.VolumeWhereInput> {
+  const { orgId, workspaceId } = route;
   await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:read');
   if (workspaceId === null) return { AND: [sharedVolumeWhere(p, orgId), { orgId }, ...volumeFilterWhere(f)] };
-  await findWorkspace(rt, p, orgId, workspaceId);
+  await findWorkspace(rt, p, { orgId, workspaceId });
   return { AND: [listedVolumeWhere(rt, p, orgId, f), { orgId, workspaceId }, ...volumeFilterWhere(f)] };
 }

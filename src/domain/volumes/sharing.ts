@@ -1,10 +1,9 @@
 import type { Volume } from '../../generated/prisma/client.js';
-import { enterOrg } from '../access/authenticate.js';
-import { type Principal, requireScope } from '../access/principal.js';
-import { requireVolumeAdmin } from '../access/visibility.js';
+import { authorizeVolume } from '../access/authorize.js';
+import type { Principal } from '../access/principal.js';
 import { NotFoundError } from '../shared/errors.js';
+import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
-import { findVisibleVolume } from './volumes.js';
 
 /**
  * Shares a volume with its whole organisation, or makes it private again. A shared volume is
@@ -15,18 +14,9 @@ import { findVisibleVolume } from './volumes.js';
  * whole volume, as for any change to it.
  * @throws ForbiddenError (volumes:write, volume:admin), NotFoundError
  */
-export async function setVolumeShared(
-  rt: Runtime,
-  p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
-  shared: boolean,
-): Promise<Volume> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:write');
-  await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(rt, p, volumeId);
+export async function setVolumeShared(rt: Runtime, p: Principal, route: VolumeRoute, shared: boolean): Promise<Volume> {
+  const { workspaceId, volumeId } = route;
+  await authorizeVolume(rt, p, route, { scope: 'volumes:write', admin: true });
   await rt.db.volume.updateMany({
     where: { id: volumeId, workspaceId, isShared: !shared },
     data: { isShared: shared, version: { increment: 1 }, modifiedBy: p.subject },

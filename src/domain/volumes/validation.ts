@@ -1,5 +1,6 @@
 import type { Principal } from '../access/principal.js';
 import { type AppError, ConflictError, type FieldIssue, QuotaExceededError, ValidationError } from '../shared/errors.js';
+import type { WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { authorizeVolumeCreation, checkNewVolume } from './volumes.js';
 
@@ -31,12 +32,12 @@ function issueOf(err: AppError, loc: (string | number)[]): FieldIssue {
 export async function validateVolume(
   rt: Runtime,
   p: Principal,
-  orgId: string,
-  workspaceId: string,
+  route: WorkspaceRoute,
   body: () => unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<VolumeValidation> {
-  await authorizeVolumeCreation(rt, p, orgId, workspaceId);
+  const { orgId, workspaceId } = route;
+  await authorizeVolumeCreation(rt, p, { orgId, workspaceId });
   try {
     await checkNewVolume(rt, workspaceId, body(), loc);
     return { valid: true, errors: [] };

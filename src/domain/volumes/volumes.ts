@@ -1,8 +1,7 @@
 import { z } from 'zod';
-import type { Prisma, Volume } from '../../generated/prisma/client.js';
-import { enterOrg } from '../access/authenticate.js';
-import { forbidAppKey, type Principal, requireScope } from '../access/principal.js';
-import { requireVolumeAdmin, visibleVolumeWhere, visibleWorkspaceWhere } from '../access/visibility.js';
+import type { Volume } from '../../generated/prisma/client.js';
+import { authorizeOrg, authorizeVolume, findWorkspace } from '../access/authorize.js';
+import type { Principal } from '../access/principal.js';
 import { queueReindex } from '../search/reindex.js';
 import {
   ConflictError,
@@ -12,7 +11,8 @@ import {
   NotFoundError,
   ValidationError,
 } from '../shared/errors.js';
-import { Description, isId, Name, ShortId, Tags } from '../shared/fields.js';
+import { Description, Name, ShortId, Tags } from '../shared/fields.js';
+import type { VolumeRoute, WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { refreshVolumeStatus } from './status.js';
@@ -92,78 +92,19 @@ export type UpdateVolumeInput = z.input<typeof UpdateVolumeInput>;
 const duplicateName = (name: string) =>
   new ConflictError(`A volume named '${name}' already exists in this workspace`, { field: 'name', value: name });
 
-/** The workspace, if the principal can see it (volume routes are nested under it). @throws NotFoundError */
-export async function findWorkspace(rt: Runtime, p: Principal, orgId: string, workspaceId: string) {
-  if (!isId(workspaceId)) throw new NotFoundError('workspace', workspaceId);
-  const ws = await rt.db.workspace.findFirst({
-    where: { ...visibleWorkspaceWhere(p, orgId), orgId, id: workspaceId },
-    select: { id: true, s3Bucket: true },
-  });
-  if (!ws) throw new NotFoundError('workspace', workspaceId);
-  return ws;
-}
-
-/**
- * Loads a volume the principal can see, scoped by the org and workspace of the route.
- * @throws NotFoundError when it does not exist, belongs elsewhere, or (app keys) is not mounted for the app
- */
-export async function findVisibleVolume(rt: Runtime, p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
-  if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
-  const volume = await rt.db.volume.findFirst({ where: { ...visibleVolumeWhere(p, orgId), orgId, workspaceId, id: volumeId } });
-  if (!volume) throw new NotFoundError('volume', volumeId);
-  return volume;
-}
-
-/**
- * The scope check and visibility filter for reading volumes, shared by REST and GraphQL reads.
- * @throws ForbiddenError (no volumes:read)
- */
-export function volumeReadFilter(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
-  requireScope(p, 'volumes:read');
-  return visibleVolumeWhere(p, orgId);
-}
-
-/**
- * Where a live volume lives, for callers that know only its id (GraphQL). A soft-deleted volume is
- * not found unless `includeDeleted` (restore and permanent delete, which then apply their own
- * visibility rule). Not a permission check: callers go on through `findVisibleVolume` or the like.
- * @throws NotFoundError
- */
-export async function locateVolume(
-  rt: Runtime,
-  volumeId: string,
-  opts: { includeDeleted?: boolean } = {},
-): Promise<{ orgId: string; workspaceId: string }> {
-  if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
-  const v = await rt.db.volume.findFirst({
-    where: { id: volumeId, ...(opts.includeDeleted ? {} : { deletedAt: null }) },
-    select: { orgId: true, workspaceId: true },
-  });
-  if (!v) throw new NotFoundError('volume', volumeId);
-  return v;
-}
-
-/** The route (org, workspace, volume) of a volume known only by id, for GraphQL operations. @throws NotFoundError */
-export async function volumeRoute(rt: Runtime, volumeId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string }> {
-  return { ...(await locateVolume(rt, volumeId)), volumeId };
-}
-
 /** @throws NotFoundError, ForbiddenError */
-export async function getVolume(rt: Runtime, p: Principal, orgId: string, workspaceId: string, volumeId: string): Promise<Volume> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:read');
-  return findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
+export async function getVolume(rt: Runtime, p: Principal, route: VolumeRoute): Promise<Volume> {
+  return authorizeVolume(rt, p, route, { scope: 'volumes:read' });
 }
 
 /**
  * Who may create volumes in a workspace: the checks that answer 403/404, not "invalid".
  * @throws ForbiddenError, NotFoundError
  */
-export async function authorizeVolumeCreation(rt: Runtime, p: Principal, orgId: string, workspaceId: string): Promise<void> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:write');
-  forbidAppKey(p, 'volumes:write');
-  await findWorkspace(rt, p, orgId, workspaceId);
+export async function authorizeVolumeCreation(rt: Runtime, p: Principal, route: WorkspaceRoute): Promise<void> {
+  const { orgId, workspaceId } = route;
+  await authorizeOrg(rt, p, orgId, { scope: 'volumes:write', orgWide: true });
+  await findWorkspace(rt, p, { orgId, workspaceId });
 }
 
 /**
@@ -223,12 +164,12 @@ export async function checkIndexSettings(
 export async function createVolume(
   rt: Runtime,
   p: Principal,
-  orgId: string,
-  workspaceId: string,
+  route: WorkspaceRoute,
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<Volume> {
-  await authorizeVolumeCreation(rt, p, orgId, workspaceId);
+  const { orgId, workspaceId } = route;
+  await authorizeVolumeCreation(rt, p, { orgId, workspaceId });
   const input = await checkNewVolume(rt, workspaceId, raw, loc);
   try {
     const volume = await rt.db.volume.create({
@@ -284,17 +225,13 @@ function checkExpectedVersion(current: number, expected: (number | undefined)[])
 export async function updateVolume(
   rt: Runtime,
   p: Principal,
-  orgId: string,
-  workspaceId: string,
-  volumeId: string,
+  route: VolumeRoute,
   raw: unknown,
   loc: (string | number)[] = ['body'],
   ifMatch?: number,
 ): Promise<Volume> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'volumes:write');
-  const before = await findVisibleVolume(rt, p, orgId, workspaceId, volumeId);
-  await requireVolumeAdmin(rt, p, volumeId);
+  const { volumeId } = route;
+  const before = await authorizeVolume(rt, p, route, { scope: 'volumes:write', admin: true });
   const input = parseInput(UpdateVolumeInput, raw, loc);
   await checkIndexSettings(rt, input, before, loc);
   const modelChanges = input.embedding_model_id !== undefined && input.embedding_model_id !== before.embeddingModelId;

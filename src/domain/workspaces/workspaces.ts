@@ -2,10 +2,12 @@ import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import type { Prisma, Workspace } from '../../generated/prisma/client.js';
 import { enterOrg } from '../access/authenticate.js';
-import { forbidAppKey, type Principal, requireScope } from '../access/principal.js';
+import { authorizeOrg } from '../access/authorize.js';
+import { type Principal, requireScope } from '../access/principal.js';
 import { visibleWorkspaceWhere } from '../access/visibility.js';
 import { NotFoundError, ValidationError } from '../shared/errors.js';
 import { Description, ExternalId, isId, Name, ShortId, Tags } from '../shared/fields.js';
+import type { WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { refreshVolumeStatuses } from '../volumes/status.js';
@@ -60,7 +62,8 @@ export async function locateWorkspace(rt: Runtime, workspaceId: string): Promise
 }
 
 /** @throws NotFoundError when the workspace does not exist or is not visible to the principal */
-export async function getWorkspace(rt: Runtime, p: Principal, orgId: string, workspaceId: string): Promise<Workspace> {
+export async function getWorkspace(rt: Runtime, p: Principal, route: WorkspaceRoute): Promise<Workspace> {
+  const { orgId, workspaceId } = route;
   const where = await workspaceReadFilter(rt, p, orgId);
   const ws = isId(workspaceId) ? await rt.db.workspace.findFirst({ where: { ...where, id: workspaceId } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
@@ -79,9 +82,7 @@ export async function createWorkspace(
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<Workspace> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'workspaces:write');
-  forbidAppKey(p, 'workspaces:write');
+  await authorizeOrg(rt, p, orgId, { scope: 'workspaces:write', orgWide: true });
   const input = parseInput(CreateWorkspaceInput, raw, loc);
   if (input.organization_id !== undefined && input.organization_id !== orgId) {
     throw ValidationError.field([...loc, 'organization_id'], 'organization_id must match the org_id in the path', input.organization_id);
@@ -144,14 +145,12 @@ export async function resumePendingProvisioning(rt: Runtime): Promise<number> {
 export async function updateWorkspace(
   rt: Runtime,
   p: Principal,
-  orgId: string,
-  workspaceId: string,
+  route: WorkspaceRoute,
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<Workspace> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'workspaces:write');
-  forbidAppKey(p, 'workspaces:write');
+  const { orgId, workspaceId } = route;
+  await authorizeOrg(rt, p, orgId, { scope: 'workspaces:write', orgWide: true });
   const input = parseInput(UpdateWorkspaceInput, raw, loc);
   if (!isId(workspaceId)) throw new NotFoundError('workspace', workspaceId);
   const { count } = await rt.db.workspace.updateMany({
@@ -175,10 +174,9 @@ export async function updateWorkspace(
  * garbage we can collect later, a row without its object would be data loss.
  * @throws ForbiddenError, NotFoundError
  */
-export async function deleteWorkspace(rt: Runtime, p: Principal, orgId: string, workspaceId: string): Promise<void> {
-  await enterOrg(rt, p, orgId);
-  requireScope(p, 'workspaces:write');
-  forbidAppKey(p, 'workspaces:write');
+export async function deleteWorkspace(rt: Runtime, p: Principal, route: WorkspaceRoute): Promise<void> {
+  const { orgId, workspaceId } = route;
+  await authorizeOrg(rt, p, orgId, { scope: 'workspaces:write', orgWide: true });
   const ws = isId(workspaceId) ? await rt.db.workspace.findFirst({ where: { id: workspaceId, orgId }, select: { s3Bucket: true } }) : null;
   if (!ws) throw new NotFoundError('workspace', workspaceId);
   const { count } = await rt.db.workspace.deleteMany({ where: { id: workspaceId, orgId } });

@@ -1,9 +1,9 @@
+import { volumeRoute } from '../../domain/access/authorize.js';
 import { backupRoute, backupsWhere, getBackup, startBackup } from '../../domain/backups/backups.js';
 import { backupProgressOf } from '../../domain/backups/progress.js';
 import { type RestoreResult, restoreVolume } from '../../domain/backups/restore.js';
 import { watchBackup } from '../../domain/backups/watch.js';
 import type { BackupProgressEvent } from '../../domain/shared/events.js';
-import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
@@ -88,7 +88,7 @@ builder.queryFields((base) => {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const r = await backupRoute(ctx.runtime, String(args.id));
-        await getBackup(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId, r.backupId);
+        await getBackup(ctx.runtime, ctx.principal, { orgId: r.orgId, workspaceId: r.workspaceId, volumeId: r.volumeId }, r.backupId);
         return ctx.runtime.db.backup.findUniqueOrThrow({ ...query, where: { id: r.backupId } });
       },
     }),
@@ -99,12 +99,14 @@ builder.queryFields((base) => {
       args: { volumeId: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const r = await volumeRoute(ctx.runtime, String(args.volumeId));
-        const where = await backupsWhere(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId);
+        const where = await backupsWhere(ctx.runtime, ctx.principal, { orgId: r.orgId, workspaceId: r.workspaceId, volumeId: r.volumeId });
         return ctx.runtime.db.backup.findMany({ ...query, where, orderBy: { id: 'asc' } });
       },
       totalCount: async (_root, args, ctx) => {
         const r = await volumeRoute(ctx.runtime, String(args.volumeId));
-        return ctx.runtime.db.backup.count({ where: await backupsWhere(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId) });
+        return ctx.runtime.db.backup.count({
+          where: await backupsWhere(ctx.runtime, ctx.principal, { orgId: r.orgId, workspaceId: r.workspaceId, volumeId: r.volumeId }),
+        });
       },
     }),
   };
@@ -120,7 +122,11 @@ builder.mutationFields((base) => {
       args: { volumeId: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const r = await volumeRoute(ctx.runtime, String(args.volumeId));
-        const { backup } = await startBackup(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId);
+        const { backup } = await startBackup(ctx.runtime, ctx.principal, {
+          orgId: r.orgId,
+          workspaceId: r.workspaceId,
+          volumeId: r.volumeId,
+        });
         return ctx.runtime.db.backup.findUniqueOrThrow({ ...query, where: { id: backup.id } });
       },
     }),
@@ -132,7 +138,7 @@ builder.mutationFields((base) => {
       resolve: async (_root, args, ctx) => {
         const { workspaceId, ...input } = args.input;
         const { orgId } = await locateWorkspace(ctx.runtime, String(workspaceId));
-        return restoreVolume(ctx.runtime, ctx.principal, orgId, String(workspaceId), toDomainInput(input), ['input']);
+        return restoreVolume(ctx.runtime, ctx.principal, { orgId, workspaceId: String(workspaceId) }, toDomainInput(input), ['input']);
       },
     }),
   };

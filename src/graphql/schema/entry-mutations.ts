@@ -1,14 +1,13 @@
 // Entry writes: JSON/text, uploads (multipart, streamed), deletes and moves, with versions and lock guards.
+
+import { volumeRoute } from '../../domain/access/authorize.js';
 import { deleteEntry, moveEntry, writeEntry } from '../../domain/entries/entries.js';
 import { uploadEntry } from '../../domain/entries/uploads.js';
 import type { WriteGuard } from '../../domain/locks/locks.js';
-import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { openUpload, type UploadValue } from '../uploads.js';
 import { EntryKind } from './entry.js';
-
-const routeOf = volumeRoute;
 
 const FencingInput = builder.inputType('FencingInput', {
   description: 'The fencing token a lock acquisition issued, for the partition it was issued on.',
@@ -72,7 +71,7 @@ builder.mutationFields((base) => {
         const { entry, created } = await writeEntry(
           ctx.runtime,
           ctx.principal,
-          await routeOf(ctx.runtime, String(args.volumeId)),
+          await volumeRoute(ctx.runtime, String(args.volumeId)),
           args.path,
           toDomainInput(args.input),
           { ifMatch: args.expectedVersion ?? undefined, ifNoneMatch: args.createOnly ?? false, ...guardOf(args) },
@@ -110,7 +109,7 @@ builder.mutationFields((base) => {
         const { entry, created } = await uploadEntry(
           ctx.runtime,
           ctx.principal,
-          await routeOf(ctx.runtime, String(args.volumeId)),
+          await volumeRoute(ctx.runtime, String(args.volumeId)),
           args.path,
           file,
           fields,
@@ -136,7 +135,7 @@ builder.mutationFields((base) => {
         const entry = await deleteEntry(
           ctx.runtime,
           ctx.principal,
-          await routeOf(ctx.runtime, String(args.volumeId)),
+          await volumeRoute(ctx.runtime, String(args.volumeId)),
           args.path,
           { ifMatch: args.expectedVersion ?? undefined, ...guardOf(args) },
           ['path'],
@@ -156,11 +155,18 @@ builder.mutationFields((base) => {
         ...guardArgs,
       },
       resolve: async (query, _root, args, ctx) => {
-        const moved = await moveEntry(ctx.runtime, ctx.principal, await routeOf(ctx.runtime, String(args.volumeId)), args.from, args.to, {
-          overwrite: args.overwrite ?? false,
-          ifMatch: args.expectedVersion ?? undefined,
-          ...guardOf(args),
-        });
+        const moved = await moveEntry(
+          ctx.runtime,
+          ctx.principal,
+          await volumeRoute(ctx.runtime, String(args.volumeId)),
+          args.from,
+          args.to,
+          {
+            overwrite: args.overwrite ?? false,
+            ifMatch: args.expectedVersion ?? undefined,
+            ...guardOf(args),
+          },
+        );
         return ctx.runtime.db.entry.findUniqueOrThrow({ ...query, where: { id: moved.id } });
       },
     }),

@@ -1,10 +1,10 @@
+import { volumeRoute } from '../../domain/access/authorize.js';
 import { getEntry } from '../../domain/entries/entries.js';
 import { decodePathCursor, encodePathCursor, listDirectory, listEntries } from '../../domain/entries/listing.js';
 import { ENTRY_KINDS } from '../../domain/entries/rules.js';
 import { DEFAULT_EXPIRES_IN, downloadUrl } from '../../domain/entries/uploads.js';
 import { NotFoundError, ValidationError } from '../../domain/shared/errors.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/shared/pagination.js';
-import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { builder } from '../builder.js';
 import type { UploadValue } from '../uploads.js';
 import { Volume } from './volume.js';
@@ -18,8 +18,6 @@ builder.scalarType('File', {
   },
   parseValue: (value) => value as UploadValue,
 });
-
-const routeOf = volumeRoute;
 
 export const Entry = builder.prismaObject('Entry', {
   description: 'A path-addressed item of a volume: JSON content, text, or a file whose bytes live in the blob store.',
@@ -55,7 +53,7 @@ export const Entry = builder.prismaObject('Entry', {
       // The entry was reached through a resolver that checked read access to its path.
       resolve: async (e, args, ctx) =>
         e.contentType === 'file'
-          ? downloadUrl(ctx.runtime, await routeOf(ctx.runtime, e.volumeId), e, args.expiresIn ?? DEFAULT_EXPIRES_IN, ['expiresIn'])
+          ? downloadUrl(ctx.runtime, await volumeRoute(ctx.runtime, e.volumeId), e, args.expiresIn ?? DEFAULT_EXPIRES_IN, ['expiresIn'])
           : null,
     }),
   }),

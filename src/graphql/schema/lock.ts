@@ -1,14 +1,12 @@
+import { volumeRoute } from '../../domain/access/authorize.js';
 import { acquireLock, authorizeLockReading, LOCK_TYPES, listLocks, releaseLock, renewLock } from '../../domain/locks/locks.js';
 import type { LockEvent } from '../../domain/shared/events.js';
-import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { Volume } from './volume.js';
 
 const LockType = builder.enumType('LockType', { values: LOCK_TYPES });
 const LockEventKind = builder.enumType('LockEventKind', { values: ['acquired', 'renewed', 'released', 'expired'] as const });
-
-const routeOf = volumeRoute;
 
 export const Lock = builder.prismaObject('Lock', {
   description: 'A lease on a partition of a volume. Path partitions (/reports/) guard writes under them.',
@@ -54,7 +52,7 @@ builder.mutationFields((base) => {
         const lock = await acquireLock(
           ctx.runtime,
           ctx.principal,
-          await routeOf(ctx.runtime, String(args.volumeId)),
+          await volumeRoute(ctx.runtime, String(args.volumeId)),
           toDomainInput(args.input),
           ['input'],
         );
@@ -69,7 +67,7 @@ builder.mutationFields((base) => {
         const lock = await renewLock(
           ctx.runtime,
           ctx.principal,
-          await routeOf(ctx.runtime, String(args.volumeId)),
+          await volumeRoute(ctx.runtime, String(args.volumeId)),
           { lock_id: String(args.lockId), ...(args.ttlSeconds != null ? { ttl_seconds: args.ttlSeconds } : {}) },
           [],
         );
@@ -79,9 +77,14 @@ builder.mutationFields((base) => {
     releaseLock: t.boolean({
       args: { volumeId: t.arg.id({ required: true }), lockId: t.arg.id({ required: true }) },
       resolve: async (_root, args, ctx) => {
-        await releaseLock(ctx.runtime, ctx.principal, await routeOf(ctx.runtime, String(args.volumeId)), String(args.lockId), undefined, [
-          'lockId',
-        ]);
+        await releaseLock(
+          ctx.runtime,
+          ctx.principal,
+          await volumeRoute(ctx.runtime, String(args.volumeId)),
+          String(args.lockId),
+          undefined,
+          ['lockId'],
+        );
         return true;
       },
     }),
@@ -109,7 +112,7 @@ builder.subscriptionFields((base) => {
       description: 'Locks of a volume acquired, renewed, released or expired, as they happen.',
       args: { volumeId: t.arg.id({ required: true }) },
       subscribe: async (_root, args, ctx) => {
-        const route = await routeOf(ctx.runtime, String(args.volumeId));
+        const route = await volumeRoute(ctx.runtime, String(args.volumeId));
         // Checked before the stream opens (another org's volume: NOT_FOUND).
         await authorizeLockReading(ctx.runtime, ctx.principal, route);
         return ctx.runtime.events.subscribe('lockEvents', route.volumeId);

@@ -1,6 +1,6 @@
+import { locateVolume } from '../../domain/access/authorize.js';
 import { ACCESS_LEVELS } from '../../domain/access/principal.js';
 import { createMount, deleteMount, locateMount } from '../../domain/mounts/mounts.js';
-import { locateVolume } from '../../domain/volumes/volumes.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 
@@ -37,7 +37,7 @@ builder.mutationFields((base) => {
       resolve: async (query, _root, args, ctx) => {
         const volumeId = String(args.volumeId);
         const { orgId, workspaceId } = await locateVolume(ctx.runtime, volumeId);
-        const m = await createMount(ctx.runtime, ctx.principal, orgId, workspaceId, volumeId, toDomainInput(args.input), ['input']);
+        const m = await createMount(ctx.runtime, ctx.principal, { orgId, workspaceId, volumeId }, toDomainInput(args.input), ['input']);
         return ctx.runtime.db.mount.findUniqueOrThrow({ ...query, where: { id: m.id } });
       },
     }),
@@ -47,7 +47,7 @@ builder.mutationFields((base) => {
       resolve: async (_root, args, ctx) => {
         const id = String(args.id);
         const { orgId, workspaceId, volumeId } = await locateMount(ctx.runtime, id);
-        await deleteMount(ctx.runtime, ctx.principal, orgId, workspaceId, volumeId, id);
+        await deleteMount(ctx.runtime, ctx.principal, { orgId, workspaceId, volumeId }, id);
         return { id, message: 'Mount removed successfully' };
       },
     }),

@@ -1,7 +1,7 @@
+import { volumeRoute } from '../../domain/access/authorize.js';
 import { cancelReindex, progressOf, startReindex } from '../../domain/search/reindex.js';
 import { watchReindex } from '../../domain/search/reindex-watch.js';
 import type { ReindexProgressEvent } from '../../domain/shared/events.js';
-import { volumeRoute } from '../../domain/volumes/volumes.js';
 import { builder } from '../builder.js';
 import { Volume } from './volume.js';
 
@@ -46,7 +46,7 @@ builder.mutationFields((base) => {
       args: { volumeId },
       resolve: async (_root, args, ctx) => {
         const r = await volumeRoute(ctx.runtime, String(args.volumeId));
-        return startReindex(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId);
+        return startReindex(ctx.runtime, ctx.principal, { orgId: r.orgId, workspaceId: r.workspaceId, volumeId: r.volumeId });
       },
     }),
     cancelReindex: t.field({
@@ -55,7 +55,7 @@ builder.mutationFields((base) => {
       args: { volumeId },
       resolve: async (_root, args, ctx) => {
         const r = await volumeRoute(ctx.runtime, String(args.volumeId));
-        return cancelReindex(ctx.runtime, ctx.principal, r.orgId, r.workspaceId, r.volumeId);
+        return cancelReindex(ctx.runtime, ctx.principal, { orgId: r.orgId, workspaceId: r.workspaceId, volumeId: r.volumeId });
       },
     }),
   };

@@ -1,5 +1,6 @@
-import { SEARCH_MODES, type SearchHit, type SearchResult, searchAll, searchVolume } from '../../domain/search/search.js';
-import { volumeRoute } from '../../domain/volumes/volumes.js';
+import { volumeRoute } from '../../domain/access/authorize.js';
+import { SEARCH_MODES, type SearchHit, type SearchResult } from '../../domain/search/input.js';
+import { searchAll, searchVolume } from '../../domain/search/search.js';
 import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';

@@ -21,8 +21,7 @@ builder.queryFields((base) => {
         const where = await volumeConnectionWhere(
           ctx.runtime,
           ctx.principal,
-          (await locateWorkspace(ctx.runtime, workspaceId)).orgId,
-          workspaceId,
+          { orgId: (await locateWorkspace(ctx.runtime, workspaceId)).orgId, workspaceId },
           filters,
         );
         return ctx.runtime.db.volume.findMany({ ...query, skip: query.skip + skip, where, orderBy: orderOf(filters) });
@@ -33,8 +32,7 @@ builder.queryFields((base) => {
         const where = await volumeConnectionWhere(
           ctx.runtime,
           ctx.principal,
-          (await locateWorkspace(ctx.runtime, workspaceId)).orgId,
-          workspaceId,
+          { orgId: (await locateWorkspace(ctx.runtime, workspaceId)).orgId, workspaceId },
           volumeFiltersOf(args),
         );
         return ctx.runtime.db.volume.count({ where });
@@ -49,13 +47,23 @@ builder.queryFields((base) => {
       resolve: async (query, _root, args, ctx) => {
         const filters = volumeFiltersOf(args);
         const skip = offsetOf(args);
-        const where = await volumeConnectionWhere(ctx.runtime, ctx.principal, orgFor(ctx.principal, args.orgId), null, filters);
+        const where = await volumeConnectionWhere(
+          ctx.runtime,
+          ctx.principal,
+          { orgId: orgFor(ctx.principal, args.orgId), workspaceId: null },
+          filters,
+        );
         return ctx.runtime.db.volume.findMany({ ...query, skip: query.skip + skip, where, orderBy: orderOf(filters) });
       },
       totalCount: async (_root, args, ctx) => {
         offsetOf(args);
         return ctx.runtime.db.volume.count({
-          where: await volumeConnectionWhere(ctx.runtime, ctx.principal, orgFor(ctx.principal, args.orgId), null, volumeFiltersOf(args)),
+          where: await volumeConnectionWhere(
+            ctx.runtime,
+            ctx.principal,
+            { orgId: orgFor(ctx.principal, args.orgId), workspaceId: null },
+            volumeFiltersOf(args),
+          ),
         });
       },
     }),

@@ -1,7 +1,7 @@
+import { locateVolume } from '../../domain/access/authorize.js';
 import type { FieldIssue } from '../../domain/shared/errors.js';
 import { setVolumeShared } from '../../domain/volumes/sharing.js';
 import { validateVolume } from '../../domain/volumes/validation.js';
-import { locateVolume } from '../../domain/volumes/volumes.js';
 import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { toCamel, toDomainInput } from '../inputs.js';
@@ -34,7 +34,7 @@ builder.mutationFields((base) => {
       resolve: async (query, _root, args, ctx) => {
         const id = String(args.id);
         const { orgId, workspaceId } = await locateVolume(ctx.runtime, id);
-        await setVolumeShared(ctx.runtime, ctx.principal, orgId, workspaceId, id, shared);
+        await setVolumeShared(ctx.runtime, ctx.principal, { orgId, workspaceId, volumeId: id }, shared);
         return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id } });
       },
     });
@@ -51,7 +51,7 @@ builder.mutationFields((base) => {
       resolve: async (_root, args, ctx) => {
         const workspaceId = String(args.workspaceId);
         const { orgId } = await locateWorkspace(ctx.runtime, workspaceId);
-        return validateVolume(ctx.runtime, ctx.principal, orgId, workspaceId, () => toDomainInput(args.input), ['input']);
+        return validateVolume(ctx.runtime, ctx.principal, { orgId, workspaceId }, () => toDomainInput(args.input), ['input']);
       },
     }),
   };

@@ -1,15 +1,9 @@
+import { locateVolume, volumeReadFilter } from '../../domain/access/authorize.js';
 import { mountVisibilityWhere } from '../../domain/mounts/mounts.js';
 import { isId } from '../../domain/shared/fields.js';
 import { deleteVolume, restorableUntil, undeleteVolume } from '../../domain/volumes/lifecycle.js';
 import { VOLUME_STATUSES } from '../../domain/volumes/listing.js';
-import {
-  CHUNKING_STRATEGIES,
-  createVolume,
-  INDEXING_MODES,
-  locateVolume,
-  updateVolume,
-  volumeReadFilter,
-} from '../../domain/volumes/volumes.js';
+import { CHUNKING_STRATEGIES, createVolume, INDEXING_MODES, updateVolume } from '../../domain/volumes/volumes.js';
 import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
@@ -126,7 +120,7 @@ builder.mutationFields((base) => {
       resolve: async (query, _root, args, ctx) => {
         const workspaceId = String(args.workspaceId);
         const { orgId } = await locateWorkspace(ctx.runtime, workspaceId);
-        const v = await createVolume(ctx.runtime, ctx.principal, orgId, workspaceId, toDomainInput(args.input), ['input']);
+        const v = await createVolume(ctx.runtime, ctx.principal, { orgId, workspaceId }, toDomainInput(args.input), ['input']);
         return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id: v.id } });
       },
     }),
@@ -136,7 +130,7 @@ builder.mutationFields((base) => {
       resolve: async (query, _root, args, ctx) => {
         const id = String(args.id);
         const { orgId, workspaceId } = await locateVolume(ctx.runtime, id);
-        await updateVolume(ctx.runtime, ctx.principal, orgId, workspaceId, id, toDomainInput(args.input), ['input']);
+        await updateVolume(ctx.runtime, ctx.principal, { orgId, workspaceId, volumeId: id }, toDomainInput(args.input), ['input']);
         return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id } });
       },
     }),
@@ -149,7 +143,7 @@ builder.mutationFields((base) => {
         const id = String(args.id);
         const permanent = args.permanent === true;
         const { orgId, workspaceId } = await locateVolume(ctx.runtime, id, { includeDeleted: permanent });
-        await deleteVolume(ctx.runtime, ctx.principal, orgId, workspaceId, id, { permanent });
+        await deleteVolume(ctx.runtime, ctx.principal, { orgId, workspaceId, volumeId: id }, { permanent });
         return { id, message: 'Volume deleted successfully' };
       },
     }),
@@ -161,7 +155,13 @@ builder.mutationFields((base) => {
       resolve: async (query, _root, args, ctx) => {
         const id = String(args.id);
         const { orgId, workspaceId } = await locateVolume(ctx.runtime, id, { includeDeleted: true });
-        await undeleteVolume(ctx.runtime, ctx.principal, orgId, workspaceId, id, toDomainInput({ name: args.name ?? undefined }), []);
+        await undeleteVolume(
+          ctx.runtime,
+          ctx.principal,
+          { orgId, workspaceId, volumeId: id },
+          toDomainInput({ name: args.name ?? undefined }),
+          [],
+        );
         return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id } });
       },
     }),

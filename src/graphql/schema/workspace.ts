@@ -193,7 +193,9 @@ builder.mutationFields((base) => {
       args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateWorkspaceInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const { orgId } = await locateWorkspace(ctx.runtime, String(args.id));
-        const ws = await updateWorkspace(ctx.runtime, ctx.principal, orgId, String(args.id), toDomainInput(args.input), ['input']);
+        const ws = await updateWorkspace(ctx.runtime, ctx.principal, { orgId, workspaceId: String(args.id) }, toDomainInput(args.input), [
+          'input',
+        ]);
         return ctx.runtime.db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
       },
     }),
@@ -204,7 +206,7 @@ builder.mutationFields((base) => {
       resolve: async (_root, args, ctx) => {
         const id = String(args.id);
         const { orgId } = await locateWorkspace(ctx.runtime, id);
-        return reconcileWorkspaceFor(ctx.runtime, ctx.principal, orgId, id);
+        return reconcileWorkspaceFor(ctx.runtime, ctx.principal, { orgId, workspaceId: id });
       },
     }),
     deleteWorkspace: t.field({
@@ -214,7 +216,7 @@ builder.mutationFields((base) => {
       resolve: async (_root, args, ctx) => {
         const id = String(args.id);
         const { orgId } = await locateWorkspace(ctx.runtime, id);
-        await deleteWorkspace(ctx.runtime, ctx.principal, orgId, id);
+        await deleteWorkspace(ctx.runtime, ctx.principal, { orgId, workspaceId: id });
         return { id, message: 'Workspace deleted successfully' };
       },
     }),
@@ -249,7 +251,7 @@ builder.subscriptionFields((base) => {
         // Subscribe before reading the current state so no transition falls between the two.
         const changes = ctx.runtime.events.subscribe('bucketStatus', id);
         try {
-          const ws = await getWorkspace(ctx.runtime, ctx.principal, orgId, id);
+          const ws = await getWorkspace(ctx.runtime, ctx.principal, { orgId, workspaceId: id });
           return watchBucket({ workspaceId: id, bucketStatus: ws.bucketStatus, error: ws.bucketError }, changes);
         } catch (err) {
           await changes.return?.();

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { CreateApiKeyInput, createApiKey, listApiKeys, revokeApiKey } from '../../domain/access/api-keys.js';
 import { PageQuery } from '../../domain/shared/pagination.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
-import type { RestApp } from '../app.js';
+import type { RestApp } from '../env.js';
 import { ApiKey, ApiKeyParams, errorResponses, listOf, Message, OrgParams, ok } from '../schemas.js';
 import { apiKeyJson, pageJson } from '../serializers.js';
 

@@ -7,7 +7,7 @@ import { bucketOf } from '../../domain/entries/commit.js';
 import { PageQuery } from '../../domain/shared/pagination.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
 import type { Backup as BackupRow } from '../../generated/prisma/client.js';
-import type { RestApp } from '../app.js';
+import { type RestApp, volumeRoute, workspaceRoute } from '../env.js';
 import { conflictResponse, errorResponses, listOf, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';
 import { pageJson, volumeJson } from '../serializers.js';
 
@@ -113,7 +113,7 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      const { backup } = await startBackup(rt, c.get('principal'), org_id, workspace_id, volume_id);
+      const { backup } = await startBackup(rt, c.get('principal'), volumeRoute(c.req.valid('param')));
       const json = backupJson(backup, await bucketOf(rt, workspace_id));
       return c.json(
         {
@@ -142,7 +142,7 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      const page = await listBackups(rt, c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('query'));
+      const page = await listBackups(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('query'));
       const bucket = await bucketOf(rt, workspace_id);
       return c.json(
         pageJson('backups', page, (b) => backupJson(b, bucket)),
@@ -161,8 +161,8 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(Backup), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, volume_id, backup_id } = c.req.valid('param');
-      const backup = await getBackup(rt, c.get('principal'), org_id, workspace_id, volume_id, backup_id);
+      const { org_id, workspace_id, backup_id } = c.req.valid('param');
+      const backup = await getBackup(rt, c.get('principal'), volumeRoute(c.req.valid('param')), backup_id);
       return c.json(backupJson(backup, await bucketOf(rt, workspace_id)), 200);
     },
   );
@@ -179,8 +179,7 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
       responses: { 201: ok(RestoreResult, 'Created'), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id } = c.req.valid('param');
-      const r = await restoreVolume(rt, c.get('principal'), org_id, workspace_id, c.req.valid('json'));
+      const r = await restoreVolume(rt, c.get('principal'), workspaceRoute(c.req.valid('param')), c.req.valid('json'));
       return c.json(
         {
           message: 'Volume restored successfully',

@@ -1,15 +1,23 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
-import { deleteEntry, getEntry, moveEntry, type VolumeRoute, type WriteConditions, writeEntry } from '../../domain/entries/entries.js';
+import { deleteEntry, getEntry, moveEntry, writeEntry } from '../../domain/entries/entries.js';
 import { listDirectory } from '../../domain/entries/listing.js';
-import { etagOf, type Preconditions, parseIfMatch, UploadFieldsInput, WriteEntryInput } from '../../domain/entries/rules.js';
+import {
+  etagOf,
+  type Preconditions,
+  parseIfMatch,
+  UploadFieldsInput,
+  type WriteConditions,
+  WriteEntryInput,
+} from '../../domain/entries/rules.js';
 import { DEFAULT_EXPIRES_IN, downloadUrl, MAX_EXPIRES_IN, MIN_EXPIRES_IN, uploadEntry } from '../../domain/entries/uploads.js';
 import { ValidationError } from '../../domain/shared/errors.js';
 import { ShortId } from '../../domain/shared/fields.js';
 import { DEFAULT_LIMIT, MAX_LIMIT, queryInt } from '../../domain/shared/pagination.js';
+import type { VolumeRoute } from '../../domain/shared/routes.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
 import { parseInput } from '../../domain/shared/validation.js';
-import type { RestApp, RestEnv } from '../app.js';
+import { type RestApp, type RestEnv, volumeRoute } from '../env.js';
 import { readUpload } from '../multipart.js';
 import { conflictResponse, Entry, errorResponses, Message, VolumeParams } from '../schemas.js';
 import { entryJson } from '../serializers.js';
@@ -20,8 +28,7 @@ const DOC_BASE = '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}';
 
 /** The volume addressed by the route, validated like every other path parameter. */
 function routeOf(c: Context<RestEnv>): VolumeRoute {
-  const p = parseInput(VolumeParams, c.req.param(), ['path']);
-  return { orgId: p.org_id, workspaceId: p.workspace_id, volumeId: p.volume_id };
+  return volumeRoute(parseInput(VolumeParams, c.req.param(), ['path']));
 }
 
 /** If-Match / If-None-Match headers as domain preconditions. */

@@ -3,13 +3,12 @@ import { z } from 'zod';
 import { AcquireLockInput, acquireLock, listLocks, RenewLockInput, releaseLock, renewLock } from '../../domain/locks/locks.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
 import { parseInput } from '../../domain/shared/validation.js';
-import type { RestApp } from '../app.js';
+import { type RestApp, volumeRoute } from '../env.js';
 import { conflictResponse, errorResponses, Lock, Message, ok, VolumeParams } from '../schemas.js';
 import { lockJson } from '../serializers.js';
 
 const tags = ['Locks'];
 const LockMessage = z.object({ message: z.string(), lock: Lock });
-const routeOf = (p: z.infer<typeof VolumeParams>) => ({ orgId: p.org_id, workspaceId: p.workspace_id, volumeId: p.volume_id });
 
 export function registerLockRoutes(rt: Runtime, app: RestApp): void {
   app.openapi(
@@ -22,7 +21,7 @@ export function registerLockRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(z.object({ locks: z.array(Lock) })), ...errorResponses },
     }),
     async (c) => {
-      const locks = await listLocks(rt, c.get('principal'), routeOf(c.req.valid('param')));
+      const locks = await listLocks(rt, c.get('principal'), volumeRoute(c.req.valid('param')));
       return c.json({ locks: locks.map(lockJson) }, 200);
     },
   );
@@ -39,7 +38,7 @@ export function registerLockRoutes(rt: Runtime, app: RestApp): void {
       responses: { 201: ok(LockMessage, 'Acquired'), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
-      const lock = await acquireLock(rt, c.get('principal'), routeOf(c.req.valid('param')), c.req.valid('json'));
+      const lock = await acquireLock(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json'));
       return c.json({ message: 'Lock acquired successfully', lock: lockJson(lock) }, 201);
     },
   );
@@ -54,7 +53,7 @@ export function registerLockRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(LockMessage), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
-      const lock = await renewLock(rt, c.get('principal'), routeOf(c.req.valid('param')), c.req.valid('json'));
+      const lock = await renewLock(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json'));
       return c.json({ message: 'Lock renewed successfully', lock: lockJson(lock) }, 200);
     },
   );
@@ -63,7 +62,7 @@ export function registerLockRoutes(rt: Runtime, app: RestApp): void {
   app.delete('/orgs/:org_id/workspaces/:workspace_id/volumes/:volume_id/locks/:partition{.+}', async (c) => {
     const params = parseInput(VolumeParams, c.req.param(), ['path']);
     const { lock_id } = parseInput(z.object({ lock_id: z.string().min(1).max(64) }), c.req.query(), ['query']);
-    await releaseLock(rt, c.get('principal'), routeOf(params), lock_id, c.req.param('partition'));
+    await releaseLock(rt, c.get('principal'), volumeRoute(params), lock_id, c.req.param('partition'));
     return c.json({ message: 'Lock released successfully' });
   });
   app.openAPIRegistry.registerPath({

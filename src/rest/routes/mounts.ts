@@ -2,7 +2,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { CreateMountInput, createMount, deleteMount, listMounts } from '../../domain/mounts/mounts.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
-import type { RestApp } from '../app.js';
+import { type RestApp, volumeRoute } from '../env.js';
 import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import { conflictResponse, errorResponses, Message, Mount, MountParams, ok, VolumeParams } from '../schemas.js';
 import { mountJson } from '../serializers.js';
@@ -22,7 +22,7 @@ export function registerMountRoutes(rt: Runtime, app: RestApp): void {
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const mask = parseFieldMask(c.req.valid('query').fields, Mount);
-      const mounts = await listMounts(rt, c.get('principal'), org_id, workspace_id, volume_id);
+      const mounts = await listMounts(rt, c.get('principal'), volumeRoute(c.req.valid('param')));
       return c.json({ mounts: mounts.map((m) => masked(mountJson(m), mask)) }, 200);
     },
   );
@@ -41,7 +41,7 @@ export function registerMountRoutes(rt: Runtime, app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      const mount = await createMount(rt, c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json'));
+      const mount = await createMount(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json'));
       return c.json({ message: 'Mount created successfully', mount: mountJson(mount) }, 201);
     },
   );
@@ -56,8 +56,8 @@ export function registerMountRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(Message), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, volume_id, mount_id } = c.req.valid('param');
-      await deleteMount(rt, c.get('principal'), org_id, workspace_id, volume_id, mount_id);
+      const { mount_id } = c.req.valid('param');
+      await deleteMount(rt, c.get('principal'), volumeRoute(c.req.valid('param')), mount_id);
       return c.json({ message: 'Mount removed successfully' }, 200);
     },
   );

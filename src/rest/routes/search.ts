@@ -1,9 +1,10 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
+import { SearchInput, type SearchResult } from '../../domain/search/input.js';
 import { cancelReindex, reindexProgress, startReindex } from '../../domain/search/reindex.js';
-import { SearchInput, type SearchResult, searchAll, searchVolume } from '../../domain/search/search.js';
+import { searchAll, searchVolume } from '../../domain/search/search.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
-import type { RestApp } from '../app.js';
+import { type RestApp, volumeRoute, workspaceRoute } from '../env.js';
 import { errorResponses, ok, VolumeParams, WorkspaceParams } from '../schemas.js';
 
 const tags = ['Search'];
@@ -57,7 +58,6 @@ function progressJson(p: Awaited<ReturnType<typeof reindexProgress>>) {
   };
 }
 
-const routeOf = (p: z.infer<typeof VolumeParams>) => ({ orgId: p.org_id, workspaceId: p.workspace_id, volumeId: p.volume_id });
 const searchBody = {
   content: { 'application/json': { schema: SearchInput } },
   required: true,
@@ -84,13 +84,7 @@ export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
     }),
     async (c) => {
       const params = c.req.valid('param');
-      const result = await searchAll(
-        rt,
-        c.get('principal'),
-        { orgId: params.org_id, workspaceId: params.workspace_id },
-        c.req.valid('query').app_id,
-        c.req.valid('json'),
-      );
+      const result = await searchAll(rt, c.get('principal'), workspaceRoute(params), c.req.valid('query').app_id, c.req.valid('json'));
       return c.json(searchJson(result), 200);
     },
   );
@@ -105,7 +99,7 @@ export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(SearchResponse), ...errorResponses },
     }),
     async (c) => {
-      const result = await searchVolume(rt, c.get('principal'), routeOf(c.req.valid('param')), c.req.valid('json'));
+      const result = await searchVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json'));
       return c.json(searchJson(result), 200);
     },
   );
@@ -122,7 +116,7 @@ export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
       responses: { 202: ok(z.null(), 'Accepted'), ...errorResponses },
     }),
     async (c) => {
-      await startReindex(rt, c.get('principal'), ...routeArgs(c.req.valid('param')));
+      await startReindex(rt, c.get('principal'), volumeRoute(c.req.valid('param')));
       return c.json(null, 202);
     },
   );
@@ -136,7 +130,7 @@ export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
       request: { params: VolumeParams },
       responses: { 200: ok(ReindexProgress), ...errorResponses },
     }),
-    async (c) => c.json(progressJson(await reindexProgress(rt, c.get('principal'), ...routeArgs(c.req.valid('param')))), 200),
+    async (c) => c.json(progressJson(await reindexProgress(rt, c.get('principal'), volumeRoute(c.req.valid('param')))), 200),
   );
 
   app.openapi(
@@ -148,11 +142,6 @@ export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
       request: { params: VolumeParams },
       responses: { 200: ok(ReindexProgress), ...errorResponses },
     }),
-    async (c) => c.json(progressJson(await cancelReindex(rt, c.get('principal'), ...routeArgs(c.req.valid('param')))), 200),
+    async (c) => c.json(progressJson(await cancelReindex(rt, c.get('principal'), volumeRoute(c.req.valid('param')))), 200),
   );
 }
-
-const routeArgs = (p: z.infer<typeof VolumeParams>) => {
-  const r = routeOf(p);
-  return [r.orgId, r.workspaceId, r.volumeId] as const;
-};

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Runtime } from '../../domain/shared/runtime.js';
 import { listSharedVolumes } from '../../domain/volumes/listing.js';
 import { setVolumeShared } from '../../domain/volumes/sharing.js';
-import type { RestApp } from '../app.js';
+import { type RestApp, volumeRoute } from '../env.js';
 import { masked, parseFieldMask } from '../field-mask.js';
 import { errorResponses, listOf, OrgParams, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';
 import { pageJson, volumeJson } from '../serializers.js';
@@ -63,8 +63,8 @@ export function registerVolumeSharingRoutes(rt: Runtime, app: RestApp): void {
         responses: { 200: ok(SharingResult), ...errorResponses },
       }),
       async (c) => {
-        const { org_id, workspace_id, volume_id } = c.req.valid('param');
-        const volume = await setVolumeShared(rt, c.get('principal'), org_id, workspace_id, volume_id, shared);
+        const { volume_id } = c.req.valid('param');
+        const volume = await setVolumeShared(rt, c.get('principal'), volumeRoute(c.req.valid('param')), shared);
         return c.json({ message, volume_id: volume.id, is_shared: volume.isShared, volume: volumeJson(rt, volume) }, 200);
       },
     );

@@ -4,13 +4,14 @@ import { z } from 'zod';
 import { parseIfMatch } from '../../domain/entries/rules.js';
 import { ValidationError } from '../../domain/shared/errors.js';
 import { listPagingShape, refuseOffsetWithCursor } from '../../domain/shared/listing.js';
+import type {} from '../../domain/shared/routes.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
 import { parseInput } from '../../domain/shared/validation.js';
 import { deleteVolume, UndeleteVolumeInput, undeleteVolume } from '../../domain/volumes/lifecycle.js';
 import { listVolumes, volumeFilterShape } from '../../domain/volumes/listing.js';
 import { validateVolume } from '../../domain/volumes/validation.js';
 import { CreateVolumeInput, createVolume, getVolume, UpdateVolumeInput, updateVolume } from '../../domain/volumes/volumes.js';
-import type { RestApp, RestEnv } from '../app.js';
+import { type RestApp, type RestEnv, volumeRoute, workspaceRoute } from '../env.js';
 import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import {
   conflictResponse,
@@ -75,7 +76,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       const { org_id, workspace_id } = c.req.valid('param');
       const { fields, ...query } = c.req.valid('query');
       const mask = parseFieldMask(fields, Volume);
-      const page = await listVolumes(rt, c.get('principal'), org_id, workspace_id, query);
+      const page = await listVolumes(rt, c.get('principal'), workspaceRoute(c.req.valid('param')), query);
       return c.json(
         pageJson('volumes', page, (v) => masked(volumeJson(rt, v), mask)),
         200,
@@ -94,7 +95,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
-      const volume = await createVolume(rt, c.get('principal'), org_id, workspace_id, c.req.valid('json'));
+      const volume = await createVolume(rt, c.get('principal'), workspaceRoute(c.req.valid('param')), c.req.valid('json'));
       return c.json({ message: 'Volume created successfully', volume: volumeJson(rt, volume) }, 201);
     },
   );
@@ -112,7 +113,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const mask = parseFieldMask(c.req.valid('query').fields, Volume);
-      const volume = await getVolume(rt, c.get('principal'), org_id, workspace_id, volume_id);
+      const volume = await getVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')));
       c.header('ETag', etagOf(volume.version));
       return c.json(masked(volumeJson(rt, volume), mask), 200);
     },
@@ -136,7 +137,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const expected = ifMatchVersion(c);
-      const volume = await updateVolume(rt, c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json'), ['body'], expected);
+      const volume = await updateVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json'), ['body'], expected);
       c.header('ETag', etagOf(volume.version));
       return c.json({ message: 'Volume updated successfully', volume: volumeJson(rt, volume) }, 200);
     },
@@ -156,7 +157,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     async (c) => {
       const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const permanent = c.req.valid('query').permanent === 'true';
-      await deleteVolume(rt, c.get('principal'), org_id, workspace_id, volume_id, { permanent });
+      await deleteVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), { permanent });
       return c.json({ message: 'Volume deleted successfully' }, 200);
     },
   );
@@ -176,8 +177,8 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(VolumeMessage), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, volume_id } = c.req.valid('param');
-      const volume = await undeleteVolume(rt, c.get('principal'), org_id, workspace_id, volume_id, c.req.valid('json') ?? {});
+      const { org_id, workspace_id } = c.req.valid('param');
+      const volume = await undeleteVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json') ?? {});
       c.header('ETag', etagOf(volume.version));
       return c.json({ message: 'Volume restored successfully', volume: volumeJson(rt, volume) }, 200);
     },
@@ -200,9 +201,9 @@ export function registerVolumeValidationRoute(rt: Runtime, app: RestApp): void {
     responses: { 200: ok(VolumeValidation), ...errorResponses },
   });
   app.post('/orgs/:org_id/workspaces/:workspace_id/volumes/validate', async (c) => {
-    const { org_id, workspace_id } = parseInput(WorkspaceParams, c.req.param(), ['path']);
+    const route = workspaceRoute(parseInput(WorkspaceParams, c.req.param(), ['path']));
     const text = await c.req.text();
-    const result = await validateVolume(rt, c.get('principal'), org_id, workspace_id, () => {
+    const result = await validateVolume(rt, c.get('principal'), route, () => {
       try {
         return JSON.parse(text) as unknown;
       } catch {

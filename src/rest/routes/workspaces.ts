@@ -2,6 +2,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { reconcileWorkspaceFor } from '../../domain/maintenance/maintenance.js';
 import { listPagingShape, refuseOffsetWithCursor } from '../../domain/shared/listing.js';
+import type {} from '../../domain/shared/routes.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
 import { listWorkspaces, workspaceFilterShape } from '../../domain/workspaces/listing.js';
 import {
@@ -12,7 +13,7 @@ import {
   UpdateWorkspaceInput,
   updateWorkspace,
 } from '../../domain/workspaces/workspaces.js';
-import type { RestApp } from '../app.js';
+import { type RestApp, workspaceRoute } from '../env.js';
 import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import { errorResponses, listOf, Message, OrgParams, ok, Workspace, WorkspaceParams } from '../schemas.js';
 import { pageJson, workspaceJson } from '../serializers.js';
@@ -97,7 +98,7 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
       const mask = parseFieldMask(c.req.valid('query').fields, Workspace);
-      return c.json(masked(workspaceJson(await getWorkspace(rt, c.get('principal'), org_id, workspace_id)), mask), 200);
+      return c.json(masked(workspaceJson(await getWorkspace(rt, c.get('principal'), workspaceRoute(c.req.valid('param')))), mask), 200);
     },
   );
 
@@ -113,7 +114,7 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
-      const ws = await updateWorkspace(rt, c.get('principal'), org_id, workspace_id, c.req.valid('json'));
+      const ws = await updateWorkspace(rt, c.get('principal'), workspaceRoute(c.req.valid('param')), c.req.valid('json'));
       return c.json(workspaceJson(ws), 200);
     },
   );
@@ -131,7 +132,7 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
     }),
     async (c) => {
       const { org_id, workspace_id } = c.req.valid('param');
-      const r = await reconcileWorkspaceFor(rt, c.get('principal'), org_id, workspace_id);
+      const r = await reconcileWorkspaceFor(rt, c.get('principal'), workspaceRoute(c.req.valid('param')));
       return c.json(
         {
           volumes: r.volumes.map((v) => ({
@@ -162,8 +163,7 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(Message), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id } = c.req.valid('param');
-      await deleteWorkspace(rt, c.get('principal'), org_id, workspace_id);
+      await deleteWorkspace(rt, c.get('principal'), workspaceRoute(c.req.valid('param')));
       return c.json({ message: 'Workspace deleted successfully' }, 200);
     },
   );
