@@ -1,6 +1,6 @@
-import { Readable } from 'node:stream';
-import busboy from 'busboy';
+import type { Readable } from 'node:stream';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
+import { NotMultipartError, nodeReadable, readMultipart } from '../http/multipart.js';
 
 /**
  * A file of a GraphQL multipart request (graphql-multipart-request-spec), handed to resolvers
@@ -62,20 +62,6 @@ function setPath(target: Record<string, unknown>, keyPath: string, value: unknow
       current = current[key] as Record<string, unknown>;
     }
   });
-}
-
-/**
- * A request body as a Node stream of Buffers. Under the Node adapter yoga's body is a whatwg-node
- * ponyfill stream, which `Readable.fromWeb` refuses; both kinds are async-iterable, pulled as
- * the parser asks (backpressure kept).
- */
-function nodeReadable(body: AsyncIterable<Uint8Array>): Readable {
-  return Readable.from(
-    (async function* () {
-      for await (const chunk of body) yield Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    })(),
-    { objectMode: false },
-  );
 }
 
 const MULTIPART = 'multipart/form-data';
@@ -148,16 +134,8 @@ export function useStreamingUploads(): Plugin {
       setRequestParser(
         (req) =>
           new Promise((resolve, reject) => {
-            let parser: busboy.Busboy;
-            try {
-              parser = busboy({
-                headers: { 'content-type': req.headers.get('content-type') ?? '' },
-                // File names arrive as raw UTF-8, which busboy would read as latin1.
-                defParamCharset: 'utf8',
-                limits: { fieldSize: 1024 * 1024, fields: 10 },
-              });
-            } catch (err) {
-              reject(bad(`Invalid multipart request: ${(err as Error).message}`));
+            if (!req.body) {
+              reject(bad('Empty multipart request'));
               return;
             }
             let operations: Record<string, unknown> | undefined;
@@ -169,52 +147,51 @@ export function useStreamingUploads(): Plugin {
               if (!operations) reject(bad('Missing multipart form field "operations"'));
               else resolve(operations as never);
             };
-            parser.on('field', (name, value) => {
-              try {
-                if (name === 'operations') operations = JSON.parse(value);
-                else if (name === 'map') {
-                  if (!operations) throw new Error('"operations" must come before "map"');
-                  const map = JSON.parse(value) as Record<string, string[]>;
-                  for (const [field, paths] of Object.entries(map)) {
-                    const upload = new StreamingUpload(field);
-                    uploads.set(field, upload);
-                    for (const p of paths) setPath(operations, p, upload);
-                  }
-                }
-              } catch (err) {
-                parser.destroy();
-                reject(bad(`Invalid multipart field "${name}": ${(err as Error).message}`));
-              }
-            });
-            parser.on('file', (name, stream, info) => {
-              const upload = uploads.get(name);
-              if (!upload) {
-                stream.resume();
-                return;
-              }
-              upload.arrive(stream, info.filename, info.mimeType);
-              start();
-            });
-            parser.on('close', () => {
-              for (const u of uploads.values()) u.fail(new Error(`file part "${u.field}" never arrived`));
-              start();
-            });
-            parser.on('error', (err) => {
-              for (const u of uploads.values()) u.fail(err as Error);
-              if (!started) reject(bad(`Invalid multipart request: ${(err as Error).message}`));
-            });
-            if (!req.body) {
-              reject(bad('Empty multipart request'));
-              return;
+            const body = nodeReadable(req.body as unknown as AsyncIterable<Uint8Array>);
+            try {
+              readMultipart(
+                req.headers.get('content-type') ?? '',
+                body,
+                { fieldSize: 1024 * 1024, fields: 10 },
+                {
+                  field: (name, value) => {
+                    try {
+                      if (name === 'operations') operations = JSON.parse(value);
+                      else if (name === 'map') {
+                        if (!operations) throw new Error('"operations" must come before "map"');
+                        const map = JSON.parse(value) as Record<string, string[]>;
+                        for (const [field, paths] of Object.entries(map)) {
+                          const upload = new StreamingUpload(field);
+                          uploads.set(field, upload);
+                          for (const p of paths) setPath(operations, p, upload);
+                        }
+                      }
+                    } catch (err) {
+                      reject(bad(`Invalid multipart field "${name}": ${(err as Error).message}`));
+                      throw err; // stops the parse
+                    }
+                  },
+                  file: (name, part) => {
+                    const upload = uploads.get(name);
+                    if (!upload) return false;
+                    upload.arrive(part.stream, part.filename, part.mimeType);
+                    start();
+                    return true;
+                  },
+                  close: () => {
+                    for (const u of uploads.values()) u.fail(new Error(`file part "${u.field}" never arrived`));
+                    start();
+                  },
+                  error: (err) => {
+                    for (const u of uploads.values()) u.fail(err);
+                    if (!started) reject(bad(`Invalid multipart request: ${err.message}`));
+                  },
+                },
+              );
+            } catch (err) {
+              if (!(err instanceof NotMultipartError)) throw err;
+              reject(bad(`Invalid multipart request: ${err.message}`));
             }
-            // .pipe() forwards neither errors nor a body cut off mid-file: without this, an upload
-            // whose client went away would wait forever with its object half written.
-            const source = nodeReadable(req.body as unknown as AsyncIterable<Uint8Array>);
-            source.on('error', (err) => parser.destroy(err));
-            source.on('close', () => {
-              if (!source.readableEnded) parser.destroy(new Error('the request body ended early (client disconnected)'));
-            });
-            source.pipe(parser);
           }),
       );
     },

@@ -1,8 +1,8 @@
-import { Readable } from 'node:stream';
-import busboy from 'busboy';
+import type { Readable } from 'node:stream';
 import type { Context } from 'hono';
 import type { UploadedFile } from '../domain/entries/uploads.js';
 import { ValidationError } from '../domain/shared/errors.js';
+import { NotMultipartError, nodeReadable, readMultipart } from '../http/multipart.js';
 
 /** The multipart fields an upload may carry besides `file`, as the domain expects them. */
 export type UploadFields = Record<string, unknown>;
@@ -45,57 +45,50 @@ function safeJson(value: string, field: string): unknown {
  */
 export function readUpload(c: Context): Promise<{ file: UploadedFile; fields: Promise<UploadFields> }> {
   const contentType = c.req.header('content-type') ?? '';
-  let parser: busboy.Busboy;
-  try {
-    // defParamCharset: browsers and fetch send file names as raw UTF-8, which busboy would read as latin1.
-    parser = busboy({
-      headers: { 'content-type': contentType },
-      defParamCharset: 'utf8',
-      limits: { files: 1, fields: 20, fieldSize: 256 * 1024 },
-    });
-  } catch {
-    throw ValidationError.field(['body'], 'Request body must be multipart/form-data with a file part', contentType || null, 'content_type');
-  }
   const incoming = (c.env as { incoming?: Readable } | undefined)?.incoming;
-  const source = incoming ?? (c.req.raw.body ? Readable.fromWeb(c.req.raw.body as never) : Readable.from([]));
+  const body = incoming ?? nodeReadable(c.req.raw.body as AsyncIterable<Uint8Array> | null);
   return new Promise((resolve, reject) => {
     const raw: Record<string, string> = {};
     let started = false;
-    const fields = new Promise<UploadFields>((res, rej) => {
-      parser.on('close', () => {
-        try {
-          res(typedFields(raw));
-        } catch (err) {
-          rej(err);
-        }
-      });
-      parser.on('error', rej);
+    let fieldsDone!: { resolve: (f: UploadFields) => void; reject: (e: Error) => void };
+    const fields = new Promise<UploadFields>((resolve, reject) => {
+      fieldsDone = { resolve, reject };
     });
     fields.catch(() => {}); // observed by the caller once the file is stored
-    parser.on('field', (name, value) => {
-      raw[name] = value;
-    });
-    parser.on('file', (name, stream, info) => {
-      if (name !== 'file' || started) {
-        stream.resume();
-        return;
-      }
-      started = true;
-      resolve({ file: { stream, filename: info.filename, mimeType: info.mimeType }, fields });
-    });
-    parser.on('close', () => {
-      if (!started) reject(ValidationError.field(['body', 'file'], 'Field required', null, 'missing'));
-    });
-    parser.on('error', (err) => {
-      const error = ValidationError.field(['body'], `Malformed multipart body: ${(err as Error).message}`, null, 'multipart_invalid');
-      if (!started) reject(error);
-    });
-    // .pipe() forwards neither the source's errors nor a client that went away mid-body: without
-    // this, a cut-off upload would wait forever with its object half written.
-    source.on('error', (err) => parser.destroy(err));
-    source.on('close', () => {
-      if (!source.readableEnded) parser.destroy(new Error('the request body ended early (client disconnected)'));
-    });
-    source.pipe(parser);
+    try {
+      readMultipart(
+        contentType,
+        body,
+        { files: 1, fields: 20, fieldSize: 256 * 1024 },
+        {
+          field: (name, value) => {
+            raw[name] = value;
+          },
+          file: (name, part) => {
+            if (name !== 'file' || started) return false;
+            started = true;
+            resolve({ file: part, fields });
+            return true;
+          },
+          close: () => {
+            try {
+              fieldsDone.resolve(typedFields(raw));
+            } catch (err) {
+              fieldsDone.reject(err as Error);
+            }
+            if (!started) reject(ValidationError.field(['body', 'file'], 'Field required', null, 'missing'));
+          },
+          error: (err) => {
+            fieldsDone.reject(err);
+            if (!started) reject(ValidationError.field(['body'], `Malformed multipart body: ${err.message}`, null, 'multipart_invalid'));
+          },
+        },
+      );
+    } catch (err) {
+      if (!(err instanceof NotMultipartError)) throw err;
+      reject(
+        ValidationError.field(['body'], 'Request body must be multipart/form-data with a file part', contentType || null, 'content_type'),
+      );
+    }
   });
 }

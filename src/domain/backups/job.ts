@@ -1,6 +1,7 @@
 import { type Job, Prisma, type Volume } from '../../generated/prisma/client.js';
 import type { JobContext, JobHandler } from '../../jobs/types.js';
 import { BlobNotFoundError } from '../../storage/blob-store.js';
+import { liveEntries } from '../shared/live-entries.js';
 import type { Runtime } from '../shared/runtime.js';
 import {
   BACKUP_FORMAT,
@@ -37,9 +38,6 @@ export const BACKUP = 'volume_backup';
 const OPTIMISTIC_ROUNDS = 3;
 const SNAPSHOT_TIMEOUT_MS = 10 * 60_000;
 
-const live = (volumeId: string, at: Date) =>
-  ({ volumeId, OR: [{ expiresAt: null }, { expiresAt: { gt: at } }] }) satisfies Prisma.EntryWhereInput;
-
 /**
  * Copies the volume's current file objects, without a transaction. Only entries that exist when the
  * pass starts (ids are time-ordered), so busy writers cannot keep it going; what they add meanwhile
@@ -52,7 +50,7 @@ async function preCopy(rt: Runtime, run: BackupRun, volumeId: string): Promise<b
   for (;;) {
     if (run.ctx.signal.aborted) return false;
     const rows = await rt.db.entry.findMany({
-      where: { ...live(volumeId, new Date()), blobKey: { not: null }, id: { lte: newest.id, ...(cursor ? { gt: cursor } : {}) } },
+      where: { ...liveEntries(volumeId), blobKey: { not: null }, id: { lte: newest.id, ...(cursor ? { gt: cursor } : {}) } },
       select: { id: true, path: true, blobKey: true, sha256: true },
       orderBy: { id: 'asc' },
       take: ENTRIES_PER_PART,
@@ -94,13 +92,13 @@ function takeSnapshot(rt: Runtime, run: BackupRun, volumeId: string, round: numb
       if (!volume || volume.deletedAt) throw permanent('the volume was deleted before its snapshot was taken');
       await rt.hooks.backupSnapshot?.({ volumeId, round, locked, inTransaction: true });
       const at = new Date();
-      const total = await tx.entry.count({ where: live(volumeId, at) });
+      const total = await tx.entry.count({ where: liveEntries(volumeId, at) });
       const snap: Snapshot = { at, volume, parts: [], files: new Set(), entryCount: 0, entryBytes: 0n };
       run.report('snapshot', total, 0, true);
       let cursor: string | undefined;
       for (let part = 1; ; part++) {
         const rows = await tx.entry.findMany({
-          where: { ...live(volumeId, at), ...(cursor ? { id: { gt: cursor } } : {}) },
+          where: { ...liveEntries(volumeId, at), ...(cursor ? { id: { gt: cursor } } : {}) },
           orderBy: { id: 'asc' },
           take: ENTRIES_PER_PART,
         });
@@ -167,7 +165,7 @@ async function backUp(rt: Runtime, backup: RunnableBackup, ctx: JobContext): Pro
   // An attempt starts from an empty prefix, so the prefix ends up holding exactly what the manifest lists.
   await rt.blobs.deletePrefix(bucket, backup.prefix);
   const files = await rt.db.entry.aggregate({
-    where: { ...live(volumeId, new Date()), blobKey: { not: null } },
+    where: { ...liveEntries(volumeId), blobKey: { not: null } },
     _sum: { sizeBytes: true },
   });
   const run = new BackupRun(rt, backup, ctx, startedAt, Number(files._sum.sizeBytes ?? 0n));

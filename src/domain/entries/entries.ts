@@ -6,6 +6,7 @@ import { type EntryAccess, entryAccess, requireReadable, requireWritable } from 
 import type { Principal } from '../access/principal.js';
 import { checkWriteGuard, type WriteGuard } from '../locks/locks.js';
 import { NotFoundError } from '../shared/errors.js';
+import { liveEntries } from '../shared/live-entries.js';
 import { normaliseEntryPath } from '../shared/paths.js';
 import type { Loc, VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
@@ -24,8 +25,6 @@ export async function openVolume(
   const volume = await findVisibleVolume(rt, p, route);
   return { volume, access: await entryAccess(rt, p, volume.id, need) };
 }
-
-const live = (now = new Date()): Prisma.EntryWhereInput => ({ OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] });
 
 /**
  * Creates or replaces a JSON/text entry at `rawPath`.
@@ -82,7 +81,7 @@ export async function getEntry(
   const { access } = await openVolume(rt, p, route, 'read');
   const path = normaliseEntryPath(rawPath, pathLoc);
   requireReadable(access, path);
-  const entry = await rt.db.entry.findFirst({ where: { volumeId: route.volumeId, path, ...live() } });
+  const entry = await rt.db.entry.findFirst({ where: { ...liveEntries(route.volumeId), path } });
   if (!entry) throw new NotFoundError('entry', path);
   return entry;
 }

@@ -5,6 +5,7 @@ import type { EntryAccess } from '../access/entry-access.js';
 import type { Principal } from '../access/principal.js';
 import { ValidationError } from '../shared/errors.js';
 import { Tags } from '../shared/fields.js';
+import { liveEntrySql } from '../shared/live-entries.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../shared/pagination.js';
 import { normaliseDirectory, normaliseEntryPath } from '../shared/paths.js';
 import type { Loc, VolumeRoute } from '../shared/routes.js';
@@ -52,7 +53,7 @@ function visibleSql(volumeId: string, access: EntryAccess): Prisma.Sql {
   const regexes = access.readableRegexes();
   const readable = regexes === null ? Prisma.empty : Prisma.sql`AND path ~ ANY(${regexes}::text[])`;
   // The gateway's clock, as everywhere expiry is judged (writes set expires_at from it too).
-  return Prisma.sql`volume_id = ${volumeId} AND (expires_at IS NULL OR expires_at > ${new Date()}) ${readable}`;
+  return Prisma.sql`volume_id = ${volumeId} AND ${liveEntrySql('')} ${readable}`;
 }
 
 /** Loads rows by id, in the order the ids came (one query). */

@@ -1,9 +1,10 @@
 import type { Db, Tx } from '../../db/client.js';
-import type { Job, Prisma, Volume } from '../../generated/prisma/client.js';
+import type { Job, Volume } from '../../generated/prisma/client.js';
 import type { JobContext, JobHandler } from '../../jobs/types.js';
 import { authorizeVolume } from '../access/authorize.js';
 import type { Principal } from '../access/principal.js';
 import type { ReindexProgressEvent, ReindexStatus } from '../shared/events.js';
+import { liveEntries } from '../shared/live-entries.js';
 import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
@@ -65,6 +66,25 @@ const progressJson = (s: Pick<ReindexPayload, 'target' | 'total' | 'processed' |
   embedder_id: s.target,
 });
 
+/** The one event shape of a run, from its state (progressOf is the same from a volume row). */
+function reindexEvent(
+  volumeId: string,
+  status: ReindexStatus,
+  state: Pick<ReindexPayload, 'target' | 'total' | 'processed' | 'failed'>,
+  at: { startedAt: Date | null; completedAt?: Date | null; error?: string | null },
+): ReindexProgressEvent {
+  const { embedder_id, ...numbers } = progressJson(state);
+  return {
+    volumeId,
+    status,
+    embedderId: embedder_id,
+    ...numbers,
+    startedAt: at.startedAt,
+    completedAt: at.completedAt ?? null,
+    error: at.error ?? null,
+  };
+}
+
 /**
  * Queues a rebuild of the volume's index into its `embedding_model_id` (inside `tx` when given).
  * A reindex already queued or running is left as it is (it picks up a model change itself).
@@ -97,15 +117,7 @@ async function markQueued(rt: Runtime, client: Tx | Db, volumeId: string, start:
       reindexProgress: progressJson(start),
     },
   });
-  const event: ReindexProgressEvent = {
-    volumeId,
-    status: 'queued',
-    embedderId: start.target,
-    ...progressJson(start),
-    startedAt,
-    completedAt: null,
-    error: null,
-  };
+  const event = reindexEvent(volumeId, 'queued', start, { startedAt });
   return () => rt.events.publish('reindexProgress', volumeId, event);
 }
 
@@ -145,7 +157,6 @@ export async function cancelReindex(rt: Runtime, p: Principal, route: VolumeRout
  * @throws NotFoundError, ForbiddenError
  */
 export async function reindexProgress(rt: Runtime, p: Principal, route: VolumeRoute): Promise<ReindexProgressEvent> {
-  const { orgId, workspaceId, volumeId } = route;
   return progressOf(await authorizeVolume(rt, p, route, { scope: 'volumes:read' }));
 }
 
@@ -158,34 +169,24 @@ async function rerunOf(rt: Runtime, tx: Tx, jobId: string, volumeId: string): Pr
 async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void> {
   const volumeId = job.volumeId as string;
   let state = job.payload as unknown as ReindexPayload;
-  const publish = (rt: Runtime, status: ReindexStatus, extra: Partial<ReindexProgressEvent> = {}) =>
-    rt.events.publish('reindexProgress', volumeId, {
-      volumeId,
-      status,
-      embedderId: state.target,
-      ...progressJson(state),
-      startedAt: extra.startedAt ?? null,
-      completedAt: null,
-      error: null,
-      ...extra,
-    });
+  const running = (startedAt: Date) =>
+    rt.events.publish('reindexProgress', volumeId, reindexEvent(volumeId, 'running', state, { startedAt }));
 
   const volume = await rt.db.volume.findUnique({ where: { id: volumeId } });
   if (!volume || volume.deletedAt) return;
   if (volume.embeddingModelId !== state.target)
     state = { target: volume.embeddingModelId, cursor: null, processed: 0, failed: 0, total: 0 };
-  const live = { volumeId, OR: [{ expiresAt: null }, { expiresAt: { gt: new Date() } }] } satisfies Prisma.EntryWhereInput;
   // Entries after the cursor plus those already done: the total only grows with new entries, so percent never jumps back.
-  const remaining = await rt.db.entry.count({ where: { ...live, ...(state.cursor ? { id: { gt: state.cursor } } : {}) } });
+  const remaining = await rt.db.entry.count({ where: { ...liveEntries(volumeId), ...(state.cursor ? { id: { gt: state.cursor } } : {}) } });
   state.total = Math.max(state.total, state.processed + state.failed + remaining);
   const startedAt = volume.reindexStartedAt ?? new Date();
   await rt.db.volume.update({
     where: { id: volumeId },
     data: { reindexStatus: 'running', reindexStartedAt: startedAt, reindexProgress: progressJson(state) },
   });
-  publish(rt, 'running', { startedAt });
+  running(startedAt);
   const ticker = setInterval(() => {
-    if (!ctx.signal.aborted) publish(rt, 'running', { startedAt });
+    if (!ctx.signal.aborted) running(startedAt);
   }, PROGRESS_INTERVAL_MS);
   try {
     while (!ctx.signal.aborted) {
@@ -193,11 +194,11 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
       if (!now || now.deletedAt) return;
       if (now.embeddingModelId !== state.target) {
         // The model changed while this ran: start over into the new one.
-        const total = await rt.db.entry.count({ where: live });
+        const total = await rt.db.entry.count({ where: liveEntries(volumeId) });
         state = { target: now.embeddingModelId, cursor: null, processed: 0, failed: 0, total };
       }
       const batch = await rt.db.entry.findMany({
-        where: { ...live, ...(state.cursor ? { id: { gt: state.cursor } } : {}) },
+        where: { ...liveEntries(volumeId), ...(state.cursor ? { id: { gt: state.cursor } } : {}) },
         select: { id: true },
         orderBy: { id: 'asc' },
         take: BATCH,
@@ -221,7 +222,7 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
       if (!(await ctx.checkpoint({ payload: { ...next }, progress: progressJson(next) }))) return; // cancelled or taken over
       state = next;
       await rt.db.volume.update({ where: { id: volumeId }, data: { reindexProgress: progressJson(state) } });
-      publish(rt, 'running', { startedAt });
+      running(startedAt);
     }
     if (ctx.signal.aborted) return;
     await finish(rt, volumeId, state, startedAt, ctx);
@@ -256,15 +257,7 @@ async function finish(rt: Runtime, volumeId: string, state: ReindexPayload, star
   });
   if (!ended) return;
   await refreshVolumeStatus(rt, { volumeId }); // degraded after a failed run, active again after a clean one
-  rt.events.publish('reindexProgress', volumeId, {
-    volumeId,
-    status,
-    embedderId: state.target,
-    ...progressJson(state),
-    startedAt,
-    completedAt,
-    error,
-  });
+  rt.events.publish('reindexProgress', volumeId, reindexEvent(volumeId, status, state, { startedAt, completedAt, error }));
 }
 
 /** The `reindex` job (registered by createApp). */

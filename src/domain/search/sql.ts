@@ -1,6 +1,7 @@
 import type { Tx } from '../../db/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import type { Embedder } from '../../indexing/embedders/embedder.js';
+import { liveEntrySql } from '../shared/live-entries.js';
 import type { Runtime } from '../shared/runtime.js';
 import type { SearchFilters, SearchMode } from './input.js';
 
@@ -48,7 +49,7 @@ function where(scopes: SearchScope[], filters: SearchFilters, now: Date): Prisma
     const paths = s.pathRegexes ? Prisma.sql` AND e.path ~ ANY(${s.pathRegexes}::text[])` : Prisma.empty;
     return Prisma.sql`(c.volume_id = ${s.volumeId} AND c.embedder_id = ${s.embedderId}${paths})`;
   });
-  const parts = [Prisma.sql`(${Prisma.join(perVolume, ' OR ')})`, Prisma.sql`(e.expires_at IS NULL OR e.expires_at > ${now})`];
+  const parts = [Prisma.sql`(${Prisma.join(perVolume, ' OR ')})`, liveEntrySql('e', now)];
   if (filters.path_prefix && filters.path_prefix !== '/') {
     const p = filters.path_prefix;
     // A file path matches itself and what lies under it; a directory prefix ('/a/') what lies under it.

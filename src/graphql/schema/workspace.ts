@@ -3,10 +3,10 @@ import type { BucketStatusEvent } from '../../domain/shared/events.js';
 import { isId } from '../../domain/shared/fields.js';
 import { listedVolumeWhere, volumeFilterWhere } from '../../domain/volumes/listing.js';
 import { WORKSPACE_STATUSES, workspaceListWhere } from '../../domain/workspaces/listing.js';
+import { watchBucket } from '../../domain/workspaces/watch.js';
 import {
   createWorkspace,
   deleteWorkspace,
-  getWorkspace,
   locateWorkspace,
   updateWorkspace,
   workspaceReadFilter,
@@ -223,20 +223,6 @@ builder.mutationFields((base) => {
   };
 });
 
-/** Yields the current state, then changes, and ends at a terminal state. */
-async function* watchBucket(current: BucketStatusEvent, changes: AsyncIterableIterator<BucketStatusEvent>) {
-  try {
-    yield current;
-    if (current.bucketStatus !== 'pending') return;
-    for await (const event of changes) {
-      yield event;
-      if (event.bucketStatus !== 'pending') return;
-    }
-  } finally {
-    await changes.return?.();
-  }
-}
-
 builder.subscriptionFields((base) => {
   const t = base.withAuth({ authenticated: true });
   return {
@@ -248,15 +234,7 @@ builder.subscriptionFields((base) => {
       subscribe: async (_root, args, ctx) => {
         const id = String(args.workspaceId);
         const { orgId } = await locateWorkspace(ctx.runtime, id);
-        // Subscribe before reading the current state so no transition falls between the two.
-        const changes = ctx.runtime.events.subscribe('bucketStatus', id);
-        try {
-          const ws = await getWorkspace(ctx.runtime, ctx.principal, { orgId, workspaceId: id });
-          return watchBucket({ workspaceId: id, bucketStatus: ws.bucketStatus, error: ws.bucketError }, changes);
-        } catch (err) {
-          await changes.return?.();
-          throw err;
-        }
+        return watchBucket(ctx.runtime, ctx.principal, { orgId, workspaceId: id });
       },
       resolve: (event) => event,
     }),

@@ -112,7 +112,7 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
       responses: { 202: ok(SyncAccepted, 'Accepted'), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, volume_id } = c.req.valid('param');
+      const { workspace_id, volume_id } = c.req.valid('param');
       const { backup } = await startBackup(rt, c.get('principal'), volumeRoute(c.req.valid('param')));
       const json = backupJson(backup, await bucketOf(rt, workspace_id));
       return c.json(
@@ -141,7 +141,7 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(listOf('backups', Backup)), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, volume_id } = c.req.valid('param');
+      const { workspace_id } = c.req.valid('param');
       const page = await listBackups(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('query'));
       const bucket = await bucketOf(rt, workspace_id);
       return c.json(
@@ -161,7 +161,7 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(Backup), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, backup_id } = c.req.valid('param');
+      const { workspace_id, backup_id } = c.req.valid('param');
       const backup = await getBackup(rt, c.get('principal'), volumeRoute(c.req.valid('param')), backup_id);
       return c.json(backupJson(backup, await bucketOf(rt, workspace_id)), 200);
     },

@@ -20,7 +20,6 @@ export function registerMountRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(z.object({ mounts: z.array(Mount) })), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const mask = parseFieldMask(c.req.valid('query').fields, Mount);
       const mounts = await listMounts(rt, c.get('principal'), volumeRoute(c.req.valid('param')));
       return c.json({ mounts: mounts.map((m) => masked(mountJson(m), mask)) }, 200);
@@ -40,7 +39,6 @@ export function registerMountRoutes(rt: Runtime, app: RestApp): void {
       responses: { 201: ok(z.object({ message: z.string(), mount: Mount }), 'Created'), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const mount = await createMount(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json'));
       return c.json({ message: 'Mount created successfully', mount: mountJson(mount) }, 201);
     },

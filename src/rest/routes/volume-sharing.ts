@@ -63,7 +63,6 @@ export function registerVolumeSharingRoutes(rt: Runtime, app: RestApp): void {
         responses: { 200: ok(SharingResult), ...errorResponses },
       }),
       async (c) => {
-        const { volume_id } = c.req.valid('param');
         const volume = await setVolumeShared(rt, c.get('principal'), volumeRoute(c.req.valid('param')), shared);
         return c.json({ message, volume_id: volume.id, is_shared: volume.isShared, volume: volumeJson(rt, volume) }, 200);
       },

@@ -73,7 +73,6 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(listOf('volumes', Volume)), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id } = c.req.valid('param');
       const { fields, ...query } = c.req.valid('query');
       const mask = parseFieldMask(fields, Volume);
       const page = await listVolumes(rt, c.get('principal'), workspaceRoute(c.req.valid('param')), query);
@@ -94,7 +93,6 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       responses: { 201: ok(VolumeMessage, 'Created'), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id } = c.req.valid('param');
       const volume = await createVolume(rt, c.get('principal'), workspaceRoute(c.req.valid('param')), c.req.valid('json'));
       return c.json({ message: 'Volume created successfully', volume: volumeJson(rt, volume) }, 201);
     },
@@ -111,7 +109,6 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(Volume), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const mask = parseFieldMask(c.req.valid('query').fields, Volume);
       const volume = await getVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')));
       c.header('ETag', etagOf(volume.version));
@@ -135,7 +132,6 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(VolumeMessage), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const expected = ifMatchVersion(c);
       const volume = await updateVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json'), ['body'], expected);
       c.header('ETag', etagOf(volume.version));
@@ -155,7 +151,6 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(Message), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id, volume_id } = c.req.valid('param');
       const permanent = c.req.valid('query').permanent === 'true';
       await deleteVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), { permanent });
       return c.json({ message: 'Volume deleted successfully' }, 200);
@@ -177,7 +172,6 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(VolumeMessage), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id } = c.req.valid('param');
       const volume = await undeleteVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json') ?? {});
       c.header('ETag', etagOf(volume.version));
       return c.json({ message: 'Volume restored successfully', volume: volumeJson(rt, volume) }, 200);

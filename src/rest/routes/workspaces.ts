@@ -96,7 +96,6 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(Workspace), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id } = c.req.valid('param');
       const mask = parseFieldMask(c.req.valid('query').fields, Workspace);
       return c.json(masked(workspaceJson(await getWorkspace(rt, c.get('principal'), workspaceRoute(c.req.valid('param')))), mask), 200);
     },
@@ -113,7 +112,6 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(Workspace), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id } = c.req.valid('param');
       const ws = await updateWorkspace(rt, c.get('principal'), workspaceRoute(c.req.valid('param')), c.req.valid('json'));
       return c.json(workspaceJson(ws), 200);
     },
@@ -131,7 +129,6 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
       responses: { 200: ok(Reconciliation), ...errorResponses },
     }),
     async (c) => {
-      const { org_id, workspace_id } = c.req.valid('param');
       const r = await reconcileWorkspaceFor(rt, c.get('principal'), workspaceRoute(c.req.valid('param')));
       return c.json(
         {
