@@ -20,9 +20,6 @@ function missingScope(failure: AuthFailure): string | undefined {
   return undefined;
 }
 
-/** Depth and cost limits, set from config by createApp (the schema itself is static). */
-export const queryLimits = { depth: 12, complexity: 20_000, breadth: 300 };
-
 const DEFAULT_PAGE = 50;
 
 /**
@@ -67,7 +64,8 @@ export const builder = new SchemaBuilder<{
   plugins: [ScopeAuthPlugin, 'pageSize', ComplexityPlugin, PrismaPlugin, RelayPlugin],
   complexity: {
     fieldComplexity,
-    limit: () => queryLimits,
+    // Per gateway (config), so the schema itself stays static and shared.
+    limit: (ctx) => ctx.queryLimits,
     complexityError: (kind, result) =>
       new GraphQLError(`Query is too ${kind === 'Depth' ? 'deep' : kind === 'Breadth' ? 'broad' : 'expensive'}`, {
         extensions: {

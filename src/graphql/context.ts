@@ -10,6 +10,14 @@ export interface GraphQLContext {
   requestId: string;
   /** The gateway's one runtime (database, blob store, events, jobs, settings). */
   runtime: Runtime;
+  /** This gateway's depth, cost and breadth limits (config), read by the complexity plugin. */
+  queryLimits: QueryLimits;
+}
+
+export interface QueryLimits {
+  depth: number;
+  complexity: number;
+  breadth: number;
 }
 
 /** What yoga hands the context factory: an HTTP request, or graphql-ws connection params. */
@@ -47,7 +55,7 @@ export async function resolvePrincipal(
   }
 }
 
-export function createContextFactory(rt: Runtime, adminApiKey: string | undefined) {
+export function createContextFactory(rt: Runtime, adminApiKey: string | undefined, queryLimits: QueryLimits) {
   return async (initial: InitialContext): Promise<GraphQLContext> => {
     let principal: Principal | null;
     if (initial.principal !== undefined) principal = initial.principal;
@@ -61,6 +69,6 @@ export function createContextFactory(rt: Runtime, adminApiKey: string | undefine
         adminApiKey,
       );
     }
-    return { principal, requestId: initial.request?.headers.get('x-request-id') ?? randomUUID(), runtime: rt };
+    return { principal, requestId: initial.request?.headers.get('x-request-id') ?? randomUUID(), runtime: rt, queryLimits };
   };
 }

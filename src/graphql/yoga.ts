@@ -3,7 +3,6 @@ import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { createYoga, type Plugin } from 'graphql-yoga';
 import type { Runtime } from '../domain/shared/runtime.js';
-import { queryLimits } from './builder.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
 import { maskError } from './errors.js';
 import { useInputPolicy } from './input-policy.js';
@@ -50,9 +49,7 @@ export function createGraphQLServer(rt: Runtime, opts: YogaOptions) {
       blockFieldSuggestion: { enabled: opts.production },
     }) as Plugin,
   );
-  queryLimits.depth = opts.maxDepth;
-  queryLimits.complexity = opts.maxCost;
-  const contextFactory = createContextFactory(rt, opts.adminApiKey);
+  const contextFactory = createContextFactory(rt, opts.adminApiKey, { depth: opts.maxDepth, complexity: opts.maxCost, breadth: 300 });
   return createYoga<InitialContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',

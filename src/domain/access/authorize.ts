@@ -83,26 +83,24 @@ export function volumeReadFilter(p: Principal, orgId?: string): Prisma.VolumeWhe
 }
 
 /**
- * Where a live volume lives, for callers that know only its id (GraphQL). A soft-deleted volume is
- * not found unless `includeDeleted` (restore and permanent delete, which then apply their own
- * visibility rule). Not a permission check: callers go on through `findVisibleVolume` or the like.
+ * The route of a live volume known only by id (GraphQL). A soft-deleted volume is not found unless
+ * `includeDeleted` (restore and permanent delete, which then apply their own visibility rule). Not a
+ * permission check: callers go on through `authorizeVolume` or the like.
  * @throws NotFoundError
  */
-export async function locateVolume(
-  rt: Runtime,
-  volumeId: string,
-  opts: { includeDeleted?: boolean } = {},
-): Promise<{ orgId: string; workspaceId: string }> {
+export async function locateVolume(rt: Runtime, volumeId: string, opts: { includeDeleted?: boolean } = {}): Promise<VolumeRoute> {
   if (!isId(volumeId)) throw new NotFoundError('volume', volumeId);
   const v = await rt.db.volume.findFirst({
     where: { id: volumeId, ...(opts.includeDeleted ? {} : { deletedAt: null }) },
     select: { orgId: true, workspaceId: true },
   });
   if (!v) throw new NotFoundError('volume', volumeId);
-  return v;
+  return { ...v, volumeId };
 }
 
-/** The route (org, workspace, volume) of a volume known only by id, for GraphQL operations. @throws NotFoundError */
-export async function volumeRoute(rt: Runtime, volumeId: string): Promise<{ orgId: string; workspaceId: string; volumeId: string }> {
-  return { ...(await locateVolume(rt, volumeId)), volumeId };
+/** The route of a workspace known only by id (GraphQL). Not a permission check. @throws NotFoundError */
+export async function locateWorkspace(rt: Runtime, workspaceId: string): Promise<WorkspaceRoute> {
+  const ws = isId(workspaceId) ? await rt.db.workspace.findUnique({ where: { id: workspaceId }, select: { orgId: true } }) : null;
+  if (!ws) throw new NotFoundError('workspace', workspaceId);
+  return { orgId: ws.orgId, workspaceId };
 }

@@ -10,7 +10,7 @@ import { normaliseEntryPath } from '../shared/paths.js';
 import type { WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { authorizeVolumeCreation, checkNewVolume, volumeObjectPrefix } from '../volumes/volumes.js';
+import { authorizeVolumeCreation, checkNewVolume, newVolumeRow, volumeObjectPrefix } from '../volumes/volumes.js';
 import type { EntryRecord, ManifestObject } from './format.js';
 import { checksumMismatch, corrupt, findBackupSource, hashBackupObject, openBackupObject, readBackup } from './source.js';
 
@@ -159,29 +159,7 @@ export async function restoreVolume(
       async (tx) => {
         // Same fields as createVolume writes, plus the counters of the rows inserted with it.
         const volume = await tx.volume.create({
-          data: {
-            id: volumeId,
-            workspaceId,
-            orgId,
-            name: settings.name,
-            environmentId: settings.environment_id ?? null,
-            description: settings.description ?? null,
-            embeddingModelId: settings.embedding_model_id,
-            extractionModelId: settings.extraction_model_id ?? null,
-            indexingMode: settings.indexing_mode,
-            chunkingStrategy: settings.chunking_strategy,
-            chunkSize: settings.chunk_size,
-            chunkOverlap: settings.chunk_overlap,
-            tags: settings.tags,
-            maxSizeBytes:
-              settings.max_size_bytes === undefined || settings.max_size_bytes === null ? null : BigInt(settings.max_size_bytes),
-            maxFileCount: settings.max_file_count ?? null,
-            maxMounts: settings.max_mounts ?? null,
-            usedBytes,
-            entryCount: rows.length,
-            createdBy: p.subject,
-            modifiedBy: p.subject,
-          },
+          data: { ...newVolumeRow(settings, { orgId, workspaceId }, p), id: volumeId, usedBytes, entryCount: rows.length },
         });
         for (let i = 0; i < rows.length; i += 500) await tx.entry.createMany({ data: rows.slice(i, i + 500) });
         // One durable job indexes every restored entry (the bulk form of the per-write index job).

@@ -15,3 +15,8 @@ export interface WorkspaceRoute extends OrgRoute {
 export interface VolumeRoute extends WorkspaceRoute {
   volumeId: string;
 }
+
+/** The route of a volume row. */
+export function routeOfVolume(v: { id: string; orgId: string; workspaceId: string }): VolumeRoute {
+  return { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id };
+}

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Volume } from '../../generated/prisma/client.js';
+import type { Prisma, Volume } from '../../generated/prisma/client.js';
 import { authorizeOrg, authorizeVolume, findWorkspace } from '../access/authorize.js';
 import type { Principal } from '../access/principal.js';
 import { queueReindex } from '../search/reindex.js';
@@ -129,6 +129,33 @@ export async function checkNewVolume(
   return input;
 }
 
+/** The row of a new volume from checked settings (created here, or restored from a backup). */
+export function newVolumeRow(
+  input: z.output<typeof CreateVolumeInput>,
+  route: { orgId: string; workspaceId: string },
+  p: Principal,
+): Prisma.VolumeUncheckedCreateInput {
+  return {
+    workspaceId: route.workspaceId,
+    orgId: route.orgId,
+    name: input.name,
+    environmentId: input.environment_id ?? null,
+    description: input.description ?? null,
+    embeddingModelId: input.embedding_model_id,
+    extractionModelId: input.extraction_model_id ?? null,
+    indexingMode: input.indexing_mode,
+    chunkingStrategy: input.chunking_strategy,
+    chunkSize: input.chunk_size,
+    chunkOverlap: input.chunk_overlap,
+    tags: input.tags,
+    maxSizeBytes: input.max_size_bytes === undefined || input.max_size_bytes === null ? null : BigInt(input.max_size_bytes),
+    maxFileCount: input.max_file_count ?? null,
+    maxMounts: input.max_mounts ?? null,
+    createdBy: p.subject,
+    modifiedBy: p.subject,
+  };
+}
+
 /**
  * The index settings rules zod cannot state alone: the model must be one this gateway offers, and
  * the overlap smaller than the chunk (judged against the current values for a partial update).
@@ -172,27 +199,7 @@ export async function createVolume(
   await authorizeVolumeCreation(rt, p, { orgId, workspaceId });
   const input = await checkNewVolume(rt, workspaceId, raw, loc);
   try {
-    const volume = await rt.db.volume.create({
-      data: {
-        workspaceId,
-        orgId,
-        name: input.name,
-        environmentId: input.environment_id ?? null,
-        description: input.description ?? null,
-        embeddingModelId: input.embedding_model_id,
-        extractionModelId: input.extraction_model_id ?? null,
-        indexingMode: input.indexing_mode,
-        chunkingStrategy: input.chunking_strategy,
-        chunkSize: input.chunk_size,
-        chunkOverlap: input.chunk_overlap,
-        tags: input.tags,
-        maxSizeBytes: input.max_size_bytes === undefined || input.max_size_bytes === null ? null : BigInt(input.max_size_bytes),
-        maxFileCount: input.max_file_count ?? null,
-        maxMounts: input.max_mounts ?? null,
-        createdBy: p.subject,
-        modifiedBy: p.subject,
-      },
-    });
+    const volume = await rt.db.volume.create({ data: newVolumeRow(input, route, p) });
     // A volume in a workspace whose bucket failed is in `error` from the start.
     const status = await refreshVolumeStatus(rt, { volumeId: volume.id });
     return status ? { ...volume, status } : volume;

@@ -54,13 +54,6 @@ export async function workspaceReadFilter(rt: Runtime, p: Principal, orgId?: str
   return { ...visibleWorkspaceWhere(p, orgId), ...(orgId !== undefined ? { orgId } : {}) };
 }
 
-/** Where a workspace lives, for callers that know only its id. @throws NotFoundError */
-export async function locateWorkspace(rt: Runtime, workspaceId: string): Promise<{ orgId: string }> {
-  const ws = isId(workspaceId) ? await rt.db.workspace.findUnique({ where: { id: workspaceId }, select: { orgId: true } }) : null;
-  if (!ws) throw new NotFoundError('workspace', workspaceId);
-  return ws;
-}
-
 /** @throws NotFoundError when the workspace does not exist or is not visible to the principal */
 export async function getWorkspace(rt: Runtime, p: Principal, route: WorkspaceRoute): Promise<Workspace> {
   const { orgId, workspaceId } = route;

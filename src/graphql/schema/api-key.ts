@@ -1,6 +1,7 @@
 import { apiKeyReadFilter, createApiKey, locateApiKey, revokeApiKey } from '../../domain/access/api-keys.js';
 import { builder } from '../builder.js';
 import { orgFor, toDomainInput } from '../inputs.js';
+import { selectedRow } from '../selected-row.js';
 
 const ApiKey = builder.prismaObject('ApiKey', {
   description: 'An organisation API key. The secret is never readable after creation.',
@@ -78,8 +79,7 @@ builder.mutationFields((base) => {
       resolve: async (query, _root, args, ctx) => {
         const id = String(args.id);
         const { orgId } = await locateApiKey(ctx.runtime, id);
-        await revokeApiKey(ctx.runtime, ctx.principal, orgId, id);
-        return ctx.runtime.db.apiKey.findUniqueOrThrow({ ...query, where: { id } });
+        return selectedRow(ctx, 'ApiKey', query, revokeApiKey(ctx.runtime, ctx.principal, orgId, id));
       },
     }),
   };

@@ -1,12 +1,12 @@
-import { volumeRoute } from '../../domain/access/authorize.js';
+import { locateVolume, locateWorkspace } from '../../domain/access/authorize.js';
 import { backupRoute, backupsWhere, getBackup, startBackup } from '../../domain/backups/backups.js';
 import { backupProgressOf } from '../../domain/backups/progress.js';
 import { type RestoreResult, restoreVolume } from '../../domain/backups/restore.js';
 import { watchBackup } from '../../domain/backups/watch.js';
 import type { BackupProgressEvent } from '../../domain/shared/events.js';
-import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
+import { selectedRow } from '../selected-row.js';
 import { Volume } from './volume.js';
 
 const BackupStatus = builder.enumType('BackupStatus', { values: ['queued', 'running', 'completed', 'failed'] as const });
@@ -88,8 +88,7 @@ builder.queryFields((base) => {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
         const r = await backupRoute(ctx.runtime, String(args.id));
-        await getBackup(ctx.runtime, ctx.principal, { orgId: r.orgId, workspaceId: r.workspaceId, volumeId: r.volumeId }, r.backupId);
-        return ctx.runtime.db.backup.findUniqueOrThrow({ ...query, where: { id: r.backupId } });
+        return selectedRow(ctx, 'Backup', query, getBackup(ctx.runtime, ctx.principal, r, r.backupId));
       },
     }),
     volumeBackups: t.prismaConnection({
@@ -98,15 +97,12 @@ builder.queryFields((base) => {
       description: "A volume's backups, oldest first.",
       args: { volumeId: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const r = await volumeRoute(ctx.runtime, String(args.volumeId));
-        const where = await backupsWhere(ctx.runtime, ctx.principal, { orgId: r.orgId, workspaceId: r.workspaceId, volumeId: r.volumeId });
+        const where = await backupsWhere(ctx.runtime, ctx.principal, await locateVolume(ctx.runtime, String(args.volumeId)));
         return ctx.runtime.db.backup.findMany({ ...query, where, orderBy: { id: 'asc' } });
       },
       totalCount: async (_root, args, ctx) => {
-        const r = await volumeRoute(ctx.runtime, String(args.volumeId));
-        return ctx.runtime.db.backup.count({
-          where: await backupsWhere(ctx.runtime, ctx.principal, { orgId: r.orgId, workspaceId: r.workspaceId, volumeId: r.volumeId }),
-        });
+        const where = await backupsWhere(ctx.runtime, ctx.principal, await locateVolume(ctx.runtime, String(args.volumeId)));
+        return ctx.runtime.db.backup.count({ where });
       },
     }),
   };
@@ -121,13 +117,9 @@ builder.mutationFields((base) => {
         'Starts a backup of the volume to its workspace bucket (REST POST …/sync), or returns the one already queued or running. Follow it with backupProgress.',
       args: { volumeId: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const r = await volumeRoute(ctx.runtime, String(args.volumeId));
-        const { backup } = await startBackup(ctx.runtime, ctx.principal, {
-          orgId: r.orgId,
-          workspaceId: r.workspaceId,
-          volumeId: r.volumeId,
-        });
-        return ctx.runtime.db.backup.findUniqueOrThrow({ ...query, where: { id: backup.id } });
+        const route = await locateVolume(ctx.runtime, String(args.volumeId));
+        const started = startBackup(ctx.runtime, ctx.principal, route).then(({ backup }) => backup);
+        return selectedRow(ctx, 'Backup', query, started);
       },
     }),
     restoreVolume: t.field({
@@ -137,8 +129,8 @@ builder.mutationFields((base) => {
       args: { input: t.arg({ type: RestoreVolumeInput, required: true }) },
       resolve: async (_root, args, ctx) => {
         const { workspaceId, ...input } = args.input;
-        const { orgId } = await locateWorkspace(ctx.runtime, String(workspaceId));
-        return restoreVolume(ctx.runtime, ctx.principal, { orgId, workspaceId: String(workspaceId) }, toDomainInput(input), ['input']);
+        const route = await locateWorkspace(ctx.runtime, String(workspaceId));
+        return restoreVolume(ctx.runtime, ctx.principal, route, toDomainInput(input), ['input']);
       },
     }),
   };

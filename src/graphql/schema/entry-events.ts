@@ -1,4 +1,4 @@
-import { volumeRoute } from '../../domain/access/authorize.js';
+import { locateVolume } from '../../domain/access/authorize.js';
 import { watchEntries } from '../../domain/entries/watch.js';
 import type { EntryChangedEvent } from '../../domain/shared/events.js';
 import { builder } from '../builder.js';
@@ -27,7 +27,7 @@ builder.subscriptionFields((base) => {
         'A move into or out of that view arrives as created or deleted.',
       args: { volumeId: t.arg.id({ required: true }), pathPrefix: t.arg.string() },
       subscribe: async (_root, args, ctx) =>
-        watchEntries(ctx.runtime, ctx.principal, await volumeRoute(ctx.runtime, String(args.volumeId)), args.pathPrefix ?? undefined),
+        watchEntries(ctx.runtime, ctx.principal, await locateVolume(ctx.runtime, String(args.volumeId)), args.pathPrefix ?? undefined),
       resolve: (event) => event,
     }),
   };

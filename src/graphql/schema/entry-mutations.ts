@@ -1,6 +1,7 @@
+import { selectedRow } from '../selected-row.js';
 // Entry writes: JSON/text, uploads (multipart, streamed), deletes and moves, with versions and lock guards.
 
-import { volumeRoute } from '../../domain/access/authorize.js';
+import { locateVolume } from '../../domain/access/authorize.js';
 import { deleteEntry, moveEntry, writeEntry } from '../../domain/entries/entries.js';
 import { uploadEntry } from '../../domain/entries/uploads.js';
 import type { WriteGuard } from '../../domain/locks/locks.js';
@@ -71,7 +72,7 @@ builder.mutationFields((base) => {
         const { entry, created } = await writeEntry(
           ctx.runtime,
           ctx.principal,
-          await volumeRoute(ctx.runtime, String(args.volumeId)),
+          await locateVolume(ctx.runtime, String(args.volumeId)),
           args.path,
           toDomainInput(args.input),
           { ifMatch: args.expectedVersion ?? undefined, ifNoneMatch: args.createOnly ?? false, ...guardOf(args) },
@@ -109,7 +110,7 @@ builder.mutationFields((base) => {
         const { entry, created } = await uploadEntry(
           ctx.runtime,
           ctx.principal,
-          await volumeRoute(ctx.runtime, String(args.volumeId)),
+          await locateVolume(ctx.runtime, String(args.volumeId)),
           args.path,
           file,
           fields,
@@ -135,7 +136,7 @@ builder.mutationFields((base) => {
         const entry = await deleteEntry(
           ctx.runtime,
           ctx.principal,
-          await volumeRoute(ctx.runtime, String(args.volumeId)),
+          await locateVolume(ctx.runtime, String(args.volumeId)),
           args.path,
           { ifMatch: args.expectedVersion ?? undefined, ...guardOf(args) },
           ['path'],
@@ -155,19 +156,9 @@ builder.mutationFields((base) => {
         ...guardArgs,
       },
       resolve: async (query, _root, args, ctx) => {
-        const moved = await moveEntry(
-          ctx.runtime,
-          ctx.principal,
-          await volumeRoute(ctx.runtime, String(args.volumeId)),
-          args.from,
-          args.to,
-          {
-            overwrite: args.overwrite ?? false,
-            ifMatch: args.expectedVersion ?? undefined,
-            ...guardOf(args),
-          },
-        );
-        return ctx.runtime.db.entry.findUniqueOrThrow({ ...query, where: { id: moved.id } });
+        const route = await locateVolume(ctx.runtime, String(args.volumeId));
+        const options = { overwrite: args.overwrite ?? false, ifMatch: args.expectedVersion ?? undefined, ...guardOf(args) };
+        return selectedRow(ctx, 'Entry', query, moveEntry(ctx.runtime, ctx.principal, route, args.from, args.to, options));
       },
     }),
   };

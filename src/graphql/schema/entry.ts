@@ -1,10 +1,11 @@
-import { volumeRoute } from '../../domain/access/authorize.js';
+import { locateVolume } from '../../domain/access/authorize.js';
 import { getEntry } from '../../domain/entries/entries.js';
 import { decodePathCursor, encodePathCursor, listDirectory, listEntries } from '../../domain/entries/listing.js';
 import { ENTRY_KINDS } from '../../domain/entries/rules.js';
 import { DEFAULT_EXPIRES_IN, downloadUrl } from '../../domain/entries/uploads.js';
 import { NotFoundError, ValidationError } from '../../domain/shared/errors.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/shared/pagination.js';
+import { routeOfVolume } from '../../domain/shared/routes.js';
 import { builder } from '../builder.js';
 import type { UploadValue } from '../uploads.js';
 import { Volume } from './volume.js';
@@ -53,7 +54,7 @@ export const Entry = builder.prismaObject('Entry', {
       // The entry was reached through a resolver that checked read access to its path.
       resolve: async (e, args, ctx) =>
         e.contentType === 'file'
-          ? downloadUrl(ctx.runtime, await volumeRoute(ctx.runtime, e.volumeId), e, args.expiresIn ?? DEFAULT_EXPIRES_IN, ['expiresIn'])
+          ? downloadUrl(ctx.runtime, await locateVolume(ctx.runtime, e.volumeId), e, args.expiresIn ?? DEFAULT_EXPIRES_IN, ['expiresIn'])
           : null,
     }),
   }),
@@ -98,9 +99,7 @@ builder.objectFields(Volume, (t) => ({
     resolve: async (v, args, ctx) => {
       if (!ctx.principal) return null;
       try {
-        return await getEntry(ctx.runtime, ctx.principal, { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id }, args.path, [
-          'path',
-        ]);
+        return await getEntry(ctx.runtime, ctx.principal, routeOfVolume(v), args.path, ['path']);
       } catch (err) {
         if (err instanceof NotFoundError) return null;
         throw err;
@@ -119,17 +118,12 @@ builder.objectFields(Volume, (t) => ({
       resolve: async (v, args, ctx) => {
         if (!ctx.principal)
           return { edges: [], pageInfo: { hasNextPage: false, hasPreviousPage: false, startCursor: null, endCursor: null } };
-        const page = await listEntries(
-          ctx.runtime,
-          ctx.principal,
-          { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id },
-          {
-            ...(args.prefix ? { prefix: args.prefix } : {}),
-            ...(args.tags ? { tags: args.tags } : {}),
-            ...(args.contentType ? { content_type: args.contentType } : {}),
-            ...pageOf(args),
-          },
-        );
+        const page = await listEntries(ctx.runtime, ctx.principal, routeOfVolume(v), {
+          ...(args.prefix ? { prefix: args.prefix } : {}),
+          ...(args.tags ? { tags: args.tags } : {}),
+          ...(args.contentType ? { content_type: args.contentType } : {}),
+          ...pageOf(args),
+        });
         return {
           totalCount: page.total,
           edges: page.entries.map((e) => ({ node: e, cursor: encodePathCursor(e.path) })),
@@ -149,12 +143,6 @@ builder.objectFields(Volume, (t) => ({
     description: 'A directory view: sub-directories and the entries directly under `path` (default /).',
     args: { path: t.arg.string(), first: t.arg.int(), after: t.arg.string() },
     resolve: async (v, args, ctx) =>
-      listDirectory(
-        ctx.runtime,
-        ctx.principal!,
-        { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id },
-        { path: args.path ?? undefined, ...pageOf(args) },
-        [],
-      ),
+      listDirectory(ctx.runtime, ctx.principal!, routeOfVolume(v), { path: args.path ?? undefined, ...pageOf(args) }, []),
   }),
 }));

@@ -1,8 +1,10 @@
-import { volumeRoute } from '../../domain/access/authorize.js';
+import { locateVolume } from '../../domain/access/authorize.js';
 import { acquireLock, authorizeLockReading, LOCK_TYPES, listLocks, releaseLock, renewLock } from '../../domain/locks/locks.js';
 import type { LockEvent } from '../../domain/shared/events.js';
+import { routeOfVolume } from '../../domain/shared/routes.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
+import { selectedRow } from '../selected-row.js';
 import { Volume } from './volume.js';
 
 const LockType = builder.enumType('LockType', { values: LOCK_TYPES });
@@ -27,7 +29,7 @@ builder.objectFields(Volume, (t) => ({
   locks: t.field({
     type: [Lock],
     description: 'Live locks (expired and released ones never block and are not listed).',
-    resolve: (v, _args, ctx) => listLocks(ctx.runtime, ctx.principal!, { orgId: v.orgId, workspaceId: v.workspaceId, volumeId: v.id }),
+    resolve: (v, _args, ctx) => listLocks(ctx.runtime, ctx.principal!, routeOfVolume(v)),
   }),
 }));
 
@@ -49,14 +51,8 @@ builder.mutationFields((base) => {
       description: 'Takes a lease; CONFLICT names the holder and expiry when the partition is taken.',
       args: { volumeId: t.arg.id({ required: true }), input: t.arg({ type: AcquireLockInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const lock = await acquireLock(
-          ctx.runtime,
-          ctx.principal,
-          await volumeRoute(ctx.runtime, String(args.volumeId)),
-          toDomainInput(args.input),
-          ['input'],
-        );
-        return ctx.runtime.db.lock.findUniqueOrThrow({ ...query, where: { id: lock.id } });
+        const route = await locateVolume(ctx.runtime, String(args.volumeId));
+        return selectedRow(ctx, 'Lock', query, acquireLock(ctx.runtime, ctx.principal, route, toDomainInput(args.input), ['input']));
       },
     }),
     renewLock: t.prismaField({
@@ -64,14 +60,9 @@ builder.mutationFields((base) => {
       description: 'Extends a live lease (its holder); the id and fencing token stay.',
       args: { volumeId: t.arg.id({ required: true }), lockId: t.arg.id({ required: true }), ttlSeconds: t.arg.int() },
       resolve: async (query, _root, args, ctx) => {
-        const lock = await renewLock(
-          ctx.runtime,
-          ctx.principal,
-          await volumeRoute(ctx.runtime, String(args.volumeId)),
-          { lock_id: String(args.lockId), ...(args.ttlSeconds != null ? { ttl_seconds: args.ttlSeconds } : {}) },
-          [],
-        );
-        return ctx.runtime.db.lock.findUniqueOrThrow({ ...query, where: { id: lock.id } });
+        const route = await locateVolume(ctx.runtime, String(args.volumeId));
+        const input = { lock_id: String(args.lockId), ...(args.ttlSeconds != null ? { ttl_seconds: args.ttlSeconds } : {}) };
+        return selectedRow(ctx, 'Lock', query, renewLock(ctx.runtime, ctx.principal, route, input, []));
       },
     }),
     releaseLock: t.boolean({
@@ -80,7 +71,7 @@ builder.mutationFields((base) => {
         await releaseLock(
           ctx.runtime,
           ctx.principal,
-          await volumeRoute(ctx.runtime, String(args.volumeId)),
+          await locateVolume(ctx.runtime, String(args.volumeId)),
           String(args.lockId),
           undefined,
           ['lockId'],
@@ -112,7 +103,7 @@ builder.subscriptionFields((base) => {
       description: 'Locks of a volume acquired, renewed, released or expired, as they happen.',
       args: { volumeId: t.arg.id({ required: true }) },
       subscribe: async (_root, args, ctx) => {
-        const route = await volumeRoute(ctx.runtime, String(args.volumeId));
+        const route = await locateVolume(ctx.runtime, String(args.volumeId));
         // Checked before the stream opens (another org's volume: NOT_FOUND).
         await authorizeLockReading(ctx.runtime, ctx.principal, route);
         return ctx.runtime.events.subscribe('lockEvents', route.volumeId);

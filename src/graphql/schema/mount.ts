@@ -3,6 +3,7 @@ import { ACCESS_LEVELS } from '../../domain/access/principal.js';
 import { createMount, deleteMount, locateMount } from '../../domain/mounts/mounts.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
+import { selectedRow } from '../selected-row.js';
 
 const AccessLevel = builder.enumType('AccessLevel', { values: ACCESS_LEVELS });
 
@@ -35,10 +36,8 @@ builder.mutationFields((base) => {
       type: 'Mount',
       args: { volumeId: t.arg.id({ required: true }), input: t.arg({ type: CreateMountInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const volumeId = String(args.volumeId);
-        const { orgId, workspaceId } = await locateVolume(ctx.runtime, volumeId);
-        const m = await createMount(ctx.runtime, ctx.principal, { orgId, workspaceId, volumeId }, toDomainInput(args.input), ['input']);
-        return ctx.runtime.db.mount.findUniqueOrThrow({ ...query, where: { id: m.id } });
+        const route = await locateVolume(ctx.runtime, String(args.volumeId));
+        return selectedRow(ctx, 'Mount', query, createMount(ctx.runtime, ctx.principal, route, toDomainInput(args.input), ['input']));
       },
     }),
     deleteMount: t.field({

@@ -1,4 +1,4 @@
-import { volumeRoute } from '../../domain/access/authorize.js';
+import { locateVolume } from '../../domain/access/authorize.js';
 import { cancelReindex, progressOf, startReindex } from '../../domain/search/reindex.js';
 import { watchReindex } from '../../domain/search/reindex-watch.js';
 import type { ReindexProgressEvent } from '../../domain/shared/events.js';
@@ -45,8 +45,8 @@ builder.mutationFields((base) => {
       description: 'Rebuilds the volume index as a durable job (a reindex already queued or running is left as is).',
       args: { volumeId },
       resolve: async (_root, args, ctx) => {
-        const r = await volumeRoute(ctx.runtime, String(args.volumeId));
-        return startReindex(ctx.runtime, ctx.principal, { orgId: r.orgId, workspaceId: r.workspaceId, volumeId: r.volumeId });
+        const r = await locateVolume(ctx.runtime, String(args.volumeId));
+        return startReindex(ctx.runtime, ctx.principal, r);
       },
     }),
     cancelReindex: t.field({
@@ -54,8 +54,8 @@ builder.mutationFields((base) => {
       description: 'Stops a queued or running reindex; searches keep the vectors they use.',
       args: { volumeId },
       resolve: async (_root, args, ctx) => {
-        const r = await volumeRoute(ctx.runtime, String(args.volumeId));
-        return cancelReindex(ctx.runtime, ctx.principal, { orgId: r.orgId, workspaceId: r.workspaceId, volumeId: r.volumeId });
+        const r = await locateVolume(ctx.runtime, String(args.volumeId));
+        return cancelReindex(ctx.runtime, ctx.principal, r);
       },
     }),
   };
@@ -70,7 +70,7 @@ builder.subscriptionFields((base) => {
         'Progress of the reindex queued or running now (or the next one): at least every second and every few entries, ending with completed, failed or cancelled.',
       args: { volumeId: t.arg.id({ required: true }) },
       subscribe: async (_root, args, ctx) =>
-        watchReindex(ctx.runtime, ctx.principal, await volumeRoute(ctx.runtime, String(args.volumeId))),
+        watchReindex(ctx.runtime, ctx.principal, await locateVolume(ctx.runtime, String(args.volumeId))),
       resolve: (e) => e,
     }),
   };

@@ -1,7 +1,6 @@
-import { volumeRoute } from '../../domain/access/authorize.js';
+import { locateVolume, locateWorkspace } from '../../domain/access/authorize.js';
 import { SEARCH_MODES, type SearchHit, type SearchResult } from '../../domain/search/input.js';
 import { searchAll, searchVolume } from '../../domain/search/search.js';
-import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 
@@ -76,7 +75,7 @@ builder.queryFields((base) => {
       description: "Searches one volume's indexed chunks (needs search and entries:read; app keys: paths their mounts match).",
       args: { volumeId: t.arg.id({ required: true }), ...searchArgs },
       resolve: async (_root, { volumeId, ...args }, ctx) =>
-        searchVolume(ctx.runtime, ctx.principal, await volumeRoute(ctx.runtime, String(volumeId)), searchBody(args), []),
+        searchVolume(ctx.runtime, ctx.principal, await locateVolume(ctx.runtime, String(volumeId)), searchBody(args), []),
     }),
     searchAll: t.field({
       type: SearchResultRef,
@@ -84,8 +83,8 @@ builder.queryFields((base) => {
         "Searches every volume of a workspace an app can read (appId; an app key's own app by default), with that app's path patterns.",
       args: { workspaceId: t.arg.id({ required: true }), appId: t.arg.string(), ...searchArgs },
       resolve: async (_root, { workspaceId, appId, ...args }, ctx) => {
-        const { orgId } = await locateWorkspace(ctx.runtime, String(workspaceId));
-        return searchAll(ctx.runtime, ctx.principal, { orgId, workspaceId: String(workspaceId) }, appId ?? undefined, searchBody(args), []);
+        const route = await locateWorkspace(ctx.runtime, String(workspaceId));
+        return searchAll(ctx.runtime, ctx.principal, route, appId ?? undefined, searchBody(args), []);
       },
     }),
   };

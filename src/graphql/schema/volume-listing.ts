@@ -1,5 +1,5 @@
+import { locateWorkspace } from '../../domain/access/authorize.js';
 import { volumeConnectionWhere } from '../../domain/volumes/listing.js';
-import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { orgFor } from '../inputs.js';
 import { listFilterArgs, offsetArg, offsetOf, orderOf, volumeFiltersOf } from '../list-args.js';
@@ -18,12 +18,7 @@ builder.queryFields((base) => {
         const filters = volumeFiltersOf(args);
         const skip = offsetOf(args);
         const workspaceId = String(args.workspaceId);
-        const where = await volumeConnectionWhere(
-          ctx.runtime,
-          ctx.principal,
-          { orgId: (await locateWorkspace(ctx.runtime, workspaceId)).orgId, workspaceId },
-          filters,
-        );
+        const where = await volumeConnectionWhere(ctx.runtime, ctx.principal, await locateWorkspace(ctx.runtime, workspaceId), filters);
         return ctx.runtime.db.volume.findMany({ ...query, skip: query.skip + skip, where, orderBy: orderOf(filters) });
       },
       totalCount: async (_root, args, ctx) => {
@@ -32,7 +27,7 @@ builder.queryFields((base) => {
         const where = await volumeConnectionWhere(
           ctx.runtime,
           ctx.principal,
-          { orgId: (await locateWorkspace(ctx.runtime, workspaceId)).orgId, workspaceId },
+          await locateWorkspace(ctx.runtime, workspaceId),
           volumeFiltersOf(args),
         );
         return ctx.runtime.db.volume.count({ where });

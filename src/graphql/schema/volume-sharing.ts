@@ -1,10 +1,10 @@
-import { locateVolume } from '../../domain/access/authorize.js';
+import { locateVolume, locateWorkspace } from '../../domain/access/authorize.js';
 import type { FieldIssue } from '../../domain/shared/errors.js';
 import { setVolumeShared } from '../../domain/volumes/sharing.js';
 import { validateVolume } from '../../domain/volumes/validation.js';
-import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder } from '../builder.js';
 import { toCamel, toDomainInput } from '../inputs.js';
+import { selectedRow } from '../selected-row.js';
 import { CreateVolumeInput } from './volume.js';
 
 const ValidationIssue = builder.objectRef<FieldIssue>('ValidationIssue').implement({
@@ -32,10 +32,8 @@ builder.mutationFields((base) => {
       description,
       args: { id: t.arg.id({ required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const id = String(args.id);
-        const { orgId, workspaceId } = await locateVolume(ctx.runtime, id);
-        await setVolumeShared(ctx.runtime, ctx.principal, { orgId, workspaceId, volumeId: id }, shared);
-        return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id } });
+        const route = await locateVolume(ctx.runtime, String(args.id));
+        return selectedRow(ctx, 'Volume', query, setVolumeShared(ctx.runtime, ctx.principal, route, shared));
       },
     });
   return {
@@ -50,8 +48,8 @@ builder.mutationFields((base) => {
       args: { workspaceId: t.arg.id({ required: true }), input: t.arg({ type: CreateVolumeInput, required: true }) },
       resolve: async (_root, args, ctx) => {
         const workspaceId = String(args.workspaceId);
-        const { orgId } = await locateWorkspace(ctx.runtime, workspaceId);
-        return validateVolume(ctx.runtime, ctx.principal, { orgId, workspaceId }, () => toDomainInput(args.input), ['input']);
+        const route = await locateWorkspace(ctx.runtime, workspaceId);
+        return validateVolume(ctx.runtime, ctx.principal, route, () => toDomainInput(args.input), ['input']);
       },
     }),
   };

@@ -1,12 +1,12 @@
-import { locateVolume, volumeReadFilter } from '../../domain/access/authorize.js';
+import { locateVolume, locateWorkspace, volumeReadFilter } from '../../domain/access/authorize.js';
 import { mountVisibilityWhere } from '../../domain/mounts/mounts.js';
 import { isId } from '../../domain/shared/fields.js';
 import { deleteVolume, restorableUntil, undeleteVolume } from '../../domain/volumes/lifecycle.js';
 import { VOLUME_STATUSES } from '../../domain/volumes/listing.js';
 import { CHUNKING_STRATEGIES, createVolume, INDEXING_MODES, updateVolume } from '../../domain/volumes/volumes.js';
-import { locateWorkspace } from '../../domain/workspaces/workspaces.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
+import { selectedRow } from '../selected-row.js';
 
 const IndexingMode = builder.enumType('IndexingMode', { values: INDEXING_MODES });
 const ChunkingStrategy = builder.enumType('ChunkingStrategy', { values: CHUNKING_STRATEGIES });
@@ -118,20 +118,16 @@ builder.mutationFields((base) => {
       type: 'Volume',
       args: { workspaceId: t.arg.id({ required: true }), input: t.arg({ type: CreateVolumeInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const workspaceId = String(args.workspaceId);
-        const { orgId } = await locateWorkspace(ctx.runtime, workspaceId);
-        const v = await createVolume(ctx.runtime, ctx.principal, { orgId, workspaceId }, toDomainInput(args.input), ['input']);
-        return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id: v.id } });
+        const route = await locateWorkspace(ctx.runtime, String(args.workspaceId));
+        return selectedRow(ctx, 'Volume', query, createVolume(ctx.runtime, ctx.principal, route, toDomainInput(args.input), ['input']));
       },
     }),
     updateVolume: t.prismaField({
       type: 'Volume',
       args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateVolumeInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const id = String(args.id);
-        const { orgId, workspaceId } = await locateVolume(ctx.runtime, id);
-        await updateVolume(ctx.runtime, ctx.principal, { orgId, workspaceId, volumeId: id }, toDomainInput(args.input), ['input']);
-        return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id } });
+        const route = await locateVolume(ctx.runtime, String(args.id));
+        return selectedRow(ctx, 'Volume', query, updateVolume(ctx.runtime, ctx.principal, route, toDomainInput(args.input), ['input']));
       },
     }),
     deleteVolume: t.field({
@@ -140,11 +136,10 @@ builder.mutationFields((base) => {
         'Hides the volume at once; undeleteVolume brings it back within VOLUME_RETENTION_DAYS, then it is purged. permanent: delete it now, for good (also one already deleted).',
       args: { id: t.arg.id({ required: true }), permanent: t.arg.boolean({ defaultValue: false }) },
       resolve: async (_root, args, ctx) => {
-        const id = String(args.id);
         const permanent = args.permanent === true;
-        const { orgId, workspaceId } = await locateVolume(ctx.runtime, id, { includeDeleted: permanent });
-        await deleteVolume(ctx.runtime, ctx.principal, { orgId, workspaceId, volumeId: id }, { permanent });
-        return { id, message: 'Volume deleted successfully' };
+        const route = await locateVolume(ctx.runtime, String(args.id), { includeDeleted: permanent });
+        await deleteVolume(ctx.runtime, ctx.principal, route, { permanent });
+        return { id: route.volumeId, message: 'Volume deleted successfully' };
       },
     }),
     undeleteVolume: t.prismaField({
@@ -153,16 +148,9 @@ builder.mutationFields((base) => {
         'Restores a deleted volume within its retention period, as it was (optionally under a new name: CONFLICT when a live volume took its own). List candidates with volumes(status: deleted).',
       args: { id: t.arg.id({ required: true }), name: t.arg.string() },
       resolve: async (query, _root, args, ctx) => {
-        const id = String(args.id);
-        const { orgId, workspaceId } = await locateVolume(ctx.runtime, id, { includeDeleted: true });
-        await undeleteVolume(
-          ctx.runtime,
-          ctx.principal,
-          { orgId, workspaceId, volumeId: id },
-          toDomainInput({ name: args.name ?? undefined }),
-          [],
-        );
-        return ctx.runtime.db.volume.findUniqueOrThrow({ ...query, where: { id } });
+        const route = await locateVolume(ctx.runtime, String(args.id), { includeDeleted: true });
+        const input = toDomainInput({ name: args.name ?? undefined });
+        return selectedRow(ctx, 'Volume', query, undeleteVolume(ctx.runtime, ctx.principal, route, input, []));
       },
     }),
   };

@@ -1,19 +1,15 @@
+import { locateWorkspace } from '../../domain/access/authorize.js';
 import { reconcileWorkspaceFor, type UsageReport, type WorkspaceReconciliation } from '../../domain/maintenance/maintenance.js';
 import type { BucketStatusEvent } from '../../domain/shared/events.js';
 import { isId } from '../../domain/shared/fields.js';
 import { listedVolumeWhere, volumeFilterWhere } from '../../domain/volumes/listing.js';
 import { WORKSPACE_STATUSES, workspaceListWhere } from '../../domain/workspaces/listing.js';
 import { watchBucket } from '../../domain/workspaces/watch.js';
-import {
-  createWorkspace,
-  deleteWorkspace,
-  locateWorkspace,
-  updateWorkspace,
-  workspaceReadFilter,
-} from '../../domain/workspaces/workspaces.js';
+import { createWorkspace, deleteWorkspace, updateWorkspace, workspaceReadFilter } from '../../domain/workspaces/workspaces.js';
 import { builder, Deleted } from '../builder.js';
 import { orgFor, toDomainInput } from '../inputs.js';
 import { listFilterArgs, offsetArg, offsetOf, orderOf, volumeFiltersOf, workspaceFiltersOf } from '../list-args.js';
+import { selectedRow } from '../selected-row.js';
 import { VolumeStatus } from './volume.js';
 
 const BucketStatus = builder.enumType('BucketStatus', { values: ['pending', 'active', 'failed'] as const });
@@ -182,21 +178,26 @@ builder.mutationFields((base) => {
       description: 'Creates a workspace; its bucket is provisioned in the background (watch `bucketStatus`).',
       args: { orgId: t.arg.id(), input: t.arg({ type: CreateWorkspaceInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const ws = await createWorkspace(ctx.runtime, ctx.principal, orgFor(ctx.principal, args.orgId), toDomainInput(args.input), [
-          'input',
-        ]);
-        return ctx.runtime.db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
+        const orgId = orgFor(ctx.principal, args.orgId);
+        return selectedRow(
+          ctx,
+          'Workspace',
+          query,
+          createWorkspace(ctx.runtime, ctx.principal, orgId, toDomainInput(args.input), ['input']),
+        );
       },
     }),
     updateWorkspace: t.prismaField({
       type: 'Workspace',
       args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateWorkspaceInput, required: true }) },
       resolve: async (query, _root, args, ctx) => {
-        const { orgId } = await locateWorkspace(ctx.runtime, String(args.id));
-        const ws = await updateWorkspace(ctx.runtime, ctx.principal, { orgId, workspaceId: String(args.id) }, toDomainInput(args.input), [
-          'input',
-        ]);
-        return ctx.runtime.db.workspace.findUniqueOrThrow({ ...query, where: { id: ws.id } });
+        const route = await locateWorkspace(ctx.runtime, String(args.id));
+        return selectedRow(
+          ctx,
+          'Workspace',
+          query,
+          updateWorkspace(ctx.runtime, ctx.principal, route, toDomainInput(args.input), ['input']),
+        );
       },
     }),
     reconcileWorkspace: t.field({
@@ -205,8 +206,8 @@ builder.mutationFields((base) => {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (_root, args, ctx) => {
         const id = String(args.id);
-        const { orgId } = await locateWorkspace(ctx.runtime, id);
-        return reconcileWorkspaceFor(ctx.runtime, ctx.principal, { orgId, workspaceId: id });
+        const route = await locateWorkspace(ctx.runtime, id);
+        return reconcileWorkspaceFor(ctx.runtime, ctx.principal, route);
       },
     }),
     deleteWorkspace: t.field({
@@ -215,8 +216,8 @@ builder.mutationFields((base) => {
       args: { id: t.arg.id({ required: true }) },
       resolve: async (_root, args, ctx) => {
         const id = String(args.id);
-        const { orgId } = await locateWorkspace(ctx.runtime, id);
-        await deleteWorkspace(ctx.runtime, ctx.principal, { orgId, workspaceId: id });
+        const route = await locateWorkspace(ctx.runtime, id);
+        await deleteWorkspace(ctx.runtime, ctx.principal, route);
         return { id, message: 'Workspace deleted successfully' };
       },
     }),
@@ -233,8 +234,8 @@ builder.subscriptionFields((base) => {
       // Authorise before returning the stream, so a refusal is an ordinary GraphQL error result.
       subscribe: async (_root, args, ctx) => {
         const id = String(args.workspaceId);
-        const { orgId } = await locateWorkspace(ctx.runtime, id);
-        return watchBucket(ctx.runtime, ctx.principal, { orgId, workspaceId: id });
+        const route = await locateWorkspace(ctx.runtime, id);
+        return watchBucket(ctx.runtime, ctx.principal, route);
       },
       resolve: (event) => event,
     }),
