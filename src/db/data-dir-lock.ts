@@ -39,6 +39,9 @@
  * Release = unlink on clean close, only if the file is still ours (same inode and content). A
  * process that dies without releasing leaves a file naming a dead PID, which the next start takes
  * over at once.
+ *
+ * One file (~450 lines) because taking, checking and releasing the lock share the owner-identity
+ * rules (pid, process start time, boot id, host) that make it safe; split, they could disagree.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';

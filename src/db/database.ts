@@ -1,3 +1,7 @@
+/**
+ * Opening the database: embedded PGlite in DATA_DIR (lock, pre-migration copies, damage detection)
+ * or a server URL, then migrations. Slightly over 250 lines; the embedded and server paths share it.
+ */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type Extensions, PGlite } from '@electric-sql/pglite';

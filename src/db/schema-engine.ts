@@ -7,6 +7,9 @@
  * the embedded PGlite and a real server, and writes `_prisma_migrations` exactly like the CLI.
  *
  * The adapters need a few fixes to be usable by the engine (see `MigrationAdapterFactory`).
+ *
+ * One file (~460 lines) because it is one protocol adapter: loading the WASM engine, the driver
+ * adapter it calls back into, and the migrate/diff commands we use from it.
  */
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';

@@ -1,3 +1,8 @@
+/**
+ * The graphql-ws endpoint and its hostile-client limits (connection caps per process and key,
+ * subscription caps, idle and init timeouts, message size). One file (~300 lines) because every limit
+ * hooks the same graphql-ws server callbacks and shares its per-connection bookkeeping.
+ */
 import type http from 'node:http';
 import { type DocumentNode, GraphQLError, getOperationAST } from 'graphql';
 import type { ConnectionInitMessage, Context } from 'graphql-ws';

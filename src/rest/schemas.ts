@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ACCESS_LEVELS, SCOPES } from '../domain/access/principal.js';
 import { ExternalId } from '../domain/shared/fields.js';
 import { refuseBadText } from '../domain/shared/input-policy.js';
-import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes/volumes.js';
+import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes/inputs.js';
 
 /**
  * Response and parameter schemas of the REST layer, used only to describe it in /v1/openapi.json.

@@ -1,3 +1,8 @@
+/**
+ * The local-file BlobStore adapter (embedded mode). One file (~480 lines) because it is one class
+ * implementing BlobStore: atomic puts, ranged reads, signed download URLs and the upload sweep share
+ * the same on-disk layout, as s3.ts does for S3.
+ */
 import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';

@@ -1,3 +1,8 @@
+/**
+ * The S3 BlobStore adapter. One file (~500 lines) because it is one class implementing the BlobStore
+ * interface: multipart streaming puts, ranged reads, batch deletes and the abandoned-upload sweep
+ * share its client and error mapping; the interface and its contract tests are the unit to read.
+ */
 import { createHash } from 'node:crypto';
 import { pipeline, Readable } from 'node:stream';
 import {

@@ -1,3 +1,7 @@
+/**
+ * The volume backup job: pre-copy of file objects, then one consistent snapshot. ~270 lines because
+ * the two phases and their retry/ownership checks form one protocol with the job queue.
+ */
 import { type Job, Prisma, type Volume } from '../../generated/prisma/client.js';
 import type { JobContext, JobHandler } from '../../jobs/types.js';
 import { BlobNotFoundError } from '../../storage/blob-store.js';

@@ -1,3 +1,8 @@
+/**
+ * Housekeeping: the periodic timer and each step it runs (expired entries, bucket retries, volume
+ * retention, statuses, usage reconciliation, abandoned uploads). ~280 lines of independent steps,
+ * each short, kept beside the timer that orders them.
+ */
 import type { ObjectInfo, SweepResult } from '../../storage/blob-store.js';
 import { authorizeOrg } from '../access/authorize.js';
 import type { Principal } from '../access/principal.js';

@@ -1,3 +1,8 @@
+/**
+ * Reindexing a volume: queueing, cancelling (fenced), the job that rebuilds the index in batches,
+ * and its progress events. ~285 lines because the job and its cancel protocol share one state
+ * machine (queued → running → cancelling → terminal) that is easiest to check read in one place.
+ */
 import type { Db, Tx } from '../../db/client.js';
 import type { Job, Volume } from '../../generated/prisma/client.js';
 import type { JobContext, JobHandler } from '../../jobs/types.js';

@@ -1,5 +1,6 @@
 import { locateVolume } from '../../domain/access/authorize.js';
-import { acquireLock, authorizeLockReading, LOCK_TYPES, listLocks, releaseLock, renewLock } from '../../domain/locks/locks.js';
+import { acquireLock, authorizeLockReading, listLocks, releaseLock, renewLock } from '../../domain/locks/locks.js';
+import { LOCK_TYPES } from '../../domain/locks/partitions.js';
 import type { LockEvent } from '../../domain/shared/events.js';
 import { routeOfVolume } from '../../domain/shared/routes.js';
 import { builder } from '../builder.js';

@@ -1,9 +1,10 @@
 import { locateVolume, locateWorkspace, volumeReadFilter } from '../../domain/access/authorize.js';
 import { mountVisibilityWhere } from '../../domain/mounts/mounts.js';
 import { isId } from '../../domain/shared/fields.js';
+import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../../domain/volumes/inputs.js';
 import { deleteVolume, restorableUntil, undeleteVolume } from '../../domain/volumes/lifecycle.js';
 import { VOLUME_STATUSES } from '../../domain/volumes/listing.js';
-import { CHUNKING_STRATEGIES, createVolume, INDEXING_MODES, updateVolume } from '../../domain/volumes/volumes.js';
+import { createVolume, updateVolume } from '../../domain/volumes/volumes.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { selectedRow } from '../selected-row.js';

@@ -1,3 +1,8 @@
+/**
+ * REST entry routes (the reference's `/entries/{path}` catch-all with its download and upload
+ * suffixes). ~300 lines because one catch-all route carries every entry verb, its headers
+ * (If-Match, X-Lock-Id, X-Fencing-Token, X-Execution-Id) and its OpenAPI registration.
+ */
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { deleteEntry, getEntry, moveEntry, writeEntry } from '../../domain/entries/entries.js';

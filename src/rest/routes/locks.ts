@@ -1,6 +1,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { AcquireLockInput, acquireLock, listLocks, RenewLockInput, releaseLock, renewLock } from '../../domain/locks/locks.js';
+import { acquireLock, listLocks, releaseLock, renewLock } from '../../domain/locks/locks.js';
+import { AcquireLockInput, RenewLockInput } from '../../domain/locks/partitions.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
 import { parseInput } from '../../domain/shared/validation.js';
 import { type RestApp, volumeRoute } from '../env.js';

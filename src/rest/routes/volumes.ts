@@ -7,10 +7,11 @@ import { listPagingShape, refuseOffsetWithCursor } from '../../domain/shared/lis
 import type {} from '../../domain/shared/routes.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
 import { parseInput } from '../../domain/shared/validation.js';
+import { CreateVolumeInput, UpdateVolumeInput } from '../../domain/volumes/inputs.js';
 import { deleteVolume, UndeleteVolumeInput, undeleteVolume } from '../../domain/volumes/lifecycle.js';
 import { listVolumes, volumeFilterShape } from '../../domain/volumes/listing.js';
 import { validateVolume } from '../../domain/volumes/validation.js';
-import { CreateVolumeInput, createVolume, getVolume, UpdateVolumeInput, updateVolume } from '../../domain/volumes/volumes.js';
+import { createVolume, getVolume, updateVolume } from '../../domain/volumes/volumes.js';
 import { type RestApp, type RestEnv, volumeRoute, workspaceRoute } from '../env.js';
 import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import {
