@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
+import type { EmbeddersConfig } from './indexing/embedders/registry.js';
 
 /** Default UPLOAD_TEMP_MAX_AGE_MS: 24 hours. */
 export const DEFAULT_UPLOAD_TEMP_MAX_AGE_MS = 24 * 60 * 60 * 1000;
@@ -136,26 +137,24 @@ export interface Config {
   shutdownTimeoutMs: number;
   sweepIntervalMs: number;
   volumeRetentionDays: number;
-  embeddings: {
-    url: string | undefined;
-    apiKey: string | undefined;
-    model: string;
-    dims: number;
-    batchSize: number;
-    timeoutMs: number;
-    onnxModelsDir: string | undefined;
-  };
+  embeddings: EmbeddersConfig;
   jobs: { concurrency: number; leaseMs: number; pollMs: number };
   /** Worker threads for CPU-bound indexing (undefined: one per core but one) and each task's time budget. */
   indexing: { threads: number | undefined; timeoutMs: number };
   efSearch: number;
   /** graphql-ws limits (WS_*). */
   ws: {
+    /** Open WebSocket connections on this gateway, authenticated or not. */
     maxConnections: number;
+    /** Acknowledged connections per principal (API key; the platform key is one principal). */
     maxConnectionsPerKey: number;
+    /** Live `subscription` operations per principal, across all its connections. */
     maxSubscriptionsPerKey: number;
+    /** Time a new socket has to send `connection_init` (graphql-ws closes it with 4408 after). */
     connectionInitTimeoutMs: number;
+    /** ws ping interval; a socket that has not answered a ping by the next one is terminated. 0: off. */
     keepAliveMs: number;
+    /** A connection with no live operation for this long is closed with 4408. 0: off. */
     idleTimeoutMs: number;
   };
 }

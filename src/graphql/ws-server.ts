@@ -9,27 +9,15 @@ import type { ConnectionInitMessage, Context } from 'graphql-ws';
 import { type Extra, useServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
+import type { Config } from '../config.js';
 import type { Principal } from '../domain/access/principal.js';
 import type { Runtime } from '../domain/shared/runtime.js';
 import { credentialFromConnectionParams, resolvePrincipal } from './context.js';
 import { maskError } from './errors.js';
 import { GRAPHQL_MAX_BODY_BYTES, type GraphQLServer } from './yoga.js';
 
-/** Limits of the graphql-ws endpoint (WS_* settings, see .env.example). */
-export interface WsLimits {
-  /** Open WebSocket connections on this gateway, authenticated or not. */
-  maxConnections: number;
-  /** Acknowledged connections per principal (API key; the platform key is one principal). */
-  maxConnectionsPerKey: number;
-  /** Live `subscription` operations per principal, across all its connections. */
-  maxSubscriptionsPerKey: number;
-  /** Time a new socket has to send `connection_init` (graphql-ws closes it with 4408 after). */
-  connectionInitTimeoutMs: number;
-  /** ws ping interval; a socket that has not answered a ping by the next one is terminated. 0: off. */
-  keepAliveMs: number;
-  /** A connection with no live operation for this long is closed with 4408. 0: off. */
-  idleTimeoutMs: number;
-}
+/** Limits of the graphql-ws endpoint (WS_* settings, see .env.example and config.ts). */
+export type WsLimits = Config['ws'];
 
 /**
  * Close codes this server uses besides graphql-ws' own (4400 bad message, 4401 subscribe before
