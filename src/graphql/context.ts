@@ -12,6 +12,8 @@ export interface GraphQLContext {
   runtime: Runtime;
   /** This gateway's depth, cost and breadth limits (config), read by the complexity plugin. */
   queryLimits: QueryLimits;
+  /** This request's batch loaders by name (src/graphql/loaders.ts). */
+  loaders: Map<string, unknown>;
 }
 
 export interface QueryLimits {
@@ -69,6 +71,12 @@ export function createContextFactory(rt: Runtime, adminApiKey: string | undefine
         adminApiKey,
       );
     }
-    return { principal, requestId: initial.request?.headers.get('x-request-id') ?? randomUUID(), runtime: rt, queryLimits };
+    return {
+      principal,
+      requestId: initial.request?.headers.get('x-request-id') ?? randomUUID(),
+      runtime: rt,
+      queryLimits,
+      loaders: new Map(),
+    };
   };
 }

@@ -58,14 +58,22 @@ export async function entryAccess(rt: Runtime, p: Principal, volumeId: string, n
  * shared volume is readable at every path by app keys; their mounts still decide what they may write.
  */
 export async function pathAccess(rt: Runtime, p: Principal, volumeId: string): Promise<EntryAccess> {
-  if (!isAppKey(p)) return { principal: p, ...FULL };
-  const volume = await rt.db.volume.findUnique({
-    where: { id: volumeId },
-    select: { isShared: true, mounts: { where: { appId: p.appId }, select: { pathPattern: true, accessLevel: true } } },
+  return (await pathAccessMany(rt, p, [volumeId])).get(volumeId) as EntryAccess;
+}
+
+/** `pathAccess` for many volumes at once (one query for app keys, none for other principals). */
+export async function pathAccessMany(rt: Runtime, p: Principal, volumeIds: readonly string[]): Promise<Map<string, EntryAccess>> {
+  if (!isAppKey(p)) return new Map(volumeIds.map((id) => [id, { principal: p, ...FULL }]));
+  const rows = await rt.db.volume.findMany({
+    where: { id: { in: [...volumeIds] } },
+    select: { id: true, isShared: true, mounts: { where: { appId: p.appId }, select: { pathPattern: true, accessLevel: true } } },
   });
-  const mounts = volume?.mounts ?? [];
-  const shared = volume?.isShared ?? false;
-  const with_ = (level: AccessLevel) => mounts.filter((m) => levelAtLeast(m.accessLevel, level)).map((m) => m.pathPattern);
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  return new Map(volumeIds.map((id) => [id, accessThroughMounts(p, byId.get(id)?.mounts ?? [], byId.get(id)?.isShared ?? false)]));
+}
+
+function accessThroughMounts(p: Principal, mounts: { pathPattern: string; accessLevel: string }[], shared: boolean): EntryAccess {
+  const with_ = (level: AccessLevel) => mounts.filter((m) => levelAtLeast(m.accessLevel as AccessLevel, level)).map((m) => m.pathPattern);
   const readable = with_('read');
   const writable = with_('write');
   const regexes = readable.map(regexOf);

@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import type { Entry } from '../../generated/prisma/client.js';
+import type { Entry, Volume } from '../../generated/prisma/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
-import type { EntryAccess } from '../access/entry-access.js';
-import type { Principal } from '../access/principal.js';
-import { ValidationError } from '../shared/errors.js';
+import { type EntryAccess, pathAccessMany } from '../access/entry-access.js';
+import { type Principal, requireScope } from '../access/principal.js';
+import { NotFoundError, ValidationError } from '../shared/errors.js';
 import { Tags } from '../shared/fields.js';
 import { liveEntrySql } from '../shared/live-entries.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../shared/pagination.js';
@@ -56,10 +56,13 @@ function visibleSql(volumeId: string, access: EntryAccess): Prisma.Sql {
   return Prisma.sql`volume_id = ${volumeId} AND ${liveEntrySql('')} ${readable}`;
 }
 
-/** Loads rows by id, in the order the ids came (one query). */
-async function rowsInOrder(rt: Runtime, ids: string[]): Promise<Entry[]> {
+/** Loads rows by id, in the order the ids came (one query), without their bodies unless `bodies`. */
+async function rowsInOrder(rt: Runtime, ids: string[], bodies: boolean): Promise<Entry[]> {
   if (ids.length === 0) return [];
-  const rows = await rt.db.entry.findMany({ where: { id: { in: ids } } });
+  const rows = (await rt.db.entry.findMany({
+    where: { id: { in: ids } },
+    ...(bodies ? {} : { omit: { content: true, contentText: true } }),
+  })) as Entry[];
   const byId = new Map(rows.map((r) => [r.id, r]));
   return ids.flatMap((id) => byId.get(id) ?? []);
 }
@@ -84,6 +87,7 @@ export async function listDirectory(
   route: VolumeRoute,
   query: { path?: string | undefined; limit?: number | undefined; cursor?: string | undefined },
   loc: Loc = ['query'],
+  opts: { bodies: boolean } = { bodies: true },
 ): Promise<DirectoryListing> {
   const { access } = await openVolume(rt, p, route, 'read');
   const dir = normaliseDirectory(query.path, [...loc, 'path']);
@@ -107,6 +111,7 @@ export async function listDirectory(
   const entries = await rowsInOrder(
     rt,
     ids.slice(0, limit).map((r) => r.id),
+    opts.bodies,
   );
   const last = entries.at(-1);
   return {
@@ -118,36 +123,129 @@ export async function listDirectory(
   };
 }
 
+/** An entries page: `total` is null when it was not asked for (it costs a count). */
+export interface EntriesPage {
+  entries: Entry[];
+  total: number | null;
+  hasMore: boolean;
+  nextCursor: string | null;
+}
+
 /**
  * Entries of a volume (the whole tree under `prefix`), filtered by tags and kind, ordered by path,
  * with an exact total. What GraphQL's `Volume.entries` serves.
  * @throws ValidationError, NotFoundError, ForbiddenError
  */
-export async function listEntries(
+export async function listEntries(rt: Runtime, p: Principal, route: VolumeRoute, raw: EntryFilters, loc: Loc = []): Promise<EntriesPage> {
+  const { access } = await openVolume(rt, p, route, 'read');
+  const pages = await entriesPages(rt, [{ volumeId: route.volumeId, access }], parseFilters(raw, loc), { total: true, bodies: true });
+  return pages[0] as EntriesPage;
+}
+
+/**
+ * `listEntries` for many volumes the principal can already see (GraphQL's `Volume.entries` across a
+ * list of volumes): one statement for every page, one more for the totals when `total` is asked,
+ * whatever the number of volumes. Rows come without `content` and `content_text` unless `bodies`
+ * (see `entryBodies`). Volumes that are deleted get a NotFoundError in their place.
+ * @throws ValidationError, ForbiddenError (entries:read)
+ */
+export async function listEntriesOfVolumes(
   rt: Runtime,
   p: Principal,
-  route: VolumeRoute,
+  volumes: readonly Pick<Volume, 'id' | 'deletedAt'>[],
   raw: EntryFilters,
-  loc: Loc = [],
-): Promise<{ entries: Entry[]; total: number; hasMore: boolean; nextCursor: string | null }> {
-  const { access } = await openVolume(rt, p, route, 'read');
-  const f = parseInput(EntryFilters, raw, loc);
-  const prefix = f.prefix ? normaliseDirectory(f.prefix, [...loc, 'prefix']) : '/';
-  const after = f.cursor ? decodePathCursor(f.cursor, [...loc, 'cursor']) : null;
-  const conditions = Prisma.sql`${visibleSql(route.volumeId, access)} AND starts_with(path, ${prefix})
-    ${f.tags?.length ? Prisma.sql`AND tags @> ${f.tags}::text[]` : Prisma.empty}
-    ${f.content_type ? Prisma.sql`AND content_type = ${f.content_type}` : Prisma.empty}`;
-  const [ids, count] = await Promise.all([
-    rt.db.$queryRaw<{ id: string }[]>`
-      SELECT id FROM entries WHERE ${conditions} ${after ? Prisma.sql`AND path > ${after}` : Prisma.empty}
-      ORDER BY path LIMIT ${f.limit + 1}`,
-    rt.db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM entries WHERE ${conditions}`,
-  ]);
-  const hasMore = ids.length > f.limit;
-  const entries = await rowsInOrder(
+  loc: Loc,
+  opts: { total: boolean },
+): Promise<(EntriesPage | NotFoundError)[]> {
+  requireScope(p, 'entries:read');
+  const f = parseFilters(raw, loc);
+  const live = volumes.filter((v) => !v.deletedAt);
+  const access = await pathAccessMany(
     rt,
-    ids.slice(0, f.limit).map((r) => r.id),
+    p,
+    live.map((v) => v.id),
   );
-  const last = entries.at(-1);
-  return { entries, total: count[0]?.n ?? 0, hasMore, nextCursor: hasMore && last ? encodePathCursor(last.path) : null };
+  const pages = await entriesPages(
+    rt,
+    live.map((v) => ({ volumeId: v.id, access: access.get(v.id) as EntryAccess })),
+    f,
+    { total: opts.total, bodies: false },
+  );
+  const byId = new Map(live.map((v, i) => [v.id, pages[i] as EntriesPage]));
+  return volumes.map((v) => byId.get(v.id) ?? new NotFoundError('volume', v.id));
+}
+
+/** Entry bodies (`content`, `content_text`) by id, for rows listed without them. */
+export async function entryBodies(rt: Runtime, ids: readonly string[]): Promise<Pick<Entry, 'content' | 'contentText'>[]> {
+  const rows = await rt.db.entry.findMany({ where: { id: { in: [...ids] } }, select: { id: true, content: true, contentText: true } });
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  return ids.map((id) => byId.get(id) ?? { content: null, contentText: null });
+}
+
+function parseFilters(raw: EntryFilters, loc: Loc) {
+  const f = parseInput(EntryFilters, raw, loc);
+  return {
+    ...f,
+    prefix: f.prefix ? normaliseDirectory(f.prefix, [...loc, 'prefix']) : '/',
+    after: f.cursor ? decodePathCursor(f.cursor, [...loc, 'cursor']) : null,
+  };
+}
+
+/** Every entries column but the bodies, aliased to the Prisma model's field names (`e` is the table). */
+const LISTED_COLUMNS = Prisma.raw(
+  Object.values(Prisma.EntryScalarFieldEnum)
+    .filter((field) => field !== 'content' && field !== 'contentText')
+    .map((field) => `e.${field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)} AS "${field}"`)
+    .join(', '),
+);
+
+/**
+ * One page per volume in one statement (a LATERAL join walks each volume's (volume_id, path) index
+ * for its first `limit + 1` rows), and their totals in one more when asked. App keys' readable
+ * paths go in as one JSON array of regexes per volume ('' when every path is readable).
+ */
+async function entriesPages(
+  rt: Runtime,
+  volumes: { volumeId: string; access: EntryAccess }[],
+  f: ReturnType<typeof parseFilters>,
+  opts: { total: boolean; bodies: boolean },
+): Promise<EntriesPage[]> {
+  if (volumes.length === 0) return [];
+  const ids = volumes.map((v) => v.volumeId);
+  const rx = volumes.map((v) => {
+    const regexes = v.access.readableRegexes();
+    return regexes === null ? '' : JSON.stringify(regexes);
+  });
+  const conditions = Prisma.sql`e.volume_id = v.id AND ${liveEntrySql('e')} AND starts_with(e.path, ${f.prefix})
+    AND (v.rx = '' OR e.path ~ ANY(ARRAY(SELECT json_array_elements_text(v.rx::json))))
+    ${f.tags?.length ? Prisma.sql`AND e.tags @> ${f.tags}::text[]` : Prisma.empty}
+    ${f.content_type ? Prisma.sql`AND e.content_type = ${f.content_type}` : Prisma.empty}`;
+  const volumesSql = Prisma.sql`unnest(${ids}::text[], ${rx}::text[]) WITH ORDINALITY AS v(id, rx, ord)`;
+  const columns = opts.bodies ? Prisma.sql`${LISTED_COLUMNS}, e.content AS "content", e.content_text AS "contentText"` : LISTED_COLUMNS;
+  const [rows, totals] = await Promise.all([
+    rt.db.$queryRaw<Entry[]>`
+      SELECT p.* FROM ${volumesSql} CROSS JOIN LATERAL (
+        SELECT ${columns} FROM entries e WHERE ${conditions} ${f.after ? Prisma.sql`AND e.path > ${f.after}` : Prisma.empty}
+        ORDER BY e.path LIMIT ${f.limit + 1}) p
+      ORDER BY v.ord, p.path`,
+    opts.total
+      ? rt.db.$queryRaw<{ id: string; n: number }[]>`
+          SELECT v.id, (SELECT count(*)::int FROM entries e WHERE ${conditions}) AS n FROM ${volumesSql}`
+      : Promise.resolve([]),
+  ]);
+  const totalOf = new Map(totals.map((t) => [t.id, t.n]));
+  const pageRows = new Map<string, Entry[]>(ids.map((id) => [id, []]));
+  for (const row of rows) pageRows.get(row.volumeId)?.push(row);
+  return ids.map((id) => {
+    const all = pageRows.get(id) ?? [];
+    const hasMore = all.length > f.limit;
+    const entries = all.slice(0, f.limit);
+    const last = entries.at(-1);
+    return {
+      entries,
+      total: opts.total ? (totalOf.get(id) ?? 0) : null,
+      hasMore,
+      nextCursor: hasMore && last ? encodePathCursor(last.path) : null,
+    };
+  });
 }

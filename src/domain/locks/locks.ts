@@ -7,7 +7,7 @@ import type { Tx } from '../../db/client.js';
 import type { Lock, Volume } from '../../generated/prisma/client.js';
 import { authorizeVolume } from '../access/authorize.js';
 import { pathAccess, requireWritable } from '../access/entry-access.js';
-import { isAppKey, type Principal } from '../access/principal.js';
+import { isAppKey, type Principal, requireScope } from '../access/principal.js';
 import { ConflictError, ForbiddenError, LockedError, NotFoundError, ValidationError } from '../shared/errors.js';
 import type { LockEvent } from '../shared/events.js';
 import { isId } from '../shared/fields.js';
@@ -96,6 +96,20 @@ export async function listLocks(rt: Runtime, p: Principal, route: VolumeRoute): 
     where: { volumeId: route.volumeId, releasedAt: null, expiresAt: { gt: new Date() } },
     orderBy: [{ partition: 'asc' }, { acquiredAt: 'asc' }],
   });
+}
+
+/**
+ * `listLocks` for many volumes the principal can already see (GraphQL's `Volume.locks` across a
+ * list of volumes): one query whatever their number.
+ * @throws ForbiddenError (volumes:read)
+ */
+export async function listLocksOfVolumes(rt: Runtime, p: Principal, volumeIds: readonly string[]): Promise<Lock[][]> {
+  requireScope(p, 'volumes:read');
+  const locks = await rt.db.lock.findMany({
+    where: { volumeId: { in: [...volumeIds] }, releasedAt: null, expiresAt: { gt: new Date() } },
+    orderBy: [{ partition: 'asc' }, { acquiredAt: 'asc' }],
+  });
+  return volumeIds.map((id) => locks.filter((l) => l.volumeId === id));
 }
 
 /**

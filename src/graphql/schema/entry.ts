@@ -1,12 +1,22 @@
 import { locateVolume } from '../../domain/access/authorize.js';
 import { getEntry } from '../../domain/entries/entries.js';
-import { decodePathCursor, encodePathCursor, listDirectory, listEntries } from '../../domain/entries/listing.js';
+import {
+  decodePathCursor,
+  type EntriesPage,
+  encodePathCursor,
+  entryBodies,
+  listDirectory,
+  listEntriesOfVolumes,
+} from '../../domain/entries/listing.js';
 import { ENTRY_KINDS } from '../../domain/entries/rules.js';
 import { DEFAULT_EXPIRES_IN, downloadUrl } from '../../domain/entries/uploads.js';
 import { NotFoundError, ValidationError } from '../../domain/shared/errors.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/shared/pagination.js';
 import { routeOfVolume } from '../../domain/shared/routes.js';
+import type { Entry as EntryRow, Volume as VolumeRow } from '../../generated/prisma/client.js';
 import { builder } from '../builder.js';
+import type { GraphQLContext } from '../context.js';
+import { loaderOf, selectsField } from '../loaders.js';
 import type { UploadValue } from '../uploads.js';
 import { Volume } from './volume.js';
 
@@ -27,8 +37,9 @@ export const Entry = builder.prismaObject('Entry', {
     volumeId: t.exposeID('volumeId'),
     path: t.exposeString('path'),
     contentType: t.field({ type: EntryKind, resolve: (e) => e.contentType as (typeof ENTRY_KINDS)[number] }),
-    content: t.expose('content', { type: 'JSON', nullable: true }),
-    contentText: t.exposeString('contentText', { nullable: true }),
+    // Listings load rows without their bodies; a query that asks for them gets them in one batch.
+    content: t.field({ type: 'JSON', nullable: true, resolve: async (e, _args, ctx) => (await bodyOf(ctx, e)).content }),
+    contentText: t.string({ nullable: true, resolve: async (e, _args, ctx) => (await bodyOf(ctx, e)).contentText }),
     mimeType: t.exposeString('mimeType', { nullable: true }),
     sizeBytes: t.field({ type: 'SafeInt', resolve: (e) => Number(e.sizeBytes) }),
     schemaId: t.exposeString('schemaId', { nullable: true }),
@@ -59,6 +70,12 @@ export const Entry = builder.prismaObject('Entry', {
     }),
   }),
 });
+
+/** The entry's body, from the row when it was loaded with it, else batched by id. */
+function bodyOf(ctx: GraphQLContext, e: Pick<EntryRow, 'id' | 'content' | 'contentText'>) {
+  if (e.content !== undefined && e.contentText !== undefined) return e;
+  return loaderOf(ctx, 'entryBodies', (ids: readonly string[]) => entryBodies(ctx.runtime, ids)).load(e.id);
+}
 
 /**
  * Forward paging arguments as the domain's limit and cursor, refused (and named as the client wrote
@@ -115,15 +132,26 @@ builder.objectFields(Volume, (t) => ({
         tags: t.arg.stringList(),
         contentType: t.arg({ type: EntryKind }),
       },
-      resolve: async (v, args, ctx) => {
+      // Batched across every volume of the request: one statement for all the pages (and one for
+      // their totals, only when totalCount is selected), whatever the number of volumes.
+      resolve: async (v, args, ctx, info) => {
         if (!ctx.principal)
           return { edges: [], pageInfo: { hasNextPage: false, hasPreviousPage: false, startCursor: null, endCursor: null } };
-        const page = await listEntries(ctx.runtime, ctx.principal, routeOfVolume(v), {
+        const p = ctx.principal;
+        const filters = {
           ...(args.prefix ? { prefix: args.prefix } : {}),
           ...(args.tags ? { tags: args.tags } : {}),
           ...(args.contentType ? { content_type: args.contentType } : {}),
           ...pageOf(args),
-        });
+        };
+        const total = selectsField(info, 'totalCount');
+        const batch = (volumes: readonly VolumeRow[]) => listEntriesOfVolumes(ctx.runtime, p, volumes, filters, [], { total });
+        const page = await loaderOf<VolumeRow, EntriesPage, string>(
+          ctx,
+          `entries:${JSON.stringify([filters, total])}`,
+          batch,
+          (vol) => vol.id,
+        ).load(v);
         return {
           totalCount: page.total,
           edges: page.entries.map((e) => ({ node: e, cursor: encodePathCursor(e.path) })),
@@ -143,6 +171,8 @@ builder.objectFields(Volume, (t) => ({
     description: 'A directory view: sub-directories and the entries directly under `path` (default /).',
     args: { path: t.arg.string(), first: t.arg.int(), after: t.arg.string() },
     resolve: async (v, args, ctx) =>
-      listDirectory(ctx.runtime, ctx.principal!, routeOfVolume(v), { path: args.path ?? undefined, ...pageOf(args) }, []),
+      listDirectory(ctx.runtime, ctx.principal!, routeOfVolume(v), { path: args.path ?? undefined, ...pageOf(args) }, [], {
+        bodies: false,
+      }),
   }),
 }));

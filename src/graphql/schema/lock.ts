@@ -1,10 +1,11 @@
 import { locateVolume } from '../../domain/access/authorize.js';
-import { acquireLock, authorizeLockReading, listLocks, releaseLock, renewLock } from '../../domain/locks/locks.js';
+import { acquireLock, authorizeLockReading, listLocks, listLocksOfVolumes, releaseLock, renewLock } from '../../domain/locks/locks.js';
 import { LOCK_TYPES } from '../../domain/locks/partitions.js';
 import type { LockEvent } from '../../domain/shared/events.js';
 import { routeOfVolume } from '../../domain/shared/routes.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
+import { loaderOf } from '../loaders.js';
 import { selectedRow } from '../selected-row.js';
 import { Volume } from './volume.js';
 
@@ -30,7 +31,9 @@ builder.objectFields(Volume, (t) => ({
   locks: t.field({
     type: [Lock],
     description: 'Live locks (expired and released ones never block and are not listed).',
-    resolve: (v, _args, ctx) => listLocks(ctx.runtime, ctx.principal!, routeOfVolume(v)),
+    // Batched across every volume of the request (one query); the volumes were found visible.
+    resolve: (v, _args, ctx) =>
+      loaderOf(ctx, 'locks', (ids: readonly string[]) => listLocksOfVolumes(ctx.runtime, ctx.principal!, ids)).load(v.id),
   }),
 }));
 

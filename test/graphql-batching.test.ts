@@ -1,0 +1,119 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKey, startGateway, type TestGateway } from './helpers/app.js';
+
+// Nested reads cost a constant number of SQL statements, whatever the number of parents: relations
+// through the Pothos Prisma plugin, and Volume.entries / Volume.locks / Entry bodies through
+// per-request batch loaders. Listings never read entry bodies unless the query asks for them.
+
+const ORG = 'batching';
+let gw: TestGateway;
+let workspaceId: string;
+let appKey: string;
+const volumeIds: string[] = [];
+
+beforeAll(async () => {
+  gw = await startGateway();
+  workspaceId = (await gw.call('POST', `/v1/orgs/${ORG}/workspaces`, { name: 'w' })).body.workspace_id;
+  const base = `/v1/orgs/${ORG}/workspaces/${workspaceId}/volumes`;
+  for (let i = 0; i < 50; i++) {
+    const id = (await gw.call('POST', base, { name: `v${String(i).padStart(2, '0')}`, indexing_mode: 'manual' })).body.volume.volume_id;
+    volumeIds.push(id);
+    await gw.call('POST', `${base}/${id}/mounts`, { app_id: 'reader', path_pattern: '/docs/**', access_level: 'write' });
+    for (const path of ['/docs/a.md', '/docs/b.md', '/private/c.md']) {
+      await gw.call('PUT', `${base}/${id}/entries${path}`, { content_text: `${path} of v${i}` });
+    }
+    await gw.call('POST', `${base}/${id}/locks`, { partition: 'jobs', app_id: 'reader', ttl_seconds: 600 });
+  }
+  appKey = await createKey(gw, ORG, ['workspaces:read', 'volumes:read', 'entries:read'], 'reader');
+}, 120_000);
+afterAll(async () => {
+  await gw?.stop();
+});
+
+const NESTED = `query($n: Int!) { workspaces(orgId: "${ORG}", first: 1) { edges { node { name
+  volumes(first: $n) { edges { node { name
+    entries(first: 20) { edges { node { path sizeBytes version } } }
+    mounts(first: 10) { edges { node { appId pathPattern accessLevel } } }
+    locks { partition lockType holderAppId fencingToken } } } } } } } }`;
+
+async function statementsFor(query: string, variables: Record<string, unknown>, key?: string) {
+  await gw.gql('{ __typename }', {}, key); // warm up (org known, key looked up)
+  gw.queries.length = 0;
+  const res = await gw.gql(query, variables, key);
+  expect(res.body.errors).toBeUndefined();
+  return { sql: [...gw.queries], data: res.body.data };
+}
+
+describe('nested reads', () => {
+  it('workspaces → volumes → entries, mounts, locks: the same statements for 2, 10 and 50 volumes (≤ 5)', async () => {
+    const counts: number[] = [];
+    for (const n of [2, 10, 50]) {
+      const { sql, data } = await statementsFor(NESTED, { n });
+      const volumes = data.workspaces.edges[0].node.volumes.edges;
+      expect(volumes).toHaveLength(n);
+      for (const { node } of volumes) {
+        expect(node.entries.edges.map((e: { node: { path: string } }) => e.node.path)).toEqual([
+          '/docs/a.md',
+          '/docs/b.md',
+          '/private/c.md',
+        ]);
+        expect(node.mounts.edges).toHaveLength(1);
+        expect(node.locks).toEqual([{ partition: 'jobs', lockType: 'exclusive', holderAppId: 'reader', fencingToken: 1 }]);
+      }
+      counts.push(sql.length);
+    }
+    expect(new Set(counts).size).toBe(1);
+    expect(counts[0]).toBeLessThanOrEqual(5);
+  });
+
+  it('totalCount costs one more statement only when selected', async () => {
+    const withTotal = NESTED.replace('entries(first: 20) {', 'entries(first: 20) { totalCount');
+    const plain = await statementsFor(NESTED, { n: 10 });
+    const counted = await statementsFor(withTotal, { n: 10 });
+    expect(counted.sql.length).toBe(plain.sql.length + 1);
+    for (const { node } of counted.data.workspaces.edges[0].node.volumes.edges) expect(node.entries.totalCount).toBe(3);
+    expect(plain.sql.some((s) => /count\(/i.test(s) && /entries/.test(s))).toBe(false);
+  });
+
+  it("an app key sees only its mounts' paths, at the same constant cost", async () => {
+    const counts: number[] = [];
+    for (const n of [2, 10, 50]) {
+      const { sql, data } = await statementsFor(NESTED, { n }, appKey);
+      for (const { node } of data.workspaces.edges[0].node.volumes.edges) {
+        expect(node.entries.edges.map((e: { node: { path: string } }) => e.node.path)).toEqual(['/docs/a.md', '/docs/b.md']);
+      }
+      counts.push(sql.length);
+    }
+    expect(new Set(counts).size).toBe(1);
+  });
+
+  it('a page of entries pages on per volume', async () => {
+    const q = `query($id: ID!, $after: String) { volume(id: $id) { entries(first: 2, after: $after) { edges { node { path } } pageInfo { hasNextPage endCursor } } } }`;
+    const first = await gw.gql(q, { id: volumeIds[0] });
+    expect(first.body.data.volume.entries.pageInfo.hasNextPage).toBe(true);
+    const second = await gw.gql(q, { id: volumeIds[0], after: first.body.data.volume.entries.pageInfo.endCursor });
+    expect(second.body.data.volume.entries.edges.map((e: { node: { path: string } }) => e.node.path)).toEqual(['/private/c.md']);
+    expect(second.body.data.volume.entries.pageInfo.hasNextPage).toBe(false);
+  });
+});
+
+describe('listings and entry bodies', () => {
+  it('a listing reads no body; asking for bodies adds one batched statement', async () => {
+    const base = `/v1/orgs/${ORG}/workspaces/${workspaceId}/volumes/${volumeIds[1]}`;
+    await gw.call('PUT', `${base}/entries/docs/big.json`, { content: { blob: 'x'.repeat(100_000) } });
+    const list = `query($id: ID!) { volume(id: $id) { entries(first: 20) { edges { node { path sizeBytes } } }
+      directory(path: "/docs") { entries { path } } } }`;
+    const { sql } = await statementsFor(list, { id: volumeIds[1] });
+    const entrySql = sql.filter((s) => /\bentries\b/.test(s));
+    expect(entrySql.length).toBeGreaterThan(0);
+    for (const s of entrySql) expect(s).not.toMatch(/"content"|content_text|contentText/);
+
+    const withBodies = `query($id: ID!) { volume(id: $id) { entries(first: 20) { edges { node { path content contentText } } } } }`;
+    const plain = await statementsFor(withBodies.replace(' content contentText', ''), { id: volumeIds[1] });
+    const bodies = await statementsFor(withBodies, { id: volumeIds[1] });
+    expect(bodies.sql.length).toBe(plain.sql.length + 1);
+    const nodes = bodies.data.volume.entries.edges.map((e: { node: unknown }) => e.node);
+    expect(nodes).toContainEqual({ path: '/docs/a.md', content: null, contentText: '/docs/a.md of v1' });
+    expect(nodes).toContainEqual({ path: '/docs/big.json', content: { blob: 'x'.repeat(100_000) }, contentText: null });
+  });
+});
