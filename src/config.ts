@@ -86,6 +86,8 @@ const ConfigSchema = z.object({
   JOB_POLL_MS: z.coerce.number().int().min(10).default(1_000),
   /** HNSW candidate list size for semantic search (pgvector hnsw.ef_search). */
   SEARCH_EF_SEARCH: z.coerce.number().int().min(10).max(1000).default(200),
+  /** How long an API key lookup is reused; revoking evicts it at once on every replica (0: no cache). */
+  KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(10_000),
   /** graphql-ws: open WebSocket connections on this gateway; more are closed with 1013 (try again later). */
   WS_MAX_CONNECTIONS: z.coerce.number().int().min(1).default(10_000),
   /** graphql-ws: connections per API key (the platform key is one); more are closed with 4429. */
@@ -142,6 +144,7 @@ export interface Config {
   /** Worker threads for CPU-bound indexing (undefined: one per core but one) and each task's time budget. */
   indexing: { threads: number | undefined; timeoutMs: number };
   efSearch: number;
+  keyCacheTtlMs: number;
   /** graphql-ws limits (WS_*). */
   ws: {
     /** Open WebSocket connections on this gateway, authenticated or not. */
@@ -216,6 +219,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobs: { concurrency: c.JOB_CONCURRENCY, leaseMs: c.JOB_LEASE_MS, pollMs: c.JOB_POLL_MS },
     indexing: { threads: c.INDEXING_THREADS, timeoutMs: c.INDEXING_TIMEOUT_MS },
     efSearch: c.SEARCH_EF_SEARCH,
+    keyCacheTtlMs: c.KEY_CACHE_TTL_MS,
     ws: {
       maxConnections: c.WS_MAX_CONNECTIONS,
       maxConnectionsPerKey: c.WS_MAX_CONNECTIONS_PER_KEY,

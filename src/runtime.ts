@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
+import { evictRevokedKeys } from './domain/access/authenticate.js';
 import { BACKUP, backupJob } from './domain/backups/job.js';
 import { INDEX_ENTRY, indexEntryJob } from './domain/search/indexing.js';
 import { REINDEX, reindexJob } from './domain/search/reindex.js';
@@ -94,6 +95,7 @@ export async function buildRuntime(config: Config, database: Database, log: Logg
       defaultRegion: config.s3?.region ?? 'us-east-1',
       volumeRetentionDays: config.volumeRetentionDays,
       efSearch: config.efSearch,
+      keyCacheTtlMs: config.keyCacheTtlMs,
     },
     state: newRuntimeState(),
     hooks: {},
@@ -102,10 +104,14 @@ export async function buildRuntime(config: Config, database: Database, log: Logg
   rt.jobs.register(REINDEX, reindexJob(rt));
   rt.jobs.register(BACKUP, backupJob(rt));
   rt.jobs.register(DELETE_BUCKET, bucketDeletionJob(rt));
+  const stopEvicting = new AbortController();
+  const evicting = evictRevokedKeys(rt, stopEvicting.signal).catch((err) => log.error({ err }, 'key eviction stopped'));
   return {
     rt,
     localStore,
     close: async () => {
+      stopEvicting.abort();
+      await evicting;
       await cpu.close();
       await bus.close();
     },

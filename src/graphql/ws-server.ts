@@ -25,6 +25,8 @@ export type WsLimits = Config['ws'];
  * connection_init, 4500 internal error). A message over the size limit is closed by ws with 1009.
  */
 export const WsCloseCode = {
+  /** The connection's API key was revoked (graphql-ws' own "forbidden"; clients do not retry it). */
+  Forbidden: 4403,
   /** The principal already holds WS_MAX_CONNECTIONS_PER_KEY connections (graphql-ws clients do not retry it). */
   TooManyConnectionsForKey: 4429,
   /** No live operation for WS_IDLE_TIMEOUT_MS (graphql-ws clients reconnect on demand). */
@@ -35,6 +37,7 @@ export const WsCloseCode = {
 
 export const WS_REASON_TOO_MANY_CONNECTIONS_FOR_KEY = 'Too many connections for this key';
 export const WS_REASON_IDLE_TIMEOUT = 'Idle timeout';
+export const WS_REASON_KEY_REVOKED = 'API key revoked';
 export const WS_REASON_TRY_AGAIN_LATER = 'Too many connections';
 
 export interface WsServerOptions {
@@ -284,11 +287,20 @@ export function createWsServer(opts: WsServerOptions) {
       : undefined;
   idleSweep?.unref();
 
+  // A revoked key's open connections close at once (4403), on every replica (apiKeyRevoked events).
+  const revocations = opts.runtime.events.subscribe('apiKeyRevoked')[Symbol.asyncIterator]();
+  void (async () => {
+    for (let next = await revocations.next(); !next.done; next = await revocations.next()) {
+      for (const ctx of byKey.get(`key:${next.value.keyId}`) ?? []) ctx.extra.socket.close(WsCloseCode.Forbidden, WS_REASON_KEY_REVOKED);
+    }
+  })().catch((err) => opts.runtime.log.error({ err }, 'graphql-ws: revocation watch stopped'));
+
   return {
     wss,
     wsServer: {
       dispose: async () => {
         if (idleSweep) clearInterval(idleSweep);
+        await revocations.return?.();
         await wsServer.dispose();
       },
     },

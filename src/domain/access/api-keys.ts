@@ -6,7 +6,7 @@ import { ExternalId, isId, Name } from '../shared/fields.js';
 import { type Page, type PageQuery, paginate } from '../shared/pagination.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { hashSecret } from './authenticate.js';
+import { forgetKey, hashSecret } from './authenticate.js';
 import { authorizeOrg } from './authorize.js';
 import { APP_KEY_SCOPES, type Principal, SCOPES } from './principal.js';
 
@@ -91,5 +91,8 @@ export async function revokeApiKey(rt: Runtime, p: Principal, orgId: string, key
   const key = isId(keyId) ? await rt.db.apiKey.findFirst({ where: { id: keyId, orgId } }) : null;
   if (!key) throw new NotFoundError('api_key', keyId);
   if (key.revokedAt) return key;
-  return rt.db.apiKey.update({ where: { id: keyId }, data: { revokedAt: new Date() } });
+  const revoked = await rt.db.apiKey.update({ where: { id: keyId }, data: { revokedAt: new Date() } });
+  forgetKey(rt, keyId);
+  rt.events.publish('apiKeyRevoked', { keyId });
+  return revoked;
 }

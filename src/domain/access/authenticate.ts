@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { AuthenticationError, NotFoundError, ValidationError } from '../shared/errors.js';
 import { ExternalId } from '../shared/fields.js';
 import type { Runtime } from '../shared/runtime.js';
-import type { Principal, Scope } from './principal.js';
+import type { KeyPrincipal, Principal, Scope } from './principal.js';
 
 // Credentials to principals, and principals into organisations.
 
@@ -28,22 +28,35 @@ export function credentialFrom(headers: { authorization?: string | null; apiKey?
 
 const LAST_USED_RESOLUTION_MS = 60_000;
 
+/** Most keys remembered per gateway; the oldest lookup is forgotten first. */
+const KEY_CACHE_MAX = 10_000;
+
 /**
- * Resolves a credential to a principal.
+ * Resolves a credential to a principal. A key's lookup is reused for `keyCacheTtlMs` (the database
+ * is not asked on every request); revoking a key evicts it at once on every replica (`apiKeyRevoked`,
+ * through the event bus, Redis between replicas), and the TTL bounds how long a lost event matters.
  * @throws AuthenticationError when the credential is missing, unknown or revoked
  */
 export async function authenticate(rt: Runtime, credential: string | undefined, adminApiKey: string | undefined): Promise<Principal> {
   if (!credential) throw new AuthenticationError();
   if (adminApiKey && safeEqual(credential, adminApiKey)) return { kind: 'platform', subject: 'admin' };
-  const key = await rt.db.apiKey.findUnique({ where: { secretHash: hashSecret(credential) } });
-  if (!key || key.revokedAt) throw new AuthenticationError();
-  // last_used_at at minute resolution: a write per request would double the cost of every read.
+  const hash = hashSecret(credential);
   const now = Date.now();
-  if ((rt.state.keyLastUsedWrites.get(key.id) ?? 0) < now - LAST_USED_RESOLUTION_MS) {
-    rt.state.keyLastUsedWrites.set(key.id, now);
-    await rt.db.apiKey.update({ where: { id: key.id }, data: { lastUsedAt: new Date(now) } });
+  const cached = rt.state.keyCache.get(hash);
+  const principal = cached && cached.until > now ? (cached.principal as KeyPrincipal) : await lookUpKey(rt, hash, now);
+  // last_used_at at minute resolution: a write per request would double the cost of every read.
+  if ((rt.state.keyLastUsedWrites.get(principal.keyId) ?? 0) < now - LAST_USED_RESOLUTION_MS) {
+    rt.state.keyLastUsedWrites.set(principal.keyId, now);
+    await rt.db.apiKey.update({ where: { id: principal.keyId }, data: { lastUsedAt: new Date(now) } });
   }
-  return {
+  return principal;
+}
+
+async function lookUpKey(rt: Runtime, hash: string, now: number): Promise<KeyPrincipal> {
+  rt.state.keyCache.delete(hash);
+  const key = await rt.db.apiKey.findUnique({ where: { secretHash: hash } });
+  if (!key || key.revokedAt) throw new AuthenticationError();
+  const principal: KeyPrincipal = {
     kind: 'key',
     subject: `key:${key.id}`,
     keyId: key.id,
@@ -51,6 +64,31 @@ export async function authenticate(rt: Runtime, credential: string | undefined, 
     scopes: new Set(key.scopes as Scope[]),
     appId: key.appId,
   };
+  if (rt.settings.keyCacheTtlMs > 0) {
+    if (rt.state.keyCache.size >= KEY_CACHE_MAX) rt.state.keyCache.delete(rt.state.keyCache.keys().next().value as string);
+    rt.state.keyCache.set(hash, { principal, until: now + rt.settings.keyCacheTtlMs });
+  }
+  return principal;
+}
+
+/** Forgets a key's cached lookup (on this gateway; `apiKeyRevoked` events call this on every replica). */
+export function forgetKey(rt: Runtime, keyId: string): void {
+  for (const [hash, entry] of rt.state.keyCache) if (entry.principal.keyId === keyId) rt.state.keyCache.delete(hash);
+}
+
+/**
+ * Evicts revoked keys from this gateway's cache as their events arrive, until `signal` aborts.
+ * Started by the runtime; the revoking replica also evicts in line (its own bus may be Redis).
+ */
+export async function evictRevokedKeys(rt: Runtime, signal: AbortSignal): Promise<void> {
+  const events = rt.events.subscribe('apiKeyRevoked');
+  const iterator = events[Symbol.asyncIterator]();
+  signal.addEventListener('abort', () => void iterator.return?.(), { once: true });
+  for (;;) {
+    const next = await iterator.next();
+    if (next.done) return;
+    forgetKey(rt, next.value.keyId);
+  }
 }
 
 /**

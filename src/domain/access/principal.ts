@@ -34,7 +34,8 @@ export type Principal =
   | { kind: 'platform'; subject: 'admin' }
   | { kind: 'key'; subject: string; keyId: string; orgId: string; scopes: ReadonlySet<Scope>; appId: string | null };
 
-export type AppPrincipal = Extract<Principal, { kind: 'key' }> & { appId: string };
+export type KeyPrincipal = Extract<Principal, { kind: 'key' }>;
+export type AppPrincipal = KeyPrincipal & { appId: string };
 
 export function isAppKey(p: Principal): p is AppPrincipal {
   return p.kind === 'key' && p.appId !== null;

@@ -73,4 +73,6 @@ export type Events = {
   lockEvents: [volumeId: string, payload: LockEvent];
   reindexProgress: [volumeId: string, payload: ReindexProgressEvent];
   backupProgress: [backupId: string, payload: BackupProgressEvent];
+  /** Every replica evicts the key from its authentication cache. */
+  apiKeyRevoked: [payload: { keyId: string }];
 };

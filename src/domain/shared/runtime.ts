@@ -39,6 +39,8 @@ export interface Settings {
   volumeRetentionDays: number;
   /** pgvector `hnsw.ef_search` for semantic searches. */
   efSearch: number;
+  /** How long an API key's lookup is reused (revocations evict it at once, on every replica, via events). */
+  keyCacheTtlMs: number;
 }
 
 export interface RuntimeState {
@@ -46,10 +48,18 @@ export interface RuntimeState {
   knownOrgs: Set<string>;
   /** When each API key's last_used_at was last written (minute resolution). */
   keyLastUsedWrites: Map<string, number>;
+  /** API keys recently looked up, by secret hash (see access/authenticate.ts). */
+  keyCache: Map<string, CachedKey>;
   /** Bucket provisioning and deletion under way, so shutdown can wait for it and tests can await it. */
   bucketWork: Set<Promise<void>>;
   /** Whether the database's pgvector can iterate HNSW scans (asked once). */
   iterativeScans?: Promise<boolean>;
+}
+
+/** A key's principal as authenticate built it (the access kernel's type; the kernel here knows only its id). */
+export interface CachedKey {
+  principal: { readonly keyId: string };
+  until: number;
 }
 
 export interface TestHooks {
@@ -64,5 +74,5 @@ export interface TestHooks {
 }
 
 export function newRuntimeState(): RuntimeState {
-  return { knownOrgs: new Set(), keyLastUsedWrites: new Map(), bucketWork: new Set() };
+  return { knownOrgs: new Set(), keyLastUsedWrites: new Map(), keyCache: new Map(), bucketWork: new Set() };
 }

@@ -1,8 +1,7 @@
 import { locateVolume } from '../../domain/access/authorize.js';
-import { acquireLock, authorizeLockReading, listLocks, listLocksOfVolumes, releaseLock, renewLock } from '../../domain/locks/locks.js';
+import { acquireLock, authorizeLockReading, listLocksOfVolumes, releaseLock, renewLock } from '../../domain/locks/locks.js';
 import { LOCK_TYPES } from '../../domain/locks/partitions.js';
 import type { LockEvent } from '../../domain/shared/events.js';
-import { routeOfVolume } from '../../domain/shared/routes.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { loaderOf } from '../loaders.js';
