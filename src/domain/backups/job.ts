@@ -34,8 +34,9 @@ import { BackupRun, COPY_CONCURRENCY, forEachLimit, permanent, type RunnableBack
 //    vanished, its entry was rewritten after the snapshot. The round is dropped, the new files are
 //    pre-copied, and a newer snapshot is taken. Copies already made are reused (same key, same bytes).
 //  - after OPTIMISTIC_ROUNDS such rounds, the last one holds a share lock on the volume row, which
-//    every entry write takes FOR UPDATE first: writers of this volume wait (only for the few files
-//    that changed since the pre-copy), and nothing the snapshot names can be deleted meanwhile.
+//    every entry write must update (its counters, last before it commits; entries/commit.ts): writers
+//    of this volume wait (only for the few files that changed since the pre-copy), and nothing the
+//    snapshot names can be deleted meanwhile (objects are deleted only after the write commits).
 // Embedded PGlite runs one transaction at a time, so there the snapshot is trivially whole.
 
 export const BACKUP = 'volume_backup';

@@ -3,7 +3,7 @@ import type { Entry, Prisma } from '../../generated/prisma/client.js';
 import type { Principal } from '../access/principal.js';
 import { checkWriteGuard } from '../locks/locks.js';
 import { queueEntryIndexing } from '../search/indexing.js';
-import { NotFoundError, QuotaExceededError } from '../shared/errors.js';
+import { isUniqueViolation, NotFoundError, QuotaExceededError } from '../shared/errors.js';
 import type { EntryChangedEvent } from '../shared/events.js';
 import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
@@ -130,12 +130,26 @@ export async function afterPurge(rt: Runtime, volumeId: string, bucket: string, 
   for (const r of purged) publish(rt, { volumeId, entryId: r.id, path: r.path, change: 'deleted', version: null, previousPath: null });
 }
 
+/** The fast commit could not settle the write (a quota refused it); the serialised one decides. */
+class NeedsSerialisedCommit extends Error {}
+
+/** Attempts of the fast commit when another writer created the same path first (unique violation). */
+const CREATE_RACE_ATTEMPTS = 3;
+
 /**
- * Commits a write: locks the volume row (serialising writers of one volume, so quotas and counters
- * stay exact and two creators of one path cannot both win), applies preconditions and quotas, then
- * creates or replaces the row. An expired entry at the path counts as absent: the new one is a fresh
- * entry. Returns the object key the write replaced, for the caller to delete after commit.
- * @throws ConflictError, QuotaExceededError, NotFoundError (volume deleted meanwhile)
+ * Commits a write: applies preconditions, the path-lock guard and quotas, then creates or replaces
+ * the row. An expired entry at the path counts as absent: the new one is a fresh entry. Returns the
+ * object key the write replaced, for the caller to delete after commit.
+ *
+ * Writers of one volume do not serialise on its row for the whole transaction: they take it FOR KEY
+ * SHARE (which whatever must exclude writers, taking a path lock, deleting the volume, a reconcile,
+ * waits for with FOR UPDATE), lock only their own entry row, and charge the volume counters last,
+ * in one conditional UPDATE that re-checks the quotas on the row's newest version. So concurrent
+ * writers hold the row exclusively for that statement and the commit only, and quotas stay exact.
+ * Two creators of one path meet on the (volume_id, path) unique index; the loser retries and finds
+ * the winner's row. A write a quota refuses goes through the serialised commit, which may purge
+ * expired entries to make room and names the quota.
+ * @throws ConflictError, QuotaExceededError, NotFoundError (volume deleted meanwhile), LockedError
  */
 export async function commitEntry(
   rt: Runtime,
@@ -144,49 +158,106 @@ export async function commitEntry(
   data: EntryData,
   pre: WriteConditions,
 ): Promise<CommitResult> {
-  return rt.db.$transaction(
-    async (tx) => {
-      const usage = await lockVolume(tx, volumeId);
-      await checkWriteGuard(tx, volumeId, path, pre);
-      let purged: PurgedEntry[] = [];
-      const existing = await tx.entry.findUnique({ where: { volumeId_path: { volumeId, path } } });
-      const current = existing && !isExpired(existing) ? existing : null;
-      checkPreconditions(current, pre, path);
-      const deltaBytes = data.sizeBytes - (existing?.sizeBytes ?? 0n);
-      const deltaCount = existing ? 0 : 1;
-      try {
-        checkQuota(usage, deltaBytes, deltaCount);
-      } catch (err) {
-        // Expired entries are gone for readers; they must not hold a quota until the sweeper runs.
-        if (!(err instanceof QuotaExceededError)) throw err;
-        const freed = await purgeExpired(tx, volumeId, { exceptPath: path });
-        if (freed.purged.length === 0) throw err;
-        purged = freed.purged;
-        checkQuota(
-          { ...usage, used_bytes: usage.used_bytes - freed.bytes, entry_count: usage.entry_count - freed.purged.length },
-          deltaBytes,
-          deltaCount,
-        );
-      }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await rt.db.$transaction((tx) => commitIn(rt, tx, volumeId, path, data, pre, 'shared'), TX_OPTIONS);
+    } catch (err) {
+      if (err instanceof NeedsSerialisedCommit) break;
+      if (!isUniqueViolation(err) || attempt >= CREATE_RACE_ATTEMPTS) throw err;
+    }
+  }
+  return rt.db.$transaction((tx) => commitIn(rt, tx, volumeId, path, data, pre, 'serialised'), TX_OPTIONS);
+}
 
-      const expiresAt = data.ttlSeconds ? new Date(Date.now() + data.ttlSeconds * 1000) : null;
-      // The old chunks stay searchable until the index job swaps them; is_indexed says they are behind.
-      const fields = { ...data, expiresAt, isIndexed: false };
-      let entry: Entry;
-      if (current) {
-        entry = await tx.entry.update({ where: { id: current.id }, data: { ...fields, version: { increment: 1 } } });
-      } else {
-        if (existing) await tx.entry.delete({ where: { id: existing.id } });
-        entry = await tx.entry.create({ data: { ...fields, volumeId, path } });
-      }
-      await adjustUsage(tx, volumeId, deltaBytes, deltaCount);
-      if (usage.indexing_mode === 'auto') await queueEntryIndexing(rt, tx, volumeId, entry.id);
-      await rt.hooks.beforeEntryCommit?.(path);
-      const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
-      return { entry, created: !current, replacedBlob, purged };
-    },
-    { timeout: 20_000, maxWait: 20_000 },
-  );
+const TX_OPTIONS = { timeout: 20_000, maxWait: 20_000 };
+
+async function commitIn(
+  rt: Runtime,
+  tx: Tx,
+  volumeId: string,
+  path: string,
+  data: EntryData,
+  pre: WriteConditions,
+  mode: 'shared' | 'serialised',
+): Promise<CommitResult> {
+  // Serialised: the row locked for the whole transaction, its usage read to check quotas by hand.
+  const usage = mode === 'serialised' ? await lockVolume(tx, volumeId) : null;
+  const indexingMode = usage ? usage.indexing_mode : (await enterVolume(tx, volumeId)).indexing_mode;
+  await checkWriteGuard(tx, volumeId, path, pre);
+  let purged: PurgedEntry[] = [];
+  const existing = await lockEntryRow(tx, volumeId, path);
+  const current = existing && !isExpired(existing) ? existing : null;
+  checkPreconditions(current, pre, path);
+  const deltaBytes = data.sizeBytes - (existing?.sizeBytes ?? 0n);
+  const deltaCount = existing ? 0 : 1;
+  if (usage) {
+    try {
+      checkQuota(usage, deltaBytes, deltaCount);
+    } catch (err) {
+      // Expired entries are gone for readers; they must not hold a quota until the sweeper runs.
+      if (!(err instanceof QuotaExceededError)) throw err;
+      const freed = await purgeExpired(tx, volumeId, { exceptPath: path });
+      if (freed.purged.length === 0) throw err;
+      purged = freed.purged;
+      const u = usage as VolumeUsage;
+      checkQuota(
+        { ...u, used_bytes: u.used_bytes - freed.bytes, entry_count: u.entry_count - freed.purged.length },
+        deltaBytes,
+        deltaCount,
+      );
+    }
+  }
+
+  const expiresAt = data.ttlSeconds ? new Date(Date.now() + data.ttlSeconds * 1000) : null;
+  // The old chunks stay searchable until the index job swaps them; is_indexed says they are behind.
+  const fields = { ...data, expiresAt, isIndexed: false };
+  let entry: Entry;
+  if (current) {
+    entry = await tx.entry.update({ where: { id: current.id }, data: { ...fields, version: { increment: 1 } } });
+  } else {
+    if (existing) await tx.entry.delete({ where: { id: existing.id } });
+    entry = await tx.entry.create({ data: { ...fields, volumeId, path } });
+  }
+  if (indexingMode === 'auto') await queueEntryIndexing(rt, tx, volumeId, entry.id);
+  if (usage) await adjustUsage(tx, volumeId, deltaBytes, deltaCount);
+  else if (!(await chargeUsage(tx, volumeId, deltaBytes, deltaCount))) throw new NeedsSerialisedCommit();
+  await rt.hooks.beforeEntryCommit?.(path);
+  const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
+  return { entry, created: !current, replacedBlob, purged };
+}
+
+/**
+ * Enters a volume as one of its concurrent writers (FOR KEY SHARE: writers do not wait for each
+ * other; FOR UPDATE takers wait for them). @throws NotFoundError when it is deleted
+ */
+async function enterVolume(tx: Tx, volumeId: string): Promise<{ indexing_mode: 'auto' | 'manual' }> {
+  const [row] = await tx.$queryRaw<{ indexing_mode: 'auto' | 'manual' }[]>`
+    SELECT indexing_mode::text AS indexing_mode FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR KEY SHARE`;
+  if (!row) throw new NotFoundError('volume', volumeId);
+  return row;
+}
+
+/** The row at the path, locked against other writers of that path (expired or not). */
+async function lockEntryRow(tx: Tx, volumeId: string, path: string) {
+  const [row] = await tx.$queryRaw<Pick<Entry, 'id' | 'version' | 'sizeBytes' | 'blobKey' | 'expiresAt'>[]>`
+    SELECT id, version, size_bytes AS "sizeBytes", blob_key AS "blobKey", expires_at AS "expiresAt"
+    FROM entries WHERE volume_id = ${volumeId} AND path = ${path} FOR UPDATE`;
+  return row ?? null;
+}
+
+/**
+ * Charges a write to the volume counters if its quotas allow it, in one statement: concurrent
+ * updates of the row wait for each other and Postgres re-checks the condition on the newest
+ * version, so no two writers can both squeeze under a limit. False when a quota refuses.
+ */
+async function chargeUsage(tx: Tx, volumeId: string, deltaBytes: bigint, deltaCount: number): Promise<boolean> {
+  // Always an UPDATE, even of zero: it is what a locked backup round's FOR SHARE holds writers at.
+  const charged = await tx.$executeRaw`
+    UPDATE volumes SET used_bytes = used_bytes + ${deltaBytes}, entry_count = entry_count + ${deltaCount}
+    WHERE id = ${volumeId}
+      AND (${deltaBytes} <= 0 OR max_size_bytes IS NULL OR used_bytes + ${deltaBytes} <= max_size_bytes)
+      AND (${deltaCount} <= 0 OR max_file_count IS NULL OR entry_count + ${deltaCount} <= max_file_count)`;
+  return charged === 1;
 }
 
 /** After a commit: remove what it replaced and tell subscribers. */

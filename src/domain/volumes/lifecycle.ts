@@ -90,8 +90,8 @@ export async function deleteVolume(rt: Runtime, p: Principal, route: VolumeRoute
   await findVisibleVolume(rt, p, { orgId, workspaceId, volumeId });
   await requireVolumeAdmin(rt, p, volumeId);
   await rt.db.$transaction(async (tx) => {
-    // Under the row lock entry writers take (entry-commit.ts lockVolume): a write that passed its
-    // visibility check before this commits finds the volume deleted, and none lands after.
+    // FOR UPDATE waits for the writers in flight (they hold the row FOR KEY SHARE, entries/commit.ts):
+    // a write that passed its visibility check before this commits finds the volume deleted, and none lands after.
     const rows = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
     if (rows.length === 0) throw new NotFoundError('volume', volumeId);
     await tx.volume.update({

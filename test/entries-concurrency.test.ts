@@ -1,0 +1,65 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from './helpers/app.js';
+import { expectExactUsage, newVolume, putText } from './helpers/entries.js';
+import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
+
+// Entry writers of one volume no longer hold its row for the whole transaction (entries/commit.ts):
+// they enter it FOR KEY SHARE and charge its counters last, in one conditional UPDATE. Quotas must
+// stay exact whatever the interleaving, embedded and in server mode (over the wire, a pool of
+// connections). True parallelism is measured on real Postgres in bench/writes.ts (BENCHMARKS.md).
+
+const count = (statuses: number[], status: number) => statuses.filter((s) => s === status).length;
+
+for (const mode of ['embedded', 'server'] as const) {
+  describe(`concurrent writers of one volume (${mode} mode)`, () => {
+    let db: PgliteServer | undefined;
+    let gw: TestGateway;
+    beforeAll(async () => {
+      if (mode === 'server') db = await startPgliteServer(12);
+      gw = await startGateway(db ? { DATABASE_URL: db.url, DATABASE_POOL_SIZE: '10' } : {});
+    }, 60_000);
+    afterAll(async () => {
+      await gw?.stop();
+      await db?.stop();
+    });
+
+    it('1,000 concurrent creates under max_file_count 600: exactly 600 land, 400 are refused, counters exact', async () => {
+      const v = await newVolume(gw, 'acme', { max_file_count: 600, indexing_mode: 'manual' });
+      const results = await Promise.all(
+        Array.from({ length: 1000 }, (_, i) => gw.call('PUT', v.entry(`/c/${i}`), { content_text: 'y'.repeat(i % 13) })),
+      );
+      const statuses = results.map((r) => r.status);
+      expect(count(statuses, 201)).toBe(600);
+      expect(count(statuses, 507)).toBe(400);
+      for (const r of results.filter((x) => x.status === 507))
+        expect(r.body.details).toMatchObject({ quota: 'max_file_count', limit: 600 });
+      expect((await expectExactUsage(gw, v)).entry_count).toBe(600);
+    }, 120_000);
+
+    it('1,000 concurrent writers (creates and growing replacements) under max_size_bytes: never over, counters exact', async () => {
+      const v = await newVolume(gw, 'acme', { max_size_bytes: 20_000, indexing_mode: 'manual' });
+      for (let i = 0; i < 50; i++) await putText(gw, v, `/r/${i}`, 'x');
+      const results = await Promise.all(
+        Array.from({ length: 1000 }, (_, i) =>
+          gw.call('PUT', v.entry(i % 2 ? `/r/${i % 50}` : `/n/${i}`), { content_text: 'z'.repeat(10 + (i % 90)) }),
+        ),
+      );
+      const statuses = results.map((r) => r.status);
+      expect(count(statuses, 500)).toBe(0);
+      expect(count(statuses, 200) + count(statuses, 201) + count(statuses, 507)).toBe(1000);
+      expect(count(statuses, 507)).toBeGreaterThan(0);
+      const rows = await expectExactUsage(gw, v);
+      expect(rows.used_bytes).toBeLessThanOrEqual(20_000);
+    }, 120_000);
+
+    it('100 concurrent creators of one new path: one creates, the rest replace it in turn (versions 1..100)', async () => {
+      const v = await newVolume(gw, 'acme', { indexing_mode: 'manual' });
+      const results = await Promise.all(Array.from({ length: 100 }, (_, i) => gw.call('PUT', v.entry('/same'), { content_text: `w${i}` })));
+      const statuses = results.map((r) => r.status);
+      expect(count(statuses, 201)).toBe(1);
+      expect(count(statuses, 200)).toBe(99);
+      expect(results.map((r) => r.body.entry.version).sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+      expect((await expectExactUsage(gw, v)).entry_count).toBe(1);
+    }, 60_000);
+  });
+}
