@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Db, Tx } from '../db/client.js';
-import type { Job } from '../generated/prisma/client.js';
+import { modelColumns } from '../db/columns.js';
+import { type Job, Prisma } from '../generated/prisma/client.js';
 import { runClaimed } from './run.js';
 import type { CancelOutcome, EnqueueOptions, JobHandler } from './types.js';
 
@@ -25,6 +26,9 @@ export interface JobQueueOptions {
   /** How often an idle worker looks for jobs queued elsewhere (jobs queued here wake it at once). */
   pollMs: number;
 }
+
+/** The claimed row, returned by the claim itself (no second round trip). */
+const JOB_COLUMNS = modelColumns(Object.values(Prisma.JobScalarFieldEnum), 'jobs');
 
 export class JobQueue {
   readonly workerId = `${process.pid}-${randomUUID().slice(0, 8)}`;
@@ -169,7 +173,7 @@ export class JobQueue {
     if (kinds.length === 0) return undefined;
     const now = new Date();
     // A job being cancelled whose worker died is claimed too, only to finish its cancellation.
-    const rows = await this.db.$queryRaw<{ id: string }[]>`
+    const rows = await this.db.$queryRaw<Job[]>`
       UPDATE jobs SET status = CASE WHEN status = 'cancelling' THEN status ELSE 'running'::"JobStatus" END,
         locked_by = ${this.workerId}, locked_until = ${new Date(now.getTime() + this.opts.leaseMs)},
         attempts = attempts + CASE WHEN status = 'cancelling' THEN 0 ELSE 1 END,
@@ -179,8 +183,7 @@ export class JobQueue {
         WHERE kind = ANY(${kinds})
           AND ((status = 'queued' AND run_at <= ${now}) OR (status IN ('running', 'cancelling') AND locked_until < ${now}))
         ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-      RETURNING id`;
-    const id = rows[0]?.id;
-    return id ? ((await this.db.job.findUnique({ where: { id } })) ?? undefined) : undefined;
+      RETURNING ${JOB_COLUMNS}`;
+    return rows[0];
   }
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { modelColumns } from '../../db/columns.js';
 import type { Entry, Volume } from '../../generated/prisma/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import { type EntryAccess, pathAccessMany } from '../access/entry-access.js';
@@ -191,12 +192,10 @@ function parseFilters(raw: EntryFilters, loc: Loc) {
   };
 }
 
-/** Every entries column but the bodies, aliased to the Prisma model's field names (`e` is the table). */
-const LISTED_COLUMNS = Prisma.raw(
-  Object.values(Prisma.EntryScalarFieldEnum)
-    .filter((field) => field !== 'content' && field !== 'contentText')
-    .map((field) => `e.${field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)} AS "${field}"`)
-    .join(', '),
+/** Every entries column but the bodies, shaped like Prisma's Entry (`e` is the table). */
+const LISTED_COLUMNS = modelColumns(
+  Object.values(Prisma.EntryScalarFieldEnum).filter((field) => field !== 'content' && field !== 'contentText'),
+  'e',
 );
 
 /**
