@@ -78,8 +78,12 @@ const ConfigSchema = z.object({
   INDEXING_THREADS: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(1).max(64).optional()),
   /** Longest one entry's chunking (or hashing) may run in a worker thread before it is stopped and recorded as its index_error. */
   INDEXING_TIMEOUT_MS: z.coerce.number().int().min(100).default(60_000),
-  /** Background jobs (indexing, reindex) this gateway runs at once. 0 = run none (another replica does). */
-  JOB_CONCURRENCY: z.coerce.number().int().min(0).max(64).default(2),
+  /**
+   * Background jobs (indexing, reindex) this gateway runs at once. 0 = run none (another replica
+   * does). Default: 8 in server mode (jobs wait on the database, so more overlap), 2 embedded (PGlite
+   * runs one statement at a time, on the event loop requests also need).
+   */
+  JOB_CONCURRENCY: z.preprocess(emptyAsUndefined, z.coerce.number().int().min(0).max(64).optional()),
   /** How long a claimed job stays claimed without a heartbeat before another replica may take it over. */
   JOB_LEASE_MS: z.coerce.number().int().min(500).default(30_000),
   /** How often an idle worker looks for queued jobs (jobs queued by this process start at once). */
@@ -216,7 +220,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeoutMs: c.EMBEDDINGS_TIMEOUT_MS,
       onnxModelsDir: c.ONNX_MODELS_DIR ? path.resolve(c.ONNX_MODELS_DIR) : undefined,
     },
-    jobs: { concurrency: c.JOB_CONCURRENCY, leaseMs: c.JOB_LEASE_MS, pollMs: c.JOB_POLL_MS },
+    jobs: { concurrency: c.JOB_CONCURRENCY ?? (c.DATABASE_URL ? 8 : 2), leaseMs: c.JOB_LEASE_MS, pollMs: c.JOB_POLL_MS },
     indexing: { threads: c.INDEXING_THREADS, timeoutMs: c.INDEXING_TIMEOUT_MS },
     efSearch: c.SEARCH_EF_SEARCH,
     keyCacheTtlMs: c.KEY_CACHE_TTL_MS,

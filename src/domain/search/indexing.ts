@@ -71,9 +71,11 @@ export async function indexEntry(
   const text = indexableText(entry);
   const hash = textHash(text, vol);
 
-  const have = await rt.db.chunk.groupBy({ by: ['embedderId'], where: { entryId }, _count: true });
+  // An entry never indexed (content_hash null) has no chunks: nothing to compare or reuse.
+  const fresh = entry.contentHash === null;
+  const have = fresh ? [] : await rt.db.chunk.groupBy({ by: ['embedderId'], where: { entryId }, _count: true });
   const unchanged = !opts.force && entry.contentHash === hash && targets.every((t) => have.some((h) => h.embedderId === t));
-  const rows = unchanged ? undefined : await embedChunks(rt, entryId, text, vol, targets, opts.signal);
+  const rows = unchanged ? undefined : await embedChunks(rt, entryId, text, vol, targets, { fresh, signal: opts.signal });
 
   const outcome = await rt.db.$transaction(
     async (tx): Promise<IndexOutcome> => {
@@ -105,8 +107,9 @@ async function embedChunks(
   text: string,
   vol: VolumeChunking,
   targets: string[],
-  signal?: AbortSignal,
+  opts: { fresh: boolean; signal?: AbortSignal | undefined },
 ): Promise<ChunkRow[]> {
+  const { signal } = opts;
   const chunking = { strategy: vol.chunkingStrategy, size: vol.chunkSize, overlap: vol.chunkOverlap };
   const pieces = rt.cpu ? await rt.cpu.chunk(text, chunking, signal) : await chunkText(text, chunking);
   const hashes = pieces.map(sha256);
@@ -117,9 +120,11 @@ async function embedChunks(
     // Unchanged chunks keep their stored vector (pgvector text); new ones are turned into text per
     // insert batch (replaceChunks), so thousands of vectors are never formatted in one go.
     const known = new Map<string, string | number[]>();
-    const old = await rt.db.$queryRaw<{ content_hash: string; embedding: string }[]>`
-      SELECT DISTINCT ON (content_hash) content_hash, embedding::text AS embedding
-      FROM chunks WHERE entry_id = ${entryId} AND embedder_id = ${embedderId} AND content_hash = ANY(${hashes})`;
+    const old = opts.fresh
+      ? []
+      : await rt.db.$queryRaw<{ content_hash: string; embedding: string }[]>`
+          SELECT DISTINCT ON (content_hash) content_hash, embedding::text AS embedding
+          FROM chunks WHERE entry_id = ${entryId} AND embedder_id = ${embedderId} AND content_hash = ANY(${hashes})`;
     for (const o of old) known.set(o.content_hash, o.embedding);
     const missing = [...new Set(hashes.filter((h) => !known.has(h)))];
     const texts = missing.map((h) => pieces[hashes.indexOf(h)] as string);
