@@ -8,19 +8,6 @@ async function main(): Promise<void> {
   const app = await createApp(config);
   const url = await app.start();
 
-  const mode = app.database.mode === 'embedded' ? `embedded PGlite in ${config.dataDir}` : 'Postgres (DATABASE_URL)';
-  const lines = [
-    `Volumes Gateway listening on ${url}`,
-    `  GraphQL   ${url}/graphql${config.graphiql ? ' (GraphiQL enabled)' : ''}`,
-    `  REST      ${url}/v1  (OpenAPI: ${url}/v1/openapi.json)`,
-    `  Health    ${url}/healthz  ${url}/readyz`,
-    `  Database  ${mode}; blobs: ${app.blobStore.kind}`,
-  ];
-  if (app.adminKeyFile) lines.push(`  Admin key ${app.adminApiKey}  (kept in ${app.adminKeyFile})`);
-  else if (!app.adminApiKey) lines.push('  No ADMIN_API_KEY set: only org API keys can call the API.');
-  // Printed plainly (not as JSON log lines) because a person reads this once at start-up.
-  process.stdout.write(`${lines.join('\n')}\n`);
-
   const logger = app.runtime.log;
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -41,8 +28,22 @@ async function main(): Promise<void> {
       },
     );
   };
+  // Before the banner: whoever reads "listening" may send SIGTERM at once, and it must find the handler.
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+
+  const mode = app.database.mode === 'embedded' ? `embedded PGlite in ${config.dataDir}` : 'Postgres (DATABASE_URL)';
+  const lines = [
+    `Volumes Gateway listening on ${url}`,
+    `  GraphQL   ${url}/graphql${config.graphiql ? ' (GraphiQL enabled)' : ''}`,
+    `  REST      ${url}/v1  (OpenAPI: ${url}/v1/openapi.json)`,
+    `  Health    ${url}/healthz  ${url}/readyz`,
+    `  Database  ${mode}; blobs: ${app.blobStore.kind}`,
+  ];
+  if (app.adminKeyFile) lines.push(`  Admin key ${app.adminApiKey}  (kept in ${app.adminKeyFile})`);
+  else if (!app.adminApiKey) lines.push('  No ADMIN_API_KEY set: only org API keys can call the API.');
+  // Printed plainly (not as JSON log lines) because a person reads this once at start-up.
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 main().catch((err) => {
