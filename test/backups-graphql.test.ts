@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { BACKUP, backupJob } from '../src/domain/backups/job.js';
 import { JobQueue } from '../src/jobs/queue.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { readBlob } from './helpers/backups.js';
 import { putText } from './helpers/entries.js';
+import { subscribe } from './helpers/graphql-ws.js';
 import { type UploadVolume, upload, uploadVolume } from './helpers/uploads.js';
 
 /**
@@ -47,32 +46,9 @@ interface Progress {
   completedAt: string | null;
 }
 
-/** A graphql-ws subscription to backupProgress collecting events, errors and completion. */
-function watch(backupId: string, key = ADMIN_KEY) {
-  const client = createClient({
-    url: `${gw.url.replace('http', 'ws')}/graphql`,
-    webSocketImpl: WebSocket,
-    connectionParams: { authorization: `Bearer ${key}` },
-    retryAttempts: 0,
-  });
-  const events: Progress[] = [];
-  const errors: any[] = [];
-  let completed = false;
-  client.subscribe<{ backupProgress: Progress }>(
-    { query: `subscription($id: ID!) { backupProgress(backupId: $id) { ${PROGRESS} } }`, variables: { id: backupId } },
-    {
-      next: (msg) => {
-        if (msg.errors) errors.push(...msg.errors);
-        if (msg.data) events.push(msg.data.backupProgress);
-      },
-      error: (err) => errors.push(err),
-      complete: () => {
-        completed = true;
-      },
-    },
-  );
-  return { events, errors, isComplete: () => completed, close: () => client.dispose() };
-}
+/** backupProgress over graphql-ws. */
+const watch = (backupId: string, key = ADMIN_KEY) =>
+  subscribe<Progress>(gw.url, key, `subscription($id: ID!) { backupProgress(backupId: $id) { ${PROGRESS} } }`, { id: backupId });
 
 describe('backups over GraphQL', () => {
   let backupId: string;
@@ -98,7 +74,7 @@ describe('backups over GraphQL', () => {
       runner = new JobQueue(gw.app.runtime.db, gw.app.runtime.log, { concurrency: 1, leaseMs: 30_000, pollMs: 50 });
       runner.register(BACKUP, backupJob(gw.app.runtime));
       runner.start();
-      await waitFor(async () => sub.isComplete(), 30_000);
+      await waitFor(async () => sub.completed, 30_000);
       expect(sub.errors).toEqual([]);
       const statuses = sub.events.map((e) => e.status);
       expect(statuses.at(-1)).toBe('completed');
@@ -117,7 +93,7 @@ describe('backups over GraphQL', () => {
   it('subscribing to a finished backup yields its final state and ends', async () => {
     const sub = watch(backupId);
     try {
-      await waitFor(async () => sub.isComplete());
+      await waitFor(async () => sub.completed);
       expect(sub.events).toHaveLength(1);
       expect(sub.events[0]).toMatchObject({ status: 'completed', percent: 100 });
     } finally {
@@ -137,7 +113,7 @@ describe('backups over GraphQL', () => {
     ] as const) {
       const sub = watch(backupId, key);
       try {
-        await waitFor(async () => sub.errors.length > 0 || sub.isComplete());
+        await waitFor(async () => sub.errors.length > 0 || sub.completed);
         expect(sub.events).toEqual([]);
         expect(sub.errors[0]?.extensions?.code ?? sub.errors[0]?.message, key).toBe(code);
       } finally {

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCK_FILE_NAME, lockDataDir, processStartTime } from '../src/db/data-dir-lock.js';
 import { backupEmbeddedDatabase, DataDirLockedError, listMigrationBackups, openDatabase } from '../src/db/database.js';
 import { applyMigrations, listMigrationNames, MIGRATIONS_DIR, pendingMigrations } from '../src/db/migrate.js';
-import { ADMIN_KEY } from './helpers/app.js';
 import { type Child, spawnChild } from './helpers/child.js';
+import { ADMIN_KEY, call } from './helpers/http.js';
 
 /**
  * The DATA_DIR single-owner lock (src/db/data-dir-lock.ts), the damaged-database error, the
@@ -97,20 +97,6 @@ function lockTaker(dataDir: string, extraEnv: Record<string, string> = {}): Chil
     { cwd: ROOT, env: { ...baseEnv(dataDir, 'warn'), ...extraEnv }, stdin: 'pipe' },
     children,
   );
-}
-
-async function call(url: string, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(url + route, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  try {
-    return { status: res.status, body: JSON.parse(text) };
-  } catch {
-    return { status: res.status, body: text };
-  }
 }
 
 const lockFileOf = (dataDir: string) => path.join(dataDir, LOCK_FILE_NAME);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from './helpers/app.js';
 import { type Child, spawnChild } from './helpers/child.js';
+import { call } from './helpers/http.js';
 
 /**
  * The real entry point (`src/main.ts`) as separate processes on one DATA_DIR: what a user gets
@@ -50,20 +51,6 @@ async function boot(): Promise<Running> {
   const [, url] = (await child.waitForStdout(/listening on (http:\/\/[^\s]+)\n/, BOOT_TIMEOUT)) as string[];
   const [, key, keyFile] = (await child.waitForStdout(/Admin key (\S+) {2}\(kept in (.+)\)\n/, 5_000)) as string[];
   return { child, url: url as string, key: key as string, keyFile: keyFile as string };
-}
-
-async function call(r: Running, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(r.url + route, {
-    method,
-    headers: { authorization: `Bearer ${r.key}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  try {
-    return { status: res.status, body: JSON.parse(text) };
-  } catch {
-    return { status: res.status, body: text };
-  }
 }
 
 /** Resolves once nothing accepts connections on the URL's port any more. */
@@ -140,7 +127,10 @@ describe('embedded mode through the real entry point', () => {
       expect(first.child.stdout()).toContain(`embedded PGlite in ${dataDir}; blobs: local`);
 
       const ready = await call(first, 'GET', '/readyz');
-      expect(ready).toEqual({ status: 200, body: { status: 'ready', database: 'embedded', blob_store: 'local' } });
+      expect({ status: ready.status, body: ready.body }).toEqual({
+        status: 200,
+        body: { status: 'ready', database: 'embedded', blob_store: 'local' },
+      });
       expect((await call({ ...first, key: 'wrong-key-wrong-key' }, 'GET', '/v1/orgs/emb/workspaces')).status).toBe(401);
 
       const ws = await call(first, 'POST', '/v1/orgs/emb/workspaces', { name: 'Kept' });

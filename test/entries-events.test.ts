@@ -1,9 +1,8 @@
-import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { sweepExpiredEntries } from '../src/domain/maintenance/maintenance.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { newVolume, putText, type TestVolume } from './helpers/entries.js';
+import { subscribe } from './helpers/graphql-ws.js';
 
 let gw: TestGateway;
 let v: TestVolume;
@@ -27,47 +26,23 @@ interface Event {
   previousPath: string | null;
 }
 
-/** A graphql-ws subscription to entryChanged collecting its events and errors. */
-function subscribe(key: string, volumeId: string, prefix?: string) {
-  const client = createClient({
-    url: `${gw.url.replace('http', 'ws')}/graphql`,
-    webSocketImpl: WebSocket,
-    connectionParams: { authorization: `Bearer ${key}` },
-    retryAttempts: 0,
-  });
-  const events: Event[] = [];
-  const errors: any[] = [];
-  const stop = client.subscribe<{ entryChanged: Event }>(
-    { query: SUBSCRIPTION, variables: { id: volumeId, ...(prefix ? { prefix } : {}) } },
-    {
-      next: (msg) => {
-        if (msg.errors) errors.push(...msg.errors);
-        if (msg.data) events.push(msg.data.entryChanged);
-      },
-      error: (err) => errors.push(err),
-      complete: () => {},
-    },
-  );
-  return {
-    events,
-    errors,
+/** entryChanged over graphql-ws, with probe writes that tell when it is live and drain it. */
+function watch(key: string, volumeId: string, prefix?: string) {
+  const sub = subscribe<Event>(gw.url, key, SUBSCRIPTION, { id: volumeId, ...(prefix ? { prefix } : {}) });
+  return Object.assign(sub, {
     /** Writes `probe` until its event arrives: the subscription is then live (no fixed sleep). */
     ready: (probe: string) =>
       waitFor(async () => {
         await putText(gw, v, probe);
-        return events.some((e) => e.path === probe);
+        return sub.events.some((e) => e.path === probe);
       }),
     /** Writes `marker` and waits for its event; every event published before it has arrived. */
     drain: async (marker: string) => {
       await putText(gw, v, marker);
-      await waitFor(async () => events.some((e) => e.path === marker));
-      return events.filter((e) => e.path !== marker && !e.path.endsWith('/probe'));
+      await sub.until((events) => events.some((e) => e.path === marker), 10_000);
+      return sub.events.filter((e) => e.path !== marker && !e.path.endsWith('/probe'));
     },
-    close: async () => {
-      stop();
-      await client.dispose();
-    },
-  };
+  });
 }
 
 const shape = ({ entryId: _id, volumeId: _v, ...rest }: Event) => rest;
@@ -81,7 +56,7 @@ describe('entryChanged', () => {
   });
 
   it('streams REST writes under the prefix: created, updated, moved, deleted (swept too)', async () => {
-    const sub = subscribe(ADMIN_KEY, v.volumeId, '/notes');
+    const sub = watch(ADMIN_KEY, v.volumeId, '/notes');
     try {
       await sub.ready('/notes/probe');
       const created = (await gw.call('PUT', v.entry('/notes/x'), { content: { a: 1 } })).body.entry;
@@ -117,7 +92,7 @@ describe('entryChanged', () => {
   });
 
   it('reports the entry a move with overwrite replaced as deleted', async () => {
-    const sub = subscribe(ADMIN_KEY, v.volumeId, '/ow/');
+    const sub = watch(ADMIN_KEY, v.volumeId, '/ow/');
     try {
       await sub.ready('/ow/probe');
       const a = await putText(gw, v, '/ow/a');
@@ -136,7 +111,7 @@ describe('entryChanged', () => {
   it('shows an app key only the paths it can read, never a path outside its mount', async () => {
     await gw.call('POST', v.mounts, { app_id: 'watcher', access_level: 'read', path_pattern: '/shared/**' });
     const key = await createKey(gw, 'acme', ['entries:read', 'volumes:read'], 'watcher');
-    const sub = subscribe(key, v.volumeId);
+    const sub = watch(key, v.volumeId);
     try {
       await sub.ready('/shared/probe');
       await putText(gw, v, '/hidden/a');
@@ -164,7 +139,7 @@ describe('entryChanged', () => {
       [await createKey(gw, 'acme', ['volumes:read']), 'FORBIDDEN'],
     ];
     for (const [key, code] of cases) {
-      const sub = subscribe(key, v.volumeId);
+      const sub = watch(key, v.volumeId);
       try {
         await waitFor(async () => sub.errors.length > 0);
         expect(sub.errors[0].extensions.code).toBe(code);
@@ -173,7 +148,7 @@ describe('entryChanged', () => {
         await sub.close();
       }
     }
-    const bad = subscribe(ADMIN_KEY, v.volumeId, '/a/../b');
+    const bad = watch(ADMIN_KEY, v.volumeId, '/a/../b');
     try {
       await waitFor(async () => bad.errors.length > 0);
       expect(bad.errors[0].extensions.code).toBe('VALIDATION_FAILED');

@@ -10,7 +10,8 @@ import {
   sweepExpiredEntries,
 } from '../src/domain/maintenance/maintenance.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
-import { expectExactUsage, newVolume, putText, request, rowTotals, usage } from './helpers/entries.js';
+import { expectExactUsage, newVolume, putText, rowTotals, usage } from './helpers/entries.js';
+import { request } from './helpers/http.js';
 
 let gw: TestGateway;
 beforeAll(async () => {

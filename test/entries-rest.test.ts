@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, startGateway, type TestGateway } from './helpers/app.js';
-import { newVolume, request, rowTotals, type TestVolume, usage } from './helpers/entries.js';
+import { newVolume, rowTotals, type TestVolume, usage } from './helpers/entries.js';
+import { request } from './helpers/http.js';
 
 // The reference's entry fields in its order, then this API's additions.
 const ENTRY_FIELDS = (

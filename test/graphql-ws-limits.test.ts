@@ -1,4 +1,4 @@
-import { type Client, createClient } from 'graphql-ws';
+import type { Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { type ClientOptions } from 'ws';
 import {
@@ -10,6 +10,7 @@ import {
 import { GRAPHQL_MAX_BODY_BYTES } from '../src/graphql/yoga.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { newVolume, putText, type TestVolume } from './helpers/entries.js';
+import { results, subscribeOn, wsClient, wsUrl } from './helpers/graphql-ws.js';
 
 // The graphql-ws endpoint's limits: credentials at connection_init, maxPayload, caps per key and in
 // total, keep-alive, idle and init timeouts, and per-operation errors for bad `subscribe` messages.
@@ -17,8 +18,6 @@ import { newVolume, putText, type TestVolume } from './helpers/entries.js';
 const SUB = `subscription($id: ID!, $prefix: String) { entryChanged(volumeId: $id, pathPrefix: $prefix) { path } }`;
 const SCOPES = ['volumes:read', 'entries:read'];
 const MB = 1024 * 1024;
-
-const wsUrl = (g: TestGateway) => `${g.url.replace('http', 'ws')}/graphql`;
 
 interface Closed {
   code: number;
@@ -45,7 +44,7 @@ class Raw {
   private readonly opened: Promise<boolean>;
 
   constructor(g: TestGateway, opts: ClientOptions = {}) {
-    this.ws = new WebSocket(wsUrl(g), 'graphql-transport-ws', opts);
+    this.ws = new WebSocket(wsUrl(g.url), 'graphql-transport-ws', opts);
     this.ws.on('message', (d) => this.messages.push(JSON.parse(String(d))));
     this.ws.on('ping', () => this.pings++);
     this.ws.on('error', () => {}); // shows as the close code
@@ -137,11 +136,8 @@ async function rawLive(gw: TestGateway, v: TestVolume, raw: Raw, id: string, pre
 function client(g: TestGateway, key: string | undefined, opts: { lazy?: boolean } = {}) {
   const closes: Closed[] = [];
   let connected = false;
-  const c: Client = createClient({
-    url: wsUrl(g),
-    webSocketImpl: WebSocket,
-    ...(key ? { connectionParams: { apiKey: key } } : {}),
-    retryAttempts: 0,
+  const c = wsClient(g.url, key, {
+    keyParam: 'apiKey',
     lazy: opts.lazy ?? true,
     onNonLazyError: () => {},
     on: {
@@ -164,32 +160,8 @@ function client(g: TestGateway, key: string | undefined, opts: { lazy?: boolean 
 }
 
 /** entryChanged over a graphql-ws client, collecting paths and errors. */
-function subscribeEntries(c: Client, volumeId: string, prefix: string) {
-  const events: string[] = [];
-  const errors: any[] = [];
-  let completed = false;
-  const stop = c.subscribe<{ entryChanged: { path: string } }>(
-    { query: SUB, variables: { id: volumeId, prefix } },
-    {
-      next: (msg) => {
-        if (msg.errors) errors.push(...msg.errors);
-        if (msg.data) events.push(msg.data.entryChanged.path);
-      },
-      error: (err) => errors.push(...(Array.isArray(err) ? err : [err])),
-      complete: () => {
-        completed = true;
-      },
-    },
-  );
-  return {
-    events,
-    errors,
-    stop,
-    get completed() {
-      return completed;
-    },
-  };
-}
+const subscribeEntries = (c: Client, volumeId: string, prefix: string) =>
+  subscribeOn<string>(c, SUB, { id: volumeId, prefix }, (data) => data.entryChanged.path);
 
 /**
  * Subscribes (a new operation each try) until one goes live; tries that the cap refuses are
@@ -264,13 +236,7 @@ describe('graphql-ws: credentials, payload size, caps per key, bad subscribes', 
     // The same through graphql-ws' own client.
     for (const key of [undefined, 'not-a-key']) {
       const { client: c } = client(gw, key);
-      await expect(
-        (async () => {
-          for await (const _ of c.iterate({ query: '{ __typename }' })) {
-            // nothing expected
-          }
-        })(),
-      ).rejects.toMatchObject({ code: 4403 });
+      await expect(results(c, '{ __typename }')).rejects.toMatchObject({ code: 4403 });
       await c.dispose();
     }
 
@@ -279,9 +245,7 @@ describe('graphql-ws: credentials, payload size, caps per key, bad subscribes', 
     expect(await raw.init({ authorization: `Bearer ${key}` })).toBe('ack');
     await raw.close();
     const { client: c } = client(gw, key);
-    const results: any[] = [];
-    for await (const r of c.iterate({ query: '{ __typename }' })) results.push(r);
-    expect(results).toEqual([{ data: { __typename: 'Query' } }]);
+    expect(await results(c, '{ __typename }')).toEqual([{ data: { __typename: 'Query' } }]);
     await c.dispose();
   });
 
@@ -352,13 +316,7 @@ describe('graphql-ws: credentials, payload size, caps per key, bad subscribes', 
     expect(WsCloseCode.TooManyConnectionsForKey).toBe(4429);
     // graphql-ws' client sees the same close (and does not retry it).
     const { client: c, closes } = client(gw, key);
-    await expect(
-      (async () => {
-        for await (const _ of c.iterate({ query: '{ __typename }' })) {
-          // nothing expected
-        }
-      })(),
-    ).rejects.toMatchObject({ code: 4429 });
+    await expect(results(c, '{ __typename }')).rejects.toMatchObject({ code: 4429 });
     await c.dispose();
     expect(closes[0]).toEqual({ code: 4429, reason: WS_REASON_TOO_MANY_CONNECTIONS_FOR_KEY });
 
@@ -408,9 +366,7 @@ describe('graphql-ws: credentials, payload size, caps per key, bad subscribes', 
     expect(s2.errors).toEqual([]);
 
     // Queries are not subscriptions: not capped.
-    const results: any[] = [];
-    for await (const r of a.client.iterate({ query: '{ __typename }' })) results.push(r);
-    expect(results).toEqual([{ data: { __typename: 'Query' } }]);
+    expect(await results(a.client, '{ __typename }')).toEqual([{ data: { __typename: 'Query' } }]);
 
     // Completing one frees its place (the server sees the complete asynchronously: retry).
     s2.stop();

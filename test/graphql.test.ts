@@ -1,7 +1,6 @@
-import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { createKey, startGateway, type TestGateway } from './helpers/app.js';
+import { results, wsClient } from './helpers/graphql-ws.js';
 
 let gw: TestGateway;
 beforeAll(async () => {
@@ -255,56 +254,25 @@ describe('GraphQL performance', () => {
 describe('GraphQL subscriptions', () => {
   it('streams bucketStatus over graphql-ws, authorised at connection_init', async () => {
     const wsId = (await gw.call('POST', '/v1/orgs/subs/workspaces', { name: 's' })).body.workspace_id;
-    const client = createClient({
-      url: `${gw.url.replace('http', 'ws')}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { authorization: 'Bearer test-admin-key-0123456789abcdef' },
-      retryAttempts: 0,
+    const client = wsClient(gw.url, 'test-admin-key-0123456789abcdef');
+    const events = await results(client, `subscription($id: ID!) { bucketStatus(workspaceId: $id) { workspaceId bucketStatus error } }`, {
+      id: wsId,
     });
-    const events: any[] = [];
-    for await (const msg of client.iterate({
-      query: `subscription($id: ID!) { bucketStatus(workspaceId: $id) { workspaceId bucketStatus error } }`,
-      variables: { id: wsId },
-    })) {
-      events.push(msg);
-    }
     await client.dispose();
     expect(events.at(-1)).toEqual({ data: { bucketStatus: { workspaceId: wsId, bucketStatus: 'active', error: null } } });
   });
 
   it('closes a graphql-ws connection with bad credentials and hides other orgs', async () => {
     const wsId = (await gw.call('POST', '/v1/orgs/hidden/workspaces', { name: 'h' })).body.workspace_id;
-    const bad = createClient({
-      url: `${gw.url.replace('http', 'ws')}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { apiKey: 'nope' },
-      retryAttempts: 0,
-    });
-    await expect(
-      (async () => {
-        for await (const _ of bad.iterate({ query: '{ __typename }' })) {
-          // no events expected
-        }
-      })(),
-    ).rejects.toMatchObject({ code: 4403 });
+    const bad = wsClient(gw.url, 'nope', { keyParam: 'apiKey' });
+    await expect(results(bad, '{ __typename }')).rejects.toMatchObject({ code: 4403 });
     await bad.dispose();
 
     const other = await createKey(gw, 'elsewhere', ['workspaces:read']);
-    const client = createClient({
-      url: `${gw.url.replace('http', 'ws')}/graphql`,
-      webSocketImpl: WebSocket,
-      connectionParams: { apiKey: other },
-      retryAttempts: 0,
-    });
-    const results: any[] = [];
-    for await (const msg of client.iterate({
-      query: `subscription($id: ID!) { bucketStatus(workspaceId: $id) { bucketStatus } }`,
-      variables: { id: wsId },
-    })) {
-      results.push(msg);
-    }
+    const client = wsClient(gw.url, other, { keyParam: 'apiKey' });
+    const received = await results(client, `subscription($id: ID!) { bucketStatus(workspaceId: $id) { bucketStatus } }`, { id: wsId });
     await client.dispose();
-    expect(results[0].errors[0].extensions.code).toBe('NOT_FOUND');
+    expect(received[0]?.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
   });
 
   it('streams bucketStatus over SSE', async () => {

@@ -3,8 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
-import { type Child, spawnChild } from './helpers/child.js';
+import { type Child, spawnGateway } from './helpers/child.js';
 import { newVolume } from './helpers/entries.js';
+import { call } from './helpers/http.js';
 
 /**
  * Text that made indexing quadratic (byte-pair merging of one huge "word") froze the event loop for
@@ -98,7 +99,6 @@ describe('indexing text that used to freeze the server', () => {
 });
 
 describe('a gateway process indexing such an entry', () => {
-  const ROOT = path.resolve(import.meta.dirname, '..');
   const children = new Set<Child>();
   let dataDir: string;
   beforeAll(async () => {
@@ -108,50 +108,22 @@ describe('a gateway process indexing such an entry', () => {
     for (const c of children) await c.kill();
     await fs.rm(dataDir, { recursive: true, force: true });
   });
-  const boot = async () => {
-    const child = spawnChild(
-      process.execPath,
-      ['--import', 'tsx', 'src/main.ts'],
-      {
-        cwd: ROOT,
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: process.env.HOME ?? os.tmpdir(),
-          DATA_DIR: dataDir,
-          ADMIN_API_KEY: 'hostile-admin-key-0123456789',
-          PORT: '0',
-          HOST: '127.0.0.1',
-          LOG_LEVEL: 'warn',
-          SHUTDOWN_TIMEOUT_MS: '3000',
-          JOB_POLL_MS: '100',
-        },
-      },
-      children,
-    );
-    const [, url] = (await child.waitForStdout(/listening on (http:\/\/\S+)/, 90_000)) as string[];
-    return { child, url: url as string };
-  };
-  const call = async (url: string, method: string, route: string, body?: unknown) => {
-    const res = await fetch(url + route, {
-      method,
-      headers: {
-        authorization: 'Bearer hostile-admin-key-0123456789',
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    return { status: res.status, body: (await res.json()) as any };
-  };
+  // This gateway has an admin key of its own, which `call(gw, …)` sends.
+  const key = 'hostile-admin-key-0123456789';
+  const boot = async () => ({
+    ...(await spawnGateway({ DATA_DIR: dataDir, ADMIN_API_KEY: key, SHUTDOWN_TIMEOUT_MS: '3000', JOB_POLL_MS: '100' }, { children })),
+    key,
+  });
 
   it('stops on SIGTERM within SHUTDOWN_TIMEOUT_MS mid-indexing, and a restart is healthy at once and finishes the entry', async () => {
     let gw = await boot();
-    const ws = (await call(gw.url, 'POST', '/v1/orgs/hostile/workspaces', { name: 'w' })).body.workspace_id;
-    const vol = (await call(gw.url, 'POST', `/v1/orgs/hostile/workspaces/${ws}/volumes`, { name: 'v' })).body.volume.volume_id;
+    const ws = (await call(gw, 'POST', '/v1/orgs/hostile/workspaces', { name: 'w' })).body.workspace_id;
+    const vol = (await call(gw, 'POST', `/v1/orgs/hostile/workspaces/${ws}/volumes`, { name: 'v' })).body.volume.volume_id;
     const entry = `/v1/orgs/hostile/workspaces/${ws}/volumes/${vol}/entries/cjk.txt`;
     // A third of a MiB of CJK: hundreds of chunks, so indexing is still running when the signal comes.
-    expect((await call(gw.url, 'PUT', entry, { content_text: cjk(Math.floor(MiB / 9)) })).status).toBe(201);
+    expect((await call(gw, 'PUT', entry, { content_text: cjk(Math.floor(MiB / 9)) })).status).toBe(201);
     // The write is acknowledged and its indexing queued; the signal lands while it runs.
-    expect((await call(gw.url, 'GET', entry)).body.is_indexed).toBe(false);
+    expect((await call(gw, 'GET', entry)).body.is_indexed).toBe(false);
     const signalled = performance.now();
     gw.child.proc.kill('SIGTERM');
     await gw.child.exited;
@@ -166,7 +138,7 @@ describe('a gateway process indexing such an entry', () => {
     expect(health.status).toBe(200);
     expect(performance.now() - started).toBeLessThan(1000);
     const done = await waitFor(async () => {
-      const e = (await call(gw.url, 'GET', entry)).body;
+      const e = (await call(gw, 'GET', entry)).body;
       return e.is_indexed || e.index_error ? e : undefined;
     }, 240_000);
     expect(done.index_error).toBeNull();

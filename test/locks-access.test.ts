@@ -1,7 +1,9 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway } from './helpers/app.js';
-import { newVolume, putText, request, type TestVolume } from './helpers/entries.js';
+import { newVolume, putText, type TestVolume } from './helpers/entries.js';
+import { request } from './helpers/http.js';
+import { expectForbidden, expectNotFound, lockRoutes, locksUrl } from './helpers/locks.js';
 
 /**
  * Who may take a lock, and what a path lock covers, over real HTTP (REST and GraphQL) on a real
@@ -21,27 +23,7 @@ afterAll(async () => {
 type Res = { status: number; body: any };
 
 const ORG = 'acme';
-const locksUrl = (v: TestVolume) => `${v.volumeUrl}/locks`;
-const acquire = (v: TestVolume, body: unknown, key?: string) => gw.call('POST', locksUrl(v), body, key);
-const renew = (v: TestVolume, body: unknown, key?: string) => gw.call('POST', `${locksUrl(v)}/renew`, body, key);
-/** DELETE …/locks/{partition}?lock_id= with the partition as given (a path one without its leading slash). */
-const release = (v: TestVolume, partition: string, lockId: string, key?: string) =>
-  gw.call(
-    'DELETE',
-    `${locksUrl(v)}/${partition.replace(/^\//, '').split('/').map(encodeURIComponent).join('/')}?lock_id=${encodeURIComponent(lockId)}`,
-    undefined,
-    key,
-  );
-
-async function take(v: TestVolume, body: Record<string, unknown>, key?: string) {
-  const res = await acquire(v, body, key);
-  expect(res.status, JSON.stringify(res.body)).toBe(201);
-  return res.body.lock as { lock_id: string; partition: string; holder_app_id: string; fencing_token: number; expires_at: string };
-}
-async function drop(v: TestVolume, lock: { partition: string; lock_id: string }, key?: string) {
-  const res = await release(v, lock.partition, lock.lock_id, key);
-  expect(res.status, JSON.stringify(res.body)).toBe(200);
-}
+const { acquire, renew, take, drop } = lockRoutes(() => gw);
 
 async function mount(v: TestVolume, appId: string, pattern: string, level: 'read' | 'write' | 'admin'): Promise<string> {
   const res = await gw.call('POST', v.mounts, { app_id: appId, path_pattern: pattern, access_level: level });
@@ -49,14 +31,7 @@ async function mount(v: TestVolume, appId: string, pattern: string, level: 'read
   return res.body.mount.mount_id;
 }
 
-function expectForbidden(res: Res, permission: string, what: string) {
-  expect(res.status, `${what}: ${JSON.stringify(res.body)}`).toBe(403);
-  expect(res.body, what).toMatchObject({ error: 'FORBIDDEN', status_code: 403, details: { required_permission: permission } });
-}
-function expectNotFound(res: Res, what: string) {
-  expect(res.status, `${what}: ${JSON.stringify(res.body)}`).toBe(404);
-  expect(res.body.error, what).toBe('RESOURCE_NOT_FOUND');
-}
+// The 409s here are checked by partition (helpers/locks.ts has the stricter ones on holder, expiry and message).
 function expectLocked(res: Res, holder: { holder_app_id: string; partition: string }, what: string) {
   expect(res.status, `${what}: ${JSON.stringify(res.body)}`).toBe(409);
   expect(res.body, what).toMatchObject({

@@ -1,80 +1,39 @@
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sweepLocks } from '../src/domain/locks/locks.js';
-import { ADMIN_KEY, startGateway, type TestGateway, waitFor } from './helpers/app.js';
-import { type Child, spawnChild } from './helpers/child.js';
+import { type TestGateway, waitFor } from './helpers/app.js';
 import { newVolume, type TestVolume } from './helpers/entries.js';
-import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
+import { call } from './helpers/http.js';
+import { type Replicas, startReplicas } from './helpers/replicas.js';
 
 /**
- * Locks across two gateway replicas on one Postgres (a PGlite behind pglite-socket, reached through
- * @prisma/adapter-pg): one replica in this process, the other a child process running the real entry
- * point (the Prisma client is a module singleton, so two in one process are not possible). Whatever
- * replica an acquirer reaches, exactly one wins and fencing tokens only go up.
+ * Locks across two gateway replicas on one Postgres (helpers/replicas.ts): one replica in this
+ * process, the other a child process running the real entry point. Whatever replica an acquirer
+ * reaches, exactly one wins and fencing tokens only go up.
  */
-const ROOT = path.resolve(import.meta.dirname, '..');
 
 // Both pools together stay under the socket server's connection cap.
 const POOL = '4';
 
-let db: PgliteServer | undefined;
+let replicaSet: Replicas | undefined;
 let a: TestGateway | undefined;
-let child: Child | undefined;
-let childDataDir: string | undefined;
 let bUrl: string;
 let v: TestVolume;
 
 beforeAll(async () => {
-  db = await startPgliteServer();
-  const databaseUrl = db.url;
-  // The in-process replica boots first and applies the migrations; the child finds none pending.
-  a = await startGateway({ DATABASE_URL: databaseUrl, DATABASE_POOL_SIZE: POOL, SWEEP_INTERVAL_MS: '3600000' });
-  childDataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-locks-replica-'));
-  child = spawnChild(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME ?? os.tmpdir(),
-      NODE_ENV: 'test',
-      DATABASE_URL: databaseUrl,
-      DATABASE_POOL_SIZE: POOL,
-      ADMIN_API_KEY: ADMIN_KEY,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      DATA_DIR: childDataDir,
-      SWEEP_INTERVAL_MS: '3600000',
-    },
+  replicaSet = await startReplicas({
+    env: { DATABASE_POOL_SIZE: POOL, SWEEP_INTERVAL_MS: '3600000' },
+    childEnv: { NODE_ENV: 'test' },
+    ownDataDir: true,
   });
-  const [, url] = await child.waitForStdout(/listening on (http:\/\/\S+)/, 90_000);
-  bUrl = url as string;
+  a = replicaSet.a;
+  bUrl = replicaSet.b.url;
   v = await newVolume(a, 'acme');
 }, 120_000);
 
 afterAll(async () => {
-  // Each step runs even if an earlier one (or beforeAll) failed.
-  if (child) {
-    child.proc.kill('SIGTERM');
-    const stopped = await Promise.race([child.exited.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), 15_000))]);
-    if (!stopped) console.error('replica did not stop on SIGTERM; killing it', child.stderr());
-    await child.kill();
-  }
-  await a?.stop().catch((err) => console.error('gateway stop failed', err));
-  await db?.stop();
-  if (childDataDir) await fs.rm(childDataDir, { recursive: true, force: true });
+  await replicaSet?.stop();
 });
 
-/** A JSON call to either replica with the admin key. */
-async function call(base: string, method: string, route: string, body?: unknown, headers: Record<string, string> = {}) {
-  const res = await fetch(base + route, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as any };
-}
 const replicas = () => [a!.url, bUrl];
 const locks = () => `${v.volumeUrl}/locks`;
 
@@ -137,7 +96,13 @@ describe('locks across two replicas on one database', () => {
     // A token issued through one replica is stale on the other once a newer one was issued.
     const entry = `${v.volumeUrl}/entries/relay/out.txt`;
     const old = tokens[0]!;
-    const stale = await call(bUrl, 'PUT', entry, { content_text: 'late' }, { 'x-fencing-token': String(old), 'x-lock-partition': 'relay' });
+    const stale = await call(
+      bUrl,
+      'PUT',
+      entry,
+      { content_text: 'late' },
+      { headers: { 'x-fencing-token': String(old), 'x-lock-partition': 'relay' } },
+    );
     expect(stale.status, JSON.stringify(stale.body)).toBe(409);
     expect(stale.body.details).toMatchObject({ reason: 'stale_fencing_token', newest_token: tokens.at(-1) });
     const fresh = await call(
@@ -145,7 +110,7 @@ describe('locks across two replicas on one database', () => {
       'PUT',
       entry,
       { content_text: 'ok' },
-      { 'x-fencing-token': String(tokens.at(-1)), 'x-lock-partition': 'relay' },
+      { headers: { 'x-fencing-token': String(tokens.at(-1)), 'x-lock-partition': 'relay' } },
     );
     expect(fresh.status, JSON.stringify(fresh.body)).toBe(201);
   });
@@ -157,7 +122,7 @@ describe('locks across two replicas on one database', () => {
     const refused = await call(bUrl, 'PUT', entry, { content_text: 'x' });
     expect(refused.status, JSON.stringify(refused.body)).toBe(409);
     expect(refused.body).toMatchObject({ error: 'LOCKED', details: { holder_app_id: 'holder', partition: '/guarded/' } });
-    const allowed = await call(bUrl, 'PUT', entry, { content_text: 'x' }, { 'x-lock-id': lock.body.lock.lock_id });
+    const allowed = await call(bUrl, 'PUT', entry, { content_text: 'x' }, { headers: { 'x-lock-id': lock.body.lock.lock_id } });
     expect(allowed.status, JSON.stringify(allowed.body)).toBe(201);
     expect((await call(bUrl, 'DELETE', `${locks()}/guarded/?lock_id=${lock.body.lock.lock_id}`)).status).toBe(200);
     expect((await call(a!.url, 'PUT', entry, { content_text: 'y' })).status).toBe(200);

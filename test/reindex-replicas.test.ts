@@ -1,11 +1,10 @@
-import path from 'node:path';
-import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import WebSocket from 'ws';
-import { ADMIN_KEY, startGateway, type TestGateway, waitFor } from './helpers/app.js';
-import { type Child, spawnChild } from './helpers/child.js';
+import { jobsIdle, type TestGateway, waitFor } from './helpers/app.js';
+import type { ChildGateway } from './helpers/child.js';
 import { type EmbeddingsServer, fakeEmbedderEnv, startEmbeddingsServer } from './helpers/embeddings-server.js';
-import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
+import { subscribe } from './helpers/graphql-ws.js';
+import { ADMIN_KEY, call } from './helpers/http.js';
+import { type Replicas, startReplicas } from './helpers/replicas.js';
 
 /**
  * Two gateway replicas (one in this process, one a child process) on one database (pglite-socket)
@@ -13,73 +12,38 @@ import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js
  * subscriber on either replica follows it to the end.
  */
 const REDIS_URL = 'redis://127.0.0.1:6379';
-const ROOT = path.resolve(import.meta.dirname, '..');
 const N = 40;
 
-let db: PgliteServer;
+let replicas: Replicas | undefined;
 let emb: EmbeddingsServer;
 let a: TestGateway;
-let b: { child: Child; url: string };
+let b: ChildGateway;
 
 beforeAll(async () => {
-  db = await startPgliteServer(20);
   emb = await startEmbeddingsServer(1024);
-  const shared = {
-    DATABASE_URL: db.url,
-    REDIS_URL,
-    ...fakeEmbedderEnv(emb),
-    JOB_CONCURRENCY: '2',
-  };
-  a = await startGateway(shared);
-  const child = spawnChild(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      ...shared,
-      ADMIN_API_KEY: ADMIN_KEY,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      DATA_DIR: a.dataDir,
-    },
+  replicas = await startReplicas({
+    env: { REDIS_URL, ...fakeEmbedderEnv(emb), JOB_CONCURRENCY: '2' },
+    maxConnections: 20,
   });
-  const [, url] = await child.waitForStdout(/listening on (http:\/\/\S+)/, 90_000);
-  b = { child, url: url as string };
+  ({ a, b } = replicas);
 }, 120_000);
 
 afterAll(async () => {
-  b?.child.proc.kill('SIGTERM');
-  await b?.child.exited;
-  await a?.stop();
+  await replicas?.stop();
   await emb?.close();
-  await db?.stop();
 });
 
-async function call(base: string, method: string, route: string, body?: unknown) {
-  const res = await fetch(base + route, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, body: (await res.json()) as any };
-}
-
-function follow(base: string, volumeId: string) {
-  const client = createClient({
-    url: `${base.replace('http', 'ws')}/graphql`,
-    webSocketImpl: WebSocket,
-    connectionParams: { apiKey: ADMIN_KEY },
-    retryAttempts: 0,
-  });
-  const events: any[] = [];
-  const done = new Promise<any[]>((resolve, reject) => {
-    client.subscribe(
-      { query: 'subscription($v: ID!) { reindexProgress(volumeId: $v) { status processed total percent } }', variables: { v: volumeId } },
-      { next: (msg) => events.push(msg.data?.reindexProgress ?? msg), error: reject, complete: () => resolve(events) },
-    );
-  });
-  return { events, done, dispose: () => client.dispose() };
-}
+/** reindexProgress on one replica, followed to its end. */
+const follow = (base: string, volumeId: string) =>
+  subscribe(
+    base,
+    ADMIN_KEY,
+    'subscription($v: ID!) { reindexProgress(volumeId: $v) { status processed total percent } }',
+    { v: volumeId },
+    {
+      keyParam: 'apiKey',
+    },
+  );
 
 it('writes through both replicas are embedded once; a reindex runs once and both replicas stream it to the end', async () => {
   const ws = (await call(a.url, 'POST', '/v1/orgs/rep/workspaces', { name: 'r' })).body.workspace_id;
@@ -105,7 +69,8 @@ it('writes through both replicas are embedded once; a reindex runs once and both
   // second reindex must embed every entry again, exactly once across both replicas.
   expect((await call(a.url, 'PATCH', base, { embedding_model_id: 'hash-1024' })).status).toBe(200);
   await waitFor(async () => (await call(a.url, 'GET', `${base}/reindex`)).body.reindex_status === 'completed', 60_000);
-  await waitFor(async () => (await a.app.database.prisma.job.count({ where: { volumeId: vol } })) === 0, 30_000);
+  await jobsIdle(a);
+  expect(await a.app.database.prisma.job.count({ where: { volumeId: vol } })).toBe(0);
   const from = emb.texts.length;
   emb.delayMs = 30;
   // The provider holds the reindex's first request until both subscribers have their first event.
@@ -117,7 +82,8 @@ it('writes through both replicas are embedded once; a reindex runs once and both
     await waitFor(async () => onA.events.length > 0 && onB.events.length > 0, 60_000);
     emb.release();
     const [ea, eb] = await Promise.all([onA.done, onB.done]);
-    await Promise.all([onA.dispose(), onB.dispose()]);
+    await Promise.all([onA.close(), onB.close()]);
+    expect([...onA.errors, ...onB.errors]).toEqual([]);
     for (const events of [ea, eb]) {
       expect(events.at(-1)).toMatchObject({ status: 'completed', processed: N, total: N, percent: 100 });
       for (let i = 1; i < events.length; i++) expect(events[i].processed).toBeGreaterThanOrEqual(events[i - 1].processed);
@@ -159,7 +125,8 @@ it('a cancel on one replica and a new reindex on the other never make two runs o
   } finally {
     emb.release();
   }
-  await waitFor(async () => (await a.app.database.prisma.job.count({ where: { volumeId: vol } })) === 0, 30_000);
+  await jobsIdle(a);
+  expect(await a.app.database.prisma.job.count({ where: { volumeId: vol } })).toBe(0);
   const mine = emb.texts.slice(from);
   expect(mine).toHaveLength(M);
   expect(new Set(mine).size).toBe(M);

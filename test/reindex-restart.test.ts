@@ -4,9 +4,10 @@ import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ADMIN_KEY, waitFor } from './helpers/app.js';
-import { type Child, spawnChild } from './helpers/child.js';
+import { waitFor } from './helpers/app.js';
+import { type Child, spawnGateway } from './helpers/child.js';
 import { type EmbeddingsServer, startEmbeddingsServer } from './helpers/embeddings-server.js';
+import { call } from './helpers/http.js';
 
 /**
  * Kill-and-restart: the gateway (src/main.ts, embedded PGlite in DATA_DIR) is SIGKILLed in the
@@ -15,7 +16,6 @@ import { type EmbeddingsServer, startEmbeddingsServer } from './helpers/embeddin
  * duplicated.
  */
 
-const ROOT = path.resolve(import.meta.dirname, '..');
 const children = new Set<Child>();
 let dataDir: string;
 let emb: EmbeddingsServer;
@@ -31,40 +31,18 @@ afterAll(async () => {
   await fs.rm(dataDir, { recursive: true, force: true });
 });
 
-async function boot(): Promise<{ child: Child; url: string }> {
-  const child = spawnChild(
-    process.execPath,
-    ['--import', 'tsx', 'src/main.ts'],
+const boot = () =>
+  spawnGateway(
     {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        DATA_DIR: dataDir,
-        ADMIN_API_KEY: ADMIN_KEY,
-        PORT: '0',
-        HOST: '127.0.0.1',
-        LOG_LEVEL: 'warn',
-        EMBEDDINGS_URL: emb.url,
-        EMBEDDINGS_MODEL: 'fake-embed',
-        EMBEDDINGS_DIMS: '1024',
-        JOB_LEASE_MS: '1500',
-        JOB_POLL_MS: '100',
-      },
+      DATA_DIR: dataDir,
+      EMBEDDINGS_URL: emb.url,
+      EMBEDDINGS_MODEL: 'fake-embed',
+      EMBEDDINGS_DIMS: '1024',
+      JOB_LEASE_MS: '1500',
+      JOB_POLL_MS: '100',
     },
-    children,
+    { children },
   );
-  const [, url] = (await child.waitForStdout(/listening on (http:\/\/\S+)/, 90_000)) as string[];
-  return { child, url: url as string };
-}
-
-async function call(url: string, method: string, route: string, body?: unknown) {
-  const res = await fetch(url + route, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  return { status: res.status, body: (await res.json()) as any };
-}
 
 it('a reindex interrupted by SIGKILL resumes after restart and completes with every chunk exactly once', async () => {
   let gw = await boot();

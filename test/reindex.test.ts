@@ -1,9 +1,8 @@
-import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { ADMIN_KEY, createKey, jobsIdle, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { type EmbeddingsServer, fakeEmbedderEnv, startEmbeddingsServer } from './helpers/embeddings-server.js';
 import { newVolume, type TestVolume } from './helpers/entries.js';
+import { subscribe } from './helpers/graphql-ws.js';
 import { indexed } from './helpers/search.js';
 
 let gw: TestGateway;
@@ -46,31 +45,8 @@ async function filledVolume(n: number, body: Record<string, unknown> = {}): Prom
   return v;
 }
 
-function subscribeWs(volumeId: string, key = ADMIN_KEY) {
-  const client = createClient({
-    url: `${gw.url.replace('http', 'ws')}/graphql`,
-    webSocketImpl: WebSocket,
-    connectionParams: { authorization: `Bearer ${key}` },
-    retryAttempts: 0,
-  });
-  const events: Progress[] = [];
-  const errors: unknown[] = [];
-  let completed = false;
-  client.subscribe<{ reindexProgress: Progress }>(
-    { query: PROGRESS, variables: { id: volumeId } },
-    {
-      next: (msg) => {
-        if (msg.errors) errors.push(...msg.errors);
-        if (msg.data) events.push(msg.data.reindexProgress);
-      },
-      error: (err) => errors.push(err),
-      complete: () => {
-        completed = true;
-      },
-    },
-  );
-  return { events, errors, isComplete: () => completed, dispose: () => client.dispose() };
-}
+/** reindexProgress over graphql-ws. */
+const subscribeWs = (volumeId: string, key = ADMIN_KEY) => subscribe<Progress>(gw.url, key, PROGRESS, { id: volumeId });
 
 /** Moves the volume to the slow provider's model: the PATCH queues the reindex. */
 async function switchModel(v: TestVolume) {
@@ -105,11 +81,11 @@ describe('reindex progress', () => {
       sub = subscribeWs(v.volumeId);
       await waitFor(async () => sub.events.length > 0, 20_000);
       emb.release();
-      await waitFor(async () => sub.isComplete(), 30_000);
+      await waitFor(async () => sub.completed, 30_000);
     } finally {
       emb.release();
     }
-    await sub.dispose();
+    await sub.close();
     expect(sub.errors).toEqual([]);
     expectMonotonic(sub.events, 'completed');
     const last = sub.events.at(-1) as Progress;
@@ -168,9 +144,9 @@ describe('reindex progress', () => {
       [weak, 'FORBIDDEN'],
     ] as const) {
       const sub = subscribeWs(v.volumeId, key);
-      await waitFor(async () => sub.errors.length > 0 || sub.isComplete());
+      await waitFor(async () => sub.errors.length > 0 || sub.completed);
       expect((sub.errors[0] as any)?.extensions?.code ?? JSON.stringify(sub.errors)).toBe(code);
-      await sub.dispose();
+      await sub.close();
     }
   });
 
@@ -199,7 +175,7 @@ describe('reindex progress', () => {
       // Texts are counted once the provider answers: the entry in hand is not among them yet.
       const answeredAtCancel = mine().length;
       emb.release();
-      await waitFor(async () => sub.isComplete(), 20_000);
+      await waitFor(async () => sub.completed, 20_000);
       // It stopped within one entry: it finished the entry in hand (one text), and took no other.
       expect(mine().length).toBe(answeredAtCancel + 1);
       const committedAtCancel = await gw.app.database.prisma.chunk.count({
@@ -209,7 +185,7 @@ describe('reindex progress', () => {
     } finally {
       emb.release();
     }
-    await sub.dispose();
+    await sub.close();
     expect(sub.errors).toEqual([]);
     expectMonotonic(sub.events, 'cancelled');
     expect(sub.events.some((e) => e.status === 'cancelling')).toBe(true);
@@ -248,12 +224,12 @@ describe('reindex progress', () => {
       expect(again.body.data.startReindex.status).toBe('cancelling');
       expect(await gw.app.database.prisma.job.count({ where: { volumeId: v.volumeId, kind: 'reindex' } })).toBe(1);
       emb.release();
-      await waitFor(async () => sub.isComplete(), 20_000);
+      await waitFor(async () => sub.completed, 20_000);
       await waitFor(async () => (await gw.call('GET', v.volumeUrl)).body.reindex_status === 'completed', 30_000);
     } finally {
       emb.release();
     }
-    await sub.dispose();
+    await sub.close();
     // The watcher of the first run saw it end as cancelled, once.
     expectMonotonic(sub.events, 'cancelled');
     await jobsIdle(gw);
@@ -282,8 +258,8 @@ describe('reindex progress', () => {
       await waitFor(async () => sub.events.length > 0, 20_000);
       const cancelled = await gw.gql(`mutation($id: ID!) { cancelReindex(volumeId: $id) { status } }`, { id: v.volumeId });
       expect(cancelled.body.data.cancelReindex.status).toBe('cancelled');
-      await waitFor(async () => sub.isComplete(), 20_000);
-      await sub.dispose();
+      await waitFor(async () => sub.completed, 20_000);
+      await sub.close();
       expect(sub.events.map((e) => e.status)).toEqual(['queued', 'cancelled']);
       expect(await gw.app.database.prisma.job.count({ where: { volumeId: v.volumeId } })).toBe(0);
     } finally {

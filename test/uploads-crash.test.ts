@@ -4,8 +4,9 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { ADMIN_KEY, waitFor } from './helpers/app.js';
-import { type Child, spawnChild } from './helpers/child.js';
+import { waitFor } from './helpers/app.js';
+import { type Child, type ChildGateway, spawnGateway } from './helpers/child.js';
+import { ADMIN_KEY, call } from './helpers/http.js';
 
 /**
  * Uploads cut off by a crash: the real gateway (src/main.ts, embedded PGlite and the local blob
@@ -15,7 +16,6 @@ import { type Child, spawnChild } from './helpers/child.js';
  * gateway runs is removed and counted by POST …/reconcile.
  */
 
-const ROOT = path.resolve(import.meta.dirname, '..');
 // First boot compiles the sources with tsx and runs initdb and the migrations: over 20 s on a busy
 // 2-core machine running other test files alongside.
 const BOOT_TIMEOUT = 90_000;
@@ -33,52 +33,12 @@ afterAll(async () => {
   if (dataDir) await fs.rm(dataDir, { recursive: true, force: true });
 });
 
-interface Gateway {
-  child: Child;
-  url: string;
-}
-
 /** Starts src/main.ts on DATA_DIR and waits for its banner (a killed owner's lock never holds a restart up). */
-async function boot(env: Record<string, string> = {}): Promise<Gateway> {
-  const child = spawnChild(
-    process.execPath,
-    ['--import', 'tsx', 'src/main.ts'],
-    {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        HOME: process.env.HOME ?? os.tmpdir(),
-        TMPDIR: os.tmpdir(),
-        DATA_DIR: dataDir,
-        ADMIN_API_KEY: ADMIN_KEY,
-        PORT: '0',
-        HOST: '127.0.0.1',
-        LOG_LEVEL: 'warn',
-        ...env,
-      },
-    },
-    children,
-  );
-  const [, url] = (await child.waitForStdout(/listening on (http:\/\/\S+)/, BOOT_TIMEOUT)) as string[];
-  return { child, url: url as string };
-}
-
-async function call(gw: Gateway, method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(gw.url + route, {
-    method,
-    headers: { authorization: `Bearer ${ADMIN_KEY}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await res.text();
-  try {
-    return { status: res.status, body: JSON.parse(text) };
-  } catch {
-    return { status: res.status, body: text };
-  }
-}
+const boot = (env: Record<string, string> = {}): Promise<ChildGateway> =>
+  spawnGateway({ TMPDIR: os.tmpdir(), DATA_DIR: dataDir, ...env }, { children, timeoutMs: BOOT_TIMEOUT });
 
 /** A workspace whose bucket is active, with one volume; the bucket's folders on disk. */
-async function bucketVolume(gw: Gateway, name: string) {
+async function bucketVolume(gw: ChildGateway, name: string) {
   const ws = await call(gw, 'POST', `/v1/orgs/${ORG}/workspaces`, { name });
   expect(ws.status, JSON.stringify(ws.body)).toBe(201);
   const workspaceId: string = ws.body.workspace_id;
@@ -115,7 +75,7 @@ async function filesUnder(dir: string): Promise<string[]> {
  * the first `send` of them (respecting backpressure) and then holds the request open: an upload
  * in the middle of streaming, for as long as the caller wants.
  */
-function startUpload(gw: Gateway, route: string, declared: number, send: number) {
+function startUpload(gw: ChildGateway, route: string, declared: number, send: number) {
   const boundary = `----crash${randomBytes(8).toString('hex')}`;
   const head = Buffer.from(
     `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n` +

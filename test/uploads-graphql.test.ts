@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { streamRequest } from './helpers/http.js';
 import {
   blobKeyOf,
   fetchAndHash,
@@ -12,7 +13,6 @@ import {
   MiB,
   rowCount,
   sha256,
-  streamRequest,
   truncatedGqlUpload,
   type UploadVolume,
   uploadVolume,

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { streamRequest } from './helpers/http.js';
 import { S3RVER_CREDENTIALS, startS3rver } from './helpers/s3rver.js';
 import {
   blobKeyOf,
@@ -13,7 +14,6 @@ import {
   MiB,
   rowCount,
   sha256,
-  streamRequest,
   truncatedUpload,
   type UploadVolume,
   upload,

@@ -1,9 +1,8 @@
-import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import { purgeDeletedVolumes } from '../src/domain/volumes/lifecycle.js';
-import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { ADMIN_KEY, createKey, jobsIdle, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { newVolume, putText, type TestVolume } from './helpers/entries.js';
+import { subscribe } from './helpers/graphql-ws.js';
 import { indexed } from './helpers/search.js';
 import { fetchAndHash, listKeys, sha256, upload } from './helpers/uploads.js';
 
@@ -29,36 +28,9 @@ const volumesUrl = (v: TestVolume) => `/v1/orgs/${v.org}/workspaces/${v.workspac
 const bucketOf = async (v: TestVolume) =>
   (await prisma().workspace.findUniqueOrThrow({ where: { id: v.workspaceId }, select: { s3Bucket: true } })).s3Bucket;
 
-/** A graphql-ws subscription's first outcome: an error, or that it opened (the probe write arrived). */
-async function subscribeEntries(key: string, v: TestVolume): Promise<{ errors: any[]; events: unknown[]; close: () => Promise<void> }> {
-  const client = createClient({
-    url: `${gw.url.replace('http', 'ws')}/graphql`,
-    webSocketImpl: WebSocket,
-    connectionParams: { authorization: `Bearer ${key}` },
-    retryAttempts: 0,
-  });
-  const errors: any[] = [];
-  const events: unknown[] = [];
-  const stop = client.subscribe(
-    { query: `subscription($id: ID!) { entryChanged(volumeId: $id) { path change } }`, variables: { id: v.volumeId } },
-    {
-      next: (msg) => {
-        if (msg.errors) errors.push(...msg.errors);
-        if (msg.data) events.push(msg.data);
-      },
-      error: (err) => errors.push(err),
-      complete: () => {},
-    },
-  );
-  return {
-    errors,
-    events,
-    close: async () => {
-      stop();
-      await client.dispose();
-    },
-  };
-}
+/** entryChanged over graphql-ws: an error, or events once it is open. */
+const subscribeEntries = (key: string, v: TestVolume) =>
+  subscribe(gw.url, key, `subscription($id: ID!) { entryChanged(volumeId: $id) { path change } }`, { id: v.volumeId });
 
 describe('soft delete hides a volume from every access path until it is restored', () => {
   let v: TestVolume;
@@ -126,7 +98,7 @@ describe('soft delete hides a volume from every access path until it is restored
       id: v.volumeId,
     });
     expect(e.body.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
-    const sub = await subscribeEntries(appKey, v);
+    const sub = subscribeEntries(appKey, v);
     await waitFor(async () => sub.errors.length > 0);
     expect(JSON.stringify(sub.errors)).toContain('NOT_FOUND');
     await sub.close();
@@ -186,7 +158,7 @@ describe('soft delete hides a volume from every access path until it is restored
     expect(locks.body.locks.map((l: { partition: string }) => l.partition)).toEqual(['jobs']);
     await putText(gw, v, '/notes/after.md', 'written after the restore', appKey);
     expect((await gw.call('GET', `/v1/orgs/${ORG}/workspaces/${v.workspaceId}`, undefined, appKey)).status).toBe(200);
-    const sub = await subscribeEntries(appKey, v);
+    const sub = subscribeEntries(appKey, v);
     await waitFor(async () => {
       await putText(gw, v, '/notes/probe.md', 'probe', appKey);
       return sub.events.length > 0;
@@ -199,7 +171,8 @@ describe('soft delete hides a volume from every access path until it is restored
     const w = await newVolume(gw, ORG);
     await putText(gw, w, '/late.md', 'volcanic soil grows grapes');
     expect((await del(w)).status).toBe(200);
-    await waitFor(async () => (await prisma().job.count({ where: { volumeId: w.volumeId, kind: 'index_entry' } })) === 0);
+    await jobsIdle(gw);
+    expect(await prisma().job.count({ where: { volumeId: w.volumeId, kind: 'index_entry' } })).toBe(0);
     // Whether the job ran before the delete or found the volume gone, leave what the latter leaves:
     // an entry never indexed and no job for it.
     await prisma().chunk.deleteMany({ where: { volumeId: w.volumeId } });

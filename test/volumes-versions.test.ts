@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKey, startGateway, type TestGateway } from './helpers/app.js';
-import { request } from './helpers/entries.js';
+import { request } from './helpers/http.js';
 
 let gw: TestGateway;
 let ws: string;

@@ -6,8 +6,10 @@ import { vector } from '@electric-sql/pglite-pgvector';
 import { inject } from 'vitest';
 import { type App, createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
+import { ADMIN_KEY, call, type HttpResponse } from './http.js';
 
-export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
+// Most tests take the admin key along with startGateway.
+export { ADMIN_KEY };
 
 /** A fresh, migrated PGlite cloned from the global template. */
 export async function clonePglite(): Promise<PGlite> {
@@ -25,8 +27,8 @@ export interface TestGateway {
    * (background work such as job polls is left out, so counts do not depend on timing).
    */
   queries: string[];
-  /** fetch against the gateway with the admin key (or `key`) and JSON body handling. */
-  call(method: string, route: string, body?: unknown, key?: string | null): Promise<{ status: number; body: any; headers: Headers }>;
+  /** `call` (helpers/http.ts) against this gateway with the admin key, or `key` (null: none). */
+  call(method: string, route: string, body?: unknown, key?: string | null): Promise<HttpResponse>;
   gql(query: string, variables?: Record<string, unknown>, key?: string | null): Promise<{ status: number; body: any }>;
   stop(): Promise<void>;
 }
@@ -51,32 +53,11 @@ export async function startGateway(env: Record<string, string> = {}): Promise<Te
   const app = await createApp(config, { ...(pg ? { pglite: pg } : {}), onQuery: (sql, request) => request && queries.push(sql) });
   const url = await app.start(0);
 
-  const call: TestGateway['call'] = async (method, route, body, key = ADMIN_KEY) => {
-    const headers: Record<string, string> = {};
-    if (key) headers.authorization = `Bearer ${key}`;
-    let payload: string | undefined;
-    if (body !== undefined) {
-      headers['content-type'] = 'application/json';
-      payload = typeof body === 'string' ? body : JSON.stringify(body);
-    }
-    const res = await fetch(url + route, { method, headers, body: payload });
-    const text = await res.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // not JSON: keep the text
-    }
-    return { status: res.status, body: parsed, headers: res.headers };
-  };
+  const gwCall: TestGateway['call'] = (method, route, body, key) => call(url, method, route, body, { key });
 
-  const gql: TestGateway['gql'] = async (query, variables, key = ADMIN_KEY) => {
-    const res = await fetch(`${url}/graphql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
-      body: JSON.stringify({ query, variables }),
-    });
-    return { status: res.status, body: await res.json() };
+  const gql: TestGateway['gql'] = async (query, variables, key) => {
+    const { status, body } = await call(url, 'POST', '/graphql', { query, variables }, { key });
+    return { status, body };
   };
 
   return {
@@ -85,7 +66,7 @@ export async function startGateway(env: Record<string, string> = {}): Promise<Te
     dataDir,
     pg,
     queries,
-    call,
+    call: gwCall,
     gql,
     stop: async () => {
       await app.stop();

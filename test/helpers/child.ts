@@ -1,4 +1,7 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { ADMIN_KEY } from './http.js';
 
 export interface Child {
   proc: ChildProcess;
@@ -89,4 +92,61 @@ export function spawnChild(
   all?.add(child);
   void exited.then(() => all?.delete(child));
   return child;
+}
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+/** A gateway running the real entry point in a child process. */
+export interface ChildGateway {
+  child: Child;
+  url: string;
+}
+
+/**
+ * Starts src/main.ts (through tsx) on an ephemeral port with the admin key, plus `env`, and waits
+ * for its banner; `timeoutMs` covers the first boot compiling the sources on a busy machine.
+ */
+export async function spawnGateway(
+  env: Record<string, string | undefined>,
+  opts: { children?: Set<Child>; timeoutMs?: number } = {},
+): Promise<ChildGateway> {
+  const child = spawnChild(
+    process.execPath,
+    ['--import', 'tsx', 'src/main.ts'],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? os.tmpdir(),
+        ADMIN_API_KEY: ADMIN_KEY,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        ...env,
+      },
+    },
+    opts.children,
+  );
+  try {
+    const [, url] = (await child.waitForStdout(/listening on (http:\/\/\S+)/, opts.timeoutMs ?? 90_000)) as string[];
+    return { child, url: url as string };
+  } catch (err) {
+    await child.kill();
+    throw err;
+  }
+}
+
+/** SIGTERMs a child and waits up to `graceMs` for it to exit, then SIGKILLs it (logging its stderr). */
+export async function stopChild(child: Child, graceMs = 15_000): Promise<void> {
+  child.proc.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const stopped = await Promise.race([
+    child.exited.then(() => true),
+    new Promise<false>((r) => {
+      timer = setTimeout(() => r(false), graceMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (!stopped) console.error('child did not stop on SIGTERM; killing it', child.stderr());
+  await child.kill();
 }

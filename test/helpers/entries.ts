@@ -1,51 +1,5 @@
-import http from 'node:http';
 import { expect } from 'vitest';
-import { ADMIN_KEY, type TestGateway } from './app.js';
-
-export interface RawResponse {
-  status: number;
-  body: any;
-  headers: http.IncomingHttpHeaders;
-}
-
-/**
- * An HTTP request with the path sent byte for byte (fetch would resolve `..` and `%2e%2e` itself,
- * so path-rule tests could never reach the gateway) and any extra headers.
- */
-export function request(
-  gw: TestGateway,
-  method: string,
-  route: string,
-  opts: { body?: unknown; key?: string | null; headers?: Record<string, string> } = {},
-): Promise<RawResponse> {
-  const { hostname, port } = new URL(gw.url);
-  const headers: Record<string, string> = { ...opts.headers };
-  const key = opts.key === undefined ? ADMIN_KEY : opts.key;
-  if (key) headers.authorization = `Bearer ${key}`;
-  let payload: string | undefined;
-  if (opts.body !== undefined) {
-    headers['content-type'] ??= 'application/json';
-    payload = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
-  }
-  return new Promise((resolve, reject) => {
-    const req = http.request({ hostname, port, method, path: route, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let body: unknown = text;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          // not JSON: keep the text
-        }
-        resolve({ status: res.statusCode ?? 0, body, headers: res.headers });
-      });
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+import type { TestGateway } from './app.js';
 
 /** Percent-encodes each segment of an entry path (slashes kept). */
 export const encodePath = (path: string) => path.split('/').map(encodeURIComponent).join('/');

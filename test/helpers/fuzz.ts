@@ -10,6 +10,7 @@ import {
   isObjectType,
   isScalarType,
 } from 'graphql';
+import { call as httpCall } from './http.js';
 
 /**
  * Property-based fuzzing of the whole API surface: every REST operation of the OpenAPI document and
@@ -560,14 +561,9 @@ export async function fuzzGraphQL(
 /** Creates the resources the fuzzers aim at, over the API itself (no test framework needed). */
 export async function buildFixture(baseUrl: string, adminKey: string, orgId = 'fuzz'): Promise<{ fixture: FuzzFixture; weakKey: string }> {
   const call = async (method: string, route: string, body?: unknown) => {
-    const res = await fetch(`${baseUrl}/v1/orgs/${orgId}${route}`, {
-      method,
-      headers: { authorization: `Bearer ${adminKey}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const json = (await res.json()) as any;
-    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${JSON.stringify(json)}`);
-    return json;
+    const res = await httpCall(baseUrl, method, `/v1/orgs/${orgId}${route}`, body, { key: adminKey });
+    if (res.status >= 300) throw new Error(`${method} ${route}: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body;
   };
   const until = async <T>(check: () => Promise<T | undefined>): Promise<T> => {
     for (let i = 0; i < 1200; i++) {

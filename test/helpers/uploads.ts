@@ -1,11 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import http from 'node:http';
 import net from 'node:net';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { expect } from 'vitest';
-import { ADMIN_KEY, type TestGateway, waitFor } from './app.js';
+import { type TestGateway, waitFor } from './app.js';
 import { newVolume } from './entries.js';
+import { ADMIN_KEY, type RawResponse, streamRequest } from './http.js';
 
 export const MiB = 1024 * 1024;
 export const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
@@ -98,65 +97,6 @@ export function multipartBody(parts: Part[], boundary = `----vgtest${randomBytes
   return { contentType: `multipart/form-data; boundary=${boundary}`, length, stream: () => Readable.from(generate()) };
 }
 
-export interface HttpResult {
-  status: number;
-  body: any;
-  headers: http.IncomingHttpHeaders;
-}
-
-/**
- * Streams `body` to the gateway with node:http (backpressure respected: never more than the socket's
- * buffers in flight). A response that arrives before the body is fully sent (413, 422) is what the
- * caller gets; the rest of the body is then abandoned.
- */
-export function streamRequest(
-  gw: TestGateway,
-  method: string,
-  route: string,
-  body: { contentType: string; length?: number | undefined; stream: () => Readable },
-  headers: Record<string, string> = {},
-  key: string | null = ADMIN_KEY,
-): Promise<HttpResult> {
-  const { hostname, port } = new URL(gw.url);
-  const h: Record<string, string> = { 'content-type': body.contentType, ...headers };
-  if (key) h.authorization = `Bearer ${key}`;
-  if (body.length !== undefined) h['content-length'] = String(body.length);
-  return new Promise((resolve, reject) => {
-    let answered = false;
-    const req = http.request({ hostname, port, method, path: route, headers: h, agent: false }, (res) => {
-      answered = true;
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', reject);
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed: unknown = text;
-        try {
-          parsed = JSON.parse(text);
-        } catch {
-          // not JSON: keep the text
-        }
-        resolve({ status: res.statusCode ?? 0, body: parsed, headers: res.headers });
-        req.destroy();
-      });
-    });
-    const source = body.stream();
-    let failure: Error | undefined;
-    pipeline(source, req).catch((err) => {
-      failure ??= err;
-      source.destroy();
-    });
-    // The server may answer early (413, 422) and close while the body is still going out: only a
-    // request that ends without any answer is a failure.
-    req.on('error', (err) => {
-      failure ??= err;
-    });
-    req.on('close', () => {
-      if (!answered) reject(failure ?? new Error('connection closed without a response'));
-    });
-  });
-}
-
 /** POSTs a file (and fields) to an upload route as multipart/form-data. */
 export function upload(
   gw: TestGateway,
@@ -164,7 +104,7 @@ export function upload(
   file: { data: Buffer | AsyncIterable<Buffer>; size?: number; filename?: string; contentType?: string } | null,
   fields: Record<string, string> = {},
   opts: { headers?: Record<string, string>; key?: string | null; fileFirst?: boolean } = {},
-): Promise<HttpResult> {
+): Promise<RawResponse> {
   const fieldParts: Part[] = Object.entries(fields).map(([name, value]) => ({ name, value }));
   const fileParts: Part[] = file
     ? [
@@ -178,7 +118,7 @@ export function upload(
       ]
     : [];
   const parts = opts.fileFirst ? [...fileParts, ...fieldParts] : [...fieldParts, ...fileParts];
-  return streamRequest(gw, 'POST', route, multipartBody(parts), opts.headers, opts.key === undefined ? ADMIN_KEY : opts.key);
+  return streamRequest(gw, 'POST', route, multipartBody(parts), opts.headers, opts.key);
 }
 
 /** GETs a URL with plain fetch (no credentials) and hashes the body while it streams. */
@@ -360,7 +300,7 @@ export function gqlUpload(
   variables: Record<string, unknown>,
   files: Record<string, GqlFile>,
   opts: { key?: string | null; headers?: Record<string, string> } = {},
-): Promise<HttpResult> {
+): Promise<RawResponse> {
   const entries = Object.entries(files);
   const map = Object.fromEntries(entries.map(([path], i) => [String(i), [path]]));
   const parts: Part[] = [
@@ -376,5 +316,5 @@ export function gqlUpload(
       }),
     ),
   ];
-  return streamRequest(gw, 'POST', '/graphql', multipartBody(parts), opts.headers, opts.key === undefined ? ADMIN_KEY : opts.key);
+  return streamRequest(gw, 'POST', '/graphql', multipartBody(parts), opts.headers, opts.key);
 }
