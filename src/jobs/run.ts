@@ -91,7 +91,11 @@ export async function runClaimed(c: Claim, job: Job, handler: JobHandler): Promi
     await handler.run(job, { signal, checkpoint, complete });
     if (stopping.aborted) return; // stopped mid-way: the queue hands it back
     if (completed) return;
-    // Deleting only our running claim (or queuing the rerun that waited for it); a cancelled one is settled.
+    // The common end in one statement: our running claim, no rerun waiting for it.
+    const [gone] = await db.$queryRaw<{ id: string }[]>`
+      DELETE FROM jobs WHERE id = ${job.id} AND locked_by = ${workerId} AND status = 'running' AND rerun_payload IS NULL RETURNING id`;
+    if (gone) return;
+    // Otherwise: queue the rerun that waited for it, or settle a cancelled one.
     const row = await db.$transaction((tx) => endClaim(tx, job, workerId, 'running'));
     if (row?.rerun) c.wake();
     if (!row) await settleCancelled(c, job, handler);

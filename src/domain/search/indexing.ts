@@ -82,7 +82,7 @@ export async function indexEntry(
       const [current] = await tx.$queryRaw<{ version: number }[]>`SELECT version FROM entries WHERE id = ${entryId} FOR UPDATE`;
       if (!current) return 'gone';
       if (current.version !== entry.version) return 'stale';
-      if (rows) await replaceChunks(tx, entry, targets, rows);
+      if (rows) await replaceChunks(tx, entry, targets, rows, { fresh });
       const searchable = rows && targets.includes(searchWith) ? rows.filter((r) => r.embedderId === searchWith).length : null;
       // Raw, so index bookkeeping does not move the entry's updated_at.
       await tx.$executeRaw`
@@ -162,8 +162,9 @@ const vectorText = (v: string | number[]) => (typeof v === 'string' ? v : `[${v.
 const INSERT_BATCH = 4;
 
 /** Swaps an entry's chunks for the given embedders in one transaction (the full-text column is filled here). */
-async function replaceChunks(tx: Tx, entry: Entry, embedderIds: string[], rows: ChunkRow[]): Promise<void> {
-  await tx.$executeRaw`DELETE FROM chunks WHERE entry_id = ${entry.id} AND embedder_id = ANY(${embedderIds})`;
+async function replaceChunks(tx: Tx, entry: Entry, embedderIds: string[], rows: ChunkRow[], opts: { fresh: boolean }): Promise<void> {
+  // A never-indexed entry has no chunks to remove (they are written only with its content_hash).
+  if (!opts.fresh) await tx.$executeRaw`DELETE FROM chunks WHERE entry_id = ${entry.id} AND embedder_id = ANY(${embedderIds})`;
   const now = new Date();
   for (let i = 0; i < rows.length; i += INSERT_BATCH) {
     const batch = rows.slice(i, i + INSERT_BATCH);
