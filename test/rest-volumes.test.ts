@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_KEY, createKey, startGateway, type TestGateway } from './helpers/app.js';
+import { ADMIN_KEY, createKey, jobsIdle, startGateway, type TestGateway } from './helpers/app.js';
 
 // Field names in the reference's order, then our additions (quotas and usage; sharing and versions; soft delete).
 const VOLUME_FIELDS = (
@@ -113,6 +113,8 @@ describe('volumes REST', () => {
     expect(reindex_started_at).not.toBeNull();
     expect(reindex_progress).toMatchObject({ total: 0, processed: 0, failed: 0 });
     expect(Date.parse(res.body.volume.updated_at)).toBeGreaterThanOrEqual(Date.parse(v.updated_at));
+    // The queued reindex records its end on the volume row (moving updated_at): let it finish first.
+    await jobsIdle(gw);
 
     const cleared = await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { description: null, tags: [] });
     expect(cleared.body.volume).toMatchObject({ name: 'patched', description: null, tags: [] });
