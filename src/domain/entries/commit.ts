@@ -272,9 +272,11 @@ export interface CommitResult {
 
 export async function afterWrite(rt: Runtime, route: VolumeRoute, result: CommitResult) {
   rt.jobs.wake(); // the index job queued with the write is visible now
-  const bucket = await bucketOf(rt, route.workspaceId);
-  if (result.replacedBlob) await discardBlobs(rt, bucket, [result.replacedBlob]);
-  await afterPurge(rt, route.volumeId, bucket, result.purged);
+  if (result.replacedBlob || result.purged.length > 0) {
+    const bucket = await bucketOf(rt, route.workspaceId);
+    if (result.replacedBlob) await discardBlobs(rt, bucket, [result.replacedBlob]);
+    await afterPurge(rt, route.volumeId, bucket, result.purged);
+  }
   publish(rt, {
     volumeId: route.volumeId,
     entryId: result.entry.id,

@@ -133,21 +133,11 @@ export interface EntriesPage {
 }
 
 /**
- * Entries of a volume (the whole tree under `prefix`), filtered by tags and kind, ordered by path,
- * with an exact total. What GraphQL's `Volume.entries` serves.
- * @throws ValidationError, NotFoundError, ForbiddenError
- */
-export async function listEntries(rt: Runtime, p: Principal, route: VolumeRoute, raw: EntryFilters, loc: Loc = []): Promise<EntriesPage> {
-  const { access } = await openVolume(rt, p, route, 'read');
-  const pages = await entriesPages(rt, [{ volumeId: route.volumeId, access }], parseFilters(raw, loc), { total: true, bodies: true });
-  return pages[0] as EntriesPage;
-}
-
-/**
- * `listEntries` for many volumes the principal can already see (GraphQL's `Volume.entries` across a
- * list of volumes): one statement for every page, one more for the totals when `total` is asked,
- * whatever the number of volumes. Rows come without `content` and `content_text` unless `bodies`
- * (see `entryBodies`). Volumes that are deleted get a NotFoundError in their place.
+ * Entries of volumes the principal can already see (the whole tree under `prefix`), filtered by tags
+ * and kind, ordered by path: GraphQL's `Volume.entries`, batched across every volume of a request.
+ * One statement for every page, one more for the totals when `total` is asked,
+ * whatever the number of volumes. Rows come without `content` and `content_text` (see `entryBodies`).
+ * Volumes that are deleted get a NotFoundError in their place.
  * @throws ValidationError, ForbiddenError (entries:read)
  */
 export async function listEntriesOfVolumes(
@@ -170,7 +160,7 @@ export async function listEntriesOfVolumes(
     rt,
     live.map((v) => ({ volumeId: v.id, access: access.get(v.id) as EntryAccess })),
     f,
-    { total: opts.total, bodies: false },
+    { total: opts.total },
   );
   const byId = new Map(live.map((v, i) => [v.id, pages[i] as EntriesPage]));
   return volumes.map((v) => byId.get(v.id) ?? new NotFoundError('volume', v.id));
@@ -207,7 +197,7 @@ async function entriesPages(
   rt: Runtime,
   volumes: { volumeId: string; access: EntryAccess }[],
   f: ReturnType<typeof parseFilters>,
-  opts: { total: boolean; bodies: boolean },
+  opts: { total: boolean },
 ): Promise<EntriesPage[]> {
   if (volumes.length === 0) return [];
   const ids = volumes.map((v) => v.volumeId);
@@ -220,11 +210,10 @@ async function entriesPages(
     ${f.tags?.length ? Prisma.sql`AND e.tags @> ${f.tags}::text[]` : Prisma.empty}
     ${f.content_type ? Prisma.sql`AND e.content_type = ${f.content_type}` : Prisma.empty}`;
   const volumesSql = Prisma.sql`unnest(${ids}::text[], ${rx}::text[]) WITH ORDINALITY AS v(id, rx, ord)`;
-  const columns = opts.bodies ? Prisma.sql`${LISTED_COLUMNS}, e.content AS "content", e.content_text AS "contentText"` : LISTED_COLUMNS;
   const [rows, totals] = await Promise.all([
     rt.db.$queryRaw<Entry[]>`
       SELECT p.* FROM ${volumesSql} CROSS JOIN LATERAL (
-        SELECT ${columns} FROM entries e WHERE ${conditions} ${f.after ? Prisma.sql`AND e.path > ${f.after}` : Prisma.empty}
+        SELECT ${LISTED_COLUMNS} FROM entries e WHERE ${conditions} ${f.after ? Prisma.sql`AND e.path > ${f.after}` : Prisma.empty}
         ORDER BY e.path LIMIT ${f.limit + 1}) p
       ORDER BY v.ord, p.path`,
     opts.total

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Tx } from '../../db/client.js';
-import type { Entry, Job, Volume } from '../../generated/prisma/client.js';
+import { modelColumns } from '../../db/columns.js';
+import { type Entry, type Job, Prisma, type Volume } from '../../generated/prisma/client.js';
 import { chunkText, flattenJson } from '../../indexing/chunking.js';
 import { embedAll } from '../../indexing/embedders/embedder.js';
 import type { JobHandler } from '../../jobs/types.js';
@@ -49,21 +50,7 @@ export async function indexEntry(
   entryId: string,
   opts: { embedderIds?: string[]; force?: boolean; signal?: AbortSignal } = {},
 ): Promise<IndexOutcome> {
-  const entry = await rt.db.entry.findUnique({
-    where: { id: entryId },
-    include: {
-      volume: {
-        select: {
-          chunkingStrategy: true,
-          chunkSize: true,
-          chunkOverlap: true,
-          embeddingModelId: true,
-          activeEmbedderId: true,
-          deletedAt: true,
-        },
-      },
-    },
-  });
+  const entry = await loadEntryForIndexing(rt, entryId);
   if (!entry || entry.volume.deletedAt) return 'gone';
   const vol = entry.volume;
   const searchWith = vol.activeEmbedderId ?? vol.embeddingModelId;
@@ -77,27 +64,70 @@ export async function indexEntry(
   const unchanged = !opts.force && entry.contentHash === hash && targets.every((t) => have.some((h) => h.embedderId === t));
   const rows = unchanged ? undefined : await embedChunks(rt, entryId, text, vol, targets, { fresh, signal: opts.signal });
 
-  const outcome = await rt.db.$transaction(
-    async (tx): Promise<IndexOutcome> => {
-      const [current] = await tx.$queryRaw<{ version: number }[]>`SELECT version FROM entries WHERE id = ${entryId} FOR UPDATE`;
-      if (!current) return 'gone';
-      if (current.version !== entry.version) return 'stale';
-      if (rows) await replaceChunks(tx, entry, targets, rows, { fresh });
-      const searchable = rows && targets.includes(searchWith) ? rows.filter((r) => r.embedderId === searchWith).length : null;
-      // Raw, so index bookkeeping does not move the entry's updated_at.
-      await tx.$executeRaw`
-        UPDATE entries SET content_hash = ${hash}, is_indexed = ${targets.includes(searchWith) || entry.isIndexed},
-          indexed_at = ${new Date()}, total_chunks = coalesce(${searchable}::int, total_chunks), index_error = NULL
-        WHERE id = ${entryId}`;
-      return rows ? 'indexed' : 'unchanged';
-    },
-    { timeout: 30_000, maxWait: 30_000 },
-  );
+  const searchable = rows && targets.includes(searchWith) ? rows.filter((r) => r.embedderId === searchWith).length : null;
+  const done = { hash, isIndexed: targets.includes(searchWith) || entry.isIndexed, searchable };
+  // The common case, a new entry of a few chunks, swaps in one statement; the rest in a transaction.
+  const outcome =
+    rows && fresh && rows.length <= INSERT_BATCH
+      ? await swapInOneStatement(rt, entry, rows, done)
+      : await rt.db.$transaction(
+          async (tx): Promise<IndexOutcome> => {
+            const [current] = await tx.$queryRaw<{ version: number }[]>`SELECT version FROM entries WHERE id = ${entryId} FOR UPDATE`;
+            if (!current) return 'gone';
+            if (current.version !== entry.version) return 'stale';
+            if (rows) await replaceChunks(tx, entry, targets, rows, { fresh });
+            await tx.$executeRaw`UPDATE entries SET ${indexedSet(done)} WHERE id = ${entryId}`;
+            return rows ? 'indexed' : 'unchanged';
+          },
+          { timeout: 30_000, maxWait: 30_000 },
+        );
   // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
   if (entry.indexError !== null && (outcome === 'indexed' || outcome === 'unchanged')) {
     await refreshVolumeStatus(rt, { volumeId: entry.volumeId });
   }
   return outcome;
+}
+
+type EntryForIndexing = Entry & { volume: VolumeChunking & Pick<Volume, 'embeddingModelId' | 'activeEmbedderId' | 'deletedAt'> };
+
+/** The entry and what its volume says about chunking and embedders, in one statement. */
+async function loadEntryForIndexing(rt: Runtime, entryId: string): Promise<EntryForIndexing | undefined> {
+  const [row] = await rt.db.$queryRaw<(Entry & { v: EntryForIndexing['volume'] })[]>`
+    SELECT ${ENTRY_COLUMNS}, json_build_object('chunkingStrategy', v.chunking_strategy, 'chunkSize', v.chunk_size,
+      'chunkOverlap', v.chunk_overlap, 'embeddingModelId', v.embedding_model_id, 'activeEmbedderId', v.active_embedder_id,
+      'deletedAt', v.deleted_at) AS v
+    FROM entries e JOIN volumes v ON v.id = e.volume_id WHERE e.id = ${entryId}`;
+  if (!row) return undefined;
+  const { v, ...entry } = row;
+  return { ...entry, volume: v };
+}
+
+const ENTRY_COLUMNS = modelColumns(Object.values(Prisma.EntryScalarFieldEnum), 'e');
+
+/** What a finished indexing records on the entry. Raw SQL, so bookkeeping does not move `updated_at`. */
+function indexedSet(done: { hash: string; isIndexed: boolean; searchable: number | null }): Prisma.Sql {
+  return Prisma.sql`content_hash = ${done.hash}, is_indexed = ${done.isIndexed}, indexed_at = ${new Date()},
+    total_chunks = coalesce(${done.searchable}::int, total_chunks), index_error = NULL`;
+}
+
+/**
+ * Records a never-indexed entry's few chunks and its indexed state in one statement (no
+ * transaction round trips): the UPDATE locks the row and checks the version that was chunked, and
+ * the chunks go in only if it matched.
+ */
+async function swapInOneStatement(
+  rt: Runtime,
+  entry: Entry,
+  rows: ChunkRow[],
+  done: { hash: string; isIndexed: boolean; searchable: number | null },
+): Promise<IndexOutcome> {
+  const [result] = await rt.db.$queryRaw<{ updated: number }[]>`
+    WITH upd AS (UPDATE entries SET ${indexedSet(done)} WHERE id = ${entry.id} AND version = ${entry.version} RETURNING id),
+    ins AS (${chunkInsert(entry, rows)} WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1)
+    SELECT (SELECT count(*) FROM upd)::int AS updated`;
+  if (result?.updated === 1) return 'indexed';
+  const [current] = await rt.db.$queryRaw<{ version: number }[]>`SELECT version FROM entries WHERE id = ${entry.id}`;
+  return current ? 'stale' : 'gone';
 }
 
 /** Chunks the text and embeds it for each embedder, reusing the vectors of chunks whose text is unchanged. */
@@ -161,20 +191,24 @@ const vectorText = (v: string | number[]) => (typeof v === 'string' ? v : `[${v.
  */
 const INSERT_BATCH = 4;
 
+/** An INSERT of chunk rows (the full-text column filled here), as a statement or a CTE body. */
+function chunkInsert(entry: Pick<Entry, 'id' | 'volumeId'>, batch: ChunkRow[]): Prisma.Sql {
+  return Prisma.sql`
+    INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, created_at)
+    SELECT t.id, ${entry.id}, ${entry.volumeId}, t.idx, t.content, t.hash, t.embedder, t.dims, t.vec::vector,
+           to_tsvector('english', t.content), ${new Date()}
+    FROM unnest(${batch.map(() => randomUUID())}::text[], ${batch.map((r) => r.chunkIndex)}::int[], ${batch.map((r) => r.content)}::text[],
+                ${batch.map((r) => r.contentHash)}::text[], ${batch.map((r) => r.embedderId)}::text[], ${batch.map((r) => r.dims)}::int[],
+                ${batch.map((r) => vectorText(r.vector))}::text[]) AS t(id, idx, content, hash, embedder, dims, vec)`;
+}
+
 /** Swaps an entry's chunks for the given embedders in one transaction (the full-text column is filled here). */
 async function replaceChunks(tx: Tx, entry: Entry, embedderIds: string[], rows: ChunkRow[], opts: { fresh: boolean }): Promise<void> {
   // A never-indexed entry has no chunks to remove (they are written only with its content_hash).
   if (!opts.fresh) await tx.$executeRaw`DELETE FROM chunks WHERE entry_id = ${entry.id} AND embedder_id = ANY(${embedderIds})`;
-  const now = new Date();
   for (let i = 0; i < rows.length; i += INSERT_BATCH) {
     const batch = rows.slice(i, i + INSERT_BATCH);
-    await tx.$executeRaw`
-      INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, created_at)
-      SELECT t.id, ${entry.id}, ${entry.volumeId}, t.idx, t.content, t.hash, t.embedder, t.dims, t.vec::vector,
-             to_tsvector('english', t.content), ${now}
-      FROM unnest(${batch.map(() => randomUUID())}::text[], ${batch.map((r) => r.chunkIndex)}::int[], ${batch.map((r) => r.content)}::text[],
-                  ${batch.map((r) => r.contentHash)}::text[], ${batch.map((r) => r.embedderId)}::text[], ${batch.map((r) => r.dims)}::int[],
-                  ${batch.map((r) => vectorText(r.vector))}::text[]) AS t(id, idx, content, hash, embedder, dims, vec)`;
+    await tx.$executeRaw`${chunkInsert(entry, batch)}`;
   }
 }
 
