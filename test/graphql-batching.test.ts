@@ -87,6 +87,20 @@ describe('nested reads', () => {
     expect(new Set(counts).size).toBe(1);
   });
 
+  it('one volume reached twice in one request gets its own page each time (no doubled rows)', async () => {
+    const page = '{ edges { node { path } } pageInfo { hasNextPage } }';
+    const q = `query($id: ID!) { a: volume(id: $id) { entries(first: 5) ${page} locks { partition } }
+      b: volume(id: $id) { entries(first: 5) ${page} locks { partition } } }`;
+    const res = await gw.gql(q, { id: volumeIds[2] });
+    expect(res.body.errors).toBeUndefined();
+    for (const alias of ['a', 'b']) {
+      const v = res.body.data[alias];
+      expect(v.entries.edges.map((e: { node: { path: string } }) => e.node.path)).toEqual(['/docs/a.md', '/docs/b.md', '/private/c.md']);
+      expect(v.entries.pageInfo.hasNextPage).toBe(false);
+      expect(v.locks).toEqual([{ partition: 'jobs' }]);
+    }
+  });
+
   it('a page of entries pages on per volume', async () => {
     const q = `query($id: ID!, $after: String) { volume(id: $id) { entries(first: 2, after: $after) { edges { node { path } } pageInfo { hasNextPage endCursor } } } }`;
     const first = await gw.gql(q, { id: volumeIds[0] });

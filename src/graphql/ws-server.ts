@@ -10,6 +10,7 @@ import { type Extra, useServer } from 'graphql-ws/use/ws';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Config } from '../config.js';
+import { wasRevoked } from '../domain/access/authenticate.js';
 import type { Principal } from '../domain/access/principal.js';
 import type { Runtime } from '../domain/shared/runtime.js';
 import { credentialFromConnectionParams, resolvePrincipal } from './context.js';
@@ -191,6 +192,11 @@ export function createWsServer(opts: WsServerOptions) {
           return false;
         }
         register(ctx, key);
+        // Revoked while this connection authenticated: the revocation event has come and gone.
+        if (principal.kind === 'key' && wasRevoked(opts.runtime, principal.keyId)) {
+          ctx.extra.socket.close(WsCloseCode.Forbidden, WS_REASON_KEY_REVOKED);
+          return false;
+        }
         ctx.extra.principal = principal;
         return true;
       },

@@ -64,16 +64,29 @@ async function lookUpKey(rt: Runtime, hash: string, now: number): Promise<KeyPri
     scopes: new Set(key.scopes as Scope[]),
     appId: key.appId,
   };
-  if (rt.settings.keyCacheTtlMs > 0) {
+  // A revocation that committed while this lookup ran has evicted nothing yet: never cache such a key.
+  if (rt.settings.keyCacheTtlMs > 0 && !wasRevoked(rt, key.id)) {
     if (rt.state.keyCache.size >= KEY_CACHE_MAX) rt.state.keyCache.delete(rt.state.keyCache.keys().next().value as string);
     rt.state.keyCache.set(hash, { principal, until: now + rt.settings.keyCacheTtlMs });
   }
   return principal;
 }
 
-/** Forgets a key's cached lookup (on this gateway; `apiKeyRevoked` events call this on every replica). */
+/**
+ * Forgets a key's cached lookup (on this gateway; `apiKeyRevoked` events call this on every replica)
+ * and remembers the revocation for one cache lifetime, so a lookup that read the key just before the
+ * revocation committed does not cache it afterwards.
+ */
 export function forgetKey(rt: Runtime, keyId: string): void {
+  const now = Date.now();
+  for (const [id, until] of rt.state.revokedKeys) if (until <= now) rt.state.revokedKeys.delete(id);
+  rt.state.revokedKeys.set(keyId, now + Math.max(rt.settings.keyCacheTtlMs, 1000));
   for (const [hash, entry] of rt.state.keyCache) if (entry.principal.keyId === keyId) rt.state.keyCache.delete(hash);
+}
+
+/** Whether the key was revoked within the last cache lifetime (as heard on this gateway). */
+export function wasRevoked(rt: Runtime, keyId: string): boolean {
+  return (rt.state.revokedKeys.get(keyId) ?? 0) > Date.now();
 }
 
 /**

@@ -7,6 +7,7 @@ import { isUniqueViolation, NotFoundError, QuotaExceededError } from '../shared/
 import type { EntryChangedEvent } from '../shared/events.js';
 import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
+import { enterAsVolumeWriter, excludeVolumeWriters } from '../shared/volume-gate.js';
 import type { WriteConditions, WriterInfo } from './rules.js';
 import { checkPreconditions, checkQuota, type EntryKind, isExpired, type VolumeUsage } from './rules.js';
 
@@ -58,6 +59,7 @@ export function describedBy(
 }
 
 export async function lockVolume(tx: Tx, volumeId: string): Promise<VolumeUsage & { indexing_mode: 'auto' | 'manual' }> {
+  await excludeVolumeWriters(tx, volumeId);
   const rows = await tx.$queryRaw<(VolumeUsage & { indexing_mode: 'auto' | 'manual' })[]>`
     SELECT max_size_bytes, max_file_count, used_bytes, entry_count, indexing_mode::text AS indexing_mode
     FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
@@ -232,7 +234,7 @@ async function commitIn(
  */
 async function enterVolume(tx: Tx, volumeId: string): Promise<{ indexing_mode: 'auto' | 'manual' }> {
   const [row] = await tx.$queryRaw<{ indexing_mode: 'auto' | 'manual' }[]>`
-    SELECT indexing_mode::text AS indexing_mode FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR KEY SHARE`;
+    SELECT indexing_mode::text AS indexing_mode, ${enterAsVolumeWriter} AS gate FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL`;
   if (!row) throw new NotFoundError('volume', volumeId);
   return row;
 }
@@ -254,7 +256,7 @@ async function chargeUsage(tx: Tx, volumeId: string, deltaBytes: bigint, deltaCo
   // Always an UPDATE, even of zero: it is what a locked backup round's FOR SHARE holds writers at.
   const charged = await tx.$executeRaw`
     UPDATE volumes SET used_bytes = used_bytes + ${deltaBytes}, entry_count = entry_count + ${deltaCount}
-    WHERE id = ${volumeId}
+    WHERE id = ${volumeId} AND deleted_at IS NULL
       AND (${deltaBytes} <= 0 OR max_size_bytes IS NULL OR used_bytes + ${deltaBytes} <= max_size_bytes)
       AND (${deltaCount} <= 0 OR max_file_count IS NULL OR entry_count + ${deltaCount} <= max_file_count)`;
   return charged === 1;

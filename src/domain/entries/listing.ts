@@ -143,27 +143,26 @@ export interface EntriesPage {
 export async function listEntriesOfVolumes(
   rt: Runtime,
   p: Principal,
-  volumes: readonly Pick<Volume, 'id' | 'deletedAt'>[],
+  volumes: readonly Pick<Volume, 'id' | 'orgId' | 'deletedAt'>[],
   raw: EntryFilters,
   loc: Loc,
   opts: { total: boolean },
 ): Promise<(EntriesPage | NotFoundError)[]> {
   requireScope(p, 'entries:read');
   const f = parseFilters(raw, loc);
-  const live = volumes.filter((v) => !v.deletedAt);
-  const access = await pathAccessMany(
-    rt,
-    p,
-    live.map((v) => v.id),
-  );
+  // Belt and braces: a key never lists another organisation's volume, however the volume was reached.
+  const listable = (v: Pick<Volume, 'orgId' | 'deletedAt'>) => !v.deletedAt && (p.kind !== 'key' || v.orgId === p.orgId);
+  // One page per distinct volume (a volume may be reached through several parents in one request).
+  const ids = [...new Set(volumes.filter(listable).map((v) => v.id))];
+  const access = await pathAccessMany(rt, p, ids);
   const pages = await entriesPages(
     rt,
-    live.map((v) => ({ volumeId: v.id, access: access.get(v.id) as EntryAccess })),
+    ids.map((id) => ({ volumeId: id, access: access.get(id) as EntryAccess })),
     f,
     { total: opts.total },
   );
-  const byId = new Map(live.map((v, i) => [v.id, pages[i] as EntriesPage]));
-  return volumes.map((v) => byId.get(v.id) ?? new NotFoundError('volume', v.id));
+  const byId = new Map(ids.map((id, i) => [id, pages[i] as EntriesPage]));
+  return volumes.map((v) => (listable(v) && byId.get(v.id)) || new NotFoundError('volume', v.id));
 }
 
 /** Entry bodies (`content`, `content_text`) by id, for rows listed without them. */

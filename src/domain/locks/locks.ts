@@ -14,6 +14,7 @@ import { isId } from '../shared/fields.js';
 import type { Loc, VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
+import { excludeVolumeWriters } from '../shared/volume-gate.js';
 import {
   AcquireLockInput,
   asPartitionPrefix,
@@ -103,13 +104,20 @@ export async function listLocks(rt: Runtime, p: Principal, route: VolumeRoute): 
  * list of volumes): one query whatever their number.
  * @throws ForbiddenError (volumes:read)
  */
-export async function listLocksOfVolumes(rt: Runtime, p: Principal, volumeIds: readonly string[]): Promise<Lock[][]> {
+export async function listLocksOfVolumes(
+  rt: Runtime,
+  p: Principal,
+  volumes: readonly Pick<Volume, 'id' | 'orgId' | 'deletedAt'>[],
+): Promise<(Lock[] | NotFoundError)[]> {
   requireScope(p, 'volumes:read');
+  // As listLocks: a deleted volume (or, belt and braces, another organisation's) has no locks to show.
+  const listable = (v: Pick<Volume, 'orgId' | 'deletedAt'>) => !v.deletedAt && (p.kind !== 'key' || v.orgId === p.orgId);
+  const ids = [...new Set(volumes.filter(listable).map((v) => v.id))];
   const locks = await rt.db.lock.findMany({
-    where: { volumeId: { in: [...volumeIds] }, releasedAt: null, expiresAt: { gt: new Date() } },
+    where: { volumeId: { in: ids }, releasedAt: null, expiresAt: { gt: new Date() } },
     orderBy: [{ partition: 'asc' }, { acquiredAt: 'asc' }],
   });
-  return volumeIds.map((id) => locks.filter((l) => l.volumeId === id));
+  return volumes.map((v) => (listable(v) ? locks.filter((l) => l.volumeId === v.id) : new NotFoundError('volume', v.id)));
 }
 
 /**
@@ -129,7 +137,10 @@ export async function acquireLock(rt: Runtime, p: Principal, route: VolumeRoute,
 
   const lock = await rt.db.$transaction(
     async (tx) => {
-      if (isPathPartition(partition)) await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${route.volumeId} FOR UPDATE`;
+      if (isPathPartition(partition)) {
+        await excludeVolumeWriters(tx, route.volumeId);
+        await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${route.volumeId} FOR UPDATE`;
+      }
       const [counter] = await tx.$queryRaw<{ last_token: bigint }[]>`
         INSERT INTO fencing_counters (volume_id, partition, last_token) VALUES (${route.volumeId}, ${partition}, 1)
         ON CONFLICT (volume_id, partition) DO UPDATE SET last_token = fencing_counters.last_token + 1

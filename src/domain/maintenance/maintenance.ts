@@ -12,6 +12,7 @@ import { NotFoundError } from '../shared/errors.js';
 import { isId } from '../shared/fields.js';
 import type { WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
+import { excludeVolumeWriters } from '../shared/volume-gate.js';
 import { purgeDeletedVolumes } from '../volumes/lifecycle.js';
 import { refreshVolumeStatuses } from '../volumes/status.js';
 import { volumeObjectPrefix } from '../volumes/volumes.js';
@@ -82,6 +83,7 @@ export async function sweepExpiredEntries(rt: Runtime, batch = 500): Promise<num
   let removed = 0;
   for (const { volumeId } of due) {
     const { purged } = await rt.db.$transaction(async (tx) => {
+      await excludeVolumeWriters(tx, volumeId);
       await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
       return purgeExpired(tx, volumeId, { limit: batch });
     });
@@ -174,6 +176,7 @@ export interface UsageReport {
  */
 export async function reconcileVolumeUsage(rt: Runtime, volumeId: string): Promise<UsageReport> {
   return rt.db.$transaction(async (tx) => {
+    await excludeVolumeWriters(tx, volumeId);
     const [before] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number }[]>`
       SELECT used_bytes, entry_count, mount_count FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
     if (!before) throw new Error(`volume ${volumeId} not found`);

@@ -9,6 +9,7 @@ import { MATCH_ALL, PathPattern } from '../shared/path-patterns.js';
 import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
+import { excludeVolumeWriters } from '../shared/volume-gate.js';
 
 export const CreateMountInput = z.object({
   app_id: ExternalId,
@@ -59,7 +60,9 @@ export async function createMount(
   const input = parseInput(CreateMountInput, raw, loc);
   try {
     return await rt.db.$transaction(async (tx) => {
-      // The volume row lock keeps mount_count exact and max_mounts strict under concurrency.
+      // The volume row lock keeps mount_count exact and max_mounts strict under concurrency; the gate
+      // lets no entry write run under the access it is changing.
+      await excludeVolumeWriters(tx, volumeId);
       const [v] = await tx.$queryRaw<{ mount_count: number; max_mounts: number | null }[]>`
         SELECT mount_count, max_mounts FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
       if (!v) throw new NotFoundError('volume', volumeId);
@@ -93,6 +96,7 @@ export async function deleteMount(rt: Runtime, p: Principal, route: VolumeRoute,
   await authorizeVolume(rt, p, route, { scope: 'volumes:write', admin: true });
   if (!isId(mountId)) throw new NotFoundError('mount', mountId);
   await rt.db.$transaction(async (tx) => {
+    await excludeVolumeWriters(tx, volumeId);
     await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
     const { count } = await tx.mount.deleteMany({ where: { id: mountId, volumeId } });
     if (count === 0) throw new NotFoundError('mount', mountId);

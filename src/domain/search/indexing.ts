@@ -67,20 +67,23 @@ export async function indexEntry(
   const searchable = rows && targets.includes(searchWith) ? rows.filter((r) => r.embedderId === searchWith).length : null;
   const done = { hash, isIndexed: targets.includes(searchWith) || entry.isIndexed, searchable };
   // The common case, a new entry of a few chunks, swaps in one statement; the rest in a transaction.
-  const outcome =
-    rows && fresh && rows.length <= INSERT_BATCH
-      ? await swapInOneStatement(rt, entry, rows, done)
-      : await rt.db.$transaction(
-          async (tx): Promise<IndexOutcome> => {
-            const [current] = await tx.$queryRaw<{ version: number }[]>`SELECT version FROM entries WHERE id = ${entryId} FOR UPDATE`;
-            if (!current) return 'gone';
-            if (current.version !== entry.version) return 'stale';
-            if (rows) await replaceChunks(tx, entry, targets, rows, { fresh });
-            await tx.$executeRaw`UPDATE entries SET ${indexedSet(done)} WHERE id = ${entryId}`;
-            return rows ? 'indexed' : 'unchanged';
-          },
-          { timeout: 30_000, maxWait: 30_000 },
-        );
+  const swapped = rows && fresh && rows.length <= INSERT_BATCH ? await swapInOneStatement(rt, entry, rows, done) : false;
+  const outcome = swapped
+    ? 'indexed'
+    : await rt.db.$transaction(
+        async (tx): Promise<IndexOutcome> => {
+          // Whether the entry still has no chunks is decided here, under its row lock: another indexer
+          // (a reindex, say) may have indexed this same version meanwhile.
+          const [current] = await tx.$queryRaw<{ version: number; unindexed: boolean }[]>`
+            SELECT version, content_hash IS NULL AS unindexed FROM entries WHERE id = ${entryId} FOR UPDATE`;
+          if (!current) return 'gone';
+          if (current.version !== entry.version) return 'stale';
+          if (rows) await replaceChunks(tx, entry, targets, rows, { fresh: current.unindexed });
+          await tx.$executeRaw`UPDATE entries SET ${indexedSet(done)} WHERE id = ${entryId}`;
+          return rows ? 'indexed' : 'unchanged';
+        },
+        { timeout: 30_000, maxWait: 30_000 },
+      );
   // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
   if (entry.indexError !== null && (outcome === 'indexed' || outcome === 'unchanged')) {
     await refreshVolumeStatus(rt, { volumeId: entry.volumeId });
@@ -112,22 +115,23 @@ function indexedSet(done: { hash: string; isIndexed: boolean; searchable: number
 
 /**
  * Records a never-indexed entry's few chunks and its indexed state in one statement (no
- * transaction round trips): the UPDATE locks the row and checks the version that was chunked, and
- * the chunks go in only if it matched.
+ * transaction round trips): the UPDATE locks the row and checks that it is still the version that
+ * was chunked and still unindexed; the chunks go in only then. False when it was not (gone, changed,
+ * or indexed by another indexer meanwhile): the caller decides in a transaction.
  */
 async function swapInOneStatement(
   rt: Runtime,
   entry: Entry,
   rows: ChunkRow[],
   done: { hash: string; isIndexed: boolean; searchable: number | null },
-): Promise<IndexOutcome> {
+): Promise<boolean> {
   const [result] = await rt.db.$queryRaw<{ updated: number }[]>`
-    WITH upd AS (UPDATE entries SET ${indexedSet(done)} WHERE id = ${entry.id} AND version = ${entry.version} RETURNING id),
+    WITH upd AS (
+      UPDATE entries SET ${indexedSet(done)}
+      WHERE id = ${entry.id} AND version = ${entry.version} AND content_hash IS NULL RETURNING id),
     ins AS (${chunkInsert(entry, rows)} WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1)
     SELECT (SELECT count(*) FROM upd)::int AS updated`;
-  if (result?.updated === 1) return 'indexed';
-  const [current] = await rt.db.$queryRaw<{ version: number }[]>`SELECT version FROM entries WHERE id = ${entry.id}`;
-  return current ? 'stale' : 'gone';
+  return result?.updated === 1;
 }
 
 /** Chunks the text and embeds it for each embedder, reusing the vectors of chunks whose text is unchanged. */

@@ -50,6 +50,8 @@ export interface RuntimeState {
   keyLastUsedWrites: Map<string, number>;
   /** API keys recently looked up, by secret hash (see access/authenticate.ts). */
   keyCache: Map<string, CachedKey>;
+  /** Keys revoked recently (id → until when to remember it): a lookup racing the revocation is not cached. */
+  revokedKeys: Map<string, number>;
   /** Bucket provisioning and deletion under way, so shutdown can wait for it and tests can await it. */
   bucketWork: Set<Promise<void>>;
   /** Whether the database's pgvector can iterate HNSW scans (asked once). */
@@ -74,5 +76,5 @@ export interface TestHooks {
 }
 
 export function newRuntimeState(): RuntimeState {
-  return { knownOrgs: new Set(), keyLastUsedWrites: new Map(), keyCache: new Map(), bucketWork: new Set() };
+  return { knownOrgs: new Set(), keyLastUsedWrites: new Map(), keyCache: new Map(), revokedKeys: new Map(), bucketWork: new Set() };
 }

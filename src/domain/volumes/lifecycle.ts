@@ -12,6 +12,7 @@ import { isId, Name } from '../shared/fields.js';
 import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
+import { excludeVolumeWriters } from '../shared/volume-gate.js';
 import { refreshVolumeStatus } from './status.js';
 import { volumeObjectPrefix } from './volumes.js';
 
@@ -92,6 +93,7 @@ export async function deleteVolume(rt: Runtime, p: Principal, route: VolumeRoute
   await rt.db.$transaction(async (tx) => {
     // FOR UPDATE waits for the writers in flight (they hold the row FOR KEY SHARE, entries/commit.ts):
     // a write that passed its visibility check before this commits finds the volume deleted, and none lands after.
+    await excludeVolumeWriters(tx, volumeId);
     const rows = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
     if (rows.length === 0) throw new NotFoundError('volume', volumeId);
     await tx.volume.update({
@@ -133,6 +135,7 @@ export async function undeleteVolume(
     const restored = await rt.db.$transaction(async (tx) => {
       // The purge deletes only rows still deleted past the cutoff, so holding the row lock here
       // settles a race with it either way.
+      await excludeVolumeWriters(tx, volumeId);
       const [row] = await tx.$queryRaw<{ deleted_at: Date | null }[]>`SELECT deleted_at FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
       if (!row?.deleted_at || row.deleted_at <= retentionCutoff(rt)) throw new NotFoundError('volume', volumeId);
       const holder = await tx.volume.findFirst({ where: { workspaceId, name, deletedAt: null }, select: { id: true } });

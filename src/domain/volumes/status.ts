@@ -1,5 +1,6 @@
 import { Prisma } from '../../generated/prisma/client.js';
 import type { Runtime } from '../shared/runtime.js';
+import { excludeVolumeWriters } from '../shared/volume-gate.js';
 
 // A volume's `status` says what state it is really in. It is derived from facts stored elsewhere,
 // by the one rule below, and kept in the `status` column (so lists can filter and count by it):
@@ -42,6 +43,7 @@ export async function refreshVolumeStatus(rt: Runtime, target: { volumeId: strin
   if (volumeId === undefined) return null;
   const id = volumeId;
   return rt.db.$transaction(async (tx) => {
+    await excludeVolumeWriters(tx, id);
     await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${id} FOR UPDATE`;
     const rows = await tx.$queryRaw<{ status: VolumeStatus }[]>(update(Prisma.sql`v.id = ${id}`));
     return rows[0]?.status ?? null;

@@ -14,6 +14,7 @@ import {
 import type { VolumeRoute, WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
+import { excludeVolumeWriters } from '../shared/volume-gate.js';
 import { CreateVolumeInput, UpdateVolumeInput } from './inputs.js';
 import { refreshVolumeStatus } from './status.js';
 
@@ -176,7 +177,8 @@ export async function updateVolume(
     (input.chunk_overlap !== undefined && input.chunk_overlap !== before.chunkOverlap);
   try {
     return await rt.db.$transaction(async (tx) => {
-      // Quotas may not drop below what the volume already holds; the row lock keeps usage still.
+      // Quotas may not drop below what the volume already holds; the gate and row lock keep usage still.
+      await excludeVolumeWriters(tx, volumeId);
       const [usage] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number; version: number }[]>`
         SELECT used_bytes, entry_count, mount_count, version FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
       if (!usage) throw new NotFoundError('volume', volumeId);

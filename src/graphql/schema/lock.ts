@@ -2,6 +2,7 @@ import { locateVolume } from '../../domain/access/authorize.js';
 import { acquireLock, authorizeLockReading, listLocksOfVolumes, releaseLock, renewLock } from '../../domain/locks/locks.js';
 import { LOCK_TYPES } from '../../domain/locks/partitions.js';
 import type { LockEvent } from '../../domain/shared/events.js';
+import type { Lock as LockRow, Volume as VolumeRow } from '../../generated/prisma/client.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
 import { loaderOf } from '../loaders.js';
@@ -32,7 +33,7 @@ builder.objectFields(Volume, (t) => ({
     description: 'Live locks (expired and released ones never block and are not listed).',
     // Batched across every volume of the request (one query); the volumes were found visible.
     resolve: (v, _args, ctx) =>
-      loaderOf(ctx, 'locks', (ids: readonly string[]) => listLocksOfVolumes(ctx.runtime, ctx.principal!, ids)).load(v.id),
+      loaderOf<VolumeRow, LockRow[]>(ctx, 'locks', (volumes) => listLocksOfVolumes(ctx.runtime, ctx.principal!, volumes)).load(v),
   }),
 }));
 
