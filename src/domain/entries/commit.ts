@@ -222,10 +222,26 @@ async function commitIn(
   }
   if (indexingMode === 'auto') await queueEntryIndexing(rt, tx, volumeId, entry.id);
   if (usage) await adjustUsage(tx, volumeId, deltaBytes, deltaCount);
-  else if (!(await chargeUsage(tx, volumeId, deltaBytes, deltaCount))) throw new NeedsSerialisedCommit();
+  else if (!(await chargeUsage(tx, volumeId, deltaBytes, deltaCount))) await refuseOverQuota(tx, volumeId, deltaBytes, deltaCount);
   await rt.hooks.beforeEntryCommit?.(path);
   const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
   return { entry, created: !current, replacedBlob, purged };
+}
+
+/**
+ * A quota refused the charge. When nothing expired could make room, the refusal is final: it is
+ * answered from this transaction (naming the quota). Otherwise the serialised commit decides, as it
+ * may purge expired entries first.
+ * @throws QuotaExceededError, NotFoundError (deleted meanwhile), NeedsSerialisedCommit
+ */
+async function refuseOverQuota(tx: Tx, volumeId: string, deltaBytes: bigint, deltaCount: number): Promise<never> {
+  const [usage] = await tx.$queryRaw<(VolumeUsage & { deleted: boolean; expired: boolean })[]>`
+    SELECT max_size_bytes, max_file_count, used_bytes, entry_count, deleted_at IS NOT NULL AS deleted,
+      EXISTS (SELECT 1 FROM entries WHERE volume_id = ${volumeId} AND expires_at <= ${new Date()}) AS expired
+    FROM volumes WHERE id = ${volumeId}`;
+  if (!usage || usage.deleted) throw new NotFoundError('volume', volumeId);
+  if (!usage.expired) checkQuota(usage, deltaBytes, deltaCount); // throws, unless the numbers moved meanwhile
+  throw new NeedsSerialisedCommit();
 }
 
 /**
