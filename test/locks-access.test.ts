@@ -1,9 +1,9 @@
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway } from './helpers/app.js';
 import { newVolume, putText, type TestVolume } from './helpers/entries.js';
 import { request } from './helpers/http.js';
 import { expectForbidden, expectNotFound, lockRoutes, locksUrl } from './helpers/locks.js';
+import { upload } from './helpers/uploads.js';
 
 /**
  * Who may take a lock, and what a path lock covers, over real HTTP (REST and GraphQL) on a real
@@ -85,16 +85,6 @@ async function lockState(volumeId: string) {
     volumeId,
   );
   return { locks, counters };
-}
-
-function upload(v: TestVolume, p: string, data: string, key: string, headers: Record<string, string> = {}): Promise<Res> {
-  const form = new FormData();
-  form.append('file', new Blob([Buffer.from(data)]), path.basename(p));
-  return fetch(`${gw.url}${v.entry(p)}/upload`, {
-    method: 'POST',
-    body: form,
-    headers: { authorization: `Bearer ${key}`, ...headers },
-  }).then(async (res) => ({ status: res.status, body: await res.json() }));
 }
 
 const APP_SCOPES = ['locks:write', 'volumes:read', 'entries:read', 'entries:write'];
@@ -315,7 +305,11 @@ describe('a path lock covers the path itself and everything under it', () => {
 
     // The file itself, by another org key: PUT, upload, DELETE, move from and to.
     expectLocked(await request(gw, 'PUT', v.entry('/notes/a.md'), { body: { content_text: 'x' }, ...other }), lock, 'PUT');
-    expectLocked(await upload(v, '/notes/a.md', 'bytes', otherKey), lock, 'upload');
+    expectLocked(
+      await upload(gw, `${v.entry('/notes/a.md')}/upload`, { data: Buffer.from('bytes') }, {}, { key: otherKey }),
+      lock,
+      'upload',
+    );
     expectLocked(await request(gw, 'DELETE', v.entry('/notes/a.md'), other), lock, 'DELETE');
     expectLocked(await request(gw, 'POST', v.move, { body: { from: '/notes/a.md', to: '/tmp/moved.md' }, ...other }), lock, 'move from');
     expectLocked(

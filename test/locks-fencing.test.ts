@@ -5,6 +5,7 @@ import { createKey, startGateway, type TestGateway, waitFor } from './helpers/ap
 import { newVolume, putText, type TestVolume } from './helpers/entries.js';
 import { request } from './helpers/http.js';
 import { expect422, expectLocked, lockRoutes } from './helpers/locks.js';
+import { upload } from './helpers/uploads.js';
 
 /**
  * What locks do to entry writes, over real HTTP on a real (PGlite) Postgres: fencing tokens refuse a
@@ -107,16 +108,6 @@ async function blobFiles(): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
 }
 
-function upload(v: TestVolume, p: string, data: string, key: string, headers: Record<string, string> = {}) {
-  const form = new FormData();
-  form.append('file', new Blob([Buffer.from(data)]), path.basename(p));
-  return fetch(`${gw.url}${v.entry(p)}/upload`, {
-    method: 'POST',
-    body: form,
-    headers: { authorization: `Bearer ${key}`, ...headers },
-  }).then(async (res) => ({ status: res.status, body: await res.json() }));
-}
-
 describe('REST: path partitions guard entry writes', () => {
   let v: TestVolume;
   let holderKey: string;
@@ -148,7 +139,11 @@ describe('REST: path partitions guard entry writes', () => {
       lock,
       'PUT replace',
     );
-    expectLocked(await upload(v, '/reports/file.bin', 'bytes', otherKey), lock, 'upload');
+    expectLocked(
+      await upload(gw, `${v.entry('/reports/file.bin')}/upload`, { data: Buffer.from('bytes') }, {}, { key: otherKey }),
+      lock,
+      'upload',
+    );
     expectLocked(await request(gw, 'DELETE', v.entry('/reports/existing.md'), { key: otherKey }), lock, 'DELETE');
     expectLocked(
       await request(gw, 'POST', v.move, { body: { from: '/other/src.md', to: '/reports/src.md' }, key: otherKey }),
@@ -189,7 +184,9 @@ describe('REST: path partitions guard entry writes', () => {
     // Outside the partition: free (/reports-2024/, /other/). /reports itself is covered: see locks-access.test.ts.
     expect((await request(gw, 'PUT', v.entry('/other/free.md'), { body: { content_text: 'x' }, key: otherKey })).status).toBe(201);
     expect((await request(gw, 'PUT', v.entry('/reports-2024/a.md'), { body: { content_text: 'x' }, key: otherKey })).status).toBe(201);
-    expect((await upload(v, '/other/file.bin', 'bytes', otherKey)).status).toBe(201);
+    expect((await upload(gw, `${v.entry('/other/file.bin')}/upload`, { data: Buffer.from('bytes') }, {}, { key: otherKey })).status).toBe(
+      201,
+    );
     expect((await request(gw, 'DELETE', v.entry('/other/free.md'), { key: otherKey })).status).toBe(200);
 
     // The holder presenting X-Lock-Id writes, uploads, moves and deletes.
@@ -197,7 +194,17 @@ describe('REST: path partitions guard entry writes', () => {
     const put = await request(gw, 'PUT', v.entry('/reports/q1.md'), { body: { content_text: 'by holder' }, ...withId });
     expect(put.status, JSON.stringify(put.body)).toBe(201);
     expect(put.body.entry.written_by_app_id).toBe('holder');
-    expect((await upload(v, '/reports/file.bin', 'bytes', holderKey, { 'x-lock-id': lock.lock_id })).status).toBe(201);
+    expect(
+      (
+        await upload(
+          gw,
+          `${v.entry('/reports/file.bin')}/upload`,
+          { data: Buffer.from('bytes') },
+          {},
+          { key: holderKey, headers: { 'x-lock-id': lock.lock_id } },
+        )
+      ).status,
+    ).toBe(201);
     const mv = await request(gw, 'POST', v.move, { body: { from: '/other/src.md', to: '/reports/src.md' }, ...withId });
     expect(mv.status, JSON.stringify(mv.body)).toBe(200);
     expect((await request(gw, 'DELETE', v.entry('/reports/existing.md'), withId)).status).toBe(200);

@@ -1,4 +1,4 @@
-import type { Prisma } from '../../generated/prisma/client.js';
+import type { Prisma, Volume } from '../../generated/prisma/client.js';
 import { ForbiddenError } from '../shared/errors.js';
 import { MATCH_ALL } from '../shared/path-patterns.js';
 import type { Runtime } from '../shared/runtime.js';
@@ -39,7 +39,16 @@ export function visibleVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeW
 /**
  * The soft-deleted volumes a principal may find again (to restore them, delete them for good, or
  * list them): its org's, and for app keys only those it administered whole (an `admin` mount on
- * `/**`, as deleting needs). To anyone else a deleted volume does not exist. An `AND`, as above;
+ * `/**
+ * For a volume row already loaded through a visibility filter (a nested GraphQL field's parent):
+ * whether its contents (entries, locks) may be listed. Deleted volumes list nothing; and, belt and
+ * braces, a key never lists another organisation's volume however it was reached.
+ */
+export function contentsListable(p: Principal, v: Pick<Volume, 'orgId' | 'deletedAt'>): boolean {
+  return !v.deletedAt && (p.kind !== 'key' || v.orgId === p.orgId);
+}
+
+/**`, as deleting needs). To anyone else a deleted volume does not exist. An `AND`, as above;
  * retention is the caller's condition (volume-lifecycle.ts).
  */
 export function deletedVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeWhereInput {

@@ -4,6 +4,7 @@ import type { Entry, Volume } from '../../generated/prisma/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import { type EntryAccess, pathAccessMany } from '../access/entry-access.js';
 import { type Principal, requireScope } from '../access/principal.js';
+import { contentsListable } from '../access/visibility.js';
 import { NotFoundError, ValidationError } from '../shared/errors.js';
 import { Tags } from '../shared/fields.js';
 import { liveEntrySql } from '../shared/live-entries.js';
@@ -150,8 +151,7 @@ export async function listEntriesOfVolumes(
 ): Promise<(EntriesPage | NotFoundError)[]> {
   requireScope(p, 'entries:read');
   const f = parseFilters(raw, loc);
-  // Belt and braces: a key never lists another organisation's volume, however the volume was reached.
-  const listable = (v: Pick<Volume, 'orgId' | 'deletedAt'>) => !v.deletedAt && (p.kind !== 'key' || v.orgId === p.orgId);
+  const listable = (v: Pick<Volume, 'orgId' | 'deletedAt'>) => contentsListable(p, v);
   // One page per distinct volume (a volume may be reached through several parents in one request).
   const ids = [...new Set(volumes.filter(listable).map((v) => v.id))];
   const access = await pathAccessMany(rt, p, ids);

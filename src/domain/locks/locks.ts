@@ -8,6 +8,7 @@ import type { Lock, Volume } from '../../generated/prisma/client.js';
 import { authorizeVolume } from '../access/authorize.js';
 import { pathAccess, requireWritable } from '../access/entry-access.js';
 import { isAppKey, type Principal, requireScope } from '../access/principal.js';
+import { contentsListable } from '../access/visibility.js';
 import { ConflictError, ForbiddenError, LockedError, NotFoundError, ValidationError } from '../shared/errors.js';
 import type { LockEvent } from '../shared/events.js';
 import { isId } from '../shared/fields.js';
@@ -110,8 +111,7 @@ export async function listLocksOfVolumes(
   volumes: readonly Pick<Volume, 'id' | 'orgId' | 'deletedAt'>[],
 ): Promise<(Lock[] | NotFoundError)[]> {
   requireScope(p, 'volumes:read');
-  // As listLocks: a deleted volume (or, belt and braces, another organisation's) has no locks to show.
-  const listable = (v: Pick<Volume, 'orgId' | 'deletedAt'>) => !v.deletedAt && (p.kind !== 'key' || v.orgId === p.orgId);
+  const listable = (v: Pick<Volume, 'orgId' | 'deletedAt'>) => contentsListable(p, v);
   const ids = [...new Set(volumes.filter(listable).map((v) => v.id))];
   const locks = await rt.db.lock.findMany({
     where: { volumeId: { in: ids }, releasedAt: null, expiresAt: { gt: new Date() } },
