@@ -93,6 +93,8 @@ export async function startGateway(opts: {
   adminKey: string;
   databaseUrl?: string;
   env?: Record<string, string>;
+  /** Extra node flags, e.g. `--cpu-prof` (not allowed in NODE_OPTIONS). */
+  nodeArgs?: string[];
 }): Promise<Server & { dataDir: string }> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-bench-'));
   tempDirs.add(dataDir);
@@ -113,7 +115,7 @@ export async function startGateway(opts: {
   });
   const name = opts.databaseUrl ? 'gateway (server mode)' : 'gateway (embedded)';
   try {
-    const server = await startServer(name, ['--import', 'tsx', 'src/main.ts'], { env, cwd: opts.dir });
+    const server = await startServer(name, [...(opts.nodeArgs ?? []), '--import', 'tsx', 'src/main.ts'], { env, cwd: opts.dir });
     const stop = server.stop;
     return Object.assign(server, {
       dataDir,
