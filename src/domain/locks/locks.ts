@@ -100,24 +100,23 @@ export async function listLocks(rt: Runtime, p: Principal, route: VolumeRoute): 
   });
 }
 
+/** The locks a volume lists: live ones (not released, not expired), by partition, then oldest first. */
+export function liveLocksQuery(now = new Date()) {
+  return {
+    where: { releasedAt: null, expiresAt: { gt: now } },
+    orderBy: [{ partition: 'asc' as const }, { acquiredAt: 'asc' as const }],
+  };
+}
+
 /**
- * `listLocks` for many volumes the principal can already see (GraphQL's `Volume.locks` across a
- * list of volumes): one query whatever their number.
- * @throws ForbiddenError (volumes:read)
+ * The live locks of a volume, loaded with its row (`liveLocksQuery`), as the principal may see them:
+ * needs `volumes:read`; a deleted volume (or one of another organisation) lists none.
+ * @throws ForbiddenError, NotFoundError
  */
-export async function listLocksOfVolumes(
-  rt: Runtime,
-  p: Principal,
-  volumes: readonly Pick<Volume, 'id' | 'orgId' | 'deletedAt'>[],
-): Promise<(Lock[] | NotFoundError)[]> {
+export function locksOfLoadedVolume<L>(p: Principal, volume: Pick<Volume, 'id' | 'orgId' | 'deletedAt'>, locks: L[]): L[] {
   requireScope(p, 'volumes:read');
-  const listable = (v: Pick<Volume, 'orgId' | 'deletedAt'>) => contentsListable(p, v);
-  const ids = [...new Set(volumes.filter(listable).map((v) => v.id))];
-  const locks = await rt.db.lock.findMany({
-    where: { volumeId: { in: ids }, releasedAt: null, expiresAt: { gt: new Date() } },
-    orderBy: [{ partition: 'asc' }, { acquiredAt: 'asc' }],
-  });
-  return volumes.map((v) => (listable(v) ? locks.filter((l) => l.volumeId === v.id) : new NotFoundError('volume', v.id)));
+  if (!contentsListable(p, volume)) throw new NotFoundError('volume', volume.id);
+  return locks;
 }
 
 /**

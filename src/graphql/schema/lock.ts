@@ -1,13 +1,17 @@
 import { locateVolume } from '../../domain/access/authorize.js';
-import { acquireLock, authorizeLockReading, listLocksOfVolumes, releaseLock, renewLock } from '../../domain/locks/locks.js';
+import {
+  acquireLock,
+  authorizeLockReading,
+  liveLocksQuery,
+  locksOfLoadedVolume,
+  releaseLock,
+  renewLock,
+} from '../../domain/locks/locks.js';
 import { LOCK_TYPES } from '../../domain/locks/partitions.js';
 import type { LockEvent } from '../../domain/shared/events.js';
-import type { Lock as LockRow, Volume as VolumeRow } from '../../generated/prisma/client.js';
 import { builder } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
-import { loaderOf } from '../loaders.js';
 import { selectedRow } from '../selected-row.js';
-import { Volume } from './volume.js';
 
 const LockType = builder.enumType('LockType', { values: LOCK_TYPES });
 const LockEventKind = builder.enumType('LockEventKind', { values: ['acquired', 'renewed', 'released', 'expired'] as const });
@@ -27,13 +31,13 @@ export const Lock = builder.prismaObject('Lock', {
   }),
 });
 
-builder.objectFields(Volume, (t) => ({
+builder.prismaObjectFields('Volume', (t) => ({
   locks: t.field({
     type: [Lock],
     description: 'Live locks (expired and released ones never block and are not listed).',
-    // Batched across every volume of the request (one query); the volumes were found visible.
-    resolve: (v, _args, ctx) =>
-      loaderOf<VolumeRow, LockRow[]>(ctx, 'locks', (volumes) => listLocksOfVolumes(ctx.runtime, ctx.principal!, volumes)).load(v),
+    // Loaded with the volume's row (in the same statement as the rest of the relation tree).
+    select: (_args, _ctx, nested) => ({ locks: nested(liveLocksQuery()) }),
+    resolve: (v, _args, ctx) => locksOfLoadedVolume(ctx.principal!, v, v.locks),
   }),
 }));
 
