@@ -1,21 +1,29 @@
 /**
- * Opening the database: embedded PGlite in DATA_DIR (lock, pre-migration copies, damage detection)
- * or a server URL, then migrations. Slightly over 250 lines; the embedded and server paths share it.
+ * Opening the database: embedded PGlite in DATA_DIR (the lock here; the database itself in its own
+ * thread, database-thread.ts, with its pre-migration copies and damage detection in embedded.ts), a
+ * server URL, or (tests) a PGlite handed in; then migrations.
  */
-import fs from 'node:fs/promises';
-import path from 'node:path';
-import { type Extensions, PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
+import type { PGlite } from '@electric-sql/pglite';
 import { PrismaPg } from '@prisma/adapter-pg';
 import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaClient } from '../generated/prisma/client.js';
 import type { Db } from './client.js';
 import { lockDataDir } from './data-dir-lock.js';
-import { applyMigrations, pendingMigrations } from './migrate.js';
+import { startDatabaseThread } from './database-thread.js';
+import { applyMigrations } from './migrate.js';
 import { yieldingPglite } from './yielding-pglite.js';
 
 export { DataDirLockedError } from './data-dir-lock.js';
+export {
+  BACKUPS_DIR_NAME,
+  backupEmbeddedDatabase,
+  DatabaseDamagedError,
+  KEEP_MIGRATION_BACKUPS,
+  listMigrationBackups,
+  openEmbeddedPglite,
+  PGDATA_DIR_NAME,
+} from './embedded.js';
 
 export interface OpenDatabaseOptions {
   /** Server mode: Postgres (>= 15, pgvector >= 0.7) through @prisma/adapter-pg. */
@@ -30,6 +38,8 @@ export interface OpenDatabaseOptions {
   /** Called with every SQL statement Prisma sends (tests count queries). */
   onQuery?: (sql: string) => void;
   log?: (msg: string) => void;
+  /** Embedded mode: the database thread died unasked (default: throw, which ends the process). */
+  onLost?: (err: Error) => void;
 }
 
 export interface Database {
@@ -39,162 +49,6 @@ export interface Database {
   /** The embedded engine, when there is one (raw access for tests and admin tools). */
   pglite?: PGlite;
   close(): Promise<void>;
-}
-
-/** The embedded database's folder inside DATA_DIR. */
-export const PGDATA_DIR_NAME = 'pgdata';
-
-/** Where copies of `pgdata` are kept inside DATA_DIR (made before migrations change an existing database). */
-export const BACKUPS_DIR_NAME = 'backups';
-
-/** How many pre-migration copies of `pgdata` are kept; older ones are deleted after a new one is made. */
-export const KEEP_MIGRATION_BACKUPS = 3;
-
-/** `pgdata-20261129T224700123Z-before-20261129222822_job_cancelling`: sorts by time. */
-const MIGRATION_BACKUP_NAME = /^pgdata-\d{8}T\d{9}Z-before-[^/]+(?<!\.partial)$/;
-
-/** Raised when an existing embedded database cannot be opened (e.g. PGlite's `RuntimeError: Aborted()`). */
-export class DatabaseDamagedError extends Error {
-  constructor(
-    readonly pgdataDir: string,
-    readonly dataDir: string,
-    cause: unknown,
-  ) {
-    // PGlite's abort message carries an Emscripten build hint that means nothing to the reader.
-    const reason = (cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause))
-      .replace(/\s*Build with -sASSERTIONS for more info\.?/, '')
-      .replace(/\.$/, '');
-    const backups = path.join(dataDir, BACKUPS_DIR_NAME);
-    super(
-      `The embedded database in ${pgdataDir} could not be opened and may be damaged (${reason}).\n` +
-        'To recover (see docs/RECOVERY.md):\n' +
-        `  1. Run \`DATA_DIR=${dataDir} npm run db:check\` for a report on what is wrong.\n` +
-        `  2. Restore the newest copy in ${backups}/ (pgdata-<time>-before-<migration>): with no gateway running, ` +
-        `move ${pgdataDir} aside, copy the backup to ${pgdataDir}, start again.\n` +
-        `  3. Or move ${pgdataDir} aside (e.g. mv pgdata pgdata.damaged) to start with an empty database.`,
-      { cause },
-    );
-    this.name = 'DatabaseDamagedError';
-  }
-}
-
-/** True when DATA_DIR/pgdata exists and is not empty: opening it must find a database, not create one. */
-async function pgdataExists(pgdataDir: string): Promise<boolean> {
-  try {
-    return (await fs.readdir(pgdataDir)).length > 0;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
-}
-
-/**
- * Opens (or, on first use, creates) the PGlite database in `DATA_DIR/pgdata`. The caller must
- * hold the DATA_DIR lock. Always loads pgvector (a data dir that has it installed fails without).
- * @throws DatabaseDamagedError when an existing database fails to open
- */
-export async function openEmbeddedPglite(
-  dataDir: string,
-  extensions: Extensions = {},
-): Promise<{ pglite: PGlite; existed: boolean; pgdataDir: string }> {
-  const pgdataDir = path.join(dataDir, PGDATA_DIR_NAME);
-  const existed = await pgdataExists(pgdataDir);
-  try {
-    const pglite = await PGlite.create(pgdataDir, { extensions: { vector, ...extensions } });
-    return { pglite, existed, pgdataDir };
-  } catch (err) {
-    if (existed) throw new DatabaseDamagedError(pgdataDir, dataDir, err);
-    throw err;
-  }
-}
-
-/**
- * Copies `DATA_DIR/pgdata` to `DATA_DIR/backups/pgdata-<UTC time>-before-<label>` and keeps the
- * newest {@link KEEP_MIGRATION_BACKUPS} such copies. PGlite must be closed (a cleanly shut down data
- * directory is a consistent copy), and the caller must hold the DATA_DIR lock. The copy appears
- * under its final name only once complete.
- * @returns the backup's path
- */
-export async function backupEmbeddedDatabase(dataDir: string, label: string, log?: (msg: string) => void): Promise<string> {
-  const dir = path.join(dataDir, BACKUPS_DIR_NAME);
-  await fs.mkdir(dir, { recursive: true });
-  const stamp = new Date().toISOString().replace(/[-:.]/g, '');
-  const name = `pgdata-${stamp}-before-${label.replace(/[^\w.-]/g, '_')}`;
-  const target = path.join(dir, name);
-  const partial = `${target}.partial`;
-  const started = Date.now();
-  try {
-    await fs.cp(path.join(dataDir, PGDATA_DIR_NAME), partial, {
-      recursive: true,
-      preserveTimestamps: true,
-      errorOnExist: true,
-      force: false,
-    });
-    await fs.rename(partial, target);
-  } catch (err) {
-    await fs.rm(partial, { recursive: true, force: true }).catch(() => {});
-    throw new Error(
-      `Could not copy ${path.join(dataDir, PGDATA_DIR_NAME)} to ${target} (${(err as Error).message}). ` +
-        'Nothing was migrated; make room (a copy is as large as pgdata, see docs/RECOVERY.md) and start again.',
-      { cause: err },
-    );
-  }
-  log?.(`backed up ${path.join(dataDir, PGDATA_DIR_NAME)} to ${target} in ${Date.now() - started} ms`);
-
-  const entries = await fs.readdir(dir);
-  const backups = entries.filter((n) => MIGRATION_BACKUP_NAME.test(n)).sort();
-  const stale = [
-    ...backups.slice(0, Math.max(0, backups.length - KEEP_MIGRATION_BACKUPS)),
-    // Left by a copy interrupted by a crash (we hold the lock, so no copy is under way).
-    ...entries.filter((n) => n.startsWith('pgdata-') && n.endsWith('.partial')),
-  ];
-  for (const old of stale) {
-    await fs.rm(path.join(dir, old), { recursive: true, force: true });
-    log?.(`removed old backup ${path.join(dir, old)}`);
-  }
-  return target;
-}
-
-/** The pre-migration copies in `DATA_DIR/backups`, newest first (absolute paths). */
-export async function listMigrationBackups(dataDir: string): Promise<string[]> {
-  const dir = path.join(dataDir, BACKUPS_DIR_NAME);
-  const entries = await fs.readdir(dir).catch(() => [] as string[]);
-  return entries
-    .filter((n) => MIGRATION_BACKUP_NAME.test(n))
-    .sort()
-    .reverse()
-    .map((n) => path.join(dir, n));
-}
-
-/**
- * Opens the embedded database for the gateway: DATA_DIR lock, PGlite, and, when migrations are
- * pending on an existing database, a copy of `pgdata` made before they run. Whether any are
- * pending is only known once the database is open, so it is opened, checked, closed for the copy
- * and opened again (the reopen costs well under a second and happens only before migrations).
- */
-async function openEmbedded(opts: OpenDatabaseOptions): Promise<{ pglite: PGlite; release: () => Promise<void> }> {
-  const lock = await lockDataDir(opts.dataDir, { log: opts.log });
-  try {
-    let { pglite, existed, pgdataDir } = await openEmbeddedPglite(opts.dataDir);
-    if (existed && opts.migrate !== false) {
-      let pending: string[];
-      try {
-        pending = await pendingMigrations(async (sql) => (await pglite.query<{ migration_name: string }>(sql)).rows);
-      } catch (err) {
-        await pglite.close().catch(() => {});
-        throw new DatabaseDamagedError(pgdataDir, opts.dataDir, err);
-      }
-      if (pending.length > 0) {
-        await pglite.close();
-        await backupEmbeddedDatabase(opts.dataDir, pending[0] as string, opts.log);
-        ({ pglite } = await openEmbeddedPglite(opts.dataDir));
-      }
-    }
-    return { pglite, release: lock.release };
-  } catch (err) {
-    await lock.release();
-    throw err;
-  }
 }
 
 /**
@@ -209,17 +63,41 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   let release: (() => Promise<void>) | undefined;
   let mode: Database['mode'];
 
+  let thread: Awaited<ReturnType<typeof startDatabaseThread>> | undefined;
+  // Migrations run here, except in the database thread, which applies them before it serves.
+  let migrateHere = opts.migrate !== false;
+
   if (opts.databaseUrl) {
     mode = 'server';
     adapterFactory = new PrismaPg({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
+  } else if (opts.pglite) {
+    // Tests hand in a ready PGlite: it runs on this thread (statements yield to the event loop first).
+    mode = 'embedded';
+    pglite = opts.pglite;
+    adapterFactory = new PrismaPGlite(yieldingPglite(pglite));
   } else {
     mode = 'embedded';
-    if (opts.pglite) {
-      pglite = opts.pglite;
-    } else {
-      ({ pglite, release } = await openEmbedded(opts));
+    const lock = await lockDataDir(opts.dataDir, { log: opts.log });
+    release = lock.release;
+    try {
+      thread = await startDatabaseThread({
+        dataDir: opts.dataDir,
+        migrate: migrateHere,
+        maxConnections: (opts.poolSize ?? 10) + 4,
+        log: opts.log,
+        onLost:
+          opts.onLost ??
+          ((err) =>
+            process.nextTick(() => {
+              throw err;
+            })),
+      });
+    } catch (err) {
+      await lock.release();
+      throw err;
     }
-    adapterFactory = new PrismaPGlite(yieldingPglite(pglite));
+    migrateHere = false;
+    adapterFactory = new PrismaPg({ ...thread.pg, max: opts.poolSize ?? 10 });
   }
 
   const prisma = new PrismaClient({
@@ -234,7 +112,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   const close = async () => {
     try {
       await prisma.$disconnect();
-      if (pglite && !opts.pglite) await pglite.close();
+      await thread?.close();
     } finally {
       // Only this process could write pgdata, and it no longer will: the next owner may start.
       await release?.();
@@ -242,7 +120,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   };
 
   try {
-    if (opts.migrate !== false) {
+    if (migrateHere) {
       const { applied } = await applyMigrations(adapterFactory, { log: opts.log });
       if (applied.length > 0) opts.log?.(`applied migrations: ${applied.join(', ')}`);
     }
