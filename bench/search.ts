@@ -8,7 +8,7 @@
  *    with their vector and full-text columns, HNSW and GIN maintenance).
  * 2. Scale: a second volume filled straight through SQL (the same rows the pipeline writes, built
  *    in bulk so 100k chunks take minutes, not hours) to each size, then 100 queries per mode over
- *    HTTP: p50/p95 for hybrid and semantic.
+ *    HTTP: p50/p95 for hybrid, keyword and semantic.
  * 3. Recall: for 100 queries, the HNSW top 10 (SEARCH_EF_SEARCH, iterative scans) against an exact
  *    scan's top 10.
  * Writes the `## Search` section of BENCHMARKS.md. Not part of the test suite.
@@ -20,7 +20,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { semanticSql, useHnsw } from '../src/domain/search/sql.js';
+import { keywordRanking, semanticSql, useHnsw } from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 import { machine, ms, stats, writeSection } from './report.js';
@@ -145,8 +145,8 @@ async function main(): Promise<void> {
       }
       rows.push(`filled to ${size} in ${((performance.now() - fillStart) / 1000).toFixed(0)} s`);
       const queries = Array.from({ length: QUERIES }, (_, i) => (i % 2 ? pick(corpus.queries).query : pick(sentences)));
-      const latency: Record<string, number[]> = { hybrid: [], semantic: [] };
-      for (const mode of ['hybrid', 'semantic'] as const) {
+      const latency: Record<string, number[]> = { hybrid: [], semantic: [], keyword: [] };
+      for (const mode of ['hybrid', 'semantic', 'keyword'] as const) {
         for (const q of queries) {
           const t = performance.now();
           const r = await call('POST', `${vols}/${big}/search`, { query: q, mode, top_k: 10 });
@@ -202,23 +202,28 @@ async function main(): Promise<void> {
       const e = stats(exactLatency);
       const h = stats(latency.hybrid as number[]);
       const s = stats(latency.semantic as number[]);
+      const k = stats(latency.keyword as number[]);
+      const rss = process.memoryUsage().rss / 2 ** 20;
       results.push(
-        `| ${size.toLocaleString('en')} | ${ms(h.p50)} | ${ms(h.p95)} | ${ms(s.p50)} | ${ms(s.p95)} | ${ms(e.p50)} | ${(hit / truths.size).toFixed(3)}${usesIndex ? '' : ' (no HNSW in plan)'} |`,
+        `| ${size.toLocaleString('en')} | ${ms(h.p50)} | ${ms(h.p95)} | ${ms(k.p50)} | ${ms(k.p95)} | ${ms(s.p50)} | ${ms(s.p95)} | ${ms(e.p50)} | ${(hit / truths.size).toFixed(3)}${usesIndex ? '' : ' (no HNSW in plan)'} | ${rss.toFixed(0)} MiB |`,
       );
       process.stdout.write(`${results.at(-1)}\n`);
     }
 
     const date = new Date().toISOString().slice(0, 10);
+    const keywordRank = await keywordRanking(app.runtime);
     lines.push(
-      `Embedded PGlite (one process, fresh \`DATA_DIR\`), hashing embedder \`${model}\`, HNSW \`ef_search\` = ${EF_SEARCH} with iterative scans, ${date}.`,
+      `Embedded PGlite (one process, its database in a worker thread, fresh \`DATA_DIR\`), hashing embedder \`${model}\`, HNSW \`ef_search\` = ${EF_SEARCH} with iterative scans, ${date}.`,
       `Machine: ${machine()}. Run: \`npx tsx bench/search.ts --dims ${DIMS} --sizes ${SIZES.join(',')}\`.`,
       '',
       `**Indexing** (one reindex job over ${ENTRIES} text entries, chunk_size 64 tokens): ${ixChunks} chunks in ${indexSeconds.toFixed(1)} s = **${(ixChunks / indexSeconds).toFixed(0)} chunks/s** (chunking, embedding, chunk rows with vector + tsvector, HNSW and GIN upkeep, per-entry transactions).`,
       '',
       `**Search** over HTTP, ${QUERIES} queries per mode (half corpus paraphrases, half sentences), top_k 10; recall@10 of the HNSW scan against an exact scan of the same vectors:`,
       '',
-      '| Chunks | Hybrid p50 | Hybrid p95 | Semantic p50 | Semantic p95 | Exact scan p50 (SQL only) | HNSW recall@10 |',
-      '|---:|---:|---:|---:|---:|---:|---:|',
+      `Keyword search ranks with ${keywordRank === 'bm25' ? 'BM25 (pg_textsearch, top-k by Block-Max WAND)' : 'ts_rank_cd (every match ranked)'}; RSS is the whole process (gateway and its database thread) after the queries.`,
+      '',
+      '| Chunks | Hybrid p50 | Hybrid p95 | Keyword p50 | Keyword p95 | Semantic p50 | Semantic p95 | Exact scan p50 (SQL only) | HNSW recall@10 | RSS |',
+      '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
       ...results,
       '',
       `HNSW candidate list size against recall (SQL time of the nearest-neighbour query alone, same ${QUERIES} queries):`,

@@ -76,7 +76,9 @@ const CREATE_EXTENSION = /^CREATE\s+EXTENSION\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:"([^
 
 /** Index methods and shapes Prisma cannot express in schema.prisma for our columns. */
 function isUnrepresentable(statement: string): boolean {
-  return /\bUSING\s+(hnsw|ivfflat|gin|gist|brin|spgist)\b/i.test(statement) || /\)\s*WHERE\s/i.test(statement) || /\(\s*\(/.test(statement);
+  return (
+    /\bUSING\s+(hnsw|ivfflat|gin|gist|brin|spgist|bm25)\b/i.test(statement) || /\)\s*WHERE\s/i.test(statement) || /\(\s*\(/.test(statement)
+  );
 }
 
 /**

@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
 import { startMaintenance } from './domain/maintenance/maintenance.js';
+import { keywordRanking } from './domain/search/sql.js';
 import type { Runtime } from './domain/shared/runtime.js';
 import { pendingProvisioning, resumePendingProvisioning } from './domain/workspaces/workspaces.js';
 import { createWsServer } from './graphql/ws-server.js';
@@ -79,6 +80,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   let boundUrl = `http://${config.host}:${config.port}`;
   const built = await buildRuntime(config, database, log, () => config.publicUrl ?? boundUrl);
   const { rt, localStore } = built;
+  if ((await keywordRanking(rt)) === 'bm25') log.info('keyword search: BM25 (pg_textsearch index chunks_bm25_idx)');
+  else log.warn('keyword search: ts_rank_cd, every match ranked (this database has no pg_textsearch; BM25 needs it, see README "Search")');
 
   const yoga = createGraphQLServer(rt, {
     adminApiKey,

@@ -2,12 +2,12 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCK_FILE_NAME, lockDataDir, processStartTime } from '../src/db/data-dir-lock.js';
 import { backupEmbeddedDatabase, DataDirLockedError, listMigrationBackups, openDatabase } from '../src/db/database.js';
 import { applyMigrations, listMigrationNames, MIGRATIONS_DIR, pendingMigrations } from '../src/db/migrate.js';
+import { PGLITE_EXTENSIONS } from '../src/db/pglite-extensions.js';
 import { type Child, spawnChild } from './helpers/child.js';
 import { ADMIN_KEY, call } from './helpers/http.js';
 
@@ -325,7 +325,7 @@ describe('backup before migrations', () => {
       for (const name of names.slice(0, -1)) await fs.cp(path.join(MIGRATIONS_DIR, name), path.join(older, name), { recursive: true });
 
       const pgdata = path.join(dataDir, 'pgdata');
-      const pg = await PGlite.create(pgdata, { extensions: { vector } });
+      const pg = await PGlite.create(pgdata, { extensions: PGLITE_EXTENSIONS });
       await applyMigrations(new PrismaPGlite(pg), { migrationsDir: older });
       await pg.exec(`INSERT INTO organizations (id) VALUES ('kept-org')`);
       await pg.close();
@@ -351,7 +351,7 @@ describe('backup before migrations', () => {
       const backup = (await listMigrationBackups(dataDir))[0] as string;
       const restored = path.join(await tempDir('vg-restored-'), 'pgdata');
       await fs.cp(backup, restored, { recursive: true });
-      const old = await PGlite.create(restored, { extensions: { vector } });
+      const old = await PGlite.create(restored, { extensions: PGLITE_EXTENSIONS });
       try {
         expect(await pendingMigrations(async (sql) => (await old.query<{ migration_name: string }>(sql)).rows)).toEqual([newest]);
         expect((await old.query(`SELECT id FROM organizations`)).rows).toEqual([{ id: 'kept-org' }]);

@@ -2,8 +2,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { PGLITE_EXTENSIONS } from '../src/db/pglite-extensions.js';
 import { waitFor } from './helpers/app.js';
 import { type Child, spawnGateway } from './helpers/child.js';
 import { type EmbeddingsServer, startEmbeddingsServer } from './helpers/embeddings-server.js';
@@ -91,7 +91,7 @@ it('a reindex interrupted by SIGKILL resumes after restart and completes with ev
 
   gw.child.proc.kill('SIGTERM');
   await gw.child.exited;
-  const pg = await PGlite.create(path.join(dataDir, 'pgdata'), { extensions: { vector } });
+  const pg = await PGlite.create(path.join(dataDir, 'pgdata'), { extensions: PGLITE_EXTENSIONS });
   try {
     const { rows } = await pg.query<{ chunks: number; distinct_chunks: number; entries: number; embedders: string[] }>(
       `SELECT count(*)::int AS chunks, count(DISTINCT (entry_id, chunk_index))::int AS distinct_chunks,

@@ -5,8 +5,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type Extensions, PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
 import { pendingMigrations } from './migrate.js';
+import { PGLITE_EXTENSIONS } from './pglite-extensions.js';
 
 /** The embedded database's folder inside DATA_DIR. */
 export const PGDATA_DIR_NAME = 'pgdata';
@@ -57,7 +57,7 @@ async function pgdataExists(pgdataDir: string): Promise<boolean> {
 
 /**
  * Opens (or, on first use, creates) the PGlite database in `DATA_DIR/pgdata`. The caller must
- * hold the DATA_DIR lock. Always loads pgvector (a data dir that has it installed fails without).
+ * hold the DATA_DIR lock. Always loads {@link PGLITE_EXTENSIONS}.
  * @throws DatabaseDamagedError when an existing database fails to open
  */
 export async function openEmbeddedPglite(
@@ -67,7 +67,7 @@ export async function openEmbeddedPglite(
   const pgdataDir = path.join(dataDir, PGDATA_DIR_NAME);
   const existed = await pgdataExists(pgdataDir);
   try {
-    const pglite = await PGlite.create(pgdataDir, { extensions: { vector, ...extensions } });
+    const pglite = await PGlite.create(pgdataDir, { extensions: { ...PGLITE_EXTENSIONS, ...extensions } });
     return { pglite, existed, pgdataDir };
   } catch (err) {
     if (existed) throw new DatabaseDamagedError(pgdataDir, dataDir, err);

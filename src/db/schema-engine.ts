@@ -15,7 +15,6 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
 import { PrismaPg } from '@prisma/adapter-pg';
 import {
   bindMigrationAwareSqlAdapterFactory,
@@ -27,6 +26,7 @@ import {
 import type { SchemaEngine, SchemaFilter } from '@prisma/schema-engine-wasm/schema_engine_bg';
 import * as glue from '@prisma/schema-engine-wasm/schema_engine_bg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
+import { PGLITE_EXTENSIONS } from './pglite-extensions.js';
 
 export type {
   DiffTarget,
@@ -334,7 +334,7 @@ function fixPGliteAdapter(adapter: SqlDriverAdapter, db: PGlite): SqlDriverAdapt
 }
 
 async function connectPGliteShadow(): Promise<SqlDriverAdapter> {
-  const shadow = await PGlite.create({ extensions: { vector } });
+  const shadow = await PGlite.create({ extensions: PGLITE_EXTENSIONS });
   try {
     const adapter = fixPGliteAdapter(await new PrismaPGlite(shadow).connect(), shadow);
     const dispose = adapter.dispose.bind(adapter);

@@ -2,10 +2,10 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
 import { inject } from 'vitest';
 import { type App, createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
+import { PGLITE_EXTENSIONS } from '../../src/db/pglite-extensions.js';
 import { ADMIN_KEY, call, type HttpResponse } from './http.js';
 
 // Most tests take the admin key along with startGateway.
@@ -14,7 +14,7 @@ export { ADMIN_KEY };
 /** A fresh, migrated PGlite cloned from the global template. */
 export async function clonePglite(): Promise<PGlite> {
   const tar = await fs.readFile(inject('templatePath'));
-  return PGlite.create({ loadDataDir: new Blob([new Uint8Array(tar)]), extensions: { vector } });
+  return PGlite.create({ loadDataDir: new Blob([new Uint8Array(tar)]), extensions: PGLITE_EXTENSIONS });
 }
 
 export interface TestGateway {

@@ -2,10 +2,10 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { vector } from '@electric-sql/pglite-pgvector';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type { TestProject } from 'vitest/node';
 import { applyMigrations } from '../../src/db/migrate.js';
+import { PGLITE_EXTENSIONS } from '../../src/db/pglite-extensions.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -19,7 +19,7 @@ declare module 'vitest' {
  */
 export default async function setup(project: TestProject) {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-template-'));
-  const pg = await PGlite.create({ extensions: { vector } });
+  const pg = await PGlite.create({ extensions: PGLITE_EXTENSIONS });
   await applyMigrations(new PrismaPGlite(pg));
   const dump = await pg.dumpDataDir('none');
   await pg.close();

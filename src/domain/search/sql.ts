@@ -5,8 +5,9 @@ import { liveEntrySql } from '../shared/live-entries.js';
 import type { Runtime } from '../shared/runtime.js';
 import type { SearchFilters, SearchMode } from './input.js';
 
-// The SQL behind search: candidates from pgvector (cosine) and Postgres full-text, each limited to the
-// chunks the caller may read, then fused with reciprocal rank fusion.
+// The SQL behind search: candidates from pgvector (cosine) and full text (BM25 where the database has
+// pg_textsearch, else ts_rank_cd), each limited to the chunks the caller may read, then fused with
+// reciprocal rank fusion.
 
 /** One volume to search: which vectors to use and which paths are readable (null: all). */
 export interface SearchScope {
@@ -150,12 +151,73 @@ export function semanticSql(
     WHERE c.dims = ${Prisma.raw(String(Math.trunc(d)))} AND c.embedding IS NOT NULL AND ${where(scopes, filters, new Date())}
     ORDER BY ${distance} LIMIT ${limit}`;
 }
+/** The BM25 index over chunk text (migration chunks_bm25), where the database has pg_textsearch. */
+export const BM25_INDEX = 'chunks_bm25_idx';
+
 /**
- * Full-text candidates: any of the query's lexemes (English stemming), ranked by cover density and
- * scaled to 0–1. An OR rather than plainto_tsquery's AND, so paraphrases still find their documents.
+ * How this database ranks keyword candidates: BM25 through pg_textsearch's index where it exists
+ * (embedded PGlite always; Postgres servers with the extension), else ts_rank_cd over the GIN
+ * index. Asked once per gateway; start-up asks first and logs the answer.
  */
+export function keywordRanking(rt: Runtime): Promise<'bm25' | 'ts_rank_cd'> {
+  rt.state.keywordRanking ??= rt.db.$queryRaw<{ ok: boolean }[]>`
+    SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = ${BM25_INDEX} AND relkind = 'i') AS ok`.then((rows) =>
+    rows[0]?.ok ? 'bm25' : 'ts_rank_cd',
+  );
+  return rt.state.keywordRanking;
+}
+
+/** Keyword candidates: BM25 where the database has it, else cover density (see keywordRanking). */
 async function keyword(rt: Runtime, query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Promise<Candidate[]> {
-  const rows = await rt.db.$queryRaw<Row[]>`
+  const rows =
+    (await keywordRanking(rt)) === 'bm25'
+      ? await bm25(rt, query, scopes, filters, limit)
+      : await coverDensity(rt, query, scopes, filters, limit);
+  // Ties in the same order on every call.
+  return rows.map(toCandidate).sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex);
+}
+
+/**
+ * BM25 top-k (Okapi, k1 1.2, b 0.75, English stemming) from pg_textsearch's index, answered with
+ * Block-Max WAND: only the best `limit` matches are scored, whatever the number of matches. The
+ * filters apply during the index scan, which widens itself until `limit` rows pass them (a filtered
+ * search still returns `limit` hits when that many match). The plan is pinned to that scan: under a
+ * sequential scan the extension also returns non-matching rows (score 0), dropped here anyway.
+ * `<@>` is the negated score; it is mapped to 0–1 as s / (s + 1).
+ */
+async function bm25(rt: Runtime, query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Promise<Row[]> {
+  return rt.db.$transaction(async (tx) => {
+    await useBm25Index(tx);
+    return tx.$queryRaw<Row[]>(bm25Sql(query, scopes, filters, limit));
+  });
+}
+
+/** Settings for one BM25 query (inside its transaction): the ordered index scan, never a scan + sort. */
+export async function useBm25Index(tx: Tx): Promise<void> {
+  await tx.$executeRawUnsafe('SET LOCAL enable_seqscan = off');
+  await tx.$executeRawUnsafe('SET LOCAL enable_bitmapscan = off');
+}
+
+/** The BM25 top-k query (see `bm25`): the negated `<@>` score as s / (s + 1), non-matches dropped. */
+export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Prisma.Sql {
+  const q = Prisma.sql`to_bm25query(${query}::text, ${BM25_INDEX})`;
+  return Prisma.sql`
+    SELECT chunk_id, entry_id, volume_id, path, chunk_index, preview, (b / (b + 1))::float8 AS score FROM (
+      SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
+             -(c.content <@> ${q}) AS b
+      FROM chunks c JOIN entries e ON e.id = c.entry_id
+      WHERE ${where(scopes, filters, new Date())}
+      ORDER BY c.content <@> ${q} LIMIT ${limit}) top
+    WHERE b > 0`;
+}
+
+/**
+ * Full-text candidates without BM25: any of the query's lexemes (English stemming), ranked by cover
+ * density and scaled to 0–1. An OR rather than plainto_tsquery's AND, so paraphrases still find
+ * their documents. Every match is ranked (no top-k shortcut): slow on large volumes of common prose.
+ */
+async function coverDensity(rt: Runtime, query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Promise<Row[]> {
+  return rt.db.$queryRaw<Row[]>`
     WITH q AS (
       SELECT to_tsquery('simple', coalesce(array_to_string(array(
         SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', ${query}))) AS l), ' | '), '')) AS q)
@@ -164,7 +226,6 @@ async function keyword(rt: Runtime, query: string, scopes: SearchScope[], filter
     FROM q, chunks c JOIN entries e ON e.id = c.entry_id
     WHERE c.tsv @@ q.q AND ${where(scopes, filters, new Date())}
     ORDER BY score DESC, e.path, c.chunk_index LIMIT ${limit}`;
-  return rows.map(toCandidate);
 }
 
 /** The ranked candidate lists a mode needs: [semantic, keyword] for hybrid, one list otherwise. */

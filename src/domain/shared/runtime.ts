@@ -56,6 +56,8 @@ export interface RuntimeState {
   bucketWork: Set<Promise<void>>;
   /** Whether the database's pgvector can iterate HNSW scans (asked once). */
   iterativeScans?: Promise<boolean>;
+  /** How keyword search ranks on this database (asked once, at start-up: search/sql.ts). */
+  keywordRanking?: Promise<'bm25' | 'ts_rank_cd'>;
 }
 
 /** A key's principal as authenticate built it (the access kernel's type; the kernel here knows only its id). */

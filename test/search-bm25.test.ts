@@ -1,0 +1,113 @@
+import { vector } from '@electric-sql/pglite-pgvector';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BM25_INDEX, bm25Sql, keywordRanking, useBm25Index } from '../src/domain/search/sql.js';
+import { Prisma } from '../src/generated/prisma/client.js';
+import { startGateway, type TestGateway } from './helpers/app.js';
+import { newVolume, putText, type TestVolume } from './helpers/entries.js';
+import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
+import { indexed } from './helpers/search.js';
+
+// The keyword half of search ranks with BM25 (pg_textsearch) where the database has it, and with
+// ts_rank_cd where it does not: same request, same response shape, scores in 0–1.
+
+const ORG = 'org-bm25';
+const keyword = (gw: TestGateway, v: TestVolume, query: string, extra: Record<string, unknown> = {}) =>
+  gw.call('POST', `${v.volumeUrl}/search`, { query, mode: 'keyword', ...extra });
+const paths = (res: { body: { results: { path: string }[] } }) => res.body.results.map((r) => r.path);
+
+describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
+  let gw: TestGateway;
+  let v: TestVolume;
+  beforeAll(async () => {
+    gw = await startGateway({ JOB_POLL_MS: '50' });
+    v = await newVolume(gw, ORG);
+    // Twelve documents saying "report" again and again, one that names a rare word once.
+    for (let i = 0; i < 12; i++) {
+      await putText(gw, v, `/reports/r${i}.md`, `Quarterly report ${i}: the report of the report committee, report after report.`);
+    }
+    await putText(gw, v, '/zephyr.md', 'A note on the zephyr, and a report on it.');
+    await putText(gw, v, '/garden/roses.md', 'Roses need pruning in early spring.');
+    await indexed(gw, v.volumeId, 14);
+  });
+  afterAll(async () => {
+    await gw?.stop();
+  });
+
+  it('is what this database uses, and the query plan is the ordered BM25 index scan, filters included', async () => {
+    expect(await keywordRanking(gw.app.runtime)).toBe('bm25');
+    const scopes = [{ volumeId: v.volumeId, volumeName: 'v', embedderId: 'hash-1024', pathRegexes: ['^/reports/'] }];
+    const plan = await gw.app.database.prisma.$transaction(async (tx) => {
+      await useBm25Index(tx);
+      return tx.$queryRaw<{ 'QUERY PLAN': string }[]>(
+        Prisma.sql`EXPLAIN ${bm25Sql('quarterly report', scopes, { tags: ['x'], path_prefix: '/reports/' }, 10)}`,
+      );
+    });
+    const text = plan.map((r) => r['QUERY PLAN']).join('\n');
+    expect(text).toContain(`Index Scan using ${BM25_INDEX}`);
+    expect(text).not.toMatch(/Seq Scan on chunks|Sort/);
+  });
+
+  it('a rare word outweighs a common one (inverse document frequency): the zephyr note comes first', async () => {
+    const res = await keyword(gw, v, 'zephyr report', { top_k: 5 });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(paths(res)[0]).toBe('/zephyr.md');
+    const scores = res.body.results.map((r: { score: number }) => r.score);
+    expect(scores).toEqual([...scores].sort((a, b) => b - a));
+    for (const s of scores) expect(s > 0 && s < 1).toBe(true);
+    // Only documents with a query word match at all.
+    expect(paths(res)).not.toContain('/garden/roses.md');
+  });
+
+  it('filters apply inside the ranking: a path prefix returns its best matches, top_k of them', async () => {
+    const res = await keyword(gw, v, 'report', { top_k: 3, filters: { path_prefix: '/reports/' } });
+    expect(res.body.results).toHaveLength(3);
+    for (const p of paths(res)) expect(p.startsWith('/reports/')).toBe(true);
+    const none = await keyword(gw, v, 'report', { filters: { path_prefix: '/garden/' } });
+    expect(none.body.results).toEqual([]);
+  });
+
+  it('odd queries answer 200 with no keyword hits instead of an error (stop words, punctuation, operators)', async () => {
+    for (const q of ['the and of', '&& || ! <->', "'; DROP TABLE chunks; --x", 'C++ (v2.0) [x] {y} $1 % _ \\', '🙂🙂']) {
+      const res = await keyword(gw, v, q);
+      expect(res.status, `${q}: ${JSON.stringify(res.body)}`).toBe(200);
+      expect(paths(res)).not.toContain('/garden/roses.md');
+    }
+  });
+
+  it('a rewrite is ranked by its new words once indexed; a deleted entry stops matching at once', async () => {
+    await putText(gw, v, '/garden/roses.md', 'Tulips are planted in autumn.');
+    await indexed(gw, v.volumeId, 14);
+    expect(paths(await keyword(gw, v, 'pruning roses'))).not.toContain('/garden/roses.md');
+    expect(paths(await keyword(gw, v, 'tulips'))).toEqual(['/garden/roses.md']);
+    expect((await gw.call('DELETE', v.entry('/garden/roses.md'))).status).toBe(200);
+    expect(paths(await keyword(gw, v, 'tulips'))).toEqual([]);
+  });
+});
+
+describe('keyword search on a Postgres without pg_textsearch (server mode)', () => {
+  let db: PgliteServer;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    db = await startPgliteServer(10, { vector });
+    gw = await startGateway({ DATABASE_URL: db.url, JOB_POLL_MS: '50' });
+  });
+  afterAll(async () => {
+    await gw?.stop();
+    await db?.stop();
+  });
+
+  it('the migration leaves BM25 out, and keyword search ranks with ts_rank_cd: same shape, scores in 0–1', async () => {
+    const [row] = await gw.app.database.prisma.$queryRaw<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_class WHERE relname = ${BM25_INDEX}`;
+    expect(row?.n).toBe(0);
+    expect(await keywordRanking(gw.app.runtime)).toBe('ts_rank_cd');
+    const v = await newVolume(gw, ORG);
+    await putText(gw, v, '/zephyr.md', 'A note on the zephyr.');
+    await putText(gw, v, '/roses.md', 'Roses need pruning in early spring.');
+    await indexed(gw, v.volumeId, 2);
+    const res = await keyword(gw, v, 'zephyr');
+    expect(res.status).toBe(200);
+    expect(paths(res)).toEqual(['/zephyr.md']);
+    expect(res.body.results[0].score > 0 && res.body.results[0].score < 1).toBe(true);
+  });
+});
