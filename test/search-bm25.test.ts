@@ -1,7 +1,8 @@
 import { vector } from '@electric-sql/pglite-pgvector';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BM25_INDEX, bm25Sql, keywordRanking, useBm25Index } from '../src/domain/search/sql.js';
+import { BM25_INDEX, bm25Sql, keywordRanking, searchSql, useBm25Index, useSearchPlans } from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
+import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 import { startGateway, type TestGateway } from './helpers/app.js';
 import { newVolume, putText, type TestVolume } from './helpers/entries.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
@@ -45,6 +46,33 @@ describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
     const text = plan.map((r) => r['QUERY PLAN']).join('\n');
     expect(text).toContain(`Index Scan using ${BM25_INDEX}`);
     expect(text).not.toMatch(/Seq Scan on chunks|Sort/);
+  });
+
+  it('hybrid is one statement over chunks (both legs), planned with the HNSW and the BM25 index', async () => {
+    gw.queries.length = 0;
+    const res = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'zephyr report', top_k: 3 });
+    expect(res.status).toBe(200);
+    expect(paths(res)[0]).toBe('/zephyr.md');
+    const overChunks = gw.queries.filter((q) => /\bFROM chunks\b/.test(q));
+    // Both legs in one statement; the keyword leg is never asked for on its own. (This volume has
+    // fewer chunks than hybrid's depth of 50, so the exact nearest-neighbour fallback runs too.)
+    expect(overChunks.filter((q) => q.includes('UNION ALL') && q.includes('<@>') && q.includes('<=>'))).toHaveLength(1);
+    expect(overChunks.filter((q) => q.includes('<@>'))).toHaveLength(1);
+    expect(overChunks.length).toBeLessThanOrEqual(2);
+
+    const q = `[${new HashingEmbedder(1024).embedOne('zephyr report').join(',')}]`;
+    const scopes = [{ volumeId: v.volumeId, volumeName: 'v', embedderId: 'hash-1024', pathRegexes: ['^/'] }];
+    const nearest = [{ dims: 1024, q, scopes, indexed: true }];
+    const plan = await gw.app.database.prisma.$transaction(async (tx) => {
+      await useSearchPlans(tx, { hnsw: { limit: 50, iterative: true, efSearch: 200 }, bm25: true });
+      return tx.$queryRaw<{ 'QUERY PLAN': string }[]>(
+        Prisma.sql`EXPLAIN ${searchSql(nearest, 'bm25', 'zephyr report', scopes, { path_prefix: '/' }, 50)}`,
+      );
+    });
+    const text = plan.map((r) => r['QUERY PLAN']).join('\n');
+    expect(text).toContain('chunks_embedding_1024_hnsw_idx');
+    expect(text).toContain(`Index Scan using ${BM25_INDEX}`);
+    expect(text).not.toContain('Seq Scan on chunks');
   });
 
   it('a rare word outweighs a common one (inverse document frequency): the zephyr note comes first', async () => {

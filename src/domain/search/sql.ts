@@ -86,48 +86,35 @@ const toCandidate = (r: Row): Candidate => ({
 });
 
 /**
- * Nearest chunks by cosine similarity for the scopes sharing one embedder. Uses the HNSW index of
- * the embedder's dimension with iterative scans; when the index still returns fewer than `limit`
- * rows (a very selective filter), an exact scan answers instead, so filtered searches return
- * `limit` hits whenever that many match.
+ * Settings for the statement of one search (inside its transaction), in one round trip.
+ * - Nearest neighbours: the candidate list size, pgvector 0.8's iterative scans, and no sequential
+ *   scan or sort. The planner prices a distance like any other operator, and without fresh
+ *   statistics (PGlite runs no autovacuum) it estimated a volume's chunks at one row and chose "read
+ *   them all by the volume index, sort by distance": an exact scan, as slow as the exact fallback at
+ *   10k chunks (BENCHMARKS.md). With no sort allowed, the ordered HNSW scan is the plan; the filters
+ *   still apply, and iterative scans keep going until `limit` rows pass them.
+ * - BM25: the ordered index scan, never a bitmap scan and sort (which also returns non-matches).
+ *   Not for ts_rank_cd, whose GIN index is only read by bitmap scans.
  */
-async function semantic(
-  rt: Runtime,
-  embedder: Embedder,
-  query: string,
-  scopes: SearchScope[],
-  filters: SearchFilters,
-  limit: number,
-): Promise<Candidate[]> {
-  const [vector] = await embedder.embed([query]);
-  const q = `[${(vector as number[]).join(',')}]`;
-  const d = embedder.dims;
-  const exact = () => rt.db.$queryRaw<Row[]>(semanticSql(d, q, scopes, filters, limit, false));
-  if (!INDEXED_DIMS.includes(d)) return (await exact()).map(toCandidate);
-  const iterative = await hasIterativeScans(rt);
-  const rows = await rt.db.$transaction(async (tx) => {
-    await useHnsw(tx, limit, iterative, rt.settings.efSearch);
-    return tx.$queryRaw<Row[]>(semanticSql(d, q, scopes, filters, limit, true));
-  });
-  const found = rows.length >= limit ? rows : await exact();
-  // relaxed_order may return near neighbours slightly out of order.
-  return found.map(toCandidate).sort((a, b) => b.score - a.score);
+export async function useSearchPlans(
+  tx: Tx,
+  o: { hnsw?: { limit: number; iterative: boolean; efSearch: number }; bm25?: boolean },
+): Promise<void> {
+  const settings: [string, string][] = [['enable_seqscan', 'off']];
+  if (o.hnsw) {
+    settings.push(['hnsw.ef_search', String(Math.max(o.hnsw.efSearch, o.hnsw.limit))], ['enable_sort', 'off']);
+    if (o.hnsw.iterative) settings.push(['hnsw.iterative_scan', 'relaxed_order']);
+  }
+  if (o.bm25) settings.push(['enable_bitmapscan', 'off']);
+  await tx.$queryRaw`SELECT ${Prisma.join(settings.map(([k, v]) => Prisma.sql`set_config(${k}, ${v}, true)`))}`;
 }
 
-/**
- * Settings for one nearest-neighbour query (inside its transaction): the candidate list size, pgvector
- * 0.8's iterative scans, and no sequential scan or sort. The planner prices a distance like any other
- * operator, and without fresh statistics (PGlite runs no autovacuum) it estimated a volume's chunks
- * at one row and chose "read them all by the volume index, sort by distance": an exact scan, as slow
- * as the exact fallback at 10k chunks (BENCHMARKS.md). With no sort allowed, the ordered HNSW scan is
- * the plan; the filters still apply, and iterative scans keep going until `limit` rows pass them.
- */
-export async function useHnsw(tx: Tx, limit: number, iterative: boolean, efSearch: number): Promise<void> {
-  await tx.$executeRawUnsafe(`SET LOCAL hnsw.ef_search = ${Math.max(efSearch, limit)}`);
-  if (iterative) await tx.$executeRawUnsafe('SET LOCAL hnsw.iterative_scan = relaxed_order');
-  await tx.$executeRawUnsafe('SET LOCAL enable_seqscan = off');
-  await tx.$executeRawUnsafe('SET LOCAL enable_sort = off');
-}
+/** The settings of a nearest-neighbour query alone (tests and benchmarks EXPLAIN with them). */
+export const useHnsw = (tx: Tx, limit: number, iterative: boolean, efSearch: number) =>
+  useSearchPlans(tx, { hnsw: { limit, iterative, efSearch } });
+
+/** The settings of a BM25 query alone (tests EXPLAIN with them). */
+export const useBm25Index = (tx: Tx) => useSearchPlans(tx, { bm25: true });
 
 /**
  * The nearest-neighbour query. `indexed` repeats the HNSW index's expression (the cast to the fixed
@@ -167,16 +154,6 @@ export function keywordRanking(rt: Runtime): Promise<'bm25' | 'ts_rank_cd'> {
   return rt.state.keywordRanking;
 }
 
-/** Keyword candidates: BM25 where the database has it, else cover density (see keywordRanking). */
-async function keyword(rt: Runtime, query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Promise<Candidate[]> {
-  const rows =
-    (await keywordRanking(rt)) === 'bm25'
-      ? await bm25(rt, query, scopes, filters, limit)
-      : await coverDensity(rt, query, scopes, filters, limit);
-  // Ties in the same order on every call.
-  return rows.map(toCandidate).sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex);
-}
-
 /**
  * BM25 top-k (Okapi, k1 1.2, b 0.75, English stemming) from pg_textsearch's index, answered with
  * Block-Max WAND: only the best `limit` matches are scored, whatever the number of matches. The
@@ -185,20 +162,6 @@ async function keyword(rt: Runtime, query: string, scopes: SearchScope[], filter
  * sequential scan the extension also returns non-matching rows (score 0), dropped here anyway.
  * `<@>` is the negated score; it is mapped to 0–1 as s / (s + 1).
  */
-async function bm25(rt: Runtime, query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Promise<Row[]> {
-  return rt.db.$transaction(async (tx) => {
-    await useBm25Index(tx);
-    return tx.$queryRaw<Row[]>(bm25Sql(query, scopes, filters, limit));
-  });
-}
-
-/** Settings for one BM25 query (inside its transaction): the ordered index scan, never a scan + sort. */
-export async function useBm25Index(tx: Tx): Promise<void> {
-  await tx.$executeRawUnsafe('SET LOCAL enable_seqscan = off');
-  await tx.$executeRawUnsafe('SET LOCAL enable_bitmapscan = off');
-}
-
-/** The BM25 top-k query (see `bm25`): the negated `<@>` score as s / (s + 1), non-matches dropped. */
 export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Prisma.Sql {
   const q = Prisma.sql`to_bm25query(${query}::text, ${BM25_INDEX})`;
   return Prisma.sql`
@@ -216,8 +179,8 @@ export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFil
  * density and scaled to 0–1. An OR rather than plainto_tsquery's AND, so paraphrases still find
  * their documents. Every match is ranked (no top-k shortcut): slow on large volumes of common prose.
  */
-async function coverDensity(rt: Runtime, query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Promise<Row[]> {
-  return rt.db.$queryRaw<Row[]>`
+function coverDensitySql(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Prisma.Sql {
+  return Prisma.sql`
     WITH q AS (
       SELECT to_tsquery('simple', coalesce(array_to_string(array(
         SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', ${query}))) AS l), ' | '), '')) AS q)
@@ -226,6 +189,38 @@ async function coverDensity(rt: Runtime, query: string, scopes: SearchScope[], f
     FROM q, chunks c JOIN entries e ON e.id = c.entry_id
     WHERE c.tsv @@ q.q AND ${where(scopes, filters, new Date())}
     ORDER BY score DESC, e.path, c.chunk_index LIMIT ${limit}`;
+}
+
+/** A nearest-neighbour leg of a search: the query's vector for the scopes sharing one embedder. */
+export interface NearestLeg {
+  dims: number;
+  /** The query vector as pgvector text. */
+  q: string;
+  scopes: SearchScope[];
+  /** Whether an HNSW index exists for `dims`. */
+  indexed: boolean;
+}
+
+/**
+ * One search as one statement: a UNION ALL of independently planned top-k scans (each nearest leg
+ * `s<i>`, the keyword leg `k`), each row tagged with its leg.
+ */
+export function searchSql(
+  nearest: NearestLeg[],
+  ranking: 'bm25' | 'ts_rank_cd' | null,
+  query: string,
+  scopes: SearchScope[],
+  filters: SearchFilters,
+  limit: number,
+): Prisma.Sql {
+  const legs = nearest.map(
+    (n, i) => Prisma.sql`(SELECT ${`s${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, limit, n.indexed)}) x)`,
+  );
+  if (ranking) {
+    const sql = ranking === 'bm25' ? bm25Sql(query, scopes, filters, limit) : coverDensitySql(query, scopes, filters, limit);
+    legs.push(Prisma.sql`(SELECT 'k'::text AS leg, x.* FROM (${sql}) x)`);
+  }
+  return Prisma.join(legs, ' UNION ALL ');
 }
 
 /** The ranked candidate lists a mode needs: [semantic, keyword] for hybrid, one list otherwise. */
@@ -238,16 +233,52 @@ export async function candidatesFor(
   limit: number,
   embedderFor: (id: string) => Promise<Embedder>,
 ): Promise<Candidate[][]> {
+  // Volumes may use different models: one nearest-neighbour leg per model, merged by score. The
+  // query is embedded first, so the transaction below holds a connection only for the database's work.
+  const byEmbedder = new Map<string, SearchScope[]>();
+  if (mode !== 'keyword') for (const s of scopes) byEmbedder.set(s.embedderId, [...(byEmbedder.get(s.embedderId) ?? []), s]);
+  const nearest: NearestLeg[] = await Promise.all(
+    [...byEmbedder.values()].map(async (group) => {
+      const embedder = await embedderFor(group[0]!.embedderId);
+      const [vector] = await embedder.embed([query]);
+      return {
+        dims: embedder.dims,
+        q: `[${(vector as number[]).join(',')}]`,
+        scopes: group,
+        indexed: INDEXED_DIMS.includes(embedder.dims),
+      };
+    }),
+  );
+  const ranking = mode === 'semantic' ? null : await keywordRanking(rt);
+  const iterative = nearest.some((n) => n.indexed) && (await hasIterativeScans(rt));
+
+  // Every leg in one statement, in one transaction with its settings: four round trips per search.
+  const rows = await rt.db.$transaction(async (tx) => {
+    await useSearchPlans(tx, {
+      ...(nearest.some((n) => n.indexed) ? { hnsw: { limit, iterative, efSearch: rt.settings.efSearch } } : {}),
+      bm25: ranking === 'bm25',
+    });
+    return tx.$queryRaw<(Row & { leg: string })[]>(searchSql(nearest, ranking, query, scopes, filters, limit));
+  });
+
   const lists: Candidate[][] = [];
-  if (mode !== 'keyword') {
-    // Volumes may use different models: one nearest-neighbour query per model, merged by score.
-    const byEmbedder = new Map<string, SearchScope[]>();
-    for (const s of scopes) byEmbedder.set(s.embedderId, [...(byEmbedder.get(s.embedderId) ?? []), s]);
+  if (nearest.length > 0) {
     const merged: Candidate[] = [];
-    for (const [id, group] of byEmbedder) merged.push(...(await semantic(rt, await embedderFor(id), query, group, filters, limit)));
+    for (const [i, n] of nearest.entries()) {
+      let found = rows.filter((r) => r.leg === `s${i}`);
+      // A very selective filter can leave the index short of `limit` rows: an exact scan answers then.
+      if (found.length < limit && n.indexed)
+        found = await rt.db.$queryRaw<(Row & { leg: string })[]>(semanticSql(n.dims, n.q, n.scopes, filters, limit, false));
+      merged.push(...found.map(toCandidate));
+    }
+    // relaxed_order may return near neighbours slightly out of order.
     lists.push(merged.sort((a, b) => b.score - a.score).slice(0, limit));
   }
-  if (mode !== 'semantic') lists.push(await keyword(rt, query, scopes, filters, limit));
+  if (ranking) {
+    // Ties in the same order on every call.
+    const kw = rows.filter((r) => r.leg === 'k').map(toCandidate);
+    lists.push(kw.sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex));
+  }
   return lists;
 }
 
