@@ -93,20 +93,22 @@ const toCandidate = (r: Row): Candidate => ({
  *   them all by the volume index, sort by distance": an exact scan, as slow as the exact fallback at
  *   10k chunks (BENCHMARKS.md). With no sort allowed, the ordered HNSW scan is the plan; the filters
  *   still apply, and iterative scans keep going until `limit` rows pass them.
- * - BM25: the ordered index scan, never a bitmap scan and sort (which also returns non-matches).
+ * - BM25: the ordered index scan, never another scan and a sort (which also returns non-matches).
  *   Not for ts_rank_cd, whose GIN index is only read by bitmap scans.
  */
 export async function useSearchPlans(
   tx: Tx,
   o: { hnsw?: { limit: number; iterative: boolean; efSearch: number }; bm25?: boolean },
 ): Promise<void> {
-  const settings: [string, string][] = [['enable_seqscan', 'off']];
+  const settings = new Map([['enable_seqscan', 'off']]);
   if (o.hnsw) {
-    settings.push(['hnsw.ef_search', String(Math.max(o.hnsw.efSearch, o.hnsw.limit))], ['enable_sort', 'off']);
-    if (o.hnsw.iterative) settings.push(['hnsw.iterative_scan', 'relaxed_order']);
+    settings.set('hnsw.ef_search', String(Math.max(o.hnsw.efSearch, o.hnsw.limit))).set('enable_sort', 'off');
+    if (o.hnsw.iterative) settings.set('hnsw.iterative_scan', 'relaxed_order');
   }
-  if (o.bm25) settings.push(['enable_bitmapscan', 'off']);
-  await tx.$queryRaw`SELECT ${Prisma.join(settings.map(([k, v]) => Prisma.sql`set_config(${k}, ${v}, true)`))}`;
+  // Without these the planner may read chunks by another index and sort by the BM25 expression:
+  // every row scored without the index (a second at 10k chunks).
+  if (o.bm25) settings.set('enable_bitmapscan', 'off').set('enable_sort', 'off');
+  await tx.$queryRaw`SELECT ${Prisma.join([...settings].map(([k, v]) => Prisma.sql`set_config(${k}, ${v}, true)`))}`;
 }
 
 /** The settings of a nearest-neighbour query alone (tests and benchmarks EXPLAIN with them). */
