@@ -195,3 +195,32 @@ describe('GraphQL search', () => {
     expect(bad.body.errors[0].extensions.code).toBe('VALIDATION_FAILED');
   });
 });
+
+describe('search-all statements', () => {
+  it('costs the same statements for 1 and 8 mounted volumes: their mounts come in one query, the search is one statement', async () => {
+    const org = 'org-sa-count';
+    const ws = (await gw.call('POST', `/v1/orgs/${org}/workspaces`, { name: 'counted' })).body.workspace_id as string;
+    const vols = `/v1/orgs/${org}/workspaces/${ws}/volumes`;
+    const key = await createKey(gw, org, ['search', 'entries:read'], 'app-count');
+    const counts: number[] = [];
+    let made = 0;
+    for (const n of [1, 8]) {
+      for (; made < n; made++) {
+        const v = await gw.call('POST', vols, { name: `v${made}` });
+        expect(v.status).toBe(201);
+        const m = await gw.call('POST', `${vols}/${v.body.volume.volume_id}/mounts`, {
+          app_id: 'app-count',
+          path_pattern: '/docs/**',
+          access_level: 'read',
+        });
+        expect(m.status).toBe(201);
+      }
+      await gw.call('POST', `${vols}/search-all`, { query: 'anything', mode: 'keyword' }, key); // key and org known
+      gw.queries.length = 0;
+      const res = await gw.call('POST', `${vols}/search-all`, { query: 'anything', mode: 'keyword' }, key);
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      counts.push(gw.queries.length);
+    }
+    expect(counts[1]).toBe(counts[0]);
+  });
+});

@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { enterOrg } from '../access/authenticate.js';
 import { findVisibleVolume, findWorkspace } from '../access/authorize.js';
-import { pathAccess } from '../access/entry-access.js';
+import { pathAccess, pathAccessMany } from '../access/entry-access.js';
 import { actingAsApp, isAppKey, type Principal, requireScope } from '../access/principal.js';
 import { visibleVolumeWhere } from '../access/visibility.js';
 import { ForbiddenError } from '../shared/errors.js';
@@ -65,10 +65,16 @@ export async function searchAll(
     select: { id: true, name: true, embeddingModelId: true, activeEmbedderId: true },
     orderBy: { id: 'asc' },
   });
+  // Every volume's mounts in one query, whatever their number.
+  const access = await pathAccessMany(
+    rt,
+    as,
+    volumes.map((v) => v.id),
+  );
   const scopes: SearchScope[] = [];
   for (const v of volumes) {
-    const regexes = (await pathAccess(rt, as, v.id)).readableRegexes();
-    if (regexes && regexes.length === 0) continue;
+    const regexes = access.get(v.id)?.readableRegexes();
+    if (regexes === undefined || (regexes && regexes.length === 0)) continue;
     scopes.push({ volumeId: v.id, volumeName: v.name, embedderId: searchEmbedder(v), pathRegexes: regexes });
   }
   return run(rt, input, scopes);
