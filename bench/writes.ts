@@ -2,7 +2,7 @@
  * Entry writes over REST against a server-mode gateway on real Postgres: one volume against the
  * same load spread over 8, and how far indexing trails a burst of auto-indexed writes.
  *
- *   npx tsx bench/writes.ts [--rounds 5] [--duration 5] [--burst 1000] [--db postgresql://postgres@127.0.0.1:5432/bench_pgv]
+ *   npx tsx bench/writes.ts [--rounds 5] [--duration 5] [--burst 1000] [--db postgresql://postgres@127.0.0.1:5432/bench_pgv] [--prof DIR]
  *
  * Each round, in turn: (1) small JSON PUTs at 64 connections for `duration` s to one volume, (2) the
  * same spread round-robin over 8 volumes (both `manual`, so nothing is indexed; 512 paths per
@@ -34,7 +34,14 @@ async function main(): Promise<void> {
   const pgDb = await describeDatabase(url);
   try {
     // Background work as deployed (jobs poll every second), except the sweeper.
-    const gw = await startGateway({ dir: GATEWAY_DIR, adminKey: ADMIN_KEY, databaseUrl: url, env: { JOB_POLL_MS: '1000' } });
+    const prof = arg('prof', '');
+    const gw = await startGateway({
+      dir: GATEWAY_DIR,
+      adminKey: ADMIN_KEY,
+      databaseUrl: url,
+      env: { JOB_POLL_MS: '1000' },
+      ...(prof ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${prof}`] } : {}),
+    });
     const admin = new Api(gw.url, ADMIN_KEY);
     const ws = await admin.call('POST', `/v1/orgs/${ORG}/workspaces`, { name: 'writes' });
     const base = `/v1/orgs/${ORG}/workspaces/${ws.workspace_id}/volumes`;
