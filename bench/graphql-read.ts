@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Api, ORG, StatementCounter, seedRead } from './lib-gateway.js';
+import { Api, NESTED, ORG, StatementCounter, seedRead } from './lib-gateway.js';
 import { fmt, fmtMs, fmtX, latency, median, pairedRatio, type Req, rounds, send, throughput } from './lib-load.js';
 import {
   arg,
@@ -35,11 +35,6 @@ const COUNTS = [2, 10, 50];
 const SEED_VOLUMES = Math.max(VOLUMES, ...COUNTS);
 const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
 
-const NESTED = `query Nested($n: Int!) { workspaces(first: 1) { edges { node { id name
-  volumes(first: $n) { edges { node { id name
-    entries(first: 20) { edges { node { path sizeBytes version } } }
-    mounts(first: 10) { edges { node { appId pathPattern accessLevel } } }
-    locks { partition lockType holderAppId fencingToken expiresAt } } } } } } } }`;
 // The same shape in PostGraphile's generated schema (Amber preset: rowId, <table>By<Fk> relations).
 const PGL_NESTED = `query Nested($org: String!, $n: Int!) {
   allWorkspaces(condition: { orgId: $org }, first: 1, orderBy: PRIMARY_KEY_ASC) { edges { node { id: rowId name

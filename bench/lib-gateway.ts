@@ -45,6 +45,13 @@ export async function pool<T>(items: T[], limit: number, fn: (item: T, i: number
 
 export const ORG = 'bench';
 
+/** The nested read both read benchmarks send: a workspace's volumes with their entries, mounts and locks. */
+export const NESTED = `query Nested($n: Int!) { workspaces(first: 1) { edges { node { id name
+  volumes(first: $n) { edges { node { id name
+    entries(first: 20) { edges { node { path sizeBytes version } } }
+    mounts(first: 10) { edges { node { appId pathPattern accessLevel } } }
+    locks { partition lockType holderAppId fencingToken expiresAt } } } } } } } }`;
+
 export interface ReadSeed {
   orgKey: string;
   workspaceId: string;

@@ -9,16 +9,11 @@
  * embedded PGlite. Prints req/s at 16 connections per sample. Not part of the test suite.
  */
 import path from 'node:path';
-import { Api, seedRead } from './lib-gateway.js';
+import { Api, NESTED, seedRead } from './lib-gateway.js';
 import { throughput } from './lib-load.js';
 import { arg, freshDatabase, ROOT, startGateway, stopAll } from './lib-procs.js';
 
 const KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
-const NESTED = `query Nested($n: Int!) { workspaces(first: 1) { edges { node { id name
-  volumes(first: $n) { edges { node { id name
-    entries(first: 20) { edges { node { path sizeBytes version } } }
-    mounts(first: 10) { edges { node { appId pathPattern accessLevel } } }
-    locks { partition lockType holderAppId fencingToken expiresAt } } } } } } } }`;
 const flag = (name: string) => process.argv.includes(`--${name}`);
 const profDir = arg('prof', '');
 const url = flag('embedded')

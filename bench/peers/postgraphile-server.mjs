@@ -6,6 +6,7 @@ import { postgraphile } from 'postgraphile';
 import { makePgService } from 'postgraphile/adaptors/pg';
 import { grafserv } from 'postgraphile/grafserv/node';
 import { PostGraphileAmberPreset } from 'postgraphile/presets/amber';
+import { serve } from './serve.mjs';
 
 const connectionString = process.env.DATABASE_URL;
 if (!connectionString) throw new Error('DATABASE_URL is required');
@@ -27,14 +28,4 @@ if (process.env.PRINT_SCHEMA) {
   const { printSchema } = await import('postgraphile/graphql');
   process.stderr.write(printSchema(await pgl.getSchema()));
 }
-server.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? '127.0.0.1', () => {
-  const { address, port } = server.address();
-  process.stdout.write(`listening on http://${address}:${port}\n`);
-});
-const stop = () => {
-  server.closeAllConnections();
-  server.close();
-  pgl.release().finally(() => process.exit(0));
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+serve(server, () => pgl.release());

@@ -8,6 +8,7 @@
 // Usage: DATABASE_URL=… STATEMENTS=4 node bench/peers/sql-server.mjs   (prints "listening on http://…")
 import { createServer } from 'node:http';
 import pg from 'pg';
+import { serve } from './serve.mjs';
 
 const connectionString = process.env.DATABASE_URL;
 if (!connectionString) throw new Error('DATABASE_URL is required');
@@ -96,14 +97,4 @@ const server = createServer(async (req, res) => {
   }
 });
 server.keepAliveTimeout = 65_000;
-server.listen(Number(process.env.PORT ?? 0), process.env.HOST ?? '127.0.0.1', () => {
-  const { address, port } = server.address();
-  process.stdout.write(`listening on http://${address}:${port}\n`);
-});
-const stop = () => {
-  server.closeAllConnections();
-  server.close();
-  pool.end().finally(() => process.exit(0));
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
+serve(server, () => pool.end());

@@ -1,6 +1,7 @@
 import type { PGlite } from '@electric-sql/pglite';
 
-// PGlite runs each statement synchronously inside the event loop's thread, and its promises resolve
+// For a PGlite on the event loop's thread (one handed in by tests; the gateway's own runs in
+// database-thread.ts): PGlite runs each statement synchronously on its thread, and its promises resolve
 // as microtasks: a transaction of many statements (an entry's thousands of chunks) ran back to back
 // without ever letting a timer or a socket in, so the server stopped answering for 20 s. Every
 // statement the Prisma adapter sends through this wrapper first yields one turn of the event loop,

@@ -188,10 +188,11 @@ interface ChunkRow {
 const vectorText = (v: string | number[]) => (typeof v === 'string' ? v : `[${v.join(',')}]`);
 
 /**
- * Rows per INSERT when an entry's chunks are swapped. Embedded PGlite runs each statement on the
- * event loop, and index upkeep (HNSW, full text) costs up to ~10 ms per row there (1024 dims, thousands of rows): small statements
- * let requests in between them (src/db/yielding-pglite.ts), so a 1 MiB entry's thousands of chunks
- * never stall the server for long.
+ * Rows per INSERT when an entry's chunks are swapped. PGlite runs one statement at a time, and index
+ * upkeep (HNSW, BM25, full text) costs several ms per row there (1024 dims): small statements let
+ * other connections' statements in between them (and, for a PGlite on the event loop as in tests,
+ * requests too: src/db/yielding-pglite.ts), so a 1 MiB entry's thousands of chunks never stall the
+ * server for long.
  */
 const INSERT_BATCH = 4;
 
