@@ -68,7 +68,7 @@ function expectMonotonic(events: Progress[], final: string) {
 
 describe('reindex progress', () => {
   it('streams over graphql-ws: every saved batch, never backwards, ending with completed', async () => {
-    const v = await filledVolume(24);
+    const v = await filledVolume(40);
     let sub: ReturnType<typeof subscribeWs>;
     try {
       // A reindex into another model embeds every chunk again (a same-model one reuses unchanged vectors).
@@ -89,13 +89,13 @@ describe('reindex progress', () => {
     expect(sub.errors).toEqual([]);
     expectMonotonic(sub.events, 'completed');
     const last = sub.events.at(-1) as Progress;
-    expect(last).toMatchObject({ total: 24, processed: 24, failed: 0, percent: 100 });
-    // Every batch of 8 entries is published as it is saved (the ticker may add more in between).
+    expect(last).toMatchObject({ total: 40, processed: 40, failed: 0, percent: 100 });
+    // Every batch of 16 entries is published as it is saved (the ticker may add more in between).
     const saved = new Set(sub.events.filter((e) => e.status === 'running').map((e) => e.processed));
-    expect([...saved], JSON.stringify(sub.events)).toEqual(expect.arrayContaining([8, 16]));
+    expect([...saved], JSON.stringify(sub.events)).toEqual(expect.arrayContaining([16, 32]));
     const vol = (await gw.call('GET', v.volumeUrl)).body;
     expect(vol.reindex_status).toBe('completed');
-    expect(vol.reindex_progress).toMatchObject({ total: 24, processed: 24, failed: 0, percent: 100 });
+    expect(vol.reindex_progress).toMatchObject({ total: 40, processed: 40, failed: 0, percent: 100 });
     expect(Date.parse(vol.reindex_completed_at)).toBeGreaterThanOrEqual(Date.parse(vol.reindex_started_at));
   });
 
@@ -150,8 +150,9 @@ describe('reindex progress', () => {
     }
   });
 
-  it('cancel stops a running reindex within one entry, with one final cancelled event; a new reindex reuses its work', async () => {
-    const v = await filledVolume(20);
+  it('cancel stops a running reindex within the batch in hand, with one final cancelled event; a new reindex reuses its work', async () => {
+    // 40 entries: batches of 16, 16 and 8 (one embedding request each).
+    const v = await filledVolume(40);
     await jobsIdle(gw);
     // Texts this test sends to the provider (earlier tests' volumes hold the same sentences).
     const from = emb.texts.length;
@@ -162,27 +163,32 @@ describe('reindex progress', () => {
       await switchModel(v);
       sub = subscribeWs(v.volumeId);
       await waitFor(async () => sub.events.length > 0, 20_000);
+      // The provider answers the first batch and holds the second: the cancel lands mid-batch.
+      // (A request that arrives after the release is the second batch's; the first may still
+      // count as held for a moment after the gate opens.)
+      emb.holdAfter = from + 16;
+      const requestsBefore = emb.requests;
       emb.release();
-      await waitFor(async () => sub.events.some((e) => e.processed >= 2), 20_000);
-      // Hold the provider so the run is mid-entry when the cancel lands.
-      emb.hold();
-      await waitFor(async () => emb.held > 0, 20_000);
+      await waitFor(async () => emb.requests > requestsBefore && emb.held > 0, 20_000);
       const cancelled = await gw.gql(`mutation($id: ID!) { cancelReindex(volumeId: $id) { status } }`, { id: v.volumeId });
-      // The worker is still embedding the entry in hand: the run is stopping, not stopped.
+      // The worker is still embedding the batch in hand: the run is stopping, not stopped.
       expect(cancelled.body.data.cancelReindex.status).toBe('cancelling');
       expect((await gw.call('GET', `${v.volumeUrl}/reindex`)).body.reindex_status).toBe('cancelling');
       expect(await gw.app.database.prisma.job.count({ where: { volumeId: v.volumeId, kind: 'reindex' } })).toBe(1);
-      // Texts are counted once the provider answers: the entry in hand is not among them yet.
+      // Texts are counted once the provider answers: the batch in hand is not among them yet.
       const answeredAtCancel = mine().length;
+      emb.holdAfter = undefined;
       emb.release();
       await waitFor(async () => sub.completed, 20_000);
-      // It stopped within one entry: it finished the entry in hand (one text), and took no other.
-      expect(mine().length).toBe(answeredAtCancel + 1);
+      expect(answeredAtCancel).toBe(16);
+      // It stopped within the batch: it finished the batch in hand (16 texts) and took no other.
+      expect(mine().length).toBe(answeredAtCancel + 16);
       const committedAtCancel = await gw.app.database.prisma.chunk.count({
         where: { volumeId: v.volumeId, embedderId: 'openai:fake-embed' },
       });
-      expect(committedAtCancel).toBe(answeredAtCancel + 1);
+      expect(committedAtCancel).toBe(answeredAtCancel + 16);
     } finally {
+      emb.holdAfter = undefined;
       emb.release();
     }
     await sub.close();
@@ -194,7 +200,7 @@ describe('reindex progress', () => {
     // Searches still use the complete old vectors.
     const res = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'document topic' });
     expect(res.body.total).toBeGreaterThan(0);
-    expect(await gw.app.database.prisma.chunk.count({ where: { volumeId: v.volumeId, embedderId: 'hash-1024' } })).toBe(20);
+    expect(await gw.app.database.prisma.chunk.count({ where: { volumeId: v.volumeId, embedderId: 'hash-1024' } })).toBe(40);
     // A new reindex (REST: 202 and a null body, as in the legacy API) finishes the change and
     // reuses what the cancelled one committed: across both runs every text is embedded exactly once.
     const trigger = await gw.call('POST', `${v.volumeUrl}/reindex`, {});
@@ -202,9 +208,9 @@ describe('reindex progress', () => {
     expect(trigger.body).toBeNull();
     await waitFor(async () => (await gw.call('GET', v.volumeUrl)).body.reindex_status === 'completed', 20_000);
     await jobsIdle(gw);
-    expect(mine()).toHaveLength(20);
-    expect(new Set(mine()).size).toBe(20);
-    expect(await gw.app.database.prisma.chunk.count({ where: { volumeId: v.volumeId } })).toBe(20);
+    expect(mine()).toHaveLength(40);
+    expect(new Set(mine()).size).toBe(40);
+    expect(await gw.app.database.prisma.chunk.count({ where: { volumeId: v.volumeId } })).toBe(40);
   });
 
   it('a reindex asked for while a cancelled one is stopping waits for it: the runs never overlap', async () => {
@@ -272,11 +278,12 @@ describe('reindex progress', () => {
 
 describe('changing the embedding model', () => {
   it('reindexes into the new model while searches keep using the old vectors until it completes', async () => {
-    const v = await filledVolume(16, {});
+    const v = await filledVolume(32, {});
     expect((await gw.call('GET', v.volumeUrl)).body.embedding_model_id).toBe('hash-1024');
     await jobsIdle(gw);
-    // The provider stops answering half way, so the searches below land mid-switch on any machine.
-    emb.holdAfter = emb.texts.length + 8;
+    // The provider stops answering half way (after the first batch of 16), so the searches below land
+    // mid-switch on any machine.
+    emb.holdAfter = emb.texts.length + 16;
     const totals: number[] = [];
     try {
       const patched = await gw.call('PATCH', v.volumeUrl, { embedding_model_id: 'openai:fake-embed' });
@@ -308,7 +315,7 @@ describe('changing the embedding model', () => {
       JSON.stringify(totals),
     ).toBe(true);
     const byEmbedder = await gw.app.database.prisma.chunk.groupBy({ by: ['embedderId'], where: { volumeId: v.volumeId }, _count: true });
-    expect(byEmbedder).toEqual([{ embedderId: 'openai:fake-embed', _count: 16 }]);
+    expect(byEmbedder).toEqual([{ embedderId: 'openai:fake-embed', _count: 32 }]);
     const gql = await gw.gql(`query($id: ID!) { node(id: $id) { __typename } }`, { id: v.volumeId });
     expect(gql.status).toBe(200);
     const after = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'document about topic 3' });

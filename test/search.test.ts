@@ -225,4 +225,47 @@ describe('search: indexing pipeline', () => {
       emb.poison = undefined;
     }
   }, 60_000);
+  it('entries queued together are embedded together; an entry the provider refuses fails alone', async () => {
+    const v = await newVolume(gw, ORG, { embedding_model_id: 'openai:fake-embed' });
+    const entryOf = (path: string) => gw.app.database.prisma.entry.findFirstOrThrow({ where: { volumeId: v.volumeId, path } });
+    // 24 writes land while the provider holds the first requests: the rest wait queued and are
+    // claimed in batches, one provider request per batch (not one per entry).
+    const before = emb.requests;
+    emb.hold();
+    try {
+      await Promise.all(Array.from({ length: 24 }, (_, i) => putText(gw, v, `/batch/${i}.md`, `batched text number ${i}`)));
+      await waitFor(async () => emb.held > 0, 20_000);
+    } finally {
+      emb.release();
+    }
+    await indexed(gw, v.volumeId, 24);
+    expect(emb.requests - before).toBeLessThanOrEqual(6);
+    // One refused text in a batch: the others are indexed, only it waits for a retry with the error.
+    emb.hold();
+    emb.poison = 'POISON';
+    try {
+      await Promise.all(
+        Array.from({ length: 8 }, (_, i) => putText(gw, v, `/mixed/${i}.md`, i === 3 ? 'mixed text POISON' : `mixed text number ${i}`)),
+      );
+      await waitFor(async () => emb.held > 0, 20_000);
+      emb.release();
+      await waitFor(
+        async () => (await gw.app.database.prisma.entry.count({ where: { volumeId: v.volumeId, isIndexed: true } })) === 24 + 7,
+        20_000,
+      );
+      await waitFor(
+        async () =>
+          (await entryOf('/mixed/3.md')).indexError === null &&
+          (await gw.app.database.prisma.job.count({
+            where: { volumeId: v.volumeId, kind: 'index_entry', lastError: { contains: '400' } },
+          })) === 1,
+        20_000,
+      );
+      expect((await entryOf('/mixed/3.md')).isIndexed).toBe(false);
+      for (const i of [0, 1, 2, 4, 5, 6, 7]) expect((await entryOf(`/mixed/${i}.md`)).isIndexed).toBe(true);
+    } finally {
+      emb.poison = undefined;
+      emb.release();
+    }
+  });
 });

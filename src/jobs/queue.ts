@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Db, Tx } from '../db/client.js';
 import { modelColumns } from '../db/columns.js';
 import { type Job, Prisma } from '../generated/prisma/client.js';
-import { runClaimed } from './run.js';
+import { runClaimed, runClaimedBatch } from './run.js';
 import type { CancelOutcome, EnqueueOptions, JobHandler } from './types.js';
 
 // A small durable job queue on the `jobs` table: claimed with FOR UPDATE SKIP LOCKED (so each job
@@ -153,37 +153,51 @@ export class JobQueue {
       wake: () => this.wake(),
     };
     while (!signal.aborted) {
-      let job: Job | undefined;
+      let jobs: Job[] = [];
       this.running++;
       try {
-        job = await this.claim();
-        const handler = job && this.handlers.get(job.kind);
-        if (job && handler) await runClaimed(claim, job, handler);
+        jobs = await this.claim();
+        const handler = jobs[0] && this.handlers.get(jobs[0].kind);
+        // A job taken over mid-cancellation only finishes that, on its own.
+        for (const job of jobs.filter((j) => j.status !== 'running' || !handler?.batch)) if (handler) await runClaimed(claim, job, handler);
+        const batch = jobs.filter((j) => j.status === 'running');
+        if (handler?.batch && batch.length > 0) await runClaimedBatch(claim, batch, handler);
       } catch (err) {
         if (!signal.aborted) this.log.warn({ err }, 'job worker: could not claim or settle a job');
       } finally {
         this.running--;
       }
-      if (!job && !signal.aborted) await this.idle();
+      if (jobs.length === 0 && !signal.aborted) await this.idle();
     }
   }
 
-  private async claim(): Promise<Job | undefined> {
+  /**
+   * Claims the next job; when its kind runs in batches (JobHandler.batch), queued jobs of the same
+   * kind up to the batch size come with it, in the same statement.
+   */
+  private async claim(): Promise<Job[]> {
     const kinds = [...this.handlers.keys()];
-    if (kinds.length === 0) return undefined;
+    if (kinds.length === 0) return [];
+    const batched = kinds.filter((k) => this.handlers.get(k)?.batch);
+    const more = Math.max(0, ...batched.map((k) => (this.handlers.get(k)?.batch?.max ?? 1) - 1));
     const now = new Date();
     // A job being cancelled whose worker died is claimed too, only to finish its cancellation.
-    const rows = await this.db.$queryRaw<Job[]>`
+    return this.db.$queryRaw<Job[]>`
+      WITH first AS (
+        SELECT id, kind FROM jobs
+        WHERE kind = ANY(${kinds})
+          AND ((status = 'queued' AND run_at <= ${now}) OR (status IN ('running', 'cancelling') AND locked_until < ${now}))
+        ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+      more AS (
+        SELECT j.id FROM jobs j
+        WHERE j.kind = (SELECT kind FROM first) AND j.kind = ANY(${batched}) AND j.id <> (SELECT id FROM first)
+          AND j.status = 'queued' AND j.run_at <= ${now}
+        ORDER BY j.run_at, j.id LIMIT ${more} FOR UPDATE SKIP LOCKED)
       UPDATE jobs SET status = CASE WHEN status = 'cancelling' THEN status ELSE 'running'::"JobStatus" END,
         locked_by = ${this.workerId}, locked_until = ${new Date(now.getTime() + this.opts.leaseMs)},
         attempts = attempts + CASE WHEN status = 'cancelling' THEN 0 ELSE 1 END,
         started_at = coalesce(started_at, ${now}), updated_at = ${now}
-      WHERE id = (
-        SELECT id FROM jobs
-        WHERE kind = ANY(${kinds})
-          AND ((status = 'queued' AND run_at <= ${now}) OR (status IN ('running', 'cancelling') AND locked_until < ${now}))
-        ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+      WHERE id IN (SELECT id FROM first UNION ALL SELECT id FROM more)
       RETURNING ${JOB_COLUMNS}`;
-    return rows[0];
   }
 }

@@ -91,14 +91,7 @@ export async function runClaimed(c: Claim, job: Job, handler: JobHandler): Promi
     await handler.run(job, { signal, checkpoint, complete });
     if (stopping.aborted) return; // stopped mid-way: the queue hands it back
     if (completed) return;
-    // The common end in one statement: our running claim, no rerun waiting for it.
-    const [gone] = await db.$queryRaw<{ id: string }[]>`
-      DELETE FROM jobs WHERE id = ${job.id} AND locked_by = ${workerId} AND status = 'running' AND rerun_payload IS NULL RETURNING id`;
-    if (gone) return;
-    // Otherwise: queue the rerun that waited for it, or settle a cancelled one.
-    const row = await db.$transaction((tx) => endClaim(tx, job, workerId, 'running'));
-    if (row?.rerun) c.wake();
-    if (!row) await settleCancelled(c, job, handler);
+    await settleSucceeded(c, [job], handler);
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
     if (stopping.aborted) return;
@@ -107,6 +100,61 @@ export async function runClaimed(c: Claim, job: Job, handler: JobHandler): Promi
       return;
     }
     await recordFailure(c, job, handler, error);
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+/** Ends succeeded runs: deleted in one statement, or (a rerun waiting, or cancelled meanwhile) one by one. */
+async function settleSucceeded(c: Claim, jobs: Job[], handler: JobHandler): Promise<void> {
+  if (jobs.length === 0) return;
+  // The common end in one statement: our running claims, no rerun waiting for them.
+  const gone = await c.db.$queryRaw<{ id: string }[]>`
+    DELETE FROM jobs WHERE id = ANY(${jobs.map((j) => j.id)}) AND locked_by = ${c.workerId} AND status = 'running'
+      AND rerun_payload IS NULL RETURNING id`;
+  for (const job of jobs) {
+    if (gone.some((g) => g.id === job.id)) continue;
+    // Otherwise: queue the rerun that waited for it, or settle a cancelled one.
+    const row = await c.db.$transaction((tx) => endClaim(tx, job, c.workerId, 'running'));
+    if (row?.rerun) c.wake();
+    if (!row) await settleCancelled(c, job, handler);
+  }
+}
+
+/**
+ * Runs jobs claimed together through their handler's `batch.run` (see JobHandler.batch): one
+ * heartbeat for all, then the succeeded ones end together and each failed one is retried or
+ * dead-lettered on its own.
+ */
+export async function runClaimedBatch(c: Claim, jobs: Job[], handler: JobHandler): Promise<void> {
+  const batch = handler.batch as NonNullable<JobHandler['batch']>;
+  const ids = jobs.map((j) => j.id);
+  const heartbeat = setInterval(
+    () =>
+      void c.db.$executeRaw`
+        UPDATE jobs SET locked_until = ${new Date(Date.now() + c.leaseMs)}
+        WHERE id = ANY(${ids}) AND locked_by = ${c.workerId} AND status = 'running'`.catch(() => undefined),
+    Math.max(250, c.leaseMs / 3),
+  );
+  try {
+    let results: unknown[];
+    try {
+      results = await batch.run(jobs, c.stopping);
+    } catch (err) {
+      if (c.stopping.aborted) return; // stopped mid-way: the queue hands them back
+      const error = err instanceof Error ? err : new Error(String(err));
+      results = jobs.map(() => error);
+    }
+    if (c.stopping.aborted) return;
+    await settleSucceeded(
+      c,
+      jobs.filter((_, i) => !(results[i] instanceof Error)),
+      handler,
+    );
+    for (const [i, job] of jobs.entries()) {
+      const error = results[i];
+      if (error instanceof Error) await recordFailure(c, job, handler, error);
+    }
   } finally {
     clearInterval(heartbeat);
   }

@@ -24,6 +24,14 @@ export interface JobContext {
 
 export interface JobHandler {
   run(job: Job, ctx: JobContext): Promise<void>;
+  /**
+   * Runs up to `max` queued jobs of this kind at once (claimed together in one statement, ended
+   * together in one). For short jobs whose per-job round trips cost more than their work (indexing
+   * small entries). `run` returns one result per job, in order: an Error fails that job alone (it
+   * is retried or dead-lettered like any other), anything else succeeds it. Batched jobs get no
+   * checkpoints: they must not need cancelling or progress.
+   */
+  batch?: { max: number; run(jobs: Job[], signal: AbortSignal): Promise<unknown[]> };
   /** Called once when the job has failed for the last time. */
   onFinalFailure?(job: Job, error: Error): Promise<void>;
   /**

@@ -3,7 +3,7 @@ import type { Tx } from '../../db/client.js';
 import { modelColumns } from '../../db/columns.js';
 import { type Entry, type Job, Prisma, type Volume } from '../../generated/prisma/client.js';
 import { chunkText, flattenJson } from '../../indexing/chunking.js';
-import { embedAll } from '../../indexing/embedders/embedder.js';
+import { type Embedder, embedAll } from '../../indexing/embedders/embedder.js';
 import type { JobHandler } from '../../jobs/types.js';
 import type { Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
@@ -39,143 +39,324 @@ function textHash(text: string, v: VolumeChunking): string {
 
 export type IndexOutcome = 'indexed' | 'unchanged' | 'stale' | 'gone';
 
+export interface IndexOptions {
+  /** Embedders to index for (default: the one the volume searches with and, during a model change, the one it moves to). */
+  embedderIds?: string[];
+  /** Re-chunk and re-embed even when the text is unchanged (reindex). */
+  force?: boolean;
+  signal?: AbortSignal;
+}
+
 /**
- * Brings an entry's chunks up to date for each embedder in `embedderIds` (default: the ones the
- * volume searches with now and, during a model change, the one it is moving to).
- * Returns 'stale' when the entry changed while it was being embedded (its newer version has its own
- * job queued) and 'gone' when it no longer exists. Embedding errors propagate (the job retries).
+ * Brings an entry's chunks up to date (see indexEntries). Returns 'stale' when the entry changed
+ * while it was being embedded (its newer version has its own job queued) and 'gone' when it no
+ * longer exists. Embedding errors propagate (the job retries).
  */
-export async function indexEntry(
-  rt: Runtime,
-  entryId: string,
-  opts: { embedderIds?: string[]; force?: boolean; signal?: AbortSignal } = {},
-): Promise<IndexOutcome> {
-  const entry = await loadEntryForIndexing(rt, entryId);
-  if (!entry || entry.volume.deletedAt) return 'gone';
-  const vol = entry.volume;
-  const searchWith = vol.activeEmbedderId ?? vol.embeddingModelId;
-  const targets = opts.embedderIds ?? [...new Set([searchWith, vol.embeddingModelId])];
-  const text = indexableText(entry);
-  const hash = textHash(text, vol);
+export async function indexEntry(rt: Runtime, entryId: string, opts: IndexOptions = {}): Promise<IndexOutcome> {
+  const [outcome] = await indexEntries(rt, [entryId], opts);
+  if (outcome instanceof Error) throw outcome;
+  return outcome as IndexOutcome;
+}
 
-  // An entry never indexed (content_hash null) has no chunks: nothing to compare or reuse.
-  const fresh = entry.contentHash === null;
-  const have = fresh ? [] : await rt.db.chunk.groupBy({ by: ['embedderId'], where: { entryId }, _count: true });
-  const unchanged = !opts.force && entry.contentHash === hash && targets.every((t) => have.some((h) => h.embedderId === t));
-  const rows = unchanged ? undefined : await embedChunks(rt, entryId, text, vol, targets, { fresh, signal: opts.signal });
+/**
+ * Rows of chunks per statement. Index upkeep (HNSW at 1024 dims, BM25, full text) costs several ms
+ * per row on PGlite, which runs one statement at a time: a statement of this many rows holds other
+ * connections back for ~100 ms at most there, while batching entries saves the round trips,
+ * transactions and job bookkeeping that dominated small entries.
+ */
+const INSERT_BATCH = 16;
+/** Rows per INSERT inside a transaction (large entries: see swapInTransaction). */
+const TX_INSERT_BATCH = 4;
 
-  const searchable = rows && targets.includes(searchWith) ? rows.filter((r) => r.embedderId === searchWith).length : null;
-  const done = { hash, isIndexed: targets.includes(searchWith) || entry.isIndexed, searchable };
-  // The common case, a new entry of a few chunks, swaps in one statement; the rest in a transaction.
-  const swapped = rows && fresh && rows.length <= INSERT_BATCH ? await swapInOneStatement(rt, entry, rows, done) : false;
-  const outcome = swapped
-    ? 'indexed'
-    : await rt.db.$transaction(
-        async (tx): Promise<IndexOutcome> => {
-          // Whether the entry still has no chunks is decided here, under its row lock: another indexer
-          // (a reindex, say) may have indexed this same version meanwhile.
-          const [current] = await tx.$queryRaw<{ version: number; unindexed: boolean }[]>`
-            SELECT version, content_hash IS NULL AS unindexed FROM entries WHERE id = ${entryId} FOR UPDATE`;
-          if (!current) return 'gone';
-          if (current.version !== entry.version) return 'stale';
-          if (rows) await replaceChunks(tx, entry, targets, rows, { fresh: current.unindexed });
-          await tx.$executeRaw`UPDATE entries SET ${indexedSet(done)} WHERE id = ${entryId}`;
-          return rows ? 'indexed' : 'unchanged';
-        },
-        { timeout: 30_000, maxWait: 30_000 },
-      );
-  // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
-  if (entry.indexError !== null && (outcome === 'indexed' || outcome === 'unchanged')) {
-    await refreshVolumeStatus(rt, { volumeId: entry.volumeId });
+/**
+ * Indexes several entries with a fixed number of statements for the lot: one to load them, one (or
+ * two) to find what they already have, one embedding call per embedder for all their new chunk
+ * texts, and never-indexed entries' chunks and indexed state in one statement per INSERT_BATCH rows
+ * (no transaction: the UPDATE takes each row lock and checks the version). Entries indexed before,
+ * and those the one-statement swap missed, swap in a transaction that checks their versions under
+ * their row locks. One outcome per id, in order: an Error fails only its own entry.
+ */
+export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexOptions = {}): Promise<(IndexOutcome | Error)[]> {
+  const loaded = await loadEntriesForIndexing(rt, entryIds);
+  const outcomes = new Map<string, IndexOutcome | Error>();
+  const plans: Plan[] = [];
+  for (const id of new Set(entryIds)) {
+    const entry = loaded.get(id);
+    if (!entry || entry.volume.deletedAt) {
+      outcomes.set(id, 'gone');
+      continue;
+    }
+    const vol = entry.volume;
+    const searchWith = vol.activeEmbedderId ?? vol.embeddingModelId;
+    const targets = opts.embedderIds ?? [...new Set([searchWith, vol.embeddingModelId])];
+    const text = indexableText(entry);
+    // An entry never indexed (content_hash null) has no chunks: nothing to compare or reuse.
+    plans.push({ entry, targets, searchWith, text, hash: textHash(text, vol), fresh: entry.contentHash === null });
   }
-  return outcome;
+
+  // Unchanged text with chunks for every target: only the bookkeeping is written.
+  const known = plans.filter((p) => !p.fresh);
+  if (!opts.force && known.length > 0) {
+    const have = await rt.db.$queryRaw<{ entry_id: string; embedder_id: string }[]>`
+      SELECT DISTINCT entry_id, embedder_id FROM chunks WHERE entry_id = ANY(${known.map((p) => p.entry.id)})`;
+    for (const p of known) {
+      p.unchanged =
+        p.entry.contentHash === p.hash && p.targets.every((t) => have.some((h) => h.entry_id === p.entry.id && h.embedder_id === t));
+    }
+  }
+  const changing = plans.filter((p) => !p.unchanged);
+  for (const [p, err] of await embedChunks(rt, changing, opts.signal)) outcomes.set(p.entry.id, err);
+
+  const ready = plans.filter((p) => !outcomes.has(p.entry.id));
+  for (const p of ready) {
+    const searchable = p.rows && p.targets.includes(p.searchWith) ? p.rows.filter((r) => r.embedderId === p.searchWith).length : null;
+    p.done = { hash: p.hash, isIndexed: p.targets.includes(p.searchWith) || p.entry.isIndexed, searchable };
+  }
+  // The common case, new entries of a few chunks, swaps in one statement per INSERT_BATCH rows.
+  const quick = ready.filter((p) => p.fresh && p.rows && p.rows.length <= INSERT_BATCH);
+  for (const group of byRows(quick, INSERT_BATCH)) {
+    for (const id of await swapFresh(rt, group)) outcomes.set(id, 'indexed');
+  }
+  // The rest (and any the quick swap found changed or already indexed meanwhile) in transactions.
+  const slow = ready.filter((p) => !outcomes.has(p.entry.id));
+  for (const group of byRows(slow, INSERT_BATCH * 4)) {
+    for (const [id, outcome] of await swapInTransaction(rt, group)) outcomes.set(id, outcome);
+  }
+
+  // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
+  const cleared = new Set(
+    ready
+      .filter((p) => p.entry.indexError !== null && ['indexed', 'unchanged'].includes(outcomes.get(p.entry.id) as string))
+      .map((p) => p.entry.volumeId),
+  );
+  for (const volumeId of cleared) await refreshVolumeStatus(rt, { volumeId });
+  return entryIds.map((id) => outcomes.get(id) as IndexOutcome | Error);
+}
+
+interface Plan {
+  entry: EntryForIndexing;
+  targets: string[];
+  searchWith: string;
+  text: string;
+  hash: string;
+  fresh: boolean;
+  unchanged?: boolean;
+  /** The chunk rows to write (undefined when unchanged). */
+  rows?: ChunkRow[];
+  done?: Done;
+}
+
+/** What a finished indexing records on the entry. */
+interface Done {
+  hash: string;
+  isIndexed: boolean;
+  /** Chunks searchable now (null: keep the count). */
+  searchable: number | null;
+}
+
+/** Consecutive groups of plans holding at most `max` rows each (a larger plan is a group of its own). */
+function* byRows(plans: Plan[], max: number): Generator<Plan[]> {
+  let group: Plan[] = [];
+  let rows = 0;
+  for (const p of plans) {
+    const n = p.rows?.length ?? 0;
+    if (group.length > 0 && rows + n > max) {
+      yield group;
+      group = [];
+      rows = 0;
+    }
+    group.push(p);
+    rows += n;
+  }
+  if (group.length > 0) yield group;
 }
 
 type EntryForIndexing = Entry & { volume: VolumeChunking & Pick<Volume, 'embeddingModelId' | 'activeEmbedderId' | 'deletedAt'> };
 
-/** The entry and what its volume says about chunking and embedders, in one statement. */
-async function loadEntryForIndexing(rt: Runtime, entryId: string): Promise<EntryForIndexing | undefined> {
-  const [row] = await rt.db.$queryRaw<(Entry & { v: EntryForIndexing['volume'] })[]>`
+/** The entries and what their volumes say about chunking and embedders, in one statement. */
+async function loadEntriesForIndexing(rt: Runtime, entryIds: string[]): Promise<Map<string, EntryForIndexing>> {
+  const rows = await rt.db.$queryRaw<(Entry & { v: EntryForIndexing['volume'] })[]>`
     SELECT ${ENTRY_COLUMNS}, json_build_object('chunkingStrategy', v.chunking_strategy, 'chunkSize', v.chunk_size,
       'chunkOverlap', v.chunk_overlap, 'embeddingModelId', v.embedding_model_id, 'activeEmbedderId', v.active_embedder_id,
       'deletedAt', v.deleted_at) AS v
-    FROM entries e JOIN volumes v ON v.id = e.volume_id WHERE e.id = ${entryId}`;
-  if (!row) return undefined;
-  const { v, ...entry } = row;
-  return { ...entry, volume: v };
+    FROM entries e JOIN volumes v ON v.id = e.volume_id WHERE e.id = ANY(${entryIds})`;
+  return new Map(rows.map(({ v, ...entry }) => [entry.id, { ...entry, volume: v }]));
 }
 
 const ENTRY_COLUMNS = modelColumns(Object.values(Prisma.EntryScalarFieldEnum), 'e');
 
-/** What a finished indexing records on the entry. Raw SQL, so bookkeeping does not move `updated_at`. */
-function indexedSet(done: { hash: string; isIndexed: boolean; searchable: number | null }): Prisma.Sql {
-  return Prisma.sql`content_hash = ${done.hash}, is_indexed = ${done.isIndexed}, indexed_at = ${new Date()},
-    total_chunks = coalesce(${done.searchable}::int, total_chunks), index_error = NULL`;
+/** Per-entry values of what a finished indexing records, as arrays for unnest (raw SQL, so `updated_at` stays). */
+function doneArrays(plans: Plan[]) {
+  const done = plans.map((p) => p.done as Done);
+  return Prisma.sql`unnest(${plans.map((p) => p.entry.id)}::text[], ${plans.map((p) => p.entry.version)}::int[],
+    ${done.map((d) => d.hash)}::text[], ${done.map((d) => d.isIndexed)}::boolean[], ${done.map((d) => d.searchable)}::int[])
+    AS d(id, version, hash, is_indexed, searchable)`;
+}
+
+const INDEXED_SET = Prisma.sql`content_hash = d.hash, is_indexed = d.is_indexed, total_chunks = coalesce(d.searchable, e.total_chunks), index_error = NULL`;
+
+/**
+ * Records never-indexed entries' chunks and indexed state in one statement (no transaction round
+ * trips): the UPDATE locks the rows (in id order) and keeps those that are still the version that
+ * was chunked and still unindexed; their chunks go in only then. Returns the ids it swapped; the
+ * others (gone, changed, or indexed by another indexer meanwhile) are decided in a transaction.
+ */
+async function swapFresh(rt: Runtime, plans: Plan[]): Promise<string[]> {
+  const rows = await rt.db.$queryRaw<{ id: string }[]>`
+    WITH d AS (SELECT * FROM ${doneArrays(plans)}),
+    locked AS (SELECT e.id FROM entries e JOIN d ON d.id = e.id AND d.version = e.version
+               WHERE e.content_hash IS NULL ORDER BY e.id FOR UPDATE OF e),
+    upd AS (UPDATE entries e SET ${INDEXED_SET}, indexed_at = ${new Date()}
+            FROM d WHERE d.id = e.id AND e.id IN (SELECT id FROM locked) RETURNING e.id),
+    ins AS (${chunkInsert(plans.flatMap(rowsOf))} WHERE t.entry_id IN (SELECT id FROM upd) RETURNING 1)
+    SELECT id FROM upd`;
+  return rows.map((r) => r.id);
+}
+
+/** Swaps entries' chunks in one transaction, each entry checked against its version under its row lock. */
+async function swapInTransaction(rt: Runtime, plans: Plan[]): Promise<Map<string, IndexOutcome>> {
+  return rt.db.$transaction(
+    async (tx) => {
+      const out = new Map<string, IndexOutcome>();
+      // Whether an entry still has no chunks is decided here, under its row lock: another indexer
+      // (a reindex, say) may have indexed this same version meanwhile.
+      const current = await tx.$queryRaw<{ id: string; version: number; unindexed: boolean }[]>`
+        SELECT id, version, content_hash IS NULL AS unindexed FROM entries WHERE id = ANY(${plans.map((p) => p.entry.id)}) ORDER BY id FOR UPDATE`;
+      const ok: Plan[] = [];
+      for (const p of plans) {
+        const row = current.find((c) => c.id === p.entry.id);
+        if (!row) out.set(p.entry.id, 'gone');
+        else if (row.version !== p.entry.version) out.set(p.entry.id, 'stale');
+        else {
+          ok.push(p);
+          out.set(p.entry.id, p.rows ? 'indexed' : 'unchanged');
+          p.fresh = row.unindexed;
+        }
+      }
+      // A never-indexed entry has no chunks to remove (they are written only with its content_hash).
+      const replaced = ok.filter((p) => p.rows && !p.fresh).flatMap((p) => p.targets.map((t) => [p.entry.id, t] as const));
+      if (replaced.length > 0) {
+        await tx.$executeRaw`DELETE FROM chunks WHERE (entry_id, embedder_id) IN (
+          SELECT * FROM unnest(${replaced.map((r) => r[0])}::text[], ${replaced.map((r) => r[1])}::text[]))`;
+      }
+      // Small statements here: this path takes large entries (thousands of chunks), and a PGlite on
+      // the event loop (tests: src/db/yielding-pglite.ts) lets requests in only between statements.
+      const rows = ok.flatMap(rowsOf);
+      for (let i = 0; i < rows.length; i += TX_INSERT_BATCH) await tx.$executeRaw`${chunkInsert(rows.slice(i, i + TX_INSERT_BATCH))}`;
+      if (ok.length > 0) {
+        await tx.$executeRaw`UPDATE entries e SET ${INDEXED_SET}, indexed_at = ${new Date()} FROM ${doneArrays(ok)} WHERE e.id = d.id`;
+      }
+      return out;
+    },
+    { timeout: 30_000, maxWait: 30_000 },
+  );
 }
 
 /**
- * Records a never-indexed entry's few chunks and its indexed state in one statement (no
- * transaction round trips): the UPDATE locks the row and checks that it is still the version that
- * was chunked and still unindexed; the chunks go in only then. False when it was not (gone, changed,
- * or indexed by another indexer meanwhile): the caller decides in a transaction.
+ * Chunks each entry's text and embeds it for each of its embedders, reusing the vectors of chunks
+ * whose text is unchanged; one embedding call per embedder for all the entries' new texts (split
+ * per entry when it fails, so a bad entry fails alone). Returns the entries that failed.
  */
-async function swapInOneStatement(
-  rt: Runtime,
-  entry: Entry,
-  rows: ChunkRow[],
-  done: { hash: string; isIndexed: boolean; searchable: number | null },
-): Promise<boolean> {
-  const [result] = await rt.db.$queryRaw<{ updated: number }[]>`
-    WITH upd AS (
-      UPDATE entries SET ${indexedSet(done)}
-      WHERE id = ${entry.id} AND version = ${entry.version} AND content_hash IS NULL RETURNING id),
-    ins AS (${chunkInsert(entry, rows)} WHERE EXISTS (SELECT 1 FROM upd) RETURNING 1)
-    SELECT (SELECT count(*) FROM upd)::int AS updated`;
-  return result?.updated === 1;
-}
-
-/** Chunks the text and embeds it for each embedder, reusing the vectors of chunks whose text is unchanged. */
-async function embedChunks(
-  rt: Runtime,
-  entryId: string,
-  text: string,
-  vol: VolumeChunking,
-  targets: string[],
-  opts: { fresh: boolean; signal?: AbortSignal | undefined },
-): Promise<ChunkRow[]> {
-  const { signal } = opts;
-  const chunking = { strategy: vol.chunkingStrategy, size: vol.chunkSize, overlap: vol.chunkOverlap };
-  const pieces = rt.cpu ? await rt.cpu.chunk(text, chunking, signal) : await chunkText(text, chunking);
-  const hashes = pieces.map(sha256);
-  const rows: ChunkRow[] = [];
-  for (const embedderId of targets) {
-    const embedder = await rt.embedders.get(embedderId);
-    // Vectors of unchanged chunks are kept; only new text goes to the embedder.
-    // Unchanged chunks keep their stored vector (pgvector text); new ones are turned into text per
-    // insert batch (replaceChunks), so thousands of vectors are never formatted in one go.
-    const known = new Map<string, string | number[]>();
-    const old = opts.fresh
-      ? []
-      : await rt.db.$queryRaw<{ content_hash: string; embedding: string }[]>`
-          SELECT DISTINCT ON (content_hash) content_hash, embedding::text AS embedding
-          FROM chunks WHERE entry_id = ${entryId} AND embedder_id = ${embedderId} AND content_hash = ANY(${hashes})`;
-    for (const o of old) known.set(o.content_hash, o.embedding);
-    const missing = [...new Set(hashes.filter((h) => !known.has(h)))];
-    const texts = missing.map((h) => pieces[hashes.indexOf(h)] as string);
-    const vectors = await embedAll(embedder, texts, signal);
-    missing.forEach((h, i) => {
-      known.set(h, vectors[i] as number[]);
-    });
-    pieces.forEach((content, i) => {
-      const h = hashes[i] as string;
-      rows.push({ chunkIndex: i, content, contentHash: h, embedderId, dims: embedder.dims, vector: known.get(h) as string | number[] });
-    });
+async function embedChunks(rt: Runtime, plans: Plan[], signal?: AbortSignal): Promise<Map<Plan, Error>> {
+  const failed = new Map<Plan, Error>();
+  const pieces = new Map<Plan, { texts: string[]; hashes: string[] }>();
+  for (const p of plans) {
+    const vol = p.entry.volume;
+    const chunking = { strategy: vol.chunkingStrategy, size: vol.chunkSize, overlap: vol.chunkOverlap };
+    try {
+      const texts = rt.cpu ? await rt.cpu.chunk(p.text, chunking, signal) : await chunkText(p.text, chunking);
+      pieces.set(p, { texts, hashes: texts.map(sha256) });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      failed.set(p, asError(err));
+    }
   }
-
-  return rows;
+  const chunked = plans.filter((p) => pieces.has(p));
+  // Vectors of unchanged chunks are kept (pgvector text); new ones are turned into text per insert
+  // batch (chunkInsert), so thousands of vectors are never formatted in one go.
+  const known = new Map<string, string | number[]>(); // entry id, embedder, content hash → vector
+  const key = (entryId: string, embedderId: string, hash: string) => `${entryId}\u0000${embedderId}\u0000${hash}`;
+  const reusing = chunked.filter((p) => !p.fresh);
+  if (reusing.length > 0) {
+    const old = await rt.db.$queryRaw<{ entry_id: string; embedder_id: string; content_hash: string; embedding: string }[]>`
+      SELECT DISTINCT ON (entry_id, embedder_id, content_hash) entry_id, embedder_id, content_hash, embedding::text AS embedding
+      FROM chunks WHERE entry_id = ANY(${reusing.map((p) => p.entry.id)})
+        AND embedder_id = ANY(${[...new Set(reusing.flatMap((p) => p.targets))]})
+        AND content_hash = ANY(${[...new Set(reusing.flatMap((p) => pieces.get(p)?.hashes ?? []))]})`;
+    for (const o of old) known.set(key(o.entry_id, o.embedder_id, o.content_hash), o.embedding);
+  }
+  for (const embedderId of new Set(chunked.flatMap((p) => p.targets))) {
+    const users = chunked.filter((p) => p.targets.includes(embedderId) && !failed.has(p));
+    // Only new text goes to the embedder, each distinct text once.
+    const missing = new Map<string, string>(); // hash → text
+    for (const p of users) {
+      const { texts, hashes } = pieces.get(p) as { texts: string[]; hashes: string[] };
+      hashes.forEach((h, i) => {
+        if (!known.has(key(p.entry.id, embedderId, h))) missing.set(h, texts[i] as string);
+      });
+    }
+    let embedder: Embedder;
+    try {
+      embedder = await rt.embedders.get(embedderId);
+    } catch (err) {
+      for (const p of users) failed.set(p, asError(err));
+      continue;
+    }
+    const vectors = new Map<string, number[]>();
+    const embed = async (hashes: string[]) => {
+      const out = await embedAll(
+        embedder,
+        hashes.map((h) => missing.get(h) as string),
+        signal,
+      );
+      for (const [i, h] of hashes.entries()) vectors.set(h, out[i] as number[]);
+    };
+    try {
+      await embed([...missing.keys()]);
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      // Which entry the provider refused is not known: each on its own, so only that one fails.
+      for (const p of users) {
+        const hashes = (pieces.get(p) as { hashes: string[] }).hashes.filter((h) => missing.has(h) && !vectors.has(h));
+        try {
+          if (users.length === 1) throw err;
+          await embed([...new Set(hashes)]);
+        } catch (e) {
+          if (signal?.aborted) throw e;
+          failed.set(p, asError(e));
+        }
+      }
+    }
+    for (const p of users) {
+      if (failed.has(p)) continue;
+      const { texts, hashes } = pieces.get(p) as { texts: string[]; hashes: string[] };
+      p.rows ??= [];
+      texts.forEach((content, i) => {
+        const h = hashes[i] as string;
+        const vector = known.get(key(p.entry.id, embedderId, h)) ?? (vectors.get(h) as number[]);
+        p.rows?.push({
+          entryId: p.entry.id,
+          volumeId: p.entry.volumeId,
+          chunkIndex: i,
+          content,
+          contentHash: h,
+          embedderId,
+          dims: embedder.dims,
+          vector,
+        });
+      });
+    }
+  }
+  for (const p of failed.keys()) p.rows = undefined;
+  return failed;
 }
+
+const asError = (err: unknown) => (err instanceof Error ? err : new Error(String(err)));
+const rowsOf = (p: Plan) => p.rows ?? [];
 
 interface ChunkRow {
+  entryId: string;
+  volumeId: string;
   chunkIndex: number;
   content: string;
   contentHash: string;
@@ -187,34 +368,16 @@ interface ChunkRow {
 
 const vectorText = (v: string | number[]) => (typeof v === 'string' ? v : `[${v.join(',')}]`);
 
-/**
- * Rows per INSERT when an entry's chunks are swapped. PGlite runs one statement at a time, and index
- * upkeep (HNSW, BM25, full text) costs several ms per row there (1024 dims): small statements let
- * other connections' statements in between them (and, for a PGlite on the event loop as in tests,
- * requests too: src/db/yielding-pglite.ts), so a 1 MiB entry's thousands of chunks never stall the
- * server for long.
- */
-const INSERT_BATCH = 4;
-
-/** An INSERT of chunk rows (the full-text column filled here), as a statement or a CTE body. */
-function chunkInsert(entry: Pick<Entry, 'id' | 'volumeId'>, batch: ChunkRow[]): Prisma.Sql {
+/** An INSERT of chunk rows (the full-text column filled here), as a statement or a CTE body (`t` names the rows). */
+function chunkInsert(batch: ChunkRow[]): Prisma.Sql {
   return Prisma.sql`
     INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, created_at)
-    SELECT t.id, ${entry.id}, ${entry.volumeId}, t.idx, t.content, t.hash, t.embedder, t.dims, t.vec::vector,
+    SELECT t.id, t.entry_id, t.volume_id, t.idx, t.content, t.hash, t.embedder, t.dims, t.vec::vector,
            to_tsvector('english', t.content), ${new Date()}
-    FROM unnest(${batch.map(() => randomUUID())}::text[], ${batch.map((r) => r.chunkIndex)}::int[], ${batch.map((r) => r.content)}::text[],
+    FROM unnest(${batch.map(() => randomUUID())}::text[], ${batch.map((r) => r.entryId)}::text[], ${batch.map((r) => r.volumeId)}::text[],
+                ${batch.map((r) => r.chunkIndex)}::int[], ${batch.map((r) => r.content)}::text[],
                 ${batch.map((r) => r.contentHash)}::text[], ${batch.map((r) => r.embedderId)}::text[], ${batch.map((r) => r.dims)}::int[],
-                ${batch.map((r) => vectorText(r.vector))}::text[]) AS t(id, idx, content, hash, embedder, dims, vec)`;
-}
-
-/** Swaps an entry's chunks for the given embedders in one transaction (the full-text column is filled here). */
-async function replaceChunks(tx: Tx, entry: Entry, embedderIds: string[], rows: ChunkRow[], opts: { fresh: boolean }): Promise<void> {
-  // A never-indexed entry has no chunks to remove (they are written only with its content_hash).
-  if (!opts.fresh) await tx.$executeRaw`DELETE FROM chunks WHERE entry_id = ${entry.id} AND embedder_id = ANY(${embedderIds})`;
-  for (let i = 0; i < rows.length; i += INSERT_BATCH) {
-    const batch = rows.slice(i, i + INSERT_BATCH);
-    await tx.$executeRaw`${chunkInsert(entry, batch)}`;
-  }
+                ${batch.map((r) => vectorText(r.vector))}::text[]) AS t(id, entry_id, volume_id, idx, content, hash, embedder, dims, vec)`;
 }
 
 /** Records why an entry could not be indexed (kept until a later attempt succeeds). */
@@ -223,11 +386,24 @@ export async function recordIndexFailure(rt: Runtime, entryId: string, error: Er
   await refreshVolumeStatus(rt, { entryId }); // now degraded
 }
 
-/** The `index_entry` job (registered by createApp). */
+/** Most entries one `index_entry` run takes at once (see indexEntries). */
+export const INDEX_BATCH = 32;
+
+/** The `index_entry` job (registered by createApp): claimed and run up to INDEX_BATCH at a time. */
 export const indexEntryJob = (rt: Runtime): JobHandler => ({
   async run(job: Job, ctx) {
     const { entryId } = job.payload as { entryId: string };
     await indexEntry(rt, entryId, { signal: ctx.signal });
+  },
+  batch: {
+    max: INDEX_BATCH,
+    async run(jobs, signal) {
+      return indexEntries(
+        rt,
+        jobs.map((j) => (j.payload as { entryId: string }).entryId),
+        { signal },
+      );
+    },
   },
   async onFinalFailure(job, error) {
     await recordIndexFailure(rt, (job.payload as { entryId: string }).entryId, error);

@@ -13,7 +13,7 @@ import { liveEntries } from '../shared/live-entries.js';
 import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
-import { indexEntry, recordIndexFailure } from './indexing.js';
+import { indexEntries, recordIndexFailure } from './indexing.js';
 
 // A reindex rebuilds every entry's chunks with the volume's embedding model, as one durable job per
 // volume. Its cursor (the last entry id done) and counts are saved after every batch, so a job taken
@@ -22,12 +22,12 @@ import { indexEntry, recordIndexFailure } from './indexing.js';
 // and the old vectors are dropped.
 //
 // Runs of one volume never overlap (the job queue runs one claim per key). Cancelling a running
-// reindex is cooperative: the volume shows `cancelling` until the worker has finished the entry in
-// hand and stopped, then `cancelled` (the only final event of that run). A reindex requested while
+// reindex is cooperative: the volume shows `cancelling` until the worker has finished the batch of
+// entries in hand (BATCH, indexed together: one embedding call, one swap) and stopped, then `cancelled` (the only final event of that run). A reindex requested while
 // one is stopping waits for it, then starts and reuses every vector the cancelled run committed.
 
 export const REINDEX = 'reindex';
-const BATCH = 8;
+const BATCH = 16;
 /** Subscribers hear at least this often while a reindex runs. */
 export const PROGRESS_INTERVAL_MS = 1000;
 
@@ -209,18 +209,24 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
         take: BATCH,
       });
       if (batch.length === 0) break;
+      // Before each batch: a cancel stops the run within one batch (the one in hand is committed).
+      if (!(await ctx.checkpoint())) return;
       const next = { ...state };
-      for (const { id } of batch) {
-        // Before each entry: a cancel stops the run within one entry (the one in hand is committed).
-        if (!(await ctx.checkpoint())) return;
-        try {
-          await indexEntry(rt, id, { embedderIds: [state.target], force: true, signal: ctx.signal });
-          next.processed++;
-        } catch (err) {
+      const ids = batch.map((e) => e.id);
+      let outcomes: unknown[];
+      try {
+        outcomes = await indexEntries(rt, ids, { embedderIds: [state.target], force: true, signal: ctx.signal });
+      } catch (err) {
+        if (ctx.signal.aborted) return;
+        outcomes = ids.map(() => err);
+      }
+      for (const [i, id] of ids.entries()) {
+        const outcome = outcomes[i];
+        if (outcome instanceof Error) {
           next.failed++;
-          await recordIndexFailure(rt, id, err as Error);
-          rt.log.warn({ err, volumeId, entryId: id }, 'reindex: entry failed');
-        }
+          await recordIndexFailure(rt, id, outcome);
+          rt.log.warn({ err: outcome, volumeId, entryId: id }, 'reindex: entry failed');
+        } else next.processed++;
         next.cursor = id;
       }
       next.total = Math.max(next.total, next.processed + next.failed);
