@@ -65,6 +65,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: config.databasePoolSize,
+    poolTimeoutMs: config.databasePoolTimeoutMs,
     ...(opts.pglite ? { pglite: opts.pglite } : {}),
     ...(onQuery ? { onQuery: (sql: string) => onQuery(sql, requestScope.getStore()) } : {}),
     log: (msg) => log.info(msg),

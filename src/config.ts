@@ -30,6 +30,7 @@ const ConfigSchema = z.object({
   ADMIN_API_KEY: optionalString.pipe(z.string().min(16, 'ADMIN_API_KEY must be at least 16 characters').optional()),
   DATABASE_URL: optionalString.pipe(z.url().optional()),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
+  DATABASE_POOL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(20_000),
   S3_ENDPOINT: optionalString.pipe(z.url().optional()),
   S3_REGION: z.string().default('us-east-1'),
   S3_ACCESS_KEY_ID: optionalString,
@@ -120,6 +121,8 @@ export interface Config {
   adminApiKey: string | undefined;
   databaseUrl: string | undefined;
   databasePoolSize: number;
+  /** Longest a request waits for a pooled connection before it is answered 503 (overloaded). */
+  databasePoolTimeoutMs: number;
   s3:
     | {
         endpoint: string;
@@ -189,6 +192,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     adminApiKey: c.ADMIN_API_KEY,
     databaseUrl: c.DATABASE_URL,
     databasePoolSize: c.DATABASE_POOL_SIZE,
+    databasePoolTimeoutMs: c.DATABASE_POOL_TIMEOUT_MS,
     s3: c.S3_ENDPOINT
       ? {
           endpoint: c.S3_ENDPOINT,

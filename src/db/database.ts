@@ -31,6 +31,8 @@ export interface OpenDatabaseOptions {
   /** Embedded mode: PGlite lives in `${dataDir}/pgdata`, owned by this process alone. */
   dataDir: string;
   poolSize?: number;
+  /** Longest a query waits for a pooled connection (pg's connectionTimeoutMillis; default 20 s). */
+  poolTimeoutMs?: number;
   /** Tests hand in a ready PGlite (cloned from a migrated template) instead of a data dir. */
   pglite?: PGlite;
   /** Apply pending migrations before returning (default true). */
@@ -67,9 +69,11 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   // Migrations run here, except in the database thread, which applies them before it serves.
   let migrateHere = opts.migrate !== false;
 
+  // A bounded wait for a connection: past it the request is answered 503 (overloadAsUnavailable).
+  const pool = { max: opts.poolSize ?? 10, connectionTimeoutMillis: opts.poolTimeoutMs ?? 20_000 };
   if (opts.databaseUrl) {
     mode = 'server';
-    adapterFactory = new PrismaPg({ connectionString: opts.databaseUrl, max: opts.poolSize ?? 10 });
+    adapterFactory = new PrismaPg({ connectionString: opts.databaseUrl, ...pool });
   } else if (opts.pglite) {
     // Tests hand in a ready PGlite: it runs on this thread (statements yield to the event loop first).
     mode = 'embedded';
@@ -97,7 +101,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       throw err;
     }
     migrateHere = false;
-    adapterFactory = new PrismaPg({ ...thread.pg, max: opts.poolSize ?? 10 });
+    adapterFactory = new PrismaPg({ ...thread.pg, ...pool });
   }
 
   const prisma = new PrismaClient({

@@ -1,6 +1,6 @@
 import { GraphQLError } from 'graphql';
 import type { Logger } from 'pino';
-import { AppError, dataExceptionAsValidation, ValidationError } from '../domain/shared/errors.js';
+import { AppError, dataExceptionAsValidation, overloadAsUnavailable, ValidationError } from '../domain/shared/errors.js';
 import { toCamel } from './inputs.js';
 
 function findAppError(err: unknown): AppError | undefined {
@@ -29,7 +29,9 @@ export function maskError(log: Logger, error: unknown, message: string): Error {
   const gqlError = asGraphQLError(error);
   const refused = dataExceptionAsValidation(gqlError?.originalError ?? error);
   if (refused) log.warn({ err: gqlError?.originalError ?? error }, 'database refused a value the input policy let through');
-  const appError = refused ?? findAppError(error);
+  const busy = refused ? undefined : overloadAsUnavailable(gqlError?.originalError ?? error);
+  if (busy) log.warn({ err: gqlError?.originalError ?? error }, 'database overloaded: answered UNAVAILABLE');
+  const appError = refused ?? busy ?? findAppError(error);
   if (appError) {
     const extensions: Record<string, unknown> = { code: appError.code, ...appError.details };
     if (appError instanceof ValidationError) {

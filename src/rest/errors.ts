@@ -2,7 +2,14 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { Logger } from 'pino';
-import { AppError, dataExceptionAsValidation, type ErrorCode, type FieldIssue } from '../domain/shared/errors.js';
+import {
+  AppError,
+  dataExceptionAsValidation,
+  type ErrorCode,
+  type FieldIssue,
+  overloadAsUnavailable,
+  UnavailableError,
+} from '../domain/shared/errors.js';
 
 /** The legacy API's timestamp: UTC, microseconds, no zone suffix ("2025-01-01T00:00:00.000000"). */
 export function legacyTimestamp(d = new Date()): string {
@@ -19,6 +26,7 @@ const statusOf: Record<ErrorCode, ContentfulStatusCode> = {
   QUOTA_EXCEEDED: 507,
   RATE_LIMITED: 429,
   LOCKED: 409,
+  UNAVAILABLE: 503,
 };
 
 const envelopeName: Record<ErrorCode, string> = {
@@ -31,6 +39,7 @@ const envelopeName: Record<ErrorCode, string> = {
   QUOTA_EXCEEDED: 'QUOTA_EXCEEDED',
   RATE_LIMITED: 'RATE_LIMITED',
   LOCKED: 'LOCKED',
+  UNAVAILABLE: 'SERVICE_UNAVAILABLE',
 };
 
 export function errorEnvelope(error: string, message: string, details: Record<string, unknown>, status: number) {
@@ -43,10 +52,14 @@ export function validationResponse(c: Context, issues: FieldIssue[]) {
 
 /** Maps any thrown value to the legacy envelopes; unexpected errors are logged and masked as 500. */
 export function handleError(log: Logger, err: unknown, c: Context) {
-  if (err instanceof AppError) {
-    if (err.code === 'VALIDATION_FAILED' && 'issues' in err) return validationResponse(c, err.issues as FieldIssue[]);
-    const status = statusOf[err.code];
-    return c.json(errorEnvelope(envelopeName[err.code], err.message, err.details, status), status);
+  const busy = err instanceof AppError ? undefined : overloadAsUnavailable(err);
+  if (busy) log.warn({ err, method: c.req.method, path: c.req.path }, 'database overloaded: answered 503');
+  if (err instanceof AppError || busy) {
+    const e = (busy ?? err) as AppError;
+    if (e.code === 'VALIDATION_FAILED' && 'issues' in e) return validationResponse(c, e.issues as FieldIssue[]);
+    if (e instanceof UnavailableError) c.header('Retry-After', String(e.retryAfterSeconds));
+    const status = statusOf[e.code];
+    return c.json(errorEnvelope(envelopeName[e.code], e.message, e.details, status), status);
   }
   if (err instanceof HTTPException) {
     if (err.status === 400 && err.message.startsWith('Malformed JSON')) {

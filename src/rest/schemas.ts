@@ -194,6 +194,13 @@ export const errorResponses = {
   413: json(ErrorEnvelope, 'Request body larger than the limit'),
   422: json(ValidationErrorBody, 'Validation error naming each bad field'),
   500: json(ErrorEnvelope, 'Unexpected error'),
+  503: {
+    ...json(
+      ErrorEnvelope,
+      'SERVICE_UNAVAILABLE: the database could not take the request in time; nothing was written, retry after Retry-After seconds',
+    ),
+    headers: { 'Retry-After': { description: 'Seconds to wait before retrying', schema: { type: 'integer' } } },
+  },
 } as const;
 
 export const ok = <T extends z.ZodType>(schema: T, description = 'Successful Response') => json(schema, description);

@@ -12,7 +12,8 @@ export type ErrorCode =
   | 'QUOTA_EXCEEDED'
   | 'PAYLOAD_TOO_LARGE'
   | 'RATE_LIMITED'
-  | 'LOCKED';
+  | 'LOCKED'
+  | 'UNAVAILABLE';
 
 /** One problem with the input, in the shape of the legacy API's 422 `detail` items. */
 export interface FieldIssue {
@@ -72,6 +73,18 @@ export class QuotaExceededError extends AppError {
 
 export class PayloadTooLargeError extends AppError {
   readonly code = 'PAYLOAD_TOO_LARGE' as const;
+}
+
+/**
+ * The database could not take the request in time (every connection busy past the wait limit, or
+ * Postgres out of connections): nothing was written, and the same request may be sent again.
+ * REST answers 503 with `Retry-After`; GraphQL `extensions.code` UNAVAILABLE.
+ */
+export class UnavailableError extends AppError {
+  readonly code = 'UNAVAILABLE' as const;
+  constructor(readonly retryAfterSeconds = 1) {
+    super('The service is overloaded; retry the request shortly', { retry_after_seconds: retryAfterSeconds });
+  }
 }
 
 export class ValidationError extends AppError {
@@ -135,4 +148,27 @@ export function dataExceptionAsValidation(err: unknown): ValidationError | undef
       ctx: { sqlstate: state.code },
     },
   ]);
+}
+
+/** Transaction manager errors that mean "no connection in time" or "ran out of time under load". */
+const OVERLOADED_TX = /Unable to start a transaction in the given time|cannot be executed on an expired transaction/;
+/** SQLSTATEs of a database that is overloaded rather than refusing the request: too many connections, out of memory, starting up. */
+const POOL_TIMEOUT = /timeout exceeded when trying to connect|Connection terminated due to connection timeout/;
+const OVERLOADED_STATES = new Set(['53300', '53200', '57P03']);
+
+/**
+ * Overload as the retryable UnavailableError it is (a request that waited past the transaction
+ * wait limit for a connection, a transaction that ran out of time under load, Postgres refusing
+ * connections): never a 500. Undefined for every other error.
+ */
+export function overloadAsUnavailable(err: unknown): UnavailableError | undefined {
+  for (let cur: unknown = err, i = 0; cur && typeof cur === 'object' && i < 5; i++) {
+    const e = cur as { code?: string; message?: string; cause?: unknown; originalError?: unknown };
+    if (e.code === 'P2028' && OVERLOADED_TX.test(e.message ?? '')) return new UnavailableError();
+    // pg's pool, past connectionTimeoutMillis (DATABASE_POOL_TIMEOUT_MS), as the driver adapter passes it on.
+    if (POOL_TIMEOUT.test(e.message ?? '')) return new UnavailableError();
+    cur = e.originalError ?? e.cause;
+  }
+  const state = sqlStateOf(err);
+  return state && OVERLOADED_STATES.has(state.code) ? new UnavailableError() : undefined;
 }
