@@ -46,6 +46,13 @@ module.exports = {
       to: { path: '^src/(graphql|rest)/', pathNot: '^src/$1/' },
     },
     {
+      name: 'no-dev-dependencies-at-run-time',
+      severity: 'error',
+      comment: 'The gateway runs from dist/ after `npm ci --omit=dev`: src imports only dependencies (type-only imports are erased).',
+      from: { path: '^src' },
+      to: { dependencyTypes: ['npm-dev'], dependencyTypesNot: ['type-only'] },
+    },
+    {
       name: 'no-test-code-in-src',
       severity: 'error',
       from: { path: '^src' },

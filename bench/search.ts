@@ -213,7 +213,14 @@ async function main(): Promise<void> {
             .filter((r) => r.leg === leg)
             .map((r) => ({ ...r, chunkId: r.chunk_id, chunkIndex: r.chunk_index, score: Number(r.score) }))
             .sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex);
-        truths.set(vec, new Set(list('s0').slice(0, 10).map((r) => r.chunkId)));
+        truths.set(
+          vec,
+          new Set(
+            list('s0')
+              .slice(0, 10)
+              .map((r) => r.chunkId),
+          ),
+        );
         const exactTop = fuse([list('s0'), list('k')])
           .slice(0, 10)
           .map((c) => `${c.path}#${c.chunkIndex}`);

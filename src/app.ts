@@ -1,10 +1,10 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { PGlite } from '@electric-sql/pglite';
 import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
+import type { DestinationStream } from 'pino';
 import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
@@ -14,6 +14,7 @@ import type { Runtime } from './domain/shared/runtime.js';
 import { pendingProvisioning, resumePendingProvisioning } from './domain/workspaces/workspaces.js';
 import { createWsServer } from './graphql/ws-server.js';
 import { createGraphQLServer } from './graphql/yoga.js';
+import { currentRequest, noteRequest, type RequestRecord, withRequestLog } from './http/request-log.js';
 import type { JobQueue } from './jobs/queue.js';
 import { createLogger } from './logger.js';
 import { createRestApp } from './rest/app.js';
@@ -29,13 +30,9 @@ export interface AppOptions {
    * Tests count SQL statements. `request` is set for statements run on behalf of an HTTP request
    * (background work, such as job polls and sweeps, has none), so counts do not depend on timing.
    */
-  onQuery?: (sql: string, request: RequestScope | undefined) => void;
-}
-
-/** What is known about the HTTP request a piece of work runs for (AsyncLocalStorage). */
-export interface RequestScope {
-  method: string;
-  url: string;
+  onQuery?: (sql: string, request: RequestRecord | undefined) => void;
+  /** Where log lines go (default stdout); tests read them. */
+  logDestination?: DestinationStream;
 }
 
 export interface App {
@@ -57,8 +54,7 @@ export interface App {
 
 /** Wires database, blob store, events, REST, GraphQL (HTTP, SSE, WebSocket) and health checks on one server. */
 export async function createApp(config: Config, opts: AppOptions = {}): Promise<App> {
-  const log = createLogger(config.logLevel);
-  const requestScope = new AsyncLocalStorage<RequestScope>();
+  const log = createLogger(config.logLevel, opts.logDestination);
   const onQuery = opts.onQuery;
   await fs.mkdir(config.dataDir, { recursive: true });
   const database = await openDatabase({
@@ -67,7 +63,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     poolSize: config.databasePoolSize,
     poolTimeoutMs: config.databasePoolTimeoutMs,
     ...(opts.pglite ? { pglite: opts.pglite } : {}),
-    ...(onQuery ? { onQuery: (sql: string) => onQuery(sql, requestScope.getStore()) } : {}),
+    ...(onQuery ? { onQuery: (sql: string) => onQuery(sql, currentRequest()) } : {}),
     log: (msg) => log.info(msg),
   });
 
@@ -113,17 +109,19 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   root.notFound(notFound);
   const restListener = getRequestListener(root.fetch);
 
-  const server = http.createServer((req, res) => {
-    if (stopping) res.setHeader('connection', 'close');
-    const url = req.url ?? '/';
-    requestScope.run({ method: req.method ?? 'GET', url }, () => {
+  // One access line per request, X-Request-Id in and out (src/http/request-log.ts).
+  const server = http.createServer(
+    withRequestLog(log, (req, res) => {
+      if (stopping) res.setHeader('connection', 'close');
+      const url = req.url ?? '/';
       if (url === '/graphql' || url.startsWith('/graphql?') || url.startsWith('/graphql/')) {
+        noteRequest({ route: '/graphql' });
         void yoga(req, res);
       } else {
         void restListener(req, res);
       }
-    });
-  });
+    }),
+  );
 
   // Idle keep-alive sockets stay open longer than clients' own idle timeouts (undici 4 s, load
   // balancers 60 s), so a client never sends a request on a socket the server is just closing.

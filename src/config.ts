@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import type { EmbeddersConfig } from './indexing/embedders/registry.js';
@@ -175,6 +176,28 @@ export class ConfigError extends Error {}
 const flag = (v: string | undefined, fallback: boolean) => (v === undefined ? fallback : v === 'true' || v === '1');
 
 /** Parses the environment (process.env by default) into a Config, or throws ConfigError naming each bad variable. */
+/**
+ * Reads `.env` from the working directory (or the file ENV_FILE names; `ENV_FILE=` reads none) into
+ * process.env with Node's own parser. Variables already in the environment win over the file.
+ * Returns the file read, if any. An ENV_FILE that does not exist is a configuration error; a
+ * missing `.env` is not.
+ */
+export function loadEnvFile(env: Record<string, string | undefined> = process.env, cwd = process.cwd()): string | undefined {
+  const named = env.ENV_FILE;
+  if (named === '') return undefined;
+  const file = path.resolve(cwd, named ?? '.env');
+  if (!fs.existsSync(file)) {
+    if (named !== undefined) throw new ConfigError(`ENV_FILE ${file} does not exist`);
+    return undefined;
+  }
+  try {
+    process.loadEnvFile(file);
+  } catch (err) {
+    throw new ConfigError(`Could not read ${file}: ${(err as Error).message}`);
+  }
+  return file;
+}
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const parsed = ConfigSchema.safeParse(env);
   if (!parsed.success) {

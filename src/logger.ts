@@ -1,6 +1,18 @@
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
+import { currentRequest } from './http/request-log.js';
 
-/** A JSON-lines logger at `level` (createApp makes one per gateway, from LOG_LEVEL). */
-export function createLogger(level: string): Logger {
-  return pino({ level, base: undefined });
+/**
+ * A JSON-lines logger at `level` (createApp makes one per gateway, from LOG_LEVEL). A line written
+ * while handling a request carries its `request_id` (src/http/request-log.ts).
+ */
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  const options = {
+    level,
+    base: undefined,
+    mixin: () => {
+      const r = currentRequest();
+      return r ? { request_id: r.id } : {};
+    },
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

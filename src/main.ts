@@ -1,9 +1,10 @@
 import { createApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, loadEnvFile } from './config.js';
 import { DatabaseDamagedError, DataDirLockedError } from './db/database.js';
 import { createLogger } from './logger.js';
 
 async function main(): Promise<void> {
+  const envFile = loadEnvFile();
   const config = loadConfig();
   const app = await createApp(config);
   const url = await app.start();
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
     `  REST      ${url}/v1  (OpenAPI: ${url}/v1/openapi.json)`,
     `  Health    ${url}/healthz  ${url}/readyz`,
     `  Database  ${mode}; blobs: ${app.blobStore.kind}`,
+    `  Config    ${envFile ? `${envFile} (environment variables take precedence)` : 'environment only (no .env in the working directory)'}`,
   ];
   if (app.adminKeyFile) lines.push(`  Admin key ${app.adminApiKey}  (kept in ${app.adminKeyFile})`);
   else if (!app.adminApiKey) lines.push('  No ADMIN_API_KEY set: only org API keys can call the API.');

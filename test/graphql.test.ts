@@ -180,6 +180,7 @@ describe('GraphQL errors', () => {
       expect(res.body.errors?.[0]?.extensions, query).toEqual({
         code: 'VALIDATION_FAILED',
         fields: [{ path: [argument], message: `${argument} must be between 0 and 200`, type: 'page_size' }],
+        requestId: expect.any(String),
       });
       expect(JSON.stringify(res.body.data)).not.toMatch(/totalCount/);
     }

@@ -3,6 +3,7 @@ import { authenticate, credentialFrom } from '../domain/access/authenticate.js';
 import type { Principal } from '../domain/access/principal.js';
 import { AuthenticationError } from '../domain/shared/errors.js';
 import type { Runtime } from '../domain/shared/runtime.js';
+import { noteCaller, noteRequest } from '../http/request-log.js';
 
 /** Per-request (or per WebSocket operation) context: who calls, and the gateway it calls. Immutable. */
 export interface GraphQLContext {
@@ -71,8 +72,12 @@ export function createContextFactory(rt: Runtime, adminApiKey: string | undefine
         adminApiKey,
       );
     }
+    if (principal) noteCaller(principal);
+    const operation = (initial as { params?: { operationName?: string | null } }).params?.operationName;
+    if (operation) noteRequest({ operation });
     return {
       principal,
+      // Set on every HTTP request by src/http/request-log.ts (from the client's X-Request-Id or made there).
       requestId: initial.request?.headers.get('x-request-id') ?? randomUUID(),
       runtime: rt,
       queryLimits,

@@ -1,7 +1,14 @@
 import { GraphQLError } from 'graphql';
 import type { Logger } from 'pino';
 import { AppError, dataExceptionAsValidation, overloadAsUnavailable, ValidationError } from '../domain/shared/errors.js';
+import { currentRequest } from '../http/request-log.js';
 import { toCamel } from './inputs.js';
+
+/** The current HTTP request's id (X-Request-Id), for errors' extensions: a caller quotes it, support finds the log lines. */
+function requestIdExtension(): { requestId?: string } {
+  const id = currentRequest()?.id;
+  return id ? { requestId: id } : {};
+}
 
 function findAppError(err: unknown): AppError | undefined {
   let cur: unknown = err;
@@ -33,7 +40,7 @@ export function maskError(log: Logger, error: unknown, message: string): Error {
   if (busy) log.warn({ err: gqlError?.originalError ?? error }, 'database overloaded: answered UNAVAILABLE');
   const appError = refused ?? busy ?? findAppError(error);
   if (appError) {
-    const extensions: Record<string, unknown> = { code: appError.code, ...appError.details };
+    const extensions: Record<string, unknown> = { code: appError.code, ...appError.details, ...requestIdExtension() };
     if (appError instanceof ValidationError) {
       extensions.fields = appError.issues.map((i) => ({
         path: i.loc.map((s) => (typeof s === 'string' ? toCamel(s) : s)),
@@ -85,6 +92,6 @@ export function maskError(log: Logger, error: unknown, message: string): Error {
   return new GraphQLError(message, {
     nodes: gqlError?.nodes,
     path: gqlError?.path,
-    extensions: { code: 'INTERNAL_SERVER_ERROR' },
+    extensions: { code: 'INTERNAL_SERVER_ERROR', ...requestIdExtension() },
   });
 }

@@ -1,11 +1,13 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { routePath } from 'hono/route';
 import { authenticate, credentialFrom } from '../domain/access/authenticate.js';
 import { ValidationError } from '../domain/shared/errors.js';
 import { assertAcceptableInput, textProblem } from '../domain/shared/input-policy.js';
 import type { Runtime } from '../domain/shared/runtime.js';
 import { toFieldIssues } from '../domain/shared/validation.js';
+import { noteCaller, noteRequest } from '../http/request-log.js';
 import type { RestApp, RestEnv } from './env.js';
 import { errorEnvelope, handleError, notFound, validationResponse } from './errors.js';
 import { registerApiKeyRoutes } from './routes/api-keys.js';
@@ -115,6 +117,11 @@ export function createRestApp(rt: Runtime, opts: RestOptions): RestApp {
 
   app.onError((err, c) => handleError(rt.log, err, c));
   app.notFound(notFound);
+  // The access line names the route template, not the path (src/http/request-log.ts).
+  app.use('*', async (c, next) => {
+    await next();
+    noteRequest({ route: routePath(c, -1) });
+  });
   app.use('*', refuseDotSegments);
 
   // Bodies are bounded before they are read: JSON routes by maxJsonBytes, entry writes by
@@ -130,7 +137,9 @@ export function createRestApp(rt: Runtime, opts: RestOptions): RestApp {
   });
   app.use('/orgs/*', async (c, next) => {
     const credential = credentialFrom({ authorization: c.req.header('authorization'), apiKey: c.req.header('x-api-key') });
-    c.set('principal', await authenticate(rt, credential, opts.adminApiKey));
+    const principal = await authenticate(rt, credential, opts.adminApiKey);
+    c.set('principal', principal);
+    noteCaller(principal, /^\/v1\/orgs\/([^/]+)/.exec(c.req.path)?.[1]);
     await next();
   });
   app.use('/orgs/*', refuseUnacceptableInput);

@@ -37,7 +37,7 @@ export interface TestGateway {
  * Boots the real gateway on an ephemeral port over real HTTP, on its own PGlite (or the given
  * DATABASE_URL) and a local blob store in a temp dir.
  */
-export async function startGateway(env: Record<string, string> = {}): Promise<TestGateway> {
+export async function startGateway(env: Record<string, string> = {}, opts: { logs?: string[] } = {}): Promise<TestGateway> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-test-'));
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -50,7 +50,13 @@ export async function startGateway(env: Record<string, string> = {}): Promise<Te
   });
   const queries: string[] = [];
   const pg = config.databaseUrl ? undefined : await clonePglite();
-  const app = await createApp(config, { ...(pg ? { pglite: pg } : {}), onQuery: (sql, request) => request && queries.push(sql) });
+  // `logs` collects every JSON log line (give LOG_LEVEL too: tests are silent by default).
+  const logDestination = opts.logs ? { write: (line: string) => void opts.logs?.push(line) } : undefined;
+  const app = await createApp(config, {
+    ...(pg ? { pglite: pg } : {}),
+    ...(logDestination ? { logDestination } : {}),
+    onQuery: (sql, request) => request && queries.push(sql),
+  });
   const url = await app.start(0);
 
   const gwCall: TestGateway['call'] = (method, route, body, key) => call(url, method, route, body, { key });

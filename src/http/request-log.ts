@@ -1,0 +1,105 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
+import type http from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+
+// One record per HTTP request, kept in AsyncLocalStorage for everything that runs on its behalf:
+// its id (X-Request-Id, accepted from the client or made here, returned on every response), and
+// what the transports learn while handling it (route template, caller, GraphQL operation). Every
+// log line written inside a request carries its id (the logger's mixin), and when the response
+// ends one JSON line records it. Never a secret: key ids, not keys; no bodies, no headers.
+
+export interface RequestRecord {
+  id: string;
+  method: string;
+  url: string;
+  /** The route template (REST) or `/graphql`; unset: no route matched. */
+  route?: string;
+  orgId?: string;
+  keyId?: string;
+  appId?: string;
+  /** GraphQL operation name, when the request named one. */
+  operation?: string;
+}
+
+const requests = new AsyncLocalStorage<RequestRecord>();
+
+/** The request the current code runs for, if any (background work has none). */
+export function currentRequest(): RequestRecord | undefined {
+  return requests.getStore();
+}
+
+/** Records what a transport learnt about the current request (caller, route, operation). */
+export function noteRequest(fields: Partial<Omit<RequestRecord, 'id' | 'method' | 'url'>>): void {
+  const r = requests.getStore();
+  if (r) Object.assign(r, fields);
+}
+
+/** Records the caller: a key by its id (never the key), the platform key as `platform`. */
+export function noteCaller(p: { kind: string; orgId?: string; keyId?: string; appId?: string | null }, orgId?: string): void {
+  if (p.kind !== 'key') noteRequest({ keyId: 'platform', ...(orgId ? { orgId } : {}) });
+  else noteRequest({ orgId: p.orgId, keyId: p.keyId, ...(p.appId ? { appId: p.appId } : {}) });
+}
+
+/** Each socket's byte counts when its previous request ended (keep-alive sockets carry many). */
+const counted = new WeakMap<Socket, { read: number; written: number }>();
+
+/**
+ * Bytes on the wire for the request that just ended on `socket`, headers included: the socket's
+ * counts since its previous request ended. (Node has read the headers, and often a small body,
+ * before the handler runs, so counting from the handler's start would miss them.)
+ */
+function wireBytes(socket: Socket): { bytes_in: number; bytes_out: number } {
+  const before = counted.get(socket) ?? { read: 0, written: 0 };
+  const now = { read: socket.bytesRead, written: socket.bytesWritten };
+  counted.set(socket, now);
+  return { bytes_in: now.read - before.read, bytes_out: now.written - before.written };
+}
+
+/** A client's X-Request-Id is kept when it is a sane token (≤ 128 visible ASCII characters), else replaced. */
+const CLIENT_ID = /^[\x21-\x7e]{1,128}$/;
+
+/**
+ * Wraps the server's request listener: assigns the request id (header in and out), runs the handler
+ * inside the request's record, and writes the access line when the response finishes (or the
+ * client goes away first).
+ */
+export function withRequestLog(log: Logger, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
+  return (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const given = req.headers['x-request-id'];
+    const id = typeof given === 'string' && CLIENT_ID.test(given) ? given : randomUUID();
+    // Downstream (GraphQL context, REST handlers) reads the same id from the request.
+    req.headers['x-request-id'] = id;
+    res.setHeader('x-request-id', id);
+    const record: RequestRecord = { id, method: req.method ?? 'GET', url: req.url ?? '/' };
+    const started = performance.now();
+    const socket = req.socket;
+    let logged = false;
+    // Inside the request's record, so the line carries its request_id like every other line.
+    const done = () =>
+      requests.run(record, () => {
+        if (logged) return;
+        logged = true;
+        log.info(
+          {
+            method: record.method,
+            route: record.route ?? null,
+            status: res.statusCode,
+            duration_ms: Math.round((performance.now() - started) * 100) / 100,
+            ...wireBytes(socket),
+            org: record.orgId ?? null,
+            key_id: record.keyId ?? null,
+            app: record.appId ?? null,
+            ...(record.operation ? { operation: record.operation } : {}),
+            ...(res.writableFinished ? {} : { aborted: true }),
+          },
+          'request',
+        );
+      });
+    res.once('finish', done);
+    res.once('close', done);
+    requests.run(record, () => handler(req, res));
+  };
+}
