@@ -44,8 +44,13 @@ async function main(): Promise<void> {
   ];
   if (app.adminKeyFile) lines.push(`  Admin key ${app.adminApiKey}  (kept in ${app.adminKeyFile})`);
   else if (!app.adminApiKey) lines.push('  No ADMIN_API_KEY set: only org API keys can call the API.');
-  // Printed plainly (not as JSON log lines) because a person reads this once at start-up.
+  // Printed plainly because a person reads this once at start-up; the same facts (never the key) as a
+  // log line for collectors.
   process.stdout.write(`${lines.join('\n')}\n`);
+  logger.info(
+    { url, database: app.database.mode, blobs: app.blobStore.kind, envFile: envFile ?? null, graphiql: config.graphiql },
+    'listening',
+  );
 }
 
 main().catch((err) => {

@@ -52,7 +52,7 @@ it(
         `DATA_DIR=${dataFromFile}`,
         'PORT=0',
         'HOST=127.0.0.1',
-        'LOG_LEVEL=warn',
+        'LOG_LEVEL=info',
         'NODE_ENV=production',
         `ADMIN_API_KEY=${fileKey}`,
       ].join('\n'),
@@ -64,6 +64,10 @@ it(
     // From the file: the data dir. From the environment, over the file's: the admin key.
     expect(child.stdout()).toContain(`embedded PGlite in ${dataFromFile}`);
     await fs.access(path.join(dataFromFile, 'pgdata'));
+    // The banner's facts as a log line too (for collectors), without the admin key.
+    const listening = await child.waitForStdout(/^\{.*"msg":"listening".*\}$/m, 5_000);
+    expect(JSON.parse(listening[0])).toMatchObject({ url, database: 'embedded', envFile: path.join(work, '.env') });
+    expect(listening[0]).not.toContain(envKey);
     expect((await call(url as string, 'GET', '/readyz', undefined, { key: null })).status).toBe(200);
     expect((await call(url as string, 'POST', '/v1/orgs/prod/workspaces', { name: 'w' }, { key: envKey })).status).toBe(201);
     expect((await call(url as string, 'GET', '/v1/orgs/prod/workspaces', undefined, { key: fileKey })).status).toBe(401);
