@@ -13,8 +13,8 @@ module.exports = {
     {
       name: 'lower-layers-stay-low',
       severity: 'error',
-      comment: 'db, storage, indexing, jobs and http (transport plumbing) know nothing of the domain or the transports.',
-      from: { path: '^src/(db|storage|indexing|jobs|http)/' },
+      comment: 'db, storage, indexing, jobs, http (transport plumbing) and telemetry know nothing of the domain or the transports.',
+      from: { path: '^src/(db|storage|indexing|jobs|http|telemetry)/' },
       to: { path: '^src/(domain|graphql|rest|app|runtime|main)' },
     },
     {

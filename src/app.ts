@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +10,7 @@ import type { Config } from './config.js';
 import { type Database, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
 import { startMaintenance } from './domain/maintenance/maintenance.js';
+import { INDEX_ENTRY } from './domain/search/indexing.js';
 import { keywordRanking } from './domain/search/sql.js';
 import type { Runtime } from './domain/shared/runtime.js';
 import { pendingProvisioning, resumePendingProvisioning } from './domain/workspaces/workspaces.js';
@@ -22,6 +24,7 @@ import { createDownloadRoutes } from './rest/download-route.js';
 import { notFound } from './rest/errors.js';
 import { buildRuntime, secretInDataDir } from './runtime.js';
 import type { BlobStore } from './storage/blob-store.js';
+import { GatewayMetrics } from './telemetry/metrics.js';
 
 export interface AppOptions {
   /** Tests hand in a PGlite cloned from a migrated template. */
@@ -35,6 +38,20 @@ export interface AppOptions {
   logDestination?: DestinationStream;
 }
 
+/** True for a client on this host (the default guard of /metrics when METRICS_TOKEN is unset). */
+function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
+}
+
+/** Constant-time comparison of a presented bearer token with the configured one. */
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const given = Buffer.from(/^Bearer\s+(.+)$/i.exec(header ?? '')?.[1] ?? '');
+  const want = Buffer.from(token);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
 export interface App {
   server: http.Server;
   /** The one runtime every request and job of this gateway runs on. */
@@ -43,6 +60,8 @@ export interface App {
   blobStore: BlobStore;
   /** This gateway's durable job queue and its workers (indexing, reindex, backups, bucket deletion). */
   jobs: JobQueue;
+  /** Prometheus metrics (served at /metrics unless METRICS=false). */
+  metrics: GatewayMetrics;
   /** The platform key in force, and whether it was generated into DATA_DIR on this start. */
   adminApiKey: string | undefined;
   adminKeyFile: string | undefined;
@@ -75,7 +94,20 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
 
   // Links handed out (download URLs) use PUBLIC_URL, else the address actually bound.
   let boundUrl = `http://${config.host}:${config.port}`;
-  const built = await buildRuntime(config, database, log, () => config.publicUrl ?? boundUrl);
+  // Sources read at scrape time; `wss` is created below, with the server.
+  let openSockets = () => 0;
+  let jobs: JobQueue | undefined;
+  const metrics = new GatewayMetrics({
+    jobs: async () => (jobs ? jobs.depth() : []),
+    indexingLagSeconds: async () => (jobs ? jobs.oldestAge(INDEX_ENTRY) : 0),
+    pool: () => database.poolState(),
+    websockets: () => openSockets(),
+  });
+  const built = await buildRuntime(config, database, log, () => config.publicUrl ?? boundUrl, {
+    blobs: { onError: (operation) => metrics.blobErrors.inc({ operation }) },
+    embedders: { onError: (model) => metrics.embedderErrors.inc({ model }) },
+  });
+  jobs = built.rt.jobs;
   const { rt, localStore } = built;
   if ((await keywordRanking(rt)) === 'bm25') log.info('keyword search: BM25 (pg_textsearch index chunks_bm25_idx)');
   else log.warn('keyword search: ts_rank_cd, every match ranked (this database has no pg_textsearch; BM25 needs it, see README "Search")');
@@ -87,6 +119,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     maxDepth: config.maxDepth,
     maxCost: config.maxCost,
     production: config.env === 'production',
+    metrics,
   });
 
   let stopping = false;
@@ -104,6 +137,20 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       return c.json({ status: 'database_unreachable' }, 503);
     }
   });
+  if (config.metrics.enabled) {
+    const token = config.metrics.token;
+    root.get('/metrics', async (c) => {
+      noteRequest({ route: '/metrics' });
+      const incoming = (c.env as { incoming?: http.IncomingMessage } | undefined)?.incoming;
+      const allowed = token ? tokenMatches(c.req.header('authorization'), token) : isLoopback(incoming?.socket.remoteAddress);
+      if (!allowed)
+        return c.text(
+          token ? 'metrics need the METRICS_TOKEN bearer token\n' : 'metrics are served to this host only (set METRICS_TOKEN)\n',
+          403,
+        );
+      return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
+    });
+  }
   if (localStore) root.route('/', createDownloadRoutes(localStore));
   root.route('/', createRestApp(rt, { adminApiKey, maxJsonBytes: 1024 * 1024, maxEntryBytes: 20 * 1024 * 1024 }));
   root.notFound(notFound);
@@ -111,16 +158,21 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
 
   // One access line per request, X-Request-Id in and out (src/http/request-log.ts).
   const server = http.createServer(
-    withRequestLog(log, (req, res) => {
-      if (stopping) res.setHeader('connection', 'close');
-      const url = req.url ?? '/';
-      if (url === '/graphql' || url.startsWith('/graphql?') || url.startsWith('/graphql/')) {
-        noteRequest({ route: '/graphql' });
-        void yoga(req, res);
-      } else {
-        void restListener(req, res);
-      }
-    }),
+    withRequestLog(
+      log,
+      (req, res) => {
+        if (stopping) res.setHeader('connection', 'close');
+        const url = req.url ?? '/';
+        if (url === '/graphql' || url.startsWith('/graphql?') || url.startsWith('/graphql/')) {
+          noteRequest({ route: '/graphql' });
+          void yoga(req, res);
+        } else {
+          void restListener(req, res);
+        }
+      },
+      (record, status, seconds) =>
+        metrics.httpDuration.observe({ method: record.method, route: record.route ?? 'unmatched', status: String(status) }, seconds),
+    ),
   );
 
   // Idle keep-alive sockets stay open longer than clients' own idle timeouts (undici 4 s, load
@@ -142,6 +194,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     limits: config.ws,
     production: config.env === 'production',
   });
+  openSockets = () => wss.clients.size;
 
   await resumePendingProvisioning(rt);
   const maintenance = startMaintenance(rt, config.sweepIntervalMs);
@@ -151,8 +204,9 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     server,
     runtime: rt,
     database,
-    blobStore: rt.blobs,
+    blobStore: built.rawBlobs,
     jobs: rt.jobs,
+    metrics,
     adminApiKey,
     adminKeyFile,
     start: (port = config.port) =>

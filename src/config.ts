@@ -106,6 +106,24 @@ const ConfigSchema = z.object({
   WS_KEEPALIVE_MS: z.coerce.number().int().min(0).default(30_000),
   /** graphql-ws: a connection with no live operation for this long is closed with 4408. 0: off. */
   WS_IDLE_TIMEOUT_MS: z.coerce.number().int().min(0).default(300_000),
+  /** Serve Prometheus metrics at /metrics. */
+  METRICS: bool(true),
+  /** Bearer token /metrics requires; unset: /metrics answers only clients on this host (loopback). */
+  METRICS_TOKEN: optionalString.pipe(z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional()),
+  /** Requests (REST, GraphQL, WebSocket subscribes) one API key may make per window; 0: no limit. The platform key is not limited. */
+  RATE_LIMIT_REQUESTS: z.coerce.number().int().min(0).default(6000),
+  /** Upload bytes one API key may send per window; 0: no limit. */
+  RATE_LIMIT_UPLOAD_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(20 * 1024 ** 3),
+  /** The rate-limit window, in seconds (fixed windows; shared by every replica through REDIS_URL). */
+  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** OpenTelemetry: traces are exported (OTLP over HTTP) when this is set, else not recorded at all. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(z.url().optional()),
+  /** OpenTelemetry service.name of this gateway's spans. */
+  OTEL_SERVICE_NAME: z.string().min(1).default('volumes-gateway'),
 });
 
 export type Env = z.input<typeof ConfigSchema>;
@@ -153,6 +171,11 @@ export interface Config {
   indexing: { threads: number | undefined; timeoutMs: number };
   efSearch: number;
   keyCacheTtlMs: number;
+  metrics: { enabled: boolean; token: string | undefined };
+  /** Per-key limits per window (0: that limit is off). */
+  rateLimits: { requests: number; uploadBytes: number; windowSeconds: number };
+  /** OpenTelemetry trace export (off when endpoint is unset). */
+  otel: { endpoint: string | undefined; serviceName: string };
   /** graphql-ws limits (WS_*). */
   ws: {
     /** Open WebSocket connections on this gateway, authenticated or not. */
@@ -251,6 +274,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     indexing: { threads: c.INDEXING_THREADS, timeoutMs: c.INDEXING_TIMEOUT_MS },
     efSearch: c.SEARCH_EF_SEARCH,
     keyCacheTtlMs: c.KEY_CACHE_TTL_MS,
+    metrics: { enabled: c.METRICS, token: c.METRICS_TOKEN },
+    rateLimits: { requests: c.RATE_LIMIT_REQUESTS, uploadBytes: c.RATE_LIMIT_UPLOAD_BYTES, windowSeconds: c.RATE_LIMIT_WINDOW_SECONDS },
+    otel: { endpoint: c.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: c.OTEL_SERVICE_NAME },
     ws: {
       maxConnections: c.WS_MAX_CONNECTIONS,
       maxConnectionsPerKey: c.WS_MAX_CONNECTIONS_PER_KEY,

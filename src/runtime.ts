@@ -15,10 +15,11 @@ import type { Events } from './domain/shared/events.js';
 import { newRuntimeState, type Runtime } from './domain/shared/runtime.js';
 import { bucketDeletionJob, DELETE_BUCKET } from './domain/workspaces/bucket-deletion.js';
 import { createCpuPool, defaultIndexingThreads } from './indexing/cpu-pool.js';
-import { EmbedderRegistry } from './indexing/embedders/registry.js';
+import { type EmbedderObserver, EmbedderRegistry } from './indexing/embedders/registry.js';
 import { JobQueue } from './jobs/queue.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { LocalBlobStore } from './storage/local.js';
+import { type BlobStoreObserver, observedBlobStore } from './storage/observed.js';
 import { S3BlobStore } from './storage/s3.js';
 
 // The one runtime of a gateway, built from its config and database: blob store, event bus, job
@@ -60,6 +61,8 @@ export interface BuiltRuntime {
   rt: Runtime;
   /** The local blob store, when there is one (the gateway serves its signed download URLs). */
   localStore: LocalBlobStore | undefined;
+  /** The blob store itself (rt.blobs is it, seen by the observers). */
+  rawBlobs: BlobStore;
   /** Releases what the runtime holds (worker threads, Redis connections); the database is the caller's. */
   close(): Promise<void>;
 }
@@ -68,7 +71,19 @@ export interface BuiltRuntime {
  * Builds the runtime. `publicBaseUrl` gives the base of links handed out (download URLs), read
  * when a link is made (the bound port is known only once the server listens).
  */
-export async function buildRuntime(config: Config, database: Database, log: Logger, publicBaseUrl: () => string): Promise<BuiltRuntime> {
+/** What watches the runtime's outside calls (metrics and traces; see app.ts). */
+export interface RuntimeObservers {
+  blobs?: BlobStoreObserver;
+  embedders?: EmbedderObserver;
+}
+
+export async function buildRuntime(
+  config: Config,
+  database: Database,
+  log: Logger,
+  publicBaseUrl: () => string,
+  observers: RuntimeObservers = {},
+): Promise<BuiltRuntime> {
   let localStore: LocalBlobStore | undefined;
   let blobs: BlobStore;
   if (config.s3) {
@@ -82,10 +97,10 @@ export async function buildRuntime(config: Config, database: Database, log: Logg
   const cpu = createCpuPool({ threads: config.indexing.threads ?? defaultIndexingThreads(), taskTimeoutMs: config.indexing.timeoutMs });
   const rt: Runtime = {
     db: database.prisma,
-    blobs,
+    blobs: observers.blobs ? observedBlobStore(blobs, observers.blobs) : blobs,
     events: bus.events,
     jobs: new JobQueue(database.prisma, log, config.jobs),
-    embedders: new EmbedderRegistry(config.embeddings, cpu),
+    embedders: new EmbedderRegistry(config.embeddings, cpu, observers.embedders),
     cpu,
     log,
     settings: {
@@ -109,6 +124,7 @@ export async function buildRuntime(config: Config, database: Database, log: Logg
   return {
     rt,
     localStore,
+    rawBlobs: blobs,
     close: async () => {
       stopEvicting.abort();
       await evicting;

@@ -6,6 +6,7 @@
 import type { PGlite } from '@electric-sql/pglite';
 import { PrismaPg } from '@prisma/adapter-pg';
 import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
+import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { PrismaClient } from '../generated/prisma/client.js';
 import type { Db } from './client.js';
@@ -50,6 +51,8 @@ export interface Database {
   mode: 'embedded' | 'server';
   /** The embedded engine, when there is one (raw access for tests and admin tools). */
   pglite?: PGlite;
+  /** The connection pool's state (server mode and the embedded database thread; not a PGlite handed in). */
+  poolState(): { total: number; idle: number; waiting: number } | undefined;
   close(): Promise<void>;
 }
 
@@ -66,6 +69,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   let mode: Database['mode'];
 
   let thread: Awaited<ReturnType<typeof startDatabaseThread>> | undefined;
+  // Our own pg pool (rather than the adapter's) so /metrics can read its state; ended in close().
+  let pgPool: pg.Pool | undefined;
   // Migrations run here, except in the database thread, which applies them before it serves.
   let migrateHere = opts.migrate !== false;
 
@@ -73,7 +78,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   const pool = { max: opts.poolSize ?? 10, connectionTimeoutMillis: opts.poolTimeoutMs ?? 20_000 };
   if (opts.databaseUrl) {
     mode = 'server';
-    adapterFactory = new PrismaPg({ connectionString: opts.databaseUrl, ...pool });
+    pgPool = new pg.Pool({ connectionString: opts.databaseUrl, ...pool });
+    adapterFactory = new PrismaPg(pgPool);
   } else if (opts.pglite) {
     // Tests hand in a ready PGlite: it runs on this thread (statements yield to the event loop first).
     mode = 'embedded';
@@ -101,7 +107,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       throw err;
     }
     migrateHere = false;
-    adapterFactory = new PrismaPg({ ...thread.pg, ...pool });
+    pgPool = new pg.Pool({ ...thread.pg, ...pool });
+    adapterFactory = new PrismaPg(pgPool);
   }
 
   const prisma = new PrismaClient({
@@ -116,6 +123,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   const close = async () => {
     try {
       await prisma.$disconnect();
+      await pgPool?.end();
       await thread?.close();
     } finally {
       // Only this process could write pgdata, and it no longer will: the next owner may start.
@@ -133,5 +141,6 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     await close().catch(() => {});
     throw err;
   }
-  return { prisma, adapterFactory, mode, ...(pglite ? { pglite } : {}), close };
+  const poolState = () => (pgPool ? { total: pgPool.totalCount, idle: pgPool.idleCount, waiting: pgPool.waitingCount } : undefined);
+  return { prisma, adapterFactory, mode, ...(pglite ? { pglite } : {}), poolState, close };
 }

@@ -1,8 +1,10 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
-import { createYoga, type Plugin } from 'graphql-yoga';
+import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
+import { createYoga, type GraphiQLOptions, isAsyncIterable, type Plugin, shouldRenderGraphiQL } from 'graphql-yoga';
 import type { Runtime } from '../domain/shared/runtime.js';
+import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
 import { maskError } from './errors.js';
 import { useInputPolicy } from './input-policy.js';
@@ -16,6 +18,71 @@ export interface YogaOptions {
   maxDepth: number;
   maxCost: number;
   production: boolean;
+  /** Prometheus metrics: operations by name and outcome (envelop's plugin), live subscriptions. */
+  metrics?: GatewayMetrics;
+}
+
+/** An API key as GraphiQL's `?key=` may pre-fill it: key characters only (it is written into the page). */
+const GRAPHIQL_KEY = /^[A-Za-z0-9_.~-]{16,256}$/;
+
+/**
+ * GraphiQL's options for one page: the Authorization header pre-filled from `?key=` (a convenience
+ * for development; the header editor starts with a template otherwise), never persisted.
+ */
+function graphiqlOptions(request: Request): GraphiQLOptions {
+  const key = new URL(request.url).searchParams.get('key');
+  const value = key && GRAPHIQL_KEY.test(key) ? `Bearer ${key}` : 'Bearer <your API key>';
+  return {
+    title: 'Volumes Gateway',
+    subscriptionsProtocol: 'WS',
+    headers: JSON.stringify({ Authorization: value }, null, 2),
+    shouldPersistHeaders: false,
+  };
+}
+
+const GRAPHIQL_OFF_PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Volumes Gateway: GraphQL</title></head>
+<body style="font-family: system-ui, sans-serif; max-width: 40em; margin: 3em auto; line-height: 1.5">
+<h1>GraphQL endpoint</h1>
+<p>This is the Volumes Gateway's GraphQL endpoint. The GraphiQL IDE is off on this gateway (it is off by
+default when <code>NODE_ENV=production</code>); set <code>GRAPHIQL=true</code> to serve it here.</p>
+<p>Send GraphQL requests with <code>POST /graphql</code> and an <code>Authorization: Bearer &lt;API key&gt;</code>
+header; subscriptions over graphql-ws on this path or as server-sent events. The schema is in
+<code>schema.graphql</code> in the repository.</p>
+</body></html>
+`;
+
+/** When GraphiQL is off, a browser opening /graphql gets a page that says so (not a CSRF error). */
+function useGraphiQLOffPage(): Plugin {
+  return {
+    onRequest({ request, url, fetchAPI, endResponse }) {
+      if (!shouldRenderGraphiQL(request) || url.searchParams.has('query')) return;
+      endResponse(new fetchAPI.Response(GRAPHIQL_OFF_PAGE, { status: 200, headers: { 'content-type': 'text/html; charset=utf-8' } }));
+    },
+  };
+}
+
+/** Counts live subscriptions by transport (graphql-ws contexts carry `extra`; the rest are SSE). */
+function useSubscriptionGauge(metrics: GatewayMetrics): Plugin {
+  return {
+    onSubscribe({ args }) {
+      const transport = 'extra' in (args.contextValue as object) ? 'ws' : 'sse';
+      return {
+        onSubscribeResult({ result }) {
+          if (!isAsyncIterable(result)) return;
+          metrics.subscriptions.inc({ transport });
+          let ended = false;
+          return {
+            onEnd() {
+              if (ended) return;
+              ended = true;
+              metrics.subscriptions.dec({ transport });
+            },
+          };
+        },
+      };
+    },
+  };
 }
 
 /** Largest GraphQL request body over HTTP (multipart uploads aside), and largest graphql-ws message. */
@@ -35,6 +102,33 @@ export function createGraphQLServer(rt: Runtime, opts: YogaOptions) {
     // JSON content type) proves the request is not a cross-site "simple" one.
     useCSRFPrevention({ requestHeaders: ['x-graphql-yoga-csrf', 'apollo-require-preflight', 'authorization', 'x-api-key'] }),
   ];
+  if (opts.metrics) {
+    plugins.push(
+      usePrometheus({
+        registry: opts.metrics.registry,
+        // Served by the gateway's own /metrics route, with every other family.
+        endpoint: false,
+        skipIntrospection: true,
+        metrics: {
+          graphql_envelop_request: true,
+          graphql_envelop_request_duration: true,
+          graphql_envelop_error_result: true,
+          graphql_envelop_phase_parse: true,
+          graphql_envelop_phase_validate: true,
+          graphql_envelop_phase_execute: true,
+          graphql_envelop_phase_subscribe: true,
+          graphql_envelop_deprecated_field: false,
+          graphql_envelop_request_time_summary: false,
+          graphql_envelop_phase_context: false,
+          graphql_envelop_schema_change: false,
+          // http_request_duration_seconds covers HTTP for REST and GraphQL alike.
+          graphql_yoga_http_duration: false,
+        },
+      }) as Plugin,
+      useSubscriptionGauge(opts.metrics),
+    );
+  }
+  if (!opts.graphiql) plugins.push(useGraphiQLOffPage());
   // Before anything parses the document or coerces its variables.
   plugins.push(useInputPolicy());
   if (!opts.introspection) plugins.push(useDisableIntrospection());
@@ -53,7 +147,9 @@ export function createGraphQLServer(rt: Runtime, opts: YogaOptions) {
   return createYoga<InitialContext, GraphQLContext>({
     schema,
     graphqlEndpoint: '/graphql',
-    graphiql: opts.graphiql ? { subscriptionsProtocol: 'WS', title: 'Volumes Gateway' } : false,
+    graphiql: opts.graphiql ? graphiqlOptions : false,
+    // GraphiQL with its assets bundled (no CDN: works offline); the ~9 MB module loads on first use.
+    renderGraphiQL: async (options) => (await import('@graphql-yoga/render-graphiql')).renderGraphiQL(options),
     landingPage: false,
     maskedErrors: { maskError: (error, message) => maskError(rt.log, error, message) },
     // Replaced by useRequestBodyLimit, which lets uploads through.

@@ -66,7 +66,12 @@ const CLIENT_ID = /^[\x21-\x7e]{1,128}$/;
  * inside the request's record, and writes the access line when the response finishes (or the
  * client goes away first).
  */
-export function withRequestLog(log: Logger, handler: (req: http.IncomingMessage, res: http.ServerResponse) => void) {
+export function withRequestLog(
+  log: Logger,
+  handler: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+  /** Called once per request when it ends, after its access line (metrics). */
+  onEnd?: (record: RequestRecord, status: number, seconds: number) => void,
+) {
   return (req: http.IncomingMessage, res: http.ServerResponse) => {
     const given = req.headers['x-request-id'];
     const id = typeof given === 'string' && CLIENT_ID.test(given) ? given : randomUUID();
@@ -82,12 +87,13 @@ export function withRequestLog(log: Logger, handler: (req: http.IncomingMessage,
       requests.run(record, () => {
         if (logged) return;
         logged = true;
+        const ms = performance.now() - started;
         log.info(
           {
             method: record.method,
             route: record.route ?? null,
             status: res.statusCode,
-            duration_ms: Math.round((performance.now() - started) * 100) / 100,
+            duration_ms: Math.round(ms * 100) / 100,
             ...wireBytes(socket),
             org: record.orgId ?? null,
             key_id: record.keyId ?? null,
@@ -97,6 +103,7 @@ export function withRequestLog(log: Logger, handler: (req: http.IncomingMessage,
           },
           'request',
         );
+        onEnd?.(record, res.statusCode, ms / 1000);
       });
     res.once('finish', done);
     res.once('close', done);

@@ -142,6 +142,23 @@ export class JobQueue {
     });
   }
 
+  /** Jobs waiting or running, by kind and status, with the age of each group's oldest (for /metrics). */
+  async depth(): Promise<{ kind: string; status: string; count: number; oldestSeconds: number }[]> {
+    const rows = await this.db.$queryRaw<{ kind: string; status: string; count: number; oldest: number }[]>`
+      SELECT kind, status::text AS status, count(*)::int AS count,
+        extract(epoch FROM now() - min(created_at))::float8 AS oldest
+      FROM jobs WHERE status IN ('queued', 'running', 'cancelling') GROUP BY kind, status`;
+    return rows.map((r) => ({ kind: r.kind, status: r.status, count: r.count, oldestSeconds: Math.max(0, r.oldest) }));
+  }
+
+  /** Seconds since the oldest unfinished job of `kind` was first queued (0: none). */
+  async oldestAge(kind: string): Promise<number> {
+    const [row] = await this.db.$queryRaw<{ oldest: number | null }[]>`
+      SELECT extract(epoch FROM now() - min(created_at))::float8 AS oldest
+      FROM jobs WHERE kind = ${kind} AND status IN ('queued', 'running', 'cancelling')`;
+    return Math.max(0, row?.oldest ?? 0);
+  }
+
   private async work(): Promise<void> {
     const signal = this.stopping.signal;
     const claim = {

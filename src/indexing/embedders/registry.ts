@@ -20,6 +20,12 @@ export interface EmbeddersConfig {
   onnxModelsDir: string | undefined;
 }
 
+/** Sees every embedding call: `around` runs it (a trace span), `onError` hears of failures (metrics). */
+export interface EmbedderObserver {
+  around?<T>(model: string, texts: number, run: () => Promise<T>): Promise<T>;
+  onError?(model: string, err: unknown): void;
+}
+
 export class EmbedderRegistry {
   private readonly instances = new Map<string, Promise<Embedder>>();
 
@@ -27,6 +33,7 @@ export class EmbedderRegistry {
   constructor(
     private readonly config: EmbeddersConfig,
     private readonly cpu?: CpuPool,
+    private readonly observer?: EmbedderObserver,
   ) {}
 
   /** Every id a volume may use on this gateway (ONNX folders are looked up when asked). */
@@ -48,11 +55,31 @@ export class EmbedderRegistry {
   get(id: string): Promise<Embedder> {
     let e = this.instances.get(id);
     if (!e) {
-      e = this.create(id);
+      e = this.create(id).then((made) => this.observed(made));
       this.instances.set(id, e);
       e.catch(() => this.instances.delete(id));
     }
     return e;
+  }
+
+  private observed(embedder: Embedder): Embedder {
+    const o = this.observer;
+    if (!o) return embedder;
+    const embed = embedder.embed.bind(embedder);
+    return {
+      id: embedder.id,
+      dims: embedder.dims,
+      maxBatch: embedder.maxBatch,
+      embed: async (texts, signal) => {
+        try {
+          const run = () => embed(texts, signal);
+          return await (o.around ? o.around(embedder.id, texts.length, run) : run());
+        } catch (err) {
+          if (!signal?.aborted) o.onError?.(embedder.id, err);
+          throw err;
+        }
+      },
+    };
   }
 
   private async create(id: string): Promise<Embedder> {
