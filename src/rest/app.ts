@@ -19,6 +19,7 @@ import { registerSearchRoutes } from './routes/search.js';
 import { registerVolumeSharingRoutes } from './routes/volume-sharing.js';
 import { registerVolumeRoutes, registerVolumeValidationRoute } from './routes/volumes.js';
 import { registerWorkspaceRoutes } from './routes/workspaces.js';
+import { apiDocument, describeApi } from './schemas.js';
 
 const locPrefix: Record<string, string> = { json: 'body', query: 'query', param: 'path', header: 'header', form: 'body' };
 
@@ -156,16 +157,8 @@ export function createRestApp(rt: Runtime, opts: RestOptions): RestApp {
   registerEntryRoutes(rt, app);
   registerLockRoutes(rt, app);
 
-  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
-  app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', { type: 'apiKey', in: 'header', name: 'X-API-Key' });
-  app.doc31('/openapi.json', {
-    openapi: '3.1.0',
-    info: {
-      title: 'Volumes Gateway REST API',
-      version: '1',
-      description: 'Compatibility layer of the Volumes Gateway. The GraphQL API at /graphql offers the same operations.',
-    },
-    security: [{ bearer: [] }, { apiKey: [] }],
-  });
+  // After the routes: documents X-Request-Id on each of them (src/rest/schemas.ts).
+  describeApi(app.openAPIRegistry);
+  app.doc31('/openapi.json', apiDocument);
   return app;
 }

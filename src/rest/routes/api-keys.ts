@@ -14,6 +14,7 @@ export function registerApiKeyRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/api-keys',
+      operationId: 'createApiKey',
       tags,
       summary: 'Create an API key',
       description: 'The secret is in `api_key` and is shown only in this response; only its hash is stored. Requires `admin`.',
@@ -31,8 +32,11 @@ export function registerApiKeyRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'get',
       path: '/orgs/{org_id}/api-keys',
+      operationId: 'listApiKeys',
       tags,
       summary: 'List API keys (never their secrets)',
+      description:
+        'Every key of the organisation, revoked ones included (revoked_at), with its prefix but never its secret. Requires `admin`.',
       request: { params: OrgParams, query: PageQuery },
       responses: { 200: ok(listOf('api_keys', ApiKey)), ...errorResponses },
     }),
@@ -47,6 +51,7 @@ export function registerApiKeyRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'delete',
       path: '/orgs/{org_id}/api-keys/{key_id}',
+      operationId: 'revokeApiKey',
       tags,
       summary: 'Revoke an API key',
       description: 'Takes effect on the next request. Revoking a revoked key succeeds again.',

@@ -96,7 +96,7 @@ const RestoreResult = z.object({
   }),
 });
 
-const BackupParams = VolumeParams.extend({ backup_id: z.string().max(255) });
+const BackupParams = VolumeParams.extend({ backup_id: z.string().max(255).describe('Backup id (backup_id, also sync_job_id)') });
 
 /** Backup and restore routes. Registered before the volume routes: /volumes/restore is not a volume id. */
 export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
@@ -104,6 +104,7 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/sync',
+      operationId: 'startVolumeBackup',
       tags,
       summary: 'Back the volume up to the workspace bucket',
       description:
@@ -134,6 +135,7 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'get',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/backups',
+      operationId: 'listVolumeBackups',
       tags,
       summary: "List a volume's backups",
       description: 'Oldest first, with their status and progress. Needs volumes:read; app keys need an admin mount over the whole volume.',
@@ -155,8 +157,10 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'get',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/backups/{backup_id}',
+      operationId: 'getBackup',
       tags,
       summary: 'A backup: status, progress and where it is',
+      description: 'Needs volumes:read; app keys need an admin mount over the whole volume.',
       request: { params: BackupParams },
       responses: { 200: ok(Backup), ...errorResponses },
     }),
@@ -171,6 +175,7 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/restore',
+      operationId: 'restoreVolume',
       tags,
       summary: 'Create a new volume from a backup',
       description:

@@ -24,7 +24,18 @@ import type { Runtime } from '../../domain/shared/runtime.js';
 import { parseInput } from '../../domain/shared/validation.js';
 import { type RestApp, type RestEnv, volumeRoute } from '../env.js';
 import { readUpload } from '../multipart.js';
-import { conflictResponse, Entry, errorResponses, Message, VolumeParams } from '../schemas.js';
+import {
+  conflictResponse,
+  Entry,
+  entryGuardHeaders,
+  entryWriteHeaders,
+  errorResponses,
+  etagHeader,
+  Message,
+  ok,
+  quotaResponse,
+  VolumeParams,
+} from '../schemas.js';
 import { entryJson } from '../serializers.js';
 
 const BASE = '/orgs/:org_id/workspaces/:workspace_id/volumes/:volume_id';
@@ -81,12 +92,12 @@ function executionId(c: Context<RestEnv>): string | undefined {
 }
 
 const ListQuery = z.object({
-  path: z.string().max(1100).optional(),
-  limit: queryInt(1, MAX_LIMIT).default(DEFAULT_LIMIT),
-  cursor: z.string().max(2048).optional(),
+  path: z.string().max(1100).optional().describe('The directory to list (default /)'),
+  limit: queryInt(1, MAX_LIMIT).default(DEFAULT_LIMIT).describe('Entries per page'),
+  cursor: z.string().max(2048).optional().describe("The previous page's next_cursor"),
 });
 const DownloadQuery = z.object({
-  expires_in: queryInt(MIN_EXPIRES_IN, MAX_EXPIRES_IN).default(DEFAULT_EXPIRES_IN),
+  expires_in: queryInt(MIN_EXPIRES_IN, MAX_EXPIRES_IN).default(DEFAULT_EXPIRES_IN).describe('Seconds the URL stays valid'),
 });
 const MoveBody = z.object({
   from: z.string().min(1).max(1100),
@@ -207,53 +218,60 @@ async function readJson(c: Context<RestEnv>): Promise<unknown> {
 function documentEntryRoutes(app: RestApp): void {
   const tags = ['Entries'];
   const params = VolumeParams.extend({ path: z.string().describe('Entry path, slashes included: notes/2024/plan.md') });
-  const json = (schema: z.ZodType, description = 'Successful Response') => ({ description, content: { 'application/json': { schema } } });
-  const headers = z.object({
-    'if-match': z.string().optional().describe('Only if the entry is at this version ("3") or exists (*)'),
-    'if-none-match': z.string().optional().describe('* : only create, never replace'),
-    'x-execution-id': z.string().optional().describe('Recorded as written_by_execution_id'),
-  });
   const written = z.object({ message: z.string(), entry: Entry });
   const r = app.openAPIRegistry;
   r.registerPath({
     method: 'get',
     path: `${DOC_BASE}/entries/{path}`,
+    operationId: 'getEntry',
     tags,
     summary: 'Read an entry',
+    description:
+      'The entry, its content included (a file entry: its metadata; GET …/download for its bytes). The ETag header carries its version.',
     request: { params },
-    responses: { 200: json(Entry), ...errorResponses },
+    responses: { 200: ok(Entry, 'Successful Response', etagHeader), ...errorResponses },
   });
   r.registerPath({
     method: 'put',
     path: `${DOC_BASE}/entries/{path}`,
+    operationId: 'writeEntry',
     tags,
     summary: 'Write an entry to a volume (create or replace)',
-    description: '201 when created, 200 when replaced. The ETag header carries the new version.',
-    request: { params, headers, body: { content: { 'application/json': { schema: WriteEntryInput } }, required: true } },
+    description:
+      '201 when created, 200 when replaced. The ETag header carries the new version. Conditional on If-Match / If-None-Match; under an exclusive lock on a partition covering the path only its holder (X-Lock-Id) may write; a stale X-Fencing-Token is refused.',
+    parameters: entryWriteHeaders,
+    request: { params, body: { content: { 'application/json': { schema: WriteEntryInput } }, required: true } },
     responses: {
-      200: json(written),
-      201: json(written, 'Created'),
+      200: ok(written, 'Successful Response', etagHeader),
+      201: ok(written, 'Created', etagHeader),
       ...conflictResponse,
-      507: json(z.object({}), 'Quota exceeded'),
+      ...quotaResponse,
       ...errorResponses,
     },
   });
   r.registerPath({
     method: 'delete',
     path: `${DOC_BASE}/entries/{path}`,
+    operationId: 'deleteEntry',
     tags,
     summary: 'Delete an entry',
-    request: { params, headers: headers.pick({ 'if-match': true }) },
-    responses: { 200: json(Message), ...conflictResponse, ...errorResponses },
+    description:
+      'Deletes the entry (and its file, for a file entry). Conditional on If-Match; guarded by locks (X-Lock-Id) and fencing tokens.',
+    parameters: entryGuardHeaders,
+    request: { params },
+    responses: { 200: ok(Message), ...conflictResponse, ...errorResponses },
   });
   r.registerPath({
     method: 'get',
     path: `${DOC_BASE}/list`,
+    operationId: 'listDirectory',
     tags,
     summary: 'List entries in a volume (directory-like)',
+    description:
+      'The entries directly in path (a directory, default /) and the sub-directories directly under it (full paths ending in /, ready to list next), paged by path (limit, cursor). What the key may not read is not shown.',
     request: { params: VolumeParams, query: ListQuery },
     responses: {
-      200: json(
+      200: ok(
         z.object({
           path: z.string(),
           directories: z.array(z.string()),
@@ -268,27 +286,42 @@ function documentEntryRoutes(app: RestApp): void {
   r.registerPath({
     method: 'post',
     path: `${DOC_BASE}/entries/{path}/upload`,
+    operationId: 'uploadEntry',
     tags,
     summary: 'Upload a file entry to a volume',
-    description: 'Streamed to the blob store; text-like files also get content_text. 413 above MAX_UPLOAD_BYTES.',
+    description:
+      'Streamed to the blob store; text-like files also get content_text. 413 above MAX_UPLOAD_BYTES. 201 when created, 200 when replaced; the ETag header carries the new version. Same conditions and guards as PUT.',
+    parameters: entryWriteHeaders,
     request: {
       params,
-      headers,
       body: {
-        content: { 'multipart/form-data': { schema: UploadFieldsInput.extend({ file: z.string().describe('The file (binary)') }) } },
+        content: {
+          'multipart/form-data': {
+            schema: UploadFieldsInput.extend({ file: z.string().meta({ format: 'binary' }).describe('The file (binary)') }),
+          },
+        },
         required: true,
       },
     },
-    responses: { 200: json(written), 201: json(written, 'Created'), ...conflictResponse, ...errorResponses },
+    responses: {
+      200: ok(written, 'Successful Response', etagHeader),
+      201: ok(written, 'Created', etagHeader),
+      ...conflictResponse,
+      ...quotaResponse,
+      ...errorResponses,
+    },
   });
   r.registerPath({
     method: 'get',
     path: `${DOC_BASE}/entries/{path}/download`,
+    operationId: 'getEntryDownloadUrl',
     tags,
     summary: 'Get a presigned download URL for a file entry',
+    description:
+      'A URL any HTTP client can GET, without credentials, until expires_in seconds from now: presigned by S3, or signed by the gateway (local blob store).',
     request: { params, query: DownloadQuery },
     responses: {
-      200: json(
+      200: ok(
         z.object({
           entry_id: z.string(),
           path: z.string(),
@@ -305,9 +338,13 @@ function documentEntryRoutes(app: RestApp): void {
   r.registerPath({
     method: 'post',
     path: `${DOC_BASE}/move`,
+    operationId: 'moveEntry',
     tags,
     summary: 'Rename an entry atomically (409 if the target exists, unless overwrite)',
+    description:
+      'Moves the entry at from to to, incrementing its version (the ETag header carries it). If-Match applies to the entry at from; locks and fencing tokens guard both paths.',
+    parameters: entryGuardHeaders,
     request: { params: VolumeParams, body: { content: { 'application/json': { schema: MoveBody } }, required: true } },
-    responses: { 200: json(written), ...conflictResponse, ...errorResponses },
+    responses: { 200: ok(written, 'Successful Response', etagHeader), ...conflictResponse, ...errorResponses },
   });
 }

@@ -16,8 +16,10 @@ export function registerLockRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'get',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks',
+      operationId: 'listLocks',
       tags,
       summary: 'List active locks on a volume',
+      description: 'The live locks: expired and released ones never block and are not listed. Needs volumes:read.',
       request: { params: VolumeParams },
       responses: { 200: ok(z.object({ locks: z.array(Lock) })), ...errorResponses },
     }),
@@ -31,6 +33,7 @@ export function registerLockRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks',
+      operationId: 'acquireLock',
       tags,
       summary: 'Acquire a partition lock on a volume',
       description:
@@ -48,8 +51,11 @@ export function registerLockRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks/renew',
+      operationId: 'renewLock',
       tags,
       summary: 'Renew a lock (its holder): same lock_id and fencing token, a new expires_at',
+      description:
+        'Extends a live lock by ttl_seconds from now. 404 when unknown or released, 403 when another app holds it or the holder has lost write access, 409 when it has already expired.',
       request: { params: VolumeParams, body: { content: { 'application/json': { schema: RenewLockInput } }, required: true } },
       responses: { 200: ok(LockMessage), ...conflictResponse, ...errorResponses },
     }),
@@ -69,10 +75,13 @@ export function registerLockRoutes(rt: Runtime, app: RestApp): void {
   app.openAPIRegistry.registerPath({
     method: 'delete',
     path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/locks/{partition}',
+    operationId: 'releaseLock',
     tags,
     summary: 'Release a partition lock',
+    description:
+      'Releases the lock lock_id on the partition (which may hold slashes: …/locks/reports/). Its holder, or an org key with locks:write, may release it; releasing an expired lock succeeds too. 404 when unknown, released, or not on this partition.',
     request: {
-      params: VolumeParams.extend({ partition: z.string() }),
+      params: VolumeParams.extend({ partition: z.string().describe('The partition, slashes included: reports/ for /reports/') }),
       query: z.object({ lock_id: z.string().describe('Lock ID to release') }),
     },
     responses: { 200: ok(Message), ...errorResponses },

@@ -4,7 +4,7 @@ import { CreateMountInput, createMount, deleteMount, listMounts } from '../../do
 import type { Runtime } from '../../domain/shared/runtime.js';
 import { type RestApp, volumeRoute } from '../env.js';
 import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
-import { conflictResponse, errorResponses, Message, Mount, MountParams, ok, VolumeParams } from '../schemas.js';
+import { conflictResponse, errorResponses, Message, Mount, MountParams, ok, quotaResponse, VolumeParams } from '../schemas.js';
 import { mountJson } from '../serializers.js';
 
 const tags = ['Mounts'];
@@ -14,8 +14,11 @@ export function registerMountRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'get',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/mounts',
+      operationId: 'listMounts',
       tags,
       summary: 'List mounts for a volume',
+      description:
+        'Oldest first. App keys see only their own mounts, unless they administer the volume; keep only some fields with fields.',
       request: { params: VolumeParams, query: z.object({ fields: fieldsParam(Mount) }) },
       responses: { 200: ok(z.object({ mounts: z.array(Mount) })), ...errorResponses },
     }),
@@ -30,13 +33,21 @@ export function registerMountRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/mounts',
+      operationId: 'createMount',
       tags,
       summary: 'Mount a volume for an app',
+      description:
+        'Grants app_id access to the paths matching path_pattern (a glob) at access_level. The same app and pattern twice is a 409; a mount past the max_mounts quota is a 507. App keys need an admin mount on the volume.',
       request: {
         params: VolumeParams,
         body: { content: { 'application/json': { schema: CreateMountInput } }, required: true },
       },
-      responses: { 201: ok(z.object({ message: z.string(), mount: Mount }), 'Created'), ...conflictResponse, ...errorResponses },
+      responses: {
+        201: ok(z.object({ message: z.string(), mount: Mount }), 'Created'),
+        ...conflictResponse,
+        ...quotaResponse,
+        ...errorResponses,
+      },
     }),
     async (c) => {
       const mount = await createMount(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json'));
@@ -48,8 +59,10 @@ export function registerMountRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'delete',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/mounts/{mount_id}',
+      operationId: 'deleteMount',
       tags,
       summary: 'Remove a mount',
+      description: 'Revokes the access the mount granted. App keys need an admin mount on the volume.',
       request: { params: MountParams },
       responses: { 200: ok(Message), ...errorResponses },
     }),

@@ -71,6 +71,7 @@ export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/search-all',
+      operationId: 'searchAll',
       tags,
       summary: 'Search across all volumes an app has access to',
       description:
@@ -93,8 +94,11 @@ export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/search',
+      operationId: 'searchVolume',
       tags,
       summary: 'Semantic search within a volume',
+      description:
+        'Hybrid (default), semantic or keyword search over the indexed chunks of one volume; app keys get only chunks under paths their mounts let them read.',
       request: { params: VolumeParams, body: searchBody },
       responses: { 200: ok(SearchResponse), ...errorResponses },
     }),
@@ -108,6 +112,7 @@ export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/reindex',
+      operationId: 'startReindex',
       tags,
       summary: 'Trigger a full reindex of a volume',
       description:
@@ -125,8 +130,10 @@ export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'get',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/reindex',
+      operationId: 'getReindexProgress',
       tags,
       summary: "A volume's reindex state (addition)",
+      description: "The volume's reindex status, progress (total, processed, failed, percent), start and end time and error.",
       request: { params: VolumeParams },
       responses: { 200: ok(ReindexProgress), ...errorResponses },
     }),
@@ -137,8 +144,11 @@ export function registerSearchRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/reindex/cancel',
+      operationId: 'cancelReindex',
       tags,
       summary: 'Cancel a queued or running reindex (addition); searches keep the vectors they use',
+      description:
+        'A queued reindex is cancelled at once; a running one is cancelling until its worker finishes the entry in hand, then cancelled. Answers the reindex state, as GET …/reindex does; nothing to cancel is not an error.',
       request: { params: VolumeParams },
       responses: { 200: ok(ReindexProgress), ...errorResponses },
     }),

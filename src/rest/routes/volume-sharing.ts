@@ -19,14 +19,20 @@ const sharedDescription =
  * taken for a volume whose id is "shared".
  */
 export function registerVolumeSharingRoutes(rt: Runtime, app: RestApp): void {
-  for (const [path, params, summary] of [
-    ['/orgs/{org_id}/volumes/shared', OrgParams, 'List the shared volumes of the organisation'],
-    ['/orgs/{org_id}/workspaces/{workspace_id}/volumes/shared', WorkspaceParams, 'List the shared volumes available to a workspace'],
+  for (const [path, params, operationId, summary] of [
+    ['/orgs/{org_id}/volumes/shared', OrgParams, 'listSharedVolumes', 'List the shared volumes of the organisation'],
+    [
+      '/orgs/{org_id}/workspaces/{workspace_id}/volumes/shared',
+      WorkspaceParams,
+      'listWorkspaceSharedVolumes',
+      'List the shared volumes available to a workspace',
+    ],
   ] as const) {
     app.openapi(
       createRoute({
         method: 'get',
         path,
+        operationId,
         tags,
         summary,
         description: sharedDescription,
@@ -46,14 +52,15 @@ export function registerVolumeSharingRoutes(rt: Runtime, app: RestApp): void {
     );
   }
 
-  for (const [action, shared, message] of [
-    ['make-shared', true, 'Volume is now shared'],
-    ['make-private', false, 'Volume is now private'],
+  for (const [action, operationId, shared, message] of [
+    ['make-shared', 'makeVolumeShared', true, 'Volume is now shared'],
+    ['make-private', 'makeVolumePrivate', false, 'Volume is now private'],
   ] as const) {
     app.openapi(
       createRoute({
         method: 'post',
         path: `/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/${action}`,
+        operationId,
         tags,
         summary: shared ? 'Share a volume with the organisation (read-only)' : 'Stop sharing a volume',
         description: shared

@@ -17,6 +17,8 @@ import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
 import {
   conflictResponse,
   errorResponses,
+  etagHeader,
+  headerParam,
   listOf,
   Message,
   ok,
@@ -66,6 +68,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'get',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes',
+      operationId: 'listVolumes',
       tags,
       summary: 'List volumes in a workspace',
       description:
@@ -88,8 +91,11 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes',
+      operationId: 'createVolume',
       tags,
       summary: 'Create a new volume',
+      description:
+        'Creates an empty volume in the workspace. A name already taken by a live volume of the workspace is a 409. POST …/volumes/validate runs the same checks without creating anything.',
       request: { params: WorkspaceParams, ...body(CreateVolumeInput) },
       responses: { 201: ok(VolumeMessage, 'Created'), ...conflictResponse, ...errorResponses },
     }),
@@ -103,11 +109,12 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'get',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}',
+      operationId: 'getVolume',
       tags,
       summary: 'Get a volume by ID',
       description: 'The ETag header carries the volume version, for If-Match on PATCH.',
       request: { params: VolumeParams, query: FieldsQuery },
-      responses: { 200: ok(Volume), ...errorResponses },
+      responses: { 200: ok(Volume, 'Successful Response', etagHeader), ...errorResponses },
     }),
     async (c) => {
       const mask = parseFieldMask(c.req.valid('query').fields, Volume);
@@ -121,16 +128,14 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'patch',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}',
+      operationId: 'updateVolume',
       tags,
       summary: 'Update a volume',
       description:
-        'Changes only the fields given and increments version. With If-Match: "<version>" (or expected_version in the body) the change is made only at that version, else 409. Lowering a quota below current usage is a 409.',
-      request: {
-        params: VolumeParams,
-        headers: z.object({ 'if-match': z.string().optional().describe('Only if the volume is at this version ("3")') }),
-        ...body(UpdateVolumeInput),
-      },
-      responses: { 200: ok(VolumeMessage), ...conflictResponse, ...errorResponses },
+        'Changes only the fields given and increments version. With If-Match: "<version>" (or expected_version in the body) the change is made only at that version, else 409. Lowering a quota below current usage is a 409. The ETag header carries the new version.',
+      parameters: [headerParam('IfMatch')],
+      request: { params: VolumeParams, ...body(UpdateVolumeInput) },
+      responses: { 200: ok(VolumeMessage, 'Successful Response', etagHeader), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
       const expected = ifMatchVersion(c);
@@ -144,6 +149,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'delete',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}',
+      operationId: 'deleteVolume',
       tags,
       summary: 'Delete a volume',
       description:
@@ -162,15 +168,16 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}/restore',
+      operationId: 'undeleteVolume',
       tags,
       summary: 'Restore a deleted volume',
       description:
-        'Brings back a soft-deleted volume within its retention period, with its entries, mounts and settings; version increments. 404 when it is not deleted, unknown or past retention; 409 when a live volume has taken its name meanwhile (pass {"name": "…"} to restore it under another). List restorable volumes with GET …/volumes?status=deleted. Needs volumes:write (app keys: an admin mount on /**).',
+        'Brings back a soft-deleted volume within its retention period, with its entries, mounts and settings; version increments. 404 when it is not deleted, unknown or past retention; 409 when a live volume has taken its name meanwhile (pass {"name": "…"} to restore it under another). List restorable volumes with GET …/volumes?status=deleted. Needs volumes:write (app keys: an admin mount on /**). The ETag header carries the new version.',
       request: {
         params: VolumeParams,
         body: { content: { 'application/json': { schema: UndeleteVolumeInput } }, required: false },
       },
-      responses: { 200: ok(VolumeMessage), ...conflictResponse, ...errorResponses },
+      responses: { 200: ok(VolumeMessage, 'Successful Response', etagHeader), ...conflictResponse, ...errorResponses },
     }),
     async (c) => {
       const volume = await undeleteVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json') ?? {});
@@ -188,6 +195,7 @@ export function registerVolumeValidationRoute(rt: Runtime, app: RestApp): void {
   app.openAPIRegistry.registerPath({
     method: 'post',
     path: '/orgs/{org_id}/workspaces/{workspace_id}/volumes/validate',
+    operationId: 'validateVolume',
     tags,
     summary: 'Validate a volume create body without creating anything',
     description:

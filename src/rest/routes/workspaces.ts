@@ -50,6 +50,7 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'get',
       path: '/orgs/{org_id}/workspaces',
+      operationId: 'listWorkspaces',
       tags,
       summary: 'List Workspaces',
       description:
@@ -73,6 +74,7 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces',
+      operationId: 'createWorkspace',
       tags,
       summary: 'Create Workspace',
       description: 'Creates the workspace and provisions its bucket in the background (bucket_status pending → active | failed).',
@@ -90,8 +92,10 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'get',
       path: '/orgs/{org_id}/workspaces/{workspace_id}',
+      operationId: 'getWorkspace',
       tags,
       summary: 'Get Workspace',
+      description: 'The workspace, with its bucket and the bucket provisioning status; keep only some fields with fields.',
       request: { params: WorkspaceParams, query: FieldsQuery },
       responses: { 200: ok(Workspace), ...errorResponses },
     }),
@@ -105,6 +109,7 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'put',
       path: '/orgs/{org_id}/workspaces/{workspace_id}',
+      operationId: 'updateWorkspace',
       tags,
       summary: 'Update Workspace',
       description: 'Changes only the fields given.',
@@ -121,6 +126,7 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'post',
       path: '/orgs/{org_id}/workspaces/{workspace_id}/reconcile',
+      operationId: 'reconcileWorkspace',
       tags,
       summary: 'Reconcile usage counters and stored objects (admin)',
       description:
@@ -153,6 +159,7 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
     createRoute({
       method: 'delete',
       path: '/orgs/{org_id}/workspaces/{workspace_id}',
+      operationId: 'deleteWorkspace',
       tags,
       summary: 'Delete Workspace',
       description: 'Deletes the workspace, its volumes and everything under them, and its bucket.',
