@@ -170,8 +170,11 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
           void restListener(req, res);
         }
       },
-      (record, status, seconds) =>
-        metrics.httpDuration.observe({ method: record.method, route: record.route ?? 'unmatched', status: String(status) }, seconds),
+      (record, status, seconds) => {
+        metrics.httpDuration.observe({ method: record.method, route: record.route ?? 'unmatched', status: String(status) }, seconds);
+        if (record.rateLimited)
+          metrics.rateLimited.inc({ limit: record.rateLimited, transport: record.route === '/graphql' ? 'graphql' : 'rest' });
+      },
     ),
   );
 
@@ -193,6 +196,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     adminApiKey,
     limits: config.ws,
     production: config.env === 'production',
+    metrics,
   });
   openSockets = () => wss.clients.size;
 

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
 import { evictRevokedKeys } from './domain/access/authenticate.js';
+import { createRateLimits } from './domain/access/rate-limits.js';
 import { BACKUP, backupJob } from './domain/backups/job.js';
 import { INDEX_ENTRY, indexEntryJob } from './domain/search/indexing.js';
 import { REINDEX, reindexJob } from './domain/search/reindex.js';
@@ -94,6 +95,9 @@ export async function buildRuntime(
     blobs = localStore;
   }
   const bus = createEvents(config.redisUrl);
+  // Its own connection: the limiter refuses at once (insurance limiter) rather than queue when Redis is down.
+  const limitsRedis = config.redisUrl ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : undefined;
+  limitsRedis?.on('error', (err) => log.debug({ err }, 'rate-limit Redis connection error'));
   const cpu = createCpuPool({ threads: config.indexing.threads ?? defaultIndexingThreads(), taskTimeoutMs: config.indexing.timeoutMs });
   const rt: Runtime = {
     db: database.prisma,
@@ -112,6 +116,7 @@ export async function buildRuntime(
       efSearch: config.efSearch,
       keyCacheTtlMs: config.keyCacheTtlMs,
     },
+    limits: createRateLimits(config.rateLimits, limitsRedis),
     state: newRuntimeState(),
     hooks: {},
   };
@@ -130,6 +135,7 @@ export async function buildRuntime(
       await evicting;
       await cpu.close();
       await bus.close();
+      await limitsRedis?.quit().catch(() => {});
     },
   };
 }

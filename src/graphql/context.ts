@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { authenticate, credentialFrom } from '../domain/access/authenticate.js';
 import type { Principal } from '../domain/access/principal.js';
+import { chargeRequest } from '../domain/access/rate-limits.js';
 import { AuthenticationError } from '../domain/shared/errors.js';
 import type { Runtime } from '../domain/shared/runtime.js';
 import { noteCaller, noteRequest } from '../http/request-log.js';
@@ -73,6 +74,8 @@ export function createContextFactory(rt: Runtime, adminApiKey: string | undefine
       );
     }
     if (principal) noteCaller(principal);
+    // Over HTTP, each request counts; over graphql-ws the server counts each operation (ws-server.ts).
+    if (principal && initial.request && initial.principal === undefined && !initial.connectionParams) await chargeRequest(rt, principal);
     const operation = (initial as { params?: { operationName?: string | null } }).params?.operationName;
     if (operation) noteRequest({ operation });
     return {

@@ -1,7 +1,7 @@
 import { GraphQLError } from 'graphql';
 import type { Logger } from 'pino';
-import { AppError, dataExceptionAsValidation, overloadAsUnavailable, ValidationError } from '../domain/shared/errors.js';
-import { currentRequest } from '../http/request-log.js';
+import { AppError, dataExceptionAsValidation, overloadAsUnavailable, RateLimitedError, ValidationError } from '../domain/shared/errors.js';
+import { currentRequest, noteRequest } from '../http/request-log.js';
 import { toCamel } from './inputs.js';
 
 /** The current HTTP request's id (X-Request-Id), for errors' extensions: a caller quotes it, support finds the log lines. */
@@ -41,6 +41,11 @@ export function maskError(log: Logger, error: unknown, message: string): Error {
   const appError = refused ?? busy ?? findAppError(error);
   if (appError) {
     const extensions: Record<string, unknown> = { code: appError.code, ...appError.details, ...requestIdExtension() };
+    // Refused before execution (the context): the HTTP answer is 429 with Retry-After, as in REST.
+    if (appError instanceof RateLimitedError) {
+      extensions.http = { status: 429, headers: { 'Retry-After': String(appError.retryAfterSeconds) } };
+      noteRequest({ rateLimited: appError.limit });
+    }
     if (appError instanceof ValidationError) {
       extensions.fields = appError.issues.map((i) => ({
         path: i.loc.map((s) => (typeof s === 'string' ? toCamel(s) : s)),

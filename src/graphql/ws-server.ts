@@ -12,7 +12,10 @@ import { WebSocket, WebSocketServer } from 'ws';
 import type { Config } from '../config.js';
 import { wasRevoked } from '../domain/access/authenticate.js';
 import type { Principal } from '../domain/access/principal.js';
+import { chargeRequest } from '../domain/access/rate-limits.js';
+import { RateLimitedError } from '../domain/shared/errors.js';
 import type { Runtime } from '../domain/shared/runtime.js';
+import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { credentialFromConnectionParams, resolvePrincipal } from './context.js';
 import { maskError } from './errors.js';
 import { GRAPHQL_MAX_BODY_BYTES, type GraphQLServer } from './yoga.js';
@@ -50,6 +53,7 @@ export interface WsServerOptions {
   limits: WsLimits;
   /** Close reasons of internal errors say nothing in production. */
   production: boolean;
+  metrics?: GatewayMetrics;
 }
 
 interface ConnectionState {
@@ -214,6 +218,17 @@ export function createWsServer(opts: WsServerOptions) {
         state.subscriptionIds.delete(id);
         state.lastActive = Date.now();
         try {
+          // Every operation on the socket counts against its key's request budget, as HTTP requests do.
+          const principal = ctx.extra.principal;
+          if (principal) {
+            try {
+              await chargeRequest(opts.runtime, principal);
+            } catch (err) {
+              if (!(err instanceof RateLimitedError)) throw err;
+              opts.metrics?.rateLimited.inc({ limit: err.limit, transport: 'ws' });
+              return [new GraphQLError(err.message, { extensions: { code: err.code, ...err.details } })];
+            }
+          }
           const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
             ...ctx,
             req: ctx.extra.request,

@@ -22,6 +22,8 @@ export interface RequestRecord {
   appId?: string;
   /** GraphQL operation name, when the request named one. */
   operation?: string;
+  /** The per-key limit that refused this request (429), if one did. */
+  rateLimited?: string;
 }
 
 const requests = new AsyncLocalStorage<RequestRecord>();
@@ -99,6 +101,7 @@ export function withRequestLog(
             key_id: record.keyId ?? null,
             app: record.appId ?? null,
             ...(record.operation ? { operation: record.operation } : {}),
+            ...(record.rateLimited ? { rate_limited: record.rateLimited } : {}),
             ...(res.writableFinished ? {} : { aborted: true }),
           },
           'request',

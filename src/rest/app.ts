@@ -3,6 +3,7 @@ import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { routePath } from 'hono/route';
 import { authenticate, credentialFrom } from '../domain/access/authenticate.js';
+import { chargeRequest } from '../domain/access/rate-limits.js';
 import { ValidationError } from '../domain/shared/errors.js';
 import { assertAcceptableInput, textProblem } from '../domain/shared/input-policy.js';
 import type { Runtime } from '../domain/shared/runtime.js';
@@ -141,6 +142,7 @@ export function createRestApp(rt: Runtime, opts: RestOptions): RestApp {
     const principal = await authenticate(rt, credential, opts.adminApiKey);
     c.set('principal', principal);
     noteCaller(principal, /^\/v1\/orgs\/([^/]+)/.exec(c.req.path)?.[1]);
+    await chargeRequest(rt, principal);
     await next();
   });
   app.use('/orgs/*', refuseUnacceptableInput);

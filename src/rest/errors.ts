@@ -8,8 +8,10 @@ import {
   type ErrorCode,
   type FieldIssue,
   overloadAsUnavailable,
+  RateLimitedError,
   UnavailableError,
 } from '../domain/shared/errors.js';
+import { noteRequest } from '../http/request-log.js';
 
 /** The legacy API's timestamp: UTC, microseconds, no zone suffix ("2025-01-01T00:00:00.000000"). */
 export function legacyTimestamp(d = new Date()): string {
@@ -57,7 +59,8 @@ export function handleError(log: Logger, err: unknown, c: Context) {
   if (err instanceof AppError || busy) {
     const e = (busy ?? err) as AppError;
     if (e.code === 'VALIDATION_FAILED' && 'issues' in e) return validationResponse(c, e.issues as FieldIssue[]);
-    if (e instanceof UnavailableError) c.header('Retry-After', String(e.retryAfterSeconds));
+    if (e instanceof UnavailableError || e instanceof RateLimitedError) c.header('Retry-After', String(e.retryAfterSeconds));
+    if (e instanceof RateLimitedError) noteRequest({ rateLimited: e.limit });
     const status = statusOf[e.code];
     return c.json(errorEnvelope(envelopeName[e.code], e.message, e.details, status), status);
   }

@@ -7,6 +7,7 @@ import type { Entry, Prisma } from '../../generated/prisma/client.js';
 import { BlobTooLargeError } from '../../storage/blob-store.js';
 import { requireWritable } from '../access/entry-access.js';
 import type { Principal } from '../access/principal.js';
+import { chargeUploadBytes, checkUploadAllowance } from '../access/rate-limits.js';
 import { ConflictError, NotFoundError, PayloadTooLargeError, ValidationError } from '../shared/errors.js';
 import { normaliseEntryPath } from '../shared/paths.js';
 import type { Loc, VolumeRoute } from '../shared/routes.js';
@@ -29,10 +30,13 @@ export interface UploadedFile {
 class HeadCapture extends Transform {
   private chunks: Buffer[] = [];
   private kept = 0;
+  /** Bytes that passed, whatever happened next (counted against the key's upload budget). */
+  bytesSeen = 0;
   constructor(private readonly limit: number) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.bytesSeen += chunk.length;
     if (this.kept < this.limit) {
       const part = chunk.subarray(0, this.limit - this.kept);
       this.chunks.push(Buffer.from(part));
@@ -133,6 +137,8 @@ export async function uploadEntry(
     0,
   );
 
+  await checkUploadAllowance(rt, p);
+
   const key = `${volumeObjectPrefix(route.volumeId)}objects/${uuidv7()}`;
   const capture = new HeadCapture(MAX_EXTRACTED_TEXT_BYTES);
   // .pipe() forwards data but not errors or destruction: wire both ways by hand.
@@ -145,11 +151,14 @@ export async function uploadEntry(
     });
   } catch (err) {
     file.stream.destroy();
+    await chargeUploadBytes(rt, p, capture.bytesSeen);
     if (err instanceof BlobTooLargeError) {
       throw new PayloadTooLargeError(`The upload exceeds the limit of ${err.maxBytes} bytes`, { max_bytes: err.maxBytes });
     }
     throw err;
   }
+
+  await chargeUploadBytes(rt, p, stored.size);
 
   try {
     const fields = parseInput(UploadFieldsInput, (await rawFields) ?? {}, loc.body);

@@ -87,6 +87,24 @@ export class UnavailableError extends AppError {
   }
 }
 
+/** A key used its budget (requests or upload bytes) for the current window. */
+export class RateLimitedError extends AppError {
+  readonly code = 'RATE_LIMITED' as const;
+  constructor(
+    readonly limit: 'requests' | 'upload_bytes' | 'subscriptions',
+    max: number,
+    windowSeconds: number,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(
+      limit === 'requests'
+        ? `Rate limit exceeded: at most ${max} requests per ${windowSeconds} s for this API key; retry after ${retryAfterSeconds} s`
+        : `Upload limit exceeded: at most ${max} bytes per ${windowSeconds} s for this API key; retry after ${retryAfterSeconds} s`,
+      { limit, max, window_seconds: windowSeconds, retry_after_seconds: retryAfterSeconds },
+    );
+  }
+}
+
 export class ValidationError extends AppError {
   readonly code = 'VALIDATION_FAILED' as const;
   readonly issues: FieldIssue[];

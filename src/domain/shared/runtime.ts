@@ -1,5 +1,6 @@
 import type { PubSub } from 'graphql-yoga';
 import type { Logger } from 'pino';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Db } from '../../db/client.js';
 import type { CpuPool } from '../../indexing/cpu-pool.js';
 import type { EmbedderRegistry } from '../../indexing/embedders/registry.js';
@@ -23,10 +24,19 @@ export interface Runtime {
   cpu: CpuPool | undefined;
   log: Logger;
   settings: Settings;
+  /** Per-key rate limiters (access/rate-limits.ts). */
+  limits: RateLimits;
   /** Per-gateway memory: caches and work in flight. */
   state: RuntimeState;
   /** Fault injection points for tests (never set in production). */
   hooks: TestHooks;
+}
+
+/** Per-key limiters per window; absent: that limit is off. */
+export interface RateLimits {
+  requests: RateLimiterAbstract | undefined;
+  uploadBytes: RateLimiterAbstract | undefined;
+  settings: { requests: number; uploadBytes: number; windowSeconds: number };
 }
 
 /** The settings domain rules depend on (from config.ts; defaults there). */
