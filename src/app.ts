@@ -25,6 +25,7 @@ import { notFound } from './rest/errors.js';
 import { buildRuntime, secretInDataDir } from './runtime.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { GatewayMetrics } from './telemetry/metrics.js';
+import { inSpan, startTracing, type TracingOptions } from './telemetry/tracing.js';
 
 export interface AppOptions {
   /** Tests hand in a PGlite cloned from a migrated template. */
@@ -36,6 +37,8 @@ export interface AppOptions {
   onQuery?: (sql: string, request: RequestRecord | undefined) => void;
   /** Where log lines go (default stdout); tests read them. */
   logDestination?: DestinationStream;
+  /** Tests: trace spans go to this exporter (tracing is otherwise on only with OTEL_EXPORTER_OTLP_ENDPOINT). */
+  spanExporter?: TracingOptions['exporter'];
 }
 
 /** True for a client on this host (the default guard of /metrics when METRICS_TOKEN is unset). */
@@ -74,6 +77,12 @@ export interface App {
 /** Wires database, blob store, events, REST, GraphQL (HTTP, SSE, WebSocket) and health checks on one server. */
 export async function createApp(config: Config, opts: AppOptions = {}): Promise<App> {
   const log = createLogger(config.logLevel, opts.logDestination);
+  // Before the database opens: Prisma's instrumentation must be in place before its client is made.
+  const tracing =
+    config.otel.endpoint || opts.spanExporter
+      ? await startTracing({ serviceName: config.otel.serviceName, endpoint: config.otel.endpoint, exporter: opts.spanExporter })
+      : undefined;
+  if (tracing) log.info({ endpoint: config.otel.endpoint ?? 'in-process exporter' }, 'tracing: OpenTelemetry spans exported');
   const onQuery = opts.onQuery;
   await fs.mkdir(config.dataDir, { recursive: true });
   const database = await openDatabase({
@@ -104,8 +113,15 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     websockets: () => openSockets(),
   });
   const built = await buildRuntime(config, database, log, () => config.publicUrl ?? boundUrl, {
-    blobs: { onError: (operation) => metrics.blobErrors.inc({ operation }) },
-    embedders: { onError: (model) => metrics.embedderErrors.inc({ model }) },
+    blobs: {
+      around: (operation, run) =>
+        inSpan(`blob ${operation}`, { 'blob.operation': operation, 'blob.store': config.s3 ? 's3' : 'local' }, run),
+      onError: (operation) => metrics.blobErrors.inc({ operation }),
+    },
+    embedders: {
+      around: (model, texts, run) => inSpan(`embed ${model}`, { 'embedding.model': model, 'embedding.texts': texts }, run),
+      onError: (model) => metrics.embedderErrors.inc({ model }),
+    },
   });
   jobs = built.rt.jobs;
   const { rt, localStore } = built;
@@ -243,6 +259,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       await pendingProvisioning(rt);
       await built.close();
       await database.close();
+      // The spans of the last requests and jobs reach the collector before the process ends.
+      await tracing?.shutdown().catch((err) => log.warn({ err }, 'tracing: could not flush spans'));
     },
   };
   return app;

@@ -2,9 +2,12 @@ import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
+import { context, SpanStatusCode, trace } from '@opentelemetry/api';
+import { getOperationAST } from 'graphql';
 import { createYoga, type GraphiQLOptions, isAsyncIterable, type Plugin, shouldRenderGraphiQL } from 'graphql-yoga';
 import type { Runtime } from '../domain/shared/runtime.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
+import { tracer } from '../telemetry/tracing.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
 import { maskError } from './errors.js';
 import { useInputPolicy } from './input-policy.js';
@@ -58,6 +61,43 @@ function useGraphiQLOffPage(): Plugin {
     onRequest({ request, url, fetchAPI, endResponse }) {
       if (!shouldRenderGraphiQL(request) || url.searchParams.has('query')) return;
       endResponse(new fetchAPI.Response(GRAPHIQL_OFF_PAGE, { status: 200, headers: { 'content-type': 'text/html; charset=utf-8' } }));
+    },
+  };
+}
+
+/**
+ * A span per GraphQL operation (a no-op unless tracing is on), the parent of everything its
+ * resolvers do (database statements, blob store calls): execution runs inside its context.
+ * For a subscription the span covers setting it up, not the stream.
+ */
+function useOperationSpans(): Plugin {
+  const start = (args: { document: import('graphql').DocumentNode; operationName?: string | null | undefined }) => {
+    const op = getOperationAST(args.document, args.operationName);
+    const type = op?.operation ?? 'query';
+    const name = op?.name?.value ?? args.operationName ?? undefined;
+    const span = tracer().startSpan(`graphql.${type}${name ? ` ${name}` : ''}`, {
+      attributes: { 'graphql.operation.type': type, ...(name ? { 'graphql.operation.name': name } : {}) },
+    });
+    const end = (result: unknown) => {
+      const errors = (result as { errors?: readonly unknown[] } | undefined)?.errors;
+      if (!isAsyncIterable(result) && errors?.length) {
+        span.setAttribute('graphql.errors', errors.length);
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+      span.end();
+    };
+    return { ctx: trace.setSpan(context.active(), span), end };
+  };
+  return {
+    onExecute({ args, executeFn, setExecuteFn }) {
+      const { ctx, end } = start(args);
+      setExecuteFn((a) => context.with(ctx, () => executeFn(a)));
+      return { onExecuteDone: ({ result }) => end(result) };
+    },
+    onSubscribe({ args, subscribeFn, setSubscribeFn }) {
+      const { ctx, end } = start(args);
+      setSubscribeFn((a) => context.with(ctx, () => subscribeFn(a)));
+      return { onSubscribeResult: ({ result }) => end(result) };
     },
   };
 }
@@ -128,6 +168,7 @@ export function createGraphQLServer(rt: Runtime, opts: YogaOptions) {
       useSubscriptionGauge(opts.metrics),
     );
   }
+  plugins.push(useOperationSpans());
   if (!opts.graphiql) plugins.push(useGraphiQLOffPage());
   // Before anything parses the document or coerces its variables.
   plugins.push(useInputPolicy());

@@ -3,7 +3,9 @@ import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Logger } from 'pino';
+import { tracer } from '../telemetry/tracing.js';
 
 // One record per HTTP request, kept in AsyncLocalStorage for everything that runs on its behalf:
 // its id (X-Request-Id, accepted from the client or made here, returned on every response), and
@@ -82,6 +84,18 @@ export function withRequestLog(
     res.setHeader('x-request-id', id);
     const record: RequestRecord = { id, method: req.method ?? 'GET', url: req.url ?? '/' };
     const started = performance.now();
+    // The request's span (a no-op unless tracing is on), child of the caller's traceparent if any.
+    // The path only: a query string may carry secrets (GraphiQL's ?key=).
+    const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+    const span = tracer().startSpan(
+      record.method,
+      {
+        kind: SpanKind.SERVER,
+        attributes: { 'http.request.method': record.method, 'url.path': record.url.split('?')[0] as string, 'http.request_id': id },
+      },
+      parent,
+    );
+    const traced = span.spanContext().traceFlags !== 0 ? { trace_id: span.spanContext().traceId } : {};
     const socket = req.socket;
     let logged = false;
     // Inside the request's record, so the line carries its request_id like every other line.
@@ -102,14 +116,24 @@ export function withRequestLog(
             app: record.appId ?? null,
             ...(record.operation ? { operation: record.operation } : {}),
             ...(record.rateLimited ? { rate_limited: record.rateLimited } : {}),
+            ...traced,
             ...(res.writableFinished ? {} : { aborted: true }),
           },
           'request',
         );
         onEnd?.(record, res.statusCode, ms / 1000);
+        if (record.route) {
+          span.updateName(`${record.method} ${record.route}`);
+          span.setAttribute('http.route', record.route);
+        }
+        span.setAttribute('http.response.status_code', res.statusCode);
+        if (record.operation) span.setAttribute('graphql.operation.name', record.operation);
+        if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+        if (!res.writableFinished) span.setAttribute('http.aborted', true);
+        span.end();
       });
     res.once('finish', done);
     res.once('close', done);
-    requests.run(record, () => handler(req, res));
+    context.with(trace.setSpan(parent, span), () => requests.run(record, () => handler(req, res)));
   };
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Db, Tx } from '../db/client.js';
 import { modelColumns } from '../db/columns.js';
 import { type Job, Prisma } from '../generated/prisma/client.js';
+import { inSpan } from '../telemetry/tracing.js';
 import { runClaimed, runClaimedBatch } from './run.js';
 import type { CancelOutcome, EnqueueOptions, JobHandler } from './types.js';
 
@@ -176,9 +177,14 @@ export class JobQueue {
         jobs = await this.claim();
         const handler = jobs[0] && this.handlers.get(jobs[0].kind);
         // A job taken over mid-cancellation only finishes that, on its own.
-        for (const job of jobs.filter((j) => j.status !== 'running' || !handler?.batch)) if (handler) await runClaimed(claim, job, handler);
+        for (const job of jobs.filter((j) => j.status !== 'running' || !handler?.batch)) {
+          if (handler) await inSpan(`job ${job.kind}`, { 'job.kind': job.kind, 'job.id': job.id }, () => runClaimed(claim, job, handler));
+        }
         const batch = jobs.filter((j) => j.status === 'running');
-        if (handler?.batch && batch.length > 0) await runClaimedBatch(claim, batch, handler);
+        if (handler?.batch && batch.length > 0) {
+          const kind = batch[0]?.kind ?? '';
+          await inSpan(`job ${kind}`, { 'job.kind': kind, 'job.batch_size': batch.length }, () => runClaimedBatch(claim, batch, handler));
+        }
       } catch (err) {
         if (!signal.aborted) this.log.warn({ err }, 'job worker: could not claim or settle a job');
       } finally {

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { inject } from 'vitest';
-import { type App, createApp } from '../../src/app.js';
+import { type App, type AppOptions, createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { PGLITE_EXTENSIONS } from '../../src/db/pglite-extensions.js';
 import { ADMIN_KEY, call, type HttpResponse } from './http.js';
@@ -37,7 +37,10 @@ export interface TestGateway {
  * Boots the real gateway on an ephemeral port over real HTTP, on its own PGlite (or the given
  * DATABASE_URL) and a local blob store in a temp dir.
  */
-export async function startGateway(env: Record<string, string> = {}, opts: { logs?: string[] } = {}): Promise<TestGateway> {
+export async function startGateway(
+  env: Record<string, string> = {},
+  opts: { logs?: string[]; spanExporter?: AppOptions['spanExporter'] } = {},
+): Promise<TestGateway> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-test-'));
   const config = loadConfig({
     NODE_ENV: 'test',
@@ -55,6 +58,7 @@ export async function startGateway(env: Record<string, string> = {}, opts: { log
   const app = await createApp(config, {
     ...(pg ? { pglite: pg } : {}),
     ...(logDestination ? { logDestination } : {}),
+    ...(opts.spanExporter ? { spanExporter: opts.spanExporter } : {}),
     onQuery: (sql, request) => request && queries.push(sql),
   });
   const url = await app.start(0);
