@@ -398,3 +398,24 @@ describe('move', () => {
     expect(fresh.body.entry.version).toBe(2);
   });
 });
+
+describe('content size: one bound for REST and GraphQL', () => {
+  // 8 MiB of JSON content (serialised), like content_text: a body either transport accepts.
+  const at = (n: number) => ({ s: 'x'.repeat(n - 8) }); // {"s":"…"} is 8 bytes besides the letters
+
+  it('8 MiB of JSON content is stored over both; one byte more is 422 naming content over both', async () => {
+    const max = 8 * 1024 * 1024;
+    expect((await gw.call('PUT', v.entry('/size/ok-rest.json'), { content: at(max) })).status).toBe(201);
+    const refused = await gw.call('PUT', v.entry('/size/over-rest.json'), { content: at(max + 1) });
+    expect(refused.status).toBe(422);
+    expect(refused.body.detail[0]).toMatchObject({ loc: ['body', 'content'], msg: `content must be at most ${max} bytes as JSON` });
+
+    const write = 'mutation($id: ID!, $p: String!, $c: JSON) { writeEntry(volumeId: $id, path: $p, input: { content: $c }) { created } }';
+    const ok = await gw.gql(write, { id: v.volumeId, p: '/size/ok-gql.json', c: at(max) });
+    expect(ok.body).toEqual({ data: { writeEntry: { created: true } } });
+    const over = await gw.gql(write, { id: v.volumeId, p: '/size/over-gql.json', c: at(max + 1) });
+    expect(over.body.errors[0].extensions).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(over.body.errors[0].extensions.fields[0].path).toEqual(['input', 'content']);
+    expect((await gw.call('GET', v.entry('/size/over-gql.json'))).status).toBe(404);
+  });
+});

@@ -9,6 +9,8 @@ export const ENTRY_KINDS = ['json', 'text', 'file'] as const;
 export type EntryKind = (typeof ENTRY_KINDS)[number];
 
 export const MAX_TEXT_BYTES = 8 * 1024 * 1024;
+/** An entry's JSON `content`, serialised: the same bound for REST and GraphQL (whose body limits are both above it). */
+export const MAX_JSON_BYTES = 8 * 1024 * 1024;
 export const MAX_METADATA_BYTES = 64 * 1024;
 /** Text kept from an uploaded text-like file for indexing; the file itself is stored whole. */
 export const MAX_EXTRACTED_TEXT_BYTES = 1024 * 1024;
@@ -43,7 +45,14 @@ const CommonEntryFields = {
 /** PUT body: JSON `content` and/or `content_text`. */
 export const WriteEntryInput = z
   .object({
-    content: z.unknown().describe('Any JSON value').optional(),
+    content: z
+      .unknown()
+      .refine(
+        (v) => v === undefined || bytes(JSON.stringify(v) ?? '') <= MAX_JSON_BYTES,
+        `content must be at most ${MAX_JSON_BYTES} bytes as JSON`,
+      )
+      .describe('Any JSON value')
+      .optional(),
     content_text: z
       .string()
       .refine((t) => bytes(t) <= MAX_TEXT_BYTES, `content_text must be at most ${MAX_TEXT_BYTES} bytes`)
