@@ -44,14 +44,41 @@ export async function secretInDataDir(dataDir: string, name: string, prefix: str
   return { key, file };
 }
 
+/**
+ * A Redis client whose publish/subscribe/unsubscribe never reject: the event target calls them
+ * without awaiting, so while Redis is unreachable each would be an unhandled rejection (which ends
+ * the process). A lost event is logged; subscribers see the next one once Redis is back, and what
+ * depends on an event (key revocation) is bounded by its own TTL.
+ */
+function forgivingRedis(client: Redis, log: Logger): Redis {
+  const guarded = new Set(['publish', 'subscribe', 'unsubscribe']);
+  return new Proxy(client, {
+    get(target, prop, receiver) {
+      const value = Reflect.get(target, prop, receiver);
+      if (typeof prop !== 'string' || !guarded.has(prop) || typeof value !== 'function') return value;
+      return (...args: unknown[]) =>
+        (value as (...a: unknown[]) => Promise<unknown>).apply(target, args).catch((err: unknown) => {
+          log.warn({ err, channel: args[0] }, `events: Redis ${prop} failed (event fan-out to other replicas is interrupted)`);
+        });
+    },
+  });
+}
+
 /** Events in memory, or fanned out through Redis when REDIS_URL is set (replicas see each other's). */
-function createEvents(redisUrl: string | undefined): { events: Runtime['events']; close(): Promise<void> } {
+function createEvents(redisUrl: string | undefined, log: Logger): { events: Runtime['events']; close(): Promise<void> } {
   if (!redisUrl) return { events: createPubSub<Events>(), close: async () => {} };
   // Separate connections: a subscribed Redis connection can do nothing but listen.
   const publishClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
   const subscribeClient = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 3 });
+  // ioredis reconnects by itself; without listeners each failed attempt would print a stack trace.
+  for (const c of [publishClient, subscribeClient]) c.on('error', (err) => log.warn({ err }, 'events: Redis connection error'));
   return {
-    events: createPubSub<Events>({ eventTarget: createRedisEventTarget({ publishClient, subscribeClient }) }),
+    events: createPubSub<Events>({
+      eventTarget: createRedisEventTarget({
+        publishClient: forgivingRedis(publishClient, log),
+        subscribeClient: forgivingRedis(subscribeClient, log),
+      }),
+    }),
     close: async () => {
       await Promise.allSettled([publishClient.quit(), subscribeClient.quit()]);
     },
@@ -94,7 +121,7 @@ export async function buildRuntime(
     localStore = new LocalBlobStore({ root: path.join(config.dataDir, 'blobs'), baseUrl: publicBaseUrl, signingSecret });
     blobs = localStore;
   }
-  const bus = createEvents(config.redisUrl);
+  const bus = createEvents(config.redisUrl, log);
   // Its own connection: the limiter refuses at once (insurance limiter) rather than queue when Redis is down.
   const limitsRedis = config.redisUrl ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : undefined;
   limitsRedis?.on('error', (err) => log.debug({ err }, 'rate-limit Redis connection error'));
