@@ -7,7 +7,7 @@ import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { DestinationStream } from 'pino';
 import type { Config } from './config.js';
-import { type Database, openDatabase } from './db/database.js';
+import { type Database, databaseOptions, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
 import { startMaintenance } from './domain/maintenance/maintenance.js';
 import { INDEX_ENTRY } from './domain/search/indexing.js';
@@ -37,6 +37,11 @@ export interface AppOptions {
   onQuery?: (sql: string, request: RequestRecord | undefined) => void;
   /** Where log lines go (default stdout); tests read them. */
   logDestination?: DestinationStream;
+  /**
+   * The database, already being opened (main.ts starts it before importing this module, so the
+   * database thread starts up while the module graph loads). Default: opened here.
+   */
+  database?: Promise<Database>;
   /** Tests: trace spans go to this exporter (tracing is otherwise on only with OTEL_EXPORTER_OTLP_ENDPOINT). */
   spanExporter?: TracingOptions['exporter'];
 }
@@ -85,15 +90,13 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   if (tracing) log.info({ endpoint: config.otel.endpoint ?? 'in-process exporter' }, 'tracing: OpenTelemetry spans exported');
   const onQuery = opts.onQuery;
   await fs.mkdir(config.dataDir, { recursive: true });
-  const database = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
-    poolSize: config.databasePoolSize,
-    poolTimeoutMs: config.databasePoolTimeoutMs,
-    ...(opts.pglite ? { pglite: opts.pglite } : {}),
-    ...(onQuery ? { onQuery: (sql: string) => onQuery(sql, currentRequest()) } : {}),
-    log: (msg) => log.info(msg),
-  });
+  const database = await (opts.database ??
+    openDatabase({
+      ...databaseOptions(config),
+      ...(opts.pglite ? { pglite: opts.pglite } : {}),
+      ...(onQuery ? { onQuery: (sql: string) => onQuery(sql, currentRequest()) } : {}),
+      log: (msg) => log.info(msg),
+    }));
 
   let adminApiKey = config.adminApiKey;
   let adminKeyFile: string | undefined;

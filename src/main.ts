@@ -1,12 +1,23 @@
-import { createApp } from './app.js';
+import fs from 'node:fs/promises';
 import { ConfigError, loadConfig, loadEnvFile } from './config.js';
-import { DatabaseDamagedError, DataDirLockedError } from './db/database.js';
+import { DatabaseDamagedError, DataDirLockedError, databaseOptions, openDatabase } from './db/database.js';
 import { createLogger } from './logger.js';
+import { startTracing } from './telemetry/tracing.js';
 
 async function main(): Promise<void> {
   const envFile = loadEnvFile();
   const config = loadConfig();
-  const app = await createApp(config);
+  // Start-up in parallel: the database (its own thread in embedded mode: PGlite's WASM, initdb,
+  // migrations) opens while this thread loads the rest of the gateway's modules (~1-2 s), which
+  // app.js pulls in. Tracing first, when on: Prisma's instrumentation precedes its client.
+  if (config.otel.endpoint) await startTracing({ serviceName: config.otel.serviceName, endpoint: config.otel.endpoint });
+  const log = createLogger(config.logLevel);
+  await fs.mkdir(config.dataDir, { recursive: true });
+  const database = openDatabase({ ...databaseOptions(config), log: (msg) => log.info(msg) });
+  // Awaited by createApp; a failure before then must not count as unhandled.
+  database.catch(() => {});
+  const { createApp } = await import('./app.js');
+  const app = await createApp(config, { database });
   const url = await app.start();
 
   const logger = app.runtime.log;

@@ -8,6 +8,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
+import type { Config } from '../config.js';
 import { PrismaClient } from '../generated/prisma/client.js';
 import type { Db } from './client.js';
 import { lockDataDir } from './data-dir-lock.js';
@@ -54,6 +55,18 @@ export interface Database {
   /** The connection pool's state (server mode and the embedded database thread; not a PGlite handed in). */
   poolState(): { total: number; idle: number; waiting: number } | undefined;
   close(): Promise<void>;
+}
+
+/** The gateway's database options from its config (createApp and main.ts open it alike). */
+export function databaseOptions(
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize' | 'databasePoolTimeoutMs'>,
+): Pick<OpenDatabaseOptions, 'databaseUrl' | 'dataDir' | 'poolSize' | 'poolTimeoutMs'> {
+  return {
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.databasePoolSize,
+    poolTimeoutMs: config.databasePoolTimeoutMs,
+  };
 }
 
 /**
