@@ -68,5 +68,18 @@ it('GraphQL: the access line names the operation; errors carry the request id in
   );
   expect(res.headers.get('x-request-id')).toBe('gql-req-1');
   expect(res.body.errors?.[0]?.extensions).toMatchObject({ code: 'NOT_FOUND', requestId: 'gql-req-1' });
-  expect(await accessLine('gql-req-1')).toMatchObject({ route: '/graphql', operation: 'Missing', status: 200, key_id: 'platform' });
+  expect(await accessLine('gql-req-1')).toMatchObject({
+    route: '/graphql',
+    operation: 'Missing',
+    status: 200,
+    key_id: 'platform',
+    errors: ['NOT_FOUND'],
+  });
+  // A document that does not validate never executes: its code is logged all the same.
+  const bad = await call(gw.url, 'POST', '/graphql', { query: '{ noSuchField }' }, { headers: { 'x-request-id': 'gql-req-2' } });
+  expect(bad.body.errors?.[0]).toBeDefined();
+  expect((await accessLine('gql-req-2')).errors).toHaveLength(1);
+  const ok = await call(gw.url, 'POST', '/graphql', { query: '{ __typename }' }, { headers: { 'x-request-id': 'gql-req-3' } });
+  expect(ok.status).toBe(200);
+  expect((await accessLine('gql-req-3')).errors).toBeUndefined();
 });

@@ -6,6 +6,7 @@ import { context, SpanStatusCode, trace } from '@opentelemetry/api';
 import { getOperationAST } from 'graphql';
 import { createYoga, type GraphiQLOptions, isAsyncIterable, type Plugin, shouldRenderGraphiQL } from 'graphql-yoga';
 import type { Runtime } from '../domain/shared/runtime.js';
+import { noteRequest } from '../http/request-log.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { tracer } from '../telemetry/tracing.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
@@ -102,6 +103,20 @@ function useOperationSpans(): Plugin {
   };
 }
 
+/** Names the codes of a GraphQL answer's errors in the request's access line (never their messages). */
+function useErrorCodesInAccessLog(): Plugin {
+  return {
+    onResultProcess({ result }) {
+      if (isAsyncIterable(result)) return;
+      const codes = new Set<string>();
+      for (const r of Array.isArray(result) ? result : [result]) {
+        for (const e of r.errors ?? []) codes.add(String((e as { extensions?: { code?: unknown } }).extensions?.code ?? 'UNKNOWN'));
+      }
+      if (codes.size > 0) noteRequest({ errors: [...codes] });
+    },
+  };
+}
+
 /** Counts live subscriptions by transport (graphql-ws contexts carry `extra`; the rest are SSE). */
 function useSubscriptionGauge(metrics: GatewayMetrics): Plugin {
   return {
@@ -168,7 +183,7 @@ export function createGraphQLServer(rt: Runtime, opts: YogaOptions) {
       useSubscriptionGauge(opts.metrics),
     );
   }
-  plugins.push(useOperationSpans());
+  plugins.push(useOperationSpans(), useErrorCodesInAccessLog());
   if (!opts.graphiql) plugins.push(useGraphiQLOffPage());
   // Before anything parses the document or coerces its variables.
   plugins.push(useInputPolicy());

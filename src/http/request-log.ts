@@ -26,6 +26,8 @@ export interface RequestRecord {
   operation?: string;
   /** The per-key limit that refused this request (429), if one did. */
   rateLimited?: string;
+  /** GraphQL: the codes of the errors in the answer (extensions.code), if there were any. */
+  errors?: string[];
 }
 
 const requests = new AsyncLocalStorage<RequestRecord>();
@@ -116,6 +118,7 @@ export function withRequestLog(
             app: record.appId ?? null,
             ...(record.operation ? { operation: record.operation } : {}),
             ...(record.rateLimited ? { rate_limited: record.rateLimited } : {}),
+            ...(record.errors ? { errors: record.errors } : {}),
             ...traced,
             ...(res.writableFinished ? {} : { aborted: true }),
           },
