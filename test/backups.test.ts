@@ -191,6 +191,27 @@ describe.each(stores)('backup and restore on the $name blob store', (store) => {
     expect(JSON.stringify(hits.body)).toContain('/notes/readme.md');
   });
 
+  it('backs up label, volume_type and mount_path; a restore keeps chosen ones and re-defaults defaulted ones from its name', async () => {
+    const chosen = await uploadVolume(gw, 'acme', { name: 'chosen', label: 'Chosen Label', volume_type: 'model', mount_path: '/m/chosen' });
+    const defaulted = await uploadVolume(gw, 'acme', { name: 'Plain Name', volume_type: 'workspace' });
+    const [chosenBackup, defaultedBackup] = [await backUp(gw, chosen), await backUp(gw, defaulted)];
+    const manifest = JSON.parse((await readBlob(gw, chosen.bucket, `${chosenBackup.location.prefix}manifest.json`)).toString('utf8'));
+    expect(manifest.volume.settings).toMatchObject({ label: 'Chosen Label', volume_type: 'model', mount_path: '/m/chosen' });
+    const restoreInto = (ws: string, body: Record<string, unknown>) =>
+      gw.call('POST', `/v1/orgs/acme/workspaces/${ws}/volumes/restore`, body);
+    const a = await restoreInto(chosen.workspaceId, { backup_id: chosenBackup.backup_id, name: 'chosen-copy' });
+    expect(a.status, JSON.stringify(a.body)).toBe(201);
+    expect(a.body.volume).toMatchObject({ name: 'chosen-copy', label: 'Chosen Label', volume_type: 'model', mount_path: '/m/chosen' });
+    const b = await restoreInto(defaulted.workspaceId, { backup_id: defaultedBackup.backup_id, name: 'Other Name' });
+    expect(b.status, JSON.stringify(b.body)).toBe(201);
+    expect(b.body.volume).toMatchObject({
+      name: 'Other Name',
+      label: 'Other Name',
+      volume_type: 'workspace',
+      mount_path: '/data/other-name',
+    });
+  });
+
   it('restores by source volume and timestamp (as shown, or the same instant in ISO 8601)', async () => {
     const compact = await gw.call('POST', restoreUrl(), { source_volume_id: v.volumeId, timestamp: backup.timestamp, name: 'by-ts' });
     expect(compact.status, JSON.stringify(compact.body)).toBe(201);

@@ -53,7 +53,7 @@ describe('field masks', () => {
 
   it('unknown fields are a 422 naming each of them; an empty mask too', async () => {
     for (const [route, bad] of [
-      [`${volUrl()}?fields=name,size,owner`, ['size', 'owner']],
+      [`${volUrl()}?fields=name,size,creator`, ['size', 'creator']],
       [`${wsUrl()}/volumes?fields=volume_id,id`, ['id']],
       [`/v1/orgs/${ORG}/workspaces?fields=volume_id`, ['volume_id']],
       [`${wsUrl()}?fields=nope`, ['nope']],

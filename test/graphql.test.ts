@@ -89,6 +89,103 @@ describe('GraphQL operations', () => {
   });
 });
 
+describe('GraphQL volume label, type, mount path and owner', () => {
+  it('creates with the defaults, takes every field, updates them, and names bad fields', async () => {
+    const ws = (await gw.call('POST', '/v1/orgs/gql-display/workspaces', { name: 'd' })).body.workspace_id;
+    const fields = 'id name label volumeType mountPath owner { id name }';
+    const plain = await gw.gql(`mutation($ws: ID!) { createVolume(workspaceId: $ws, input: { name: "Café Notes" }) { ${fields} } }`, {
+      ws,
+    });
+    expect(plain.body.errors).toBeUndefined();
+    expect(plain.body.data.createVolume).toMatchObject({
+      name: 'Café Notes',
+      label: 'Café Notes',
+      volumeType: 'data',
+      mountPath: '/data/cafe-notes',
+      owner: { id: 'admin', name: 'platform admin' },
+    });
+    const full = await gw.gql(
+      `mutation($ws: ID!) { createVolume(workspaceId: $ws, input: { name: "w", label: "Weights", volumeType: model, mountPath: "/models/w" }) { ${fields} } }`,
+      { ws },
+    );
+    expect(full.body.data.createVolume).toMatchObject({ label: 'Weights', volumeType: 'model', mountPath: '/models/w' });
+    const id = full.body.data.createVolume.id;
+
+    const upd = await gw.gql(
+      `mutation($id: ID!) { updateVolume(id: $id, input: { label: "New weights", volumeType: workspace, mountPath: "/ws/w", name: "w2" }) { name label volumeType mountPath version } }`,
+      { id },
+    );
+    expect(upd.body.data.updateVolume).toEqual({
+      name: 'w2',
+      label: 'New weights',
+      volumeType: 'workspace',
+      mountPath: '/ws/w',
+      version: 2,
+    });
+    const read = await gw.gql(`query($id: ID!) { volume(id: $id) { label volumeType mountPath } }`, { id });
+    expect(read.body.data.volume).toEqual({ label: 'New weights', volumeType: 'workspace', mountPath: '/ws/w' });
+
+    for (const [input, path, type] of [
+      ['{ name: "x", label: "" }', ['input', 'label'], 'string_too_short'],
+      [`{ name: "x", label: "${'l'.repeat(129)}" }`, ['input', 'label'], 'string_too_long'],
+      ['{ name: "x", label: "a\\nb" }', ['input', 'label'], 'string_pattern_mismatch'],
+      ['{ name: "x", mountPath: "relative/path" }', ['input', 'mountPath'], 'value_error'],
+      ['{ name: "x", mountPath: "/data/../etc" }', ['input', 'mountPath'], 'value_error'],
+      ['{ name: "x", mountPath: "/data/" }', ['input', 'mountPath'], 'value_error'],
+    ] as const) {
+      const res = await gw.gql(`mutation($ws: ID!) { createVolume(workspaceId: $ws, input: ${input}) { id } }`, { ws });
+      expect(codeOf(res.body), input).toBe('VALIDATION_FAILED');
+      expect(res.body.errors[0].extensions.fields, input).toEqual([expect.objectContaining({ path, type })]);
+    }
+    const badUpdate = await gw.gql(`mutation($id: ID!) { updateVolume(id: $id, input: { mountPath: "/a//b" }) { id } }`, { id });
+    expect(badUpdate.body.errors[0].extensions).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      fields: [{ path: ['input', 'mountPath'], type: 'value_error' }],
+    });
+    const badType = await gw.gql(`mutation($id: ID!) { updateVolume(id: $id, input: { volumeType: shared }) { id } }`, { id });
+    expect(badType.body.errors[0].message).toMatch(/VolumeType/);
+    expect((await gw.gql(`query($id: ID!) { volume(id: $id) { mountPath volumeType version } }`, { id })).body.data.volume).toEqual({
+      mountPath: '/ws/w',
+      volumeType: 'workspace',
+      version: 2,
+    });
+    // The dry run answers the same field.
+    const dry = await gw.gql(
+      `mutation($ws: ID!) { validateVolume(workspaceId: $ws, input: { name: "y", mountPath: "nope" }) { valid errors { path type } } }`,
+      { ws },
+    );
+    expect(dry.body.data.validateVolume).toEqual({ valid: false, errors: [{ path: ['input', 'mountPath'], type: 'value_error' }] });
+  });
+
+  it('Volume.owner names the creating key (or platform admin), in one query for a whole page', async () => {
+    const ws = (await gw.call('POST', '/v1/orgs/gql-owner/workspaces', { name: 'o' })).body.workspace_id;
+    const keys: string[] = [];
+    for (const name of ['alpha-bot', 'beta-bot', 'gamma-bot']) {
+      const made = await gw.call('POST', '/v1/orgs/gql-owner/api-keys', { name, scopes: ['volumes:write', 'volumes:read'] });
+      keys.push(made.body.key.key_id);
+      const created = await gw.gql(
+        `mutation($ws: ID!, $n: String!) { createVolume(workspaceId: $ws, input: { name: $n }) { owner { id name } } }`,
+        { ws, n: `by-${name}` },
+        made.body.api_key,
+      );
+      expect(created.body.data.createVolume.owner).toEqual({ id: `key:${made.body.key.key_id}`, name });
+    }
+    await gw.call('POST', `/v1/orgs/gql-owner/workspaces/${ws}/volumes`, { name: 'by-admin' });
+    const query = `query($ws: ID!) { volumes(workspaceId: $ws, sort: "name") { edges { node { name owner { id name } } } } }`;
+    await gw.gql('{ __typename }');
+    gw.queries.length = 0;
+    const res = await gw.gql(query, { ws });
+    expect(res.body.errors).toBeUndefined();
+    expect(res.body.data.volumes.edges.map((e: any) => e.node)).toEqual([
+      { name: 'by-admin', owner: { id: 'admin', name: 'platform admin' } },
+      { name: 'by-alpha-bot', owner: { id: `key:${keys[0]}`, name: 'alpha-bot' } },
+      { name: 'by-beta-bot', owner: { id: `key:${keys[1]}`, name: 'beta-bot' } },
+      { name: 'by-gamma-bot', owner: { id: `key:${keys[2]}`, name: 'gamma-bot' } },
+    ]);
+    expect(gw.queries.filter((q) => /"api_keys"/.test(q))).toHaveLength(1);
+  });
+});
+
 describe('GraphQL errors', () => {
   it('answers each mutation failure with a stable extensions.code', async () => {
     const wsId = (await gw.gql(`mutation { createWorkspace(orgId: "errs", input: { name: "E" }) { id } }`)).body.data.createWorkspace.id;

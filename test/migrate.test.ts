@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
@@ -9,6 +9,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyMigrations, listMigrationNames, MIGRATIONS_DIR, pendingMigrations } from '../src/db/migrate.js';
+import { defaultLabel, defaultMountPath } from '../src/domain/volumes/inputs.js';
 
 // PGlite.create takes 3-4 s on these machines; no vitest.config is assumed.
 const SLOW = 60_000;
@@ -153,6 +154,75 @@ describe('embedded PGlite', () => {
       await expect(applyMigrations(new PrismaPGlite(scratch), { migrationsDir: dir })).rejects.toThrow(/failed/i);
     } finally {
       await scratch.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('volume labels, types and mount paths for volumes that existed before them', () => {
+  it('fills label and mount_path with the defaults a new volume gets, and volume_type with data', { timeout: SLOW }, async () => {
+    const names = await listMigrationNames();
+    const added = names.findIndex((n) => n.endsWith('_volume_label_type_mount_path'));
+    expect(added).toBeGreaterThan(0);
+    // The migrations before it, applied to a database that then gets volumes.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'migrations-'));
+    const db = await PGlite.create({ extensions: { vector } });
+    try {
+      await cp(path.join(MIGRATIONS_DIR, 'migration_lock.toml'), path.join(dir, 'migration_lock.toml'));
+      for (const name of names.slice(0, added)) await cp(path.join(MIGRATIONS_DIR, name), path.join(dir, name), { recursive: true });
+      await applyMigrations(new PrismaPGlite(db), { migrationsDir: dir });
+      await db.query("INSERT INTO organizations (id) VALUES ('o')");
+      await db.query(
+        "INSERT INTO workspaces (id, org_id, name, s3_bucket, updated_at) VALUES ('01900000-0000-7000-8000-000000000001', 'o', 'w', 'b', now())",
+      );
+      const volumeNames = [
+        'notes',
+        'Training Data 2024',
+        "Données d'été",
+        '  spaced  out  ',
+        '数据集',
+        '--x__y--',
+        'ﬁle Ａ①',
+        'n'.repeat(150),
+        `${'é'.repeat(120)}${'z'.repeat(30)}`,
+      ];
+      for (const [i, name] of volumeNames.entries()) {
+        await db.query(
+          `INSERT INTO volumes (id, workspace_id, org_id, name, created_by, updated_at) VALUES ($1, '01900000-0000-7000-8000-000000000001', 'o', $2, 'admin', now())`,
+          [`01900000-0000-7000-8000-1000000000${String(i).padStart(2, '0')}`, name],
+        );
+      }
+
+      const all = await applyMigrations(new PrismaPGlite(db));
+      expect(all.applied).toEqual(names.slice(added));
+      const { rows } = await db.query<{ name: string; label: string; mount_path: string; volume_type: string }>(
+        'SELECT name, label, mount_path, volume_type::text FROM volumes ORDER BY id',
+      );
+      expect(rows).toEqual(
+        volumeNames.map((name) => ({
+          name,
+          label: defaultLabel(name),
+          mount_path: defaultMountPath(defaultLabel(name)),
+          volume_type: 'data',
+        })),
+      );
+      expect(rows.map((r) => r.mount_path).slice(0, 7)).toEqual([
+        '/data/notes',
+        '/data/training-data-2024',
+        '/data/donnees-d-ete',
+        '/data/spaced-out',
+        '/data/volume',
+        '/data/x-y',
+        '/data/file-a1',
+      ]);
+      // Required from now on: a volume without them cannot be written.
+      await expect(
+        db.query(
+          `INSERT INTO volumes (id, workspace_id, org_id, name, created_by, updated_at) VALUES ('01900000-0000-7000-8000-200000000000', '01900000-0000-7000-8000-000000000001', 'o', 'late', 'admin', now())`,
+        ),
+      ).rejects.toThrow(/null value in column "(label|mount_path)"/);
+    } finally {
+      await db.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -1,12 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authenticate } from '../src/domain/access/authenticate.js';
+import type { Principal } from '../src/domain/access/principal.js';
+import { ConflictError } from '../src/domain/shared/errors.js';
+import { defaultLabel, labelSlug } from '../src/domain/volumes/inputs.js';
+import { deleteVolume } from '../src/domain/volumes/lifecycle.js';
+import { volumeOwners } from '../src/domain/volumes/owners.js';
+import { isVolumeAttached } from '../src/domain/volumes/status.js';
+import { updateVolume } from '../src/domain/volumes/volumes.js';
 import { ADMIN_KEY, createKey, jobsIdle, startGateway, type TestGateway } from './helpers/app.js';
 
-// Field names in the reference's order, then our additions (quotas and usage; sharing and versions; soft delete).
+// Field names in the reference's order, then our additions (quotas and usage; sharing and versions; soft delete;
+// label, type, mount path and owner).
 const VOLUME_FIELDS = (
   'volume_id workspace_id org_id environment_id name description embedding_model_id extraction_model_id indexing_mode chunking_strategy ' +
   'status tags reindex_status reindex_started_at reindex_completed_at reindex_progress reindex_error created_by created_at updated_at ' +
   'max_size_bytes max_file_count max_mounts used_bytes entry_count mount_count last_reconciled_at is_shared version modified_by ' +
-  'chunk_size chunk_overlap search_embedding_model_id deleted_at restorable_until'
+  'chunk_size chunk_overlap search_embedding_model_id deleted_at restorable_until label volume_type mount_path owner'
 ).split(' ');
 const ERROR_FIELDS = ['error', 'message', 'details', 'timestamp', 'status_code'];
 const MISSING = '01900000-0000-7000-8000-000000000000';
@@ -70,6 +79,10 @@ describe('volumes REST', () => {
       is_shared: false,
       version: 1,
       modified_by: 'admin',
+      label: 'docs',
+      volume_type: 'data',
+      mount_path: '/data/docs',
+      owner: { id: 'admin', name: 'platform admin' },
     });
     expect(new Date(v.created_at).toISOString()).toBe(v.created_at);
     expect(new Date(v.updated_at).toISOString()).toBe(v.updated_at);
@@ -350,5 +363,241 @@ describe('volumes REST errors', () => {
     }
     expect((await gw.call('GET', `${vols(globexWs, 'globex')}/${secret.volume_id}`)).body).toEqual(secret);
     expect(await volumeRows(globexWs)).toBe(1);
+  });
+});
+
+describe('volume label, type and mount path', () => {
+  it('defaults: label = name, type data, mount path /data/<slug of the label>', async () => {
+    const long = `${'L'.repeat(127)}\u{1F600}${'x'.repeat(20)}`;
+    for (const [name, label, mount] of [
+      ['Training Data 2024', 'Training Data 2024', '/data/training-data-2024'],
+      ["Données d'été", "Données d'été", '/data/donnees-d-ete'],
+      ['--Hello__World--', '--Hello__World--', '/data/hello-world'],
+      ['数据集', '数据集', '/data/volume'],
+      [long, 'L'.repeat(127), `/data/${'l'.repeat(100)}`],
+    ]) {
+      const v = await newVolume(ws, { name });
+      expect(v, name).toMatchObject({ name, label, volume_type: 'data', mount_path: mount });
+    }
+    // A label given without a mount path names the default mount path.
+    const labelled = await newVolume(ws, { name: 'lbl', label: '  My Models!  ' });
+    expect(labelled).toMatchObject({ label: 'My Models!', mount_path: '/data/my-models' });
+    expect(labelSlug(`${'x'.repeat(99)}-abc`)).toBe('x'.repeat(99));
+    expect(defaultLabel('n'.repeat(255))).toHaveLength(128);
+  });
+
+  it('takes label, volume_type and mount_path on create and reads them back', async () => {
+    const body = { name: 'weights', label: 'LLaMA weights', volume_type: 'model', mount_path: '/mnt/models/llama-3' };
+    const v = await newVolume(ws, body);
+    expect(v).toMatchObject(body);
+    const got = await gw.call('GET', `${vols(ws)}/${v.volume_id}`);
+    expect(got.body).toMatchObject(body);
+    expect(await newVolume(ws, { name: 'home', volume_type: 'workspace', mount_path: '/home/user/project' })).toMatchObject({
+      volume_type: 'workspace',
+      mount_path: '/home/user/project',
+    });
+  });
+
+  it('422 names label, volume_type and mount_path, and creates nothing', async () => {
+    const target = await newWorkspace('acme', 'bad-display');
+    const cases: [Record<string, unknown>, string, string][] = [
+      [{ label: '' }, 'label', 'string_too_short'],
+      [{ label: '   ' }, 'label', 'string_too_short'],
+      [{ label: 'l'.repeat(129) }, 'label', 'string_too_long'],
+      [{ label: 42 }, 'label', 'string_type'],
+      [{ label: null }, 'label', 'string_type'],
+      [{ label: 'two\nlines' }, 'label', 'string_pattern_mismatch'],
+      [{ label: 'nul\u0000' }, 'label', 'string_nul'],
+      [{ label: 'half \ud800 pair' }, 'label', 'string_unicode'],
+      [{ volume_type: 'shared' }, 'volume_type', 'enum'],
+      [{ volume_type: 'DATA' }, 'volume_type', 'enum'],
+      [{ mount_path: 'data/x' }, 'mount_path', 'value_error'],
+      [{ mount_path: '' }, 'mount_path', 'value_error'],
+      [{ mount_path: '/' }, 'mount_path', 'value_error'],
+      [{ mount_path: '/data/' }, 'mount_path', 'value_error'],
+      [{ mount_path: '/data//x' }, 'mount_path', 'value_error'],
+      [{ mount_path: '/data/../etc' }, 'mount_path', 'value_error'],
+      [{ mount_path: '/data/./x' }, 'mount_path', 'value_error'],
+      [{ mount_path: '/data/..' }, 'mount_path', 'value_error'],
+      [{ mount_path: '/data/\tx' }, 'mount_path', 'value_error'],
+      [{ mount_path: `/${'p'.repeat(255)}` }, 'mount_path', 'string_too_long'],
+      [{ mount_path: 7 }, 'mount_path', 'string_type'],
+      [{ mount_path: '/da\u0000ta' }, 'mount_path', 'string_nul'],
+    ];
+    for (const [extra, field, type] of cases) {
+      const res = await gw.call('POST', vols(target), { name: 'ok', ...extra });
+      expect(res.status, JSON.stringify(extra)).toBe(422);
+      expect(res.body.detail[0], JSON.stringify(extra)).toMatchObject({ loc: ['body', field], type });
+    }
+    expect((await gw.call('POST', vols(target), { name: 'ok', mount_path: '/data/..' })).body.detail[0].msg).toContain('..');
+    expect(await volumeRows(target)).toBe(0);
+    // The dry run answers the same items.
+    const dry = await gw.call('POST', `${vols(target)}/validate`, { name: 'ok', mount_path: 'relative' });
+    expect(dry.body).toMatchObject({ valid: false, errors: [{ loc: ['body', 'mount_path'], type: 'value_error' }] });
+    // Boundaries that are fine.
+    const edge = await newVolume(target, { name: 'edge', label: 'l'.repeat(128), mount_path: `/${'p'.repeat(254)}` });
+    expect(edge.label).toHaveLength(128);
+    expect(edge.mount_path).toHaveLength(255);
+  });
+
+  it('PATCH changes label, volume_type and mount_path (renaming leaves them), and 422 names them', async () => {
+    const v = await newVolume(ws, { name: 'changing' });
+    const res = await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { label: 'Changed', volume_type: 'model', mount_path: '/models/c' });
+    expect(res.status).toBe(200);
+    expect(res.body.volume).toMatchObject({ label: 'Changed', volume_type: 'model', mount_path: '/models/c', version: v.version + 1 });
+    const renamed = await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { name: 'changed-again' });
+    expect(renamed.body.volume).toMatchObject({ name: 'changed-again', label: 'Changed', mount_path: '/models/c', volume_type: 'model' });
+    // A new label does not move the mount path either.
+    const relabelled = await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { label: 'Other' });
+    expect(relabelled.body.volume).toMatchObject({ label: 'Other', mount_path: '/models/c' });
+    for (const [body, field, type] of [
+      [{ label: '' }, 'label', 'string_too_short'],
+      [{ label: null }, 'label', 'string_type'],
+      [{ volume_type: 'shared' }, 'volume_type', 'enum'],
+      [{ volume_type: null }, 'volume_type', 'enum'],
+      [{ mount_path: '/x/' }, 'mount_path', 'value_error'],
+      [{ mount_path: null }, 'mount_path', 'string_type'],
+    ] as [unknown, string, string][]) {
+      const bad = await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, body);
+      expect(bad.status, JSON.stringify(body)).toBe(422);
+      expect(bad.body.detail[0], JSON.stringify(body)).toMatchObject({ loc: ['body', field], type });
+    }
+    expect((await gw.call('GET', `${vols(ws)}/${v.volume_id}`)).body).toEqual(relabelled.body.volume);
+  });
+});
+
+describe('volume owner', () => {
+  it("is the creating key's name, or platform admin, in get, list, create and PATCH answers", async () => {
+    const made = await gw.call('POST', '/v1/orgs/acme/api-keys', { name: 'owner-bot', scopes: ['volumes:write', 'volumes:read'] });
+    const key = made.body.api_key;
+    const keyId = made.body.key.key_id;
+    const target = await newWorkspace('acme', 'owned');
+    const byKey = await gw.call('POST', vols(target), { name: 'by-key' }, key);
+    expect(byKey.body.volume.owner).toEqual({ id: `key:${keyId}`, name: 'owner-bot' });
+    expect(byKey.body.volume.created_by).toBe(`key:${keyId}`);
+    const byAdmin = await newVolume(target, { name: 'by-admin' });
+    expect(byAdmin.owner).toEqual({ id: 'admin', name: 'platform admin' });
+    // Someone else changing it does not change its owner.
+    const patched = await gw.call('PATCH', `${vols(target)}/${byKey.body.volume.volume_id}`, { description: 'x' });
+    expect(patched.body.volume).toMatchObject({ modified_by: 'admin', owner: { id: `key:${keyId}`, name: 'owner-bot' } });
+    const got = await gw.call('GET', `${vols(target)}/${byKey.body.volume.volume_id}`, undefined, key);
+    expect(got.body.owner).toEqual({ id: `key:${keyId}`, name: 'owner-bot' });
+
+    // A list of volumes made by several keys looks their owners up in one statement.
+    const other = await gw.call('POST', '/v1/orgs/acme/api-keys', { name: 'second-bot', scopes: ['volumes:write'] });
+    await gw.call('POST', vols(target), { name: 'by-second' }, other.body.api_key);
+    gw.queries.length = 0;
+    const list = await gw.call('GET', `${vols(target)}?sort=name`);
+    expect(list.body.volumes.map((v: any) => [v.name, v.owner.name])).toEqual([
+      ['by-admin', 'platform admin'],
+      ['by-key', 'owner-bot'],
+      ['by-second', 'second-bot'],
+    ]);
+    expect(gw.queries.filter((q) => /"api_keys"/.test(q))).toHaveLength(1);
+    // A mask without owner looks nothing up.
+    gw.queries.length = 0;
+    expect((await gw.call('GET', `${vols(target)}?fields=name`)).status).toBe(200);
+    expect(gw.queries.filter((q) => /"api_keys"/.test(q))).toHaveLength(0);
+    expect((await gw.call('GET', `${vols(target)}?fields=owner&limit=1&sort=name`)).body.volumes).toEqual([
+      { owner: { id: 'admin', name: 'platform admin' } },
+    ]);
+
+    // A revoked key keeps its name as an owner.
+    expect((await gw.call('DELETE', `/v1/orgs/acme/api-keys/${keyId}`)).status).toBe(200);
+    expect((await gw.call('GET', `${vols(target)}/${byKey.body.volume.volume_id}`)).body.owner.name).toBe('owner-bot');
+  });
+
+  it('volumeOwners (domain): {id, name, email} in order, one query, null name for a key it cannot find', async () => {
+    const rt = gw.app.runtime;
+    const made = await gw.call('POST', '/v1/orgs/acme/api-keys', { name: 'domain-bot', scopes: ['volumes:read'] });
+    const globexKey = await gw.call('POST', '/v1/orgs/globex/api-keys', { name: 'globex-bot', scopes: ['volumes:read'] });
+    const owners = await volumeOwners(rt, [
+      { orgId: 'acme', createdBy: 'admin' },
+      { orgId: 'acme', createdBy: `key:${made.body.key.key_id}` },
+      { orgId: 'acme', createdBy: `key:${MISSING}` },
+      // A key of another organisation never names an owner here.
+      { orgId: 'acme', createdBy: `key:${globexKey.body.key.key_id}` },
+      { orgId: 'acme', createdBy: 'key:not-a-uuid' },
+    ]);
+    expect(owners).toEqual([
+      { id: 'admin', name: 'platform admin', email: null },
+      { id: `key:${made.body.key.key_id}`, name: 'domain-bot', email: null },
+      { id: `key:${MISSING}`, name: null, email: null },
+      { id: `key:${globexKey.body.key.key_id}`, name: null, email: null },
+      { id: 'key:not-a-uuid', name: null, email: null },
+    ]);
+    expect(await volumeOwners(rt, [])).toEqual([]);
+  });
+});
+
+describe('domain options for the peer dialects', () => {
+  const admin: Principal = { kind: 'platform', subject: 'admin' };
+  const routeOf = (wsId: string, volumeId: string) => ({ orgId: 'acme', workspaceId: wsId, volumeId });
+
+  it('updateVolume forbidShrink refuses any lower max_size_bytes (409 naming it); /v1 PATCH may still lower it to usage', async () => {
+    const rt = gw.app.runtime;
+    const v = await newVolume(ws, { name: 'sized', max_size_bytes: 1000 });
+    const route = routeOf(ws, v.volume_id);
+    const shrink = updateVolume(rt, admin, route, { max_size_bytes: 999, description: 'not applied' }, ['body'], { forbidShrink: true });
+    await expect(shrink).rejects.toBeInstanceOf(ConflictError);
+    await expect(shrink).rejects.toMatchObject({
+      code: 'CONFLICT',
+      details: { field: 'max_size_bytes', value: 999, current: 1000, reason: 'size_decrease' },
+    });
+    expect((await gw.call('GET', `${vols(ws)}/${v.volume_id}`)).body).toMatchObject({
+      max_size_bytes: 1000,
+      description: null,
+      version: 1,
+    });
+    // Growing, keeping and lifting the limit are fine; from unlimited, any limit is a decrease.
+    expect((await updateVolume(rt, admin, route, { max_size_bytes: 1000 }, ['body'], { forbidShrink: true })).maxSizeBytes).toBe(1000n);
+    expect((await updateVolume(rt, admin, route, { max_size_bytes: 5000 }, ['body'], { forbidShrink: true })).maxSizeBytes).toBe(5000n);
+    expect((await updateVolume(rt, admin, route, { max_size_bytes: null }, ['body'], { forbidShrink: true })).maxSizeBytes).toBeNull();
+    await expect(updateVolume(rt, admin, route, { max_size_bytes: 10 ** 12 }, ['body'], { forbidShrink: true })).rejects.toMatchObject({
+      details: { field: 'max_size_bytes', current: null },
+    });
+    // Other changes pass through untouched by the option.
+    expect((await updateVolume(rt, admin, route, { label: 'Sized' }, ['body'], { forbidShrink: true })).label).toBe('Sized');
+
+    // /v1 keeps its rule: lowering is fine down to what the volume uses, 409 below it.
+    expect((await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { max_size_bytes: 100 })).body.volume.max_size_bytes).toBe(100);
+    expect((await gw.call('PUT', `${vols(ws)}/${v.volume_id}/entries/a.txt`, { content_text: 'x'.repeat(50) })).status).toBe(201);
+    const below = await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { max_size_bytes: 49 });
+    expect(below.status).toBe(409);
+    expect(below.body.details).toMatchObject({ field: 'max_size_bytes', used: 50 });
+    expect((await gw.call('PATCH', `${vols(ws)}/${v.volume_id}`, { max_size_bytes: 50 })).status).toBe(200);
+  });
+
+  it('deleteVolume refuseIfAttached refuses while the volume has mounts (409 naming mount_count); /v1 DELETE does not', async () => {
+    const rt = gw.app.runtime;
+    const v = await newVolume(ws, { name: 'attached' });
+    const route = routeOf(ws, v.volume_id);
+    const mount = await gw.call('POST', `${vols(ws)}/${v.volume_id}/mounts`, { app_id: 'runner' });
+    expect(mount.status).toBe(201);
+    const row = await rt.db.volume.findUniqueOrThrow({ where: { id: v.volume_id } });
+    expect(isVolumeAttached(row)).toBe(true);
+    for (const permanent of [false, true]) {
+      const refused = deleteVolume(rt, admin, route, { refuseIfAttached: true, permanent });
+      await expect(refused).rejects.toBeInstanceOf(ConflictError);
+      await expect(refused).rejects.toMatchObject({ details: { mount_count: 1, volume_id: v.volume_id, reason: 'attached' } });
+    }
+    expect((await gw.call('GET', `${vols(ws)}/${v.volume_id}`)).body).toMatchObject({ version: 1, deleted_at: null, mount_count: 1 });
+
+    expect((await gw.call('DELETE', `${vols(ws)}/${v.volume_id}/mounts/${mount.body.mount.mount_id}`)).status).toBe(200);
+    expect(isVolumeAttached(await rt.db.volume.findUniqueOrThrow({ where: { id: v.volume_id } }))).toBe(false);
+    await deleteVolume(rt, admin, route, { refuseIfAttached: true });
+    expect((await gw.call('GET', `${vols(ws)}/${v.volume_id}`)).status).toBe(404);
+    // A soft-deleted volume is attached to nothing: deleting it for good is allowed.
+    await deleteVolume(rt, admin, route, { refuseIfAttached: true, permanent: true });
+    expect(await rt.db.volume.count({ where: { id: v.volume_id } })).toBe(0);
+
+    // The same refusal for an org key, and /v1 deletes an attached volume as before.
+    const keyed = await newVolume(ws, { name: 'attached-2' });
+    await gw.call('POST', `${vols(ws)}/${keyed.volume_id}/mounts`, { app_id: 'runner' });
+    const writer = await authenticate(rt, await createKey(gw, 'acme', ['volumes:write']), ADMIN_KEY);
+    await expect(deleteVolume(rt, writer, routeOf(ws, keyed.volume_id), { refuseIfAttached: true })).rejects.toMatchObject({
+      code: 'CONFLICT',
+    });
+    expect((await gw.call('DELETE', `${vols(ws)}/${keyed.volume_id}`)).status).toBe(200);
   });
 });

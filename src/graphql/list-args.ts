@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ValidationError } from '../domain/shared/errors.js';
-import { listFilterShape, MAX_OFFSET, orderByOf, parseSort } from '../domain/shared/listing.js';
+import { MAX_OFFSET, orderByOf, parseSort } from '../domain/shared/listing.js';
 import { parseInput } from '../domain/shared/validation.js';
 import { VolumeFilters } from '../domain/volumes/listing.js';
 import { WorkspaceFilters } from '../domain/workspaces/listing.js';
@@ -12,9 +12,13 @@ import { builder } from './builder.js';
  * means what `?sort=name:desc` does.
  */
 export const listFilterArgs = builder.args((t) => ({
-  search: t.string({ description: listFilterShape.search.description }),
+  search: t.string({
+    description: 'Case-insensitive substring of the name or description (volumes: also the label); % and _ match themselves',
+  }),
   tags: t.stringList({ description: 'Only items carrying every one of these tags' }),
-  sort: t.string({ description: 'created_at, updated_at or name, with :asc (default) or :desc; without it, creation order' }),
+  sort: t.string({
+    description: 'created_at, updated_at or name (volumes also label), with :asc (default) or :desc; without it, creation order',
+  }),
 }));
 
 export const offsetArg = builder.args((t) => ({
@@ -24,9 +28,12 @@ export const offsetArg = builder.args((t) => ({
 type Nullable<T> = { [K in keyof T]?: T[K] | null };
 const defined = <T extends object>(args: T) => Object.fromEntries(Object.entries(args).filter(([, v]) => v != null));
 
-/** @throws ValidationError naming the argument */
-export function volumeFiltersOf(args: Nullable<{ search: string; tags: string[]; sort: string; status: string }>): VolumeFilters {
-  return parseInput(VolumeFilters, defined(args));
+/** @throws ValidationError naming the argument (`volumeType` as the client wrote it) */
+export function volumeFiltersOf(
+  args: Nullable<{ search: string; tags: string[]; sort: string; status: string; volumeType: string }>,
+): VolumeFilters {
+  const { volumeType, ...rest } = args;
+  return parseInput(VolumeFilters, defined({ ...rest, volume_type: volumeType }));
 }
 
 /** @throws ValidationError naming the argument */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { ACCESS_LEVELS, SCOPES } from '../domain/access/principal.js';
 import { ExternalId } from '../domain/shared/fields.js';
 import { refuseBadText } from '../domain/shared/input-policy.js';
-import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../domain/volumes/inputs.js';
+import { CHUNKING_STRATEGIES, INDEXING_MODES, VOLUME_TYPES } from '../domain/volumes/inputs.js';
 
 /**
  * Response and parameter schemas of the REST layer, used only to describe it in /v1/openapi.json.
@@ -37,6 +37,14 @@ export const Workspace = z
     updated_at: Timestamp,
   })
   .meta({ id: 'Workspace' });
+
+export const VolumeOwner = z
+  .object({
+    id: z.string().describe('The creating key as created_by records it: key:<key_id>, or admin for the platform key'),
+    name: nullable(z.string()).describe("The creating key's name (platform admin for the platform key); null when unknown"),
+  })
+  .describe('Who created the volume')
+  .meta({ id: 'VolumeOwner' });
 
 export const Volume = z
   .object({
@@ -79,6 +87,10 @@ export const Volume = z
     restorable_until: nullable(Timestamp).describe(
       'A deleted volume can be restored (POST …/restore) until then, after which it is purged; null for a live volume',
     ),
+    label: z.string().describe('Human-readable display label (default: the name at creation)'),
+    volume_type: z.enum(VOLUME_TYPES).describe('What the volume holds: data, model or workspace'),
+    mount_path: z.string().describe('Absolute path where workspaces mount the volume (default: /data/<slug of the label>)'),
+    owner: VolumeOwner,
   })
   .meta({ id: 'Volume' });
 

@@ -3,7 +3,9 @@ import type { Scope } from '../domain/access/principal.js';
 import type { Page } from '../domain/shared/pagination.js';
 import type { Runtime } from '../domain/shared/runtime.js';
 import { restorableUntil } from '../domain/volumes/lifecycle.js';
+import { type VolumeOwner, volumeOwners } from '../domain/volumes/owners.js';
 import type { ApiKey, Entry, Lock, Mount, Volume, Workspace } from '../generated/prisma/client.js';
+import { type FieldMask, masked } from './field-mask.js';
 import type * as S from './schemas.js';
 
 /**
@@ -34,7 +36,8 @@ export function workspaceJson(w: Workspace): z.infer<typeof S.Workspace> {
   };
 }
 
-export function volumeJson(rt: Runtime, v: Volume): z.infer<typeof S.Volume> {
+/** A volume's JSON; `owner` from `volumeOwners` (the domain), looked up for a whole page at once. */
+export function volumeJson(rt: Runtime, v: Volume, owner: VolumeOwner): z.infer<typeof S.Volume> {
   return {
     volume_id: v.id,
     workspace_id: v.workspaceId,
@@ -71,7 +74,26 @@ export function volumeJson(rt: Runtime, v: Volume): z.infer<typeof S.Volume> {
     search_embedding_model_id: v.activeEmbedderId ?? v.embeddingModelId,
     deleted_at: iso(v.deletedAt),
     restorable_until: iso(restorableUntil(rt, v)),
+    label: v.label,
+    volume_type: v.volumeType,
+    mount_path: v.mountPath,
+    owner: { id: owner.id, name: owner.name },
   };
+}
+
+/**
+ * Volumes' JSON with their owners, masked: one owner query for all of them (a list page costs one
+ * more statement, not one per volume), none when the mask leaves `owner` out.
+ */
+export async function volumesJson(rt: Runtime, volumes: readonly Volume[], mask: FieldMask = null) {
+  const owners = mask && !mask.has('owner') ? null : await volumeOwners(rt, volumes);
+  return volumes.map((v, i) => masked(volumeJson(rt, v, owners?.[i] ?? { id: v.createdBy, name: null, email: null }), mask));
+}
+
+/** One volume's JSON with its owner, masked. */
+export async function oneVolumeJson(rt: Runtime, volume: Volume, mask: FieldMask = null) {
+  const [json] = await volumesJson(rt, [volume], mask);
+  return json as z.infer<typeof S.Volume>;
 }
 
 export function lockJson(l: Lock): z.infer<typeof S.Lock> {

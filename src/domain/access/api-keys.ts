@@ -8,7 +8,7 @@ import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { forgetKey, hashSecret } from './authenticate.js';
 import { authorizeOrg } from './authorize.js';
-import { APP_KEY_SCOPES, type Principal, SCOPES } from './principal.js';
+import { APP_KEY_SCOPES, keyIdOfSubject, PLATFORM_SUBJECT, PLATFORM_SUBJECT_NAME, type Principal, SCOPES } from './principal.js';
 
 export const SECRET_PREFIX = 'vgk_';
 
@@ -95,4 +95,22 @@ export async function revokeApiKey(rt: Runtime, p: Principal, orgId: string, key
   forgetKey(rt, keyId);
   rt.events.publish('apiKeyRevoked', { keyId });
   return revoked;
+}
+
+/**
+ * Display names of recorded subjects (`created_by`, `modified_by`): an API key's name (a revoked
+ * key keeps its name), "platform admin" for the platform key, null for anything else (a key of
+ * another organisation than `orgId` included). In `subjects`' order, with one query however many.
+ * Not a permission check: callers show names only beside rows the principal could already read.
+ */
+export async function subjectNames(rt: Runtime, subjects: readonly { orgId: string; subject: string }[]): Promise<(string | null)[]> {
+  const ids = [...new Set(subjects.map((s) => keyIdOfSubject(s.subject)).filter((id): id is string => id !== null && isId(id)))];
+  const keys =
+    ids.length === 0 ? [] : await rt.db.apiKey.findMany({ where: { id: { in: ids } }, select: { id: true, orgId: true, name: true } });
+  const byId = new Map(keys.map((k) => [k.id, k]));
+  return subjects.map(({ orgId, subject }) => {
+    if (subject === PLATFORM_SUBJECT) return PLATFORM_SUBJECT_NAME;
+    const key = byId.get(keyIdOfSubject(subject) ?? '');
+    return key && key.orgId === orgId ? key.name : null;
+  });
 }

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { AuthenticationError, NotFoundError, ValidationError } from '../shared/errors.js';
 import { ExternalId } from '../shared/fields.js';
 import type { Runtime } from '../shared/runtime.js';
-import type { KeyPrincipal, Principal, Scope } from './principal.js';
+import { type KeyPrincipal, keySubject, type Principal, type Scope } from './principal.js';
 
 // Credentials to principals, and principals into organisations.
 
@@ -58,7 +58,7 @@ async function lookUpKey(rt: Runtime, hash: string, now: number): Promise<KeyPri
   if (!key || key.revokedAt) throw new AuthenticationError();
   const principal: KeyPrincipal = {
     kind: 'key',
-    subject: `key:${key.id}`,
+    subject: keySubject(key.id),
     keyId: key.id,
     orgId: key.orgId,
     scopes: new Set(key.scopes as Scope[]),

@@ -37,6 +37,20 @@ export type Principal =
 export type KeyPrincipal = Extract<Principal, { kind: 'key' }>;
 export type AppPrincipal = KeyPrincipal & { appId: string };
 
+/** The `subject` of a key principal, as rows record it in `created_by` / `modified_by` / `granted_by`. */
+export const keySubject = (keyId: string) => `key:${keyId}`;
+
+/** The API key id a recorded subject names (`key:<id>`), or null (the platform key is `admin`). */
+export function keyIdOfSubject(subject: string): string | null {
+  return subject.startsWith('key:') ? subject.slice(4) : null;
+}
+
+/** The `subject` of the platform key, as rows record it. */
+export const PLATFORM_SUBJECT = 'admin';
+
+/** How the platform key is named where a subject is shown by name (a volume's owner). */
+export const PLATFORM_SUBJECT_NAME = 'platform admin';
+
 export function isAppKey(p: Principal): p is AppPrincipal {
   return p.kind === 'key' && p.appId !== null;
 }

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { Entry, Volume } from '../../generated/prisma/client.js';
 import type { Runtime } from '../shared/runtime.js';
+import { VOLUME_TYPES } from '../volumes/inputs.js';
 
 // The layout of a volume backup in the workspace bucket, shared by the job that writes it and the
 // restore that reads it:
@@ -71,6 +72,10 @@ export type EntryRecord = z.infer<typeof EntryRecord>;
 /** The volume settings a restore re-creates (names as in the create body). */
 export const VolumeSettings = z.object({
   description: z.string().nullable(),
+  // Absent from backups taken before volumes had them (a restore then gives the defaults).
+  label: z.string().optional(),
+  volume_type: z.enum(VOLUME_TYPES).optional(),
+  mount_path: z.string().optional(),
   environment_id: z.string().nullable(),
   embedding_model_id: z.string(),
   extraction_model_id: z.string().nullable(),
@@ -117,6 +122,9 @@ export type Manifest = z.infer<typeof Manifest>;
 export function settingsOf(v: Volume): VolumeSettings {
   return {
     description: v.description,
+    label: v.label,
+    volume_type: v.volumeType,
+    mount_path: v.mountPath,
     environment_id: v.environmentId,
     embedding_model_id: v.embeddingModelId,
     extraction_model_id: v.extractionModelId,

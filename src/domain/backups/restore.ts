@@ -10,8 +10,9 @@ import { normaliseEntryPath } from '../shared/paths.js';
 import type { WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
+import { defaultLabel, defaultMountPath } from '../volumes/inputs.js';
 import { authorizeVolumeCreation, checkNewVolume, newVolumeRow, volumeObjectPrefix } from '../volumes/volumes.js';
-import type { EntryRecord, ManifestObject } from './format.js';
+import type { EntryRecord, ManifestObject, VolumeSettings } from './format.js';
 import { checksumMismatch, corrupt, findBackupSource, hashBackupObject, openBackupObject, readBackup } from './source.js';
 
 // Restoring a backup creates a NEW volume. Everything is checked before anything is visible: the
@@ -58,6 +59,18 @@ export interface RestoreResult {
 }
 
 /**
+ * The backed-up settings a restore re-creates. A label or mount path that was only the default of
+ * the backed-up name is left out, so the new volume's follow its new name as a new volume's would;
+ * one chosen by someone is kept.
+ */
+function ownSettings(settings: VolumeSettings, sourceName: string): Partial<VolumeSettings> {
+  const { label, mount_path, ...rest } = settings;
+  const ownLabel = label !== undefined && label !== defaultLabel(sourceName);
+  const ownPath = mount_path !== undefined && (label === undefined || mount_path !== defaultMountPath(label));
+  return { ...rest, ...(ownLabel && { label }), ...(ownPath && { mount_path }) };
+}
+
+/**
  * Creates a new volume in the workspace from a backup (by `backup_id`, or `source_volume_id` +
  * `timestamp`), with the backed-up settings, every entry, its metadata and file bytes. Needs
  * `volumes:write` on the workspace (app keys never). Mounts and sharing are access grants, not
@@ -81,7 +94,11 @@ export async function restoreVolume(
   const settings = await checkNewVolume(
     rt,
     workspaceId,
-    { ...manifest.volume.settings, name: input.name, description: input.description ?? manifest.volume.settings.description },
+    {
+      ...ownSettings(manifest.volume.settings, manifest.volume.name),
+      name: input.name,
+      description: input.description ?? manifest.volume.settings.description,
+    },
     loc,
   );
 

@@ -8,8 +8,12 @@ import type { Loc } from './routes.js';
  * keyset cursors every list has. One set of rules for REST query strings and GraphQL arguments.
  */
 export const SORT_KEYS = ['created_at', 'updated_at', 'name'] as const;
-export type SortKey = (typeof SORT_KEYS)[number];
-export const SORTS = SORT_KEYS.flatMap((k) => [k, `${k}:asc`, `${k}:desc`] as const);
+/** Every key some list sorts by: the common ones, and `label` (volumes). */
+export type SortKey = (typeof SORT_KEYS)[number] | 'label';
+/** A list's `sort` values: each key alone (ascending), with `:asc` or with `:desc`. */
+export const sortsOf = <K extends SortKey>(keys: readonly K[]) => keys.flatMap((k) => [k, `${k}:asc`, `${k}:desc`] as const);
+export const SORTS = sortsOf(SORT_KEYS);
+export type Sort = SortKey | `${SortKey}:asc` | `${SortKey}:desc`;
 export const MAX_OFFSET = 100_000;
 const MAX_SEARCH = 200;
 
@@ -50,7 +54,7 @@ export function refuseOffsetWithCursor(v: { offset?: number | undefined; cursor?
 export interface ListFilters {
   search?: string | undefined;
   tags?: string | string[] | undefined;
-  sort?: (typeof SORTS)[number] | undefined;
+  sort?: Sort | undefined;
 }
 export interface ListPaging {
   limit: number;
@@ -77,22 +81,22 @@ export function escapeLike(text: string): string {
 }
 
 /**
- * The filter on name/description/tags every searchable list shares (Prisma where input for models
- * with `name`, `description` and `tags`).
+ * The filter on search text and tags every searchable list shares (Prisma where input for models
+ * with `tags` and the text columns `searched`: name and description unless told otherwise).
  */
-export function searchAndTagsWhere(f: ListFilters) {
+export function searchAndTagsWhere(f: ListFilters, searched: readonly string[] = ['name', 'description']) {
   const and: object[] = [];
   const term = f.search?.trim();
   if (term) {
     const contains = { contains: escapeLike(term), mode: 'insensitive' as const };
-    and.push({ OR: [{ name: contains }, { description: contains }] });
+    and.push({ OR: searched.map((column) => ({ [column]: contains })) });
   }
   const tags = tagsOf(f.tags);
   if (tags.length > 0) and.push({ tags: { hasEvery: tags } });
   return and;
 }
 
-const column = { created_at: 'createdAt', updated_at: 'updatedAt', name: 'name' } as const;
+const column = { created_at: 'createdAt', updated_at: 'updatedAt', name: 'name', label: 'label' } as const;
 
 /** The Prisma order of a sort, ties broken by id so every order is total (and pages stable). */
 export function orderByOf(sort: SortSpec | null): Record<string, 'asc' | 'desc'>[] {
@@ -103,6 +107,8 @@ export function orderByOf(sort: SortSpec | null): Record<string, 'asc' | 'desc'>
 interface SortableRow {
   id: string;
   name: string;
+  /** Volumes only: lists of other rows never sort by label. */
+  label?: string;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -111,7 +117,7 @@ const SORTED_CURSOR_VERSION = 2;
 
 /** A sorted cursor carries the sort it belongs to and the last row's sort value and id. */
 function encodeSortedCursor(sort: SortSpec, row: SortableRow): string {
-  const value = row[column[sort.key]];
+  const value = row[column[sort.key]] ?? '';
   const k = value instanceof Date ? value.toISOString() : value;
   return Buffer.from(JSON.stringify({ v: SORTED_CURSOR_VERSION, s: `${sort.key}:${sort.dir}`, k, id: row.id })).toString('base64url');
 }
@@ -121,7 +127,7 @@ function decodeSortedCursor(cursor: string, sort: SortSpec, loc: Loc): { k: stri
     const c = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { v?: unknown; s?: unknown; k?: unknown; id?: unknown };
     if (c.v === SORTED_CURSOR_VERSION && c.s === `${sort.key}:${sort.dir}` && typeof c.k === 'string' && typeof c.id === 'string') {
       const id = decodeCursor(encodeCursor(c.id), loc);
-      if (sort.key === 'name') return { k: c.k, id };
+      if (sort.key === 'name' || sort.key === 'label') return { k: c.k, id };
       const at = new Date(c.k);
       if (!Number.isNaN(at.getTime())) return { k: at, id };
     }

@@ -60,15 +60,36 @@ async function findDeletedVolume(
   return volume;
 }
 
+/** How `deleteVolume` deletes. */
+export interface DeleteVolumeOptions {
+  /** Delete now, for good (rows, then objects), also a volume already soft-deleted; default: soft delete. */
+  permanent?: boolean | undefined;
+  /**
+   * Refuse (409 CONFLICT, `details.mount_count`) while the volume is attached (`isVolumeAttached`:
+   * live with mounts), for APIs whose volumes "must not be attached" to be deleted. Decided under the
+   * volume's row lock, which creating a mount takes too. Without it (/v1, GraphQL) a volume is
+   * deleted with its mounts.
+   */
+  refuseIfAttached?: boolean | undefined;
+}
+
+const attached = (volumeId: string, mountCount: number) =>
+  new ConflictError(`The volume is attached: it has ${mountCount} mount(s); delete them first`, {
+    volume_id: volumeId,
+    mount_count: mountCount,
+    reason: 'attached',
+  });
+
 /**
  * Deletes a volume (`volumes:write`; app keys need an admin mount over the whole volume). By
  * default a soft delete: the volume is hidden at once (404 everywhere, as if missing), its version
  * incremented and `modified_by` set, and it stays restorable for the retention period. With
  * `permanent` its rows go now (entries, chunks, mounts and locks cascade), then its objects; a
- * volume already soft-deleted can be deleted permanently this way too.
- * @throws ForbiddenError, NotFoundError
+ * volume already soft-deleted can be deleted permanently this way too. With `refuseIfAttached` a
+ * live volume with mounts is left as it is (409).
+ * @throws ForbiddenError, NotFoundError, ConflictError (attached, with `refuseIfAttached`)
  */
-export async function deleteVolume(rt: Runtime, p: Principal, route: VolumeRoute, opts: { permanent?: boolean } = {}): Promise<void> {
+export async function deleteVolume(rt: Runtime, p: Principal, route: VolumeRoute, opts: DeleteVolumeOptions = {}): Promise<void> {
   const { orgId, workspaceId, volumeId } = route;
   await enterOrg(rt, p, orgId);
   requireScope(p, 'volumes:write');
@@ -82,8 +103,17 @@ export async function deleteVolume(rt: Runtime, p: Principal, route: VolumeRoute
       if (!(err instanceof NotFoundError)) throw err;
       bucket = (await findDeletedVolume(rt, deletedVolumeWhere(p, orgId), orgId, workspaceId, volumeId)).workspace.s3Bucket;
     }
-    const { count } = await rt.db.volume.deleteMany({ where: { id: volumeId, workspaceId } });
-    if (count === 0) throw new NotFoundError('volume', volumeId);
+    // One statement decides "still detached" and deletes, so a mount created meanwhile (it locks the
+    // row to count itself) either lands first and is refused here, or finds the volume gone.
+    const detached: Prisma.VolumeWhereInput = opts.refuseIfAttached ? { OR: [{ mountCount: 0 }, { deletedAt: { not: null } }] } : {};
+    const { count } = await rt.db.volume.deleteMany({ where: { id: volumeId, workspaceId, ...detached } });
+    if (count === 0) {
+      const held = opts.refuseIfAttached
+        ? await rt.db.volume.findFirst({ where: { id: volumeId, workspaceId }, select: { mountCount: true } })
+        : null;
+      if (held) throw attached(volumeId, held.mountCount);
+      throw new NotFoundError('volume', volumeId);
+    }
     await removeVolumeObjects(rt, bucket, volumeId);
     return;
   }
@@ -94,8 +124,10 @@ export async function deleteVolume(rt: Runtime, p: Principal, route: VolumeRoute
     // FOR UPDATE waits for the writers in flight (they hold the row FOR KEY SHARE, entries/commit.ts):
     // a write that passed its visibility check before this commits finds the volume deleted, and none lands after.
     await excludeVolumeWriters(tx, volumeId);
-    const rows = await tx.$queryRaw<{ id: string }[]>`SELECT id FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
-    if (rows.length === 0) throw new NotFoundError('volume', volumeId);
+    const [row] = await tx.$queryRaw<{ mount_count: number }[]>`
+      SELECT mount_count FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
+    if (!row) throw new NotFoundError('volume', volumeId);
+    if (opts.refuseIfAttached && row.mount_count > 0) throw attached(volumeId, row.mount_count);
     await tx.volume.update({
       where: { id: volumeId },
       data: { deletedAt: new Date(), status: 'deleted', version: { increment: 1 }, modifiedBy: p.subject },

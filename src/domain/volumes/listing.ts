@@ -4,6 +4,7 @@ import { enterOrg } from '../access/authenticate.js';
 import { authorizeWorkspace, findWorkspace } from '../access/authorize.js';
 import { type Principal, requireScope } from '../access/principal.js';
 import { sharedVolumeWhere, visibleVolumeWhere } from '../access/visibility.js';
+import { ShortId } from '../shared/fields.js';
 import {
   type ListFilters,
   type ListPaging,
@@ -11,22 +12,38 @@ import {
   listPage,
   listPagingShape,
   refuseOffsetWithCursor,
+  SORT_KEYS,
   searchAndTagsWhere,
+  sortsOf,
 } from '../shared/listing.js';
 import type { Page } from '../shared/pagination.js';
 import type { OrgRoute, WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
+import { VOLUME_TYPES, type VolumeType } from './inputs.js';
 import { restorableVolumeWhere } from './lifecycle.js';
 
 export const VOLUME_STATUSES = ['active', 'degraded', 'error', 'deleted'] as const;
+/** Volume lists sort by what every list sorts by, and by label. */
+export const VOLUME_SORT_KEYS = [...SORT_KEYS, 'label'] as const;
+/** The text columns `search` looks in. */
+const SEARCHED = ['name', 'label', 'description'] as const;
 
-/** Filters of volume lists: search, tags, sort, and status. */
+/** Filters of volume lists: search, tags, sort, status and type. */
 export const volumeFilterShape = {
   ...listFilterShape,
+  search: listFilterShape.search.describe('Case-insensitive substring of the name, label or description (% and _ match themselves)'),
+  sort: z
+    .enum(sortsOf(VOLUME_SORT_KEYS))
+    .optional()
+    .describe('created_at, updated_at, name or label, with :asc (default) or :desc; without it, creation order'),
   status: z.enum(VOLUME_STATUSES).optional().describe('Only volumes in this status'),
+  volume_type: z.enum(VOLUME_TYPES).optional().describe('Only volumes of this type (data, model or workspace)'),
 };
 export const VolumeFilters = z.object(volumeFilterShape);
-export type VolumeFilters = ListFilters & { status?: (typeof VOLUME_STATUSES)[number] | undefined };
+export type VolumeFilters = ListFilters & {
+  status?: (typeof VOLUME_STATUSES)[number] | undefined;
+  volume_type?: VolumeType | undefined;
+};
 
 /** The query of volume list routes (without the REST layer's `fields`). */
 export const VolumeListQuery = z.object({ ...listPagingShape, ...volumeFilterShape }).superRefine(refuseOffsetWithCursor);
@@ -34,8 +51,9 @@ export type VolumeListQuery = VolumeFilters & ListPaging;
 
 /** The where of a filtered volume list, to AND with a visibility filter. */
 export function volumeFilterWhere(f: VolumeFilters): Prisma.VolumeWhereInput[] {
-  const and = searchAndTagsWhere(f) as Prisma.VolumeWhereInput[];
+  const and = searchAndTagsWhere(f, SEARCHED) as Prisma.VolumeWhereInput[];
   if (f.status) and.push({ status: f.status });
+  if (f.volume_type) and.push({ volumeType: f.volume_type });
   return and;
 }
 
@@ -67,6 +85,43 @@ export async function listVolumes(rt: Runtime, p: Principal, route: WorkspaceRou
   const { orgId, workspaceId } = route;
   await authorizeWorkspace(rt, p, route, { scope: 'volumes:read' });
   return pageOfVolumes(rt, q, { AND: [listedVolumeWhere(rt, p, orgId, q), { orgId, workspaceId }, ...volumeFilterWhere(q)] });
+}
+
+/**
+ * The query of an organisation-wide volume list (`listOrgVolumes`): a volume list's paging, filters
+ * and sort, narrowed to one workspace, one environment or to shared (or unshared) volumes if asked.
+ * Parse it with `parseInput(OrgVolumeListQuery, raw, loc)`; what the caller cannot see is never listed.
+ */
+export const OrgVolumeListQuery = z
+  .object({
+    ...listPagingShape,
+    ...volumeFilterShape,
+    workspace_id: ShortId.optional().describe('Only volumes of this workspace'),
+    environment_id: ShortId.optional().describe('Only volumes with this environment_id'),
+    is_shared: z.boolean().optional().describe('Only shared (true) or only private (false) volumes'),
+  })
+  .superRefine(refuseOffsetWithCursor);
+export type OrgVolumeListQuery = VolumeListQuery & {
+  workspace_id?: string | undefined;
+  environment_id?: string | undefined;
+  is_shared?: boolean | undefined;
+};
+
+/**
+ * Every volume of an organisation the principal can see, whichever workspace holds it (org keys and
+ * the platform key: all of the org's; app keys: the mounted and the shared ones), filtered, sorted
+ * and paged by `limit` with `offset` or `cursor`; `total` counts the filtered list. For APIs that
+ * list volumes without naming a workspace. Platform keys must name `orgId`; keys act in their own.
+ * @throws NotFoundError (another org), ForbiddenError (volumes:read; volumes:write for status=deleted), ValidationError (cursor)
+ */
+export async function listOrgVolumes(rt: Runtime, p: Principal, orgId: string, q: OrgVolumeListQuery): Promise<Page<Volume>> {
+  await enterOrg(rt, p, orgId);
+  requireScope(p, 'volumes:read');
+  const narrow: Prisma.VolumeWhereInput[] = [];
+  if (q.workspace_id !== undefined) narrow.push({ workspaceId: q.workspace_id });
+  if (q.environment_id !== undefined) narrow.push({ environmentId: q.environment_id });
+  if (q.is_shared !== undefined) narrow.push({ isShared: q.is_shared });
+  return pageOfVolumes(rt, q, { AND: [listedVolumeWhere(rt, p, orgId, q), { orgId }, ...narrow, ...volumeFilterWhere(q)] });
 }
 
 /**

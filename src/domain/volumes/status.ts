@@ -1,4 +1,4 @@
-import { Prisma } from '../../generated/prisma/client.js';
+import { Prisma, type Volume } from '../../generated/prisma/client.js';
 import type { Runtime } from '../shared/runtime.js';
 import { excludeVolumeWriters } from '../shared/volume-gate.js';
 
@@ -58,4 +58,12 @@ export async function refreshVolumeStatuses(rt: Runtime, where: { workspaceId?: 
   const scope = where.workspaceId === undefined ? Prisma.sql`TRUE` : Prisma.sql`v.workspace_id = ${where.workspaceId}`;
   const rows = await rt.db.$queryRaw<{ status: VolumeStatus }[]>(update(scope));
   return rows.length;
+}
+
+/**
+ * Whether a volume is attached: live, with at least one mount (`mount_count`, kept exact under the
+ * row lock). `deleteVolume(…, { refuseIfAttached: true })` refuses to delete an attached volume.
+ */
+export function isVolumeAttached(v: Pick<Volume, 'mountCount' | 'deletedAt'>): boolean {
+  return v.deletedAt === null && v.mountCount > 0;
 }

@@ -15,7 +15,7 @@ import type { VolumeRoute, WorkspaceRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { excludeVolumeWriters } from '../shared/volume-gate.js';
-import { CreateVolumeInput, UpdateVolumeInput } from './inputs.js';
+import { CreateVolumeInput, defaultLabel, defaultMountPath, UpdateVolumeInput } from './inputs.js';
 import { refreshVolumeStatus } from './status.js';
 
 const duplicateName = (name: string) =>
@@ -64,10 +64,14 @@ export function newVolumeRow(
   route: { orgId: string; workspaceId: string },
   p: Principal,
 ): Prisma.VolumeUncheckedCreateInput {
+  const label = input.label ?? defaultLabel(input.name);
   return {
     workspaceId: route.workspaceId,
     orgId: route.orgId,
     name: input.name,
+    label,
+    volumeType: input.volume_type,
+    mountPath: input.mount_path ?? defaultMountPath(label),
     environmentId: input.environment_id ?? null,
     description: input.description ?? null,
     embeddingModelId: input.embedding_model_id,
@@ -152,11 +156,37 @@ function checkExpectedVersion(current: number, expected: (number | undefined)[])
   }
 }
 
+/** How `updateVolume` is asked to change a volume, beyond its body. */
+export interface UpdateVolumeOptions {
+  /** Change it only at this version (the If-Match header); `expected_version` in the body says the same. */
+  ifMatch?: number | undefined;
+  /**
+   * Refuse to lower `max_size_bytes` at all (409 naming it), also above usage and from unlimited to a
+   * limit: for APIs whose volumes "cannot be decreased after creation". Without it (/v1, GraphQL)
+   * a quota may be lowered down to what the volume uses.
+   */
+  forbidShrink?: boolean | undefined;
+}
+
+/** @throws ConflictError when `forbidShrink` and the new size limit is lower than the current one (null is unlimited) */
+function checkNoShrink(current: bigint | null, next: number | null | undefined): void {
+  if (next === undefined || next === null) return;
+  if (current !== null && BigInt(next) >= current) return;
+  const from = current === null ? 'unlimited' : String(current);
+  throw new ConflictError(`max_size_bytes cannot be decreased (from ${from} to ${next})`, {
+    field: 'max_size_bytes',
+    value: next,
+    current: current === null ? null : Number(current),
+    reason: 'size_decrease',
+  });
+}
+
 /**
  * Changes a volume's settings. App keys need an `admin` mount on it. Every change increments
- * `version`; `expected_version` in the body (or `ifMatch`, from the If-Match header) makes the
- * change conditional on it.
- * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (duplicate name, version mismatch, quota below usage)
+ * `version`; `expected_version` in the body (or `opts.ifMatch`, from the If-Match header) makes the
+ * change conditional on it. Quotas may be lowered down to what the volume uses, not below (409);
+ * `opts.forbidShrink` refuses any lower `max_size_bytes`.
+ * @throws ValidationError, ForbiddenError, NotFoundError, ConflictError (duplicate name, version mismatch, quota below usage, size decrease)
  */
 export async function updateVolume(
   rt: Runtime,
@@ -164,7 +194,7 @@ export async function updateVolume(
   route: VolumeRoute,
   raw: unknown,
   loc: (string | number)[] = ['body'],
-  ifMatch?: number,
+  opts: UpdateVolumeOptions = {},
 ): Promise<Volume> {
   const { volumeId } = route;
   const before = await authorizeVolume(rt, p, route, { scope: 'volumes:write', admin: true });
@@ -179,10 +209,14 @@ export async function updateVolume(
     return await rt.db.$transaction(async (tx) => {
       // Quotas may not drop below what the volume already holds; the gate and row lock keep usage still.
       await excludeVolumeWriters(tx, volumeId);
-      const [usage] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number; version: number }[]>`
-        SELECT used_bytes, entry_count, mount_count, version FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
+      const [usage] = await tx.$queryRaw<
+        { used_bytes: bigint; entry_count: number; mount_count: number; version: number; max_size_bytes: bigint | null }[]
+      >`
+        SELECT used_bytes, entry_count, mount_count, version, max_size_bytes FROM volumes
+        WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
       if (!usage) throw new NotFoundError('volume', volumeId);
-      checkExpectedVersion(usage.version, [ifMatch, input.expected_version]);
+      checkExpectedVersion(usage.version, [opts.ifMatch, input.expected_version]);
+      if (opts.forbidShrink) checkNoShrink(usage.max_size_bytes, input.max_size_bytes);
       const below = (limit: number | null | undefined, used: number) => limit !== undefined && limit !== null && limit < used;
       for (const [field, limit, used] of [
         ['max_size_bytes', input.max_size_bytes, Number(usage.used_bytes)],
@@ -202,6 +236,9 @@ export async function updateVolume(
           ...(input.max_file_count !== undefined && { maxFileCount: input.max_file_count }),
           ...(input.max_mounts !== undefined && { maxMounts: input.max_mounts }),
           ...(input.name !== undefined && { name: input.name }),
+          ...(input.label !== undefined && { label: input.label }),
+          ...(input.volume_type !== undefined && { volumeType: input.volume_type }),
+          ...(input.mount_path !== undefined && { mountPath: input.mount_path }),
           ...(input.environment_id !== undefined && { environmentId: input.environment_id }),
           ...(input.description !== undefined && { description: input.description }),
           ...(input.embedding_model_id !== undefined && { embeddingModelId: input.embedding_model_id }),

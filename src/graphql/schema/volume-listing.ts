@@ -3,11 +3,16 @@ import { volumeConnectionWhere } from '../../domain/volumes/listing.js';
 import { builder } from '../builder.js';
 import { orgFor } from '../inputs.js';
 import { listFilterArgs, offsetArg, offsetOf, orderOf, volumeFiltersOf } from '../list-args.js';
-import { VolumeStatus } from './volume.js';
+import { VolumeStatus, VolumeType } from './volume.js';
 
 builder.queryFields((base) => {
   const t = base.withAuth({ authenticated: true });
-  const filterArgs = { ...listFilterArgs, status: t.arg({ type: VolumeStatus }), ...offsetArg };
+  const filterArgs = {
+    ...listFilterArgs,
+    status: t.arg({ type: VolumeStatus }),
+    volumeType: t.arg({ type: VolumeType, description: 'Only volumes of this type' }),
+    ...offsetArg,
+  };
   return {
     volumes: t.prismaConnection({
       type: 'Volume',

@@ -1,17 +1,31 @@
 import { locateVolume, locateWorkspace, volumeReadFilter } from '../../domain/access/authorize.js';
 import { mountVisibilityWhere } from '../../domain/mounts/mounts.js';
 import { isId } from '../../domain/shared/fields.js';
-import { CHUNKING_STRATEGIES, INDEXING_MODES } from '../../domain/volumes/inputs.js';
+import { CHUNKING_STRATEGIES, INDEXING_MODES, VOLUME_TYPES } from '../../domain/volumes/inputs.js';
 import { deleteVolume, restorableUntil, undeleteVolume } from '../../domain/volumes/lifecycle.js';
 import { VOLUME_STATUSES } from '../../domain/volumes/listing.js';
+import { type VolumeOwner as Owner, volumeOwners } from '../../domain/volumes/owners.js';
 import { createVolume, updateVolume } from '../../domain/volumes/volumes.js';
 import { builder, Deleted } from '../builder.js';
 import { toDomainInput } from '../inputs.js';
+import { loaderOf } from '../loaders.js';
 import { selectedRow } from '../selected-row.js';
 
 const IndexingMode = builder.enumType('IndexingMode', { values: INDEXING_MODES });
 const ChunkingStrategy = builder.enumType('ChunkingStrategy', { values: CHUNKING_STRATEGIES });
 export const VolumeStatus = builder.enumType('VolumeStatus', { values: VOLUME_STATUSES });
+export const VolumeType = builder.enumType('VolumeType', {
+  description: 'What a volume holds, as its users classify it',
+  values: VOLUME_TYPES,
+});
+
+const VolumeOwner = builder.objectRef<Owner>('VolumeOwner').implement({
+  description: 'Who created a volume: an API key, or the platform key.',
+  fields: (t) => ({
+    id: t.exposeID('id', { description: 'The creating key as createdBy records it: key:<key id>, or admin for the platform key' }),
+    name: t.exposeString('name', { nullable: true, description: "The creating key's name (platform admin for the platform key)" }),
+  }),
+});
 
 export const Volume = builder.prismaObject('Volume', {
   description: 'A durable, path-addressed storage space in a workspace.',
@@ -21,6 +35,22 @@ export const Volume = builder.prismaObject('Volume', {
     orgId: t.exposeID('orgId'),
     environmentId: t.exposeString('environmentId', { nullable: true }),
     name: t.exposeString('name'),
+    label: t.exposeString('label', { description: 'Human-readable display label (default: the name at creation)' }),
+    volumeType: t.expose('volumeType', { type: VolumeType }),
+    mountPath: t.exposeString('mountPath', {
+      description: 'Absolute path where workspaces mount the volume (default: /data/<slug of the label>)',
+    }),
+    owner: t.field({
+      type: VolumeOwner,
+      description: 'Who created the volume (batched: one query for every volume of the response)',
+      resolve: (v, _args, ctx) =>
+        loaderOf(
+          ctx,
+          'volumeOwners',
+          (vols: readonly Pick<typeof v, 'orgId' | 'createdBy'>[]) => volumeOwners(ctx.runtime, vols),
+          (vol) => JSON.stringify([vol.orgId, vol.createdBy]),
+        ).load(v),
+    }),
     description: t.exposeString('description', { nullable: true }),
     embeddingModelId: t.exposeString('embeddingModelId'),
     extractionModelId: t.exposeString('extractionModelId', { nullable: true }),
@@ -66,6 +96,9 @@ export const Volume = builder.prismaObject('Volume', {
 export const CreateVolumeInput = builder.inputType('CreateVolumeInput', {
   fields: (t) => ({
     name: t.string({ required: true }),
+    label: t.string({ description: 'Display label, 1-128 characters (default: the name)' }),
+    volumeType: t.field({ type: VolumeType, description: 'Default data' }),
+    mountPath: t.string({ description: 'Absolute mount path (default: /data/<slug of the label>)' }),
     environmentId: t.string(),
     description: t.string(),
     embeddingModelId: t.string({ description: 'Default hash-1024, the built-in hashing embedder' }),
@@ -83,6 +116,9 @@ const UpdateVolumeInput = builder.inputType('UpdateVolumeInput', {
   description: 'Omitted fields keep their value; nullable fields set to null are cleared.',
   fields: (t) => ({
     name: t.string(),
+    label: t.string({ description: 'A new display label (renaming leaves the label as it is)' }),
+    volumeType: t.field({ type: VolumeType }),
+    mountPath: t.string({ description: 'A new absolute mount path (a new label leaves it as it is)' }),
     environmentId: t.string(),
     description: t.string(),
     embeddingModelId: t.string(),

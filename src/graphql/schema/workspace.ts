@@ -10,7 +10,7 @@ import { builder, Deleted } from '../builder.js';
 import { orgFor, toDomainInput } from '../inputs.js';
 import { listFilterArgs, offsetArg, offsetOf, orderOf, volumeFiltersOf, workspaceFiltersOf } from '../list-args.js';
 import { selectedRow } from '../selected-row.js';
-import { VolumeStatus } from './volume.js';
+import { VolumeStatus, VolumeType } from './volume.js';
 
 const BucketStatus = builder.enumType('BucketStatus', { values: ['pending', 'active', 'failed'] as const });
 const WorkspaceStatus = builder.enumType('WorkspaceStatus', {
@@ -39,7 +39,11 @@ export const Workspace = builder.prismaObject('Workspace', {
       cursor: 'id',
       totalCount: true,
       authScopes: { scope: 'volumes:read' },
-      args: { ...listFilterArgs, status: t.arg({ type: VolumeStatus }) },
+      args: {
+        ...listFilterArgs,
+        status: t.arg({ type: VolumeStatus }),
+        volumeType: t.arg({ type: VolumeType, description: 'Only volumes of this type' }),
+      },
       // Unreachable without a principal (root fields require one); the guard keeps types honest.
       query: (args, ctx) => {
         const filters = volumeFiltersOf(args);

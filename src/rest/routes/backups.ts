@@ -9,7 +9,7 @@ import type { Runtime } from '../../domain/shared/runtime.js';
 import type { Backup as BackupRow } from '../../generated/prisma/client.js';
 import { type RestApp, volumeRoute, workspaceRoute } from '../env.js';
 import { conflictResponse, errorResponses, listOf, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';
-import { pageJson, volumeJson } from '../serializers.js';
+import { oneVolumeJson, pageJson } from '../serializers.js';
 
 const tags = ['Backups'];
 const Timestamp = z.string().describe('ISO 8601 date-time (UTC)');
@@ -188,7 +188,7 @@ export function registerBackupRoutes(rt: Runtime, app: RestApp): void {
       return c.json(
         {
           message: 'Volume restored successfully',
-          volume: volumeJson(rt, r.volume),
+          volume: await oneVolumeJson(rt, r.volume),
           backup_id: r.backupId,
           source_volume_id: r.sourceVolumeId,
           snapshot_at: r.snapshotAt.toISOString(),

@@ -4,9 +4,9 @@ import type { Runtime } from '../../domain/shared/runtime.js';
 import { listSharedVolumes } from '../../domain/volumes/listing.js';
 import { setVolumeShared } from '../../domain/volumes/sharing.js';
 import { type RestApp, volumeRoute } from '../env.js';
-import { masked, parseFieldMask } from '../field-mask.js';
+import { parseFieldMask } from '../field-mask.js';
 import { errorResponses, listOf, OrgParams, ok, Volume, VolumeParams, WorkspaceParams } from '../schemas.js';
-import { pageJson, volumeJson } from '../serializers.js';
+import { oneVolumeJson, pageJson, volumesJson } from '../serializers.js';
 import { VolumeListParams } from './volumes.js';
 
 const tags = ['Volumes'];
@@ -44,8 +44,9 @@ export function registerVolumeSharingRoutes(rt: Runtime, app: RestApp): void {
         const { fields, ...query } = c.req.valid('query');
         const mask = parseFieldMask(fields, Volume);
         const page = await listSharedVolumes(rt, c.get('principal'), param.org_id, query, param.workspace_id);
+        const items = await volumesJson(rt, page.items, mask);
         return c.json(
-          pageJson('volumes', page, (v) => masked(volumeJson(rt, v), mask)),
+          pageJson('volumes', { ...page, items }, (v) => v),
           200,
         );
       },
@@ -71,7 +72,7 @@ export function registerVolumeSharingRoutes(rt: Runtime, app: RestApp): void {
       }),
       async (c) => {
         const volume = await setVolumeShared(rt, c.get('principal'), volumeRoute(c.req.valid('param')), shared);
-        return c.json({ message, volume_id: volume.id, is_shared: volume.isShared, volume: volumeJson(rt, volume) }, 200);
+        return c.json({ message, volume_id: volume.id, is_shared: volume.isShared, volume: await oneVolumeJson(rt, volume) }, 200);
       },
     );
   }

@@ -13,7 +13,7 @@ import { listVolumes, volumeFilterShape } from '../../domain/volumes/listing.js'
 import { validateVolume } from '../../domain/volumes/validation.js';
 import { createVolume, getVolume, updateVolume } from '../../domain/volumes/volumes.js';
 import { type RestApp, type RestEnv, volumeRoute, workspaceRoute } from '../env.js';
-import { fieldsParam, masked, parseFieldMask } from '../field-mask.js';
+import { fieldsParam, parseFieldMask } from '../field-mask.js';
 import {
   conflictResponse,
   errorResponses,
@@ -27,7 +27,7 @@ import {
   VolumeParams,
   WorkspaceParams,
 } from '../schemas.js';
-import { pageJson, volumeJson } from '../serializers.js';
+import { oneVolumeJson, pageJson, volumesJson } from '../serializers.js';
 
 const tags = ['Volumes'];
 const body = <T>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
@@ -72,7 +72,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       tags,
       summary: 'List volumes in a workspace',
       description:
-        'Filter with search (name or description), tags (all of them) and status (status=deleted lists the deleted volumes still restorable, and needs volumes:write); sort by created_at, updated_at or name (:asc or :desc); page with cursor or offset (not both); keep only some fields with fields.',
+        'Filter with search (name, label or description), tags (all of them), volume_type and status (status=deleted lists the deleted volumes still restorable, and needs volumes:write); sort by created_at, updated_at, name or label (:asc or :desc); page with cursor or offset (not both); keep only some fields with fields.',
       request: { params: WorkspaceParams, query: VolumeListParams },
       responses: { 200: ok(listOf('volumes', Volume)), ...errorResponses },
     }),
@@ -80,8 +80,9 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       const { fields, ...query } = c.req.valid('query');
       const mask = parseFieldMask(fields, Volume);
       const page = await listVolumes(rt, c.get('principal'), workspaceRoute(c.req.valid('param')), query);
+      const items = await volumesJson(rt, page.items, mask);
       return c.json(
-        pageJson('volumes', page, (v) => masked(volumeJson(rt, v), mask)),
+        pageJson('volumes', { ...page, items }, (v) => v),
         200,
       );
     },
@@ -101,7 +102,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     }),
     async (c) => {
       const volume = await createVolume(rt, c.get('principal'), workspaceRoute(c.req.valid('param')), c.req.valid('json'));
-      return c.json({ message: 'Volume created successfully', volume: volumeJson(rt, volume) }, 201);
+      return c.json({ message: 'Volume created successfully', volume: await oneVolumeJson(rt, volume) }, 201);
     },
   );
 
@@ -120,7 +121,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
       const mask = parseFieldMask(c.req.valid('query').fields, Volume);
       const volume = await getVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')));
       c.header('ETag', etagOf(volume.version));
-      return c.json(masked(volumeJson(rt, volume), mask), 200);
+      return c.json(await oneVolumeJson(rt, volume, mask), 200);
     },
   );
 
@@ -139,9 +140,11 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     }),
     async (c) => {
       const expected = ifMatchVersion(c);
-      const volume = await updateVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json'), ['body'], expected);
+      const volume = await updateVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json'), ['body'], {
+        ifMatch: expected,
+      });
       c.header('ETag', etagOf(volume.version));
-      return c.json({ message: 'Volume updated successfully', volume: volumeJson(rt, volume) }, 200);
+      return c.json({ message: 'Volume updated successfully', volume: await oneVolumeJson(rt, volume) }, 200);
     },
   );
 
@@ -182,7 +185,7 @@ export function registerVolumeRoutes(rt: Runtime, app: RestApp): void {
     async (c) => {
       const volume = await undeleteVolume(rt, c.get('principal'), volumeRoute(c.req.valid('param')), c.req.valid('json') ?? {});
       c.header('ETag', etagOf(volume.version));
-      return c.json({ message: 'Volume restored successfully', volume: volumeJson(rt, volume) }, 200);
+      return c.json({ message: 'Volume restored successfully', volume: await oneVolumeJson(rt, volume) }, 200);
     },
   );
 }
