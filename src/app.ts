@@ -20,6 +20,7 @@ import { currentRequest, noteRequest, type RequestRecord, withRequestLog } from 
 import type { JobQueue } from './jobs/queue.js';
 import { createLogger } from './logger.js';
 import { createRestApp } from './rest/app.js';
+import { createDialects } from './rest/dialects/index.js';
 import { createDownloadRoutes } from './rest/download-route.js';
 import { notFound } from './rest/errors.js';
 import { buildRuntime, secretInDataDir } from './runtime.js';
@@ -171,7 +172,10 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     });
   }
   if (localStore) root.route('/', createDownloadRoutes(localStore));
-  root.route('/', createRestApp(rt, { adminApiKey, maxJsonBytes: 1024 * 1024, maxEntryBytes: 20 * 1024 * 1024 }));
+  // The peer dialects (src/rest/dialects/) beside /v1, over the same domain; /v1's document lists them too.
+  const dialects = createDialects(rt, { adminApiKey, maxJsonBytes: 1024 * 1024 });
+  for (const dialect of dialects) root.route('/', dialect.app);
+  root.route('/', createRestApp(rt, { adminApiKey, maxJsonBytes: 1024 * 1024, maxEntryBytes: 20 * 1024 * 1024, dialects }));
   root.notFound(notFound);
   const restListener = getRequestListener(root.fetch);
 

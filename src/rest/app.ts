@@ -9,7 +9,7 @@ import { assertAcceptableInput, textProblem } from '../domain/shared/input-polic
 import type { Runtime } from '../domain/shared/runtime.js';
 import { toFieldIssues } from '../domain/shared/validation.js';
 import { noteCaller, noteRequest } from '../http/request-log.js';
-import type { RestApp, RestEnv } from './env.js';
+import type { Dialect, RestApp, RestEnv } from './env.js';
 import { errorEnvelope, handleError, notFound, validationResponse } from './errors.js';
 import { registerApiKeyRoutes } from './routes/api-keys.js';
 import { registerBackupRoutes } from './routes/backups.js';
@@ -29,6 +29,11 @@ export interface RestOptions {
   maxJsonBytes: number;
   /** Largest JSON body of an entry write (content + content_text + metadata). */
   maxEntryBytes: number;
+  /**
+   * The peer dialects (src/rest/dialects/): their routes are served beside /v1 by app.ts; here only
+   * their definitions join the OpenAPI document at /v1/openapi.json.
+   */
+  dialects?: Dialect[];
 }
 
 /**
@@ -37,7 +42,7 @@ export interface RestOptions {
  * paths: a request target holding such a segment is refused (422), judged on the target exactly as
  * the client sent it.
  */
-async function refuseDotSegments(c: Context<RestEnv>, next: () => Promise<void>): Promise<void> {
+export async function refuseDotSegments(c: Context<RestEnv>, next: () => Promise<void>): Promise<void> {
   const target = (c.env?.incoming?.url ?? '').split(/[?#]/)[0] ?? '';
   const segments = target.split('/').map((s) => s.replace(/%2e/gi, '.'));
   if (segments.some((s) => s === '.' || s === '..')) {
@@ -64,7 +69,7 @@ const REPEATABLE_QUERY = new Set(['tags', 'fields']);
  * parsed once here (the routes' validators reuse the parsed value), before any route sees them. A
  * body that is not JSON at all is left to the route, which names it.
  */
-async function refuseUnacceptableInput(c: Context<RestEnv>, next: () => Promise<void>): Promise<void> {
+export async function refuseUnacceptableInput(c: Context<RestEnv>, next: () => Promise<void>): Promise<void> {
   for (const [name, values] of Object.entries(c.req.queries())) {
     if (values.length > 1 && !REPEATABLE_QUERY.has(name)) {
       throw new ValidationError([{ loc: ['query', name], msg: 'must be given once', type: 'duplicate_parameter', input: values }]);
@@ -100,6 +105,24 @@ async function rawInput(c: Context, target: string): Promise<unknown> {
     default:
       return undefined;
   }
+}
+
+/**
+ * /v1's document with each dialect's paths (full paths: dialects have no base path) and components
+ * merged in; its tags are listed after /v1's.
+ */
+type OpenApiDoc = ReturnType<RestApp['getOpenAPI31Document']>;
+function withDialects(doc: OpenApiDoc, dialects: Dialect[]): OpenApiDoc {
+  for (const { app: d, tag } of dialects) {
+    describeApi(d.openAPIRegistry);
+    const part = d.getOpenAPI31Document({ openapi: '3.1.0', info: { title: '', version: '' } });
+    doc.tags = [...(doc.tags ?? []), tag];
+    doc.paths = { ...doc.paths, ...part.paths };
+    doc.components ??= {};
+    const components = doc.components as Record<string, Record<string, unknown> | undefined>;
+    for (const [kind, entries] of Object.entries(part.components ?? {})) components[kind] = { ...components[kind], ...(entries as object) };
+  }
+  return doc;
 }
 
 /**
@@ -161,6 +184,11 @@ export function createRestApp(rt: Runtime, opts: RestOptions): RestApp {
 
   // After the routes: documents X-Request-Id on each of them (src/rest/schemas.ts).
   describeApi(app.openAPIRegistry);
-  app.doc31('/openapi.json', apiDocument);
+  const dialects = opts.dialects ?? [];
+  let document: OpenApiDoc | undefined;
+  app.get('/openapi.json', (c) => {
+    document ??= withDialects(app.getOpenAPI31Document(apiDocument), dialects);
+    return c.json(document);
+  });
   return app;
 }

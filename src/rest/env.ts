@@ -11,6 +11,12 @@ import type { VolumeParams, WorkspaceParams } from './schemas.js';
 export type RestEnv = { Bindings: Partial<HttpBindings>; Variables: { principal: Principal } };
 export type RestApp = OpenAPIHono<RestEnv>;
 
+/** A peer dialect (src/rest/dialects/): its app (full paths) and the OpenAPI tag its operations carry. */
+export interface Dialect {
+  app: RestApp;
+  tag: { name: string; description: string };
+}
+
 /** `{org_id, workspace_id}` of a path as the domain's route. */
 export function workspaceRoute(p: z.infer<typeof WorkspaceParams>): WorkspaceRoute {
   return { orgId: p.org_id, workspaceId: p.workspace_id };

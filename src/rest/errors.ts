@@ -52,49 +52,61 @@ export function validationResponse(c: Context, issues: FieldIssue[]) {
   return c.json({ detail: issues.map((i) => ({ loc: i.loc, msg: i.msg, type: i.type, input: i.input ?? null, ctx: i.ctx ?? {} })) }, 422);
 }
 
-/** Maps any thrown value to the legacy envelopes; unexpected errors are logged and masked as 500. */
-export function handleError(log: Logger, err: unknown, c: Context) {
+/** A thrown value as a REST answer, before any envelope: the dialects (src/rest/dialects/) shape it their own way. */
+export interface ClassifiedError {
+  status: ContentfulStatusCode;
+  /** The domain's code; BAD_REQUEST for a malformed request Hono refused; INTERNAL for the unexpected. */
+  code: ErrorCode | 'BAD_REQUEST' | 'INTERNAL';
+  message: string;
+  details: Record<string, unknown>;
+  /** Validation failures: the fields, as the legacy 422 items. */
+  issues?: FieldIssue[];
+}
+
+/**
+ * Classifies any thrown value (logging the unexpected, setting Retry-After where it applies): one
+ * mapping for /v1 and every dialect.
+ */
+export function classifyError(log: Logger, err: unknown, c: Context): ClassifiedError {
   const busy = err instanceof AppError ? undefined : overloadAsUnavailable(err);
   if (busy) log.warn({ err, method: c.req.method, path: c.req.path }, 'database overloaded: answered 503');
   if (err instanceof AppError || busy) {
     const e = (busy ?? err) as AppError;
-    if (e.code === 'VALIDATION_FAILED' && 'issues' in e) return validationResponse(c, e.issues as FieldIssue[]);
     if (e instanceof UnavailableError || e instanceof RateLimitedError) c.header('Retry-After', String(e.retryAfterSeconds));
     if (e instanceof RateLimitedError) noteRequest({ rateLimited: e.limit });
-    const status = statusOf[e.code];
-    return c.json(errorEnvelope(envelopeName[e.code], e.message, e.details, status), status);
+    const issues = e.code === 'VALIDATION_FAILED' && 'issues' in e ? (e.issues as FieldIssue[]) : undefined;
+    return { status: statusOf[e.code], code: e.code, message: e.message, details: e.details, ...(issues ? { issues } : {}) };
   }
   if (err instanceof HTTPException) {
     if (err.status === 400 && err.message.startsWith('Malformed JSON')) {
-      return validationResponse(c, [
+      const issues = [
         { loc: ['body'], msg: 'JSON decode error', type: 'json_invalid', input: {}, ctx: { error: 'Malformed JSON in request body' } },
-      ]);
+      ];
+      return { status: 422, code: 'VALIDATION_FAILED', message: 'JSON decode error', details: {}, issues };
     }
     if (err.status === 415) {
-      return validationResponse(c, [
-        {
-          loc: ['body'],
-          msg: 'Request body must be JSON (Content-Type: application/json)',
-          type: 'content_type',
-          input: c.req.header('content-type') ?? null,
-        },
-      ]);
+      const msg = 'Request body must be JSON (Content-Type: application/json)';
+      const issues = [{ loc: ['body'], msg, type: 'content_type', input: c.req.header('content-type') ?? null }];
+      return { status: 422, code: 'VALIDATION_FAILED', message: msg, details: {}, issues };
     }
-    if (err.status === 413) {
-      return c.json(errorEnvelope('PAYLOAD_TOO_LARGE', 'Request body is too large', {}, 413), 413);
-    }
-    if (err.status < 500) {
-      const status = err.status as ContentfulStatusCode;
-      return c.json(errorEnvelope('BAD_REQUEST', err.message, {}, status), status);
-    }
+    if (err.status === 413) return { status: 413, code: 'PAYLOAD_TOO_LARGE', message: 'Request body is too large', details: {} };
+    if (err.status < 500) return { status: err.status as ContentfulStatusCode, code: 'BAD_REQUEST', message: err.message, details: {} };
   }
   const refused = dataExceptionAsValidation(err);
   if (refused) {
     log.warn({ err, method: c.req.method, path: c.req.path }, 'database refused a value the input policy let through');
-    return validationResponse(c, refused.issues);
+    return { status: 422, code: 'VALIDATION_FAILED', message: refused.message, details: {}, issues: refused.issues };
   }
   log.error({ err, method: c.req.method, path: c.req.path }, 'unexpected error');
-  return c.json(errorEnvelope('INTERNAL_SERVER_ERROR', 'An unexpected error occurred', {}, 500), 500);
+  return { status: 500, code: 'INTERNAL', message: 'An unexpected error occurred', details: {} };
+}
+
+/** Maps any thrown value to the legacy envelopes; unexpected errors are logged and masked as 500. */
+export function handleError(log: Logger, err: unknown, c: Context) {
+  const e = classifyError(log, err, c);
+  if (e.issues) return validationResponse(c, e.issues);
+  const name = e.code === 'INTERNAL' ? 'INTERNAL_SERVER_ERROR' : e.code === 'BAD_REQUEST' ? 'BAD_REQUEST' : envelopeName[e.code];
+  return c.json(errorEnvelope(name, e.message, e.details, e.status), e.status);
 }
 
 export function notFound(c: Context) {

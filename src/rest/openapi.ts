@@ -1,5 +1,6 @@
 import type { Runtime } from '../domain/shared/runtime.js';
 import { createRestApp } from './app.js';
+import { createDialects } from './dialects/index.js';
 
 /**
  * Routes only need a runtime when a request is handled; the document is built from their
@@ -13,7 +14,8 @@ const noRuntime = new Proxy({} as Runtime, {
 
 /** The OpenAPI 3.1 document of /v1, exactly as the gateway serves it at /v1/openapi.json. */
 export async function openApiDocument(): Promise<unknown> {
-  const app = createRestApp(noRuntime, { adminApiKey: undefined, maxJsonBytes: 1, maxEntryBytes: 1 });
+  const dialects = createDialects(noRuntime, { adminApiKey: undefined, maxJsonBytes: 1 });
+  const app = createRestApp(noRuntime, { adminApiKey: undefined, maxJsonBytes: 1, maxEntryBytes: 1, dialects });
   const res = await app.request('/v1/openapi.json');
   return res.json();
 }

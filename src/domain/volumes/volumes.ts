@@ -27,6 +27,31 @@ export async function getVolume(rt: Runtime, p: Principal, route: VolumeRoute): 
 }
 
 /**
+ * The route of an organisation's volume known only by its id (the peer dialects address volumes
+ * without their workspace). Another organisation's volume, or one that does not exist, is not
+ * found; access itself is checked by whatever the caller does with the route (getVolume…).
+ * `deleted`: also find a soft-deleted volume.
+ * @throws NotFoundError
+ */
+export async function volumeRouteById(
+  rt: Runtime,
+  orgId: string,
+  volumeId: string,
+  opts: { deleted?: boolean } = {},
+): Promise<VolumeRoute> {
+  const v = UUID_RE.test(volumeId)
+    ? await rt.db.volume.findFirst({
+        where: { id: volumeId, orgId, ...(opts.deleted ? {} : { deletedAt: null }) },
+        select: { workspaceId: true },
+      })
+    : null;
+  if (!v) throw new NotFoundError('volume', volumeId);
+  return { orgId, workspaceId: v.workspaceId, volumeId };
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
  * Who may create volumes in a workspace: the checks that answer 403/404, not "invalid".
  * @throws ForbiddenError, NotFoundError
  */

@@ -1,0 +1,95 @@
+import type { Principal } from '../../../domain/access/principal.js';
+import type { Runtime } from '../../../domain/shared/runtime.js';
+import { parseInput } from '../../../domain/shared/validation.js';
+import { listOrgVolumes, OrgVolumeListQuery } from '../../../domain/volumes/listing.js';
+import { listWorkspaces, WorkspaceListQuery } from '../../../domain/workspaces/listing.js';
+import { createWorkspace } from '../../../domain/workspaces/workspaces.js';
+
+// Which workspace an environment's volumes live in. Environments are not workspaces in our model,
+// and a caller of this API names only the environment, so:
+//  1. the workspace of the environment's oldest live volume (the caller can see), if any;
+//  2. else the workspace named `env-<envId>` (the oldest of that name), if any;
+//  3. else (create only) that workspace, created now.
+// One workspace per environment keeps the reference's scoping: volume names are unique per
+// workspace, so two environments may each have their own `postgres-data`.
+//
+// Race: two first creates for one environment must not make two workspaces. Within one gateway
+// they are serialised here; across replicas the creator re-reads the name and uses the oldest
+// workspace of that name, which closes the race unless the two creates interleave within one
+// round trip. A race-safe "find or create" belongs in the domain (see the dialect's README section).
+
+const workspaceName = (envId: string) => `env-${envId}`;
+
+/** The oldest workspace with exactly this name the caller can see (needs workspaces:read), or null. */
+async function namedWorkspace(rt: Runtime, p: Principal, orgId: string, name: string): Promise<string | null> {
+  let cursor: string | undefined;
+  for (;;) {
+    // `search` is a substring of name or description; ids are time-ordered (uuid v7): the default order is the oldest first.
+    const q = parseInput(WorkspaceListQuery, { search: name, limit: 200, ...(cursor && { cursor }) }, ['query']);
+    const page = await listWorkspaces(rt, p, orgId, q);
+    const hit = page.items.find((w) => w.name === name);
+    if (hit) return hit.id;
+    if (!page.hasMore || !page.nextCursor) return null;
+    cursor = page.nextCursor;
+  }
+}
+
+/** The workspace of the environment's oldest live volume the caller can see (needs volumes:read), or null. */
+async function workspaceOfVolumes(rt: Runtime, p: Principal, orgId: string, envId: string): Promise<string | null> {
+  const q = parseInput(OrgVolumeListQuery, { environment_id: envId, limit: 1 }, ['path', 'envId']);
+  const page = await listOrgVolumes(rt, p, orgId, q);
+  return page.items[0]?.workspaceId ?? null;
+}
+
+export interface EnvironmentWorkspaces {
+  /** The environment's workspace, or null when it has none yet. */
+  find(p: Principal, orgId: string, envId: string): Promise<string | null>;
+  /** The environment's workspace, created (needs workspaces:write) when it has none yet. */
+  findOrCreate(p: Principal, orgId: string, envId: string): Promise<string>;
+}
+
+export function environmentWorkspaces(rt: Runtime): EnvironmentWorkspaces {
+  // Creations in flight on this gateway, by organisation and environment.
+  const inFlight = new Map<string, Promise<unknown>>();
+
+  async function find(p: Principal, orgId: string, envId: string): Promise<string | null> {
+    return (await workspaceOfVolumes(rt, p, orgId, envId)) ?? (await namedWorkspace(rt, p, orgId, workspaceName(envId)));
+  }
+
+  /** Runs `work` after every earlier call for the same key has settled (one at a time per key). */
+  async function serialised<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const before = inFlight.get(key) ?? Promise.resolve();
+    const run = before.catch(() => undefined).then(work);
+    inFlight.set(key, run);
+    try {
+      return await run;
+    } finally {
+      if (inFlight.get(key) === run) inFlight.delete(key);
+    }
+  }
+
+  async function findOrCreate(p: Principal, orgId: string, envId: string): Promise<string> {
+    const found = await find(p, orgId, envId);
+    if (found) return found;
+    const name = workspaceName(envId);
+    return serialised(`${orgId}\u0000${envId}`, async () => {
+      const again = await namedWorkspace(rt, p, orgId, name);
+      if (again) return again;
+      const created = await createWorkspace(rt, p, orgId, {
+        name,
+        description: `Volumes of environment ${envId} (environment volumes API)`,
+        tags: ['environment'],
+      });
+      const oldest = (await namedWorkspace(rt, p, orgId, name)) ?? created.id;
+      if (oldest !== created.id) {
+        rt.log.warn(
+          { orgId, envId, kept: oldest, unused: created.id },
+          'environment workspace created twice concurrently; the older one is used',
+        );
+      }
+      return oldest;
+    });
+  }
+
+  return { find, findOrCreate };
+}
