@@ -214,9 +214,12 @@ export function searchSql(
   scopes: SearchScope[],
   filters: SearchFilters,
   limit: number,
+  /** Rows each HNSW leg returns (default `limit`; bench/search.ts measures over-fetching with it). */
+  semanticLimit = limit,
 ): Prisma.Sql {
   const legs = nearest.map(
-    (n, i) => Prisma.sql`(SELECT ${`s${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, limit, n.indexed)}) x)`,
+    (n, i) =>
+      Prisma.sql`(SELECT ${`s${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, n.indexed ? semanticLimit : limit, n.indexed)}) x)`,
   );
   if (ranking) {
     const sql = ranking === 'bm25' ? bm25Sql(query, scopes, filters, limit) : coverDensitySql(query, scopes, filters, limit);
@@ -273,8 +276,8 @@ export async function candidatesFor(
         found = await rt.db.$queryRaw<(Row & { leg: string })[]>(semanticSql(n.dims, n.q, n.scopes, filters, limit, false));
       merged.push(...found.map(toCandidate));
     }
-    // relaxed_order may return near neighbours slightly out of order.
-    lists.push(merged.sort((a, b) => b.score - a.score).slice(0, limit));
+    // relaxed_order may return near neighbours slightly out of order; ties in the same order on every call.
+    lists.push(merged.sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex).slice(0, limit));
   }
   if (ranking) {
     // Ties in the same order on every call.

@@ -9,6 +9,7 @@ import { deleteVolume } from '../../../domain/volumes/lifecycle.js';
 import { listOrgVolumes, OrgVolumeListQuery } from '../../../domain/volumes/listing.js';
 import { type VolumeValidation, validateVolume } from '../../../domain/volumes/validation.js';
 import { checkNewVolume, createVolume, getVolume, updateVolume, volumeRouteById } from '../../../domain/volumes/volumes.js';
+import { environmentWorkspaces } from '../../../domain/workspaces/environments.js';
 import type { Volume } from '../../../generated/prisma/client.js';
 import type { RestEnv } from '../../env.js';
 import { createDialectApp, type DialectOptions, OrgIdHeader, orgOf } from '../shared.js';
@@ -28,7 +29,6 @@ import {
   VolumeParams,
   Volume as VolumeSchema,
 } from './schemas.js';
-import { environmentWorkspaces } from './workspace.js';
 
 /**
  * `/{envId}/volume…`: only a UUID as the first segment and `volume` as the second reach this app,

@@ -1,12 +1,12 @@
-import type { Principal } from '../../../domain/access/principal.js';
-import type { Runtime } from '../../../domain/shared/runtime.js';
-import { parseInput } from '../../../domain/shared/validation.js';
-import { listOrgVolumes, OrgVolumeListQuery } from '../../../domain/volumes/listing.js';
-import { listWorkspaces, WorkspaceListQuery } from '../../../domain/workspaces/listing.js';
-import { createWorkspace } from '../../../domain/workspaces/workspaces.js';
+import type { Principal } from '../access/principal.js';
+import type { Runtime } from '../shared/runtime.js';
+import { parseInput } from '../shared/validation.js';
+import { listOrgVolumes, OrgVolumeListQuery } from '../volumes/listing.js';
+import { listWorkspaces, WorkspaceListQuery } from './listing.js';
+import { createWorkspace } from './workspaces.js';
 
-// Which workspace an environment's volumes live in. Environments are not workspaces in our model,
-// and a caller of this API names only the environment, so:
+// Which workspace an environment's volumes live in, for the environment volumes API (whose callers
+// name only an environment: `/{envId}/volume`). Environments are not workspaces in our model, so:
 //  1. the workspace of the environment's oldest live volume (the caller can see), if any;
 //  2. else the workspace named `env-<envId>` (the oldest of that name), if any;
 //  3. else (create only) that workspace, created now.
@@ -16,7 +16,7 @@ import { createWorkspace } from '../../../domain/workspaces/workspaces.js';
 // Race: two first creates for one environment must not make two workspaces. Within one gateway
 // they are serialised here; across replicas the creator re-reads the name and uses the oldest
 // workspace of that name, which closes the race unless the two creates interleave within one
-// round trip. A race-safe "find or create" belongs in the domain (see the dialect's README section).
+// round trip. A race-safe "find or create" belongs in the domain (see README, "Peer dialect: environment volumes").
 
 const workspaceName = (envId: string) => `env-${envId}`;
 
