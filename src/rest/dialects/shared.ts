@@ -33,6 +33,11 @@ export const OrgIdHeader = z.object({
   }),
 });
 
+/** A JSON response of a dialect's route (OpenAPI). */
+export const json = <T>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
+/** The Retry-After response header (429, 503), as /v1 documents it. */
+export const retryAfter = { 'Retry-After': { $ref: '#/components/headers/Retry-After' } };
+
 export interface DialectSetup {
   /** Where the dialect's routes live (e.g. `/api/v1/volumes`); the guards apply below it. */
   prefixes: string[];

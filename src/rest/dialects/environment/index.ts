@@ -12,7 +12,7 @@ import { checkNewVolume, createVolume, getVolume, updateVolume, volumeRouteById 
 import { environmentWorkspaces } from '../../../domain/workspaces/environments.js';
 import type { Volume } from '../../../generated/prisma/client.js';
 import type { RestEnv } from '../../env.js';
-import { createDialectApp, type DialectOptions, OrgIdHeader, orgOf } from '../shared.js';
+import { createDialectApp, type DialectOptions, json, OrgIdHeader, orgOf, retryAfter } from '../shared.js';
 import { checkReadOnlyRefs, createInput, errorBody, fieldError, updateInput, volumeIdOf, volumeJson } from './mapping.js';
 import {
   CreateBody,
@@ -61,9 +61,6 @@ function parseCreate(raw: unknown, orgId: string, envId: string) {
 
 /** X-Org-Id, documented on every operation (orgOf reads it). */
 const OrgHeader = OrgIdHeader;
-
-const json = <T>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
-const retryAfter = { 'Retry-After': { $ref: '#/components/headers/Retry-After' } };
 
 /** The error answers every operation can give, in this dialect's body. */
 const errors = {

@@ -16,7 +16,7 @@ import { setVolumeShared } from '../../../domain/volumes/sharing.js';
 import { createVolume, getVolume, updateVolume, volumeRouteById } from '../../../domain/volumes/volumes.js';
 import type { Volume } from '../../../generated/prisma/client.js';
 import type { RestEnv } from '../../env.js';
-import { createDialectApp, type DialectOptions, ORG_HEADER, OrgIdHeader, orgOf } from '../shared.js';
+import { createDialectApp, type DialectOptions, json, ORG_HEADER, OrgIdHeader, orgOf, retryAfter } from '../shared.js';
 import { projectErrorBody } from './errors.js';
 import {
   BYTES_PER_GB,
@@ -116,8 +116,6 @@ async function createNamed(rt: Runtime, c: Context<RestEnv>, body: z.output<type
 
 // OpenAPI: the reference's operations, tagged project-volumes.
 
-const json = <T extends z.ZodType>(schema: T, description: string) => ({ content: { 'application/json': { schema } }, description });
-const retryAfter = { 'Retry-After': { $ref: '#/components/headers/Retry-After' } };
 const errors = {
   401: json(ErrorBody, 'UNAUTHENTICATED: missing or invalid API key'),
   403: json(ErrorBody, 'FORBIDDEN: the key lacks the scope in details.requiredPermission'),

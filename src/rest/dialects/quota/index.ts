@@ -9,7 +9,7 @@ import { getVolume, volumeRouteById } from '../../../domain/volumes/volumes.js';
 import type { Volume } from '../../../generated/prisma/client.js';
 import type { RestEnv } from '../../env.js';
 import { masked, parseFieldMask } from '../../field-mask.js';
-import { createDialectApp, type DialectOptions, orgOf } from '../shared.js';
+import { createDialectApp, type DialectOptions, json, orgOf, retryAfter } from '../shared.js';
 import { quotaErrorBody, quotaVolumeJson } from './mapping.js';
 import {
   MAX_LIST,
@@ -28,8 +28,6 @@ import {
 // the reference has no write. /v1's own routes all live under /v1/orgs/…, so these paths are free.
 
 const tags = ['quota-volumes'];
-const retryAfter = { 'Retry-After': { $ref: '#/components/headers/Retry-After' } };
-const json = (schema: z.ZodType, description: string) => ({ content: { 'application/json': { schema } }, description });
 
 const errors = {
   401: json(QuotaError, 'unauthenticated: missing or invalid Authorization: Bearer key'),
