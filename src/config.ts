@@ -111,7 +111,7 @@ const ConfigSchema = z.object({
   /** Bearer token /metrics requires; unset: /metrics answers only clients on this host (loopback). */
   METRICS_TOKEN: optionalString.pipe(z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional()),
   /** Requests (REST, GraphQL, WebSocket subscribes) one API key may make per window; 0: no limit. The platform key is not limited. */
-  RATE_LIMIT_REQUESTS: z.coerce.number().int().min(0).default(6000),
+  RATE_LIMIT_REQUESTS: z.coerce.number().int().min(0).default(60_000),
   /** Upload bytes one API key may send per window; 0: no limit. */
   RATE_LIMIT_UPLOAD_BYTES: z.coerce
     .number()
