@@ -67,3 +67,14 @@ export async function refreshVolumeStatuses(rt: Runtime, where: { workspaceId?: 
 export function isVolumeAttached(v: Pick<Volume, 'mountCount' | 'deletedAt'>): boolean {
   return v.deletedAt === null && v.mountCount > 0;
 }
+
+/**
+ * A volume's state as the peer APIs show it, one rule for all: a failed bucket (`error`) first, then
+ * incomplete search (`degraded`), then whether any app has it mounted.
+ */
+export function volumeAvailability(
+  v: Pick<Volume, 'status' | 'mountCount' | 'deletedAt'>,
+): 'error' | 'degraded' | 'attached' | 'available' {
+  if (v.status === 'error' || v.status === 'degraded') return v.status;
+  return isVolumeAttached(v) ? 'attached' : 'available';
+}

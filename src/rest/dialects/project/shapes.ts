@@ -4,7 +4,7 @@ import { MAX_OFFSET } from '../../../domain/shared/listing.js';
 import { queryInt } from '../../../domain/shared/pagination.js';
 import { Label, MountPath, VOLUME_TYPES } from '../../../domain/volumes/inputs.js';
 import type { VolumeOwner } from '../../../domain/volumes/owners.js';
-import { isVolumeAttached } from '../../../domain/volumes/status.js';
+import { volumeAvailability } from '../../../domain/volumes/status.js';
 import type { Volume } from '../../../generated/prisma/client.js';
 
 // The project-volumes dialect's names, units and shapes (/work/shared/reference/peer-project-volumes.txt):
@@ -202,8 +202,8 @@ const time = (d: Date) => `${d.toISOString().slice(0, 19)}Z`;
 
 /** The dialect's status: our problems first (error, degraded), then bound (mounted) or available. */
 export function statusOf(v: Pick<Volume, 'status' | 'mountCount' | 'deletedAt'>): (typeof STATUSES)[number] {
-  if (v.status === 'error' || v.status === 'degraded') return v.status;
-  return isVolumeAttached(v) ? 'bound' : 'available';
+  const state = volumeAvailability(v);
+  return state === 'attached' ? 'bound' : state;
 }
 
 const sizeGbOf = (v: Pick<Volume, 'maxSizeBytes'>) => (v.maxSizeBytes === null ? null : Number(v.maxSizeBytes) / BYTES_PER_GB);

@@ -1,4 +1,4 @@
-import { isVolumeAttached } from '../../../domain/volumes/status.js';
+import { volumeAvailability } from '../../../domain/volumes/status.js';
 import type { Volume } from '../../../generated/prisma/client.js';
 import type { ClassifiedError } from '../../errors.js';
 import type { QuotaError, QuotaStatus, QuotaVolume } from './schemas.js';
@@ -8,13 +8,11 @@ import type { QuotaError, QuotaStatus, QuotaVolume } from './schemas.js';
 
 /**
  * The reference's `status`, first match wins: our `error` (bucket failed) and `degraded` (search
- * incomplete) as they are; a live volume with mounts (`isVolumeAttached`) is `attached`, any other
+ * incomplete) as they are; a live volume with mounts is `attached` (the domain's `volumeAvailability`), any other
  * `available`. Deleted volumes never reach a quota response (not listed, 404 by id).
  */
 export function quotaStatus(v: Pick<Volume, 'status' | 'mountCount' | 'deletedAt'>): QuotaStatus {
-  if (v.status === 'error') return 'error';
-  if (v.status === 'degraded') return 'degraded';
-  return isVolumeAttached(v) ? 'attached' : 'available';
+  return volumeAvailability(v);
 }
 
 /** A volume as the reference shows it; `host_id` is never sent (see schemas.ts). */
