@@ -10,6 +10,7 @@ import type { Config } from './config.js';
 import { type Database, databaseOptions, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
 import { startMaintenance } from './domain/maintenance/maintenance.js';
+import { startFreshMerger } from './domain/search/fresh-merger.js';
 import { INDEX_ENTRY } from './domain/search/indexing.js';
 import { keywordRanking } from './domain/search/sql.js';
 import type { Runtime } from './domain/shared/runtime.js';
@@ -225,6 +226,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
 
   await resumePendingProvisioning(rt);
   const maintenance = startMaintenance(rt, config.sweepIntervalMs);
+  // Fresh chunks (written outside the HNSW indexes) go into them when indexing is quiet.
+  const freshMerger = startFreshMerger(rt);
   rt.jobs.start();
 
   const app: App = {
@@ -251,6 +254,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       if (stopping) return;
       stopping = true;
       await maintenance.stop();
+      await freshMerger.stop();
       // Running jobs save their progress and go back to the queue for this or another replica
       // (their tasks in worker threads are aborted, so nothing CPU-bound holds the stop up).
       await rt.jobs.stop();

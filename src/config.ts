@@ -92,6 +92,11 @@ const ConfigSchema = z.object({
   JOB_POLL_MS: z.coerce.number().int().min(10).default(1_000),
   /** HNSW candidate list size for semantic search (pgvector hnsw.ef_search). */
   SEARCH_EF_SEARCH: z.coerce.number().int().min(10).max(1000).default(200),
+  /**
+   * Most chunks kept in the fresh tier: written outside the HNSW indexes (searched exactly) and
+   * merged into them in the background, so a burst of writes is searchable at once (0: off).
+   */
+  SEARCH_FRESH_CHUNKS: z.coerce.number().int().min(0).max(100_000).default(10_000),
   /** How long an API key lookup is reused; revoking evicts it at once on every replica (0: no cache). */
   KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(10_000),
   /** graphql-ws: open WebSocket connections on this gateway; more are closed with 1013 (try again later). */
@@ -170,6 +175,8 @@ export interface Config {
   /** Worker threads for CPU-bound indexing (undefined: one per core but one) and each task's time budget. */
   indexing: { threads: number | undefined; timeoutMs: number };
   efSearch: number;
+  /** Cap of the fresh tier of chunks (search/fresh.ts); 0 turns it off. */
+  freshChunks: number;
   keyCacheTtlMs: number;
   metrics: { enabled: boolean; token: string | undefined };
   /** Per-key limits per window (0: that limit is off). */
@@ -273,6 +280,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobs: { concurrency: c.JOB_CONCURRENCY ?? (c.DATABASE_URL ? 8 : 2), leaseMs: c.JOB_LEASE_MS, pollMs: c.JOB_POLL_MS },
     indexing: { threads: c.INDEXING_THREADS, timeoutMs: c.INDEXING_TIMEOUT_MS },
     efSearch: c.SEARCH_EF_SEARCH,
+    freshChunks: c.SEARCH_FRESH_CHUNKS,
     keyCacheTtlMs: c.KEY_CACHE_TTL_MS,
     metrics: { enabled: c.METRICS, token: c.METRICS_TOKEN },
     rateLimits: { requests: c.RATE_LIMIT_REQUESTS, uploadBytes: c.RATE_LIMIT_UPLOAD_BYTES, windowSeconds: c.RATE_LIMIT_WINDOW_SECONDS },

@@ -141,6 +141,7 @@ export async function buildRuntime(
       defaultRegion: config.s3?.region ?? 'us-east-1',
       volumeRetentionDays: config.volumeRetentionDays,
       efSearch: config.efSearch,
+      freshChunks: config.freshChunks,
       keyCacheTtlMs: config.keyCacheTtlMs,
     },
     limits: createRateLimits(config.rateLimits, limitsRedis),

@@ -55,7 +55,7 @@ it.each([384, 1024, 1536])('the semantic query for %i dimensions can use that di
   const plan = await gw.app.database.prisma.$transaction(async (tx) => {
     // The settings search itself runs the query with (no statistics here, as in a fresh embedded database).
     await useHnsw(tx, 10, true, 200);
-    return tx.$queryRaw<{ 'QUERY PLAN': string }[]>(Prisma.sql`EXPLAIN ${semanticSql(d, q, scopes, { tags: ['x'] }, 10, true)}`);
+    return tx.$queryRaw<{ 'QUERY PLAN': string }[]>(Prisma.sql`EXPLAIN ${semanticSql(d, q, scopes, { tags: ['x'] }, 10, 'hnsw')}`);
   });
   expect(plan.map((r) => r['QUERY PLAN']).join('\n')).toContain(`chunks_embedding_${d}_hnsw_idx`);
 });

@@ -46,8 +46,9 @@ export function startMaintenance(rt: Runtime, intervalMs: number, reconcileEvery
       if (Date.now() - lastReconcile >= reconcileEveryMs) {
         lastReconcile = Date.now();
         steps.push(['reconciliation', () => reconcileAll(rt)]);
-        // Planner statistics: PGlite runs no autovacuum, so without this they never exist (harmless on Postgres).
-        steps.push(['analyze', () => rt.db.$executeRawUnsafe('ANALYZE chunks, entries, volumes, jobs')]);
+        // PGlite runs no autovacuum: without this, planner statistics never exist and dead row
+        // versions stay (BM25 counts them in its corpus statistics). Harmless on Postgres.
+        steps.push(['vacuum', () => rt.db.$executeRawUnsafe('VACUUM (ANALYZE) chunks, entries, volumes, jobs')]);
       }
       for (const [name, step] of steps) {
         await step().catch((err) => rt.log.warn({ err }, `${name} failed`));

@@ -7,6 +7,8 @@ import { type Embedder, embedAll } from '../../indexing/embedders/embedder.js';
 import type { JobHandler } from '../../jobs/types.js';
 import type { Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
+import { freshRoom } from './fresh.js';
+import { INDEXED_DIMS } from './sql.js';
 
 // Entry → chunks → vectors. Runs after a write commits (an `index_entry` job queued in the write's
 // own transaction, so an acknowledged write is always indexed eventually) and from reindex jobs.
@@ -108,6 +110,7 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
   for (const [p, err] of await embedChunks(rt, changing, opts.signal)) outcomes.set(p.entry.id, err);
 
   const ready = plans.filter((p) => !outcomes.has(p.entry.id));
+  const fresh = await placeInFreshTier(rt, ready.flatMap(rowsOf));
   for (const p of ready) {
     const searchable = p.rows && p.targets.includes(p.searchWith) ? p.rows.filter((r) => r.embedderId === p.searchWith).length : null;
     p.done = { hash: p.hash, isIndexed: p.targets.includes(p.searchWith) || p.entry.isIndexed, searchable };
@@ -130,7 +133,21 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
       .map((p) => p.entry.volumeId),
   );
   for (const volumeId of cleared) await refreshVolumeStatus(rt, { volumeId });
+  if (fresh > 0) rt.state.wakeFreshMerger?.();
   return entryIds.map((id) => outcomes.get(id) as IndexOutcome | Error);
+}
+
+/**
+ * Marks the rows that go into the fresh tier (search/fresh.ts): those of dimensions with an HNSW
+ * index, as many as the tier has room for. Returns how many.
+ */
+async function placeInFreshTier(rt: Runtime, rows: ChunkRow[]): Promise<number> {
+  const candidates = rows.filter((r) => INDEXED_DIMS.includes(r.dims));
+  if (candidates.length === 0 || rt.settings.freshChunks <= 0) return 0;
+  const room = await freshRoom(rt);
+  const placed = candidates.slice(0, room);
+  for (const r of placed) r.fresh = true;
+  return placed.length;
 }
 
 interface Plan {
@@ -364,6 +381,8 @@ interface ChunkRow {
   dims: number;
   /** pgvector text (a kept vector) or numbers (a new one). */
   vector: string | number[];
+  /** Written into the fresh tier, outside the HNSW indexes until merged. */
+  fresh?: boolean;
 }
 
 const vectorText = (v: string | number[]) => (typeof v === 'string' ? v : `[${v.join(',')}]`);
@@ -371,13 +390,14 @@ const vectorText = (v: string | number[]) => (typeof v === 'string' ? v : `[${v.
 /** An INSERT of chunk rows (the full-text column filled here), as a statement or a CTE body (`t` names the rows). */
 function chunkInsert(batch: ChunkRow[]): Prisma.Sql {
   return Prisma.sql`
-    INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, created_at)
+    INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, fresh, created_at)
     SELECT t.id, t.entry_id, t.volume_id, t.idx, t.content, t.hash, t.embedder, t.dims, t.vec::vector,
-           to_tsvector('english', t.content), ${new Date()}
+           to_tsvector('english', t.content), t.fresh, ${new Date()}
     FROM unnest(${batch.map(() => randomUUID())}::text[], ${batch.map((r) => r.entryId)}::text[], ${batch.map((r) => r.volumeId)}::text[],
                 ${batch.map((r) => r.chunkIndex)}::int[], ${batch.map((r) => r.content)}::text[],
                 ${batch.map((r) => r.contentHash)}::text[], ${batch.map((r) => r.embedderId)}::text[], ${batch.map((r) => r.dims)}::int[],
-                ${batch.map((r) => vectorText(r.vector))}::text[]) AS t(id, entry_id, volume_id, idx, content, hash, embedder, dims, vec)`;
+                ${batch.map((r) => vectorText(r.vector))}::text[], ${batch.map((r) => r.fresh === true)}::boolean[])
+         AS t(id, entry_id, volume_id, idx, content, hash, embedder, dims, vec, fresh)`;
 }
 
 /** Records why an entry could not be indexed (kept until a later attempt succeeds). */

@@ -119,25 +119,33 @@ export const useHnsw = (tx: Tx, limit: number, iterative: boolean, efSearch: num
 export const useBm25Index = (tx: Tx) => useSearchPlans(tx, { bm25: true });
 
 /**
- * The nearest-neighbour query. `indexed` repeats the HNSW index's expression (the cast to the fixed
- * dimension) and its predicate (a literal `dims = N`), which is what lets the planner use the
- * partial index; otherwise the distance is computed on the raw column: an exact scan.
+ * Which chunks a nearest-neighbour query reads, and how:
+ * - `hnsw`: merged chunks through the HNSW index. The query repeats the index's expression (the cast
+ *   to the fixed dimension) and its predicate (a literal `dims = N AND NOT fresh`), which is what lets
+ *   the planner use the partial index.
+ * - `fresh`: the fresh tier (search/fresh.ts), not in the index yet: an exact scan of those rows alone.
+ * - `exact`: every chunk, distance computed on the raw column (dimensions without an index, and the
+ *   fallback when filters leave the index short).
  */
+export type NearestScan = 'hnsw' | 'fresh' | 'exact';
+
+/** The nearest-neighbour query over the chunks `scan` names (the best `limit` by cosine distance). */
 export function semanticSql(
   d: number,
   q: string,
   scopes: SearchScope[],
   filters: SearchFilters,
   limit: number,
-  indexed: boolean,
+  scan: NearestScan,
 ): Prisma.Sql {
   const typed = Prisma.raw(`vector(${d})`);
-  const distance = indexed ? Prisma.sql`c.embedding::${typed} <=> ${q}::${typed}` : Prisma.sql`c.embedding <=> ${q}::vector`;
+  const distance = scan === 'hnsw' ? Prisma.sql`c.embedding::${typed} <=> ${q}::${typed}` : Prisma.sql`c.embedding <=> ${q}::vector`;
+  const tier = scan === 'hnsw' ? Prisma.sql` AND NOT c.fresh` : scan === 'fresh' ? Prisma.sql` AND c.fresh` : Prisma.empty;
   return Prisma.sql`
     SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
            (1 - (${distance}))::float8 AS score
     FROM chunks c JOIN entries e ON e.id = c.entry_id
-    WHERE c.dims = ${Prisma.raw(String(Math.trunc(d)))} AND c.embedding IS NOT NULL AND ${where(scopes, filters, new Date())}
+    WHERE c.dims = ${Prisma.raw(String(Math.trunc(d)))}${tier} AND c.embedding IS NOT NULL AND ${where(scopes, filters, new Date())}
     ORDER BY ${distance} LIMIT ${limit}`;
 }
 /** The BM25 index over chunk text (migration chunks_bm25), where the database has pg_textsearch. */
@@ -205,7 +213,8 @@ export interface NearestLeg {
 
 /**
  * One search as one statement: a UNION ALL of independently planned top-k scans (each nearest leg
- * `s<i>`, the keyword leg `k`), each row tagged with its leg.
+ * `s<i>`, with `f<i>` for its fresh chunks where it has an index; the keyword leg `k`), each row
+ * tagged with its leg.
  */
 export function searchSql(
   nearest: NearestLeg[],
@@ -217,9 +226,13 @@ export function searchSql(
   /** Rows each HNSW leg returns (default `limit`; bench/search.ts measures over-fetching with it). */
   semanticLimit = limit,
 ): Prisma.Sql {
-  const legs = nearest.map(
-    (n, i) =>
-      Prisma.sql`(SELECT ${`s${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, n.indexed ? semanticLimit : limit, n.indexed)}) x)`,
+  const legs = nearest.flatMap((n, i) =>
+    n.indexed
+      ? [
+          Prisma.sql`(SELECT ${`s${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, semanticLimit, 'hnsw')}) x)`,
+          Prisma.sql`(SELECT ${`f${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, limit, 'fresh')}) x)`,
+        ]
+      : [Prisma.sql`(SELECT ${`s${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, limit, 'exact')}) x)`],
   );
   if (ranking) {
     const sql = ranking === 'bm25' ? bm25Sql(query, scopes, filters, limit) : coverDensitySql(query, scopes, filters, limit);
@@ -270,10 +283,12 @@ export async function candidatesFor(
   if (nearest.length > 0) {
     const merged: Candidate[] = [];
     for (const [i, n] of nearest.entries()) {
-      let found = rows.filter((r) => r.leg === `s${i}`);
-      // A very selective filter can leave the index short of `limit` rows: an exact scan answers then.
-      if (found.length < limit && n.indexed)
-        found = await rt.db.$queryRaw<(Row & { leg: string })[]>(semanticSql(n.dims, n.q, n.scopes, filters, limit, false));
+      // Merged chunks from the index, fresh ones from their exact scan: disjoint sets, read in one snapshot.
+      let found = rows.filter((r) => r.leg === `s${i}` || r.leg === `f${i}`);
+      // A very selective filter (or a volume still mostly fresh) can leave the index short of
+      // `limit` rows: an exact scan of every chunk answers then.
+      if (n.indexed && rows.filter((r) => r.leg === `s${i}`).length < limit)
+        found = await rt.db.$queryRaw<(Row & { leg: string })[]>(semanticSql(n.dims, n.q, n.scopes, filters, limit, 'exact'));
       merged.push(...found.map(toCandidate));
     }
     // relaxed_order may return near neighbours slightly out of order; ties in the same order on every call.

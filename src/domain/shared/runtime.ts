@@ -49,6 +49,8 @@ export interface Settings {
   volumeRetentionDays: number;
   /** pgvector `hnsw.ef_search` for semantic searches. */
   efSearch: number;
+  /** Most chunks in the fresh tier, outside the HNSW indexes until merged (search/fresh.ts); 0: off. */
+  freshChunks: number;
   /** How long an API key's lookup is reused (revocations evict it at once, on every replica, via events). */
   keyCacheTtlMs: number;
 }
@@ -68,6 +70,8 @@ export interface RuntimeState {
   iterativeScans?: Promise<boolean>;
   /** How keyword search ranks on this database (asked once, at start-up: search/sql.ts). */
   keywordRanking?: Promise<'bm25' | 'ts_rank_cd'>;
+  /** Wakes this gateway's merger of fresh chunks (search/fresh-merger.ts), set while it runs. */
+  wakeFreshMerger?: () => void;
 }
 
 /** A key's principal as authenticate built it (the access kernel's type; the kernel here knows only its id). */
@@ -85,6 +89,8 @@ export interface TestHooks {
    * no other transaction commit meanwhile, so only such a seam can show the retry and the locked round).
    */
   backupSnapshot?: (at: { volumeId: string; round: number; locked: boolean; inTransaction: boolean }) => Promise<void> | void;
+  /** Awaited by the fresh-chunk merger before each batch (a test holds chunks in the fresh tier with it). */
+  beforeFreshMerge?: () => Promise<void> | void;
 }
 
 export function newRuntimeState(): RuntimeState {

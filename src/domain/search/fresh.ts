@@ -1,0 +1,48 @@
+import type { Runtime } from '../shared/runtime.js';
+
+// The fresh tier of chunks (migration chunks_fresh_tier). Inserting a row into an HNSW graph costs
+// ~10 ms on PGlite (BENCHMARKS.md), ten times everything else an indexed chunk costs, so new chunks
+// go in with `fresh = true`, outside the HNSW indexes (their predicate is `NOT fresh`). Searches
+// find them with an exact scan beside the HNSW scan (search/sql.ts), so they are searchable as soon
+// as they are written. The merger (fresh-merger.ts) moves them into the graph (`fresh = false`) when indexing
+// is quiet; the tier is capped (SEARCH_FRESH_CHUNKS), so the exact scan stays bounded: past the cap,
+// new chunks go straight into the graph and the merger works even while indexing goes on.
+
+/** Fresh chunks merged per statement: each statement holds PGlite's one connection ~10 ms a row. */
+export const MERGE_BATCH = 16;
+
+/**
+ * How many of the next chunks may go into the fresh tier (0 when it is full or disabled). One
+ * bounded count over the tier's partial index.
+ */
+export async function freshRoom(rt: Runtime): Promise<number> {
+  const cap = rt.settings.freshChunks;
+  if (cap <= 0) return 0;
+  const [row] = await rt.db.$queryRaw<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM (SELECT 1 FROM chunks WHERE fresh LIMIT ${cap}) f`;
+  return Math.max(0, cap - (row?.n ?? 0));
+}
+
+/**
+ * Merges up to MERGE_BATCH fresh chunks into the HNSW graphs; returns how many. Rows another
+ * replica's merger holds are skipped (SKIP LOCKED), and an entry swapping its chunks meanwhile only
+ * makes the rows it deletes disappear from the batch.
+ */
+export async function mergeFreshBatch(rt: Runtime): Promise<number> {
+  return rt.db.$executeRaw`
+    UPDATE chunks SET fresh = false WHERE id IN (
+      SELECT id FROM chunks WHERE fresh ORDER BY id LIMIT ${MERGE_BATCH} FOR UPDATE SKIP LOCKED)`;
+}
+
+/** Merges every fresh chunk now, whatever else is running (tests, and shutdown-free scripts). */
+export async function mergeAllFresh(rt: Runtime): Promise<number> {
+  let total = 0;
+  for (let n = await mergeFreshBatch(rt); n > 0; n = await mergeFreshBatch(rt)) total += n;
+  return total;
+}
+
+/** Fresh chunks left over (the tier disabled since they were written): still merged. */
+export async function anyFresh(rt: Runtime): Promise<boolean> {
+  const [row] = await rt.db.$queryRaw<{ any: boolean }[]>`SELECT EXISTS (SELECT 1 FROM chunks WHERE fresh) AS any`;
+  return row?.any ?? false;
+}

@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { semanticSql, useSearchPlans } from '../src/domain/search/sql.js';
+import { Prisma } from '../src/generated/prisma/client.js';
+import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { newVolume } from './helpers/entries.js';
+import { indexed } from './helpers/search.js';
+
+// The fresh tier (src/domain/search/fresh.ts): new chunks are written outside the HNSW indexes,
+// searched exactly, and merged into the indexes in the background. Searches give the same answers
+// before and after the merge, and the tier never grows past SEARCH_FRESH_CHUNKS.
+
+/** Holds the merger before its next batch until `release()` (the runtime's test hook). */
+function holdMerger(gw: TestGateway) {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  gw.app.runtime.hooks.beforeFreshMerge = () => gate;
+  return () => {
+    gw.app.runtime.hooks.beforeFreshMerge = undefined;
+    release();
+  };
+}
+
+const chunkStates = (gw: TestGateway, volumeId: string) =>
+  gw.app.database.prisma.chunk.groupBy({ by: ['fresh'], where: { volumeId }, _count: true, orderBy: { fresh: 'asc' } });
+
+const TOPICS = ['lighthouse keeper', 'orbital mechanics', 'sourdough starter', 'tidal pools', 'glacier retreat', 'violin varnish'];
+
+describe('fresh tier', () => {
+  let gw: TestGateway;
+  let release: () => void = () => undefined;
+  beforeAll(async () => {
+    gw = await startGateway({ JOB_POLL_MS: '50' });
+  });
+  afterAll(async () => {
+    release();
+    await gw?.stop();
+  });
+
+  it('writes new chunks fresh, finds them at once, and finds the same after they are merged', async () => {
+    release = holdMerger(gw);
+    const v = await newVolume(gw, 'org-fresh', { embedding_model_id: 'hash-1024' });
+    for (const [i, topic] of TOPICS.entries()) {
+      const res = await gw.call('PUT', `${v.volumeUrl}/entries/notes/${i}.md`, { content_text: `${topic} notes, page ${i}` });
+      expect(res.status).toBe(201);
+    }
+    await indexed(gw, v.volumeId, TOPICS.length);
+    expect(await chunkStates(gw, v.volumeId)).toEqual([{ fresh: true, _count: TOPICS.length }]);
+
+    const ask = async (mode: string) =>
+      (await gw.call('POST', `${v.volumeUrl}/search`, { query: 'sourdough starter', mode, top_k: 3 })).body.results.map(
+        (r: { path: string; score: number }) => [r.path, r.score],
+      );
+    const before = { semantic: await ask('semantic'), hybrid: await ask('hybrid'), keyword: await ask('keyword') };
+    expect(before.semantic[0][0]).toBe('/notes/2.md');
+    expect(before.hybrid[0][0]).toBe('/notes/2.md');
+
+    release();
+    await waitFor(async () => (await gw.app.database.prisma.chunk.count({ where: { volumeId: v.volumeId, fresh: true } })) === 0);
+    expect(await chunkStates(gw, v.volumeId)).toEqual([{ fresh: false, _count: TOPICS.length }]);
+    // The merger's VACUUM after the drained tier (BM25 counts dead row versions until one).
+    await waitFor(async () => {
+      const [t] = await gw.app.database.prisma.$queryRaw<{ vacuumed: boolean }[]>`
+        SELECT last_vacuum IS NOT NULL AS vacuumed FROM pg_stat_all_tables WHERE relname = 'chunks'`;
+      return t?.vacuumed;
+    });
+    expect({ semantic: await ask('semantic'), hybrid: await ask('hybrid'), keyword: await ask('keyword') }).toEqual(before);
+  });
+
+  it('ranks fresh chunks among merged ones by their exact distance', async () => {
+    const v = await newVolume(gw, 'org-fresh', { embedding_model_id: 'hash-1024' });
+    // Enough merged chunks that the HNSW leg fills top_k on its own (no exact fallback).
+    for (let i = 0; i < 12; i++) {
+      await gw.call('PUT', `${v.volumeUrl}/entries/old/${i}.md`, { content_text: `${TOPICS[i % TOPICS.length]} archive ${i}` });
+    }
+    await indexed(gw, v.volumeId, 12);
+    await waitFor(async () => (await gw.app.database.prisma.chunk.count({ where: { volumeId: v.volumeId, fresh: true } })) === 0);
+
+    release = holdMerger(gw);
+    await gw.call('PUT', `${v.volumeUrl}/entries/new.md`, { content_text: 'quasar jets and quasar spectra' });
+    await indexed(gw, v.volumeId, 13);
+    expect(await chunkStates(gw, v.volumeId)).toEqual([
+      { fresh: false, _count: 12 },
+      { fresh: true, _count: 1 },
+    ]);
+    const queries: string[] = [];
+    const seen = gw.queries.length;
+    const res = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'quasar spectra', mode: 'semantic', top_k: 10 });
+    queries.push(...gw.queries.slice(seen));
+    expect(res.body.results).toHaveLength(10);
+    expect(res.body.results[0].path).toBe('/new.md');
+    // Answered by the one search statement: the HNSW leg had its 10 rows, so no exact fallback ran.
+    expect(queries.filter((q) => /ORDER BY c\.embedding <=>/.test(q) && !/c\.fresh/.test(q))).toHaveLength(0);
+    release();
+  });
+
+  it('plans the fresh leg on the fresh index and the merged leg on the HNSW index', async () => {
+    const q = `[${new Array(1024).fill(0.01).join(',')}]`;
+    const scopes = [{ volumeId: '00000000-0000-7000-8000-000000000000', volumeName: 'v', embedderId: 'hash-1024', pathRegexes: null }];
+    const explain = (scan: 'hnsw' | 'fresh') =>
+      gw.app.database.prisma.$transaction(async (tx) => {
+        await useSearchPlans(tx, { hnsw: { limit: 10, iterative: true, efSearch: 200 } });
+        const rows = await tx.$queryRaw<{ 'QUERY PLAN': string }[]>(Prisma.sql`EXPLAIN ${semanticSql(1024, q, scopes, {}, 10, scan)}`);
+        return rows.map((r) => r['QUERY PLAN']).join('\n');
+      });
+    expect(await explain('hnsw')).toContain('chunks_embedding_1024_hnsw_idx');
+    const fresh = await explain('fresh');
+    expect(fresh).toContain('chunks_fresh_idx');
+    expect(fresh).not.toContain('hnsw_idx');
+  });
+});
+
+describe('fresh tier cap', () => {
+  let gw: TestGateway;
+  let release: () => void = () => undefined;
+  beforeAll(async () => {
+    // One job worker: the cap is checked per indexing batch, so concurrent batches may each fill the room left.
+    gw = await startGateway({ JOB_POLL_MS: '50', JOB_CONCURRENCY: '1', SEARCH_FRESH_CHUNKS: '3' });
+  });
+  afterAll(async () => {
+    release();
+    await gw?.stop();
+  });
+
+  it('keeps at most SEARCH_FRESH_CHUNKS chunks fresh; the rest go straight into the index, all searchable', async () => {
+    release = holdMerger(gw);
+    const v = await newVolume(gw, 'org-cap', { embedding_model_id: 'hash-1024' });
+    for (const [i, topic] of TOPICS.entries()) {
+      await gw.call('PUT', `${v.volumeUrl}/entries/notes/${i}.md`, { content_text: `${topic} notes, page ${i}` });
+    }
+    await indexed(gw, v.volumeId, TOPICS.length);
+    expect(await chunkStates(gw, v.volumeId)).toEqual([
+      { fresh: false, _count: TOPICS.length - 3 },
+      { fresh: true, _count: 3 },
+    ]);
+    for (const [i, topic] of TOPICS.entries()) {
+      const res = await gw.call('POST', `${v.volumeUrl}/search`, { query: topic, mode: 'semantic', top_k: 1 });
+      expect(res.body.results[0].path).toBe(`/notes/${i}.md`);
+    }
+    release();
+  });
+
+  it('writes nothing fresh when SEARCH_FRESH_CHUNKS is 0', async () => {
+    const off = await startGateway({ JOB_POLL_MS: '50', SEARCH_FRESH_CHUNKS: '0' });
+    try {
+      const v = await newVolume(off, 'org-off', { embedding_model_id: 'hash-1024' });
+      await off.call('PUT', `${v.volumeUrl}/entries/a.md`, { content_text: 'tidal pools' });
+      await indexed(off, v.volumeId, 1);
+      expect(await chunkStates(off, v.volumeId)).toEqual([{ fresh: false, _count: 1 }]);
+    } finally {
+      await off.stop();
+    }
+  });
+});
