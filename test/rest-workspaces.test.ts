@@ -121,6 +121,29 @@ describe('workspaces REST', () => {
   });
 });
 
+describe('organisations come into being with their first workspace or key, never on a read', () => {
+  const orgs = (id: string) => gw.app.database.prisma.organization.count({ where: { id } });
+
+  it('a platform key reading an unknown organisation gets empty lists and 404s, and creates nothing', async () => {
+    expect((await gw.call('GET', '/v1/orgs/typo-org/workspaces')).body).toMatchObject({ workspaces: [] });
+    expect((await gw.call('GET', '/v1/orgs/typo-org/api-keys')).status).toBe(200);
+    expect((await gw.call('GET', '/v1/orgs/typo-org/workspaces/00000000-0000-7000-8000-000000000000')).status).toBe(404);
+    const gql = await gw.gql('{ workspaces(orgId: "typo-org") { totalCount edges { node { id } } } }');
+    expect(gql.body).toEqual({ data: { workspaces: { totalCount: 0, edges: [] } } });
+    expect(await orgs('typo-org')).toBe(0);
+  });
+
+  it('a refused create leaves no organisation behind; a good one makes it', async () => {
+    expect((await gw.call('POST', '/v1/orgs/new-org/api-keys', { name: '', scopes: ['nope'] })).status).toBe(422);
+    expect((await gw.call('POST', '/v1/orgs/new-org/workspaces', { name: '' })).status).toBe(422);
+    expect(await orgs('new-org')).toBe(0);
+    expect((await gw.call('POST', '/v1/orgs/new-org/api-keys', { name: 'ci', scopes: ['entries:read'] })).status).toBe(201);
+    expect(await orgs('new-org')).toBe(1);
+    expect((await gw.call('POST', '/v1/orgs/new-org-2/workspaces', { name: 'first' })).status).toBe(201);
+    expect(await orgs('new-org-2')).toBe(1);
+  });
+});
+
 describe('workspaces REST errors', () => {
   it('401 without or with a bad key, in the legacy envelope', async () => {
     for (const key of [null, 'not-a-key']) {

@@ -6,7 +6,7 @@ import { ExternalId, isId, Name } from '../shared/fields.js';
 import { type Page, type PageQuery, paginate } from '../shared/pagination.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { forgetKey, hashSecret } from './authenticate.js';
+import { ensureOrg, forgetKey, hashSecret } from './authenticate.js';
 import { authorizeOrg } from './authorize.js';
 import { APP_KEY_SCOPES, keyIdOfSubject, PLATFORM_SUBJECT, PLATFORM_SUBJECT_NAME, type Principal, SCOPES } from './principal.js';
 
@@ -44,6 +44,7 @@ export async function createApiKey(
     }
   }
   const secret = `${SECRET_PREFIX}${randomBytes(32).toString('base64url')}`;
+  await ensureOrg(rt, orgId);
   const key = await rt.db.apiKey.create({
     data: {
       orgId,

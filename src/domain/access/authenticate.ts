@@ -105,18 +105,24 @@ export async function evictRevokedKeys(rt: Runtime, signal: AbortSignal): Promis
 }
 
 /**
- * Admits the principal to an organisation. A platform key brings the organisation into being on
- * first use; any other key sees only its own (another org answers 404, never 403, so ids do not leak).
- * @throws NotFoundError for another organisation
+ * Admits the principal to an organisation: a platform key to any (an organisation it has not written
+ * to yet simply holds nothing), any other key to its own only (another org answers 404, never 403,
+ * so ids do not leak). Reads never create anything; see ensureOrg.
+ * @throws ValidationError (malformed id), NotFoundError for another organisation
  */
-export async function enterOrg(rt: Runtime, p: Principal, orgId: string): Promise<void> {
+export async function enterOrg(_rt: Runtime, p: Principal, orgId: string): Promise<void> {
   if (!ExternalId.safeParse(orgId).success) {
     throw ValidationError.field(['org_id'], 'org_id must be 1-128 letters, digits or . _ : @ -, starting with a letter or digit', orgId);
   }
-  if (p.kind === 'key') {
-    if (p.orgId !== orgId) throw new NotFoundError('organization', orgId);
-    return;
-  }
+  if (p.kind === 'key' && p.orgId !== orgId) throw new NotFoundError('organization', orgId);
+}
+
+/**
+ * Brings an organisation into being, just before its first row that needs it (a workspace or an API
+ * key) is written, after that write's input was validated: a platform key's reads, or a refused
+ * create, leave no organisation behind.
+ */
+export async function ensureOrg(rt: Runtime, orgId: string): Promise<void> {
   if (rt.state.knownOrgs.has(orgId)) return;
   await rt.db.organization.upsert({ where: { id: orgId }, create: { id: orgId }, update: {} });
   rt.state.knownOrgs.add(orgId);

@@ -56,7 +56,7 @@ export interface Settings {
 }
 
 export interface RuntimeState {
-  /** Organisations known to exist (a platform key creates them on first use). */
+  /** Organisations known to exist (ensureOrg creates one before its first workspace or API key). */
   knownOrgs: Set<string>;
   /** When each API key's last_used_at was last written (minute resolution). */
   keyLastUsedWrites: Map<string, number>;

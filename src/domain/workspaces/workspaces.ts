@@ -1,7 +1,7 @@
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import type { Prisma, Workspace } from '../../generated/prisma/client.js';
-import { enterOrg } from '../access/authenticate.js';
+import { ensureOrg, enterOrg } from '../access/authenticate.js';
 import { authorizeOrg } from '../access/authorize.js';
 import { type Principal, requireScope } from '../access/principal.js';
 import { visibleWorkspaceWhere } from '../access/visibility.js';
@@ -81,6 +81,7 @@ export async function createWorkspace(
     throw ValidationError.field([...loc, 'organization_id'], 'organization_id must match the org_id in the path', input.organization_id);
   }
   const id = uuidv7();
+  await ensureOrg(rt, orgId);
   const ws = await rt.db.workspace.create({
     data: {
       id,
