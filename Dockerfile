@@ -7,7 +7,7 @@
 # WORKDIR, COPY, ENV, RUN, CMD and HEALTHCHECK lines), so keep RUN lines to commands that work in
 # any directory (relative paths) and keep ARG/variable expansion out of it.
 
-# ---- build: every dependency, the generated Prisma client, tsc to dist/ ----
+# ---- build: every dependency, the generated Prisma client, tsc to dist/, the console to dist/console ----
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -18,6 +18,8 @@ RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --prefer-offlin
 COPY prisma.config.ts tsconfig.json tsconfig.build.json ./
 COPY prisma ./prisma
 COPY src ./src
+# The web console: Vite bundles it into dist/console, served at /console by the runtime stage.
+COPY console ./console
 # prisma generate writes the client to src/generated/, which tsc compiles into dist/generated/
 # with the rest: dist/ is self-contained and the runtime stage needs no generator.
 RUN npm run generate && npm run build

@@ -17,6 +17,7 @@ import type { Runtime } from './domain/shared/runtime.js';
 import { pendingProvisioning, resumePendingProvisioning } from './domain/workspaces/workspaces.js';
 import { createWsServer } from './graphql/ws-server.js';
 import { createGraphQLServer } from './graphql/yoga.js';
+import { createConsoleRoutes } from './http/console.js';
 import { currentRequest, noteRequest, type RequestRecord, withRequestLog } from './http/request-log.js';
 import type { JobQueue } from './jobs/queue.js';
 import { createLogger } from './logger.js';
@@ -172,6 +173,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
     });
   }
+  if (config.console.enabled) root.route('/', createConsoleRoutes({ dir: config.console.dir }));
   if (localStore) root.route('/', createDownloadRoutes(localStore));
   // The peer dialects (src/rest/dialects/) beside /v1, over the same domain; /v1's document lists them too.
   const dialects = createDialects(rt, { adminApiKey, maxJsonBytes: 1024 * 1024 });

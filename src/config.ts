@@ -129,6 +129,10 @@ const ConfigSchema = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(z.url().optional()),
   /** OpenTelemetry service.name of this gateway's spans. */
   OTEL_SERVICE_NAME: z.string().min(1).default('volumes-gateway'),
+  /** The web console at /console (on unless set to false; in every environment). */
+  CONSOLE: bool(true),
+  /** The built console (`npm run build` writes dist/console; default: that folder beside the gateway's code). */
+  CONSOLE_DIR: optionalString,
 });
 
 export type Env = z.input<typeof ConfigSchema>;
@@ -183,6 +187,8 @@ export interface Config {
   rateLimits: { requests: number; uploadBytes: number; windowSeconds: number };
   /** OpenTelemetry trace export (off when endpoint is unset). */
   otel: { endpoint: string | undefined; serviceName: string };
+  /** The web console at /console: served from `dir` (undefined: dist/console beside the code). */
+  console: { enabled: boolean; dir: string | undefined };
   /** graphql-ws limits (WS_*). */
   ws: {
     /** Open WebSocket connections on this gateway, authenticated or not. */
@@ -285,6 +291,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     metrics: { enabled: c.METRICS, token: c.METRICS_TOKEN },
     rateLimits: { requests: c.RATE_LIMIT_REQUESTS, uploadBytes: c.RATE_LIMIT_UPLOAD_BYTES, windowSeconds: c.RATE_LIMIT_WINDOW_SECONDS },
     otel: { endpoint: c.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: c.OTEL_SERVICE_NAME },
+    console: { enabled: c.CONSOLE, dir: c.CONSOLE_DIR ? path.resolve(c.CONSOLE_DIR) : undefined },
     ws: {
       maxConnections: c.WS_MAX_CONNECTIONS,
       maxConnectionsPerKey: c.WS_MAX_CONNECTIONS_PER_KEY,

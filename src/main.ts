@@ -50,6 +50,7 @@ async function main(): Promise<void> {
     `  GraphQL   ${url}/graphql${config.graphiql ? ' (GraphiQL enabled)' : ''}`,
     `  REST      ${url}/v1  (OpenAPI: ${url}/v1/openapi.json)`,
     `  Health    ${url}/healthz  ${url}/readyz`,
+    ...(config.console.enabled ? [`  Console   ${url}/console`] : []),
     `  Database  ${mode}; blobs: ${app.blobStore.kind}`,
     `  Config    ${envFile ? `${envFile} (environment variables take precedence)` : 'environment only (no .env in the working directory)'}`,
   ];

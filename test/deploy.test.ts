@@ -622,6 +622,8 @@ describe('the Dockerfile, replayed outside Docker', () => {
     // It runs the build stage's output, not sources.
     expect(existsSync(path.join(runtimeDir, 'src'))).toBe(false);
     expect(existsSync(path.join(runtimeDir, 'dist/main.js'))).toBe(true);
+    // The web console, bundled by the build stage's `npm run build`, travels in dist/.
+    expect(existsSync(path.join(runtimeDir, 'dist/console/index.html'))).toBe(true);
     expect(existsSync(path.join(runtimeDir, 'prisma/migrations/migration_lock.toml'))).toBe(true);
   });
 
