@@ -40,6 +40,8 @@ COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional --ignore-scripts --prefer-offline --no-audit --no-fund
 # The gateway applies prisma/migrations itself at start-up (src/db/migrate.ts resolves it next to dist/).
 COPY prisma ./prisma
+# The static embedder's table (static-use-384, 3 MB), read from models/ next to dist/.
+COPY models ./models
 COPY --from=build /app/dist ./dist
 COPY --from=build --chown=node:node /app/data ./data
 # The official image's unprivileged user (uid 1000). Everything but DATA_DIR stays root-owned, read-only to it.

@@ -625,6 +625,8 @@ describe('the Dockerfile, replayed outside Docker', () => {
     // The web console, bundled by the build stage's `npm run build`, travels in dist/.
     expect(existsSync(path.join(runtimeDir, 'dist/console/index.html'))).toBe(true);
     expect(existsSync(path.join(runtimeDir, 'prisma/migrations/migration_lock.toml'))).toBe(true);
+    // The static embedder's table, which dist/indexing/embedders/static.js reads from ../../../models.
+    expect(existsSync(path.join(runtimeDir, 'models/static-use-384/vectors.bin'))).toBe(true);
   });
 
   it(

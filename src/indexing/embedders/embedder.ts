@@ -13,7 +13,7 @@ export interface Embedder {
 }
 
 /** Scales a vector to unit length in place (a zero vector stays zero). */
-export function normalise(v: Float64Array | number[]): number[] {
+export function normalise(v: Float32Array | Float64Array | number[]): number[] {
   let sum = 0;
   for (const x of v) sum += x * x;
   const norm = Math.sqrt(sum);

@@ -2,12 +2,14 @@ import type { CpuPool } from '../cpu-pool.js';
 import type { Embedder } from './embedder.js';
 import { HashingEmbedder } from './hashing.js';
 import { OpenAIEmbedder } from './openai.js';
+import { STATIC_DIMS, STATIC_EMBEDDER_ID, StaticEmbedder } from './static.js';
 
 // Which embedding models a volume may name, and their instances (one registry per gateway). Built
-// in: `hash-384`, `hash-1024` (default), `hash-1536`. Configured: `openai:<model>` (EMBEDDINGS_URL)
-// and `onnx:<folder>` for each model folder in ONNX_MODELS_DIR (optional @huggingface/transformers).
+// in: `hash-384`, `hash-1024` (the default for new volumes, src/domain/volumes/inputs.ts),
+// `hash-1536`, and the semantic `static-use-384` (static.ts). Configured: `openai:<model>`
+// (EMBEDDINGS_URL) and `onnx:<folder>` for each model folder in ONNX_MODELS_DIR (optional
+// @huggingface/transformers).
 
-export const DEFAULT_EMBEDDER_ID = 'hash-1024';
 const HASH_DIMS = [384, 1024, 1536];
 
 export interface EmbeddersConfig {
@@ -29,7 +31,7 @@ export interface EmbedderObserver {
 export class EmbedderRegistry {
   private readonly instances = new Map<string, Promise<Embedder>>();
 
-  /** `cpu`: where CPU-bound embedders (hashing) run, off the event loop; without it, in line. */
+  /** `cpu`: where CPU-bound embedders (static, hashing) run, off the event loop; without it, in line. */
   constructor(
     private readonly config: EmbeddersConfig,
     private readonly cpu?: CpuPool,
@@ -38,7 +40,7 @@ export class EmbedderRegistry {
 
   /** Every id a volume may use on this gateway (ONNX folders are looked up when asked). */
   async available(): Promise<string[]> {
-    const ids = HASH_DIMS.map((d) => `hash-${d}`);
+    const ids = [...HASH_DIMS.map((d) => `hash-${d}`), STATIC_EMBEDDER_ID];
     if (this.config.url) ids.push(`openai:${this.config.model}`);
     if (this.config.onnxModelsDir) {
       const { onnxModelsIn } = await import('./onnx.js');
@@ -83,6 +85,11 @@ export class EmbedderRegistry {
   }
 
   private async create(id: string): Promise<Embedder> {
+    if (id === STATIC_EMBEDDER_ID) {
+      const pool = this.cpu;
+      if (!pool) return new StaticEmbedder();
+      return { id, dims: STATIC_DIMS, maxBatch: 256, embed: (texts, signal) => pool.staticEmbed(texts, signal) };
+    }
     const hash = /^hash-(\d+)$/.exec(id);
     if (hash && HASH_DIMS.includes(Number(hash[1]))) {
       const dims = Number(hash[1]);
