@@ -118,8 +118,10 @@ describe('embedded PGlite', () => {
       expect(def).toMatch(/USING hnsw/);
       expect(def).toContain(`vector(${dims})`);
       expect(def).toContain('vector_cosine_ops');
-      expect(def).toContain(`WHERE (dims = ${dims})`);
+      // Merged chunks only: the fresh tier stays out of the graph until merged (search/fresh.ts).
+      expect(def).toContain(`WHERE ((dims = ${dims}) AND (NOT fresh))`);
     }
+    expect(byName.get('chunks_fresh_idx')).toContain('WHERE fresh');
     expect(byName.get('chunks_tsv_idx')).toMatch(/USING gin \(tsv\)/);
   });
 
