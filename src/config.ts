@@ -37,6 +37,8 @@ const ConfigSchema = z.object({
   S3_ACCESS_KEY_ID: optionalString,
   S3_SECRET_ACCESS_KEY: optionalString,
   S3_FORCE_PATH_STYLE: bool(true),
+  /** The S3 endpoint clients reach, when it differs from S3_ENDPOINT: presigned download and upload URLs are signed for its host. */
+  S3_PUBLIC_ENDPOINT: optionalString.pipe(z.url().optional()),
   /** Prefix for the per-workspace bucket names (bucket = prefix + workspace id). */
   S3_BUCKET_PREFIX: z
     .string()
@@ -54,6 +56,8 @@ const ConfigSchema = z.object({
    * (the longest an upload may take) and swept at start-up and by reconciliation.
    */
   UPLOAD_TEMP_MAX_AGE_MS: z.coerce.number().int().min(1000).default(DEFAULT_UPLOAD_TEMP_MAX_AGE_MS),
+  /** How long a resumable (tus) or signed-URL upload may stay unfinished before it expires and is swept with its parts (default 24 h). */
+  UPLOAD_SESSION_TTL_MS: z.coerce.number().int().min(1000).default(DEFAULT_UPLOAD_TEMP_MAX_AGE_MS),
   /** HMAC key for the local blob store's download URLs; generated into DATA_DIR when unset. */
   DOWNLOAD_SIGNING_SECRET: optionalString.pipe(z.string().min(32, 'at least 32 characters').optional()),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -158,6 +162,7 @@ export interface Config {
         accessKeyId: string | undefined;
         secretAccessKey: string | undefined;
         forcePathStyle: boolean;
+        publicEndpoint: string | undefined;
       }
     | undefined;
   bucketPrefix: string;
@@ -165,6 +170,8 @@ export interface Config {
   maxUploadBytes: number;
   /** Upload temporaries (local `.tmp/` files, S3 multipart uploads) older than this are swept as abandoned. */
   uploadTempMaxAgeMs: number;
+  /** Resumable and signed-URL uploads left unfinished this long expire (swept with their parts). */
+  uploadSessionTtlMs: number;
   downloadSigningSecret: string | undefined;
   logLevel: string;
   graphiql: boolean;
@@ -259,12 +266,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           accessKeyId: c.S3_ACCESS_KEY_ID,
           secretAccessKey: c.S3_SECRET_ACCESS_KEY,
           forcePathStyle: c.S3_FORCE_PATH_STYLE,
+          publicEndpoint: c.S3_PUBLIC_ENDPOINT,
         }
       : undefined,
     bucketPrefix: c.S3_BUCKET_PREFIX,
     redisUrl: c.REDIS_URL,
     maxUploadBytes: c.MAX_UPLOAD_BYTES,
     uploadTempMaxAgeMs: c.UPLOAD_TEMP_MAX_AGE_MS,
+    uploadSessionTtlMs: c.UPLOAD_SESSION_TTL_MS,
     downloadSigningSecret: c.DOWNLOAD_SIGNING_SECRET,
     logLevel: c.LOG_LEVEL,
     graphiql: flag(c.GRAPHIQL, dev),

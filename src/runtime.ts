@@ -21,6 +21,7 @@ import { JobQueue } from './jobs/queue.js';
 import type { BlobStore } from './storage/blob-store.js';
 import { LocalBlobStore } from './storage/local.js';
 import { type BlobStoreObserver, observedBlobStore } from './storage/observed.js';
+import { LocalResumableStorage, type ResumableStorage, S3ResumableStorage } from './storage/resumable.js';
 import { S3BlobStore } from './storage/s3.js';
 
 // The one runtime of a gateway, built from its config and database: blob store, event bus, job
@@ -114,12 +115,17 @@ export async function buildRuntime(
 ): Promise<BuiltRuntime> {
   let localStore: LocalBlobStore | undefined;
   let blobs: BlobStore;
+  let resumable: ResumableStorage;
   if (config.s3) {
-    blobs = new S3BlobStore(config.s3, log);
+    const s3 = new S3BlobStore(config.s3, log);
+    blobs = s3;
+    resumable = new S3ResumableStorage(s3, config.s3, config.uploadSessionTtlMs);
   } else {
     const signingSecret = config.downloadSigningSecret ?? (await secretInDataDir(config.dataDir, 'download-signing-key', 'vgd_')).key;
-    localStore = new LocalBlobStore({ root: path.join(config.dataDir, 'blobs'), baseUrl: publicBaseUrl, signingSecret });
+    const root = path.join(config.dataDir, 'blobs');
+    localStore = new LocalBlobStore({ root, baseUrl: publicBaseUrl, signingSecret });
     blobs = localStore;
+    resumable = new LocalResumableStorage(localStore, root, config.uploadSessionTtlMs);
   }
   const bus = createEvents(config.redisUrl, log);
   // Its own connection: the limiter refuses at once (insurance limiter) rather than queue when Redis is down.
@@ -129,6 +135,7 @@ export async function buildRuntime(
   const rt: Runtime = {
     db: database.prisma,
     blobs: observers.blobs ? observedBlobStore(blobs, observers.blobs) : blobs,
+    resumable,
     events: bus.events,
     jobs: new JobQueue(database.prisma, log, config.jobs),
     embedders: new EmbedderRegistry(config.embeddings, cpu, observers.embedders),
@@ -137,6 +144,7 @@ export async function buildRuntime(
     settings: {
       maxUploadBytes: config.maxUploadBytes,
       uploadTempMaxAgeMs: config.uploadTempMaxAgeMs,
+      uploadSessionTtlMs: config.uploadSessionTtlMs,
       bucketPrefix: config.bucketPrefix,
       defaultRegion: config.s3?.region ?? 'us-east-1',
       volumeRetentionDays: config.volumeRetentionDays,

@@ -228,6 +228,7 @@ describe('reconciliation of a bucket with its rows', () => {
       missingObjects: missing,
       incompleteUploadsRemoved: 0,
       incompleteUploadBytes: 0,
+      uploadSessions: { expiredRemoved: 0, strayRemoved: 0, unfinished: 0, reservedBytes: 0 },
     });
     expect(await gw.app.blobStore.head(v.bucket, orphan)).not.toBeNull();
 
@@ -261,6 +262,7 @@ describe('reconciliation of a bucket with its rows', () => {
       missingObjects: missing,
       incompleteUploadsRemoved: 0,
       incompleteUploadBytes: 0,
+      uploadSessions: { expiredRemoved: 0, strayRemoved: 0, unfinished: 0, reservedBytes: 0 },
     });
     expect(await gw.app.blobStore.head(v.bucket, orphan)).toBeNull();
     expect(await listKeys(gw, v.bucket)).toEqual([keyA]);

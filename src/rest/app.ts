@@ -17,6 +17,7 @@ import { registerEntryRoutes } from './routes/entries.js';
 import { registerLockRoutes } from './routes/locks.js';
 import { registerMountRoutes } from './routes/mounts.js';
 import { registerSearchRoutes } from './routes/search.js';
+import { registerUploadRoutes } from './routes/uploads.js';
 import { registerVolumeSharingRoutes } from './routes/volume-sharing.js';
 import { registerVolumeRoutes, registerVolumeValidationRoute } from './routes/volumes.js';
 import { registerWorkspaceRoutes } from './routes/workspaces.js';
@@ -157,6 +158,8 @@ export function createRestApp(rt: Runtime, opts: RestOptions): RestApp {
   const entryLimit = bodyLimit({ maxSize: opts.maxEntryBytes, onError: tooLarge(opts.maxEntryBytes) });
   app.use('/orgs/*', async (c, next) => {
     if (c.req.method === 'POST' && c.req.path.endsWith('/upload')) return next();
+    // tus PATCH bodies stream into the upload store, bounded by the session's declared length.
+    if (c.req.method === 'PATCH' && /\/volumes\/[^/]+\/uploads\/[^/]+$/.test(c.req.path)) return next();
     if (c.req.method === 'PUT' && c.req.path.includes('/entries/')) return entryLimit(c, next);
     return jsonLimit(c, next);
   });
@@ -179,6 +182,8 @@ export function createRestApp(rt: Runtime, opts: RestOptions): RestApp {
   registerVolumeValidationRoute(rt, app);
   registerVolumeRoutes(rt, app);
   registerMountRoutes(rt, app);
+  // Before the entry routes: …/entries/{path}/upload-url is not an entry path.
+  registerUploadRoutes(rt, app);
   registerEntryRoutes(rt, app);
   registerLockRoutes(rt, app);
 

@@ -1,6 +1,6 @@
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Hono } from 'hono';
-import { BlobNotFoundError } from '../storage/blob-store.js';
+import { BlobNotFoundError, BlobTooLargeError } from '../storage/blob-store.js';
 import { contentDisposition } from '../storage/content-disposition.js';
 import type { LocalBlobStore, OpenObject } from '../storage/local.js';
 import { InvalidBlobKeyError } from '../storage/validate.js';
@@ -66,6 +66,47 @@ export function createDownloadRoutes(store: LocalBlobStore): Hono {
       return c.body(null, status, headers);
     }
     return c.body(toWebStream(obj.read(range)), status, headers);
+  });
+  // Signed upload URLs (LocalBlobStore.signedPutUrl): exactly the signed size and type, once the
+  // signature and expiry check out. The object becomes an entry only when its upload is completed.
+  app.put('/blobs/:bucket/*', async (c) => {
+    const url = new URL(c.req.url);
+    const target = parseTarget(url.pathname);
+    const grant = target && store.verifyUpload(target.bucket, target.key, url.searchParams);
+    if (!target || !grant) return c.json(errorEnvelope('FORBIDDEN', 'Invalid or expired upload URL', {}, 403), 403);
+    const length = c.req.header('content-length');
+    if (length !== String(grant.size)) {
+      return c.json(
+        errorEnvelope('VALIDATION_FAILED', `Content-Length must be ${grant.size}`, { field: 'content-length', expected: grant.size }, 400),
+        400,
+      );
+    }
+    const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim();
+    if (type !== grant.contentType.split(';')[0]?.trim()) {
+      return c.json(
+        errorEnvelope(
+          'VALIDATION_FAILED',
+          `Content-Type must be ${grant.contentType}`,
+          { field: 'content-type', expected: grant.contentType },
+          400,
+        ),
+        400,
+      );
+    }
+    const body = c.req.raw.body ? Readable.fromWeb(c.req.raw.body as import('node:stream/web').ReadableStream) : Readable.from([]);
+    try {
+      const put = await store.put(target.bucket, target.key, body, { maxBytes: grant.size, contentType: grant.contentType });
+      if (put.size !== grant.size) {
+        await store.delete(target.bucket, target.key);
+        return c.json(errorEnvelope('VALIDATION_FAILED', `The body must be ${grant.size} bytes`, { field: 'content-length' }, 400), 400);
+      }
+      return c.body(null, 200, { ETag: `"${put.sha256}"` });
+    } catch (err) {
+      if (err instanceof BlobTooLargeError) {
+        return c.json(errorEnvelope('PAYLOAD_TOO_LARGE', `The body exceeds ${grant.size} bytes`, { max_bytes: grant.size }, 413), 413);
+      }
+      throw err;
+    }
   });
   return app;
 }

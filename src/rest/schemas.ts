@@ -349,6 +349,11 @@ const tags = [
     description:
       'JSON, text or file entries addressed by path. Writes are conditional on versions (If-Match / If-None-Match, ETag) and guarded by locks (X-Lock-Id) and fencing tokens (X-Fencing-Token + X-Lock-Partition).',
   },
+  {
+    name: 'Uploads',
+    description:
+      'Large files in more than one request: resumable uploads (tus 1.0, for tus-js-client and Uppy) and signed upload URLs straight to the bucket, each reserving its size on the volume and committing its entry when complete.',
+  },
   { name: 'Search', description: 'Hybrid (vector + full-text), semantic and keyword search, and reindexing.' },
   { name: 'Locks', description: "Leases on a volume's partitions, with fencing tokens that increase strictly per partition." },
   { name: 'Backups', description: 'Consistent snapshots of a volume into the workspace bucket, and new volumes restored from them.' },

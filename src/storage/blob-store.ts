@@ -58,6 +58,27 @@ export interface SignedUrlOptions {
   contentType?: string;
 }
 
+export interface SignedPutOptions {
+  /** Seconds the URL stays valid. */
+  expiresIn: number;
+  /** The exact number of bytes the PUT must carry. */
+  size: number;
+  /** The Content-Type the PUT must carry. */
+  contentType: string;
+}
+
+/** A URL to PUT one object to, and the headers the PUT must send (they are part of the signature). */
+export interface SignedPut {
+  url: string;
+  headers: Record<string, string>;
+}
+
+/** One part of a presigned multipart upload: PUT exactly `size` bytes to `url`, keep the answer's ETag. */
+export interface SignedPart extends SignedPut {
+  partNumber: number;
+  size: number;
+}
+
 /**
  * Where entry bytes live: one bucket per workspace, objects keyed inside it. Two adapters implement
  * it and pass one contract suite (test/helpers/blob-store-contract.ts): `s3` (any S3-compatible store) and
@@ -102,6 +123,24 @@ export interface BlobStore {
   sweepIncompleteUploads(bucket: string, olderThan: Date): Promise<SweepResult>;
   /** A URL a plain HTTP client can GET until it expires: presigned (S3) or gateway-signed (local). */
   signedUrl(bucket: string, key: string, opts: SignedUrlOptions): Promise<string>;
+  /**
+   * A URL a plain HTTP client can PUT exactly `size` bytes of `contentType` to until it expires:
+   * presigned (S3, with Content-Length and Content-Type signed) or gateway-signed (local).
+   */
+  signedPutUrl(bucket: string, key: string, opts: SignedPutOptions): Promise<SignedPut>;
+  /**
+   * S3 only: starts a multipart upload of `opts.size` bytes at `key` and presigns one PUT per part
+   * of `partSize` bytes (the last one shorter). Nothing is visible until `completeMultipart`.
+   */
+  signedMultipart?(
+    bucket: string,
+    key: string,
+    opts: SignedPutOptions & { partSize: number },
+  ): Promise<{ uploadId: string; parts: SignedPart[] }>;
+  /** S3 only: assembles the parts (their ETags as the PUTs answered them) into the object at `key`. */
+  completeMultipart?(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<void>;
+  /** S3 only: abandons a multipart upload and its parts; one already gone is fine. */
+  abortMultipart?(bucket: string, key: string, uploadId: string): Promise<void>;
 }
 
 /** A body passed `maxBytes` (nothing of it is kept). */

@@ -19,6 +19,8 @@ import {
   type PutOptions,
   type PutResult,
   RangeNotSatisfiableError,
+  type SignedPut,
+  type SignedPutOptions,
   type SignedUrlOptions,
   type SweepResult,
 } from './blob-store.js';
@@ -30,7 +32,9 @@ const SAFE_NAME = /^[a-z0-9][a-z0-9.-]{1,62}$/;
 const TMP_DIR = '.tmp';
 /** Content types, at the same relative path as the object they describe. */
 const META_DIR = '.meta';
-const RESERVED = new Set([TMP_DIR, META_DIR]);
+/** Resumable (tus) uploads in progress (storage/resumable.ts). */
+const UPLOADS_DIR = '.uploads';
+const RESERVED = new Set([TMP_DIR, META_DIR, UPLOADS_DIR]);
 /** Concurrent unlinks in deleteMany. */
 const DELETE_CONCURRENCY = 16;
 
@@ -93,6 +97,37 @@ export class LocalBlobStore implements BlobStore {
     // Bucket names come from our own ids, but a path never leaves the root whatever it is given.
     if (!SAFE_NAME.test(bucket)) throw new Error(`invalid bucket name: ${bucket}`);
     return path.join(this.root, bucket);
+  }
+
+  /** The bucket's folder (validates the name). */
+  bucketPath(bucket: string): string {
+    return this.bucketDir(bucket);
+  }
+
+  /**
+   * Makes a finished file inside the bucket's folder tree (a resumable upload in `.uploads/`) the
+   * object at `key`, by rename: atomic, and no byte is copied.
+   */
+  async adopt(bucket: string, key: string, file: string, contentType?: string): Promise<void> {
+    const dir = this.bucketDir(bucket);
+    const objectFile = this.objectPath(bucket, key);
+    const segments = key.split('/');
+    if (!path.resolve(file).startsWith(dir + path.sep)) throw new Error('adopt: the file must be inside the bucket');
+    await fs.open(file, 'r+').then(async (fh) => {
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    });
+    if (contentType) {
+      await fs.mkdir(path.join(dir, TMP_DIR), { recursive: true });
+      const tmpMeta = path.join(dir, TMP_DIR, `${randomUUID()}.meta`);
+      await fs.writeFile(tmpMeta, JSON.stringify({ contentType }), { flag: 'wx', flush: true });
+      await renameInto(tmpMeta, dir, [META_DIR, ...segments]);
+    }
+    await renameInto(file, dir, segments);
+    await fsyncDir(path.dirname(objectFile));
   }
 
   /** The object's file; segments are checked, so the result stays inside the bucket. */
@@ -345,6 +380,40 @@ export class LocalBlobStore implements BlobStore {
     return `${base}/blobs/${bucket}/${key.split('/').map(encodeURIComponent).join('/')}?${query}`;
   }
 
+  async signedPutUrl(bucket: string, key: string, opts: SignedPutOptions): Promise<SignedPut> {
+    this.objectPath(bucket, key);
+    if (!Number.isFinite(opts.expiresIn) || opts.expiresIn <= 0) throw new RangeError(`invalid expiresIn ${opts.expiresIn}`);
+    const expires = Math.floor(Date.now() / 1000) + Math.ceil(opts.expiresIn);
+    const grant: UploadGrant = { size: opts.size, contentType: opts.contentType };
+    const query = new URLSearchParams({ expires: String(expires), size: String(opts.size), type: opts.contentType });
+    query.set('sig', this.uploadSignature(bucket, key, expires, grant));
+    const base = this.baseUrl().replace(/\/+$/, '');
+    return {
+      url: `${base}/blobs/${bucket}/${key.split('/').map(encodeURIComponent).join('/')}?${query}`,
+      headers: { 'Content-Type': opts.contentType, 'Content-Length': String(opts.size) },
+    };
+  }
+
+  private uploadSignature(bucket: string, key: string, expires: number, g: UploadGrant): string {
+    // A tag of its own: a download signature never verifies as an upload one, nor the reverse.
+    return createHmac('sha256', this.secret)
+      .update(JSON.stringify(['vg-upload-v1', bucket, key, expires, g.size, g.contentType]))
+      .digest('base64url');
+  }
+
+  /** Checks an upload URL's query (`expires`, `size`, `type`, `sig`); null when tampered with or expired. */
+  verifyUpload(bucket: string, key: string, query: URLSearchParams, now = Date.now()): UploadGrant | null {
+    const expires = query.get('expires') ?? '';
+    const size = query.get('size') ?? '';
+    if (!/^\d{1,12}$/.test(expires) || !/^\d{1,16}$/.test(size)) return null;
+    const grant: UploadGrant = { size: Number(size), contentType: query.get('type') ?? '' };
+    const expected = Buffer.from(this.uploadSignature(bucket, key, Number(expires), grant), 'base64url');
+    const sig = query.get('sig') ?? '';
+    const given = Buffer.from(sig, 'base64url');
+    const valid = given.length === expected.length && timingSafeEqual(given, expected) && given.toString('base64url') === sig;
+    return valid && now < Number(expires) * 1000 ? grant : null;
+  }
+
   /**
    * Checks a download URL's query (`expires`, `filename`, `type`, `sig`) for this bucket and key:
    * the signature in constant time, then the expiry. Null when tampered with or expired.
@@ -362,6 +431,12 @@ export class LocalBlobStore implements BlobStore {
     if (!verifyLocalSignature(this.secret, fields, query.get('sig') ?? '', now)) return null;
     return { filename: fields.filename, contentType: fields.contentType };
   }
+}
+
+/** What a local upload URL allows: exactly this many bytes of this type. */
+export interface UploadGrant {
+  size: number;
+  contentType: string;
 }
 
 /** What a local download URL signs. */

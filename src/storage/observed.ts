@@ -49,5 +49,18 @@ export function observedBlobStore(store: BlobStore, observer: BlobStoreObserver)
     }),
     sweepIncompleteUploads: (bucket, olderThan) => call('sweepIncompleteUploads', () => store.sweepIncompleteUploads(bucket, olderThan)),
     signedUrl: (bucket, key, opts) => call('signedUrl', () => store.signedUrl(bucket, key, opts)),
+    signedPutUrl: (bucket, key, opts) => call('signedPutUrl', () => store.signedPutUrl(bucket, key, opts)),
+    ...(store.signedMultipart && store.completeMultipart && store.abortMultipart
+      ? {
+          signedMultipart: (bucket: string, key: string, opts: Parameters<NonNullable<BlobStore['signedMultipart']>>[2]) =>
+            call('signedMultipart', () => (store.signedMultipart as NonNullable<BlobStore['signedMultipart']>)(bucket, key, opts)),
+          completeMultipart: (bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[]) =>
+            call('completeMultipart', () =>
+              (store.completeMultipart as NonNullable<BlobStore['completeMultipart']>)(bucket, key, uploadId, parts),
+            ),
+          abortMultipart: (bucket: string, key: string, uploadId: string) =>
+            call('abortMultipart', () => (store.abortMultipart as NonNullable<BlobStore['abortMultipart']>)(bucket, key, uploadId)),
+        }
+      : {}),
   };
 }

@@ -38,6 +38,9 @@ import {
   type PutOptions,
   type PutResult,
   RangeNotSatisfiableError,
+  type SignedPart,
+  type SignedPut,
+  type SignedPutOptions,
   type SignedUrlOptions,
   type SweepResult,
 } from './blob-store.js';
@@ -51,6 +54,8 @@ export interface S3Settings {
   accessKeyId: string | undefined;
   secretAccessKey: string | undefined;
   forcePathStyle: boolean;
+  /** The endpoint clients reach the store at, when it differs from `endpoint` (presigned URLs are signed for it). */
+  publicEndpoint?: string | undefined;
 }
 
 const errorName = (err: unknown) => (err instanceof S3ServiceException ? err.name : (err as Error)?.name);
@@ -84,23 +89,15 @@ interface UploadProgress {
 export class S3BlobStore implements BlobStore {
   readonly kind = 's3' as const;
   readonly client: S3Client;
+  /** Signs the URLs handed to clients: for S3_PUBLIC_ENDPOINT when set (SigV4 signs the host), else `client`. */
+  private readonly presigner: S3Client;
 
   constructor(
     settings: S3Settings,
     private readonly log?: Logger,
   ) {
-    this.client = new S3Client({
-      endpoint: settings.endpoint,
-      region: settings.region,
-      forcePathStyle: settings.forcePathStyle,
-      ...(settings.accessKeyId && settings.secretAccessKey
-        ? { credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey } }
-        : {}),
-      // Flexible checksums make the SDK frame streamed bodies as aws-chunked, which S3-compatible
-      // stores save verbatim (corrupt objects). Only checksum when an operation requires it.
-      requestChecksumCalculation: 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-    });
+    this.client = S3BlobStore.makeClient(settings, settings.endpoint);
+    this.presigner = settings.publicEndpoint ? S3BlobStore.makeClient(settings, settings.publicEndpoint) : this.client;
     // Swift, Ceph and older MinIO insist on Content-MD5 for multi-object deletes.
     this.client.middlewareStack.add(
       (next, context) => async (args) => {
@@ -112,6 +109,21 @@ export class S3BlobStore implements BlobStore {
       },
       { step: 'build', name: 'deleteObjectsContentMd5' },
     );
+  }
+
+  private static makeClient(settings: S3Settings, endpoint: string): S3Client {
+    return new S3Client({
+      endpoint,
+      region: settings.region,
+      forcePathStyle: settings.forcePathStyle,
+      ...(settings.accessKeyId && settings.secretAccessKey
+        ? { credentials: { accessKeyId: settings.accessKeyId, secretAccessKey: settings.secretAccessKey } }
+        : {}),
+      // Flexible checksums make the SDK frame streamed bodies as aws-chunked, which S3-compatible
+      // stores save verbatim (corrupt objects). Only checksum when an operation requires it.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
   }
 
   async createBucket(bucket: string): Promise<void> {
@@ -476,7 +488,62 @@ export class S3BlobStore implements BlobStore {
       ResponseContentDisposition: contentDisposition(opts.filename),
       ...(opts.contentType ? { ResponseContentType: opts.contentType } : {}),
     });
-    return getSignedUrl(this.client, command, { expiresIn: opts.expiresIn });
+    return getSignedUrl(this.presigner, command, { expiresIn: opts.expiresIn });
+  }
+
+  async signedMultipart(
+    bucket: string,
+    key: string,
+    opts: SignedPutOptions & { partSize: number },
+  ): Promise<{ uploadId: string; parts: SignedPart[] }> {
+    assertBlobKey(key);
+    const count = Math.max(1, Math.ceil(opts.size / opts.partSize));
+    if (count > MAX_PARTS) throw new RangeError(`${count} parts: S3 takes at most ${MAX_PARTS}`);
+    const created = await this.client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ContentType: opts.contentType }));
+    const uploadId = created.UploadId;
+    if (!uploadId) throw new Error('S3 answered CreateMultipartUpload without an UploadId');
+    const parts: SignedPart[] = [];
+    for (let n = 1; n <= count; n++) {
+      const size = n < count ? opts.partSize : opts.size - opts.partSize * (count - 1);
+      const command = new UploadPartCommand({ Bucket: bucket, Key: key, UploadId: uploadId, PartNumber: n, ContentLength: size });
+      const url = await getSignedUrl(this.presigner, command, { expiresIn: opts.expiresIn, signableHeaders: new Set(['content-length']) });
+      parts.push({ partNumber: n, size, url, headers: { 'Content-Length': String(size) } });
+    }
+    return { uploadId, parts };
+  }
+
+  async completeMultipart(bucket: string, key: string, uploadId: string, parts: { partNumber: number; etag: string }[]): Promise<void> {
+    assertBlobKey(key);
+    const sorted = [...parts].sort((a, b) => a.partNumber - b.partNumber);
+    await this.client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: sorted.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+      }),
+    );
+  }
+
+  async abortMultipart(bucket: string, key: string, uploadId: string): Promise<void> {
+    assertBlobKey(key);
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }));
+    } catch (err) {
+      // Gone already, or a store that cannot abort (s3rver): its parts stay invisible until a lifecycle rule.
+      if (errorName(err) === 'NoSuchUpload' || isUnsupported(err)) return;
+      throw err;
+    }
+  }
+
+  async signedPutUrl(bucket: string, key: string, opts: SignedPutOptions): Promise<SignedPut> {
+    assertBlobKey(key);
+    const command = new PutObjectCommand({ Bucket: bucket, Key: key, ContentLength: opts.size, ContentType: opts.contentType });
+    const url = await getSignedUrl(this.presigner, command, {
+      expiresIn: opts.expiresIn,
+      signableHeaders: new Set(['content-length', 'content-type']),
+    });
+    return { url, headers: { 'Content-Type': opts.contentType, 'Content-Length': String(opts.size) } };
   }
 }
 

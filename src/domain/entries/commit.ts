@@ -58,10 +58,14 @@ export function describedBy(
   };
 }
 
+/**
+ * The volume row locked for a serialised write. `used_bytes` here includes the bytes unfinished
+ * uploads hold (reserved_bytes), so a quota check against it leaves their room alone.
+ */
 export async function lockVolume(tx: Tx, volumeId: string): Promise<VolumeUsage & { indexing_mode: 'auto' | 'manual' }> {
   await excludeVolumeWriters(tx, volumeId);
   const rows = await tx.$queryRaw<(VolumeUsage & { indexing_mode: 'auto' | 'manual' })[]>`
-    SELECT max_size_bytes, max_file_count, used_bytes, entry_count, indexing_mode::text AS indexing_mode
+    SELECT max_size_bytes, max_file_count, used_bytes + reserved_bytes AS used_bytes, entry_count, indexing_mode::text AS indexing_mode
     FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
   const row = rows[0];
   // Gone, or soft-deleted after the caller's visibility check: nothing lands in a deleted volume.
@@ -159,16 +163,28 @@ export async function commitEntry(
   path: string,
   data: EntryData,
   pre: WriteConditions,
+  opts: CommitOptions = {},
 ): Promise<CommitResult> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await rt.db.$transaction((tx) => commitIn(rt, tx, volumeId, path, data, pre, 'shared'), TX_OPTIONS);
+      return await rt.db.$transaction((tx) => commitIn(rt, tx, volumeId, path, data, pre, 'shared', opts), TX_OPTIONS);
     } catch (err) {
       if (err instanceof NeedsSerialisedCommit) break;
       if (!isUniqueViolation(err) || attempt >= CREATE_RACE_ATTEMPTS) throw err;
     }
   }
-  return rt.db.$transaction((tx) => commitIn(rt, tx, volumeId, path, data, pre, 'serialised'), TX_OPTIONS);
+  return rt.db.$transaction((tx) => commitIn(rt, tx, volumeId, path, data, pre, 'serialised', opts), TX_OPTIONS);
+}
+
+/** What an upload session adds to a commit (resumable.ts). */
+export interface CommitOptions {
+  /**
+   * Bytes the upload held reserved on the volume: released in the commit's own transaction, before
+   * quotas are checked, so the write may use its own room and a failed commit keeps it held.
+   */
+  releaseReserved?: bigint;
+  /** Runs last inside the commit's transaction (the upload session is marked completed there). */
+  inTransaction?: (tx: Tx, entry: Entry) => Promise<void>;
 }
 
 const TX_OPTIONS = { timeout: 20_000, maxWait: 20_000 };
@@ -181,10 +197,14 @@ async function commitIn(
   data: EntryData,
   pre: WriteConditions,
   mode: 'shared' | 'serialised',
+  opts: CommitOptions = {},
 ): Promise<CommitResult> {
   // Serialised: the row locked for the whole transaction, its usage read to check quotas by hand.
-  const usage = mode === 'serialised' ? await lockVolume(tx, volumeId) : null;
-  const indexingMode = usage ? usage.indexing_mode : (await enterVolume(tx, volumeId)).indexing_mode;
+  const locked = mode === 'serialised' ? await lockVolume(tx, volumeId) : null;
+  const indexingMode = locked ? locked.indexing_mode : (await enterVolume(tx, volumeId)).indexing_mode;
+  const released = opts.releaseReserved ?? 0n;
+  if (released > 0n) await tx.$executeRaw`UPDATE volumes SET reserved_bytes = reserved_bytes - ${released} WHERE id = ${volumeId}`;
+  const usage = locked && released > 0n ? { ...locked, used_bytes: locked.used_bytes - released } : locked;
   await checkWriteGuard(tx, volumeId, path, pre);
   let purged: PurgedEntry[] = [];
   const existing = await lockEntryRow(tx, volumeId, path);
@@ -223,6 +243,7 @@ async function commitIn(
   if (indexingMode === 'auto') await queueEntryIndexing(rt, tx, volumeId, entry.id);
   if (usage) await adjustUsage(tx, volumeId, deltaBytes, deltaCount);
   else if (!(await chargeUsage(tx, volumeId, deltaBytes, deltaCount))) await refuseOverQuota(tx, volumeId, deltaBytes, deltaCount);
+  await opts.inTransaction?.(tx, entry);
   await rt.hooks.beforeEntryCommit?.(path);
   const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
   return { entry, created: !current, replacedBlob, purged };
@@ -236,7 +257,7 @@ async function commitIn(
  */
 async function refuseOverQuota(tx: Tx, volumeId: string, deltaBytes: bigint, deltaCount: number): Promise<never> {
   const [usage] = await tx.$queryRaw<(VolumeUsage & { deleted: boolean; expired: boolean })[]>`
-    SELECT max_size_bytes, max_file_count, used_bytes, entry_count, deleted_at IS NOT NULL AS deleted,
+    SELECT max_size_bytes, max_file_count, used_bytes + reserved_bytes AS used_bytes, entry_count, deleted_at IS NOT NULL AS deleted,
       EXISTS (SELECT 1 FROM entries WHERE volume_id = ${volumeId} AND expires_at <= ${new Date()}) AS expired
     FROM volumes WHERE id = ${volumeId}`;
   if (!usage || usage.deleted) throw new NotFoundError('volume', volumeId);
@@ -273,7 +294,7 @@ async function chargeUsage(tx: Tx, volumeId: string, deltaBytes: bigint, deltaCo
   const charged = await tx.$executeRaw`
     UPDATE volumes SET used_bytes = used_bytes + ${deltaBytes}, entry_count = entry_count + ${deltaCount}
     WHERE id = ${volumeId} AND deleted_at IS NULL
-      AND (${deltaBytes} <= 0 OR max_size_bytes IS NULL OR used_bytes + ${deltaBytes} <= max_size_bytes)
+      AND (${deltaBytes} <= 0 OR max_size_bytes IS NULL OR used_bytes + reserved_bytes + ${deltaBytes} <= max_size_bytes)
       AND (${deltaCount} <= 0 OR max_file_count IS NULL OR entry_count + ${deltaCount} <= max_file_count)`;
   return charged === 1;
 }

@@ -84,7 +84,7 @@ function looksLikeText(head: Buffer): boolean {
  * The media type of an upload: the client's word, else magic numbers (file-type), else the file
  * name's extension, else a text/binary guess from the first bytes.
  */
-async function sniffMimeType(declared: string | undefined, head: Buffer, name: string): Promise<string> {
+export async function sniffMimeType(declared: string | undefined, head: Buffer, name: string): Promise<string> {
   // Multipart parsers report a part without Content-Type as text/plain (RFC 7578's default), so
   // text/plain is no statement either: a binary file sent without a type must not become text.
   if (declared && declared !== 'application/octet-stream' && declared !== 'text/plain') return declared;
@@ -96,7 +96,7 @@ async function sniffMimeType(declared: string | undefined, head: Buffer, name: s
 }
 
 /** Text kept for indexing: valid UTF-8 (replacement characters otherwise), no NUL, capped. */
-function extractText(head: Buffer, truncated: boolean): string {
+export function extractText(head: Buffer, truncated: boolean): string {
   // When the cap cut the file, a character split at the cut is dropped (stream mode holds it back)
   // rather than turned into a replacement character that would also exceed the cap.
   return new TextDecoder('utf-8').decode(head, { stream: truncated }).replaceAll('\u0000', '');

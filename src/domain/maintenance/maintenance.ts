@@ -7,6 +7,7 @@ import type { ObjectInfo, SweepResult } from '../../storage/blob-store.js';
 import { authorizeOrg } from '../access/authorize.js';
 import type { Principal } from '../access/principal.js';
 import { afterPurge, purgeExpired } from '../entries/commit.js';
+import { keysInFlight, removeStrayUploads, sweepExpiredUploads, unfinishedUploads } from '../entries/resumable.js';
 import { sweepLocks } from '../locks/locks.js';
 import { NotFoundError } from '../shared/errors.js';
 import { isId } from '../shared/fields.js';
@@ -40,6 +41,7 @@ export function startMaintenance(rt: Runtime, intervalMs: number, reconcileEvery
       const steps: [string, () => Promise<unknown>][] = [
         ['ttl sweep', () => sweepExpiredEntries(rt)],
         ['lock sweep', () => sweepLocks(rt)],
+        ['upload session sweep', () => sweepExpiredUploads(rt)],
         ['deleted volume purge', () => purgeDeletedVolumes(rt)],
         ['volume status', () => refreshVolumeStatuses(rt)],
       ];
@@ -181,14 +183,17 @@ export async function reconcileVolumeUsage(rt: Runtime, volumeId: string): Promi
     const [before] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number }[]>`
       SELECT used_bytes, entry_count, mount_count FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
     if (!before) throw new Error(`volume ${volumeId} not found`);
-    const [counts] = await tx.$queryRaw<{ bytes: bigint; entries: number; mounts: number }[]>`
+    const [counts] = await tx.$queryRaw<{ bytes: bigint; entries: number; mounts: number; reserved: bigint }[]>`
       SELECT (SELECT coalesce(sum(size_bytes), 0)::bigint FROM entries WHERE volume_id = ${volumeId}) AS bytes,
              (SELECT count(*)::int FROM entries WHERE volume_id = ${volumeId}) AS entries,
-             (SELECT count(*)::int FROM mounts WHERE volume_id = ${volumeId}) AS mounts`;
+             (SELECT count(*)::int FROM mounts WHERE volume_id = ${volumeId}) AS mounts,
+             (SELECT coalesce(sum(reserved_bytes), 0)::bigint FROM upload_sessions
+                WHERE volume_id = ${volumeId} AND status IN ('uploading', 'completing')) AS reserved`;
     const reconciledAt = new Date();
     await tx.$executeRaw`
       UPDATE volumes SET used_bytes = ${counts?.bytes ?? 0n}, entry_count = ${counts?.entries ?? 0},
-        mount_count = ${counts?.mounts ?? 0}, last_reconciled_at = ${reconciledAt} WHERE id = ${volumeId}`;
+        mount_count = ${counts?.mounts ?? 0}, reserved_bytes = ${counts?.reserved ?? 0n},
+        last_reconciled_at = ${reconciledAt} WHERE id = ${volumeId}`;
     return {
       volumeId,
       before: { usedBytes: Number(before.used_bytes), entryCount: before.entry_count, mountCount: before.mount_count },
@@ -213,6 +218,8 @@ export interface ObjectReport {
   incompleteUploadsRemoved: number;
   /** Bytes those uploads held; null when the store cannot tell (S3). */
   incompleteUploadBytes: number | null;
+  /** Resumable and signed-URL upload sessions: expired ones ended now (their parts removed), and those still unfinished. */
+  uploadSessions: { expiredRemoved: number; strayRemoved: number; unfinished: number; reservedBytes: number };
 }
 
 /** Objects younger than this may belong to an upload whose row is about to commit. */
@@ -235,6 +242,9 @@ export async function reconcileWorkspaceObjects(
     select: { s3Bucket: true, volumes: { select: { id: true } } },
   });
   const swept = await rt.blobs.sweepIncompleteUploads(ws.s3Bucket, new Date(Date.now() - uploadMaxAgeMs));
+  const expiredSessions = await sweepExpiredUploads(rt);
+  const strayRemoved = await removeStrayUploads(rt, workspaceId, ws.s3Bucket, new Date(Date.now() - graceMs));
+  const unfinished = await unfinishedUploads(rt, workspaceId);
   const report: ObjectReport = {
     workspaceId,
     orphansRemoved: [],
@@ -242,7 +252,17 @@ export async function reconcileWorkspaceObjects(
     missingObjects: [],
     incompleteUploadsRemoved: swept.removed,
     incompleteUploadBytes: swept.bytes,
+    uploadSessions: {
+      expiredRemoved: expiredSessions.expired,
+      strayRemoved,
+      unfinished: unfinished.count,
+      reservedBytes: unfinished.reservedBytes,
+    },
   };
+  // Objects of unfinished upload sessions (and their .info/.part/.parts bookkeeping) are not orphans.
+  const inFlight: string[] = [];
+  for (const v of ws.volumes) inFlight.push(...(await keysInFlight(rt, v.id)));
+  const ownedBySession = (key: string) => inFlight.some((k) => key === k || key.startsWith(`${k}.`));
   const cutoff = Date.now() - graceMs;
   const seen = new Set<string>();
   const orphans: string[] = [];
@@ -251,7 +271,7 @@ export async function reconcileWorkspaceObjects(
     const rows = await rt.db.entry.findMany({ where: { blobKey: { in: page.map((o) => o.key) } }, select: { blobKey: true } });
     const owned = new Set(rows.map((r) => r.blobKey));
     for (const obj of page) {
-      if (owned.has(obj.key)) continue;
+      if (owned.has(obj.key) || ownedBySession(obj.key)) continue;
       if (obj.lastModified.getTime() <= cutoff) orphans.push(obj.key);
       else report.orphansKept++;
     }

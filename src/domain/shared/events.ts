@@ -63,6 +63,18 @@ export interface BackupProgressEvent {
   completedAt: Date | null;
 }
 
+/** Where a resumable or signed-URL upload stands. Ids and numbers only; `completed`, `failed`, `aborted` and `expired` are final. */
+export interface UploadProgressEvent {
+  uploadId: string;
+  volumeId: string;
+  status: 'uploading' | 'completing' | 'completed' | 'failed' | 'aborted' | 'expired';
+  bytesReceived: number;
+  /** Null while a tus upload defers its length. */
+  sizeBytes: number | null;
+  entryId: string | null;
+  entryVersion: number | null;
+}
+
 /**
  * Every event the domain publishes, keyed by topic with the routing id first. Subscribers re-check
  * access when they subscribe; payloads carry ids and numbers so nothing bypasses that check.
@@ -73,6 +85,7 @@ export type Events = {
   lockEvents: [volumeId: string, payload: LockEvent];
   reindexProgress: [volumeId: string, payload: ReindexProgressEvent];
   backupProgress: [backupId: string, payload: BackupProgressEvent];
+  uploadProgress: [uploadId: string, payload: UploadProgressEvent];
   /** Every replica evicts the key from its authentication cache. */
   apiKeyRevoked: [payload: { keyId: string }];
 };

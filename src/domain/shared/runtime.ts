@@ -6,6 +6,7 @@ import type { CpuPool } from '../../indexing/cpu-pool.js';
 import type { EmbedderRegistry } from '../../indexing/embedders/registry.js';
 import type { JobQueue } from '../../jobs/queue.js';
 import type { BlobStore } from '../../storage/blob-store.js';
+import type { ResumableStorage } from '../../storage/resumable.js';
 import type { Events } from './events.js';
 
 /**
@@ -17,6 +18,8 @@ import type { Events } from './events.js';
 export interface Runtime {
   db: Db;
   blobs: BlobStore;
+  /** Where resumable (tus) uploads keep their bytes until complete (storage/resumable.ts). */
+  resumable: ResumableStorage;
   events: PubSub<Events>;
   jobs: JobQueue;
   embedders: EmbedderRegistry;
@@ -44,6 +47,8 @@ export interface Settings {
   maxUploadBytes: number;
   /** Temporary upload files and incomplete multipart uploads older than this are abandoned. */
   uploadTempMaxAgeMs: number;
+  /** Resumable and signed-URL uploads left unfinished this long expire. */
+  uploadSessionTtlMs: number;
   bucketPrefix: string;
   defaultRegion: string;
   volumeRetentionDays: number;

@@ -7,7 +7,7 @@ import type { Runtime } from './runtime.js';
 // events the same way, and closes its topic subscription however the stream ends.
 
 /** Topics whose payload is a state that eventually becomes final. */
-type Topic = 'reindexProgress' | 'backupProgress' | 'bucketStatus';
+type Topic = 'reindexProgress' | 'backupProgress' | 'bucketStatus' | 'uploadProgress';
 type Payload<T extends Topic> = Events[T][1];
 
 export interface WatchRules<E> {

@@ -10,13 +10,13 @@ import { toDomainInput } from '../inputs.js';
 import { openUpload, type UploadValue } from '../uploads.js';
 import { EntryKind } from './entry.js';
 
-const FencingInput = builder.inputType('FencingInput', {
+export const FencingInput = builder.inputType('FencingInput', {
   description: 'The fencing token a lock acquisition issued, for the partition it was issued on.',
   fields: (t) => ({ partition: t.string({ required: true }), token: t.int({ required: true }) }),
 });
 
 /** The lock guard a GraphQL writer states (lockId, fencing), as the domain takes it. */
-function guardOf(args: { lockId?: string | number | null; fencing?: { partition: string; token: number } | null }): WriteGuard {
+export function guardOf(args: { lockId?: string | number | null; fencing?: { partition: string; token: number } | null }): WriteGuard {
   return {
     ...(args.lockId ? { lockId: String(args.lockId) } : {}),
     ...(args.fencing ? { fencing: { partition: args.fencing.partition, token: args.fencing.token } } : {}),

@@ -14,5 +14,6 @@ import './lock.js';
 import './search.js';
 import './reindex.js';
 import './backup.js';
+import './upload.js';
 
 export const schema = builder.toSchema({ sortSchema: true });

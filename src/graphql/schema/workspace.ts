@@ -171,6 +171,19 @@ const Reconciliation = builder.objectRef<WorkspaceReconciliation>('WorkspaceReco
       description: 'Bytes those abandoned uploads held; null when the store cannot tell (S3 does not report part sizes)',
       resolve: (r) => r.objects.incompleteUploadBytes,
     }),
+    expiredUploadSessionsRemoved: t.int({
+      description: 'Resumable and signed-URL uploads past their expiry, ended now (parts removed, reservations freed)',
+      resolve: (r) => r.objects.uploadSessions.expiredRemoved + r.objects.uploadSessions.strayRemoved,
+    }),
+    unfinishedUploadSessions: t.int({
+      description: 'Resumable and signed-URL uploads still open in the workspace',
+      resolve: (r) => r.objects.uploadSessions.unfinished,
+    }),
+    unfinishedUploadReservedBytes: t.field({
+      type: 'SafeInt',
+      description: 'Bytes those open uploads reserve against their volumes quotas',
+      resolve: (r) => r.objects.uploadSessions.reservedBytes,
+    }),
   }),
 });
 

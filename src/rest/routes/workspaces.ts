@@ -38,6 +38,16 @@ const Reconciliation = z.object({
     .int()
     .nullable()
     .describe('Bytes those abandoned uploads held; null when the store cannot tell (S3 does not report part sizes)'),
+  upload_sessions: z
+    .object({
+      expired_removed: z.number().int(),
+      stray_removed: z.number().int(),
+      unfinished: z.number().int(),
+      reserved_bytes: z.number().int(),
+    })
+    .describe(
+      'Resumable and signed-URL uploads: expired sessions ended now (parts removed, reservations freed), stored uploads no session owned any more (removed), and those still unfinished with the bytes they reserve',
+    ),
 });
 const body = <T>(schema: T) => ({ body: { content: { 'application/json': { schema } }, required: true } });
 const WorkspaceListParams = z
@@ -149,6 +159,12 @@ export function registerWorkspaceRoutes(rt: Runtime, app: RestApp): void {
           missing_objects: r.objects.missingObjects.map((m) => ({ entry_id: m.entryId, path: m.path, blob_key: m.blobKey })),
           incomplete_uploads_removed: r.objects.incompleteUploadsRemoved,
           incomplete_upload_bytes: r.objects.incompleteUploadBytes,
+          upload_sessions: {
+            expired_removed: r.objects.uploadSessions.expiredRemoved,
+            stray_removed: r.objects.uploadSessions.strayRemoved,
+            unfinished: r.objects.uploadSessions.unfinished,
+            reserved_bytes: r.objects.uploadSessions.reservedBytes,
+          },
         },
         200,
       );
