@@ -18,6 +18,7 @@ import { pendingProvisioning, resumePendingProvisioning } from './domain/workspa
 import { createWsServer } from './graphql/ws-server.js';
 import { createGraphQLServer } from './graphql/yoga.js';
 import { createConsoleRoutes } from './http/console.js';
+import { corsFor } from './http/cors.js';
 import { currentRequest, noteRequest, type RequestRecord, withRequestLog } from './http/request-log.js';
 import type { JobQueue } from './jobs/queue.js';
 import { createLogger } from './logger.js';
@@ -174,6 +175,12 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     });
   }
   if (config.console.enabled) root.route('/', createConsoleRoutes({ dir: config.console.dir }));
+  // Browsers on CORS_ORIGINS may call the REST API and the blob routes (preflights answered before auth).
+  const cors = corsFor(config.corsOrigins);
+  if (cors) {
+    root.use('/v1/*', cors);
+    root.use('/blobs/*', cors);
+  }
   if (localStore) root.route('/', createDownloadRoutes(localStore));
   // The peer dialects (src/rest/dialects/) beside /v1, over the same domain; /v1's document lists them too.
   const dialects = createDialects(rt, { adminApiKey, maxJsonBytes: 1024 * 1024 });

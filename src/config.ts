@@ -137,6 +137,23 @@ const ConfigSchema = z.object({
   CONSOLE: bool(true),
   /** The built console (`npm run build` writes dist/console; default: that folder beside the gateway's code). */
   CONSOLE_DIR: optionalString,
+  /**
+   * Browser origins allowed to call the REST API and the blob routes cross-origin (CORS), comma
+   * separated (`https://app.example.com,http://localhost:5173`), or `*` for any; unset: none (GraphQL
+   * keeps graphql-yoga's own CORS). Browser tus clients (Uppy) on another origin need it.
+   */
+  CORS_ORIGINS: optionalString.pipe(
+    z
+      .string()
+      .transform((s) =>
+        s
+          .split(',')
+          .map((o) => o.trim())
+          .filter(Boolean),
+      )
+      .pipe(z.array(z.string().regex(/^(\*|https?:\/\/[^/\s]+)$/, 'each origin is * or scheme://host[:port], with no path')))
+      .optional(),
+  ),
 });
 
 export type Env = z.input<typeof ConfigSchema>;
@@ -196,6 +213,8 @@ export interface Config {
   otel: { endpoint: string | undefined; serviceName: string };
   /** The web console at /console: served from `dir` (undefined: dist/console beside the code). */
   console: { enabled: boolean; dir: string | undefined };
+  /** Origins allowed cross-origin on /v1 and /blobs (['*']: any; empty: CORS off there). */
+  corsOrigins: string[];
   /** graphql-ws limits (WS_*). */
   ws: {
     /** Open WebSocket connections on this gateway, authenticated or not. */
@@ -301,6 +320,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     rateLimits: { requests: c.RATE_LIMIT_REQUESTS, uploadBytes: c.RATE_LIMIT_UPLOAD_BYTES, windowSeconds: c.RATE_LIMIT_WINDOW_SECONDS },
     otel: { endpoint: c.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: c.OTEL_SERVICE_NAME },
     console: { enabled: c.CONSOLE, dir: c.CONSOLE_DIR ? path.resolve(c.CONSOLE_DIR) : undefined },
+    corsOrigins: c.CORS_ORIGINS ?? [],
     ws: {
       maxConnections: c.WS_MAX_CONNECTIONS,
       maxConnectionsPerKey: c.WS_MAX_CONNECTIONS_PER_KEY,
