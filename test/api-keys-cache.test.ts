@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { newVolume } from './helpers/entries.js';
 import { call } from './helpers/http.js';
 import { type Replicas, startReplicas } from './helpers/replicas.js';
 
@@ -32,6 +33,28 @@ describe('one gateway', () => {
     expect((await gw.call('DELETE', `/v1/orgs/cache-one/api-keys/${keyId}`)).status).toBe(200);
     expect((await gw.call('GET', '/v1/orgs/cache-one/workspaces', undefined, key)).status).toBe(401);
     expect((await gw.gql('{ viewer { kind } }', {}, key)).body.errors[0].extensions.code).toBe('UNAUTHENTICATED');
+  });
+
+  it("ends the revoked key's open subscriptions over SSE with UNAUTHENTICATED", async () => {
+    const v = await newVolume(gw, 'cache-sse');
+    const key = await createKey(gw, 'cache-sse', ['entries:read']);
+    const res = await fetch(`${gw.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ query: 'subscription($v: ID!) { entryChanged(volumeId: $v) { path } }', variables: { v: v.volumeId } }),
+    });
+    // The answer has started: the subscription (and its revocation watch) is open.
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const body = res.text();
+    const keyId = (await gw.call('GET', '/v1/orgs/cache-sse/api-keys')).body.api_keys[0].key_id;
+    expect((await gw.call('DELETE', `/v1/orgs/cache-sse/api-keys/${keyId}`)).status).toBe(200);
+    const text = await body; // the stream ends; before this change it stayed open
+    const events = text
+      .split('\n')
+      .filter((l) => l.startsWith('data:') && l.includes('{'))
+      .map((l) => JSON.parse(l.slice(5)));
+    expect(events.at(-1).errors[0].extensions.code).toBe('UNAUTHENTICATED');
+    expect(text).toContain('event: complete');
   });
 
   it('an unknown key is asked of the database every time (nothing cached for it)', async () => {

@@ -12,6 +12,7 @@ import { tracer } from '../telemetry/tracing.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
 import { maskError } from './errors.js';
 import { useInputPolicy } from './input-policy.js';
+import { useRevocationEndsSubscriptions } from './revocation.js';
 import { schema } from './schema/index.js';
 import { useRequestBodyLimit, useStreamingUploads } from './uploads.js';
 
@@ -184,7 +185,7 @@ export function createGraphQLServer(rt: Runtime, opts: YogaOptions) {
       useSubscriptionGauge(opts.metrics),
     );
   }
-  plugins.push(useOperationSpans(), useErrorCodesInAccessLog());
+  plugins.push(useOperationSpans(), useErrorCodesInAccessLog(), useRevocationEndsSubscriptions(rt));
   if (!opts.graphiql) plugins.push(useGraphiQLOffPage());
   // Before anything parses the document or coerces its variables.
   plugins.push(useInputPolicy());
