@@ -11,6 +11,8 @@ import { createConsoleRoutes } from '../src/http/console.js';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { request as rawRequest } from './helpers/http.js';
 
+const CHROMIUM = '/usr/bin/chromium';
+
 /**
  * The web console (console/, served at /console) in headless Chromium against a real gateway: real
  * HTTP, real PGlite, graphql-ws from the browser. The console is built here with Vite into a temp
@@ -124,8 +126,12 @@ beforeAll(async () => {
     { cwd: ROOT },
   );
   gw = await startGateway({ CONSOLE_DIR: outDir, LOG_LEVEL: 'info' }, { logs });
+  // A system package, not an npm one: say so rather than fail with playwright's launch error.
+  await fs.access(CHROMIUM).catch(() => {
+    throw new Error(`the console test drives Debian's chromium at ${CHROMIUM}: apt-get install chromium (.ci/run installs it)`);
+  });
   context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
-    executablePath: '/usr/bin/chromium',
+    executablePath: CHROMIUM,
     headless: true,
     args: CHROMIUM_ARGS,
     viewport: { width: 1280, height: 860 },
