@@ -277,6 +277,16 @@ describe.each(stores)('resumable and direct uploads on the $name blob store', (s
     const noLength = await post({ 'Upload-Metadata': `path ${b64('/a')}` });
     expect(noLength.status).toBe(422);
     expect(noLength.body.detail[0].loc).toEqual(['header', 'upload-length']);
+    // The write headers are read as for any entry write (src/rest/write-headers.ts).
+    const ok = { 'Upload-Length': '10', 'Upload-Metadata': `path ${b64('/a')}` };
+    const badNone = await post({ ...ok, 'If-None-Match': '"3"' });
+    expect(badNone.status).toBe(422);
+    expect(badNone.body.detail[0].loc).toEqual(['header', 'if-none-match']);
+    const badExecution = await post({ ...ok, 'X-Execution-Id': 'x'.repeat(300) });
+    expect(badExecution.status).toBe(422);
+    expect(badExecution.body.detail[0].loc).toEqual(['header', 'x-execution-id']);
+    const loneToken = await post({ ...ok, 'X-Fencing-Token': '4' });
+    expect(loneToken.body.detail[0].loc).toEqual(['header', 'x-lock-partition']);
     const noTus = await call(gw.url, 'POST', `${v.volumeUrl}/uploads`, undefined, { headers: { 'Upload-Length': '1' } });
     expect(noTus.status).toBe(412);
     expect(await db().uploadSession.count({ where: { volumeId: v.volumeId } })).toBe(0);

@@ -7,17 +7,9 @@ import type { Context } from 'hono';
 import { z } from 'zod';
 import { deleteEntry, getEntry, moveEntry, writeEntry } from '../../domain/entries/entries.js';
 import { listDirectory } from '../../domain/entries/listing.js';
-import {
-  etagOf,
-  type Preconditions,
-  parseIfMatch,
-  UploadFieldsInput,
-  type WriteConditions,
-  WriteEntryInput,
-} from '../../domain/entries/rules.js';
+import { etagOf, UploadFieldsInput, WriteEntryInput } from '../../domain/entries/rules.js';
 import { DEFAULT_EXPIRES_IN, downloadUrl, MAX_EXPIRES_IN, MIN_EXPIRES_IN, uploadEntry } from '../../domain/entries/uploads.js';
 import { ValidationError } from '../../domain/shared/errors.js';
-import { ShortId } from '../../domain/shared/fields.js';
 import { DEFAULT_LIMIT, MAX_LIMIT, queryInt } from '../../domain/shared/pagination.js';
 import type { VolumeRoute } from '../../domain/shared/routes.js';
 import type { Runtime } from '../../domain/shared/runtime.js';
@@ -37,6 +29,7 @@ import {
   VolumeParams,
 } from '../schemas.js';
 import { entryJson } from '../serializers.js';
+import { executionId, preconditions } from '../write-headers.js';
 
 const BASE = '/orgs/:org_id/workspaces/:workspace_id/volumes/:volume_id';
 // registerPath paths get the app's /v1 base prepended, like openapi() routes.
@@ -45,50 +38,6 @@ const DOC_BASE = '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}';
 /** The volume addressed by the route, validated like every other path parameter. */
 function routeOf(c: Context<RestEnv>): VolumeRoute {
   return volumeRoute(parseInput(VolumeParams, c.req.param(), ['path']));
-}
-
-/** If-Match / If-None-Match headers as domain preconditions. */
-/**
- * What a writer states with headers: versions (If-Match / If-None-Match) and the lock it holds
- * (X-Lock-Id) or the fencing token it was issued (X-Fencing-Token with X-Lock-Partition).
- */
-function preconditions(c: Context<RestEnv>): WriteConditions {
-  const token = c.req.header('x-fencing-token')?.trim();
-  const partition = c.req.header('x-lock-partition')?.trim();
-  if ((token === undefined) !== (partition === undefined)) {
-    throw ValidationError.field(
-      ['header', token === undefined ? 'x-fencing-token' : 'x-lock-partition'],
-      'X-Fencing-Token and X-Lock-Partition go together',
-      null,
-      'missing',
-    );
-  }
-  if (token !== undefined && !/^\d{1,15}$/.test(token)) {
-    throw ValidationError.field(['header', 'x-fencing-token'], 'X-Fencing-Token must be a fencing token (a positive integer)', token);
-  }
-  const lockId = c.req.header('x-lock-id')?.trim() || undefined;
-  return {
-    ...versionPreconditions(c),
-    ...(lockId ? { lockId } : {}),
-    ...(token !== undefined && partition !== undefined ? { fencing: { partition, token: Number(token) } } : {}),
-  };
-}
-
-function versionPreconditions(c: Context<RestEnv>): Preconditions {
-  const ifMatch = parseIfMatch(c.req.header('if-match'));
-  if (ifMatch === 'invalid')
-    throw ValidationError.field(['header', 'if-match'], 'If-Match must be an entry version such as "3", or *', c.req.header('if-match'));
-  const none = c.req.header('if-none-match')?.trim();
-  if (none !== undefined && none !== '*')
-    throw ValidationError.field(['header', 'if-none-match'], 'Only If-None-Match: * is supported', none);
-  return { ifMatch, ifNoneMatch: none === '*' };
-}
-
-/** The X-Execution-Id header, held to the same rules as the body's `execution_id`. */
-function executionId(c: Context<RestEnv>): string | undefined {
-  const header = c.req.header('x-execution-id');
-  if (header === undefined || header.trim() === '') return undefined;
-  return parseInput(ShortId, header, ['header', 'x-execution-id']);
 }
 
 const ListQuery = z.object({

@@ -26,7 +26,7 @@ import {
   type UploadView,
   viewSession,
 } from '../../domain/entries/resumable.js';
-import { etagOf, parseIfMatch } from '../../domain/entries/rules.js';
+import { etagOf } from '../../domain/entries/rules.js';
 import { ValidationError } from '../../domain/shared/errors.js';
 import { assertAcceptableInput } from '../../domain/shared/input-policy.js';
 import type { VolumeRoute } from '../../domain/shared/routes.js';
@@ -37,6 +37,7 @@ import { type RestApp, type RestEnv, volumeRoute } from '../env.js';
 import { handleError } from '../errors.js';
 import { conflictResponse, Entry, entryWriteHeaders, errorResponses, etagHeader, ok, quotaResponse, VolumeParams } from '../schemas.js';
 import { entryJson } from '../serializers.js';
+import { executionId, preconditions } from '../write-headers.js';
 
 const BASE = '/orgs/:org_id/workspaces/:workspace_id/volumes/:volume_id';
 const DOC_BASE = '/orgs/{org_id}/workspaces/{workspace_id}/volumes/{volume_id}';
@@ -106,33 +107,10 @@ function tusHeaders(extra: Record<string, string> = {}): Record<string, string> 
   };
 }
 
-/** The If-Match / X-Lock-Id / fencing headers of a tus creation (or upload-url) request. */
+/** The write conditions and writer of a tus creation (or upload-url) request: the same headers as any entry write. */
 function writeGuards(c: Context<RestEnv>) {
-  const ifMatch = parseIfMatch(c.req.header('if-match'));
-  if (ifMatch === 'invalid')
-    throw ValidationError.field(['header', 'if-match'], 'If-Match must be an entry version such as "3", or *', c.req.header('if-match'));
-  const token = c.req.header('x-fencing-token')?.trim();
-  const partition = c.req.header('x-lock-partition')?.trim();
-  if ((token === undefined) !== (partition === undefined)) {
-    throw ValidationError.field(
-      ['header', token === undefined ? 'x-fencing-token' : 'x-lock-partition'],
-      'X-Fencing-Token and X-Lock-Partition go together',
-      null,
-      'missing',
-    );
-  }
-  if (token !== undefined && !/^\d{1,15}$/.test(token)) {
-    throw ValidationError.field(['header', 'x-fencing-token'], 'X-Fencing-Token must be a fencing token (a positive integer)', token);
-  }
-  const lockId = c.req.header('x-lock-id')?.trim() || undefined;
-  const executionId = c.req.header('x-execution-id')?.trim() || undefined;
-  return {
-    ...(ifMatch !== undefined ? { ifMatch } : {}),
-    ...(c.req.header('if-none-match')?.trim() === '*' ? { ifNoneMatch: true } : {}),
-    ...(lockId ? { lockId } : {}),
-    ...(token !== undefined && partition !== undefined ? { fencing: { partition, token: Number(token) } } : {}),
-    ...(executionId ? { executionId } : {}),
-  };
+  const execution = executionId(c);
+  return { ...preconditions(c), ...(execution ? { executionId: execution } : {}) };
 }
 
 export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
