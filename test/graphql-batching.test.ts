@@ -130,4 +130,41 @@ describe('listings and entry bodies', () => {
     expect(nodes).toContainEqual({ path: '/docs/a.md', content: null, contentText: '/docs/a.md of v1' });
     expect(nodes).toContainEqual({ path: '/docs/big.json', content: { blob: 'x'.repeat(100_000) }, contentText: null });
   });
+
+  it('a listing reads only the columns its fields need (through fragments too), and every field still resolves', async () => {
+    const listingSql = (sql: string[]) => {
+      const found = sql.filter((s) => /CROSS JOIN LATERAL/.test(s) && /\bentries\b/.test(s));
+      expect(found).toHaveLength(1);
+      return found[0] as string;
+    };
+    const narrow = `query($id: ID!) { volume(id: $id) { entries(first: 20) { edges { cursor ...E } } } }
+      fragment E on VolumeEntriesConnectionEdge { node { path ... on Entry { sizeBytes } } }`;
+    const { sql, data } = await statementsFor(narrow, { id: volumeIds[1] });
+    const listed = listingSql(sql);
+    expect(listed).toMatch(/size_bytes AS "sizeBytes"/);
+    for (const column of ['metadata', 'tags', 'sha256', 'created_at', 'updated_at', 'blob_key', 'content_type']) {
+      expect(listed).not.toMatch(new RegExp(`\\be\\.${column}\\b`));
+    }
+    expect(data.volume.entries.edges[0]).toEqual({ cursor: expect.any(String), node: { path: '/docs/a.md', sizeBytes: 16 } });
+
+    // Every field of Entry, in one listing: the rows carry what each needs.
+    const wide = `query($id: ID!) { volume(id: $id) { entries(first: 20) { edges { node { id volumeId path contentType content
+      contentText mimeType sizeBytes schemaId sha256 version isIndexed indexedAt totalChunks indexError ttlSeconds expiresAt
+      writtenByAppId writtenByExecutionId tags metadata createdAt updatedAt downloadUrl volume { id name } } } } } }`;
+    const all = await statementsFor(wide, { id: volumeIds[1] });
+    const node = all.data.volume.entries.edges.find((e: { node: { path: string } }) => e.node.path === '/docs/a.md').node;
+    expect(node).toMatchObject({
+      volumeId: volumeIds[1],
+      contentType: 'text',
+      contentText: '/docs/a.md of v1',
+      sizeBytes: 16,
+      version: 1,
+      tags: [],
+      metadata: {},
+      downloadUrl: null,
+      volume: { id: volumeIds[1], name: 'v01' },
+    });
+    expect(node.createdAt).toEqual(expect.any(String));
+    expect(listingSql(all.sql)).not.toMatch(/"content"|content_text/);
+  });
 });

@@ -3,7 +3,7 @@ import ComplexityPlugin from '@pothos/plugin-complexity';
 import PrismaPlugin from '@pothos/plugin-prisma';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin, { type AuthFailure, AuthScopeFailureType } from '@pothos/plugin-scope-auth';
-import { GraphQLError, type GraphQLField, getNamedType, getNullableType, isListType, isObjectType } from 'graphql';
+import { GraphQLError, type GraphQLField, GraphQLScalarType, getNamedType, getNullableType, isListType, isObjectType } from 'graphql';
 import { DateTimeResolver, JSONResolver, SafeIntResolver } from 'graphql-scalars';
 import { schemaBuildOptions } from '../config.js';
 import { hasScope, type Principal, type Scope } from '../domain/access/principal.js';
@@ -55,7 +55,7 @@ export const builder = new SchemaBuilder<{
   Scalars: {
     DateTime: { Input: Date; Output: Date };
     JSON: { Input: unknown; Output: unknown };
-    SafeInt: { Input: number; Output: number };
+    SafeInt: { Input: number; Output: number | bigint };
     File: { Input: unknown; Output: never };
   };
   DefaultFieldNullability: false;
@@ -111,7 +111,15 @@ export const builder = new SchemaBuilder<{
 
 builder.addScalarType('DateTime', DateTimeResolver);
 builder.addScalarType('JSON', JSONResolver);
-builder.addScalarType('SafeInt', SafeIntResolver);
+// Postgres BIGINT columns (sizes, counters, fencing tokens) arrive as bigint: exposed as they are,
+// serialised as numbers, and refused like any other value past 2^53 - 1 rather than rounded.
+builder.addScalarType(
+  'SafeInt',
+  new GraphQLScalarType({
+    ...SafeIntResolver.toConfig(),
+    serialize: (value) => SafeIntResolver.serialize(typeof value === 'bigint' ? Number(value) : value),
+  }),
+);
 
 // Deny by default: every root field needs a principal unless it opts out.
 builder.queryType({ authScopes: { authenticated: true } });

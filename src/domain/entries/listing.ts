@@ -137,7 +137,9 @@ export interface EntriesPage {
  * Entries of volumes the principal can already see (the whole tree under `prefix`), filtered by tags
  * and kind, ordered by path: GraphQL's `Volume.entries`, batched across every volume of a request.
  * One statement for every page, one more for the totals when `total` is asked,
- * whatever the number of volumes. Rows come without `content` and `content_text` (see `entryBodies`).
+ * whatever the number of volumes. Rows come without `content` and `content_text` (see `entryBodies`),
+ * and with only `opts.fields` (plus id, volume and path) when the caller names the columns it will
+ * read: a listing asking for `path sizeBytes` never reads the rest of the row.
  * Volumes that are deleted get a NotFoundError in their place.
  * @throws ValidationError, ForbiddenError (entries:read)
  */
@@ -147,7 +149,7 @@ export async function listEntriesOfVolumes(
   volumes: readonly Pick<Volume, 'id' | 'orgId' | 'deletedAt'>[],
   raw: EntryFilters,
   loc: Loc,
-  opts: { total: boolean },
+  opts: { total: boolean; fields?: readonly string[] },
 ): Promise<(EntriesPage | NotFoundError)[]> {
   requireScope(p, 'entries:read');
   const f = parseFilters(raw, loc);
@@ -159,7 +161,7 @@ export async function listEntriesOfVolumes(
     rt,
     ids.map((id) => ({ volumeId: id, access: access.get(id) as EntryAccess })),
     f,
-    { total: opts.total },
+    { total: opts.total, columns: listedColumns(opts.fields) },
   );
   const byId = new Map(ids.map((id, i) => [id, pages[i] as EntriesPage]));
   return volumes.map((v) => (listable(v) && byId.get(v.id)) || new NotFoundError('volume', v.id));
@@ -181,11 +183,23 @@ function parseFilters(raw: EntryFilters, loc: Loc) {
   };
 }
 
-/** Every entries column but the bodies, shaped like Prisma's Entry (`e` is the table). */
-const LISTED_COLUMNS = modelColumns(
-  Object.values(Prisma.EntryScalarFieldEnum).filter((field) => field !== 'content' && field !== 'contentText'),
-  'e',
+/** Every entries field a listing can load: all but the bodies. */
+const LISTED_FIELDS: readonly string[] = Object.values(Prisma.EntryScalarFieldEnum).filter(
+  (field) => field !== 'content' && field !== 'contentText',
 );
+/** What a listing always loads: a row's identity, its volume (to group pages) and its path (cursors). */
+const KEY_FIELDS = ['id', 'volumeId', 'path'];
+const ALL_LISTED_COLUMNS = modelColumns(LISTED_FIELDS, 'e');
+
+/**
+ * The select list for `fields` (shaped like Prisma's Entry, `e` is the table): the key fields and
+ * those of `fields` that are listed columns (bodies and unknown names are ignored), or every listed
+ * column when no fields are named.
+ */
+function listedColumns(fields: readonly string[] | undefined): Prisma.Sql {
+  if (!fields) return ALL_LISTED_COLUMNS;
+  return modelColumns([...new Set([...KEY_FIELDS, ...fields.filter((f) => LISTED_FIELDS.includes(f))])], 'e');
+}
 
 /**
  * One page per volume in one statement (a LATERAL join walks each volume's (volume_id, path) index
@@ -196,7 +210,7 @@ async function entriesPages(
   rt: Runtime,
   volumes: { volumeId: string; access: EntryAccess }[],
   f: ReturnType<typeof parseFilters>,
-  opts: { total: boolean },
+  opts: { total: boolean; columns: Prisma.Sql },
 ): Promise<EntriesPage[]> {
   if (volumes.length === 0) return [];
   const ids = volumes.map((v) => v.volumeId);
@@ -212,7 +226,7 @@ async function entriesPages(
   const [rows, totals] = await Promise.all([
     rt.db.$queryRaw<Entry[]>`
       SELECT p.* FROM ${volumesSql} CROSS JOIN LATERAL (
-        SELECT ${LISTED_COLUMNS} FROM entries e WHERE ${conditions} ${f.after ? Prisma.sql`AND e.path > ${f.after}` : Prisma.empty}
+        SELECT ${opts.columns} FROM entries e WHERE ${conditions} ${f.after ? Prisma.sql`AND e.path > ${f.after}` : Prisma.empty}
         ORDER BY e.path LIMIT ${f.limit + 1}) p
       ORDER BY v.ord, p.path`,
     opts.total

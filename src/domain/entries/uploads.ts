@@ -201,7 +201,7 @@ export const DEFAULT_EXPIRES_IN = 3600;
 export async function downloadUrl(
   rt: Runtime,
   route: VolumeRoute,
-  entry: Entry,
+  entry: Pick<Entry, 'path' | 'contentType' | 'blobKey' | 'mimeType' | 'content'>,
   expiresIn: number,
   loc: Loc = ['query', 'expires_in'],
 ): Promise<string> {

@@ -43,7 +43,7 @@ builder.prismaObject('Backup', {
     prefix: t.exposeString('prefix'),
     entryCount: t.exposeInt('entryCount'),
     fileCount: t.exposeInt('fileCount'),
-    totalBytes: t.field({ type: 'SafeInt', resolve: (b) => Number(b.totalBytes) }),
+    totalBytes: t.expose('totalBytes', { type: 'SafeInt' }),
     manifestSha256: t.exposeString('manifestSha256', { nullable: true }),
     error: t.exposeString('error', { nullable: true }),
     createdBy: t.exposeString('createdBy'),

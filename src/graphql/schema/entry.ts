@@ -1,3 +1,4 @@
+import type { GraphQLResolveInfo, SelectionSetNode } from 'graphql';
 import { locateVolume } from '../../domain/access/authorize.js';
 import { getEntry } from '../../domain/entries/entries.js';
 import {
@@ -13,7 +14,8 @@ import { DEFAULT_EXPIRES_IN, downloadUrl } from '../../domain/entries/uploads.js
 import { NotFoundError, ValidationError } from '../../domain/shared/errors.js';
 import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/shared/pagination.js';
 import { routeOfVolume } from '../../domain/shared/routes.js';
-import type { Entry as EntryRow, Volume as VolumeRow } from '../../generated/prisma/client.js';
+import { type Entry as EntryRow, Prisma, type Volume as VolumeRow } from '../../generated/prisma/client.js';
+
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { loaderOf, selectsField } from '../loaders.js';
@@ -41,7 +43,7 @@ export const Entry = builder.prismaObject('Entry', {
     content: t.field({ type: 'JSON', nullable: true, resolve: async (e, _args, ctx) => (await bodyOf(ctx, e)).content }),
     contentText: t.string({ nullable: true, resolve: async (e, _args, ctx) => (await bodyOf(ctx, e)).contentText }),
     mimeType: t.exposeString('mimeType', { nullable: true }),
-    sizeBytes: t.field({ type: 'SafeInt', resolve: (e) => Number(e.sizeBytes) }),
+    sizeBytes: t.expose('sizeBytes', { type: 'SafeInt' }),
     schemaId: t.exposeString('schemaId', { nullable: true }),
     sha256: t.exposeString('sha256', { nullable: true }),
     version: t.exposeInt('version', { description: 'Increments on every change; pass it as expectedVersion' }),
@@ -63,19 +65,69 @@ export const Entry = builder.prismaObject('Entry', {
       description: 'A URL a plain HTTP client can fetch the file from until it expires (file entries only; null otherwise).',
       args: { expiresIn: t.arg.int({ defaultValue: DEFAULT_EXPIRES_IN, description: '60 to 604800 seconds' }) },
       // The entry was reached through a resolver that checked read access to its path.
-      resolve: async (e, args, ctx) =>
-        e.contentType === 'file'
-          ? downloadUrl(ctx.runtime, await locateVolume(ctx.runtime, e.volumeId), e, args.expiresIn ?? DEFAULT_EXPIRES_IN, ['expiresIn'])
-          : null,
+      resolve: async (e, args, ctx) => {
+        if (e.contentType !== 'file') return null;
+        const file = { ...e, content: (await bodyOf(ctx, e)).content };
+        return downloadUrl(ctx.runtime, await locateVolume(ctx.runtime, e.volumeId), file, args.expiresIn ?? DEFAULT_EXPIRES_IN, [
+          'expiresIn',
+        ]);
+      },
     }),
   }),
 });
 
 /** The entry's body, from the row when it was loaded with it, else batched by id. */
-function bodyOf(ctx: GraphQLContext, e: Pick<EntryRow, 'id' | 'content' | 'contentText'>) {
-  if (e.content !== undefined && e.contentText !== undefined) return e;
+function bodyOf(ctx: GraphQLContext, e: Pick<EntryRow, 'id'> & Partial<Pick<EntryRow, 'content' | 'contentText'>>) {
+  if (e.content !== undefined && e.contentText !== undefined) return { content: e.content, contentText: e.contentText };
   return loaderOf(ctx, 'entryBodies', (ids: readonly string[]) => entryBodies(ctx.runtime, ids)).load(e.id);
 }
+
+type ListedVolume = Pick<VolumeRow, 'id' | 'orgId' | 'deletedAt'>;
+
+/**
+ * The Entry columns each Entry field reads, for listings that load only what the query selects:
+ * exposed fields read their own column; the bodies come through `bodyOf` (a batch by id), and
+ * `volume` is a relation loaded by id. A field missing here makes the listing load every column.
+ */
+const ENTRY_COLUMNS = new Set<string>(Object.values(Prisma.EntryScalarFieldEnum));
+const ENTRY_FIELD_COLUMNS: Record<string, readonly string[]> = {
+  __typename: [],
+  content: [],
+  contentText: [],
+  volume: ['volumeId'],
+  downloadUrl: ['contentType', 'blobKey', 'mimeType'],
+};
+
+/**
+ * The entry columns a listing's query reads under `edges.node` (through fragments too), or
+ * undefined (every column) when it selects a field this module does not map.
+ */
+function selectedColumns(info: GraphQLResolveInfo): string[] | undefined {
+  // graphql-js hands every volume of a list the same field nodes: worked out once per request.
+  if (columnsOf.has(info.fieldNodes)) return columnsOf.get(info.fieldNodes);
+  const columns = new Set<string>();
+  let unknown = false;
+  const walk = (set: SelectionSetNode | undefined, path: readonly string[]): void => {
+    for (const s of set?.selections ?? []) {
+      if (s.kind === 'InlineFragment') walk(s.selectionSet, path);
+      // Validation has refused fragment cycles.
+      else if (s.kind === 'FragmentSpread') walk(info.fragments[s.name.value]?.selectionSet, path);
+      else if (path.length > 0) {
+        if (s.name.value === path[0]) walk(s.selectionSet, path.slice(1));
+      } else {
+        const name = s.name.value;
+        const mapped = ENTRY_FIELD_COLUMNS[name] ?? (ENTRY_COLUMNS.has(name) ? [name] : undefined);
+        if (mapped) for (const c of mapped) columns.add(c);
+        else unknown = true;
+      }
+    }
+  };
+  for (const node of info.fieldNodes) walk(node.selectionSet, ['edges', 'node']);
+  const result = unknown ? undefined : [...columns].sort();
+  columnsOf.set(info.fieldNodes, result);
+  return result;
+}
+const columnsOf = new WeakMap<GraphQLResolveInfo['fieldNodes'], string[] | undefined>();
 
 /**
  * Forward paging arguments as the domain's limit and cursor, refused (and named as the client wrote
@@ -145,16 +197,23 @@ builder.objectFields(Volume, (t) => ({
           ...pageOf(args),
         };
         const total = selectsField(info, 'totalCount');
-        const batch = (volumes: readonly VolumeRow[]) => listEntriesOfVolumes(ctx.runtime, p, volumes, filters, [], { total });
-        const page = await loaderOf<VolumeRow, EntriesPage, string>(
+        const fields = selectedColumns(info);
+        const batch = (volumes: readonly ListedVolume[]) => listEntriesOfVolumes(ctx.runtime, p, volumes, filters, [], { total, fields });
+        const page = await loaderOf<ListedVolume, EntriesPage, string>(
           ctx,
-          `entries:${JSON.stringify([filters, total])}`,
+          `entries:${JSON.stringify([filters, total, fields])}`,
           batch,
           (vol) => vol.id,
         ).load(v);
         return {
           totalCount: page.total,
-          edges: page.entries.map((e) => ({ node: e, cursor: encodePathCursor(e.path) })),
+          // Cursors are encoded only when asked for.
+          edges: page.entries.map((e) => ({
+            node: e,
+            get cursor() {
+              return encodePathCursor(e.path);
+            },
+          })),
           pageInfo: {
             hasNextPage: page.hasMore,
             hasPreviousPage: Boolean(args.after),

@@ -25,7 +25,7 @@ export const Lock = builder.prismaObject('Lock', {
     lockType: t.expose('lockType', { type: LockType }),
     holderAppId: t.exposeString('holderAppId'),
     holderExecutionId: t.exposeString('holderExecutionId', { nullable: true }),
-    fencingToken: t.field({ type: 'SafeInt', description: 'Strictly increasing per partition', resolve: (l) => Number(l.fencingToken) }),
+    fencingToken: t.expose('fencingToken', { type: 'SafeInt', description: 'Strictly increasing per partition' }),
     acquiredAt: t.expose('acquiredAt', { type: 'DateTime' }),
     expiresAt: t.expose('expiresAt', { type: 'DateTime' }),
   }),
