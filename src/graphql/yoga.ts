@@ -3,7 +3,7 @@ import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { useDisableIntrospection } from '@graphql-yoga/plugin-disable-introspection';
 import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
 import { context, SpanStatusCode, trace } from '@opentelemetry/api';
-import { getOperationAST } from 'graphql';
+import { getOperationAST, execute as graphqlJsExecute } from 'graphql';
 import { createYoga, type GraphiQLOptions, isAsyncIterable, type Plugin, shouldRenderGraphiQL } from 'graphql-yoga';
 import type { Runtime } from '../domain/shared/runtime.js';
 import { noteRequest } from '../http/request-log.js';
@@ -104,6 +104,21 @@ function useOperationSpans(): Plugin {
   };
 }
 
+/**
+ * Queries and mutations run on graphql-js's own `execute` rather than yoga's default executor
+ * (@graphql-tools/executor, whose extra machinery serves @defer/@stream and cancellation, neither
+ * of which this schema offers). Same results; ~10% less CPU per nested read in a same-session A/B
+ * (bench: 10 volumes x 20 entries, embedded). Subscriptions keep yoga's `subscribe`. First in the
+ * plugin list, so every plugin that wraps execution (spans) wraps this one.
+ */
+function useGraphQLJsExecute(): Plugin {
+  return {
+    onExecute({ setExecuteFn }) {
+      setExecuteFn(graphqlJsExecute);
+    },
+  };
+}
+
 /** Names the codes of a GraphQL answer's errors in the request's access line (never their messages). */
 function useErrorCodesInAccessLog(): Plugin {
   return {
@@ -151,6 +166,7 @@ export const GRAPHQL_MAX_BODY_BYTES = 25_000_000;
  */
 export function createGraphQLServer(rt: Runtime, opts: YogaOptions) {
   const plugins: Plugin[] = [
+    useGraphQLJsExecute(),
     useStreamingUploads(),
     // Yoga's 25 MB body limit, except for multipart uploads (bounded per file by MAX_UPLOAD_BYTES).
     useRequestBodyLimit(GRAPHQL_MAX_BODY_BYTES),
