@@ -6,7 +6,8 @@
  * 1. Indexing: 1 000 text entries (~3 chunks each) written to a manual-mode volume over HTTP, then
  *    one reindex job: chunks/s through the whole pipeline (chunking, hashing embedder, chunk rows
  *    with their vector and full-text columns, HNSW and GIN maintenance); then the same 1 000 entries
- *    written to an auto-mode volume: chunks/s from the first write to every entry searchable.
+ *    written to an auto-mode volume: chunks/s from the first write to every entry searchable; then
+ *    the same through batch writes (50 entries a request).
  *    `--indexing-only` stops after this part and prints it without touching BENCHMARKS.md;
  *    `--fresh-chunks 0` turns the fresh tier off (SEARCH_FRESH_CHUNKS) for a before/after.
  * 2. Scale: a second volume filled straight through SQL (the same rows the pipeline writes, built
@@ -143,7 +144,31 @@ async function main(): Promise<void> {
     const autoChunks = await prisma.chunk.count({ where: { volumeId: auto } });
     const autoLine = `${autoChunks} chunks of ${texts.length} entries written at 50 concurrent requests (${writeSeconds.toFixed(1)} s of writes) and searchable ${autoSeconds.toFixed(1)} s after the first write = **${(autoChunks / autoSeconds).toFixed(0)} chunks/s**; ${await mergedAfter()}`;
     process.stdout.write(`indexing (auto): ${autoLine}\n`);
+
+    // The same texts again, through the batch write (POST …/batch): 50 entries a request, 4 requests at a time.
+    const batched = (await call('POST', vols, { name: 'ingest-batch', embedding_model_id: model, chunk_size: 64, chunk_overlap: 8 })).body
+      .volume.volume_id;
+    const b0 = performance.now();
+    const batches = Array.from({ length: Math.ceil(texts.length / 50) }, (_, i) => texts.slice(i * 50, i * 50 + 50));
+    for (let i = 0; i < batches.length; i += 4) {
+      await Promise.all(
+        batches.slice(i, i + 4).map(async (batch) => {
+          const res = await call('POST', `${vols}/${batched}/batch`, {
+            entries: batch.map((t) => ({ path: t.path, content_text: t.contentText })),
+          });
+          if (res.status !== 200) throw new Error(`batch write: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
+        }),
+      );
+    }
+    const batchWriteSeconds = (performance.now() - b0) / 1000;
+    while ((await prisma.entry.count({ where: { volumeId: batched, isIndexed: false } })) > 0)
+      await new Promise((res) => setTimeout(res, 50));
+    const batchSeconds = (performance.now() - b0) / 1000;
+    const batchChunks = await prisma.chunk.count({ where: { volumeId: batched } });
+    const batchLine = `${batchChunks} chunks of ${texts.length} entries written in batches of 50 (4 requests at a time; ${batchWriteSeconds.toFixed(1)} s of writes) and searchable ${batchSeconds.toFixed(1)} s after the first write = **${(batchChunks / batchSeconds).toFixed(0)} chunks/s**; ${await mergedAfter()}`;
+    process.stdout.write(`indexing (batch): ${batchLine}\n`);
     if (INDEXING_ONLY) return;
+    if ((await call('DELETE', `${vols}/${batched}?permanent=true`)).status >= 300) throw new Error('could not delete the batch volume');
     // Gone before the search part, so the database holds what earlier runs measured (the shared
     // BM25 and HNSW indexes would otherwise also hold this volume's copies of the same texts).
     if ((await call('DELETE', `${vols}/${auto}?permanent=true`)).status >= 300) throw new Error('could not delete the ingestion volume');
@@ -331,6 +356,8 @@ async function main(): Promise<void> {
       `**Indexing** (one reindex job over ${ENTRIES} text entries, chunk_size 64 tokens): ${ixChunks} chunks in ${indexSeconds.toFixed(1)} s = **${(ixChunks / indexSeconds).toFixed(0)} chunks/s** (chunking, embedding, chunk rows with vector + tsvector, HNSW, BM25 and GIN upkeep; batches of 16 entries).`,
       '',
       `**Ingestion** (write → searchable, auto indexing, the same texts): ${autoLine}.`,
+      '',
+      `**Ingestion by batch writes** (the same texts, \`POST …/batch\`): ${batchLine}.`,
       '',
       `**Search** over HTTP, ${QUERIES} queries per mode (half corpus paraphrases, half sentences), top_k 10; recall@10 of the HNSW scan against an exact scan of the same vectors:`,
       '',

@@ -150,8 +150,8 @@ export function createRestApp(rt: Runtime, opts: RestOptions): RestApp {
   });
   app.use('*', refuseDotSegments);
 
-  // Bodies are bounded before they are read: JSON routes by maxJsonBytes, entry writes by
-  // maxEntryBytes; uploads stream and are bounded by MAX_UPLOAD_BYTES as they are stored.
+  // Bodies are bounded before they are read: JSON routes by maxJsonBytes, entry writes (and batch
+  // writes) by maxEntryBytes; uploads stream and are bounded by MAX_UPLOAD_BYTES as they are stored.
   const tooLarge = (max: number) => (c: Context) =>
     c.json(errorEnvelope('PAYLOAD_TOO_LARGE', `Request body exceeds ${max} bytes`, { max_bytes: max }, 413), 413);
   const jsonLimit = bodyLimit({ maxSize: opts.maxJsonBytes, onError: tooLarge(opts.maxJsonBytes) });
@@ -161,6 +161,7 @@ export function createRestApp(rt: Runtime, opts: RestOptions): RestApp {
     // tus PATCH bodies stream into the upload store, bounded by the session's declared length.
     if (c.req.method === 'PATCH' && /\/volumes\/[^/]+\/uploads\/[^/]+$/.test(c.req.path)) return next();
     if (c.req.method === 'PUT' && c.req.path.includes('/entries/')) return entryLimit(c, next);
+    if (c.req.method === 'POST' && /\/volumes\/[^/]+\/batch$/.test(c.req.path)) return entryLimit(c, next);
     return jsonLimit(c, next);
   });
   app.use('/orgs/*', async (c, next) => {

@@ -283,6 +283,10 @@ export const headerParam = (key: keyof typeof headerParameters) => ({ $ref: `#/c
 export const entryWriteHeaders = ['IfMatch', 'IfNoneMatch', 'LockId', 'FencingToken', 'LockPartition', 'ExecutionId'].map((k) =>
   headerParam(k as keyof typeof headerParameters),
 );
+/** What a batch write may state for all its entries: the lock it holds, the fencing token, the execution. */
+export const batchWriteHeaders = ['LockId', 'FencingToken', 'LockPartition', 'ExecutionId'].map((k) =>
+  headerParam(k as keyof typeof headerParameters),
+);
 /** What a delete or move of an entry may state: the version it read, the lock it holds, the fencing token. */
 export const entryGuardHeaders = ['IfMatch', 'LockId', 'FencingToken', 'LockPartition'].map((k) =>
   headerParam(k as keyof typeof headerParameters),

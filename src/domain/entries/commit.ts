@@ -165,15 +165,48 @@ export async function commitEntry(
   pre: WriteConditions,
   opts: CommitOptions = {},
 ): Promise<CommitResult> {
+  return committed(rt, (tx, mode) => commitIn(rt, tx, volumeId, path, data, pre, mode, opts));
+}
+
+/** One entry of a batch commit: its path, what it stores and the preconditions it states. */
+export interface BatchItem {
+  path: string;
+  data: EntryData;
+  pre: WriteConditions;
+}
+
+/**
+ * Commits several writes to one volume in one transaction, in order: each is checked as
+ * `commitEntry` checks one (preconditions, lock guard, quotas, counting the batch's earlier
+ * writes), and either all of them are written or none is. The volume's writer gate is entered once.
+ */
+export async function commitEntries(rt: Runtime, volumeId: string, items: readonly BatchItem[]): Promise<CommitResult[]> {
+  return committed(rt, async (tx, mode) => {
+    const results: CommitResult[] = [];
+    let entered: VolumeEntered | undefined;
+    for (const item of items) {
+      const result = await commitIn(rt, tx, volumeId, item.path, item.data, item.pre, mode, { entered });
+      entered = { indexing_mode: result.indexingMode };
+      results.push(result);
+    }
+    return results;
+  });
+}
+
+/**
+ * Runs a commit: first as a concurrent writer (retried when another writer created the same path
+ * first), then serialised on the volume row when a quota refused it and expired entries may make room.
+ */
+async function committed<T>(rt: Runtime, work: (tx: Tx, mode: 'shared' | 'serialised') => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await rt.db.$transaction((tx) => commitIn(rt, tx, volumeId, path, data, pre, 'shared', opts), TX_OPTIONS);
+      return await rt.db.$transaction((tx) => work(tx, 'shared'), TX_OPTIONS);
     } catch (err) {
       if (err instanceof NeedsSerialisedCommit) break;
       if (!isUniqueViolation(err) || attempt >= CREATE_RACE_ATTEMPTS) throw err;
     }
   }
-  return rt.db.$transaction((tx) => commitIn(rt, tx, volumeId, path, data, pre, 'serialised', opts), TX_OPTIONS);
+  return rt.db.$transaction((tx) => work(tx, 'serialised'), TX_OPTIONS);
 }
 
 /** What an upload session adds to a commit (resumable.ts). */
@@ -185,7 +218,11 @@ export interface CommitOptions {
   releaseReserved?: bigint;
   /** Runs last inside the commit's transaction (the upload session is marked completed there). */
   inTransaction?: (tx: Tx, entry: Entry) => Promise<void>;
+  /** The volume's writer gate, already entered by this transaction (a batch's later writes). */
+  entered?: VolumeEntered | undefined;
 }
+
+type VolumeEntered = { indexing_mode: 'auto' | 'manual' };
 
 const TX_OPTIONS = { timeout: 20_000, maxWait: 20_000 };
 
@@ -201,7 +238,7 @@ async function commitIn(
 ): Promise<CommitResult> {
   // Serialised: the row locked for the whole transaction, its usage read to check quotas by hand.
   const locked = mode === 'serialised' ? await lockVolume(tx, volumeId) : null;
-  const indexingMode = locked ? locked.indexing_mode : (await enterVolume(tx, volumeId)).indexing_mode;
+  const indexingMode = locked ? locked.indexing_mode : (opts.entered ?? (await enterVolume(tx, volumeId))).indexing_mode;
   const released = opts.releaseReserved ?? 0n;
   if (released > 0n) await tx.$executeRaw`UPDATE volumes SET reserved_bytes = reserved_bytes - ${released} WHERE id = ${volumeId}`;
   const usage = locked && released > 0n ? { ...locked, used_bytes: locked.used_bytes - released } : locked;
@@ -246,7 +283,7 @@ async function commitIn(
   await opts.inTransaction?.(tx, entry);
   await rt.hooks.beforeEntryCommit?.(path);
   const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
-  return { entry, created: !current, replacedBlob, purged };
+  return { entry, created: !current, replacedBlob, purged, indexingMode };
 }
 
 /**
@@ -307,6 +344,8 @@ export interface CommitResult {
   replacedBlob: string | null;
   /** Expired entries the write purged to make room. */
   purged: PurgedEntry[];
+  /** The volume's indexing mode, as the commit read it. */
+  indexingMode: 'auto' | 'manual';
 }
 
 export async function afterWrite(rt: Runtime, route: VolumeRoute, result: CommitResult) {

@@ -1,3 +1,4 @@
+import type { z } from 'zod';
 import type { Entry, Volume } from '../../generated/prisma/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import { enterOrg } from '../access/authenticate.js';
@@ -11,7 +12,17 @@ import { normaliseEntryPath } from '../shared/paths.js';
 import type { Loc, VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { adjustUsage, afterWrite, bucketOf, commitEntry, describedBy, discardBlobs, lockVolume, publish } from './commit.js';
+import {
+  adjustUsage,
+  afterWrite,
+  bucketOf,
+  commitEntry,
+  describedBy,
+  discardBlobs,
+  type EntryData,
+  lockVolume,
+  publish,
+} from './commit.js';
 import { checkPreconditions, type EntryKind, isExpired, type WriteConditions, WriteEntryInput, type WriterInfo } from './rules.js';
 
 /** Resolves the volume (visible to the principal) and the principal's access to its entries. */
@@ -43,6 +54,13 @@ export async function writeEntry(
   const path = normaliseEntryPath(rawPath, loc.path);
   requireWritable(access, path);
   const input = parseInput(WriteEntryInput, raw, loc.body);
+  const result = await commitEntry(rt, route.volumeId, path, jsonOrTextEntry(p, input, opts), opts);
+  await afterWrite(rt, route, result);
+  return { entry: result.entry, created: result.created };
+}
+
+/** What a JSON/text write stores: its kind (json by default when `content` is given), body, size and writer. */
+export function jsonOrTextEntry(p: Principal, input: z.output<typeof WriteEntryInput>, opts: WriterInfo): EntryData {
   const kind: EntryKind = input.content_type ?? (input.content !== undefined ? 'json' : 'text');
   const content = input.content === undefined || input.content === null ? Prisma.JsonNull : (input.content as Prisma.InputJsonValue);
   const contentText = input.content_text ?? null;
@@ -50,24 +68,16 @@ export async function writeEntry(
     (input.content !== undefined ? Buffer.byteLength(JSON.stringify(input.content)) : 0) +
       (contentText ? Buffer.byteLength(contentText) : 0),
   );
-  const result = await commitEntry(
-    rt,
-    route.volumeId,
-    path,
-    {
-      contentType: kind,
-      content,
-      contentText,
-      mimeType: input.mime_type ?? (kind === 'json' ? 'application/json' : 'text/plain'),
-      sizeBytes,
-      blobKey: null,
-      sha256: null,
-      ...describedBy(p, input, opts),
-    },
-    opts,
-  );
-  await afterWrite(rt, route, result);
-  return { entry: result.entry, created: result.created };
+  return {
+    contentType: kind,
+    content,
+    contentText,
+    mimeType: input.mime_type ?? (kind === 'json' ? 'application/json' : 'text/plain'),
+    sizeBytes,
+    blobKey: null,
+    sha256: null,
+    ...describedBy(p, input, opts),
+  };
 }
 
 /** Reads a live entry. @throws ValidationError (path), NotFoundError (absent, expired or not readable), ForbiddenError */

@@ -2,6 +2,7 @@ import { selectedRow } from '../selected-row.js';
 // Entry writes: JSON/text, uploads (multipart, streamed), deletes and moves, with versions and lock guards.
 
 import { locateVolume } from '../../domain/access/authorize.js';
+import { MAX_BATCH_ENTRIES, writeEntries } from '../../domain/entries/batch.js';
 import { deleteEntry, moveEntry, writeEntry } from '../../domain/entries/entries.js';
 import { uploadEntry } from '../../domain/entries/uploads.js';
 import type { WriteGuard } from '../../domain/locks/locks.js';
@@ -34,6 +35,40 @@ const WriteEntryInput = builder.inputType('WriteEntryInput', {
     metadata: t.field({ type: 'JSON' }),
     ttlSeconds: t.int(),
     executionId: t.string(),
+  }),
+});
+
+const WriteEntriesItem = builder.inputType('WriteEntriesItem', {
+  description: 'One entry of a batch write: its path, a writeEntry input, and its own preconditions.',
+  fields: (t) => ({
+    path: t.string({ required: true }),
+    content: t.field({ type: 'JSON', description: 'JSON content' }),
+    contentText: t.string(),
+    contentType: t.field({ type: EntryKind, description: 'json (default with content) or text' }),
+    mimeType: t.string(),
+    schemaId: t.string(),
+    tags: t.stringList(),
+    metadata: t.field({ type: 'JSON' }),
+    ttlSeconds: t.int(),
+    executionId: t.string(),
+    expectedVersion: t.int({ description: 'Write only if the entry is at this version (CONFLICT otherwise)' }),
+    createOnly: t.boolean({ description: 'Write only if nothing exists at the path (CONFLICT otherwise)' }),
+  }),
+});
+
+const WriteEntriesPayload = builder.objectRef<{ ids: string[]; created: number }>('WriteEntriesPayload').implement({
+  fields: (t) => ({
+    created: t.exposeInt('created', { description: 'Entries the batch created' }),
+    updated: t.int({ description: 'Entries the batch replaced', resolve: (r) => r.ids.length - r.created }),
+    entries: t.prismaField({
+      type: ['Entry'],
+      description: 'The written entries, in the order they were given (one statement)',
+      resolve: async (query, r, _args, ctx) => {
+        const rows = await ctx.runtime.db.entry.findMany({ ...query, where: { id: { in: r.ids } } });
+        const byId = new Map(rows.map((e) => [e.id, e]));
+        return r.ids.flatMap((id) => byId.get(id) ?? []);
+      },
+    }),
   }),
 });
 
@@ -79,6 +114,26 @@ builder.mutationFields((base) => {
           { path: ['path'], body: ['input'] },
         );
         return { entryId: entry.id, created };
+      },
+    }),
+    writeEntries: t.field({
+      type: WriteEntriesPayload,
+      description: `Creates or replaces up to ${MAX_BATCH_ENTRIES} JSON/text entries of one volume in one transaction: all of them, or none (the first refusal names its entries[i]). Each is checked as writeEntry checks one; lockId and fencing apply to every entry.`,
+      args: {
+        volumeId: t.arg.id({ required: true }),
+        entries: t.arg({ type: [WriteEntriesItem], required: true }),
+        ...guardArgs,
+      },
+      resolve: async (_root, args, ctx) => {
+        const results = await writeEntries(
+          ctx.runtime,
+          ctx.principal,
+          await locateVolume(ctx.runtime, String(args.volumeId)),
+          { entries: args.entries.map((e) => toDomainInput(e)) },
+          guardOf(args),
+          [],
+        );
+        return { ids: results.map((r) => r.entry.id), created: results.filter((r) => r.created).length };
       },
     }),
     uploadEntry: t.field({

@@ -5,6 +5,7 @@
  */
 import type { Context } from 'hono';
 import { z } from 'zod';
+import { MAX_BATCH_ENTRIES, WriteEntriesInput, writeEntries } from '../../domain/entries/batch.js';
 import { deleteEntry, getEntry, moveEntry, writeEntry } from '../../domain/entries/entries.js';
 import { listDirectory } from '../../domain/entries/listing.js';
 import { etagOf, UploadFieldsInput, WriteEntryInput } from '../../domain/entries/rules.js';
@@ -17,6 +18,7 @@ import { parseInput } from '../../domain/shared/validation.js';
 import { type RestApp, type RestEnv, volumeRoute } from '../env.js';
 import { readUpload } from '../multipart.js';
 import {
+  batchWriteHeaders,
   conflictResponse,
   Entry,
   entryGuardHeaders,
@@ -106,6 +108,33 @@ export function registerEntryRoutes(rt: Runtime, app: RestApp): void {
     return c.json({ message: 'Entry written successfully', entry: entryJson(entry) }, created ? 201 : 200);
   });
 
+  app.post(`${BASE}/batch`, async (c) => {
+    const route = routeOf(c);
+    const { ifMatch, ifNoneMatch, lockId, fencing } = preconditions(c);
+    // Versions are per entry (expected_version, create_only); a header could not say which.
+    if (ifMatch !== undefined || ifNoneMatch) {
+      const header = ifMatch !== undefined ? 'if-match' : 'if-none-match';
+      throw ValidationError.field(
+        ['header', header],
+        'A batch states versions per entry (expected_version, create_only)',
+        c.req.header(header),
+      );
+    }
+    const body = await readJson(c);
+    const results = await writeEntries(rt, c.get('principal'), route, body, {
+      ...(lockId ? { lockId } : {}),
+      ...(fencing ? { fencing } : {}),
+      executionId: executionId(c),
+    });
+    const created = results.filter((r) => r.created).length;
+    return c.json({
+      message: 'Entries written successfully',
+      created,
+      updated: results.length - created,
+      entries: results.map((r) => entryJson(r.entry)),
+    });
+  });
+
   app.delete(`${BASE}/entries/:path{.+}`, async (c) => {
     const { ifMatch, lockId, fencing } = preconditions(c);
     await deleteEntry(rt, c.get('principal'), routeOf(c), c.req.param('path'), { ifMatch, lockId, fencing });
@@ -193,6 +222,25 @@ function documentEntryRoutes(app: RestApp): void {
     responses: {
       200: ok(written, 'Successful Response', etagHeader),
       201: ok(written, 'Created', etagHeader),
+      ...conflictResponse,
+      ...quotaResponse,
+      ...errorResponses,
+    },
+  });
+  r.registerPath({
+    method: 'post',
+    path: `${DOC_BASE}/batch`,
+    operationId: 'writeEntries',
+    tags,
+    summary: 'Write several JSON/text entries in one transaction',
+    description: `Creates or replaces 1 to ${MAX_BATCH_ENTRIES} entries of the volume, in order, all of them or none: each entry is a PUT body with its \`path\`, checked as a PUT is (write access, \`expected_version\` / \`create_only\` in place of If-Match / If-None-Match, quotas counting the batch's earlier entries); the first refusal answers for the batch and names \`entries[i]\`. X-Lock-Id, X-Fencing-Token and X-Execution-Id apply to every entry. The body is bounded as a PUT's.`,
+    parameters: batchWriteHeaders,
+    request: { params: VolumeParams, body: { content: { 'application/json': { schema: WriteEntriesInput } }, required: true } },
+    responses: {
+      200: ok(
+        z.object({ message: z.string(), created: z.number().int(), updated: z.number().int(), entries: z.array(Entry) }),
+        'Successful Response',
+      ),
       ...conflictResponse,
       ...quotaResponse,
       ...errorResponses,
