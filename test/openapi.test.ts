@@ -96,6 +96,8 @@ const ENTRY_GUARD = ['If-Match', 'X-Lock-Id', 'X-Fencing-Token', 'X-Lock-Partiti
 const REQUEST_HEADERS: Record<string, string[]> = {
   writeEntry: [...ENTRY_GUARD, 'If-None-Match', 'X-Execution-Id'],
   uploadEntry: [...ENTRY_GUARD, 'If-None-Match', 'X-Execution-Id'],
+  // A batch states versions per entry; If-Match / If-None-Match are refused (422), not documented.
+  writeEntries: ['X-Lock-Id', 'X-Fencing-Token', 'X-Lock-Partition', 'X-Execution-Id'],
   deleteEntry: ENTRY_GUARD,
   moveEntry: ENTRY_GUARD,
   createTusUpload: [

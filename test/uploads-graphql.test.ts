@@ -196,6 +196,17 @@ describe('uploadEntry', () => {
     expect(await rowCount(gw, v.volumeId)).toBe(0);
   });
 
+  it('a File variable that is not a file part (a string or object in a JSON request) is BAD_USER_INPUT, never an internal error', async () => {
+    const v = await uploadVolume(gw, 'acme');
+    for (const file of ['**/', { name: 'x.bin' }, 42]) {
+      const res = await gw.gql(UPLOAD, { volumeId: v.volumeId, path: '/not-a-file.bin', file });
+      expect(res.status, JSON.stringify(file)).toBeLessThan(500);
+      expect(res.body.errors?.[0]?.extensions?.code, JSON.stringify(res.body)).toBe('BAD_USER_INPUT');
+      expect(res.body.errors[0].message).toMatch(/\$file.*multipart/);
+    }
+    expect(await rowCount(gw, v.volumeId)).toBe(0);
+  });
+
   it('an upload cut off mid-file leaves no row and no object', async () => {
     const v = await uploadVolume(gw, 'acme');
     const tmp = path.join(gw.dataDir, 'blobs', v.bucket, '.tmp');

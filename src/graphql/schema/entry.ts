@@ -19,7 +19,7 @@ import { type Entry as EntryRow, Prisma, type Volume as VolumeRow } from '../../
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
 import { loaderOf, selectsField } from '../loaders.js';
-import type { UploadValue } from '../uploads.js';
+import { StreamingUpload, type UploadValue } from '../uploads.js';
 import { Volume } from './volume.js';
 
 export const EntryKind = builder.enumType('EntryKind', { values: ENTRY_KINDS });
@@ -29,7 +29,12 @@ builder.scalarType('File', {
   serialize: () => {
     throw new Error('File is an input-only scalar');
   },
-  parseValue: (value) => value as UploadValue,
+  // Only a file part of a multipart request is a File: any other value (a string in a JSON request)
+  // is refused as the variable's input error, before a resolver sees it.
+  parseValue: (value) => {
+    if (value instanceof StreamingUpload || value instanceof File) return value as UploadValue;
+    throw new TypeError('File must be a file part of a multipart request (graphql-multipart-request-spec)');
+  },
 });
 
 export const Entry = builder.prismaObject('Entry', {
