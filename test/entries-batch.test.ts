@@ -128,6 +128,29 @@ describe('REST batch writes', () => {
     await expectExactUsage(gw, v, 'after the refused batch');
     expect((await expectExactUsage(gw, v)).entry_count).toBe(0);
 
+    // Bytes too: every entry fits alone, the batch does not.
+    const sized = await newVolume(gw, ORG, { indexing_mode: 'manual', max_size_bytes: 1000 });
+    const big = await gw.call('POST', batchUrl(sized), {
+      entries: Array.from({ length: 3 }, (_, i) => ({ path: `/s${i}.txt`, content_text: 'x'.repeat(400) })),
+    });
+    expect(big.status, JSON.stringify(big.body)).toBe(507);
+    expect(big.body).toMatchObject({ error: 'QUOTA_EXCEEDED', details: { quota: 'max_size_bytes' } });
+    expect((await expectExactUsage(gw, sized)).used_bytes).toBe(0);
+    const fits = await gw.call('POST', batchUrl(sized), {
+      entries: Array.from({ length: 2 }, (_, i) => ({ path: `/s${i}.txt`, content_text: 'x'.repeat(400) })),
+    });
+    expect(fits.status).toBe(200);
+    // Replacing with smaller bodies frees room within the same batch.
+    const shrink = await gw.call('POST', batchUrl(sized), {
+      entries: [
+        { path: '/s0.txt', content_text: 'x' },
+        { path: '/s1.txt', content_text: 'x' },
+        { path: '/s2.txt', content_text: 'x'.repeat(900) },
+      ],
+    });
+    expect(shrink.status, JSON.stringify(shrink.body)).toBe(200);
+    expect((await expectExactUsage(gw, sized)).used_bytes).toBe(902);
+
     // 12 concurrent batches of 5 new entries: exactly 8 fit, each whole.
     const results = await Promise.all(
       Array.from({ length: 12 }, (_, b) =>

@@ -62,12 +62,23 @@ export class JobQueue {
    * run stops.
    */
   async enqueue(client: Tx | Db, opts: EnqueueOptions): Promise<string> {
+    return (await this.enqueueMany(client, [opts]))[0] as string;
+  }
+
+  /**
+   * Queues several jobs in one statement, each as `enqueue` queues one (a batch write's index jobs).
+   * Their dedupe keys must differ (one statement cannot update a row twice). Ids come back in no
+   * particular order.
+   */
+  async enqueueMany(client: Tx | Db, jobs: readonly EnqueueOptions[]): Promise<string[]> {
+    if (jobs.length === 0) return [];
     const now = new Date();
-    const payload = JSON.stringify(opts.payload ?? {});
-    const [row] = await client.$queryRaw<{ id: string }[]>`
+    const rows = await client.$queryRaw<{ id: string }[]>`
       INSERT INTO jobs (id, kind, status, dedupe_key, volume_id, payload, max_attempts, run_at, created_at, updated_at)
-      VALUES (${randomUUID()}, ${opts.kind}, 'queued', ${opts.dedupeKey ?? null}, ${opts.volumeId ?? null},
-              ${payload}::jsonb, ${opts.maxAttempts ?? 5}, ${now}, ${now}, ${now})
+      SELECT j.id, j.kind, 'queued'::"JobStatus", j.dedupe_key, j.volume_id, j.payload::jsonb, j.max_attempts, ${now}, ${now}, ${now}
+      FROM unnest(${jobs.map(() => randomUUID())}::text[], ${jobs.map((j) => j.kind)}::text[], ${jobs.map((j) => j.dedupeKey ?? null)}::text[],
+                  ${jobs.map((j) => j.volumeId ?? null)}::text[], ${jobs.map((j) => JSON.stringify(j.payload ?? {}))}::text[],
+                  ${jobs.map((j) => j.maxAttempts ?? 5)}::int[]) AS j(id, kind, dedupe_key, volume_id, payload, max_attempts)
       ON CONFLICT (dedupe_key) DO UPDATE SET
         status = CASE WHEN jobs.status IN ('running', 'cancelling') THEN jobs.status ELSE 'queued'::"JobStatus" END,
         rerun_payload = CASE WHEN jobs.status IN ('running', 'cancelling') THEN EXCLUDED.payload ELSE NULL END,
@@ -76,9 +87,9 @@ export class JobQueue {
         attempts = CASE WHEN jobs.status IN ('running', 'cancelling') THEN jobs.attempts ELSE 0 END,
         last_error = NULL, finished_at = NULL, updated_at = EXCLUDED.updated_at
       RETURNING id`;
-    // Inside a transaction the job is not visible until commit: wake idle workers once it may be.
+    // Inside a transaction the jobs are not visible until commit: wake idle workers once they may be.
     if (client === this.db) this.wake();
-    return (row as { id: string }).id;
+    return rows.map((r) => r.id);
   }
 
   /**

@@ -2,7 +2,7 @@ import type { Tx } from '../../db/client.js';
 import type { Entry, Prisma } from '../../generated/prisma/client.js';
 import type { Principal } from '../access/principal.js';
 import { checkWriteGuard } from '../locks/locks.js';
-import { queueEntryIndexing } from '../search/indexing.js';
+import { queueEntriesIndexing, queueEntryIndexing } from '../search/indexing.js';
 import { isUniqueViolation, NotFoundError, QuotaExceededError } from '../shared/errors.js';
 import type { EntryChangedEvent } from '../shared/events.js';
 import type { VolumeRoute } from '../shared/routes.js';
@@ -178,16 +178,24 @@ export interface BatchItem {
 /**
  * Commits several writes to one volume in one transaction, in order: each is checked as
  * `commitEntry` checks one (preconditions, lock guard, quotas, counting the batch's earlier
- * writes), and either all of them are written or none is. The volume's writer gate is entered once.
+ * writes), and either all of them are written or none is. The volume's writer gate is entered once;
+ * its index jobs are queued and its usage charged once, after the last entry.
  */
 export async function commitEntries(rt: Runtime, volumeId: string, items: readonly BatchItem[]): Promise<CommitResult[]> {
   return committed(rt, async (tx, mode) => {
     const results: CommitResult[] = [];
     let entered: VolumeEntered | undefined;
+    const deferred = { bytes: 0n, count: 0, indexIds: [] as string[] };
     for (const item of items) {
-      const result = await commitIn(rt, tx, volumeId, item.path, item.data, item.pre, mode, { entered });
+      const result = await commitIn(rt, tx, volumeId, item.path, item.data, item.pre, mode, { entered, deferred });
       entered = { indexing_mode: result.indexingMode };
       results.push(result);
+    }
+    // The whole batch's index jobs in one statement, and its usage in one conditional update, which
+    // refuses the batch (all of it) when a quota would be exceeded.
+    if (deferred.indexIds.length > 0) await queueEntriesIndexing(rt, tx, volumeId, deferred.indexIds);
+    if (mode === 'shared' && !(await chargeUsage(tx, volumeId, deferred.bytes, deferred.count))) {
+      await refuseOverQuota(tx, volumeId, deferred.bytes, deferred.count);
     }
     return results;
   });
@@ -220,6 +228,8 @@ export interface CommitOptions {
   inTransaction?: (tx: Tx, entry: Entry) => Promise<void>;
   /** The volume's writer gate, already entered by this transaction (a batch's later writes). */
   entered?: VolumeEntered | undefined;
+  /** A batch's index jobs and usage, gathered here to be queued and charged once by the batch. */
+  deferred?: { bytes: bigint; count: number; indexIds: string[] } | undefined;
 }
 
 type VolumeEntered = { indexing_mode: 'auto' | 'manual' };
@@ -277,9 +287,17 @@ async function commitIn(
     if (existing) await tx.entry.delete({ where: { id: existing.id } });
     entry = await tx.entry.create({ data: { ...fields, volumeId, path } });
   }
-  if (indexingMode === 'auto') await queueEntryIndexing(rt, tx, volumeId, entry.id);
+  // A concurrent (not serialised) batch queues its index jobs and charges its usage once, at its end.
+  const defer = usage ? undefined : opts.deferred;
+  if (indexingMode === 'auto') {
+    if (defer) defer.indexIds.push(entry.id);
+    else await queueEntryIndexing(rt, tx, volumeId, entry.id);
+  }
   if (usage) await adjustUsage(tx, volumeId, deltaBytes, deltaCount);
-  else if (!(await chargeUsage(tx, volumeId, deltaBytes, deltaCount))) await refuseOverQuota(tx, volumeId, deltaBytes, deltaCount);
+  else if (defer) {
+    defer.bytes += deltaBytes;
+    defer.count += deltaCount;
+  } else if (!(await chargeUsage(tx, volumeId, deltaBytes, deltaCount))) await refuseOverQuota(tx, volumeId, deltaBytes, deltaCount);
   await opts.inTransaction?.(tx, entry);
   await rt.hooks.beforeEntryCommit?.(path);
   const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;

@@ -18,8 +18,16 @@ import { INDEXED_DIMS } from './sql.js';
 export const INDEX_ENTRY = 'index_entry';
 
 /** Queues indexing of an entry inside the transaction that wrote it (volumes in `auto` mode). */
-export function queueEntryIndexing(rt: Runtime, tx: Tx, volumeId: string, entryId: string): Promise<string> {
-  return rt.jobs.enqueue(tx, { kind: INDEX_ENTRY, dedupeKey: `${INDEX_ENTRY}:${entryId}`, volumeId, payload: { entryId } });
+export async function queueEntryIndexing(rt: Runtime, tx: Tx, volumeId: string, entryId: string): Promise<string> {
+  return (await queueEntriesIndexing(rt, tx, volumeId, [entryId]))[0] as string;
+}
+
+/** Queues indexing of several entries of one volume in one statement (a batch write, in its transaction). */
+export function queueEntriesIndexing(rt: Runtime, tx: Tx, volumeId: string, entryIds: readonly string[]): Promise<string[]> {
+  return rt.jobs.enqueueMany(
+    tx,
+    entryIds.map((entryId) => ({ kind: INDEX_ENTRY, dedupeKey: `${INDEX_ENTRY}:${entryId}`, volumeId, payload: { entryId } })),
+  );
 }
 
 /** The text an entry contributes to search: JSON flattened, text as is, files' extracted text. */
