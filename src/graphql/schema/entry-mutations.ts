@@ -24,33 +24,28 @@ export function guardOf(args: { lockId?: string | number | null; fencing?: { par
   };
 }
 
-const WriteEntryInput = builder.inputType('WriteEntryInput', {
-  fields: (t) => ({
-    content: t.field({ type: 'JSON', description: 'JSON content' }),
-    contentText: t.string(),
-    contentType: t.field({ type: EntryKind, description: 'json (default with content) or text' }),
-    mimeType: t.string(),
-    schemaId: t.string(),
-    tags: t.stringList(),
-    metadata: t.field({ type: 'JSON' }),
-    ttlSeconds: t.int(),
-    executionId: t.string(),
-  }),
+type InputFields = Parameters<NonNullable<Parameters<typeof builder.inputType>[1]['fields']>>[0];
+
+/** What a JSON/text write stores (the domain's WriteEntryInput): writeEntry's input, and each entry of a batch. */
+const entryBodyFields = (t: InputFields) => ({
+  content: t.field({ type: 'JSON', description: 'JSON content' }),
+  contentText: t.string(),
+  contentType: t.field({ type: EntryKind, description: 'json (default with content) or text' }),
+  mimeType: t.string(),
+  schemaId: t.string(),
+  tags: t.stringList(),
+  metadata: t.field({ type: 'JSON' }),
+  ttlSeconds: t.int(),
+  executionId: t.string(),
 });
+
+const WriteEntryInput = builder.inputType('WriteEntryInput', { fields: (t) => entryBodyFields(t) });
 
 const WriteEntriesItem = builder.inputType('WriteEntriesItem', {
   description: 'One entry of a batch write: its path, a writeEntry input, and its own preconditions.',
   fields: (t) => ({
     path: t.string({ required: true }),
-    content: t.field({ type: 'JSON', description: 'JSON content' }),
-    contentText: t.string(),
-    contentType: t.field({ type: EntryKind, description: 'json (default with content) or text' }),
-    mimeType: t.string(),
-    schemaId: t.string(),
-    tags: t.stringList(),
-    metadata: t.field({ type: 'JSON' }),
-    ttlSeconds: t.int(),
-    executionId: t.string(),
+    ...entryBodyFields(t),
     expectedVersion: t.int({ description: 'Write only if the entry is at this version (CONFLICT otherwise)' }),
     createOnly: t.boolean({ description: 'Write only if nothing exists at the path (CONFLICT otherwise)' }),
   }),
