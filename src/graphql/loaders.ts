@@ -24,15 +24,35 @@ export function loaderOf<K, V, C = K>(
 
 /** Whether the field being resolved selects `name` directly (through fragments too), e.g. `totalCount`. */
 export function selectsField(info: GraphQLResolveInfo, name: string): boolean {
-  const seen = new Set<string>();
-  const inSet = (set: SelectionSetNode | undefined): boolean =>
-    (set?.selections ?? []).some((s) => {
-      if (s.kind === 'Field') return s.name.value === name;
-      if (s.kind === 'InlineFragment') return inSet(s.selectionSet);
-      if (seen.has(s.name.value)) return false;
-      seen.add(s.name.value);
-      const fragment: FragmentDefinitionNode | undefined = info.fragments[s.name.value];
-      return inSet(fragment?.selectionSet);
-    });
-  return info.fieldNodes.some((node) => inSet(node.selectionSet));
+  return selectedFields(info).has(name);
 }
+
+/**
+ * The names of the fields selected `path` below the field being resolved (through inline fragments
+ * and fragment spreads): `selectedFields(info, ['edges', 'node'])` is what a connection's nodes select.
+ * graphql-js hands every parent of a list the same field nodes, so it is worked out once per request.
+ */
+export function selectedFields(info: GraphQLResolveInfo, path: readonly string[] = []): ReadonlySet<string> {
+  const key = path.join('.');
+  let byPath = selections.get(info.fieldNodes);
+  if (!byPath) {
+    byPath = new Map();
+    selections.set(info.fieldNodes, byPath);
+  }
+  const known = byPath.get(key);
+  if (known) return known;
+  const names = new Set<string>();
+  const walk = (set: SelectionSetNode | undefined, rest: readonly string[]): void => {
+    for (const s of set?.selections ?? []) {
+      if (s.kind === 'InlineFragment') walk(s.selectionSet, rest);
+      // Validation has refused fragment cycles.
+      else if (s.kind === 'FragmentSpread') walk((info.fragments[s.name.value] as FragmentDefinitionNode | undefined)?.selectionSet, rest);
+      else if (rest.length === 0) names.add(s.name.value);
+      else if (s.name.value === rest[0]) walk(s.selectionSet, rest.slice(1));
+    }
+  };
+  for (const node of info.fieldNodes) walk(node.selectionSet, path);
+  byPath.set(key, names);
+  return names;
+}
+const selections = new WeakMap<GraphQLResolveInfo['fieldNodes'], Map<string, ReadonlySet<string>>>();

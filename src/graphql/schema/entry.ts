@@ -1,4 +1,4 @@
-import type { GraphQLResolveInfo, SelectionSetNode } from 'graphql';
+import type { GraphQLResolveInfo } from 'graphql';
 import { locateVolume } from '../../domain/access/authorize.js';
 import { getEntry } from '../../domain/entries/entries.js';
 import {
@@ -18,7 +18,7 @@ import { type Entry as EntryRow, Prisma, type Volume as VolumeRow } from '../../
 
 import { builder } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
-import { loaderOf, selectsField } from '../loaders.js';
+import { loaderOf, selectedFields, selectsField } from '../loaders.js';
 import { StreamingUpload, type UploadValue } from '../uploads.js';
 import { Volume } from './volume.js';
 
@@ -104,35 +104,18 @@ const ENTRY_FIELD_COLUMNS: Record<string, readonly string[]> = {
 };
 
 /**
- * The entry columns a listing's query reads under `edges.node` (through fragments too), or
- * undefined (every column) when it selects a field this module does not map.
+ * The entry columns a listing's query reads under `edges.node`, or undefined (every column) when it
+ * selects a field this module does not map.
  */
 function selectedColumns(info: GraphQLResolveInfo): string[] | undefined {
-  // graphql-js hands every volume of a list the same field nodes: worked out once per request.
-  if (columnsOf.has(info.fieldNodes)) return columnsOf.get(info.fieldNodes);
   const columns = new Set<string>();
-  let unknown = false;
-  const walk = (set: SelectionSetNode | undefined, path: readonly string[]): void => {
-    for (const s of set?.selections ?? []) {
-      if (s.kind === 'InlineFragment') walk(s.selectionSet, path);
-      // Validation has refused fragment cycles.
-      else if (s.kind === 'FragmentSpread') walk(info.fragments[s.name.value]?.selectionSet, path);
-      else if (path.length > 0) {
-        if (s.name.value === path[0]) walk(s.selectionSet, path.slice(1));
-      } else {
-        const name = s.name.value;
-        const mapped = ENTRY_FIELD_COLUMNS[name] ?? (ENTRY_COLUMNS.has(name) ? [name] : undefined);
-        if (mapped) for (const c of mapped) columns.add(c);
-        else unknown = true;
-      }
-    }
-  };
-  for (const node of info.fieldNodes) walk(node.selectionSet, ['edges', 'node']);
-  const result = unknown ? undefined : [...columns].sort();
-  columnsOf.set(info.fieldNodes, result);
-  return result;
+  for (const name of selectedFields(info, ['edges', 'node'])) {
+    const mapped = ENTRY_FIELD_COLUMNS[name] ?? (ENTRY_COLUMNS.has(name) ? [name] : undefined);
+    if (!mapped) return undefined;
+    for (const c of mapped) columns.add(c);
+  }
+  return [...columns].sort();
 }
-const columnsOf = new WeakMap<GraphQLResolveInfo['fieldNodes'], string[] | undefined>();
 
 /**
  * Forward paging arguments as the domain's limit and cursor, refused (and named as the client wrote
