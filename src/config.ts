@@ -65,6 +65,8 @@ const ConfigSchema = z.object({
   GRAPHQL_INTROSPECTION: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
   GRAPHQL_MAX_DEPTH: z.coerce.number().int().min(1).max(100).default(12),
   GRAPHQL_MAX_COST: z.coerce.number().int().min(1).default(20_000),
+  /** Reads of workspaces, volumes, entries, mounts and locks by org keys compiled into one statement (src/graphql/compiled/). */
+  GRAPHQL_COMPILED_READS: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   /** How often expired entries are swept and failed bucket deletions retried. */
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).default(30_000),
@@ -206,6 +208,8 @@ export interface Config {
   /** Cap of the fresh tier of chunks (search/fresh.ts); 0 turns it off. */
   freshChunks: number;
   keyCacheTtlMs: number;
+  /** GraphQL reads answered by one compiled statement where they can be (default on). */
+  compiledReads: boolean;
   metrics: { enabled: boolean; token: string | undefined };
   /** Per-key limits per window (0: that limit is off). */
   rateLimits: { requests: number; uploadBytes: number; windowSeconds: number };
@@ -299,6 +303,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     introspection: flag(c.GRAPHQL_INTROSPECTION, dev),
     maxDepth: c.GRAPHQL_MAX_DEPTH,
     maxCost: c.GRAPHQL_MAX_COST,
+    compiledReads: flag(c.GRAPHQL_COMPILED_READS, true),
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
     sweepIntervalMs: c.SWEEP_INTERVAL_MS,
     volumeRetentionDays: c.VOLUME_RETENTION_DAYS,

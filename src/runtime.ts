@@ -134,6 +134,7 @@ export async function buildRuntime(
   const cpu = createCpuPool({ threads: config.indexing.threads ?? defaultIndexingThreads(), taskTimeoutMs: config.indexing.timeoutMs });
   const rt: Runtime = {
     db: database.prisma,
+    sql: database.query,
     blobs: observers.blobs ? observedBlobStore(blobs, observers.blobs) : blobs,
     resumable,
     events: bus.events,
@@ -151,6 +152,7 @@ export async function buildRuntime(
       efSearch: config.efSearch,
       freshChunks: config.freshChunks,
       keyCacheTtlMs: config.keyCacheTtlMs,
+      compiledReads: config.compiledReads,
     },
     limits: createRateLimits(config.rateLimits, limitsRedis),
     state: newRuntimeState(),

@@ -1,7 +1,7 @@
 import type { PGlite } from '@electric-sql/pglite';
 import type { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
+import { createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 
 /**
@@ -143,6 +143,32 @@ describe('server mode (DATABASE_URL via @prisma/adapter-pg, PGlite behind pglite
       'SELECT ((SELECT count(*) FROM volumes) + (SELECT count(*) FROM mounts) + (SELECT count(*) FROM workspaces))::int AS n',
     );
     expect(left.rows[0]?.n).toBe(0);
+  });
+
+  it('answers a nested read by an org key with one compiled statement on the pool, as the resolvers do', async () => {
+    const ws = (await api().call('POST', '/v1/orgs/srv-compiled/workspaces', { name: 'c' })).body.workspace_id;
+    const base = `/v1/orgs/srv-compiled/workspaces/${ws}/volumes`;
+    const vol = (await api().call('POST', base, { name: 'v', indexing_mode: 'manual' })).body.volume.volume_id;
+    for (const p of ['/a.txt', '/b/c.txt']) await api().call('PUT', `${base}/${vol}/entries${p}`, { content_text: p, ttl_seconds: 600 });
+    await api().call('POST', `${base}/${vol}/locks`, { partition: 'jobs', app_id: 'x', ttl_seconds: 600 });
+    const key = await createKey(api(), 'srv-compiled', ['workspaces:read', 'volumes:read', 'entries:read']);
+    const q = `{ workspaces(first: 5) { edges { cursor node { name createdAt volumes(first: 5) { edges { node { name usedBytes
+      entries(first: 1) { totalCount pageInfo { hasNextPage endCursor } edges { node { path expiresAt } } }
+      locks { partition fencingToken expiresAt } } } } } } } }`;
+    await api().gql('{ __typename }', {}, key);
+    api().queries.length = 0;
+    const compiled = await api().gql(q, {}, key);
+    expect(api().queries).toHaveLength(1);
+    expect(api().queries[0]).toMatch(/^SELECT json_build_object\(/);
+    api().app.runtime.settings.compiledReads = false;
+    const resolved = await api()
+      .gql(q, {}, key)
+      .finally(() => {
+        api().app.runtime.settings.compiledReads = true;
+      });
+    expect(compiled.body.errors).toBeUndefined();
+    expect(compiled.body).toEqual(resolved.body);
+    expect(compiled.body.data.workspaces.edges[0].node.volumes.edges[0].node.entries.totalCount).toBe(2);
   });
 
   it('stops cleanly: every pooled connection to the database is closed', async () => {

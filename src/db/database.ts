@@ -9,7 +9,7 @@ import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapt
 import pg from 'pg';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type { Config } from '../config.js';
-import { PrismaClient } from '../generated/prisma/client.js';
+import { type Prisma, PrismaClient } from '../generated/prisma/client.js';
 import type { Db } from './client.js';
 import { lockDataDir } from './data-dir-lock.js';
 import { startDatabaseThread } from './database-thread.js';
@@ -52,10 +52,18 @@ export interface Database {
   mode: 'embedded' | 'server';
   /** The embedded engine, when there is one (raw access for tests and admin tools). */
   pglite?: PGlite;
+  /**
+   * One statement straight on the connection pool, skipping Prisma's client (compiled GraphQL reads:
+   * one statement returning JSON, where the client's per-row work is all cost). A PGlite handed in
+   * (tests) has no pool: the statement goes through Prisma, which orders it with transactions.
+   */
+  query: RawQuery;
   /** The connection pool's state (server mode and the embedded database thread; not a PGlite handed in). */
   poolState(): { total: number; idle: number; waiting: number } | undefined;
   close(): Promise<void>;
 }
+
+export type RawQuery = (sql: Prisma.Sql) => Promise<Record<string, unknown>[]>;
 
 /** The gateway's database options from its config (createApp and main.ts open it alike). */
 export function databaseOptions(
@@ -154,6 +162,14 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     await close().catch(() => {});
     throw err;
   }
+  const query: RawQuery = async (sql) => {
+    if (!pgPool) return prisma.$queryRawUnsafe(sql.text, ...sql.values);
+    opts.onQuery?.(sql.text);
+    // Dates as ISO text: pg would write them in the process's time zone, which TIMESTAMP(3) columns
+    // (UTC, no zone) would misread; Prisma sends them as UTC.
+    const values = sql.values.map((v) => (v instanceof Date ? v.toISOString() : v));
+    return (await pgPool.query(sql.text, values)).rows;
+  };
   const poolState = () => (pgPool ? { total: pgPool.totalCount, idle: pgPool.idleCount, waiting: pgPool.waitingCount } : undefined);
-  return { prisma, adapterFactory, mode, ...(pglite ? { pglite } : {}), poolState, close };
+  return { prisma, adapterFactory, mode, ...(pglite ? { pglite } : {}), query, poolState, close };
 }

@@ -28,6 +28,8 @@ export interface RequestRecord {
   rateLimited?: string;
   /** GraphQL: the codes of the errors in the answer (extensions.code), if there were any. */
   errors?: string[];
+  /** GraphQL: answered by one compiled statement (src/graphql/compiled/read.ts) rather than by resolvers. */
+  compiled?: boolean;
 }
 
 const requests = new AsyncLocalStorage<RequestRecord>();
@@ -119,6 +121,7 @@ export function withRequestLog(
             ...(record.operation ? { operation: record.operation } : {}),
             ...(record.rateLimited ? { rate_limited: record.rateLimited } : {}),
             ...(record.errors ? { errors: record.errors } : {}),
+            ...(record.compiled ? { compiled: true } : {}),
             ...traced,
             ...(res.writableFinished ? {} : { aborted: true }),
           },

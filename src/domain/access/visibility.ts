@@ -1,4 +1,4 @@
-import type { Prisma, Volume } from '../../generated/prisma/client.js';
+import { Prisma, type Volume } from '../../generated/prisma/client.js';
 import { ForbiddenError } from '../shared/errors.js';
 import { MATCH_ALL } from '../shared/path-patterns.js';
 import type { Runtime } from '../shared/runtime.js';
@@ -40,6 +40,23 @@ export function visibleVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeW
  * The soft-deleted volumes a principal may find again (to restore them, delete them for good, or
  * list them): its org's, and for app keys only those it administered whole (an `admin` mount on
  * `/**
+ * `visibleWorkspaceWhere` and `visibleVolumeWhere` as SQL over a table alias, for compiled reads
+ * (src/graphql/compiled/): only for principals whose view is their whole organisation (org keys),
+ * where the rule is "this org's rows; volumes live". Undefined for app keys (mount-based) and the
+ * platform key, which keep the Prisma forms above. test/graphql-compiled.test.ts holds the two forms
+ * to the same answers.
+ */
+export function orgWideWorkspaceSql(p: Principal, alias: string): Prisma.Sql | undefined {
+  if (p.kind !== 'key' || isAppKey(p)) return undefined;
+  return Prisma.sql`${Prisma.raw(alias)}.org_id = ${p.orgId}`;
+}
+
+export function orgWideVolumeSql(p: Principal, alias: string): Prisma.Sql | undefined {
+  const org = orgWideWorkspaceSql(p, alias);
+  return org && Prisma.sql`${Prisma.raw(alias)}.deleted_at IS NULL AND ${org}`;
+}
+
+/**
  * For a volume row already loaded through a visibility filter (a nested GraphQL field's parent):
  * whether its contents (entries, locks) may be listed. Deleted volumes list nothing; and, belt and
  * braces, a key never lists another organisation's volume however it was reached.

@@ -152,7 +152,7 @@ export async function listEntriesOfVolumes(
   opts: { total: boolean; fields?: readonly string[] },
 ): Promise<(EntriesPage | NotFoundError)[]> {
   requireScope(p, 'entries:read');
-  const f = parseFilters(raw, loc);
+  const f = parseEntryFilters(raw, loc);
   const listable = (v: Pick<Volume, 'orgId' | 'deletedAt'>) => contentsListable(p, v);
   // One page per distinct volume (a volume may be reached through several parents in one request).
   const ids = [...new Set(volumes.filter(listable).map((v) => v.id))];
@@ -174,13 +174,30 @@ export async function entryBodies(rt: Runtime, ids: readonly string[]): Promise<
   return ids.map((id) => byId.get(id) ?? { content: null, contentText: null });
 }
 
-function parseFilters(raw: EntryFilters, loc: Loc) {
+/** A listing's filters, validated and normalised (`prefix` a directory, `after` the decoded cursor). @throws ValidationError */
+export function parseEntryFilters(raw: EntryFilters, loc: Loc) {
   const f = parseInput(EntryFilters, raw, loc);
   return {
     ...f,
     prefix: f.prefix ? normaliseDirectory(f.prefix, [...loc, 'prefix']) : '/',
     after: f.cursor ? decodePathCursor(f.cursor, [...loc, 'cursor']) : null,
   };
+}
+
+export type EntryListFilters = ReturnType<typeof parseEntryFilters>;
+
+/**
+ * The rows a listing page is cut from, as SQL over `entries` aliased `alias`: live entries of the
+ * volume `volumeId` under the prefix, with the tags and kind asked; `rx` (SQL yielding '' or a JSON
+ * array of regexes) narrows them to an app key's readable paths. Without `after`: the totals count
+ * these rows, the pages continue from the cursor.
+ */
+export function entryListingSql(f: EntryListFilters, alias: string, volumeId: Prisma.Sql, rx?: Prisma.Sql): Prisma.Sql {
+  const e = Prisma.raw(alias);
+  return Prisma.sql`${e}.volume_id = ${volumeId} AND ${liveEntrySql(alias)} AND starts_with(${e}.path, ${f.prefix})
+    ${rx ? Prisma.sql`AND (${rx} = '' OR ${e}.path ~ ANY(ARRAY(SELECT json_array_elements_text(${rx}::json))))` : Prisma.empty}
+    ${f.tags?.length ? Prisma.sql`AND ${e}.tags @> ${f.tags}::text[]` : Prisma.empty}
+    ${f.content_type ? Prisma.sql`AND ${e}.content_type = ${f.content_type}` : Prisma.empty}`;
 }
 
 /** Every entries field a listing can load: all but the bodies. */
@@ -209,7 +226,7 @@ function listedColumns(fields: readonly string[] | undefined): Prisma.Sql {
 async function entriesPages(
   rt: Runtime,
   volumes: { volumeId: string; access: EntryAccess }[],
-  f: ReturnType<typeof parseFilters>,
+  f: EntryListFilters,
   opts: { total: boolean; columns: Prisma.Sql },
 ): Promise<EntriesPage[]> {
   if (volumes.length === 0) return [];
@@ -218,10 +235,7 @@ async function entriesPages(
     const regexes = v.access.readableRegexes();
     return regexes === null ? '' : JSON.stringify(regexes);
   });
-  const conditions = Prisma.sql`e.volume_id = v.id AND ${liveEntrySql('e')} AND starts_with(e.path, ${f.prefix})
-    AND (v.rx = '' OR e.path ~ ANY(ARRAY(SELECT json_array_elements_text(v.rx::json))))
-    ${f.tags?.length ? Prisma.sql`AND e.tags @> ${f.tags}::text[]` : Prisma.empty}
-    ${f.content_type ? Prisma.sql`AND e.content_type = ${f.content_type}` : Prisma.empty}`;
+  const conditions = entryListingSql(f, 'e', Prisma.sql`v.id`, Prisma.sql`v.rx`);
   const volumesSql = Prisma.sql`unnest(${ids}::text[], ${rx}::text[]) WITH ORDINALITY AS v(id, rx, ord)`;
   const [rows, totals] = await Promise.all([
     rt.db.$queryRaw<Entry[]>`

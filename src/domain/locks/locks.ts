@@ -4,7 +4,7 @@
  * share one table's invariants and their private helpers; request shapes live in partitions.ts.
  */
 import type { Tx } from '../../db/client.js';
-import type { Lock, Volume } from '../../generated/prisma/client.js';
+import { type Lock, Prisma, type Volume } from '../../generated/prisma/client.js';
 import { authorizeVolume } from '../access/authorize.js';
 import { pathAccess, requireWritable } from '../access/entry-access.js';
 import { isAppKey, type Principal, requireScope } from '../access/principal.js';
@@ -105,6 +105,15 @@ export function liveLocksQuery(now = new Date()) {
   return {
     where: { releasedAt: null, expiresAt: { gt: now } },
     orderBy: [{ partition: 'asc' as const }, { acquiredAt: 'asc' as const }],
+  };
+}
+
+/** `liveLocksQuery` as SQL over a table alias: its condition and its order (compiled reads). */
+export function liveLocksSql(alias: string, now = new Date()): { where: Prisma.Sql; orderBy: Prisma.Sql } {
+  const a = Prisma.raw(alias);
+  return {
+    where: Prisma.sql`${a}.released_at IS NULL AND ${a}.expires_at > ${now}`,
+    orderBy: Prisma.sql`${a}.partition, ${a}.acquired_at`,
   };
 }
 

@@ -2,6 +2,7 @@ import type { PubSub } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Db } from '../../db/client.js';
+import type { RawQuery } from '../../db/database.js';
 import type { CpuPool } from '../../indexing/cpu-pool.js';
 import type { EmbedderRegistry } from '../../indexing/embedders/registry.js';
 import type { JobQueue } from '../../jobs/queue.js';
@@ -17,6 +18,8 @@ import type { Events } from './events.js';
  */
 export interface Runtime {
   db: Db;
+  /** One raw statement on the pool, past Prisma's client (compiled GraphQL reads); absent in scripts that build a runtime by hand. */
+  sql?: RawQuery;
   blobs: BlobStore;
   /** Where resumable (tus) uploads keep their bytes until complete (storage/resumable.ts). */
   resumable: ResumableStorage;
@@ -58,6 +61,8 @@ export interface Settings {
   freshChunks: number;
   /** How long an API key's lookup is reused (revocations evict it at once, on every replica, via events). */
   keyCacheTtlMs: number;
+  /** GraphQL reads by org keys answered by one compiled statement where they can be (src/graphql/compiled/). */
+  compiledReads: boolean;
 }
 
 export interface RuntimeState {
