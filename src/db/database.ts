@@ -63,7 +63,15 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export type RawQuery = (sql: Prisma.Sql) => Promise<Record<string, unknown>[]>;
+/** `prepare`: a named prepared statement per distinct text (the first PREPARED_STATEMENTS texts; the rest run unnamed). */
+export type RawQuery = (sql: Prisma.Sql, opts?: { prepare?: boolean }) => Promise<Record<string, unknown>[]>;
+
+/**
+ * Most distinct statement texts prepared by name. Each is parsed once per pooled connection and kept
+ * by the server for the connection's life, so the number is bounded: compiled reads have one text
+ * per query shape, and clients could send endless shapes.
+ */
+export const PREPARED_STATEMENTS = 200;
 
 /** The gateway's database options from its config (createApp and main.ts open it alike). */
 export function databaseOptions(
@@ -162,13 +170,19 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     await close().catch(() => {});
     throw err;
   }
-  const query: RawQuery = async (sql) => {
+  const prepared = new Map<string, string>();
+  const query: RawQuery = async (sql, o = {}) => {
     if (!pgPool) return prisma.$queryRawUnsafe(sql.text, ...sql.values);
     opts.onQuery?.(sql.text);
     // Dates as ISO text: pg would write them in the process's time zone, which TIMESTAMP(3) columns
     // (UTC, no zone) would misread; Prisma sends them as UTC.
     const values = sql.values.map((v) => (v instanceof Date ? v.toISOString() : v));
-    return (await pgPool.query(sql.text, values)).rows;
+    let name = o.prepare ? prepared.get(sql.text) : undefined;
+    if (o.prepare && !name && prepared.size < PREPARED_STATEMENTS) {
+      name = `vg_${prepared.size}`;
+      prepared.set(sql.text, name);
+    }
+    return (await pgPool.query(name ? { name, text: sql.text, values } : { text: sql.text, values })).rows;
   };
   const poolState = () => (pgPool ? { total: pgPool.totalCount, idle: pgPool.idleCount, waiting: pgPool.waitingCount } : undefined);
   return { prisma, adapterFactory, mode, ...(pglite ? { pglite } : {}), query, poolState, close };

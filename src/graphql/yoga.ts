@@ -132,15 +132,30 @@ function useGraphQLJsExecute(): Plugin {
 async function executeCompiled(args: ExecutionArgs, compiled: CompiledRead): Promise<ExecutionResult> {
   const rt = (args.contextValue as GraphQLContext).runtime;
   try {
-    const [row] = await (rt.sql as RawQuery)(compiled.sql);
+    const [row] = await (rt.sql as RawQuery)(compiled.sql, { prepare: true });
     if (row?.bail === false) {
       noteRequest({ compiled: true });
-      return { data: row.data as Record<string, unknown> };
+      return rawResult(row.data as string);
     }
   } catch (err) {
     rt.log.debug({ err }, 'compiled read failed; resolvers answer it');
   }
   return graphqlJsExecute(args);
+}
+
+/**
+ * A result whose JSON is already written: yoga's HTTP processors call `stringify` (so the text goes
+ * out as it came from Postgres); anything that reads `data` (graphql-ws, SSE) gets it parsed.
+ */
+function rawResult(json: string): ExecutionResult {
+  let data: Record<string, unknown> | undefined;
+  return {
+    get data() {
+      data ??= JSON.parse(json) as Record<string, unknown>;
+      return data;
+    },
+    stringify: () => `{"data":${json}}`,
+  } as ExecutionResult;
 }
 
 /** Names the codes of a GraphQL answer's errors in the request's access line (never their messages). */

@@ -89,6 +89,8 @@ export function compileRead(args: ExecutionArgs): CompiledRead | undefined {
   const ops = args.document.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
   const op = ops[0];
   if (ops.length !== 1 || !op || op.operation !== 'query' || op.directives?.length) return undefined;
+  // Nothing to read (`{ __typename }`): graphql-js answers without a round trip.
+  if (!op.selectionSet.selections.some((s) => s.kind !== Kind.FIELD || ROOT_FIELDS.has(s.name.value))) return undefined;
   const coerced = getVariableValues(args.schema, op.variableDefinitions ?? [], (args.variableValues ?? {}) as Record<string, unknown>);
   if (coerced.errors) return undefined;
   if (overLimits(args, ctx)) return undefined;
@@ -99,15 +101,38 @@ export function compileRead(args: ExecutionArgs): CompiledRead | undefined {
     const root = args.schema.getQueryType() as GraphQLObjectType;
     const data = object(collect(env, root, op.selectionSet).map((f) => [f.key, f.def ? rootField(env, f) : literal(root.name)]));
     const bail = env.bail.length ? Prisma.join(env.bail, ' OR ') : raw('false');
-    return { sql: Prisma.sql`SELECT ${data} AS data, (${bail}) AS bail` };
+    // As text: the gateway hands the JSON on as it is, never parsing or re-serialising it.
+    return { sql: Prisma.sql`SELECT ${data}::text AS data, (${bail}) AS bail` };
   } catch (err) {
     if (err instanceof Unsupported) return undefined;
     throw err;
   }
 }
 
-/** Whether the usual path would refuse the query as too deep, broad or expensive (Pothos' own count). */
+const ROOT_FIELDS = new Set(['workspaces', 'workspace', 'volumes', 'volume']);
+
+/**
+ * Whether the usual path would refuse the query as too deep, broad or expensive (Pothos' own count),
+ * remembered per parsed document (yoga reuses them) and variables, for the same limits.
+ */
 function overLimits(args: ExecutionArgs, ctx: GraphQLContext): boolean {
+  let known = limitChecks.get(args.document);
+  if (!known) {
+    known = new Map();
+    limitChecks.set(args.document, known);
+  }
+  const key = JSON.stringify([args.variableValues ?? {}, ctx.queryLimits]);
+  let over = known.get(key);
+  if (over === undefined) {
+    over = countsOverLimits(args, ctx);
+    if (known.size >= 64) known.clear();
+    known.set(key, over);
+  }
+  return over;
+}
+const limitChecks = new WeakMap<ExecutionArgs['document'], Map<string, boolean>>();
+
+function countsOverLimits(args: ExecutionArgs, ctx: GraphQLContext): boolean {
   try {
     const { complexity, depth, breadth } = complexityFromQuery(args.document, {
       schema: args.schema,
