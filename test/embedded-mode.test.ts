@@ -165,6 +165,21 @@ describe('embedded mode through the real entry point', () => {
       expect(after.status).toBe(201);
       const list = await call(first, 'GET', `/v1/orgs/emb/workspaces/${ids.ws}/volumes`);
       expect(list.body.volumes.map((v: { name: string }) => v.name)).toEqual(['notes', 'after']);
+
+      // A nested read by an org key is compiled into one statement (src/graphql/compiled/): several
+      // at once go through different pooled connections of the database thread's one session.
+      const orgKey = (await call(first, 'POST', '/v1/orgs/emb/api-keys', { name: 'r', scopes: ['workspaces:read', 'volumes:read'] })).body
+        .api_key as string;
+      const query =
+        '{ workspaces(first: 5) { edges { node { name volumes(first: 5) { edges { node { name mounts(first: 5) { totalCount } } } } } } } }';
+      const answers = await Promise.all([1, 2, 3, 4].map(() => call({ ...first, key: orgKey }, 'POST', '/graphql', { query })));
+      for (const a of answers) {
+        const volumes = a.body.data.workspaces.edges[0].node.volumes.edges.map(
+          (e: { node: { name: string; mounts: { totalCount: number } } }) => `${e.node.name}:${e.node.mounts.totalCount}`,
+        );
+        expect(volumes.sort()).toEqual(['after:0', 'notes:1']);
+      }
+      expect(first.child.stdout() + first.child.stderr()).not.toContain('compiled read failed');
     },
     TEST_TIMEOUT,
   );

@@ -184,6 +184,19 @@ describe('compiled reads: the same answers as the resolvers', () => {
     expect(r.body.data).toEqual({ workspace: null, volume: null });
   });
 
+  it('connections asked only for totals or page info, over no rows (an empty workspace, volumes without mounts)', async () => {
+    for (const q of [
+      '{ workspaces(first: 5) { edges { node { volumes(first: 10) { totalCount edges { node { mounts(first: 5) { totalCount } entries(first: 1) { totalCount } } } } } } } }',
+      '{ workspaces(first: 5) { edges { node { volumes(first: 10) { pageInfo { hasNextPage endCursor } edges { node { mounts(first: 5) { pageInfo { startCursor } } entries(first: 1) { pageInfo { hasNextPage endCursor } } locks { id } } } } } } } }',
+    ]) {
+      const r = await both(q, {}, orgKey);
+      expect(r.compiled).toBe(true);
+    }
+    const r = await both(`{ volumes(workspaceId: "${emptyWorkspaceId}") { totalCount pageInfo { hasNextPage } } }`, {}, orgKey);
+    expect(r.compiled).toBe(true);
+    expect(r.body.data.volumes).toEqual({ totalCount: 0, pageInfo: { hasNextPage: false } });
+  });
+
   it('the bench query (10 volumes x 20 entries, mounts, locks) is one statement', async () => {
     const q = `query($n: Int!) { workspaces(first: 1) { edges { node { id name
       volumes(first: $n) { edges { node { id name

@@ -63,7 +63,11 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** `prepare`: a named prepared statement per distinct text (the first PREPARED_STATEMENTS texts; the rest run unnamed). */
+/**
+ * `prepare`: a named prepared statement per distinct text (the first PREPARED_STATEMENTS texts; the
+ * rest run unnamed), in server mode only: the embedded database thread serves every pooled
+ * connection from one PGlite session, where one connection's names would collide with another's.
+ */
 export type RawQuery = (sql: Prisma.Sql, opts?: { prepare?: boolean }) => Promise<Record<string, unknown>[]>;
 
 /**
@@ -177,8 +181,9 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     // Dates as ISO text: pg would write them in the process's time zone, which TIMESTAMP(3) columns
     // (UTC, no zone) would misread; Prisma sends them as UTC.
     const values = sql.values.map((v) => (v instanceof Date ? v.toISOString() : v));
-    let name = o.prepare ? prepared.get(sql.text) : undefined;
-    if (o.prepare && !name && prepared.size < PREPARED_STATEMENTS) {
+    const prepare = o.prepare && mode === 'server';
+    let name = prepare ? prepared.get(sql.text) : undefined;
+    if (prepare && !name && prepared.size < PREPARED_STATEMENTS) {
       name = `vg_${prepared.size}`;
       prepared.set(sql.text, name);
     }

@@ -138,7 +138,8 @@ async function executeCompiled(args: ExecutionArgs, compiled: CompiledRead): Pro
       return rawResult(row.data as string);
     }
   } catch (err) {
-    rt.log.debug({ err }, 'compiled read failed; resolvers answer it');
+    // Not expected (an overloaded pool aside): say so, and let the resolvers answer.
+    rt.log.warn({ err }, 'compiled read failed; resolvers answered it');
   }
   return graphqlJsExecute(args);
 }

@@ -418,8 +418,10 @@ function connection(env: Env, f: Selected, spec: ConnectionSpec): Prisma.Sql {
     return unsupported('connection field');
   });
   const body = object(pairs);
+  // HAVING makes it one group even over no rows (a selection with no aggregate, `{ totalCount }`,
+  // would otherwise make an empty page a null connection).
   const select = raw([...cols].map((c) => `${a}.${c}`).join(', '));
   return Prisma.sql`(SELECT ${body} FROM (
     SELECT ${select}, row_number() OVER (ORDER BY ${ord}) AS rn_ FROM ${raw(spec.table)} ${raw(a)}
-    WHERE ${spec.where(a)} ORDER BY ${ord} LIMIT ${raw(String(spec.limit + 1))}) ${raw(a)})`;
+    WHERE ${spec.where(a)} ORDER BY ${ord} LIMIT ${raw(String(spec.limit + 1))}) ${raw(a)} HAVING true)`;
 }
