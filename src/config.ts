@@ -65,7 +65,7 @@ const ConfigSchema = z.object({
   GRAPHQL_INTROSPECTION: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
   GRAPHQL_MAX_DEPTH: z.coerce.number().int().min(1).max(100).default(12),
   GRAPHQL_MAX_COST: z.coerce.number().int().min(1).default(20_000),
-  /** Reads of workspaces, volumes, entries, mounts and locks by org keys compiled into one statement (src/graphql/compiled/). */
+  /** Reads of workspaces, volumes, entries, mounts and locks by API keys compiled into one statement (src/graphql/compiled/). */
   GRAPHQL_COMPILED_READS: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   /** How often expired entries are swept and failed bucket deletions retried. */

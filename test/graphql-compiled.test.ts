@@ -12,6 +12,8 @@ let gw: TestGateway;
 let orgKey: string;
 let noEntriesKey: string;
 let appKey: string;
+let bossKey: string;
+let writerKey: string;
 let workspaceId: string;
 let emptyWorkspaceId: string;
 let otherWorkspaceId: string;
@@ -65,6 +67,13 @@ beforeAll(async () => {
     await gw.call('POST', `${base}/${v0}/mounts`, { app_id: app, path_pattern: pattern, access_level: level });
   }
   await gw.call('POST', `${base}/${v2}/mounts`, { app_id: 'reader', path_pattern: '/**', access_level: 'read' });
+  // boss administers v2 whole (sees every mount there); v3 is shared (every key reads all of it).
+  await gw.call('POST', `${base}/${v2}/mounts`, { app_id: 'boss', path_pattern: '/**', access_level: 'admin' });
+  await gw.call('POST', `${base}/${v0}/mounts`, { app_id: 'boss', path_pattern: '/docs/*.md', access_level: 'write' });
+  await gw.call('PUT', `${base}/${v2}/entries/docs/x.md`, { content_text: 'x' });
+  await gw.call('PUT', `${base}/${v2}/entries/top.md`, { content_text: 'top' });
+  await gw.call('PUT', `${base}/${volumeIds[3]}/entries/shared/s.md`, { content_text: 'shared' });
+  expect((await gw.call('POST', `${base}/${volumeIds[3]}/make-shared`, {})).status).toBeLessThan(300);
   for (const partition of ['/docs/', 'jobs', 'zeta']) {
     const res = await gw.call('POST', `${base}/${v0}/locks`, { partition, app_id: 'writer', execution_id: 'run-1', ttl_seconds: 600 });
     expect(res.status).toBe(201);
@@ -81,6 +90,8 @@ beforeAll(async () => {
   orgKey = await createKey(gw, ORG, ['workspaces:read', 'volumes:read', 'entries:read']);
   noEntriesKey = await createKey(gw, ORG, ['workspaces:read', 'volumes:read']);
   appKey = await createKey(gw, ORG, ['workspaces:read', 'volumes:read', 'entries:read'], 'reader');
+  bossKey = await createKey(gw, ORG, ['workspaces:read', 'volumes:read', 'entries:read'], 'boss');
+  writerKey = await createKey(gw, ORG, ['workspaces:read', 'volumes:read', 'entries:read'], 'writer');
 }, 120_000);
 
 afterAll(async () => {
@@ -95,7 +106,7 @@ const withoutRequestIds = (body: { errors?: { extensions?: Record<string, unknow
   ...(body.errors ? { errors: body.errors.map((e) => ({ ...e, extensions: { ...e.extensions, requestId: undefined } })) } : {}),
 });
 
-/** The answer compiled and through resolvers (must be equal), and whether the compiled one was one statement. */
+/** The answer compiled and through resolvers (must be equal), and whether the compiled statement answered. */
 async function both(query: string, variables: Record<string, unknown>, key: string) {
   const settings = gw.app.runtime.settings;
   await gw.gql('{ __typename }', {}, key); // key looked up once
@@ -110,7 +121,10 @@ async function both(query: string, variables: Record<string, unknown>, key: stri
   } finally {
     settings.compiledReads = true;
   }
-  return { body: compiled.body, statements, compiled: statements.length === 1 && COMPILED.test(statements[0] ?? '') };
+  // Compiled: its one statement and nothing after it (app keys read their mount patterns first).
+  const last = statements.length - 1;
+  const compiledAnswer = last >= 0 && last <= 1 && COMPILED.test(statements[last] ?? '');
+  return { body: compiled.body, statements, compiled: compiledAnswer };
 }
 
 const VOLUME_FIELDS = `id workspaceId orgId environmentId name label volumeType mountPath description embeddingModelId
@@ -147,6 +161,29 @@ describe('compiled reads: the same answers as the resolvers', () => {
     }
   });
 
+  it('app keys: the volumes their mounts or sharing open, the mounts they may see, the paths their patterns match', async () => {
+    const seen: Record<string, string[]> = {};
+    for (const [name, key] of [
+      ['reader', appKey],
+      ['boss', bossKey],
+      ['writer', writerKey],
+    ] as const) {
+      const r = await both(EVERYTHING, { ws: workspaceId, n: 10 }, key);
+      expect(r.body.errors).toBeUndefined();
+      // Two statements: the app's pattern regexes, then the read.
+      expect(r.statements.filter((s) => COMPILED.test(s))).toHaveLength(1);
+      const ws = r.body.data.all.edges.find((e: { node: { id: string } }) => e.node.id === workspaceId).node;
+      seen[name] = ws.volumes.edges.flatMap((e: { node: { name: string; entries: { edges: { node: { path: string } }[] } } }) =>
+        e.node.entries.edges.map((x) => `${e.node.name}${x.node.path}`),
+      );
+    }
+    // reader: /docs/** of v0, all of v2 (first 3 by path), and the shared v3.
+    expect(seen.reader).toEqual(expect.arrayContaining(['v0/docs/b.md', 'v2/docs/x.md', 'v2/top.md', 'v3/shared/s.md']));
+    expect(seen.reader?.some((p) => p.startsWith('v0/a.json') || p.startsWith('v1'))).toBe(false);
+    // boss: /docs/*.md of v0 (not deeper), v2 whole.
+    expect(seen.boss?.filter((p) => p.startsWith('v0'))).toEqual(['v0/docs/b.md', 'v0/docs/c "quoted".md']);
+  });
+
   it('pages through entries with after, prefix, tags and kind, cursors included, until the end', async () => {
     const q = `query($id: ID!, $after: String, $prefix: String, $tags: [String!], $kind: EntryKind) {
       volume(id: $id) { name entries(first: 2, after: $after, prefix: $prefix, tags: $tags, contentType: $kind) {
@@ -155,7 +192,7 @@ describe('compiled reads: the same answers as the resolvers', () => {
       let after: string | null = null;
       const seen: string[] = [];
       for (let page = 0; page < 10; page++) {
-        const r = await both(q, { id: volumeIds[0], after, ...filters }, orgKey);
+        const r = await both(q, { id: volumeIds[0], after, ...filters }, page % 2 ? appKey : orgKey);
         expect(r.compiled).toBe(true);
         const conn = r.body.data.volume.entries;
         seen.push(...conn.edges.map((e: { node: { path: string } }) => e.node.path));
@@ -218,11 +255,9 @@ describe('compiled reads: what they leave to the resolvers', () => {
     return r.body;
   };
 
-  it('app keys (mounts decide what they see) and keys without a scope the query needs', async () => {
+  it('keys without a scope the query needs', async () => {
     const q =
       '{ workspaces(first: 5) { edges { node { name volumes(first: 5) { edges { node { name entries { edges { node { path } } } } } } } } } }';
-    const app = await fallback(q, {}, appKey);
-    expect(app.errors).toBeUndefined();
     const denied = await fallback(q, {}, noEntriesKey);
     expect(denied.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
   });
@@ -259,6 +294,10 @@ describe('compiled reads: what they leave to the resolvers', () => {
     const r = await both(`{ volumes(workspaceId: "${otherWorkspaceId}") { totalCount } }`, {}, orgKey);
     expect(r.statements[0]).toMatch(COMPILED);
     expect(r.body.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+    // An app key sees a workspace only through a volume it reaches: the empty one is not found.
+    const app = await both(`{ volumes(workspaceId: "${emptyWorkspaceId}") { totalCount } }`, {}, appKey);
+    expect(app.statements.some((s) => COMPILED.test(s))).toBe(true);
+    expect(app.body.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
   });
 
   it('queries over the complexity limit are refused as before (QUERY_TOO_COMPLEX)', async () => {

@@ -68,7 +68,7 @@ export interface Database {
  * rest run unnamed), in server mode only: the embedded database thread serves every pooled
  * connection from one PGlite session, where one connection's names would collide with another's.
  */
-export type RawQuery = (sql: Prisma.Sql, opts?: { prepare?: boolean }) => Promise<Record<string, unknown>[]>;
+export type RawQuery = (sql: Pick<Prisma.Sql, 'text' | 'values'>, opts?: { prepare?: boolean }) => Promise<Record<string, unknown>[]>;
 
 /**
  * Most distinct statement texts prepared by name. Each is parsed once per pooled connection and kept

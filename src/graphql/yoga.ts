@@ -6,11 +6,13 @@ import { context, SpanStatusCode, trace } from '@opentelemetry/api';
 import { type ExecutionArgs, type ExecutionResult, getOperationAST, execute as graphqlJsExecute } from 'graphql';
 import { createYoga, type GraphiQLOptions, isAsyncIterable, type Plugin, shouldRenderGraphiQL } from 'graphql-yoga';
 import type { RawQuery } from '../db/database.js';
+import { appPatternRegexes } from '../domain/access/entry-access.js';
+import type { Principal } from '../domain/access/principal.js';
 import type { Runtime } from '../domain/shared/runtime.js';
 import { noteRequest } from '../http/request-log.js';
 import type { GatewayMetrics } from '../telemetry/metrics.js';
 import { tracer } from '../telemetry/tracing.js';
-import { type CompiledRead, compileRead } from './compiled/read.js';
+import { APP_REGEXES, type CompiledRead, compileRead } from './compiled/read.js';
 import { createContextFactory, type GraphQLContext, type InitialContext } from './context.js';
 import { maskError } from './errors.js';
 import { useInputPolicy } from './input-policy.js';
@@ -132,7 +134,10 @@ function useGraphQLJsExecute(): Plugin {
 async function executeCompiled(args: ExecutionArgs, compiled: CompiledRead): Promise<ExecutionResult> {
   const rt = (args.contextValue as GraphQLContext).runtime;
   try {
-    const [row] = await (rt.sql as RawQuery)(compiled.sql, { prepare: true });
+    const p = (args.contextValue as GraphQLContext).principal as Principal;
+    const regexes = compiled.appRegexes ? JSON.stringify(await appPatternRegexes(rt, p)) : undefined;
+    const values = regexes ? compiled.sql.values.map((v) => (v === APP_REGEXES ? regexes : v)) : compiled.sql.values;
+    const [row] = await (rt.sql as RawQuery)({ text: compiled.sql.text, values }, { prepare: true });
     if (row?.bail === false) {
       noteRequest({ compiled: true });
       return rawResult(row.data as string);

@@ -1,8 +1,9 @@
 import picomatch from 'picomatch';
+import { Prisma } from '../../generated/prisma/client.js';
 import { ForbiddenError, NotFoundError } from '../shared/errors.js';
 import { matchesPattern } from '../shared/path-patterns.js';
 import type { Runtime } from '../shared/runtime.js';
-import { type AccessLevel, isAppKey, levelAtLeast, type Principal, requireScope } from './principal.js';
+import { ACCESS_LEVELS, type AccessLevel, isAppKey, levelAtLeast, type Principal, requireScope } from './principal.js';
 
 /**
  * What a principal may do with the entries of one volume. Org keys and the platform key are governed
@@ -62,6 +63,44 @@ export async function pathAccess(rt: Runtime, p: Principal, volumeId: string): P
 }
 
 /** `pathAccess` for many volumes at once (one query for app keys, none for other principals). */
+/**
+ * For compiled reads (src/graphql/compiled/): the regex of every path pattern an app key's mounts in
+ * its organisation use, by pattern (what `readableRegexes` is built from), or undefined for other
+ * keys, which read every path.
+ */
+export async function appPatternRegexes(rt: Runtime, p: Principal): Promise<Record<string, string> | undefined> {
+  if (!isAppKey(p)) return undefined;
+  const rows = await rt.db.mount.findMany({
+    where: { appId: p.appId, volume: { orgId: p.orgId } },
+    select: { pathPattern: true },
+    distinct: ['pathPattern'],
+  });
+  return Object.fromEntries(rows.map((r) => [r.pathPattern, regexOf(r.pathPattern)]));
+}
+
+/**
+ * `readableRegexes` in SQL for the volume aliased `volume`: '' (every path) for shared volumes and
+ * keys without an app, else a JSON array of the regexes of the app's mounts there, looked up in
+ * `regexes` (SQL yielding `appPatternRegexes` as JSON). With it, the condition that every pattern
+ * was in `regexes` (false: the caller must not use the answer).
+ */
+export function readableRegexesSql(
+  p: Principal,
+  volume: string,
+  regexes: Prisma.Sql,
+): { rx: Prisma.Sql; complete: Prisma.Sql } | undefined {
+  if (!isAppKey(p)) return undefined;
+  const v = Prisma.raw(volume);
+  const levels = ACCESS_LEVELS.filter((l) => levelAtLeast(l, 'read'));
+  const mine = Prisma.sql`rm.app_id = ${p.appId} AND rm.access_level::text = ANY(${levels}::text[])`;
+  return {
+    rx: Prisma.sql`CASE WHEN ${v}.is_shared THEN '' ELSE coalesce((SELECT json_agg(${regexes}::json ->> rm.path_pattern)::text
+      FROM mounts rm WHERE rm.volume_id = ${v}.id AND ${mine}), '[]') END`,
+    complete: Prisma.sql`NOT EXISTS (SELECT 1 FROM mounts rm JOIN volumes rv ON rv.id = rm.volume_id
+      WHERE rv.org_id = ${p.orgId} AND ${mine} AND NOT jsonb_exists(${regexes}::jsonb, rm.path_pattern))`,
+  };
+}
+
 export async function pathAccessMany(rt: Runtime, p: Principal, volumeIds: readonly string[]): Promise<Map<string, EntryAccess>> {
   if (!isAppKey(p)) return new Map(volumeIds.map((id) => [id, { principal: p, ...FULL }]));
   const rows = await rt.db.volume.findMany({

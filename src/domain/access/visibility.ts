@@ -37,26 +37,6 @@ export function visibleVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeW
 }
 
 /**
- * The soft-deleted volumes a principal may find again (to restore them, delete them for good, or
- * list them): its org's, and for app keys only those it administered whole (an `admin` mount on
- * `/**
- * `visibleWorkspaceWhere` and `visibleVolumeWhere` as SQL over a table alias, for compiled reads
- * (src/graphql/compiled/): only for principals whose view is their whole organisation (org keys),
- * where the rule is "this org's rows; volumes live". Undefined for app keys (mount-based) and the
- * platform key, which keep the Prisma forms above. test/graphql-compiled.test.ts holds the two forms
- * to the same answers.
- */
-export function orgWideWorkspaceSql(p: Principal, alias: string): Prisma.Sql | undefined {
-  if (p.kind !== 'key' || isAppKey(p)) return undefined;
-  return Prisma.sql`${Prisma.raw(alias)}.org_id = ${p.orgId}`;
-}
-
-export function orgWideVolumeSql(p: Principal, alias: string): Prisma.Sql | undefined {
-  const org = orgWideWorkspaceSql(p, alias);
-  return org && Prisma.sql`${Prisma.raw(alias)}.deleted_at IS NULL AND ${org}`;
-}
-
-/**
  * For a volume row already loaded through a visibility filter (a nested GraphQL field's parent):
  * whether its contents (entries, locks) may be listed. Deleted volumes list nothing; and, belt and
  * braces, a key never lists another organisation's volume however it was reached.
@@ -65,7 +45,10 @@ export function contentsListable(p: Principal, v: Pick<Volume, 'orgId' | 'delete
   return !v.deletedAt && (p.kind !== 'key' || v.orgId === p.orgId);
 }
 
-/**`, as deleting needs). To anyone else a deleted volume does not exist. An `AND`, as above;
+/**
+ * The soft-deleted volumes a principal may find again (to restore them, delete them for good, or
+ * list them): its org's, and for app keys only those it administered whole (an `admin` mount on
+ * `/**`, as deleting needs). To anyone else a deleted volume does not exist. An `AND`, as above;
  * retention is the caller's condition (volume-lifecycle.ts).
  */
 export function deletedVolumeWhere(p: Principal, orgId?: string): Prisma.VolumeWhereInput {
@@ -97,13 +80,50 @@ export function visibleWorkspaceWhere(p: Principal, orgId?: string): Prisma.Work
 }
 
 /**
+ * The rules above as SQL over a table alias, for compiled reads (src/graphql/compiled/), for keys
+ * (the platform key names an org per call and keeps the Prisma forms): `visibleWorkspaceWhere`,
+ * `visibleVolumeWhere` and `mountVisibilityWhere` (mounts/mounts.ts) in the same terms. Undefined
+ * for the platform key. test/graphql-compiled.test.ts holds each pair to the same answers, for org
+ * and app keys.
+ */
+export function visibleWorkspaceSql(p: Principal, alias: string): Prisma.Sql | undefined {
+  if (p.kind !== 'key') return undefined;
+  const w = Prisma.raw(alias);
+  if (!isAppKey(p)) return Prisma.sql`${w}.org_id = ${p.orgId}`;
+  return Prisma.sql`${w}.org_id = ${p.orgId} AND EXISTS (SELECT 1 FROM volumes av WHERE av.workspace_id = ${w}.id AND ${appVolumeSql(p.appId, 'av')})`;
+}
+
+export function visibleVolumeSql(p: Principal, alias: string): Prisma.Sql | undefined {
+  if (p.kind !== 'key') return undefined;
+  const v = Prisma.raw(alias);
+  const org = Prisma.sql`${v}.deleted_at IS NULL AND ${v}.org_id = ${p.orgId}`;
+  return isAppKey(p) ? Prisma.sql`${org} AND ${appVolumeSql(p.appId, alias)}` : org;
+}
+
+/** `appVolumeWhere` in SQL: live, and mounted for the app or shared. */
+function appVolumeSql(appId: string, alias: string): Prisma.Sql {
+  const v = Prisma.raw(alias);
+  return Prisma.sql`${v}.deleted_at IS NULL AND (${v}.is_shared OR EXISTS (SELECT 1 FROM mounts am WHERE am.volume_id = ${v}.id AND am.app_id = ${appId}))`;
+}
+
+/** `mountVisibilityWhere` in SQL: every mount for org keys; an app key's own, or all where it administers the whole volume. */
+export function visibleMountSql(p: Principal, alias: string): Prisma.Sql | undefined {
+  if (p.kind !== 'key') return undefined;
+  if (!isAppKey(p)) return Prisma.sql`true`;
+  const m = Prisma.raw(alias);
+  return Prisma.sql`(${m}.app_id = ${p.appId} OR EXISTS (SELECT 1 FROM mounts wm WHERE wm.volume_id = ${m}.volume_id
+    AND wm.app_id = ${p.appId} AND wm.access_level::text = ${WHOLE_VOLUME_ADMIN.accessLevel} AND wm.path_pattern = ${WHOLE_VOLUME_ADMIN.pathPattern}))`;
+}
+
+/**
  * What makes an app the admin of a whole volume: an `admin` mount over every path. An admin mount
  * on a sub-tree administers entries there, but changing the volume or granting mounts would let it
  * widen its own reach, so those need the whole volume.
  */
 export function wholeVolumeAdminMount(appId: string): Prisma.MountWhereInput {
-  return { appId, accessLevel: 'admin', pathPattern: MATCH_ALL };
+  return { appId, ...WHOLE_VOLUME_ADMIN };
 }
+const WHOLE_VOLUME_ADMIN = { accessLevel: 'admin', pathPattern: MATCH_ALL } as const;
 
 /**
  * For an app key, checks that it administers the whole volume. Other principals are governed by

@@ -61,7 +61,7 @@ export interface Settings {
   freshChunks: number;
   /** How long an API key's lookup is reused (revocations evict it at once, on every replica, via events). */
   keyCacheTtlMs: number;
-  /** GraphQL reads by org keys answered by one compiled statement where they can be (src/graphql/compiled/). */
+  /** GraphQL reads by API keys answered by one compiled statement where they can be (src/graphql/compiled/). */
   compiledReads: boolean;
 }
 

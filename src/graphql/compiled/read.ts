@@ -6,15 +6,18 @@
  *
  * It is a fast path with a strict fallback: `compileRead` returns undefined, and the operation runs
  * through graphql-js as before, whenever anything is outside what it knows to answer identically:
- * - callers other than org keys (app keys see through mounts; the platform key names an org);
+ * - the platform key (it names an org per call);
  * - a missing scope, an argument that would be refused, paging past a first page of a Prisma
  *   connection (`after`), `last`/`before`, filters, sorts and offsets of volume and workspace lists;
  * - a field that is not a plain column (exposed by Pothos) or one of the relations below;
  * - directives, repeated response keys, fragments on other types, several operations;
  * - a query over the complexity limits (which then answers QUERY_TOO_COMPLEX the usual way);
  * - a workspace that `volumes(workspaceId)` cannot see (the statement says so; the usual path answers).
- * Visibility comes from the domain's SQL forms of its rules (`orgWideVolumeSql`, `liveLocksSql`,
- * `entryListingSql`); test/graphql-compiled.test.ts checks answers against graphql-js field by field.
+ * Visibility comes from the domain's SQL forms of its rules (`visibleVolumeSql`, `visibleMountSql`,
+ * `readableRegexesSql`, `liveLocksSql`, `entryListingSql`). An app key's path regexes are made from its
+ * mount patterns in JS (`appPatternRegexes`, one statement before the read), and the read checks it
+ * was given every pattern. test/graphql-compiled.test.ts compares answers with graphql-js' field by
+ * field, for org and app keys.
  */
 import { complexityFromQuery } from '@pothos/plugin-complexity';
 import {
@@ -31,8 +34,9 @@ import {
   type OperationDefinitionNode,
   type SelectionSetNode,
 } from 'graphql';
-import { hasScope, isAppKey, type KeyPrincipal, type Scope } from '../../domain/access/principal.js';
-import { orgWideVolumeSql, orgWideWorkspaceSql } from '../../domain/access/visibility.js';
+import { readableRegexesSql } from '../../domain/access/entry-access.js';
+import { hasScope, type KeyPrincipal, type Scope } from '../../domain/access/principal.js';
+import { visibleMountSql, visibleVolumeSql, visibleWorkspaceSql } from '../../domain/access/visibility.js';
 import { entryListingSql, parseEntryFilters } from '../../domain/entries/listing.js';
 import { liveLocksSql } from '../../domain/locks/locks.js';
 import { isId } from '../../domain/shared/fields.js';
@@ -72,11 +76,18 @@ interface Env {
   aliases: number;
   /** Conditions under which the statement's answer must not be used (the usual path answers). */
   bail: Prisma.Sql[];
+  /** Whether the statement reads an app key's path regexes (the APP_REGEXES parameter). */
+  appRegexes: boolean;
 }
 
 export interface CompiledRead {
   sql: Prisma.Sql;
+  /** APP_REGEXES stands in its values for the JSON of `appPatternRegexes`, to be put in before it runs. */
+  appRegexes: boolean;
 }
+
+/** The parameter that stands for an app key's pattern regexes (JSON) until the statement runs. */
+export const APP_REGEXES = Object.freeze({ appRegexes: true });
 
 /**
  * The one statement answering this query, or undefined when it must run through graphql-js.
@@ -85,7 +96,7 @@ export interface CompiledRead {
 export function compileRead(args: ExecutionArgs): CompiledRead | undefined {
   const ctx = args.contextValue as GraphQLContext | undefined;
   const p = ctx?.principal;
-  if (!ctx?.runtime.sql || !ctx.runtime.settings.compiledReads || !p || p.kind !== 'key' || isAppKey(p)) return undefined;
+  if (!ctx?.runtime.sql || !ctx.runtime.settings.compiledReads || !p || p.kind !== 'key') return undefined;
   const ops = args.document.definitions.filter((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
   const op = ops[0];
   if (ops.length !== 1 || !op || op.operation !== 'query' || op.directives?.length) return undefined;
@@ -96,13 +107,13 @@ export function compileRead(args: ExecutionArgs): CompiledRead | undefined {
   if (overLimits(args, ctx)) return undefined;
   const fragments: Record<string, FragmentDefinitionNode> = {};
   for (const d of args.document.definitions) if (d.kind === Kind.FRAGMENT_DEFINITION) fragments[d.name.value] = d;
-  const env: Env = { p, fragments, variables: coerced.coerced, now: new Date(), aliases: 0, bail: [] };
+  const env: Env = { p, fragments, variables: coerced.coerced, now: new Date(), aliases: 0, bail: [], appRegexes: false };
   try {
     const root = args.schema.getQueryType() as GraphQLObjectType;
     const data = object(collect(env, root, op.selectionSet).map((f) => [f.key, f.def ? rootField(env, f) : literal(root.name)]));
     const bail = env.bail.length ? Prisma.join(env.bail, ' OR ') : raw('false');
     // As text: the gateway hands the JSON on as it is, never parsing or re-serialising it.
-    return { sql: Prisma.sql`SELECT ${data}::text AS data, (${bail}) AS bail` };
+    return { sql: Prisma.sql`SELECT ${data}::text AS data, (${bail}) AS bail`, appRegexes: env.appRegexes };
   } catch (err) {
     if (err instanceof Unsupported) return undefined;
     throw err;
@@ -202,8 +213,8 @@ function typeOf(f: Selected): GraphQLObjectType {
 
 function rootField(env: Env, f: Selected): Prisma.Sql {
   const name = (f.def as GraphQLField<unknown, unknown>).name;
-  const orgWorkspaces = (a: string) => orgWideWorkspaceSql(env.p, a) as Prisma.Sql;
-  const orgVolumes = (a: string) => orgWideVolumeSql(env.p, a) as Prisma.Sql;
+  const orgWorkspaces = (a: string) => visibleWorkspaceSql(env.p, a) as Prisma.Sql;
+  const orgVolumes = (a: string) => visibleVolumeSql(env.p, a) as Prisma.Sql;
   if (name === 'workspaces') {
     requireScope(env, 'workspaces:read');
     const args = argsOf(env, f, ['orgId', 'first']);
@@ -238,9 +249,10 @@ function entity(env: Env, type: GraphQLObjectType, set: SelectionSetNode | undef
   return object(
     collect(env, type, set).map((f): [string, Prisma.Sql] => {
       if (!f.def) return [f.key, literal(type.name)];
-      const relation = RELATIONS[`${type.name}.${f.def.name}`];
+      const name = `${type.name}.${f.def.name}`;
+      const relation = RELATIONS[name];
       if (relation) {
-        cols.add('id');
+        for (const c of PARENT_COLUMNS[name] ?? ['id']) cols.add(c);
         return [f.key, relation(env, f, alias)];
       }
       if (f.node.arguments?.length || f.node.selectionSet) unsupported('field with arguments or selections');
@@ -263,6 +275,9 @@ function column(type: GraphQLObjectType, def: GraphQLField<unknown, unknown>, al
 
 type Relation = (env: Env, f: Selected, parent: string) => Prisma.Sql;
 
+/** The parent's columns a relation reads (default: its id). */
+const PARENT_COLUMNS: Record<string, string[]> = { 'Volume.entries': ['id', 'is_shared'] };
+
 const RELATIONS: Record<string, Relation> = {
   'Workspace.volumes': (env, f, parent) => {
     requireScope(env, 'volumes:read');
@@ -272,12 +287,17 @@ const RELATIONS: Record<string, Relation> = {
       f,
       args,
       'volumes',
-      (a) => Prisma.sql`${raw(a)}.workspace_id = ${raw(parent)}.id AND ${orgWideVolumeSql(env.p, a) as Prisma.Sql}`,
+      (a) => Prisma.sql`${raw(a)}.workspace_id = ${raw(parent)}.id AND ${visibleVolumeSql(env.p, a) as Prisma.Sql}`,
     );
   },
-  // An org key sees every mount of the volume (mountVisibilityWhere narrows app keys only).
   'Volume.mounts': (env, f, parent) =>
-    prismaConnection(env, f, argsOf(env, f, ['first']), 'mounts', (a) => Prisma.sql`${raw(a)}.volume_id = ${raw(parent)}.id`),
+    prismaConnection(
+      env,
+      f,
+      argsOf(env, f, ['first']),
+      'mounts',
+      (a) => Prisma.sql`${raw(a)}.volume_id = ${raw(parent)}.id AND ${visibleMountSql(env.p, a) as Prisma.Sql}`,
+    ),
   'Volume.locks': (env, f, parent) => {
     requireScope(env, 'volumes:read');
     argsOf(env, f, []);
@@ -307,10 +327,19 @@ const RELATIONS: Record<string, Relation> = {
     } catch {
       return unsupported('entry filters');
     }
-    const where = (a: string) => entryListingSql(filters, a, raw(`${parent}.id`));
+    // An app key reads the paths its mounts there match (all of a shared volume): computed once per
+    // volume, joined to the page and to its count as `<alias>rx.rx`.
+    const readable = readableRegexesSql(env.p, parent, Prisma.sql`${APP_REGEXES}`);
+    if (readable) {
+      env.appRegexes = true;
+      env.bail.push(Prisma.sql`NOT (${readable.complete})`);
+    }
+    const from = (a: string) =>
+      readable ? Prisma.sql`entries ${raw(a)}, (SELECT ${readable.rx} AS rx) ${raw(`${a}rx`)}` : Prisma.sql`entries ${raw(a)}`;
+    const where = (a: string) => entryListingSql(filters, a, raw(`${parent}.id`), readable ? raw(`${a}rx.rx`) : undefined);
     const after = filters.after;
     return connection(env, f, {
-      table: 'entries',
+      from,
       where: (a) => (after !== null ? Prisma.sql`${where(a)} AND ${raw(a)}.path > ${after}` : where(a)),
       totalWhere: where,
       order: 'path',
@@ -342,7 +371,7 @@ function prismaConnection(
   const limit = (args.first as number | undefined) ?? PRISMA_DEFAULT_PAGE;
   if (limit < 1 || limit > MAX_LIMIT) unsupported('page size');
   return connection(env, f, {
-    table,
+    from: (a) => Prisma.sql`${raw(table)} ${raw(a)}`,
     where,
     totalWhere: where,
     order: 'id',
@@ -355,7 +384,8 @@ function prismaConnection(
 }
 
 interface ConnectionSpec {
-  table: string;
+  /** The FROM items for an alias: the table, and anything its conditions read beside it. */
+  from: (alias: string) => Prisma.Sql;
   where: (alias: string) => Prisma.Sql;
   totalWhere: (alias: string) => Prisma.Sql;
   /** The one column the page is ordered by, ascending (unique within the parent). */
@@ -413,7 +443,7 @@ function connection(env: Env, f: Selected, spec: ConnectionSpec): Prisma.Sql {
     }
     if (name === 'totalCount') {
       const t = `t${env.aliases++}`;
-      return [c.key, Prisma.sql`(SELECT count(*)::int FROM ${raw(spec.table)} ${raw(t)} WHERE ${spec.totalWhere(t)})`];
+      return [c.key, Prisma.sql`(SELECT count(*)::int FROM ${spec.from(t)} WHERE ${spec.totalWhere(t)})`];
     }
     return unsupported('connection field');
   });
@@ -422,6 +452,6 @@ function connection(env: Env, f: Selected, spec: ConnectionSpec): Prisma.Sql {
   // would otherwise make an empty page a null connection).
   const select = raw([...cols].map((c) => `${a}.${c}`).join(', '));
   return Prisma.sql`(SELECT ${body} FROM (
-    SELECT ${select}, row_number() OVER (ORDER BY ${ord}) AS rn_ FROM ${raw(spec.table)} ${raw(a)}
+    SELECT ${select}, row_number() OVER (ORDER BY ${ord}) AS rn_ FROM ${spec.from(a)}
     WHERE ${spec.where(a)} ORDER BY ${ord} LIMIT ${raw(String(spec.limit + 1))}) ${raw(a)} HAVING true)`;
 }
