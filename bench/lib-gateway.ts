@@ -54,6 +54,8 @@ export const NESTED = `query Nested($n: Int!) { workspaces(first: 1) { edges { n
 
 export interface ReadSeed {
   orgKey: string;
+  /** An app key whose app administers every nested volume whole: it sees what the org key sees. */
+  appKey: string;
   workspaceId: string;
   volumeIds: string[];
   largeVolumeId: string;
@@ -62,8 +64,8 @@ export interface ReadSeed {
 
 /**
  * One org; workspace "nested" (created first) with `volumes` volumes of 20 small JSON/text entries,
- * 2 mounts and 2 live locks each; workspace "listing" with a volume of 20 × 256 KiB text entries and
- * one of 20 small ones; an org key with read scopes. Volumes are `manual` so no indexing runs later.
+ * 3 mounts (one a whole-volume admin mount for app `bench-app`) and 2 live locks each; workspace "listing" with a volume of 20 × 256 KiB text entries and
+ * one of 20 small ones; an org key with read scopes, and an app key for `bench-app` with the same. Volumes are `manual` so no indexing runs later.
  */
 export async function seedRead(api: Api, volumes: number): Promise<ReadSeed> {
   const ws = await api.call('POST', `/v1/orgs/${ORG}/workspaces`, { name: 'nested' });
@@ -86,6 +88,7 @@ export async function seedRead(api: Api, volumes: number): Promise<ReadSeed> {
     for (let m = 0; m < 2; m++) {
       await api.call('POST', `${vb}/mounts`, { app_id: `app-${m}`, path_pattern: `/notes/${m}/**`, access_level: m ? 'write' : 'read' });
     }
+    await api.call('POST', `${vb}/mounts`, { app_id: 'bench-app', path_pattern: '/**', access_level: 'admin' });
     for (let l = 0; l < 2; l++) await api.call('POST', `${vb}/locks`, { partition: `job-${l}`, app_id: `app-${l}`, ttl_seconds: 3600 });
   });
   const large = await api.call('POST', base(listing.workspace_id), { name: 'large', indexing_mode: 'manual' });
@@ -106,8 +109,14 @@ export async function seedRead(api: Api, volumes: number): Promise<ReadSeed> {
     name: 'bench-reader',
     scopes: ['workspaces:read', 'volumes:read', 'entries:read'],
   });
+  const app = await api.call('POST', `/v1/orgs/${ORG}/api-keys`, {
+    name: 'bench-app',
+    scopes: ['workspaces:read', 'volumes:read', 'entries:read'],
+    app_id: 'bench-app',
+  });
   return {
     orgKey: key.api_key,
+    appKey: app.api_key,
     workspaceId: ws.workspace_id,
     volumeIds,
     largeVolumeId: large.volume.volume_id,
