@@ -137,7 +137,9 @@ async function executeCompiled(args: ExecutionArgs, compiled: CompiledRead): Pro
     const p = (args.contextValue as GraphQLContext).principal as Principal;
     const regexes = compiled.appRegexes ? JSON.stringify(await appPatternRegexes(rt, p)) : undefined;
     const values = regexes ? compiled.sql.values.map((v) => (v === APP_REGEXES ? regexes : v)) : compiled.sql.values;
-    const [row] = await (rt.sql as RawQuery)({ text: compiled.sql.text, values }, { prepare: true });
+    // Prisma's instrumentation does not see the pool: the statement gets its own span.
+    const span = tracer().startSpan('db.compiled_read', { attributes: { 'db.system': 'postgresql' } });
+    const [row] = await (rt.sql as RawQuery)({ text: compiled.sql.text, values }, { prepare: true }).finally(() => span.end());
     if (row?.bail === false) {
       noteRequest({ compiled: true });
       return rawResult(row.data as string);
