@@ -169,6 +169,14 @@ describe('server mode (DATABASE_URL via @prisma/adapter-pg, PGlite behind pglite
     expect(compiled.body.errors).toBeUndefined();
     expect(compiled.body).toEqual(resolved.body);
     expect(compiled.body.data.workspaces.edges[0].node.volumes.edges[0].node.entries.totalCount).toBe(2);
+
+    // pglite-socket serves every connection from one session, as a pooler in transaction mode would:
+    // a second connection preparing the same name is refused (42P05), and the gateway stops
+    // preparing rather than fail. Several at once reach several pooled connections.
+    api().queries.length = 0;
+    const many = await Promise.all([1, 2, 3, 4, 5, 6].map(() => api().gql(q, {}, key)));
+    for (const r of many) expect(r.body).toEqual(resolved.body);
+    expect(api().queries.every((s) => /^SELECT json_build_object\(/.test(s))).toBe(true);
   });
 
   it('stops cleanly: every pooled connection to the database is closed', async () => {

@@ -175,19 +175,32 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
     throw err;
   }
   const prepared = new Map<string, string>();
+  // Off for good once the server loses or duplicates a name: a pooler in transaction mode (PgBouncer
+  // without max_prepared_statements) hands each statement to any server connection.
+  let preparing = mode === 'server';
   const query: RawQuery = async (sql, o = {}) => {
     if (!pgPool) return prisma.$queryRawUnsafe(sql.text, ...sql.values);
     opts.onQuery?.(sql.text);
     // Dates as ISO text: pg would write them in the process's time zone, which TIMESTAMP(3) columns
     // (UTC, no zone) would misread; Prisma sends them as UTC.
     const values = sql.values.map((v) => (v instanceof Date ? v.toISOString() : v));
-    const prepare = o.prepare && mode === 'server';
+    const prepare = o.prepare && preparing;
     let name = prepare ? prepared.get(sql.text) : undefined;
     if (prepare && !name && prepared.size < PREPARED_STATEMENTS) {
       name = `vg_${prepared.size}`;
       prepared.set(sql.text, name);
     }
-    return (await pgPool.query(name ? { name, text: sql.text, values } : { text: sql.text, values })).rows;
+    if (!name) return (await pgPool.query({ text: sql.text, values })).rows;
+    try {
+      return (await pgPool.query({ name, text: sql.text, values })).rows;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      // invalid_sql_statement_name, duplicate_prepared_statement
+      if (code !== '26000' && code !== '42P05') throw err;
+      preparing = false;
+      opts.log?.(`prepared statements lost by the server (${code}): compiled reads now run unprepared (a pooler in transaction mode?)`);
+      return (await pgPool.query({ text: sql.text, values })).rows;
+    }
   };
   const poolState = () => (pgPool ? { total: pgPool.totalCount, idle: pgPool.idleCount, waiting: pgPool.waitingCount } : undefined);
   return { prisma, adapterFactory, mode, ...(pglite ? { pglite } : {}), query, poolState, close };
