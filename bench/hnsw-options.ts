@@ -2,9 +2,10 @@
  * What pgvector's HNSW costs inside embedded PGlite (WebAssembly, one thread) for the default
  * embedder's vectors, and what the alternatives would buy: the evidence behind #14's next steps
  * (search latency, merging the fresh tier, bulk imports). Not the gateway: a bare PGlite with
- * pgvector, one table, the hashing embedder (hash-1024) over corpus-like paragraphs (~64 tokens).
+ * pgvector, one table, the hashing embedder (hash-1024, and hash-384 to see what fewer dimensions
+ * buy) over corpus-like paragraphs (~64 tokens).
  *
- *   npx tsx bench/hnsw-options.ts [--rows 10000] [--queries 100]
+ *   npx tsx bench/hnsw-options.ts [--rows 10000] [--queries 100] [--dims 1024,384]
  *
  * For each option: building the index over `rows` rows (the bulk path: load, then index), inserting
  * 1,000 more rows into a built index 50 at a time (the row-by-row path the fresh-tier merge takes),
@@ -28,6 +29,7 @@ const arg = (name: string, fallback: string) => {
 const ROWS = Number(arg('rows', '10000'));
 const QUERIES = Number(arg('queries', '100'));
 const MORE = 1000;
+const DIMS = arg('dims', '1024,384').split(',').map(Number);
 
 const corpus = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../test/fixtures/search-corpus.json'), 'utf8')) as {
   documents: { text: string }[];
@@ -40,12 +42,6 @@ const rand = () => {
   return seed / 2 ** 31;
 };
 const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)] as T;
-const embedder = new HashingEmbedder(1024);
-const dense = (v: number[]) => `[${v.join(',')}]`;
-const sparse = (v: number[]) => `{${v.flatMap((x, i) => (x !== 0 ? [`${i + 1}:${x}`] : [])).join(',')}}/1024`;
-const vectors = (n: number) =>
-  Array.from({ length: n }, () => embedder.embedOne(Array.from({ length: 3 }, () => pick(sentences)).join(' ')));
-
 interface Option {
   name: string;
   column: 'v' | 's';
@@ -58,82 +54,94 @@ const OPTIONS: Option[] = [
   { name: 'vector, m 12, ef_construction 40', column: 'v', index: 'v vector_cosine_ops) WITH (m = 12, ef_construction = 40' },
 ];
 
-const base = vectors(ROWS);
-const extra = vectors(MORE);
-const queries = corpus.queries.slice(0, QUERIES).map((q) => embedder.embedOne(q.query));
-const nnz = base.reduce((n, v) => n + v.filter((x) => x !== 0).length, 0) / ROWS;
-
-const db = await PGlite.create({ extensions: { vector } });
-await db.exec(`CREATE EXTENSION vector; SET maintenance_work_mem = '512MB';
-  CREATE TABLE t (id int PRIMARY KEY, v vector(1024), s sparsevec(1024));`);
-const insert = async (vs: number[][], from: number) => {
-  for (let i = 0; i < vs.length; i += 50) {
-    const b = vs.slice(i, i + 50);
-    await db.query('INSERT INTO t SELECT id, v::vector, s::sparsevec FROM unnest($1::int[], $2::text[], $3::text[]) AS r(id, v, s)', [
-      b.map((_, j) => from + i + j),
-      b.map(dense),
-      b.map(sparse),
-    ]);
-  }
-};
-// Exact top 10 per query over every row an option ends with (built rows and inserted ones), once:
-// every option is judged against the same answers.
-await insert(base, 0);
-await insert(extra, ROWS);
-const exact: Set<number>[] = [];
-for (const q of queries) {
-  const r = await db.query<{ id: number }>('SELECT id FROM t ORDER BY v <=> $1 LIMIT 10', [dense(q)]);
-  exact.push(new Set(r.rows.map((x) => x.id)));
-}
-
 const lines: string[] = [];
 const out = (line: string) => {
   process.stdout.write(`${line}\n`);
   lines.push(line);
 };
-const pgVersion = (await db.query<{ v: string }>('SELECT version() AS v')).rows[0]?.v.split(' ')[1];
-out(
-  `Bare embedded PGlite (PostgreSQL ${pgVersion}) + pgvector, WebAssembly on one thread, ${new Date().toISOString().slice(0, 10)}. Machine: ${machine()}.`,
-);
-out(
-  `Run: \`npx tsx bench/hnsw-options.ts --rows ${ROWS}\`. ${ROWS.toLocaleString('en')} rows of hash-1024 vectors (${nnz.toFixed(0)} non-zero of 1,024 on average), ${QUERIES} queries (iterative scans, relaxed order); recall@10 against an exact scan.`,
-);
-out('');
-out(
-  '| Index | Build (bulk), rows/s | Insert into a built index, rows/s | ef 100 p50 / p95 | ef 100 recall@10 | ef 200 p50 / p95 | ef 200 recall@10 |',
-);
-out('|---|---:|---:|---:|---:|---:|---:|');
-for (const o of OPTIONS) {
-  await db.exec(`DROP INDEX IF EXISTS t_hnsw; DELETE FROM t WHERE id >= ${ROWS}`);
-  let t0 = performance.now();
-  await db.exec(`CREATE INDEX t_hnsw ON t USING hnsw (${o.index})`);
-  const build = ROWS / ((performance.now() - t0) / 1000);
-  t0 = performance.now();
-  await insert(extra, ROWS);
-  const inserts = MORE / ((performance.now() - t0) / 1000);
-  const cells: string[] = [];
-  for (const ef of [100, 200]) {
-    await db.exec(`SET enable_seqscan = off; SET hnsw.ef_search = ${ef}; SET hnsw.iterative_scan = relaxed_order`);
-    const times: number[] = [];
-    let hits = 0;
-    for (const [i, q] of queries.entries()) {
-      const s = performance.now();
-      const r = await db.query<{ id: number }>(`SELECT id FROM t ORDER BY ${o.column} <=> $1 LIMIT 10`, [
-        o.column === 'v' ? dense(q) : sparse(q),
+for (const dims of DIMS) {
+  const embedder = new HashingEmbedder(dims);
+  const dense = (v: number[]) => `[${v.join(',')}]`;
+  const sparse = (v: number[]) => `{${v.flatMap((x, i) => (x !== 0 ? [`${i + 1}:${x}`] : [])).join(',')}}/${dims}`;
+  const vectors = (n: number) =>
+    Array.from({ length: n }, () => embedder.embedOne(Array.from({ length: 3 }, () => pick(sentences)).join(' ')));
+
+  const base = vectors(ROWS);
+  const extra = vectors(MORE);
+  const queries = corpus.queries.slice(0, QUERIES).map((q) => embedder.embedOne(q.query));
+  const nnz = base.reduce((n, v) => n + v.filter((x) => x !== 0).length, 0) / ROWS;
+
+  const db = await PGlite.create({ extensions: { vector } });
+  await db.exec(`CREATE EXTENSION vector; SET maintenance_work_mem = '512MB';
+    CREATE TABLE t (id int PRIMARY KEY, v vector(${dims}), s sparsevec(${dims}));`);
+  const insert = async (vs: number[][], from: number) => {
+    for (let i = 0; i < vs.length; i += 50) {
+      const b = vs.slice(i, i + 50);
+      await db.query('INSERT INTO t SELECT id, v::vector, s::sparsevec FROM unnest($1::int[], $2::text[], $3::text[]) AS r(id, v, s)', [
+        b.map((_, j) => from + i + j),
+        b.map(dense),
+        b.map(sparse),
       ]);
-      times.push(performance.now() - s);
-      hits += r.rows.filter((x) => exact[i]?.has(x.id)).length;
     }
-    await db.exec('RESET enable_seqscan');
-    times.sort((a, b) => a - b);
-    const at = (p: number) => (times[Math.min(times.length - 1, Math.floor(times.length * p))] as number).toFixed(2);
-    cells.push(`${at(0.5)} / ${at(0.95)} ms`, (hits / (queries.length * 10)).toFixed(3));
+  };
+  // Exact top 10 per query over every row an option ends with (built rows and inserted ones), once:
+  // every option is judged against the same answers.
+  await insert(base, 0);
+  await insert(extra, ROWS);
+  const exact: Set<number>[] = [];
+  for (const q of queries) {
+    const r = await db.query<{ id: number }>('SELECT id FROM t ORDER BY v <=> $1 LIMIT 10', [dense(q)]);
+    exact.push(new Set(r.rows.map((x) => x.id)));
   }
-  out(`| ${o.name} | ${build.toFixed(0)} | ${inserts.toFixed(0)} | ${cells.join(' | ')} |`);
+
+  const pgVersion = (await db.query<{ v: string }>('SELECT version() AS v')).rows[0]?.v.split(' ')[1];
+  if (dims === DIMS[0]) {
+    out(
+      `Bare embedded PGlite (PostgreSQL ${pgVersion}) + pgvector, WebAssembly on one thread, ${new Date().toISOString().slice(0, 10)}. Machine: ${machine()}.`,
+    );
+    out(`Run: \`npx tsx bench/hnsw-options.ts --rows ${ROWS} --dims ${DIMS.join(',')}\`.`);
+  }
+  out('');
+  out(
+    `**hash-${dims}**: ${ROWS.toLocaleString('en')} rows of hash-${dims} vectors (${nnz.toFixed(0)} non-zero of ${dims.toLocaleString('en')} on average), ${QUERIES} queries (iterative scans, relaxed order); recall@10 against an exact scan.`,
+  );
+  out('');
+  out(
+    '| Index | Build (bulk), rows/s | Insert into a built index, rows/s | ef 100 p50 / p95 | ef 100 recall@10 | ef 200 p50 / p95 | ef 200 recall@10 |',
+  );
+  out('|---|---:|---:|---:|---:|---:|---:|');
+  for (const o of OPTIONS) {
+    await db.exec(`DROP INDEX IF EXISTS t_hnsw; DELETE FROM t WHERE id >= ${ROWS}`);
+    let t0 = performance.now();
+    await db.exec(`CREATE INDEX t_hnsw ON t USING hnsw (${o.index})`);
+    const build = ROWS / ((performance.now() - t0) / 1000);
+    t0 = performance.now();
+    await insert(extra, ROWS);
+    const inserts = MORE / ((performance.now() - t0) / 1000);
+    const cells: string[] = [];
+    for (const ef of [100, 200]) {
+      await db.exec(`SET enable_seqscan = off; SET hnsw.ef_search = ${ef}; SET hnsw.iterative_scan = relaxed_order`);
+      const times: number[] = [];
+      let hits = 0;
+      for (const [i, q] of queries.entries()) {
+        const s = performance.now();
+        const r = await db.query<{ id: number }>(`SELECT id FROM t ORDER BY ${o.column} <=> $1 LIMIT 10`, [
+          o.column === 'v' ? dense(q) : sparse(q),
+        ]);
+        times.push(performance.now() - s);
+        hits += r.rows.filter((x) => exact[i]?.has(x.id)).length;
+      }
+      await db.exec('RESET enable_seqscan');
+      times.sort((a, b) => a - b);
+      const at = (p: number) => (times[Math.min(times.length - 1, Math.floor(times.length * p))] as number).toFixed(2);
+      cells.push(`${at(0.5)} / ${at(0.95)} ms`, (hits / (queries.length * 10)).toFixed(3));
+    }
+    out(`| ${o.name} | ${build.toFixed(0)} | ${inserts.toFixed(0)} | ${cells.join(' | ')} |`);
+  }
+  await db.close();
 }
 out('');
 out(
   `Each index is built over the first ${ROWS.toLocaleString('en')} rows, then takes the other ${MORE.toLocaleString('en')} one insert of 50 at a time; the queries run over all of them, against exact answers over all of them.`,
 );
-await db.close();
 await writeSection('HNSW options (embedded)', lines.join('\n'));
