@@ -20,7 +20,8 @@ function missingScope(failure: AuthFailure): string | undefined {
   return undefined;
 }
 
-const DEFAULT_PAGE = 50;
+/** A connection's page when `first` is not given (Prisma connections; complexity prices it so). */
+export const DEFAULT_PAGE = 50;
 
 /**
  * Cost of a field: a connection costs its page size (`first`/`last`, default 50) times what each
@@ -99,7 +100,7 @@ export const builder = new SchemaBuilder<{
     filterConnectionTotalCount: true,
     onUnusedQuery: schemaBuildOptions.onUnusedQuery,
     maxConnectionSize: MAX_PAGE_SIZE,
-    defaultConnectionSize: 50,
+    defaultConnectionSize: DEFAULT_PAGE,
   },
   relay: {
     clientMutationId: 'omit',

@@ -37,21 +37,20 @@ import {
 import { readableRegexesSql } from '../../domain/access/entry-access.js';
 import { hasScope, type KeyPrincipal, type Scope } from '../../domain/access/principal.js';
 import { visibleMountSql, visibleVolumeSql, visibleWorkspaceSql } from '../../domain/access/visibility.js';
-import { entryListingSql, parseEntryFilters } from '../../domain/entries/listing.js';
+import { type EntryListFilters, entryListingSql, parseEntryFilters } from '../../domain/entries/listing.js';
 import { liveLocksSql } from '../../domain/locks/locks.js';
 import { isId } from '../../domain/shared/fields.js';
-import { DEFAULT_LIMIT, MAX_LIMIT } from '../../domain/shared/pagination.js';
 import { Prisma } from '../../generated/prisma/client.js';
+import { DEFAULT_PAGE } from '../builder.js';
 import type { GraphQLContext } from '../context.js';
+import { MAX_PAGE_SIZE } from '../page-size.js';
+import { pageOf } from '../schema/entry.js';
 
 /** Thrown while compiling when the operation must take the usual path. */
 class Unsupported extends Error {}
 const unsupported = (why: string): never => {
   throw new Unsupported(why);
 };
-
-/** Prisma connections' default page (builder.ts `defaultConnectionSize`) and their cap. */
-const PRISMA_DEFAULT_PAGE = 50;
 
 /** Fields that read one column without being a Pothos `expose` (their resolver only narrows the type). */
 const COLUMN_FIELDS: Record<string, string> = { 'Entry.contentType': 'contentType' };
@@ -310,23 +309,22 @@ const RELATIONS: Record<string, Relation> = {
   'Volume.entries': (env, f, parent) => {
     requireScope(env, 'entries:read');
     const args = argsOf(env, f, ['first', 'after', 'prefix', 'tags', 'contentType']);
-    const limit = (args.first as number | undefined) ?? DEFAULT_LIMIT;
-    if (limit < 1 || limit > MAX_LIMIT) unsupported('page size');
-    let filters: ReturnType<typeof parseEntryFilters>;
+    // The resolver's own rules (entry.ts `pageOf`, the domain's filters): whatever they refuse, the resolver answers.
+    let filters: EntryListFilters;
     try {
       filters = parseEntryFilters(
         {
-          limit,
+          ...pageOf(args as { first?: number; after?: string }),
           ...(args.prefix != null ? { prefix: args.prefix as string } : {}),
           ...(args.tags != null ? { tags: args.tags as string[] } : {}),
           ...(args.contentType != null ? { content_type: args.contentType as 'json' } : {}),
-          ...(args.after != null ? { cursor: args.after as string } : {}),
         },
         [],
       );
     } catch {
       return unsupported('entry filters');
     }
+    const limit = filters.limit;
     // An app key reads the paths its mounts there match (all of a shared volume): computed once per
     // volume, joined to the page and to its count as `<alias>rx.rx`.
     const readable = readableRegexesSql(env.p, parent, Prisma.sql`${APP_REGEXES}`);
@@ -368,8 +366,9 @@ function prismaConnection(
   table: string,
   where: (alias: string) => Prisma.Sql,
 ): Prisma.Sql {
-  const limit = (args.first as number | undefined) ?? PRISMA_DEFAULT_PAGE;
-  if (limit < 1 || limit > MAX_LIMIT) unsupported('page size');
+  const limit = (args.first as number | undefined) ?? DEFAULT_PAGE;
+  // Pothos refuses more than MAX_PAGE_SIZE (page-size.ts) and pages `first: 0` its own way.
+  if (limit < 1 || limit > MAX_PAGE_SIZE) unsupported('page size');
   return connection(env, f, {
     from: (a) => Prisma.sql`${raw(table)} ${raw(a)}`,
     where,

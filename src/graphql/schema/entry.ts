@@ -121,7 +121,7 @@ function selectedColumns(info: GraphQLResolveInfo): string[] | undefined {
  * Forward paging arguments as the domain's limit and cursor, refused (and named as the client wrote
  * them) when out of range or not issued by this API. Backward paging is not offered.
  */
-function pageOf(args: { first?: number | null; after?: string | null; last?: number | null; before?: string | null }) {
+export function pageOf(args: { first?: number | null; after?: string | null; last?: number | null; before?: string | null }) {
   if (args.last != null || args.before != null) {
     const field = args.last != null ? 'last' : 'before';
     throw ValidationError.field([field], 'Only forward paging (first/after) is supported', args[field]);
