@@ -14,34 +14,19 @@
  * vectors as `sparsevec`, and two cheaper builds (m 16 / ef_construction 32, m 12 / 40).
  * Writes the `## HNSW options (embedded)` section of BENCHMARKS.md. Not part of the test suite.
  */
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
+import { corpus, paragraph } from './lib-corpus.js';
+import { arg } from './lib-procs.js';
 import { machine, writeSection } from './report.js';
 
-const arg = (name: string, fallback: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? (process.argv[i + 1] ?? fallback) : fallback;
-};
 const ROWS = Number(arg('rows', '10000'));
 const QUERIES = Number(arg('queries', '100'));
 const MORE = 1000;
 const DIMS = arg('dims', '1024,384').split(',').map(Number);
 
-const corpus = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../test/fixtures/search-corpus.json'), 'utf8')) as {
-  documents: { text: string }[];
-  queries: { query: string }[];
-};
-const sentences = corpus.documents.flatMap((d) => d.text.split(/(?<=\.)\s+/));
-let seed = 42;
-const rand = () => {
-  seed = (seed * 1103515245 + 12345) % 2 ** 31;
-  return seed / 2 ** 31;
-};
-const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)] as T;
 interface Option {
   name: string;
   column: 'v' | 's';
@@ -63,8 +48,7 @@ for (const dims of DIMS) {
   const embedder = new HashingEmbedder(dims);
   const dense = (v: number[]) => `[${v.join(',')}]`;
   const sparse = (v: number[]) => `{${v.flatMap((x, i) => (x !== 0 ? [`${i + 1}:${x}`] : [])).join(',')}}/${dims}`;
-  const vectors = (n: number) =>
-    Array.from({ length: n }, () => embedder.embedOne(Array.from({ length: 3 }, () => pick(sentences)).join(' ')));
+  const vectors = (n: number) => Array.from({ length: n }, () => embedder.embedOne(paragraph(3)));
 
   const base = vectors(ROWS);
   const extra = vectors(MORE);

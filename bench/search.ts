@@ -28,6 +28,7 @@ import { loadConfig } from '../src/config.js';
 import { type Candidate, fuse, keywordRanking, searchSql, semanticSql, useHnsw, useSearchPlans } from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
+import { corpus, paragraph, pick, sentences } from './lib-corpus.js';
 import { machine, ms, stats, writeSection } from './report.js';
 
 const arg = (name: string, fallback: string) => {
@@ -41,20 +42,6 @@ const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789
 const QUERIES = 100;
 const INDEXING_ONLY = process.argv.includes('--indexing-only');
 const EF_SWEEP = [...new Set([40, 100, 200, 400, EF_SEARCH])].sort((a, b) => a - b);
-
-// Text with the shape of real notes: sentences drawn from a vocabulary of topic words.
-const corpus = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../test/fixtures/search-corpus.json'), 'utf8')) as {
-  documents: { text: string }[];
-  queries: { query: string }[];
-};
-const sentences = corpus.documents.flatMap((d) => d.text.split(/(?<=\.)\s+/));
-let seed = 42;
-const rand = () => {
-  seed = (seed * 1103515245 + 12345) % 2 ** 31;
-  return seed / 2 ** 31;
-};
-const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)] as T;
-const paragraph = (n: number) => Array.from({ length: n }, () => pick(sentences)).join(' ');
 
 async function main(): Promise<void> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-bench-search-'));
