@@ -133,11 +133,13 @@ describe('a gateway process indexing such an entry', () => {
     // SHUTDOWN_TIMEOUT_MS is 3 s; allow the process's own exit on a loaded machine on top.
     expect(stoppedIn).toBeLessThan(3000 + 2000);
 
+    // Healthy at once: the restart serves before it has re-done the indexing, rather than first
+    // finishing it. (An ordering, not a timing: on a loaded CI machine the first request's latency
+    // says more about the machine than the gateway; that requests keep being answered while
+    // indexing runs is what the tests above measure.)
     gw = await boot();
-    const started = performance.now();
-    const health = await fetch(`${gw.url}/healthz`);
-    expect(health.status).toBe(200);
-    expect(performance.now() - started).toBeLessThan(1000);
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+    expect((await call(gw, 'GET', entry)).body.is_indexed).toBe(false);
     const done = await waitFor(async () => {
       const e = (await call(gw, 'GET', entry)).body;
       return e.is_indexed || e.index_error ? e : undefined;
