@@ -11,7 +11,8 @@
  * 1,000 more rows into a built index 50 at a time (the row-by-row path the fresh-tier merge takes),
  * and 100 nearest-neighbour queries at ef_search 100 and 200 (iterative scans): p50/p95 and recall@10
  * against an exact scan. Options: the migration's index (vector, m 16, ef_construction 64), the same
- * vectors as `sparsevec`, and two cheaper builds (m 16 / ef_construction 32, m 12 / 40).
+ * vectors as `sparsevec`, two cheaper builds (m 16 / ef_construction 32, m 12 / 40), and binary
+ * quantization (an HNSW index over bit codes, Hamming or Jaccard, its best re-ranked by exact cosine).
  * Writes the `## HNSW options (embedded)` section of BENCHMARKS.md. Not part of the test suite.
  */
 import { performance } from 'node:perf_hooks';
@@ -29,14 +30,23 @@ const DIMS = arg('dims', '1024,384').split(',').map(Number);
 
 interface Option {
   name: string;
-  column: 'v' | 's';
+  /** The column the index and its queries read: the vector, its sparse form, or a bit code of it. */
+  column: 'v' | 's' | 'b' | 't';
   index: string;
+  /** The distance operator the index orders by (cosine unless said). */
+  op?: string;
+  /** Quantized codes: the index's top `rerank × 10` re-ranked by exact cosine distance. */
+  rerank?: number;
 }
 const OPTIONS: Option[] = [
   { name: 'vector, m 16, ef_construction 64 (the migration)', column: 'v', index: 'v vector_cosine_ops' },
   { name: 'sparsevec, m 16, ef_construction 64', column: 's', index: 's sparsevec_cosine_ops' },
   { name: 'vector, m 16, ef_construction 32', column: 'v', index: 'v vector_cosine_ops) WITH (m = 16, ef_construction = 32' },
   { name: 'vector, m 12, ef_construction 40', column: 'v', index: 'v vector_cosine_ops) WITH (m = 12, ef_construction = 40' },
+  { name: 'bit (signs), Hamming, top 40 re-ranked', column: 'b', index: 'b bit_hamming_ops', op: '<~>', rerank: 4 },
+  { name: 'bit (signs), Hamming, top 100 re-ranked', column: 'b', index: 'b bit_hamming_ops', op: '<~>', rerank: 10 },
+  { name: 'bit ×2 (positive, negative), Jaccard, top 40 re-ranked', column: 't', index: 't bit_jaccard_ops', op: '<%>', rerank: 4 },
+  { name: 'bit ×2 (positive, negative), Jaccard, top 100 re-ranked', column: 't', index: 't bit_jaccard_ops', op: '<%>', rerank: 10 },
 ];
 
 const lines: string[] = [];
@@ -47,6 +57,8 @@ const out = (line: string) => {
 for (const dims of DIMS) {
   const embedder = new HashingEmbedder(dims);
   const dense = (v: number[]) => `[${v.join(',')}]`;
+  /** Which coordinates are positive, then which are negative: a set code for Jaccard. */
+  const ternary = (v: number[]) => v.map((x) => (x > 0 ? '1' : '0')).join('') + v.map((x) => (x < 0 ? '1' : '0')).join('');
   const sparse = (v: number[]) => `{${v.flatMap((x, i) => (x !== 0 ? [`${i + 1}:${x}`] : [])).join(',')}}/${dims}`;
   const vectors = (n: number) => Array.from({ length: n }, () => embedder.embedOne(paragraph(3)));
 
@@ -57,15 +69,18 @@ for (const dims of DIMS) {
 
   const db = await PGlite.create({ extensions: { vector } });
   await db.exec(`CREATE EXTENSION vector; SET maintenance_work_mem = '512MB';
-    CREATE TABLE t (id int PRIMARY KEY, v vector(${dims}), s sparsevec(${dims}));`);
+    CREATE TABLE t (id int PRIMARY KEY, v vector(${dims}), s sparsevec(${dims}), b bit(${dims}), t bit(${2 * dims}));`);
   const insert = async (vs: number[][], from: number) => {
     for (let i = 0; i < vs.length; i += 50) {
       const b = vs.slice(i, i + 50);
-      await db.query('INSERT INTO t SELECT id, v::vector, s::sparsevec FROM unnest($1::int[], $2::text[], $3::text[]) AS r(id, v, s)', [
-        b.map((_, j) => from + i + j),
-        b.map(dense),
-        b.map(sparse),
-      ]);
+      await db.query(
+        'INSERT INTO t SELECT id, v::vector, s::sparsevec, binary_quantize(v::vector)::bit(' +
+          dims +
+          '), t::bit(' +
+          2 * dims +
+          ') FROM unnest($1::int[], $2::text[], $3::text[], $4::text[]) AS r(id, v, s, t)',
+        [b.map((_, j) => from + i + j), b.map(dense), b.map(sparse), b.map(ternary)],
+      );
     }
   };
   // Exact top 10 per query over every row an option ends with (built rows and inserted ones), once:
@@ -109,9 +124,15 @@ for (const dims of DIMS) {
       let hits = 0;
       for (const [i, q] of queries.entries()) {
         const s = performance.now();
-        const r = await db.query<{ id: number }>(`SELECT id FROM t ORDER BY ${o.column} <=> $1 LIMIT 10`, [
-          o.column === 'v' ? dense(q) : sparse(q),
-        ]);
+        const op = o.op ?? '<=>';
+        const r = o.rerank
+          ? await db.query<{ id: number }>(
+              `SELECT id FROM (SELECT id, v FROM t ORDER BY ${o.column} ${op} ${o.column === 'b' ? `binary_quantize($1::vector)::bit(${dims})` : `$2::bit(${2 * dims})`} LIMIT ${o.rerank * 10}) c ORDER BY v <=> $1 LIMIT 10`,
+              [dense(q), ...(o.column === 't' ? [ternary(q)] : [])],
+            )
+          : await db.query<{ id: number }>(`SELECT id FROM t ORDER BY ${o.column} ${op} $1 LIMIT 10`, [
+              o.column === 'v' ? dense(q) : sparse(q),
+            ]);
         times.push(performance.now() - s);
         hits += r.rows.filter((x) => exact[i]?.has(x.id)).length;
       }
@@ -126,6 +147,6 @@ for (const dims of DIMS) {
 }
 out('');
 out(
-  `Each index is built over the first ${ROWS.toLocaleString('en')} rows, then takes the other ${MORE.toLocaleString('en')} one insert of 50 at a time; the queries run over all of them, against exact answers over all of them.`,
+  `Each index is built over the first ${ROWS.toLocaleString('en')} rows, then takes the other ${MORE.toLocaleString('en')} one insert of 50 at a time; the queries run over all of them, against exact answers over all of them. The bit rows index a binary code of each vector (pgvector's \`binary_quantize\`: the signs; or which coordinates are positive, then which are negative) and re-rank the index's best by exact cosine distance.`,
 );
 await writeSection('HNSW options (embedded)', lines.join('\n'));
