@@ -48,6 +48,25 @@ describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
     expect(text).not.toMatch(/Seq Scan on chunks|Sort/);
   });
 
+  it('keeps no full-text column or GIN index up to date, which only ts_rank_cd reads', async () => {
+    const db = gw.app.database.prisma;
+    const [gin] = await db.$queryRaw<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_class WHERE relname = 'chunks_tsv_idx'`;
+    expect(gin?.n).toBe(0);
+    const [rows] = await db.$queryRaw<{ chunks: number; tsv: number }[]>`
+      SELECT count(*)::int AS chunks, count(tsv)::int AS tsv FROM chunks WHERE volume_id = ${v.volumeId}`;
+    expect(rows?.chunks).toBeGreaterThanOrEqual(14);
+    expect(rows?.tsv).toBe(0);
+  });
+
+  it('stores each chunk vector exactly as the embedder made it', async () => {
+    const [row] = await gw.app.database.prisma.$queryRaw<{ content: string; embedding: string }[]>`
+      SELECT c.content, c.embedding::text AS embedding FROM chunks c JOIN entries e ON e.id = c.entry_id
+      WHERE e.volume_id = ${v.volumeId} AND e.path = '/zephyr.md'`;
+    const made = new HashingEmbedder(1024).embedOne(row?.content as string);
+    expect(made.filter((x) => x !== 0).length * 2).toBeLessThan(1024);
+    expect((JSON.parse(row?.embedding as string) as number[]).map(Math.fround)).toEqual(made.map(Math.fround));
+  });
+
   it('hybrid is one statement over chunks (both legs), planned with the HNSW and the BM25 index', async () => {
     gw.queries.length = 0;
     const res = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'zephyr report', top_k: 3 });
@@ -133,6 +152,13 @@ describe('keyword search on a Postgres without pg_textsearch (server mode)', () 
     await putText(gw, v, '/zephyr.md', 'A note on the zephyr.');
     await putText(gw, v, '/roses.md', 'Roses need pruning in early spring.');
     await indexed(gw, v.volumeId, 2);
+    // ts_rank_cd reads the full-text column through its GIN index: both kept here.
+    const [gin] = await gw.app.database.prisma.$queryRaw<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_class WHERE relname = 'chunks_tsv_idx'`;
+    expect(gin?.n).toBe(1);
+    const [missing] = await gw.app.database.prisma.$queryRaw<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM chunks WHERE volume_id = ${v.volumeId} AND tsv IS NULL`;
+    expect(missing?.n).toBe(0);
     const res = await keyword(gw, v, 'zephyr');
     expect(res.status).toBe(200);
     expect(paths(res)).toEqual(['/zephyr.md']);
