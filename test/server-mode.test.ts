@@ -176,8 +176,7 @@ describe('server mode (DATABASE_URL via @prisma/adapter-pg, PGlite behind pglite
     api().queries.length = 0;
     const many = await Promise.all([1, 2, 3, 4, 5, 6].map(() => api().gql(q, {}, key)));
     for (const r of many) expect(r.body).toEqual(resolved.body);
-    // The same assertion as every(…), but a failure names the statements that were not the compiled read
-    // (it failed once in CI, 1 run in 5, and never in isolation; see the note on #14).
+    // Written so that a failure names the statements that were not the compiled read.
     expect(api().queries.filter((s) => !/^SELECT json_build_object\(/.test(s))).toEqual([]);
   });
 

@@ -144,6 +144,8 @@ async function executeCompiled(args: ExecutionArgs, compiled: CompiledRead): Pro
       noteRequest({ compiled: true });
       return rawResult(row.data as string);
     }
+    // The statement always returns one row: none means the connection lost it (never silently).
+    if (!row) rt.log.warn('compiled read returned no row; resolvers answered it');
   } catch (err) {
     // Not expected (an overloaded pool aside): say so, and let the resolvers answer.
     rt.log.warn({ err }, 'compiled read failed; resolvers answered it');
