@@ -291,7 +291,7 @@ async function main(): Promise<void> {
           const rowsAnn = await prisma.$transaction(async (tx) => {
             await useSearchPlans(tx, { hnsw: { limit: 50 * f, iterative: true, efSearch: EF_SEARCH }, bm25: ranking === 'bm25' });
             return tx.$queryRaw<(Candidate & { leg: string; chunk_id: string; chunk_index: number })[]>(
-              searchSql([{ dims: DIMS, q: vec, scopes, indexed: true }], ranking, q, scopes, {}, 50, 50 * f),
+              searchSql([{ dims: DIMS, q: vec, scopes, indexed: true }], ranking, q, scopes, {}, 50, { semanticLimit: 50 * f }),
             );
           });
           times.push(performance.now() - t);

@@ -135,6 +135,7 @@ export async function buildRuntime(
   const rt: Runtime = {
     db: database.prisma,
     sql: database.query,
+    sqlInOne: database.queryInOne,
     blobs: observers.blobs ? observedBlobStore(blobs, observers.blobs) : blobs,
     resumable,
     events: bus.events,

@@ -7,6 +7,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import { PrismaPg } from '@prisma/adapter-pg';
 import type { SqlMigrationAwareDriverAdapterFactory } from '@prisma/driver-adapter-utils';
 import pg from 'pg';
+import pgUtils from 'pg/lib/utils.js';
 import { PrismaPGlite } from 'pglite-prisma-adapter';
 import type { Config } from '../config.js';
 import { type Prisma, PrismaClient } from '../generated/prisma/client.js';
@@ -58,6 +59,11 @@ export interface Database {
    * (tests) has no pool: the statement goes through Prisma, which orders it with transactions.
    */
   query: RawQuery;
+  /**
+   * Statements in one round trip and one implicit transaction (searches: their plan settings, then
+   * the search). See InOneQuery.
+   */
+  queryInOne: InOneQuery;
   /** The connection pool's state (server mode and the embedded database thread; not a PGlite handed in). */
   poolState(): { total: number; idle: number; waiting: number } | undefined;
   close(): Promise<void>;
@@ -69,6 +75,32 @@ export interface Database {
  * connection from one PGlite session, where one connection's names would collide with another's.
  */
 export type RawQuery = (sql: Pick<Prisma.Sql, 'text' | 'values'>, opts?: { prepare?: boolean }) => Promise<Record<string, unknown>[]>;
+
+/**
+ * Runs statements as one simple-protocol query: one round trip, one implicit transaction, and each
+ * statement planned just before it runs, so `set_config(…, true)` in one steers the plan of the next.
+ * Values are written into the text as quoted literals: the text pg would send for an untyped
+ * parameter (`inlineSql`), so they mean what they would as parameters. Returns the last statement's
+ * rows. It waits for a connection like any statement, where an interactive transaction gives up
+ * after Prisma's `maxWait`.
+ */
+export type InOneQuery = (statements: Pick<Prisma.Sql, 'strings' | 'values'>[]) => Promise<Record<string, unknown>[]>;
+
+/**
+ * A statement with its values written in as literals, each quoted exactly as pg prepares a parameter
+ * (`prepareValue`, then `escapeLiteral`): untyped literals, resolved by their context as parameters
+ * are. Dates go as ISO text (UTC), as Database.query sends them.
+ * @throws Error for binary values (bytea has no place in the statements this serves)
+ */
+export function inlineSql(sql: Pick<Prisma.Sql, 'strings' | 'values'>): string {
+  let text = sql.strings[0] ?? '';
+  sql.values.forEach((v, i) => {
+    const raw = pgUtils.prepareValue(v instanceof Date ? v.toISOString() : v);
+    if (raw !== null && typeof raw !== 'string') throw new Error('inlineSql: binary values cannot be written as literals');
+    text += (raw === null ? 'NULL' : pgUtils.escapeLiteral(raw)) + (sql.strings[i + 1] ?? '');
+  });
+  return text;
+}
 
 /**
  * Most distinct statement texts prepared by name. Each is parsed once per pooled connection and kept
@@ -202,6 +234,14 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
       return (await pgPool.query({ text: sql.text, values })).rows;
     }
   };
+  const queryInOne: InOneQuery = async (statements) => {
+    const text = statements.map(inlineSql).join(';\n');
+    opts.onQuery?.(text);
+    // A PGlite handed in (tests) runs it itself, ordered with Prisma's transactions (both take its lock).
+    const results = pgPool ? await pgPool.query(text) : await (pglite as PGlite).exec(text);
+    const list = (Array.isArray(results) ? results : [results]) as { rows: Record<string, unknown>[] }[];
+    return list.at(-1)?.rows ?? [];
+  };
   const poolState = () => (pgPool ? { total: pgPool.totalCount, idle: pgPool.idleCount, waiting: pgPool.waitingCount } : undefined);
-  return { prisma, adapterFactory, mode, ...(pglite ? { pglite } : {}), query, poolState, close };
+  return { prisma, adapterFactory, mode, ...(pglite ? { pglite } : {}), query, queryInOne, poolState, close };
 }

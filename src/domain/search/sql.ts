@@ -73,6 +73,8 @@ interface Row {
   chunk_index: number;
   preview: string;
   score: number;
+  /** A keyword row's rank where it has no score (bm25Sql `scored: false`); bigint, so text from pg. */
+  rank?: string | number | null;
 }
 
 const toCandidate = (r: Row): Candidate => ({
@@ -86,7 +88,7 @@ const toCandidate = (r: Row): Candidate => ({
 });
 
 /**
- * Settings for the statement of one search (inside its transaction), in one round trip.
+ * Settings for the statement of one search, made local to its transaction (`searchPlansSql`).
  * - Nearest neighbours: the candidate list size, pgvector 0.8's iterative scans, and no sequential
  *   scan or sort. The planner prices a distance like any other operator, and without fresh
  *   statistics (PGlite runs no autovacuum) it estimated a volume's chunks at one row and chose "read
@@ -96,10 +98,7 @@ const toCandidate = (r: Row): Candidate => ({
  * - BM25: the ordered index scan, never another scan and a sort (which also returns non-matches).
  *   Not for ts_rank_cd, whose GIN index is only read by bitmap scans.
  */
-export async function useSearchPlans(
-  tx: Tx,
-  o: { hnsw?: { limit: number; iterative: boolean; efSearch: number }; bm25?: boolean },
-): Promise<void> {
+export function searchPlansSql(o: { hnsw?: { limit: number; iterative: boolean; efSearch: number }; bm25?: boolean }): Prisma.Sql {
   const settings = new Map([['enable_seqscan', 'off']]);
   if (o.hnsw) {
     settings.set('hnsw.ef_search', String(Math.max(o.hnsw.efSearch, o.hnsw.limit))).set('enable_sort', 'off');
@@ -108,7 +107,12 @@ export async function useSearchPlans(
   // Without these the planner may read chunks by another index and sort by the BM25 expression:
   // every row scored without the index (a second at 10k chunks).
   if (o.bm25) settings.set('enable_bitmapscan', 'off').set('enable_sort', 'off');
-  await tx.$queryRaw`SELECT ${Prisma.join([...settings].map(([k, v]) => Prisma.sql`set_config(${k}, ${v}, true)`))}`;
+  return Prisma.sql`SELECT ${Prisma.join([...settings].map(([k, v]) => Prisma.sql`set_config(${k}, ${v}, true)`))}`;
+}
+
+/** The settings of `searchPlansSql` applied in a transaction (tests and benchmarks EXPLAIN with them). */
+export async function useSearchPlans(tx: Tx, o: Parameters<typeof searchPlansSql>[0]): Promise<void> {
+  await tx.$queryRaw(searchPlansSql(o));
 }
 
 /** The settings of a nearest-neighbour query alone (tests and benchmarks EXPLAIN with them). */
@@ -141,12 +145,14 @@ export function semanticSql(
   const typed = Prisma.raw(`vector(${d})`);
   const distance = scan === 'hnsw' ? Prisma.sql`c.embedding::${typed} <=> ${q}::${typed}` : Prisma.sql`c.embedding <=> ${q}::vector`;
   const tier = scan === 'hnsw' ? Prisma.sql` AND NOT c.fresh` : scan === 'fresh' ? Prisma.sql` AND c.fresh` : Prisma.empty;
+  // The distance is written once and ordered by its alias: a 1,024-dimension vector is ~8 KB of text
+  // to parse and plan, and the plan (an ordered index scan) is the same.
   return Prisma.sql`
-    SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
-           (1 - (${distance}))::float8 AS score
-    FROM chunks c JOIN entries e ON e.id = c.entry_id
-    WHERE c.dims = ${Prisma.raw(String(Math.trunc(d)))}${tier} AND c.embedding IS NOT NULL AND ${where(scopes, filters, new Date())}
-    ORDER BY ${distance} LIMIT ${limit}`;
+    SELECT chunk_id, entry_id, volume_id, path, chunk_index, preview, (1 - d)::float8 AS score, NULL::bigint AS rank FROM (
+      SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview, ${distance} AS d
+      FROM chunks c JOIN entries e ON e.id = c.entry_id
+      WHERE c.dims = ${Prisma.raw(String(Math.trunc(d)))}${tier} AND c.embedding IS NOT NULL AND ${where(scopes, filters, new Date())}
+      ORDER BY d LIMIT ${limit}) nn`;
 }
 /** The BM25 index over chunk text (migration chunks_bm25), where the database has pg_textsearch. */
 export const BM25_INDEX = 'chunks_bm25_idx';
@@ -171,11 +177,24 @@ export function keywordRanking(rt: Runtime): Promise<'bm25' | 'ts_rank_cd'> {
  * search still returns `limit` hits when that many match). The plan is pinned to that scan: under a
  * sequential scan the extension also returns non-matching rows (score 0), dropped here anyway.
  * `<@>` is the negated score; it is mapped to 0–1 as s / (s + 1).
+ *
+ * `scored: false` returns the same rows in the same order, each with its `rank` (1 = best) and no
+ * score: the index scan does not hand its scores on, and `<@>` in the select list scores each row
+ * again from its text (tokenising it): 6 of 10 ms for 50 rows at 100k chunks (BENCHMARKS.md). Hybrid
+ * search fuses ranks, never keyword scores, so it asks for ranks.
  */
-export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Prisma.Sql {
+export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number, scored = true): Prisma.Sql {
   const q = Prisma.sql`to_bm25query(${query}::text, ${BM25_INDEX})`;
+  if (!scored)
+    // The index only returns matches (each scores above 0); row_number() numbers the scan's order.
+    return Prisma.sql`
+      SELECT top.*, NULL::float8 AS score, row_number() OVER () AS rank FROM (
+        SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview
+        FROM chunks c JOIN entries e ON e.id = c.entry_id
+        WHERE ${where(scopes, filters, new Date())}
+        ORDER BY c.content <@> ${q} LIMIT ${limit}) top`;
   return Prisma.sql`
-    SELECT chunk_id, entry_id, volume_id, path, chunk_index, preview, (b / (b + 1))::float8 AS score FROM (
+    SELECT chunk_id, entry_id, volume_id, path, chunk_index, preview, (b / (b + 1))::float8 AS score, NULL::bigint AS rank FROM (
       SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
              -(c.content <@> ${q}) AS b
       FROM chunks c JOIN entries e ON e.id = c.entry_id
@@ -195,7 +214,7 @@ function coverDensitySql(query: string, scopes: SearchScope[], filters: SearchFi
       SELECT to_tsquery('simple', coalesce(array_to_string(array(
         SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', ${query}))) AS l), ' | '), '')) AS q)
     SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
-           ts_rank_cd(c.tsv, q.q, 32)::float8 AS score
+           ts_rank_cd(c.tsv, q.q, 32)::float8 AS score, NULL::bigint AS rank
     FROM q, chunks c JOIN entries e ON e.id = c.entry_id
     WHERE c.tsv @@ q.q AND ${where(scopes, filters, new Date())}
     ORDER BY score DESC, e.path, c.chunk_index LIMIT ${limit}`;
@@ -214,7 +233,8 @@ export interface NearestLeg {
 /**
  * One search as one statement: a UNION ALL of independently planned top-k scans (each nearest leg
  * `s<i>`, with `f<i>` for its fresh chunks where it has an index; the keyword leg `k`), each row
- * tagged with its leg.
+ * tagged with its leg. Keyword rows carry a score, or only their rank where `keywordScores` is
+ * false (BM25: see bm25Sql).
  */
 export function searchSql(
   nearest: NearestLeg[],
@@ -223,9 +243,14 @@ export function searchSql(
   scopes: SearchScope[],
   filters: SearchFilters,
   limit: number,
-  /** Rows each HNSW leg returns (default `limit`; bench/search.ts measures over-fetching with it). */
-  semanticLimit = limit,
+  opts: {
+    /** Rows each HNSW leg returns (default `limit`; bench/search.ts measures over-fetching with it). */
+    semanticLimit?: number;
+    /** Default true. */
+    keywordScores?: boolean;
+  } = {},
 ): Prisma.Sql {
+  const semanticLimit = opts.semanticLimit ?? limit;
   const legs = nearest.flatMap((n, i) =>
     n.indexed
       ? [
@@ -235,7 +260,10 @@ export function searchSql(
       : [Prisma.sql`(SELECT ${`s${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, limit, 'exact')}) x)`],
   );
   if (ranking) {
-    const sql = ranking === 'bm25' ? bm25Sql(query, scopes, filters, limit) : coverDensitySql(query, scopes, filters, limit);
+    const sql =
+      ranking === 'bm25'
+        ? bm25Sql(query, scopes, filters, limit, opts.keywordScores ?? true)
+        : coverDensitySql(query, scopes, filters, limit);
     legs.push(Prisma.sql`(SELECT 'k'::text AS leg, x.* FROM (${sql}) x)`);
   }
   return Prisma.join(legs, ' UNION ALL ');
@@ -270,14 +298,14 @@ export async function candidatesFor(
   const ranking = mode === 'semantic' ? null : await keywordRanking(rt);
   const iterative = nearest.some((n) => n.indexed) && (await hasIterativeScans(rt));
 
-  // Every leg in one statement, in one transaction with its settings: four round trips per search.
-  const rows = await rt.db.$transaction(async (tx) => {
-    await useSearchPlans(tx, {
-      ...(nearest.some((n) => n.indexed) ? { hnsw: { limit, iterative, efSearch: rt.settings.efSearch } } : {}),
-      bm25: ranking === 'bm25',
-    });
-    return tx.$queryRaw<(Row & { leg: string })[]>(searchSql(nearest, ranking, query, scopes, filters, limit));
+  // Every leg in one statement, sent with its settings in one round trip (an implicit transaction).
+  const plans = searchPlansSql({
+    ...(nearest.some((n) => n.indexed) ? { hnsw: { limit, iterative, efSearch: rt.settings.efSearch } } : {}),
+    bm25: ranking === 'bm25',
   });
+  // Hybrid fuses ranks: its keyword leg is not scored (bm25Sql).
+  const sql = searchSql(nearest, ranking, query, scopes, filters, limit, { keywordScores: mode !== 'hybrid' });
+  const rows = (await rt.sqlInOne([plans, sql])) as unknown as (Row & { leg: string })[];
 
   const lists: Candidate[][] = [];
   if (nearest.length > 0) {
@@ -295,9 +323,11 @@ export async function candidatesFor(
     lists.push(merged.sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex).slice(0, limit));
   }
   if (ranking) {
-    // Ties in the same order on every call.
-    const kw = rows.filter((r) => r.leg === 'k').map(toCandidate);
-    lists.push(kw.sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex));
+    const kw = rows.filter((r) => r.leg === 'k');
+    // Ranked rows in their rank order (the index's order: the same on every call); scored ones by
+    // score, ties in the same order on every call.
+    if (kw.some((r) => r.rank != null)) lists.push(kw.sort((a, b) => Number(a.rank) - Number(b.rank)).map(toCandidate));
+    else lists.push(kw.map(toCandidate).sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex));
   }
   return lists;
 }

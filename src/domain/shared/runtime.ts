@@ -2,7 +2,7 @@ import type { PubSub } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Db } from '../../db/client.js';
-import type { RawQuery } from '../../db/database.js';
+import type { InOneQuery, RawQuery } from '../../db/database.js';
 import type { CpuPool } from '../../indexing/cpu-pool.js';
 import type { EmbedderRegistry } from '../../indexing/embedders/registry.js';
 import type { JobQueue } from '../../jobs/queue.js';
@@ -20,6 +20,8 @@ export interface Runtime {
   db: Db;
   /** One raw statement on the pool, past Prisma's client (compiled GraphQL reads); absent in scripts that build a runtime by hand. */
   sql?: RawQuery;
+  /** Statements in one round trip and one implicit transaction, past Prisma's client (searches). */
+  sqlInOne: InOneQuery;
   blobs: BlobStore;
   /** Where resumable (tus) uploads keep their bytes until complete (storage/resumable.ts). */
   resumable: ResumableStorage;
