@@ -25,7 +25,16 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { type Candidate, fuse, keywordRanking, searchSql, semanticSql, useHnsw, useSearchPlans } from '../src/domain/search/sql.js';
+import {
+  fuse,
+  keywordRanking,
+  rankedList,
+  type SearchRow,
+  searchSql,
+  semanticSql,
+  useHnsw,
+  useSearchPlans,
+} from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 import { corpus, paragraph, pick, sentences } from './lib-corpus.js';
@@ -227,17 +236,12 @@ async function main(): Promise<void> {
           async (tx) => {
             await useSearchPlans(tx, { bm25: ranking === 'bm25' });
             const leg = { dims: DIMS, q: vec, scopes, indexed: false };
-            return tx.$queryRaw<(Candidate & { leg: string; chunk_id: string; chunk_index: number })[]>(
-              searchSql([leg], ranking, q, scopes, {}, 50),
-            );
+            // Keyword ranks as the served hybrid takes them: the comparison isolates the HNSW leg.
+            return tx.$queryRaw<SearchRow[]>(searchSql([leg], ranking, q, scopes, {}, 50, { keywordScores: false }));
           },
           { timeout: 600_000, maxWait: 60_000 },
         );
-        const list = (leg: string) =>
-          rowsExact
-            .filter((r) => r.leg === leg)
-            .map((r) => ({ ...r, chunkId: r.chunk_id, chunkIndex: r.chunk_index, score: Number(r.score) }))
-            .sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex);
+        const list = (leg: string) => rankedList(rowsExact.filter((r) => r.leg === leg));
         truths.set(
           vec,
           new Set(
@@ -290,16 +294,15 @@ async function main(): Promise<void> {
           const t = performance.now();
           const rowsAnn = await prisma.$transaction(async (tx) => {
             await useSearchPlans(tx, { hnsw: { limit: 50 * f, iterative: true, efSearch: EF_SEARCH }, bm25: ranking === 'bm25' });
-            return tx.$queryRaw<(Candidate & { leg: string; chunk_id: string; chunk_index: number })[]>(
-              searchSql([{ dims: DIMS, q: vec, scopes, indexed: true }], ranking, q, scopes, {}, 50, { semanticLimit: 50 * f }),
+            return tx.$queryRaw<SearchRow[]>(
+              searchSql([{ dims: DIMS, q: vec, scopes, indexed: true }], ranking, q, scopes, {}, 50, {
+                semanticLimit: 50 * f,
+                keywordScores: false,
+              }),
             );
           });
           times.push(performance.now() - t);
-          const list = (leg: string) =>
-            rowsAnn
-              .filter((r) => r.leg === leg)
-              .map((r) => ({ ...r, chunkId: r.chunk_id, chunkIndex: r.chunk_index, score: Number(r.score) }))
-              .sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex);
+          const list = (leg: string) => rankedList(rowsAnn.filter((r) => r.leg === leg));
           const top = fuse([list('s0').slice(0, 50), list('k')])
             .slice(0, 10)
             .map((c) => `${c.path}#${c.chunkIndex}`);

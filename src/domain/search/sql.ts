@@ -65,7 +65,8 @@ function where(scopes: SearchScope[], filters: SearchFilters, now: Date): Prisma
   return Prisma.join(parts, ' AND ');
 }
 
-interface Row {
+/** A row of a search statement (each leg's rows are tagged with `leg`). */
+export interface SearchRow {
   chunk_id: string;
   entry_id: string;
   volume_id: string;
@@ -75,9 +76,10 @@ interface Row {
   score: number;
   /** A keyword row's rank where it has no score (bm25Sql `scored: false`); bigint, so text from pg. */
   rank?: string | number | null;
+  leg?: string;
 }
 
-const toCandidate = (r: Row): Candidate => ({
+const toCandidate = (r: SearchRow): Candidate => ({
   chunkId: r.chunk_id,
   entryId: r.entry_id,
   volumeId: r.volume_id,
@@ -86,6 +88,18 @@ const toCandidate = (r: Row): Candidate => ({
   preview: r.preview,
   score: Number(r.score),
 });
+
+/** Best first; equal scores by path and chunk, so they come back in the same order on every call. */
+const byScore = (a: Candidate, b: Candidate) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex;
+
+/**
+ * Rows of one ranked list as candidates, best first: by rank where they carry one (hybrid's BM25 leg:
+ * the index's order, equal scores by position, the same on every call for the same rows), else by score.
+ */
+export function rankedList(rows: SearchRow[]): Candidate[] {
+  if (rows.some((r) => r.rank != null)) return [...rows].sort((a, b) => Number(a.rank) - Number(b.rank)).map(toCandidate);
+  return rows.map(toCandidate).sort(byScore);
+}
 
 /**
  * Settings for the statement of one search, made local to its transaction (`searchPlansSql`).
@@ -305,30 +319,24 @@ export async function candidatesFor(
   });
   // Hybrid fuses ranks: its keyword leg is not scored (bm25Sql).
   const sql = searchSql(nearest, ranking, query, scopes, filters, limit, { keywordScores: mode !== 'hybrid' });
-  const rows = (await rt.sqlInOne([plans, sql])) as unknown as (Row & { leg: string })[];
+  const rows = (await rt.sqlInOne([plans, sql])) as unknown as SearchRow[];
 
   const lists: Candidate[][] = [];
   if (nearest.length > 0) {
-    const merged: Candidate[] = [];
+    const merged: SearchRow[] = [];
     for (const [i, n] of nearest.entries()) {
       // Merged chunks from the index, fresh ones from their exact scan: disjoint sets, read in one snapshot.
       let found = rows.filter((r) => r.leg === `s${i}` || r.leg === `f${i}`);
       // A very selective filter (or a volume still mostly fresh) can leave the index short of
       // `limit` rows: an exact scan of every chunk answers then.
       if (n.indexed && rows.filter((r) => r.leg === `s${i}`).length < limit)
-        found = await rt.db.$queryRaw<(Row & { leg: string })[]>(semanticSql(n.dims, n.q, n.scopes, filters, limit, 'exact'));
-      merged.push(...found.map(toCandidate));
+        found = await rt.db.$queryRaw<SearchRow[]>(semanticSql(n.dims, n.q, n.scopes, filters, limit, 'exact'));
+      merged.push(...found);
     }
-    // relaxed_order may return near neighbours slightly out of order; ties in the same order on every call.
-    lists.push(merged.sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex).slice(0, limit));
+    // relaxed_order may return near neighbours slightly out of order: ranked by score here.
+    lists.push(rankedList(merged).slice(0, limit));
   }
-  if (ranking) {
-    const kw = rows.filter((r) => r.leg === 'k');
-    // Ranked rows in their rank order (the index's order: the same on every call); scored ones by
-    // score, ties in the same order on every call.
-    if (kw.some((r) => r.rank != null)) lists.push(kw.sort((a, b) => Number(a.rank) - Number(b.rank)).map(toCandidate));
-    else lists.push(kw.map(toCandidate).sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex));
-  }
+  if (ranking) lists.push(rankedList(rows.filter((r) => r.leg === 'k')));
   return lists;
 }
 
@@ -347,7 +355,5 @@ export function fuse(lists: Candidate[][]): Candidate[] {
   }
   const best = lists.length / (RRF_K + 1);
   // Ties break on path and chunk so equal scores always come back in the same order.
-  return [...fused.values()]
-    .map((c) => ({ ...c, score: c.score / best }))
-    .sort((a, b) => b.score - a.score || a.path.localeCompare(b.path) || a.chunkIndex - b.chunkIndex);
+  return [...fused.values()].map((c) => ({ ...c, score: c.score / best })).sort(byScore);
 }
