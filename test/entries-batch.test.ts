@@ -214,6 +214,77 @@ describe('REST batch writes', () => {
     expect(res.status, await res.clone().text()).toBe(200);
   });
 
+  it('checks entries in order: the first refusal is the first refused entry’s, whatever refuses it', async () => {
+    const v = await newVolume(gw, ORG, { indexing_mode: 'manual' });
+    expect((await gw.call('PUT', v.entry('/kept.md'), { content_text: 'v1' })).status).toBe(201);
+    expect((await gw.call('POST', `${v.volumeUrl}/locks`, { partition: '/locked/', app_id: 'holder', ttl_seconds: 600 })).status).toBe(201);
+    const stale = { path: '/kept.md', content_text: 'two', expected_version: 7 };
+    const locked = { path: '/locked/x.md', content_text: 'b' };
+    const first = await gw.call('POST', batchUrl(v), { entries: [stale, locked] });
+    expect(first.body).toMatchObject({ error: 'CONFLICT', details: { path: '/kept.md', expected_version: 7 } });
+    const second = await gw.call('POST', batchUrl(v), { entries: [locked, stale] });
+    expect(second.body).toMatchObject({ error: 'LOCKED', details: { partition: '/locked/' } });
+  });
+
+  it('replaces an expired entry as a new one (version 1), counters exact', async () => {
+    const v = await newVolume(gw, ORG, { indexing_mode: 'manual' });
+    expect((await gw.call('PUT', v.entry('/gone.md'), { content_text: 'old text', ttl_seconds: 60 })).status).toBe(201);
+    await gw.app.database.prisma.$executeRaw`UPDATE entries SET expires_at = now() - interval '1 minute' WHERE volume_id = ${v.volumeId}`;
+    const res = await gw.call('POST', batchUrl(v), {
+      entries: [
+        { path: '/gone.md', content_text: 'new', create_only: true },
+        { path: '/other.md', content_text: 'x' },
+      ],
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body).toMatchObject({ created: 2, updated: 0 });
+    expect(res.body.entries.map((e: any) => [e.path, e.version])).toEqual([
+      ['/gone.md', 1],
+      ['/other.md', 1],
+    ]);
+    const got = await gw.call('GET', v.entry('/gone.md'));
+    expect(got.body).toMatchObject({ content_text: 'new', expires_at: null });
+    await expectExactUsage(gw, v);
+  });
+
+  it('makes room by purging expired entries when a quota refuses the batch (entry by entry), and indexes what it wrote', async () => {
+    const v = await newVolume(gw, ORG, { indexing_mode: 'auto', max_file_count: 2 });
+    for (const p of ['/old-1.md', '/old-2.md'])
+      expect((await gw.call('PUT', v.entry(p), { content_text: 'old', ttl_seconds: 60 })).status).toBe(201);
+    await gw.app.database.prisma.$executeRaw`UPDATE entries SET expires_at = now() - interval '1 minute' WHERE volume_id = ${v.volumeId}`;
+    const res = await gw.call('POST', batchUrl(v), {
+      entries: [
+        { path: '/new-1.md', content_text: 'quince orchard' },
+        { path: '/new-2.md', content_text: 'quince jelly' },
+      ],
+    });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(await paths(v)).toEqual(['/new-1.md', '/new-2.md']);
+    await expectExactUsage(gw, v);
+    const found = await waitFor(async () => {
+      const r = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'quince', mode: 'keyword' });
+      return r.body.results?.length === 2 ? r.body.results : undefined;
+    });
+    expect(found.map((h: { path: string }) => h.path).sort()).toEqual(['/new-1.md', '/new-2.md']);
+  });
+
+  it('costs the same statements for 5 entries as for 50 new ones', async () => {
+    const v = await newVolume(gw, ORG, { indexing_mode: 'auto' });
+    const counts: number[] = [];
+    for (const [n, at] of [
+      [5, 'a'],
+      [50, 'b'],
+    ] as const) {
+      const entries = Array.from({ length: n }, (_, i) => ({ path: `/${at}/${i}.md`, content_text: `text ${i}` }));
+      gw.queries.length = 0;
+      const res = await gw.call('POST', batchUrl(v), { entries });
+      expect(res.status, JSON.stringify(res.body)).toBe(200);
+      counts.push(gw.queries.length);
+    }
+    expect(counts[1], `statements for 5 vs 50 entries: ${counts}`).toBe(counts[0]);
+    await expectExactUsage(gw, v);
+  });
+
   it('queues indexing for every entry of an auto volume: all become searchable', async () => {
     const v = await newVolume(gw, ORG, { indexing_mode: 'auto' });
     const words = ['aardvark', 'bison', 'caracal', 'dugong', 'echidna'];

@@ -75,7 +75,6 @@ export async function writeEntries(
       path,
       data,
       pre: {
-        ...guard,
         ...(fields.expected_version !== undefined ? { ifMatch: fields.expected_version } : {}),
         ifNoneMatch: fields.create_only ?? false,
       },
@@ -84,7 +83,7 @@ export async function writeEntries(
   if (bytes > BigInt(MAX_BATCH_BYTES)) {
     throw ValidationError.field([...loc, 'entries'], `A batch holds at most ${MAX_BATCH_BYTES} bytes of content`, null, 'too_big');
   }
-  const results = await commitEntries(rt, route.volumeId, items);
+  const results = await commitEntries(rt, route.volumeId, items, guard);
   for (const result of results) await afterWrite(rt, route, result);
   return results.map((r) => ({ entry: r.entry, created: r.created }));
 }

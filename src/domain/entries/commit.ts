@@ -1,14 +1,14 @@
 import type { Tx } from '../../db/client.js';
 import type { Entry, Prisma } from '../../generated/prisma/client.js';
 import type { Principal } from '../access/principal.js';
-import { checkWriteGuard } from '../locks/locks.js';
+import { checkWriteGuard, type WriteGuard, writeGuardOf } from '../locks/locks.js';
 import { queueEntriesIndexing, queueEntryIndexing } from '../search/indexing.js';
 import { isUniqueViolation, NotFoundError, QuotaExceededError } from '../shared/errors.js';
 import type { EntryChangedEvent } from '../shared/events.js';
 import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { enterAsVolumeWriter, excludeVolumeWriters } from '../shared/volume-gate.js';
-import type { WriteConditions, WriterInfo } from './rules.js';
+import type { Preconditions, WriteConditions, WriterInfo } from './rules.js';
 import { checkPreconditions, checkQuota, type EntryKind, isExpired, type VolumeUsage } from './rules.js';
 
 // The write path every entry change shares: the volume-row lock, guards, quotas, counters, and what
@@ -172,33 +172,97 @@ export async function commitEntry(
 export interface BatchItem {
   path: string;
   data: EntryData;
-  pre: WriteConditions;
+  pre: Preconditions;
 }
 
 /**
  * Commits several writes to one volume in one transaction, in order: each is checked as
- * `commitEntry` checks one (preconditions, lock guard, quotas, counting the batch's earlier
- * writes), and either all of them are written or none is. The volume's writer gate is entered once;
- * its index jobs are queued and its usage charged once, after the last entry.
+ * `commitEntry` checks one (lock guard, preconditions, quotas, counting the batch's earlier
+ * writes), and either all of them are written or none is. `guard` (the lock and fencing token the
+ * writer presents) applies to every entry.
+ *
+ * A fixed number of statements for the batch, whatever its size: the writer gate, the guard's
+ * locks, the entry rows (locked in path order), one INSERT of the new entries, the index jobs and one
+ * conditional usage update; only replaced entries take a statement each. On PGlite, which runs one
+ * transaction at a time, every round trip inside the transaction is time nothing else runs.
+ * A quota refusal that expired entries might lift goes to the serialised commit, entry by entry.
  */
-export async function commitEntries(rt: Runtime, volumeId: string, items: readonly BatchItem[]): Promise<CommitResult[]> {
+export async function commitEntries(
+  rt: Runtime,
+  volumeId: string,
+  items: readonly BatchItem[],
+  guard: WriteGuard = {},
+): Promise<CommitResult[]> {
   return committed(rt, async (tx, mode) => {
+    if (mode === 'shared') return commitBatchShared(rt, tx, volumeId, items, guard);
     const results: CommitResult[] = [];
     let entered: VolumeEntered | undefined;
-    const deferred = { bytes: 0n, count: 0, indexIds: [] as string[] };
     for (const item of items) {
-      const result = await commitIn(rt, tx, volumeId, item.path, item.data, item.pre, mode, { entered, deferred });
+      const result = await commitIn(rt, tx, volumeId, item.path, item.data, { ...item.pre, ...guard }, mode, { entered });
       entered = { indexing_mode: result.indexingMode };
       results.push(result);
     }
-    // The whole batch's index jobs in one statement, and its usage in one conditional update, which
-    // refuses the batch (all of it) when a quota would be exceeded.
-    if (deferred.indexIds.length > 0) await queueEntriesIndexing(rt, tx, volumeId, deferred.indexIds);
-    if (mode === 'shared' && !(await chargeUsage(tx, volumeId, deferred.bytes, deferred.count))) {
-      await refuseOverQuota(tx, volumeId, deferred.bytes, deferred.count);
-    }
     return results;
   });
+}
+
+async function commitBatchShared(
+  rt: Runtime,
+  tx: Tx,
+  volumeId: string,
+  items: readonly BatchItem[],
+  guard: WriteGuard,
+): Promise<CommitResult[]> {
+  const { indexing_mode: indexingMode } = await enterVolume(tx, volumeId);
+  const guarded = await writeGuardOf(tx, volumeId, guard);
+  // Path order: two batches locking overlapping paths take them in the same order (no deadlock).
+  const rows = await tx.$queryRaw<(LockedEntry & { path: string })[]>`
+    SELECT id, path, version, size_bytes AS "sizeBytes", blob_key AS "blobKey", expires_at AS "expiresAt"
+    FROM entries WHERE volume_id = ${volumeId} AND path = ANY(${items.map((i) => i.path)}::text[]) ORDER BY path FOR UPDATE`;
+  const existingAt = new Map(rows.map((r) => [r.path, r]));
+  let bytes = 0n;
+  let count = 0;
+  const plans = items.map((item) => {
+    const existing = existingAt.get(item.path) ?? null;
+    const current = existing && !isExpired(existing) ? existing : null;
+    guarded(item.path);
+    checkPreconditions(current, item.pre, item.path);
+    bytes += item.data.sizeBytes - (existing?.sizeBytes ?? 0n);
+    count += existing ? 0 : 1;
+    const expiresAt = item.data.ttlSeconds ? new Date(Date.now() + item.data.ttlSeconds * 1000) : null;
+    // The old chunks stay searchable until the index job swaps them; is_indexed says they are behind.
+    return { item, existing, current, fields: { ...item.data, expiresAt, isIndexed: false } };
+  });
+
+  // An expired entry at a path is replaced by a new one (as commitIn does).
+  const expired = plans.filter((p) => p.existing && !p.current).map((p) => (p.existing as LockedEntry).id);
+  if (expired.length > 0) await tx.entry.deleteMany({ where: { id: { in: expired } } });
+  const creates = plans.filter((p) => !p.current);
+  const created = new Map<string, Entry>();
+  if (creates.length > 0) {
+    const made = await tx.entry.createManyAndReturn({ data: creates.map((p) => ({ ...p.fields, volumeId, path: p.item.path })) });
+    for (const e of made) created.set(e.path, e);
+  }
+  const results: CommitResult[] = [];
+  for (const p of plans) {
+    const entry = p.current
+      ? await tx.entry.update({ where: { id: p.current.id }, data: { ...p.fields, version: { increment: 1 } } })
+      : (created.get(p.item.path) as Entry);
+    const replacedBlob = p.existing?.blobKey && p.existing.blobKey !== p.item.data.blobKey ? p.existing.blobKey : null;
+    results.push({ entry, created: !p.current, replacedBlob, purged: [], indexingMode });
+  }
+  for (const p of plans) await rt.hooks.beforeEntryCommit?.(p.item.path);
+  // The batch's index jobs in one statement, and its usage in one conditional update, which
+  // refuses the batch (all of it) when a quota would be exceeded.
+  if (indexingMode === 'auto')
+    await queueEntriesIndexing(
+      rt,
+      tx,
+      volumeId,
+      results.map((r) => r.entry.id),
+    );
+  if (!(await chargeUsage(tx, volumeId, bytes, count))) await refuseOverQuota(tx, volumeId, bytes, count);
+  return results;
 }
 
 /**
@@ -228,8 +292,6 @@ export interface CommitOptions {
   inTransaction?: (tx: Tx, entry: Entry) => Promise<void>;
   /** The volume's writer gate, already entered by this transaction (a batch's later writes). */
   entered?: VolumeEntered | undefined;
-  /** A batch's index jobs and usage, gathered here to be queued and charged once by the batch. */
-  deferred?: { bytes: bigint; count: number; indexIds: string[] } | undefined;
 }
 
 type VolumeEntered = { indexing_mode: 'auto' | 'manual' };
@@ -287,17 +349,9 @@ async function commitIn(
     if (existing) await tx.entry.delete({ where: { id: existing.id } });
     entry = await tx.entry.create({ data: { ...fields, volumeId, path } });
   }
-  // A concurrent (not serialised) batch queues its index jobs and charges its usage once, at its end.
-  const defer = usage ? undefined : opts.deferred;
-  if (indexingMode === 'auto') {
-    if (defer) defer.indexIds.push(entry.id);
-    else await queueEntryIndexing(rt, tx, volumeId, entry.id);
-  }
+  if (indexingMode === 'auto') await queueEntryIndexing(rt, tx, volumeId, entry.id);
   if (usage) await adjustUsage(tx, volumeId, deltaBytes, deltaCount);
-  else if (defer) {
-    defer.bytes += deltaBytes;
-    defer.count += deltaCount;
-  } else if (!(await chargeUsage(tx, volumeId, deltaBytes, deltaCount))) await refuseOverQuota(tx, volumeId, deltaBytes, deltaCount);
+  else if (!(await chargeUsage(tx, volumeId, deltaBytes, deltaCount))) await refuseOverQuota(tx, volumeId, deltaBytes, deltaCount);
   await opts.inTransaction?.(tx, entry);
   await rt.hooks.beforeEntryCommit?.(path);
   const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
@@ -331,9 +385,11 @@ async function enterVolume(tx: Tx, volumeId: string): Promise<{ indexing_mode: '
   return row;
 }
 
+type LockedEntry = Pick<Entry, 'id' | 'version' | 'sizeBytes' | 'blobKey' | 'expiresAt'>;
+
 /** The row at the path, locked against other writers of that path (expired or not). */
 async function lockEntryRow(tx: Tx, volumeId: string, path: string) {
-  const [row] = await tx.$queryRaw<Pick<Entry, 'id' | 'version' | 'sizeBytes' | 'blobKey' | 'expiresAt'>[]>`
+  const [row] = await tx.$queryRaw<LockedEntry[]>`
     SELECT id, version, size_bytes AS "sizeBytes", blob_key AS "blobKey", expires_at AS "expiresAt"
     FROM entries WHERE volume_id = ${volumeId} AND path = ${path} FOR UPDATE`;
   return row ?? null;

@@ -286,6 +286,51 @@ export interface WriteGuard {
  * @throws LockedError, ConflictError (stale fencing token)
  */
 export async function checkWriteGuard(tx: Tx, volumeId: string, path: string, guard: WriteGuard = {}): Promise<void> {
+  await checkFencing(tx, volumeId, guard);
+  const blocking = await tx.$queryRaw<BlockingLock[]>`
+    SELECT id, partition, holder_app_id, expires_at FROM locks
+    WHERE volume_id = ${volumeId} AND lock_type = 'exclusive' AND released_at IS NULL AND expires_at > ${new Date()}
+      AND starts_with(partition, '/') AND starts_with(${asPartitionPrefix(path)}, partition)`;
+  refuseForeignLock(blocking, path, guard);
+}
+
+/**
+ * checkWriteGuard for the paths of a batch, read once: the fencing token is checked and the
+ * volume's live exclusive path locks read in one statement; the returned check refuses a path as
+ * checkWriteGuard would (in the batch's own order, so the first refusal is the first entry's).
+ * @throws ConflictError (stale fencing token); the check throws LockedError
+ */
+export async function writeGuardOf(tx: Tx, volumeId: string, guard: WriteGuard = {}): Promise<(path: string) => void> {
+  await checkFencing(tx, volumeId, guard);
+  const locks = await tx.$queryRaw<BlockingLock[]>`
+    SELECT id, partition, holder_app_id, expires_at FROM locks
+    WHERE volume_id = ${volumeId} AND lock_type = 'exclusive' AND released_at IS NULL AND expires_at > ${new Date()}
+      AND starts_with(partition, '/')`;
+  return (path) =>
+    refuseForeignLock(
+      locks.filter((l) => asPartitionPrefix(path).startsWith(l.partition)),
+      path,
+      guard,
+    );
+}
+
+type BlockingLock = { id: string; partition: string; holder_app_id: string; expires_at: Date };
+
+/** Refuses a write to `path` under a lock of `blocking` other than the one the writer holds. @throws LockedError */
+function refuseForeignLock(blocking: BlockingLock[], path: string, guard: WriteGuard): void {
+  const foreign = blocking.find((l) => l.id !== guard.lockId);
+  if (foreign) {
+    throw new LockedError(`${path} is under an exclusive lock on ${foreign.partition} held by ${foreign.holder_app_id}`, {
+      lock_id: foreign.id,
+      partition: foreign.partition,
+      holder_app_id: foreign.holder_app_id,
+      expires_at: foreign.expires_at.toISOString(),
+    });
+  }
+}
+
+/** A fencing token older than the newest issued for its partition is refused. @throws ConflictError */
+async function checkFencing(tx: Tx, volumeId: string, guard: WriteGuard): Promise<void> {
   if (guard.fencing) {
     const partition = normalisePartition(guard.fencing.partition, ['header', 'x-lock-partition']);
     const [row] = await tx.$queryRaw<{ last_token: bigint }[]>`
@@ -298,19 +343,6 @@ export async function checkWriteGuard(tx: Tx, volumeId: string, path: string, gu
         newest_token: row ? Number(row.last_token) : null,
       });
     }
-  }
-  const blocking = await tx.$queryRaw<{ id: string; partition: string; holder_app_id: string; expires_at: Date }[]>`
-    SELECT id, partition, holder_app_id, expires_at FROM locks
-    WHERE volume_id = ${volumeId} AND lock_type = 'exclusive' AND released_at IS NULL AND expires_at > ${new Date()}
-      AND starts_with(partition, '/') AND starts_with(${asPartitionPrefix(path)}, partition)`;
-  const foreign = blocking.find((l) => l.id !== guard.lockId);
-  if (foreign) {
-    throw new LockedError(`${path} is under an exclusive lock on ${foreign.partition} held by ${foreign.holder_app_id}`, {
-      lock_id: foreign.id,
-      partition: foreign.partition,
-      holder_app_id: foreign.holder_app_id,
-      expires_at: foreign.expires_at.toISOString(),
-    });
   }
 }
 
