@@ -343,7 +343,7 @@ async function main(): Promise<void> {
       `Embedded PGlite (one process, its database in a worker thread, fresh \`DATA_DIR\`), hashing embedder \`${model}\`, HNSW \`ef_search\` = ${EF_SEARCH} with iterative scans, ${date}.`,
       `Machine: ${machine()}. Run: \`npx tsx bench/search.ts --dims ${DIMS} --sizes ${SIZES.join(',')}\`.`,
       '',
-      `**Indexing** (one reindex job over ${ENTRIES} text entries, chunk_size 64 tokens): ${ixChunks} chunks in ${indexSeconds.toFixed(1)} s = **${(ixChunks / indexSeconds).toFixed(0)} chunks/s** (chunking, embedding, chunk rows with vector + tsvector, HNSW, BM25 and GIN upkeep; batches of 16 entries).`,
+      `**Indexing** (one reindex job over ${ENTRIES} text entries, chunk_size 64 tokens): ${ixChunks} chunks in ${indexSeconds.toFixed(1)} s = **${(ixChunks / indexSeconds).toFixed(0)} chunks/s** (chunking, embedding, chunk rows with their vector into the fresh tier and the BM25 index; batches of 16 entries; the merge into HNSW follows in the background).`,
       '',
       `**Ingestion** (write → searchable, auto indexing, the same texts): ${autoLine}.`,
       '',
