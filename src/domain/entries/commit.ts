@@ -215,10 +215,11 @@ async function commitBatchShared(
 ): Promise<CommitResult[]> {
   const { indexing_mode: indexingMode } = await enterVolume(tx, volumeId);
   const guarded = await writeGuardOf(tx, volumeId, guard);
-  // Path order: two batches locking overlapping paths take them in the same order (no deadlock).
+  // Rows are locked in id order, as the indexer locks them (search/indexing.ts), and new paths are
+  // inserted in path order: two writers meeting on the same rows take them in the same order.
   const rows = await tx.$queryRaw<(LockedEntry & { path: string })[]>`
     SELECT id, path, version, size_bytes AS "sizeBytes", blob_key AS "blobKey", expires_at AS "expiresAt"
-    FROM entries WHERE volume_id = ${volumeId} AND path = ANY(${items.map((i) => i.path)}::text[]) ORDER BY path FOR UPDATE`;
+    FROM entries WHERE volume_id = ${volumeId} AND path = ANY(${items.map((i) => i.path)}::text[]) ORDER BY id FOR UPDATE`;
   const existingAt = new Map(rows.map((r) => [r.path, r]));
   let bytes = 0n;
   let count = 0;
@@ -237,7 +238,7 @@ async function commitBatchShared(
   // An expired entry at a path is replaced by a new one (as commitIn does).
   const expired = plans.filter((p) => p.existing && !p.current).map((p) => (p.existing as LockedEntry).id);
   if (expired.length > 0) await tx.entry.deleteMany({ where: { id: { in: expired } } });
-  const creates = plans.filter((p) => !p.current);
+  const creates = plans.filter((p) => !p.current).sort((a, b) => (a.item.path < b.item.path ? -1 : a.item.path > b.item.path ? 1 : 0));
   const created = new Map<string, Entry>();
   if (creates.length > 0) {
     const made = await tx.entry.createManyAndReturn({ data: creates.map((p) => ({ ...p.fields, volumeId, path: p.item.path })) });
@@ -251,7 +252,6 @@ async function commitBatchShared(
     const replacedBlob = p.existing?.blobKey && p.existing.blobKey !== p.item.data.blobKey ? p.existing.blobKey : null;
     results.push({ entry, created: !p.current, replacedBlob, purged: [], indexingMode });
   }
-  for (const p of plans) await rt.hooks.beforeEntryCommit?.(p.item.path);
   // The batch's index jobs in one statement, and its usage in one conditional update, which
   // refuses the batch (all of it) when a quota would be exceeded.
   if (indexingMode === 'auto')
@@ -262,6 +262,7 @@ async function commitBatchShared(
       results.map((r) => r.entry.id),
     );
   if (!(await chargeUsage(tx, volumeId, bytes, count))) await refuseOverQuota(tx, volumeId, bytes, count);
+  for (const p of plans) await rt.hooks.beforeEntryCommit?.(p.item.path);
   return results;
 }
 
