@@ -105,3 +105,20 @@ it('blob store calls, index jobs and embedding calls are spans', async () => {
   const job = await waitFor(async () => inTrace(embed.spanContext().traceId).find((s) => s.name === 'job index_entry'));
   expect(below(embed, job)).toBe(true);
 });
+
+it('a search statement (sent past Prisma, in one round trip) is a span below its request', async () => {
+  const tid = traceId();
+  const v = await newVolume(gw, ORG, { indexing_mode: 'manual' });
+  const res = await call(
+    gw.url,
+    'POST',
+    `${v.volumeUrl}/search`,
+    { query: 'anything at all', mode: 'keyword' },
+    { headers: { traceparent: `00-${tid}-00f067aa0ba902b7-01` } },
+  );
+  expect(res.status).toBe(200);
+  const server = await waitFor(async () => inTrace(tid).find((s) => s.name.startsWith('POST /v1/')));
+  const search = await waitFor(async () => inTrace(tid).find((s) => s.name === 'db.search'));
+  expect(search.attributes).toMatchObject({ 'db.system': 'postgresql', 'search.mode': 'keyword', 'search.volumes': 1 });
+  expect(below(search, server)).toBe(true);
+});
