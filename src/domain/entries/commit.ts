@@ -182,7 +182,7 @@ export interface BatchItem {
  * writer presents) applies to every entry.
  *
  * A fixed number of statements for the batch, whatever its size: the writer gate, the guard's
- * locks, the entry rows (locked in path order), one INSERT of the new entries, the index jobs and one
+ * locks, the entry rows (locked in id order), one INSERT of the new entries (in path order), the index jobs and one
  * conditional usage update; only replaced entries take a statement each. On PGlite, which runs one
  * transaction at a time, every round trip inside the transaction is time nothing else runs.
  * A quota refusal that expired entries might lift goes to the serialised commit, entry by entry.
@@ -230,15 +230,13 @@ async function commitBatchShared(
     checkPreconditions(current, item.pre, item.path);
     bytes += item.data.sizeBytes - (existing?.sizeBytes ?? 0n);
     count += existing ? 0 : 1;
-    const expiresAt = item.data.ttlSeconds ? new Date(Date.now() + item.data.ttlSeconds * 1000) : null;
-    // The old chunks stay searchable until the index job swaps them; is_indexed says they are behind.
-    return { item, existing, current, fields: { ...item.data, expiresAt, isIndexed: false } };
+    return { item, existing, current, fields: rowFields(item.data) };
   });
 
   // An expired entry at a path is replaced by a new one (as commitIn does).
   const expired = plans.filter((p) => p.existing && !p.current).map((p) => (p.existing as LockedEntry).id);
   if (expired.length > 0) await tx.entry.deleteMany({ where: { id: { in: expired } } });
-  const creates = plans.filter((p) => !p.current).sort((a, b) => (a.item.path < b.item.path ? -1 : a.item.path > b.item.path ? 1 : 0));
+  const creates = plans.filter((p) => !p.current).sort((a, b) => a.item.path.localeCompare(b.item.path));
   const created = new Map<string, Entry>();
   if (creates.length > 0) {
     const made = await tx.entry.createManyAndReturn({ data: creates.map((p) => ({ ...p.fields, volumeId, path: p.item.path })) });
@@ -249,8 +247,7 @@ async function commitBatchShared(
     const entry = p.current
       ? await tx.entry.update({ where: { id: p.current.id }, data: { ...p.fields, version: { increment: 1 } } })
       : (created.get(p.item.path) as Entry);
-    const replacedBlob = p.existing?.blobKey && p.existing.blobKey !== p.item.data.blobKey ? p.existing.blobKey : null;
-    results.push({ entry, created: !p.current, replacedBlob, purged: [], indexingMode });
+    results.push({ entry, created: !p.current, replacedBlob: replacedBlob(p.existing, p.item.data), purged: [], indexingMode });
   }
   // The batch's index jobs in one statement, and its usage in one conditional update, which
   // refuses the batch (all of it) when a quota would be exceeded.
@@ -340,9 +337,7 @@ async function commitIn(
     }
   }
 
-  const expiresAt = data.ttlSeconds ? new Date(Date.now() + data.ttlSeconds * 1000) : null;
-  // The old chunks stay searchable until the index job swaps them; is_indexed says they are behind.
-  const fields = { ...data, expiresAt, isIndexed: false };
+  const fields = rowFields(data);
   let entry: Entry;
   if (current) {
     entry = await tx.entry.update({ where: { id: current.id }, data: { ...fields, version: { increment: 1 } } });
@@ -355,9 +350,19 @@ async function commitIn(
   else if (!(await chargeUsage(tx, volumeId, deltaBytes, deltaCount))) await refuseOverQuota(tx, volumeId, deltaBytes, deltaCount);
   await opts.inTransaction?.(tx, entry);
   await rt.hooks.beforeEntryCommit?.(path);
-  const replacedBlob = existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
-  return { entry, created: !current, replacedBlob, purged, indexingMode };
+  return { entry, created: !current, replacedBlob: replacedBlob(existing, data), purged, indexingMode };
 }
+
+/** The entry row a write stores: its data, its expiry from the TTL, and not indexed yet. */
+function rowFields(data: EntryData) {
+  const expiresAt = data.ttlSeconds ? new Date(Date.now() + data.ttlSeconds * 1000) : null;
+  // The old chunks stay searchable until the index job swaps them; is_indexed says they are behind.
+  return { ...data, expiresAt, isIndexed: false };
+}
+
+/** The object a write replaces (deleted once committed): the old row's, unless the write keeps it. */
+const replacedBlob = (existing: LockedEntry | null, data: EntryData) =>
+  existing?.blobKey && existing.blobKey !== data.blobKey ? existing.blobKey : null;
 
 /**
  * A quota refused the charge. When nothing expired could make room, the refusal is final: it is

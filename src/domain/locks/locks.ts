@@ -286,47 +286,32 @@ export interface WriteGuard {
  * @throws LockedError, ConflictError (stale fencing token)
  */
 export async function checkWriteGuard(tx: Tx, volumeId: string, path: string, guard: WriteGuard = {}): Promise<void> {
-  await checkFencing(tx, volumeId, guard);
-  const blocking = await tx.$queryRaw<BlockingLock[]>`
-    SELECT id, partition, holder_app_id, expires_at FROM locks
-    WHERE volume_id = ${volumeId} AND lock_type = 'exclusive' AND released_at IS NULL AND expires_at > ${new Date()}
-      AND starts_with(partition, '/') AND starts_with(${asPartitionPrefix(path)}, partition)`;
-  refuseForeignLock(blocking, path, guard);
+  (await writeGuardOf(tx, volumeId, guard))(path);
 }
 
 /**
- * checkWriteGuard for the paths of a batch, read once: the fencing token is checked and the
- * volume's live exclusive path locks read in one statement; the returned check refuses a path as
- * checkWriteGuard would (in the batch's own order, so the first refusal is the first entry's).
+ * checkWriteGuard for any number of paths of a volume (a batch), read once: the fencing token is
+ * checked and the volume's live exclusive path locks (a handful) read in one statement; the returned
+ * check refuses a path as checkWriteGuard does (called in a batch's own order, the first refusal is
+ * the first entry's).
  * @throws ConflictError (stale fencing token); the check throws LockedError
  */
 export async function writeGuardOf(tx: Tx, volumeId: string, guard: WriteGuard = {}): Promise<(path: string) => void> {
   await checkFencing(tx, volumeId, guard);
-  const locks = await tx.$queryRaw<BlockingLock[]>`
+  const locks = await tx.$queryRaw<{ id: string; partition: string; holder_app_id: string; expires_at: Date }[]>`
     SELECT id, partition, holder_app_id, expires_at FROM locks
     WHERE volume_id = ${volumeId} AND lock_type = 'exclusive' AND released_at IS NULL AND expires_at > ${new Date()}
       AND starts_with(partition, '/')`;
-  return (path) =>
-    refuseForeignLock(
-      locks.filter((l) => asPartitionPrefix(path).startsWith(l.partition)),
-      path,
-      guard,
-    );
-}
-
-type BlockingLock = { id: string; partition: string; holder_app_id: string; expires_at: Date };
-
-/** Refuses a write to `path` under a lock of `blocking` other than the one the writer holds. @throws LockedError */
-function refuseForeignLock(blocking: BlockingLock[], path: string, guard: WriteGuard): void {
-  const foreign = blocking.find((l) => l.id !== guard.lockId);
-  if (foreign) {
+  return (path) => {
+    const foreign = locks.find((l) => l.id !== guard.lockId && asPartitionPrefix(path).startsWith(l.partition));
+    if (!foreign) return;
     throw new LockedError(`${path} is under an exclusive lock on ${foreign.partition} held by ${foreign.holder_app_id}`, {
       lock_id: foreign.id,
       partition: foreign.partition,
       holder_app_id: foreign.holder_app_id,
       expires_at: foreign.expires_at.toISOString(),
     });
-  }
+  };
 }
 
 /** A fencing token older than the newest issued for its partition is refused. @throws ConflictError */
