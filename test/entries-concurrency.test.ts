@@ -12,11 +12,18 @@ const count = (statuses: number[], status: number) => statuses.filter((s) => s =
 
 /**
  * A client that honours 503 + Retry-After, as the API asks: on a loaded machine a writer may wait
- * past the transaction wait limit, and is refused (nothing written) rather than failed.
+ * past the transaction wait limit, and is refused (nothing written) rather than failed. It also
+ * sends a PUT again when its connection was reset before any answer (as HTTP clients retry
+ * idempotent requests): one of 1,000 concurrent connections was, once, on a slow CI machine. A PUT
+ * that had landed would answer 200 the second time, which the exact counts below would catch.
  */
 async function putRetrying(gw: TestGateway, route: string, body: unknown) {
   for (let attempt = 0; ; attempt++) {
-    const res = await gw.call('PUT', route, body);
+    const res = await gw.call('PUT', route, body).catch((err: Error & { cause?: { code?: string } }) => {
+      if (err.cause?.code !== 'ECONNRESET' || attempt === 5) throw err;
+      return undefined;
+    });
+    if (res === undefined) continue;
     if (res.status !== 503 || attempt === 5) return res;
     await new Promise((r) => setTimeout(r, Number(res.headers.get('retry-after') ?? 1) * 1000));
   }
