@@ -39,17 +39,13 @@ function below(child: ReadableSpan, ancestor: ReadableSpan): boolean {
 }
 
 const traceId = () => Array.from({ length: 32 }, () => Math.floor(Math.random() * 16).toString(16)).join('');
+/** Request options carrying a traceparent that names trace `tid` (the caller's span is made up). */
+const tracedAs = (tid: string) => ({ headers: { traceparent: `00-${tid}-00f067aa0ba902b7-01` } });
 
 it('a REST request is a server span continuing the caller traceparent, with Prisma statements below it and the trace id in its log line', async () => {
   const tid = traceId();
   const v = await newVolume(gw, ORG, { indexing_mode: 'manual' });
-  const res = await call(
-    gw.url,
-    'PUT',
-    v.entry('/t/a.md'),
-    { content_text: 'traced' },
-    { headers: { traceparent: `00-${tid}-00f067aa0ba902b7-01` } },
-  );
+  const res = await call(gw.url, 'PUT', v.entry('/t/a.md'), { content_text: 'traced' }, tracedAs(tid));
   expect(res.status).toBe(201);
   const server = await waitFor(async () => inTrace(tid).find((s) => s.name.startsWith('PUT /v1/')));
   expect(server.name).toBe('PUT /v1/orgs/:org_id/workspaces/:workspace_id/volumes/:volume_id/entries/:path{.+}');
@@ -72,7 +68,7 @@ it('a GraphQL operation is a span below its request, and its resolvers statement
     'POST',
     '/graphql',
     { query: 'query TracedWorkspaces { workspaces(orgId: "org-tracing") { totalCount } }', operationName: 'TracedWorkspaces' },
-    { headers: { traceparent: `00-${tid}-00f067aa0ba902b7-01` } },
+    tracedAs(tid),
   );
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   const op = await waitFor(async () => inTrace(tid).find((s) => s.name === 'graphql.query TracedWorkspaces'));
@@ -86,13 +82,7 @@ it('a GraphQL operation is a span below its request, and its resolvers statement
 it('blob store calls, index jobs and embedding calls are spans', async () => {
   const tid = traceId();
   const v = await uploadVolume(gw, ORG, { indexing_mode: 'manual' });
-  const res = await upload(
-    gw,
-    v.upload('/f.txt'),
-    { data: Buffer.from('some text to keep') },
-    {},
-    { headers: { traceparent: `00-${tid}-00f067aa0ba902b7-01` } },
-  );
+  const res = await upload(gw, v.upload('/f.txt'), { data: Buffer.from('some text to keep') }, {}, tracedAs(tid));
   expect(res.status).toBe(201);
   const put = await waitFor(async () => inTrace(tid).find((s) => s.name === 'blob put'));
   expect(put.attributes).toMatchObject({ 'blob.operation': 'put', 'blob.store': 'local' });
@@ -109,13 +99,7 @@ it('blob store calls, index jobs and embedding calls are spans', async () => {
 it('a search statement (sent past Prisma, in one round trip) is a span below its request', async () => {
   const tid = traceId();
   const v = await newVolume(gw, ORG, { indexing_mode: 'manual' });
-  const res = await call(
-    gw.url,
-    'POST',
-    `${v.volumeUrl}/search`,
-    { query: 'anything at all', mode: 'keyword' },
-    { headers: { traceparent: `00-${tid}-00f067aa0ba902b7-01` } },
-  );
+  const res = await call(gw.url, 'POST', `${v.volumeUrl}/search`, { query: 'anything at all', mode: 'keyword' }, tracedAs(tid));
   expect(res.status).toBe(200);
   const server = await waitFor(async () => inTrace(tid).find((s) => s.name.startsWith('POST /v1/')));
   const search = await waitFor(async () => inTrace(tid).find((s) => s.name === 'db.search'));
