@@ -13,13 +13,11 @@
  * Writes the `## Embedders` section of BENCHMARKS.md. Not part of the test suite.
  */
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 import { StaticEmbedder } from '../src/indexing/embedders/static.js';
+import { ADMIN_KEY, embeddedGateway } from './lib-gateway.js';
 import { machine, writeSection } from './report.js';
 
 const arg = (name: string, fallback: string) => {
@@ -29,7 +27,6 @@ const arg = (name: string, fallback: string) => {
 const SECONDS = Number(arg('seconds', '3'));
 const MODELS = ['hash-1024', 'hash-384', 'static-use-384'];
 const MODES = ['keyword', 'semantic', 'hybrid'] as const;
-const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
 
 const corpus = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../test/fixtures/search-corpus.json'), 'utf8')) as {
   documents: { id: string; path: string; text: string }[];
@@ -43,18 +40,10 @@ interface Quality {
 
 /** Recall of one model, in a gateway of its own: BM25's statistics span the whole chunks table, so a shared one would let the volumes' keyword legs differ. */
 async function quality(model: string): Promise<Quality> {
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-bench-embedders-'));
-  const config = loadConfig({
-    NODE_ENV: 'production',
-    LOG_LEVEL: 'warn',
-    DATA_DIR: dataDir,
-    ADMIN_API_KEY: ADMIN_KEY,
-    HOST: '127.0.0.1',
-    SWEEP_INTERVAL_MS: '3600000',
+  const gateway = await embeddedGateway('embedders', {
     JOB_POLL_MS: '50',
   });
-  const app = await createApp(config);
-  const url = await app.start(0);
+  const { app, url } = gateway;
   const call = async (method: string, route: string, body?: unknown): Promise<any> => {
     const res = await fetch(url + route, {
       method,
@@ -90,8 +79,7 @@ async function quality(model: string): Promise<Quality> {
       return q;
     }
   } finally {
-    await app.stop();
-    await fs.rm(dataDir, { recursive: true, force: true });
+    await gateway.stop();
   }
 }
 

@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Api, NESTED, ORG, StatementCounter, seedRead } from './lib-gateway.js';
+import { ADMIN_KEY, Api, NESTED, ORG, StatementCounter, seedRead } from './lib-gateway.js';
 import { fmt, fmtMs, fmtX, latency, median, pairedRatio, type Req, rounds, send, throughput } from './lib-load.js';
 import {
   arg,
@@ -33,7 +33,6 @@ const ADMIN_URL = arg('db', 'postgresql://postgres@127.0.0.1:5432/bench_pgv');
 const GATEWAY_DIR = path.resolve(arg('gateway-dir', ROOT));
 const COUNTS = [2, 10, 50];
 const SEED_VOLUMES = Math.max(VOLUMES, ...COUNTS);
-const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
 
 // The same shape in PostGraphile's generated schema (Amber preset: rowId, <table>By<Fk> relations).
 const PGL_NESTED = `query Nested($org: String!, $n: Int!) {

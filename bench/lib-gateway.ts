@@ -1,7 +1,13 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
+import { type App, createApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
 
 // Talking to a running gateway over its public HTTP API only (REST under /v1, GraphQL at /graphql),
-// the seed data the benchmarks share, and SQL statement counting with pg_stat_statements.
+// the seed data the benchmarks share, SQL statement counting with pg_stat_statements, and an
+// embedded gateway in this process for the benchmarks that measure one.
 
 export class Api {
   constructor(
@@ -44,6 +50,45 @@ export async function pool<T>(items: T[], limit: number, fn: (item: T, i: number
 }
 
 export const ORG = 'bench';
+
+/** The platform (admin) key of the gateways a benchmark starts, new for each run. */
+export const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
+
+/**
+ * An embedded gateway in this process, on an ephemeral port: a new DATA_DIR (`vg-bench-<name>-…`),
+ * ADMIN_KEY, warnings only, no maintenance sweep in the middle of a measurement (hourly), then `env`
+ * (over `base`, which these defaults override: the process environment, say). `stop` also removes
+ * the data dir.
+ */
+export async function embeddedGateway(
+  name: string,
+  env: Record<string, string | undefined> = {},
+  base: Record<string, string | undefined> = {},
+): Promise<{ app: App; url: string; dataDir: string; stop(): Promise<void> }> {
+  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), `vg-bench-${name}-`));
+  const app = await createApp(
+    loadConfig({
+      ...base,
+      NODE_ENV: 'production',
+      LOG_LEVEL: 'warn',
+      DATA_DIR: dataDir,
+      ADMIN_API_KEY: ADMIN_KEY,
+      HOST: '127.0.0.1',
+      SWEEP_INTERVAL_MS: '3600000',
+      ...env,
+    }),
+  );
+  const url = await app.start(0);
+  return {
+    app,
+    url,
+    dataDir,
+    stop: async () => {
+      await app.stop();
+      await fs.rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
 
 /** The nested read both read benchmarks send: a workspace's volumes with their entries, mounts and locks. */
 export const NESTED = `query Nested($n: Int!) { workspaces(first: 1) { edges { node { id name

@@ -10,15 +10,9 @@
  * Prints the numbers and writes (or replaces) the `## Locks` section of BENCHMARKS.md. Takes well
  * under a minute. Not part of the test suite.
  */
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
+import { ADMIN_KEY, embeddedGateway } from './lib-gateway.js';
 import { machine, ms, stats, writeSection } from './report.js';
-
-const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
 
 const UNCONTENDED_PAIRS = 500;
 const CONTENDERS = 16;
@@ -26,19 +20,9 @@ const PAIRS_PER_CONTENDER = 25;
 const CONTENDED_TIME_LIMIT_MS = 20_000;
 
 async function main(): Promise<void> {
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-bench-locks-'));
-  const config = loadConfig({
-    NODE_ENV: 'production',
-    LOG_LEVEL: 'warn',
-    DATA_DIR: dataDir,
-    ADMIN_API_KEY: ADMIN_KEY,
-    HOST: '127.0.0.1',
-    // No background sweeps in the middle of a measurement.
-    SWEEP_INTERVAL_MS: '3600000',
-  });
   const bootStart = performance.now();
-  const app = await createApp(config);
-  const url = await app.start(0);
+  const gateway = await embeddedGateway('locks');
+  const { url } = gateway;
   const bootMs = performance.now() - bootStart;
 
   try {
@@ -151,8 +135,7 @@ async function main(): Promise<void> {
     ];
     await writeSection('Locks', lines.join('\n'));
   } finally {
-    await app.stop();
-    await fs.rm(dataDir, { recursive: true, force: true });
+    await gateway.stop();
   }
 }
 

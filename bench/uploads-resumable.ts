@@ -15,19 +15,15 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import fs from 'node:fs/promises';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tus from 'tus-js-client';
-import { createApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
+import { ADMIN_KEY, embeddedGateway } from './lib-gateway.js';
 import { machine, writeSection } from './report.js';
 
-const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
 const MiB = 1024 * 1024;
 
 function arg(name: string, fallback: number): number {
@@ -124,20 +120,15 @@ function resumable(endpoint: string, entryPath: string, file: string, size: numb
 }
 
 async function main(): Promise<void> {
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-bench-tus-'));
-  const config = loadConfig({
-    ...process.env,
-    NODE_ENV: 'production',
-    LOG_LEVEL: 'warn',
-    DATA_DIR: dataDir,
-    ADMIN_API_KEY: ADMIN_KEY,
-    HOST: '127.0.0.1',
-    SWEEP_INTERVAL_MS: '3600000',
-    MAX_UPLOAD_BYTES: String(Math.max(SIZE * 2, 5 * 1024 * MiB)),
-    RATE_LIMIT_UPLOAD_BYTES: '0',
-  });
-  const app = await createApp(config);
-  const url = await app.start(0);
+  const gateway = await embeddedGateway(
+    'tus',
+    {
+      MAX_UPLOAD_BYTES: String(Math.max(SIZE * 2, 5 * 1024 * MiB)),
+      RATE_LIMIT_UPLOAD_BYTES: '0',
+    },
+    process.env,
+  );
+  const { app, url, dataDir } = gateway;
   try {
     const call = async (method: string, route: string, body?: unknown) => {
       const res = await fetch(url + route, {
@@ -188,8 +179,7 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
   } finally {
-    await app.stop();
-    await fs.rm(dataDir, { recursive: true, force: true });
+    await gateway.stop();
   }
 }
 

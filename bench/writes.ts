@@ -14,7 +14,7 @@
  */
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Api, ORG } from './lib-gateway.js';
+import { ADMIN_KEY, Api, ORG } from './lib-gateway.js';
 import { autocannonRun, fmt, fmtX, median, pairedRatio, rounds, send, throughput } from './lib-load.js';
 import { arg, describeDatabase, freshDatabase, gatewayVersion, ROOT, startGateway, stopAll } from './lib-procs.js';
 import { machine, writeSection } from './report.js';
@@ -25,7 +25,6 @@ const BURST = Number(arg('burst', '1000'));
 const ADMIN_URL = arg('db', 'postgresql://postgres@127.0.0.1:5432/bench_pgv');
 const GATEWAY_DIR = path.resolve(arg('gateway-dir', ROOT));
 const CONNECTIONS = 64;
-const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
 
 const body = (i: number) => JSON.stringify({ content: { n: i, title: `entry ${i}`, done: i % 2 === 0, tags: ['bench', 'write'] } });
 
