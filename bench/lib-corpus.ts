@@ -3,8 +3,11 @@
  * (test/fixtures/search-corpus.json) and paragraphs of its sentences drawn by a seeded generator, so
  * every run writes the same texts.
  */
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Db } from '../src/db/client.js';
+import type { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 
 export const corpus = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../test/fixtures/search-corpus.json'), 'utf8')) as {
   documents: { text: string }[];
@@ -19,3 +22,35 @@ const rand = () => {
 export const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)] as T;
 /** `n` sentences of the corpus, drawn at random (a 64-token chunk is about 3). */
 export const paragraph = (n: number) => Array.from({ length: n }, () => pick(sentences)).join(' ');
+
+/**
+ * Writes `count` one-chunk text entries (`/bulk/<from + i>.md`, 3 sentences each) straight into a
+ * volume's rows: the entry and chunk rows the indexing pipeline writes, merged (in the HNSW index),
+ * built in bulk so 100k chunks take minutes, not hours. At most a few hundred at a time.
+ */
+export async function fillChunks(
+  prisma: Db,
+  o: { volumeId: string; model: string; embedder: HashingEmbedder; from: number; count: number },
+): Promise<void> {
+  const entries = Array.from({ length: o.count }, (_, i) => ({ id: randomUUID(), path: `/bulk/${o.from + i}.md`, text: paragraph(3) }));
+  await prisma.entry.createMany({
+    data: entries.map((e) => ({
+      id: e.id,
+      volumeId: o.volumeId,
+      path: e.path,
+      contentType: 'text',
+      contentText: e.text,
+      sizeBytes: BigInt(e.text.length),
+      isIndexed: true,
+      totalChunks: 1,
+      // Indexed entries record a content hash (chunks exist only with one): a later write re-indexes them.
+      contentHash: 'bulk-fill',
+    })),
+  });
+  const vectors = entries.map((e) => `[${o.embedder.embedOne(e.text).join(',')}]`);
+  await prisma.$executeRaw`
+    INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, created_at)
+    SELECT gen_random_uuid()::text, t.entry, ${o.volumeId}, 0, t.content, md5(t.content), ${o.model}, ${o.embedder.dims}, t.vec::vector,
+           to_tsvector('english', t.content), now()
+    FROM unnest(${entries.map((e) => e.id)}::text[], ${entries.map((e) => e.text)}::text[], ${vectors}::text[]) AS t(entry, content, vec)`;
+}

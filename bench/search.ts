@@ -20,13 +20,7 @@
  *    counted); the strict count (the exact top 10's own ids, ties broken by path) is printed beside it.
  * Writes the `## Search` section of BENCHMARKS.md. Not part of the test suite.
  */
-import { randomUUID } from 'node:crypto';
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createApp } from '../src/app.js';
-import { loadConfig } from '../src/config.js';
 import {
   type Candidate,
   fuse,
@@ -40,7 +34,8 @@ import {
 } from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
-import { corpus, paragraph, pick, sentences } from './lib-corpus.js';
+import { corpus, fillChunks, paragraph, pick, sentences } from './lib-corpus.js';
+import { ADMIN_KEY, embeddedGateway } from './lib-gateway.js';
 import { machine, ms, stats, writeSection } from './report.js';
 
 const arg = (name: string, fallback: string) => {
@@ -50,7 +45,6 @@ const arg = (name: string, fallback: string) => {
 const DIMS = Number(arg('dims', '1024'));
 const SIZES = arg('sizes', '10000,100000').split(',').map(Number);
 const EF_SEARCH = Number(arg('ef', '200'));
-const ADMIN_KEY = `bench-admin-${Math.random().toString(36).slice(2)}-0123456789`;
 const QUERIES = 100;
 const INDEXING_ONLY = process.argv.includes('--indexing-only');
 const EF_SWEEP = [...new Set([40, 100, 200, 400, EF_SEARCH])].sort((a, b) => a - b);
@@ -78,21 +72,13 @@ function recallOf(hits: { key: string; score?: number }[], truth: Truth): { stri
 const showRecall = (r: { strict: number; ties: number }) => `${r.ties.toFixed(3)} (strict ${r.strict.toFixed(3)})`;
 
 async function main(): Promise<void> {
-  const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-bench-search-'));
-  const config = loadConfig({
-    NODE_ENV: 'production',
-    LOG_LEVEL: 'warn',
-    DATA_DIR: dataDir,
-    ADMIN_API_KEY: ADMIN_KEY,
-    HOST: '127.0.0.1',
-    SWEEP_INTERVAL_MS: '3600000',
+  const gateway = await embeddedGateway('search', {
     SEARCH_EF_SEARCH: String(EF_SEARCH),
     // `--fresh-chunks 0` measures without the fresh tier (every chunk into the HNSW index at once).
     SEARCH_FRESH_CHUNKS: arg('fresh-chunks', '10000'),
     JOB_POLL_MS: '50',
   });
-  const app = await createApp(config);
-  const url = await app.start(0);
+  const { app, url } = gateway;
   const prisma = app.database.prisma;
   const call = async (method: string, route: string, body?: unknown): Promise<{ status: number; body: any }> => {
     const send = () =>
@@ -210,25 +196,7 @@ async function main(): Promise<void> {
       const fillStart = performance.now();
       while (have < size) {
         const n = Math.min(500, size - have);
-        const entries = Array.from({ length: n }, (_, i) => ({ id: randomUUID(), path: `/bulk/${have + i}.md`, text: paragraph(3) }));
-        await prisma.entry.createMany({
-          data: entries.map((e) => ({
-            id: e.id,
-            volumeId: big,
-            path: e.path,
-            contentType: 'text',
-            contentText: e.text,
-            sizeBytes: BigInt(e.text.length),
-            isIndexed: true,
-            totalChunks: 1,
-          })),
-        });
-        const vectors = entries.map((e) => `[${embedder.embedOne(e.text).join(',')}]`);
-        await prisma.$executeRaw`
-          INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, created_at)
-          SELECT gen_random_uuid()::text, t.entry, ${big}, 0, t.content, md5(t.content), ${model}, ${DIMS}, t.vec::vector,
-                 to_tsvector('english', t.content), now()
-          FROM unnest(${entries.map((e) => e.id)}::text[], ${entries.map((e) => e.text)}::text[], ${vectors}::text[]) AS t(entry, content, vec)`;
+        await fillChunks(prisma, { volumeId: big, model, embedder, from: have, count: n });
         have += n;
         if (have % 10_000 === 0) process.stdout.write(`  ${have} chunks (${((performance.now() - fillStart) / 1000).toFixed(0)} s)\n`);
       }
@@ -415,8 +383,7 @@ async function main(): Promise<void> {
     );
     await writeSection('Search', lines.join('\n'));
   } finally {
-    await app.stop();
-    await fs.rm(dataDir, { recursive: true, force: true });
+    await gateway.stop();
   }
 }
 
