@@ -189,11 +189,15 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   root.notFound(notFound);
   const restListener = getRequestListener(root.fetch);
 
+  // Health probes and metric scrapes come every few seconds whatever the load: they do not keep the
+  // gateway from counting as quiet (maintenance/vacuum.ts).
+  const isProbe = (url = '') => url === '/healthz' || url === '/readyz' || url === '/metrics' || url.startsWith('/metrics?');
   // One access line per request, X-Request-Id in and out (src/http/request-log.ts).
   const server = http.createServer(
     withRequestLog(
       log,
       (req, res) => {
+        if (!isProbe(req.url)) rt.state.requests.inFlight++;
         if (stopping) res.setHeader('connection', 'close');
         const url = req.url ?? '/';
         if (url === '/graphql' || url.startsWith('/graphql?') || url.startsWith('/graphql/')) {
@@ -204,6 +208,10 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
         }
       },
       (record, status, seconds) => {
+        if (!isProbe(record.url)) {
+          rt.state.requests.inFlight--;
+          rt.state.requests.lastEndedAt = Date.now();
+        }
         metrics.httpDuration.observe({ method: record.method, route: record.route ?? 'unmatched', status: String(status) }, seconds);
         if (record.rateLimited)
           metrics.rateLimited.inc({ limit: record.rateLimited, transport: record.route === '/graphql' ? 'graphql' : 'rest' });

@@ -70,6 +70,8 @@ const ConfigSchema = z.object({
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().min(0).default(10_000),
   /** How often expired entries are swept and failed bucket deletions retried. */
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(100).default(30_000),
+  /** How long without HTTP requests the embedded gateway counts as quiet, free to vacuum chunks early (maintenance/vacuum.ts). */
+  VACUUM_QUIET_MS: z.coerce.number().int().min(0).default(10_000),
   /** Days a deleted volume stays restorable before the maintenance purge removes it (fractions allowed; 0: purge at once). */
   VOLUME_RETENTION_DAYS: z.coerce.number().min(0).max(3650).default(7),
   /** OpenAI-compatible embeddings endpoint (…/v1/embeddings); enables the `openai:<model>` embedder. */
@@ -199,6 +201,7 @@ export interface Config {
   maxCost: number;
   shutdownTimeoutMs: number;
   sweepIntervalMs: number;
+  vacuumQuietMs: number;
   volumeRetentionDays: number;
   embeddings: EmbeddersConfig;
   jobs: { concurrency: number; leaseMs: number; pollMs: number };
@@ -306,6 +309,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     compiledReads: flag(c.GRAPHQL_COMPILED_READS, true),
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
     sweepIntervalMs: c.SWEEP_INTERVAL_MS,
+    vacuumQuietMs: c.VACUUM_QUIET_MS,
     volumeRetentionDays: c.VOLUME_RETENTION_DAYS,
     embeddings: {
       url: c.EMBEDDINGS_URL,

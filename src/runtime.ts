@@ -154,6 +154,7 @@ export async function buildRuntime(
       freshChunks: config.freshChunks,
       keyCacheTtlMs: config.keyCacheTtlMs,
       compiledReads: config.compiledReads,
+      vacuum: { byGateway: database.mode === 'embedded', quietMs: config.vacuumQuietMs },
     },
     limits: createRateLimits(config.rateLimits, limitsRedis),
     state: newRuntimeState(),

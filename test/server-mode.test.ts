@@ -1,6 +1,7 @@
 import type { PGlite } from '@electric-sql/pglite';
 import type { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type TableActivity, tableActivity, vacuumDue, vacuumWhereDue } from '../src/domain/maintenance/vacuum.js';
 import { createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 
@@ -178,6 +179,19 @@ describe('server mode (DATABASE_URL via @prisma/adapter-pg, PGlite behind pglite
     for (const r of many) expect(r.body).toEqual(resolved.body);
     // Written so that a failure names the statements that were not the compiled read.
     expect(api().queries.filter((s) => !/^SELECT json_build_object\(/.test(s))).toEqual([]);
+  });
+
+  it('leaves vacuuming to the server (autovacuum)', async () => {
+    const rt = api().app.runtime;
+    expect(rt.settings.vacuum.byGateway).toBe(false);
+    // A table with 200 dead rows of 200: an embedded gateway would vacuum it now.
+    await pg!.exec('CREATE TABLE vacuum_probe AS SELECT g FROM generate_series(1, 200) g; DELETE FROM vacuum_probe;');
+    const probe = async () => (await tableActivity(rt)).find((t) => t.table === 'vacuum_probe');
+    expect(await probe()).toMatchObject({ dead: 200 });
+    expect(vacuumDue((await probe()) as TableActivity, true)).toBe('vacuum');
+    expect(await vacuumWhereDue(rt, true)).toEqual([]);
+    expect(await probe()).toMatchObject({ dead: 200 });
+    await pg!.exec('DROP TABLE vacuum_probe');
   });
 
   it('stops cleanly: every pooled connection to the database is closed', async () => {

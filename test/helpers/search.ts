@@ -7,3 +7,16 @@ export async function indexed(g: TestGateway, volumeId: string, n?: number, time
     return rows.length > 0 && (n === undefined || rows.length === n) && rows.every((r) => r.isIndexed);
   }, timeoutMs);
 }
+
+/** Holds the merger before its next batch until `release()` (the runtime's test hook). */
+export function holdMerger(gw: TestGateway): () => void {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  gw.app.runtime.hooks.beforeFreshMerge = () => gate;
+  return () => {
+    gw.app.runtime.hooks.beforeFreshMerge = undefined;
+    release();
+  };
+}

@@ -17,11 +17,13 @@ import { excludeVolumeWriters } from '../shared/volume-gate.js';
 import { purgeDeletedVolumes } from '../volumes/lifecycle.js';
 import { refreshVolumeStatuses } from '../volumes/status.js';
 import { volumeObjectPrefix } from '../volumes/volumes.js';
+import { vacuumAll, vacuumWhereDue } from './vacuum.js';
 
 /** UPLOAD_TEMP_MAX_AGE_MS: upload temporaries older than this are abandoned (see configureMaintenance). */
 /**
  * The periodic housekeeping of one gateway: expired entries, bucket deletions left to retry,
- * deleted volumes past retention, volume statuses, and (less often) usage counters and objects.
+ * deleted volumes past retention, volume statuses, vacuuming where Postgres does not (vacuum.ts),
+ * and (less often) usage counters and objects.
  * Every step is safe to run on several replicas at once (row locks), and a failing step is logged
  * and retried on the next tick. Once at start, in the background, it also sweeps every bucket's
  * abandoned uploads (`sweepAllIncompleteUploads`): those of a crashed process.
@@ -35,6 +37,7 @@ export function startMaintenance(rt: Runtime, intervalMs: number, reconcileEvery
   );
   let running: Promise<void> | undefined;
   let lastReconcile = 0;
+  let vacuumedAll = false;
   const tick = () => {
     if (running) return;
     running = (async () => {
@@ -48,10 +51,10 @@ export function startMaintenance(rt: Runtime, intervalMs: number, reconcileEvery
       if (Date.now() - lastReconcile >= reconcileEveryMs) {
         lastReconcile = Date.now();
         steps.push(['reconciliation', () => reconcileAll(rt)]);
-        // PGlite runs no autovacuum: without this, planner statistics never exist and dead row
-        // versions stay (BM25 counts them in its corpus statistics). Harmless on Postgres.
-        steps.push(['vacuum', () => rt.db.$executeRawUnsafe('VACUUM (ANALYZE) chunks, entries, volumes, jobs')]);
       }
+      // Where Postgres runs no autovacuum (embedded PGlite): everything once at start (its
+      // statistics start from zero), then each table as its statistics say it is due (vacuum.ts).
+      steps.push(vacuumedAll ? ['vacuum', () => vacuumWhereDue(rt)] : ['vacuum', () => vacuumAll(rt).then(() => (vacuumedAll = true))]);
       for (const [name, step] of steps) {
         await step().catch((err) => rt.log.warn({ err }, `${name} failed`));
       }

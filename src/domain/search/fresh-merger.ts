@@ -13,19 +13,6 @@ async function indexingBusy(rt: Runtime): Promise<boolean> {
   return row?.busy ?? false;
 }
 
-/** Least time between the merger's VACUUMs of chunks. */
-const VACUUM_EVERY_MS = 30_000;
-/** Share of the chunks table merged since the last VACUUM that is worth one. */
-const VACUUM_SHARE = 0.05;
-
-/** Whether `merged` dead row versions are VACUUM_SHARE of the chunks table (planner estimate; none yet: yes). */
-async function worthVacuuming(rt: Runtime, merged: number): Promise<boolean> {
-  const [t] = await rt.db.$queryRaw<
-    { rows: number }[]
-  >`SELECT greatest(reltuples, 0)::float8 AS rows FROM pg_class WHERE relname = 'chunks'`;
-  return merged >= VACUUM_SHARE * (t?.rows ?? 0);
-}
-
 export interface FreshMerger {
   /** Indexing wrote fresh chunks: look again now rather than at the next poll. */
   wake(): void;
@@ -46,8 +33,6 @@ export function startFreshMerger(rt: Runtime, pollMs = 2_000): FreshMerger {
     await delay(ms, undefined, { signal }).catch(() => undefined);
     if (wakeUp.signal.aborted) wakeUp = new AbortController();
   };
-  let mergedSinceVacuum = 0;
-  let lastVacuum = Number.NEGATIVE_INFINITY;
   const loop = (async () => {
     while (!stopping.signal.aborted) {
       try {
@@ -62,34 +47,15 @@ export function startFreshMerger(rt: Runtime, pollMs = 2_000): FreshMerger {
           await sleep(Math.min(pollMs, 250));
           continue;
         }
-        let drained = false;
         for (;;) {
           await rt.hooks.beforeFreshMerge?.();
           if (stopping.signal.aborted) break;
-          const merged = await mergeFreshBatch(rt);
-          mergedSinceVacuum += merged;
-          if (merged === 0) {
-            drained = true;
-            break;
-          }
+          if ((await mergeFreshBatch(rt)) === 0) break;
           // Between batches, indexing that started meanwhile goes first (unless the tier is full).
           if ((await indexingBusy(rt)) && (await freshRoom(rt)) > 0) break;
         }
-        // A merge leaves the fresh row versions dead; BM25 (pg_textsearch) counts dead rows in its
-        // corpus statistics until a VACUUM, and PGlite runs no autovacuum. A VACUUM holds PGlite's one
-        // connection ~1 s at 50k chunks (measured), so it runs after a drained tier only once the
-        // merged rows are VACUUM_SHARE of the table (the drift they cause is about that share), at
-        // most every VACUUM_EVERY_MS; the hourly maintenance VACUUM takes what is left.
-        if (
-          drained &&
-          mergedSinceVacuum > 0 &&
-          Date.now() - lastVacuum >= VACUUM_EVERY_MS &&
-          (await worthVacuuming(rt, mergedSinceVacuum))
-        ) {
-          await rt.db.$executeRawUnsafe('VACUUM (ANALYZE) chunks');
-          lastVacuum = Date.now();
-          mergedSinceVacuum = 0;
-        }
+        // A merge leaves the fresh row versions dead (BM25 counts them in its corpus statistics
+        // until a VACUUM): maintenance vacuums chunks as their dead rows come due (maintenance/vacuum.ts).
       } catch (err) {
         if (stopping.signal.aborted) break;
         rt.log.warn({ err }, 'merging fresh chunks into the HNSW indexes failed; retrying');

@@ -65,6 +65,11 @@ export interface Settings {
   keyCacheTtlMs: number;
   /** GraphQL reads by API keys answered by one compiled statement where they can be (src/graphql/compiled/). */
   compiledReads: boolean;
+  /**
+   * Vacuuming by the gateway (maintenance/vacuum.ts): `byGateway` where the database runs no
+   * autovacuum (embedded PGlite); `quietMs`, how long without HTTP requests counts as quiet.
+   */
+  vacuum: { byGateway: boolean; quietMs: number };
 }
 
 export interface RuntimeState {
@@ -84,6 +89,8 @@ export interface RuntimeState {
   keywordRanking?: Promise<'bm25' | 'ts_rank_cd'>;
   /** Wakes this gateway's merger of fresh chunks (search/fresh-merger.ts), set while it runs. */
   wakeFreshMerger?: () => void;
+  /** HTTP requests in flight, and when the last one ended (epoch ms): whether the gateway is quiet. */
+  requests: { inFlight: number; lastEndedAt: number };
 }
 
 /** A key's principal as authenticate built it (the access kernel's type; the kernel here knows only its id). */
@@ -106,5 +113,12 @@ export interface TestHooks {
 }
 
 export function newRuntimeState(): RuntimeState {
-  return { knownOrgs: new Set(), keyLastUsedWrites: new Map(), keyCache: new Map(), revokedKeys: new Map(), bucketWork: new Set() };
+  return {
+    knownOrgs: new Set(),
+    keyLastUsedWrites: new Map(),
+    keyCache: new Map(),
+    revokedKeys: new Map(),
+    bucketWork: new Set(),
+    requests: { inFlight: 0, lastEndedAt: 0 },
+  };
 }
