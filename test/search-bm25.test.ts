@@ -1,6 +1,6 @@
 import { vector } from '@electric-sql/pglite-pgvector';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BM25_INDEX, bm25Sql, keywordRanking, searchSql, useBm25Index, useSearchPlans } from '../src/domain/search/sql.js';
+import { BM25_INDEX, bm25Sql, keywordRanking, searchPlansSql, searchSql, useBm25Index, useSearchPlans } from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 import { startGateway, type TestGateway } from './helpers/app.js';
@@ -92,6 +92,16 @@ describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
     expect(text).toContain('chunks_embedding_1024_hnsw_idx');
     expect(text).toContain(`Index Scan using ${BM25_INDEX}`);
     expect(text).not.toContain('Seq Scan on chunks');
+  });
+
+  it('plans every search without JIT, for that search only', async () => {
+    // A server built with LLVM would otherwise JIT-compile each search: the nodes a search steers the
+    // planner away from are priced at 10^10, past jit_above_cost (~200 ms a search on PostgreSQL 15).
+    const settings = Prisma.sql`SELECT current_setting('jit') AS jit, current_setting('enable_seqscan') AS seqscan`;
+    for (const plans of [{ bm25: true }, { hnsw: { limit: 10, iterative: true, efSearch: 200 }, bm25: true }, {}]) {
+      expect(await gw.app.runtime.sqlInOne([searchPlansSql(plans), settings])).toEqual([{ jit: 'off', seqscan: 'off' }]);
+    }
+    expect(await gw.app.runtime.sqlInOne([settings])).toEqual([{ jit: 'on', seqscan: 'on' }]);
   });
 
   it('a rare word outweighs a common one (inverse document frequency): the zephyr note comes first', async () => {

@@ -112,9 +112,16 @@ export function rankedList(rows: SearchRow[]): Candidate[] {
  *   still apply, and iterative scans keep going until `limit` rows pass them.
  * - BM25: the ordered index scan, never another scan and a sort (which also returns non-matches).
  *   Not for ts_rank_cd, whose GIN index is only read by bitmap scans.
+ * - No JIT. Postgres prices a node it was told to avoid but must use (the sort of the fresh tier's
+ *   exact scan, say) at 10^10, so every such plan passed `jit_above_cost` and a Postgres server
+ *   built with LLVM compiled each search: ~200 ms of a 4 ms query (PostgreSQL 15, BENCHMARKS.md
+ *   "Search (server mode)"). PGlite has no JIT; there the setting changes nothing.
  */
 export function searchPlansSql(o: { hnsw?: { limit: number; iterative: boolean; efSearch: number }; bm25?: boolean }): Prisma.Sql {
-  const settings = new Map([['enable_seqscan', 'off']]);
+  const settings = new Map([
+    ['enable_seqscan', 'off'],
+    ['jit', 'off'],
+  ]);
   if (o.hnsw) {
     settings.set('hnsw.ef_search', String(Math.max(o.hnsw.efSearch, o.hnsw.limit))).set('enable_sort', 'off');
     if (o.hnsw.iterative) settings.set('hnsw.iterative_scan', 'relaxed_order');
