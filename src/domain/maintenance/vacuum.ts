@@ -51,9 +51,9 @@ export async function tableActivity(rt: Runtime): Promise<TableActivity[]> {
 }
 
 /** Whether no HTTP request is in flight and none ended within `quietMs`. */
-export function isQuiet(rt: Runtime, now = Date.now()): boolean {
+export function isQuiet(rt: Runtime): boolean {
   const { inFlight, lastEndedAt } = rt.state.requests;
-  return inFlight === 0 && now - lastEndedAt >= rt.settings.vacuum.quietMs;
+  return inFlight === 0 && Date.now() - lastEndedAt >= rt.settings.vacuum.quietMs;
 }
 
 export interface VacuumRun {
