@@ -132,8 +132,14 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   });
   jobs = built.rt.jobs;
   const { rt, localStore } = built;
-  if ((await keywordRanking(rt)) === 'bm25') log.info('keyword search: BM25 (pg_textsearch index chunks_bm25_idx)');
-  else log.warn('keyword search: ts_rank_cd, every match ranked (this database has no pg_textsearch; BM25 needs it, see README "Search")');
+  const ranking = await keywordRanking(rt);
+  if (ranking === 'bm25') log.info('keyword search: BM25 (pg_textsearch index chunks_bm25_idx)');
+  else if (ranking === 'bm25_sparsevec')
+    log.info('keyword search: BM25 as pgvector sparse vectors (no pg_textsearch; HNSW index chunks_bm25_sparse_idx)');
+  else
+    log.warn(
+      'keyword search: ts_rank_cd, every match ranked (this database has neither pg_textsearch nor pgvector >= 0.7; see README "Search")',
+    );
 
   const yoga = createGraphQLServer(rt, {
     adminApiKey,

@@ -123,6 +123,10 @@ describe('embedded PGlite', () => {
     }
     expect(byName.get('chunks_fresh_idx')).toContain('WHERE fresh');
     expect(byName.get('chunks_tsv_idx')).toMatch(/USING gin \(tsv\)/);
+    // No pg_textsearch in this PGlite: BM25 as sparse vectors, merged chunks only (search/bm25-sparse.ts).
+    expect(byName.get('chunks_bm25_sparse_idx')).toMatch(
+      /USING hnsw \(bm25 sparsevec_ip_ops\) WHERE \(\(bm25 IS NOT NULL\) AND \(NOT fresh\)\)/,
+    );
   });
 
   it('leaves the PGlite open and usable, without the migrate advisory lock held', async () => {
@@ -255,8 +259,14 @@ describe('server mode (pglite-socket + @prisma/adapter-pg)', () => {
     expect((await applyMigrations(new PrismaPg({ connectionString: url }))).applied).toEqual([]);
 
     expect(await pendingMigrations(queryFn(db))).toEqual([]);
-    const hnsw = await db.query("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%'");
-    expect(hnsw.rows).toHaveLength(3);
+    const hnsw = await db.query<{ indexname: string }>("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%USING hnsw%' ORDER BY 1");
+    // Three dimensions of embeddings, and BM25 as sparse vectors (this server has no pg_textsearch).
+    expect(hnsw.rows.map((r) => r.indexname)).toEqual([
+      'chunks_bm25_sparse_idx',
+      'chunks_embedding_1024_hnsw_idx',
+      'chunks_embedding_1536_hnsw_idx',
+      'chunks_embedding_384_hnsw_idx',
+    ]);
     const rows = await db.query<{ checksum: string; migration_name: string }>(
       'SELECT migration_name, checksum FROM _prisma_migrations WHERE finished_at IS NOT NULL',
     );

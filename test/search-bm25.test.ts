@@ -1,6 +1,16 @@
 import { vector } from '@electric-sql/pglite-pgvector';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BM25_INDEX, bm25Sql, keywordRanking, searchPlansSql, searchSql, useBm25Index, useSearchPlans } from '../src/domain/search/sql.js';
+import { forgetLexemeStats, SPARSE_INDEX, sparseQuery, typicalChunkWords } from '../src/domain/search/bm25-sparse.js';
+import {
+  BM25_INDEX,
+  bm25Sql,
+  keywordRanking,
+  searchPlansSql,
+  searchSql,
+  sparseScan,
+  useBm25Index,
+  useSearchPlans,
+} from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 import { startGateway, type TestGateway } from './helpers/app.js';
@@ -8,13 +18,67 @@ import { newVolume, putText, type TestVolume } from './helpers/entries.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 import { indexed } from './helpers/search.js';
 
-// The keyword half of search ranks with BM25 (pg_textsearch) where the database has it, and with
-// ts_rank_cd where it does not: same request, same response shape, scores in 0–1.
+// The keyword half of search ranks with BM25: pg_textsearch's index where the database has it (embedded
+// PGlite), BM25 as pgvector sparse vectors where it does not (most Postgres servers), ts_rank_cd where
+// neither: same request, same response shape, scores in 0–1.
 
 const ORG = 'org-bm25';
 const keyword = (gw: TestGateway, v: TestVolume, query: string, extra: Record<string, unknown> = {}) =>
   gw.call('POST', `${v.volumeUrl}/search`, { query, mode: 'keyword', ...extra });
 const paths = (res: { body: { results: { path: string }[] } }) => res.body.results.map((r) => r.path);
+
+/** Twelve documents saying "report" again and again, one that names a rare word once, one about roses. */
+async function writeCorpus(gw: TestGateway, v: TestVolume): Promise<void> {
+  for (let i = 0; i < 12; i++) {
+    await putText(gw, v, `/reports/r${i}.md`, `Quarterly report ${i}: the report of the report committee, report after report.`);
+  }
+  await putText(gw, v, '/zephyr.md', 'A note on the zephyr, and a report on it.');
+  await putText(gw, v, '/garden/roses.md', 'Roses need pruning in early spring.');
+  await indexed(gw, v.volumeId, 14);
+}
+
+/** What keyword search answers for writeCorpus's volume, whichever BM25 ranks it. */
+function keywordContract(ctx: () => { gw: TestGateway; v: TestVolume }) {
+  it('a rare word outweighs a common one (inverse document frequency): the zephyr note comes first', async () => {
+    const { gw, v } = ctx();
+    const res = await keyword(gw, v, 'zephyr report', { top_k: 5 });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(paths(res)[0]).toBe('/zephyr.md');
+    const scores = res.body.results.map((r: { score: number }) => r.score);
+    expect(scores).toEqual([...scores].sort((a, b) => b - a));
+    for (const s of scores) expect(s > 0 && s < 1).toBe(true);
+    // Only documents with a query word match at all.
+    expect(paths(res)).not.toContain('/garden/roses.md');
+  });
+
+  it('filters apply inside the ranking: a path prefix returns its best matches, top_k of them', async () => {
+    const { gw, v } = ctx();
+    const res = await keyword(gw, v, 'report', { top_k: 3, filters: { path_prefix: '/reports/' } });
+    expect(res.body.results).toHaveLength(3);
+    for (const p of paths(res)) expect(p.startsWith('/reports/')).toBe(true);
+    const none = await keyword(gw, v, 'report', { filters: { path_prefix: '/garden/' } });
+    expect(none.body.results).toEqual([]);
+  });
+
+  it('odd queries answer 200 with no keyword hits instead of an error (stop words, punctuation, operators)', async () => {
+    const { gw, v } = ctx();
+    for (const q of ['the and of', '&& || ! <->', "'; DROP TABLE chunks; --x", 'C++ (v2.0) [x] {y} $1 % _ \\', '🙂🙂']) {
+      const res = await keyword(gw, v, q);
+      expect(res.status, `${q}: ${JSON.stringify(res.body)}`).toBe(200);
+      expect(paths(res)).not.toContain('/garden/roses.md');
+    }
+  });
+
+  it('a rewrite is ranked by its new words once indexed; a deleted entry stops matching at once', async () => {
+    const { gw, v } = ctx();
+    await putText(gw, v, '/garden/roses.md', 'Tulips are planted in autumn.');
+    await indexed(gw, v.volumeId, 14);
+    expect(paths(await keyword(gw, v, 'pruning roses'))).not.toContain('/garden/roses.md');
+    expect(paths(await keyword(gw, v, 'tulips'))).toEqual(['/garden/roses.md']);
+    expect((await gw.call('DELETE', v.entry('/garden/roses.md'))).status).toBe(200);
+    expect(paths(await keyword(gw, v, 'tulips'))).toEqual([]);
+  });
+}
 
 describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
   let gw: TestGateway;
@@ -22,13 +86,7 @@ describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
   beforeAll(async () => {
     gw = await startGateway({ JOB_POLL_MS: '50' });
     v = await newVolume(gw, ORG);
-    // Twelve documents saying "report" again and again, one that names a rare word once.
-    for (let i = 0; i < 12; i++) {
-      await putText(gw, v, `/reports/r${i}.md`, `Quarterly report ${i}: the report of the report committee, report after report.`);
-    }
-    await putText(gw, v, '/zephyr.md', 'A note on the zephyr, and a report on it.');
-    await putText(gw, v, '/garden/roses.md', 'Roses need pruning in early spring.');
-    await indexed(gw, v.volumeId, 14);
+    await writeCorpus(gw, v);
   });
   afterAll(async () => {
     await gw?.stop();
@@ -104,74 +162,106 @@ describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
     expect(await gw.app.runtime.sqlInOne([settings])).toEqual([{ jit: 'on', seqscan: 'on' }]);
   });
 
-  it('a rare word outweighs a common one (inverse document frequency): the zephyr note comes first', async () => {
-    const res = await keyword(gw, v, 'zephyr report', { top_k: 5 });
-    expect(res.status, JSON.stringify(res.body)).toBe(200);
-    expect(paths(res)[0]).toBe('/zephyr.md');
-    const scores = res.body.results.map((r: { score: number }) => r.score);
-    expect(scores).toEqual([...scores].sort((a, b) => b - a));
-    for (const s of scores) expect(s > 0 && s < 1).toBe(true);
-    // Only documents with a query word match at all.
-    expect(paths(res)).not.toContain('/garden/roses.md');
-  });
-
-  it('filters apply inside the ranking: a path prefix returns its best matches, top_k of them', async () => {
-    const res = await keyword(gw, v, 'report', { top_k: 3, filters: { path_prefix: '/reports/' } });
-    expect(res.body.results).toHaveLength(3);
-    for (const p of paths(res)) expect(p.startsWith('/reports/')).toBe(true);
-    const none = await keyword(gw, v, 'report', { filters: { path_prefix: '/garden/' } });
-    expect(none.body.results).toEqual([]);
-  });
-
-  it('odd queries answer 200 with no keyword hits instead of an error (stop words, punctuation, operators)', async () => {
-    for (const q of ['the and of', '&& || ! <->', "'; DROP TABLE chunks; --x", 'C++ (v2.0) [x] {y} $1 % _ \\', '🙂🙂']) {
-      const res = await keyword(gw, v, q);
-      expect(res.status, `${q}: ${JSON.stringify(res.body)}`).toBe(200);
-      expect(paths(res)).not.toContain('/garden/roses.md');
-    }
-  });
-
-  it('a rewrite is ranked by its new words once indexed; a deleted entry stops matching at once', async () => {
-    await putText(gw, v, '/garden/roses.md', 'Tulips are planted in autumn.');
-    await indexed(gw, v.volumeId, 14);
-    expect(paths(await keyword(gw, v, 'pruning roses'))).not.toContain('/garden/roses.md');
-    expect(paths(await keyword(gw, v, 'tulips'))).toEqual(['/garden/roses.md']);
-    expect((await gw.call('DELETE', v.entry('/garden/roses.md'))).status).toBe(200);
-    expect(paths(await keyword(gw, v, 'tulips'))).toEqual([]);
-  });
+  keywordContract(() => ({ gw, v }));
 });
 
-describe('keyword search on a Postgres without pg_textsearch (server mode)', () => {
+describe('BM25 as sparse vectors on a Postgres without pg_textsearch (server mode)', () => {
   let db: PgliteServer;
   let gw: TestGateway;
+  let v: TestVolume;
+  const sql = <T>(q: Prisma.Sql) => gw.app.database.prisma.$queryRaw<T[]>(q);
   beforeAll(async () => {
     db = await startPgliteServer(10, { vector });
     gw = await startGateway({ DATABASE_URL: db.url, JOB_POLL_MS: '50' });
+    v = await newVolume(gw, ORG);
+    await writeCorpus(gw, v);
   });
   afterAll(async () => {
     await gw?.stop();
     await db?.stop();
   });
 
-  it('the migration leaves BM25 out, and keyword search ranks with ts_rank_cd: same shape, scores in 0–1', async () => {
-    const [row] = await gw.app.database.prisma.$queryRaw<{ n: number }[]>`
-      SELECT count(*)::int AS n FROM pg_class WHERE relname = ${BM25_INDEX}`;
-    expect(row?.n).toBe(0);
-    expect(await keywordRanking(gw.app.runtime)).toBe('ts_rank_cd');
-    const v = await newVolume(gw, ORG);
-    await putText(gw, v, '/zephyr.md', 'A note on the zephyr.');
-    await putText(gw, v, '/roses.md', 'Roses need pruning in early spring.');
-    await indexed(gw, v.volumeId, 2);
-    // ts_rank_cd reads the full-text column through its GIN index: both kept here.
-    const [gin] = await gw.app.database.prisma.$queryRaw<{ n: number }[]>`
-      SELECT count(*)::int AS n FROM pg_class WHERE relname = 'chunks_tsv_idx'`;
-    expect(gin?.n).toBe(1);
-    const [missing] = await gw.app.database.prisma.$queryRaw<{ n: number }[]>`
-      SELECT count(*)::int AS n FROM chunks WHERE volume_id = ${v.volumeId} AND tsv IS NULL`;
-    expect(missing?.n).toBe(0);
-    const res = await keyword(gw, v, 'zephyr');
+  it('the migration leaves pg_textsearch out and builds the sparse index; chunks carry tsv and their BM25 vector', async () => {
+    const indexes = await sql<{ relname: string }>(Prisma.sql`
+      SELECT relname FROM pg_class WHERE relname IN (${BM25_INDEX}, ${SPARSE_INDEX}, 'chunks_tsv_idx') ORDER BY relname`);
+    expect(indexes.map((r) => r.relname)).toEqual([SPARSE_INDEX, 'chunks_tsv_idx']);
+    expect(await keywordRanking(gw.app.runtime)).toBe('bm25_sparsevec');
+    const [rows] = await sql<{ chunks: number; tsv: number; bm25: number }>(Prisma.sql`
+      SELECT count(*)::int AS chunks, count(tsv)::int AS tsv, count(bm25)::int AS bm25 FROM chunks WHERE volume_id = ${v.volumeId}`);
+    expect(rows).toEqual({ chunks: 14, tsv: 14, bm25: 14 });
+    // One dimension per lexeme: the zephyr note's three words (note, zephyr, report), the weights BM25's
+    // term-frequency part against the volume's typical chunk (512 tokens: ~307 words).
+    const [z] = await sql<{ v: string }>(Prisma.sql`
+      SELECT c.bm25::text AS v FROM chunks c JOIN entries e ON e.id = c.entry_id WHERE e.volume_id = ${v.volumeId} AND e.path = '/zephyr.md'`);
+    const weights = (z?.v.match(/\{(.*)\}/)?.[1] ?? '').split(',').map((p) => Number(p.split(':')[1]));
+    const one = (2.2 / (1 + 1.2 * (0.25 + (0.75 * 3) / typicalChunkWords({ chunkingStrategy: 'recursive', chunkSize: 512 })))).toFixed(4);
+    expect(weights.map((w) => w.toFixed(4))).toEqual([one, one, one]);
+  });
+
+  it('hybrid is one statement, planned with both HNSW indexes (dense and sparse)', async () => {
+    gw.queries.length = 0;
+    const res = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'zephyr report', top_k: 3 });
     expect(res.status).toBe(200);
-    expect(paths(res)).toEqual(['/zephyr.md']);
+    expect(paths(res)[0]).toBe('/zephyr.md');
+    expect(gw.queries.filter((q) => q.includes('UNION ALL') && q.includes('<#>') && q.includes('<=>'))).toHaveLength(1);
+
+    const sq = await sparseQuery(gw.app.runtime, 'zephyr report');
+    const q = `[${new HashingEmbedder(1024).embedOne('zephyr report').join(',')}]`;
+    const scopes = [{ volumeId: v.volumeId, volumeName: 'v', embedderId: 'hash-1024', pathRegexes: ['^/'] }];
+    const nearest = [{ dims: 1024, q, scopes, indexed: true }];
+    const plan = await gw.app.database.prisma.$transaction(async (tx) => {
+      await useSearchPlans(tx, { hnsw: { limit: 50, iterative: true, efSearch: 200 } });
+      return tx.$queryRaw<{ 'QUERY PLAN': string }[]>(
+        Prisma.sql`EXPLAIN ${searchSql(nearest, 'bm25_sparsevec', 'zephyr report', scopes, { path_prefix: '/' }, 50, { sparse: sq, sparseScan: 'hnsw' })}`,
+      );
+    });
+    const text = plan.map((r) => r['QUERY PLAN']).join('\n');
+    expect(text).toContain('chunks_embedding_1024_hnsw_idx');
+    expect(text).toContain(`Index Scan using ${SPARSE_INDEX}`);
+    expect(text).not.toContain('Seq Scan on chunks');
+  });
+
+  it('IDF comes from the planner statistics once the table is analysed; rare words are then scored exactly', async () => {
+    const rt = gw.app.runtime;
+    // Not analysed yet (PGlite runs no autovacuum): every lexeme weighs 1, and the index answers.
+    const before = await sparseQuery(rt, 'zephyr report');
+    expect(before.estimatedMatches).toBe(Number.POSITIVE_INFINITY);
+    expect(new Set(before.vector.match(/:[0-9.e-]+/g))).toEqual(new Set([':1']));
+    expect(sparseScan(before)).toBe('hnsw');
+
+    await sql(Prisma.sql`ANALYZE chunks`);
+    forgetLexemeStats(rt);
+    const after = await sparseQuery(rt, 'zephyr report');
+    // 1 chunk of 14 names the zephyr, 13 a report: ln(1 + 13) against ln(1 + 1/13).
+    expect([...after.lexemes].sort()).toEqual(['report', 'zephyr']);
+    expect(after.estimatedMatches).toBeCloseTo(14, 0);
+    expect(sparseScan(after)).toBe('exact');
+    const idf = (after.vector.match(/\{(.*)\}/)?.[1] ?? '').split(',').map((p) => Number(p.split(':')[1]));
+    expect(idf.map((w) => w.toFixed(3)).sort()).toEqual([Math.log(1 + 1 / 13).toFixed(3), Math.log(14).toFixed(3)].sort());
+
+    gw.queries.length = 0;
+    const res = await keyword(gw, v, 'zephyr report', { top_k: 3 });
+    expect(paths(res)[0]).toBe('/zephyr.md');
+    // Scored over the GIN index's matches, not through the HNSW index.
+    expect(gw.queries.filter((q) => q.includes('<#>') && q.includes('to_tsquery'))).toHaveLength(1);
+  });
+
+  keywordContract(() => ({ gw, v }));
+
+  it('falls back to ts_rank_cd where pgvector has no sparse vectors (here: the sparse index gone)', async () => {
+    const rt = gw.app.runtime;
+    await sql(Prisma.sql`DROP INDEX ${Prisma.raw(SPARSE_INDEX)}`);
+    rt.state.keywordRanking = undefined;
+    expect(await keywordRanking(rt)).toBe('ts_rank_cd');
+    await putText(gw, v, '/garden/lilies.md', 'Lilies open at dawn.');
+    await indexed(gw, v.volumeId, 14);
+    const [row] = await sql<{ tsv: boolean; bm25: boolean }>(Prisma.sql`
+      SELECT c.tsv IS NOT NULL AS tsv, c.bm25 IS NOT NULL AS bm25 FROM chunks c JOIN entries e ON e.id = c.entry_id
+      WHERE e.volume_id = ${v.volumeId} AND e.path = '/garden/lilies.md'`);
+    expect(row).toEqual({ tsv: true, bm25: false });
+    const res = await keyword(gw, v, 'lilies');
+    expect(res.status).toBe(200);
+    expect(paths(res)).toEqual(['/garden/lilies.md']);
     expect(res.body.results[0].score > 0 && res.body.results[0].score < 1).toBe(true);
   });
 });

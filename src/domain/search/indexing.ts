@@ -5,8 +5,9 @@ import { type Entry, type Job, Prisma, type Volume } from '../../generated/prism
 import { chunkText, flattenJson } from '../../indexing/chunking.js';
 import { type Embedder, embedAll } from '../../indexing/embedders/embedder.js';
 import type { JobHandler } from '../../jobs/types.js';
-import type { Runtime } from '../shared/runtime.js';
+import type { KeywordRanking, Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
+import { typicalChunkWords } from './bm25-sparse.js';
 import { freshRoom } from './fresh.js';
 import { INDEXED_DIMS, keywordRanking } from './sql.js';
 
@@ -119,7 +120,7 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
 
   const ready = plans.filter((p) => !outcomes.has(p.entry.id));
   const fresh = await placeInFreshTier(rt, ready.flatMap(rowsOf));
-  const fullText = (await keywordRanking(rt)) === 'ts_rank_cd';
+  const keywordColumns = columnsFor(await keywordRanking(rt));
   for (const p of ready) {
     const searchable = p.rows && p.targets.includes(p.searchWith) ? p.rows.filter((r) => r.embedderId === p.searchWith).length : null;
     p.done = { hash: p.hash, isIndexed: p.targets.includes(p.searchWith) || p.entry.isIndexed, searchable };
@@ -127,12 +128,12 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
   // The common case, new entries of a few chunks, swaps in one statement per INSERT_BATCH rows.
   const quick = ready.filter((p) => p.fresh && p.rows && p.rows.length <= INSERT_BATCH);
   for (const group of byRows(quick, INSERT_BATCH)) {
-    for (const id of await swapFresh(rt, group, fullText)) outcomes.set(id, 'indexed');
+    for (const id of await swapFresh(rt, group, keywordColumns)) outcomes.set(id, 'indexed');
   }
   // The rest (and any the quick swap found changed or already indexed meanwhile) in transactions.
   const slow = ready.filter((p) => !outcomes.has(p.entry.id));
   for (const group of byRows(slow, INSERT_BATCH * 4)) {
-    for (const [id, outcome] of await swapInTransaction(rt, group, fullText)) outcomes.set(id, outcome);
+    for (const [id, outcome] of await swapInTransaction(rt, group, keywordColumns)) outcomes.set(id, outcome);
   }
 
   // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
@@ -227,20 +228,20 @@ const INDEXED_SET = Prisma.sql`content_hash = d.hash, is_indexed = d.is_indexed,
  * was chunked and still unindexed; their chunks go in only then. Returns the ids it swapped; the
  * others (gone, changed, or indexed by another indexer meanwhile) are decided in a transaction.
  */
-async function swapFresh(rt: Runtime, plans: Plan[], fullText: boolean): Promise<string[]> {
+async function swapFresh(rt: Runtime, plans: Plan[], keywordColumns: KeywordColumns): Promise<string[]> {
   const rows = await rt.db.$queryRaw<{ id: string }[]>`
     WITH d AS (SELECT * FROM ${doneArrays(plans)}),
     locked AS (SELECT e.id FROM entries e JOIN d ON d.id = e.id AND d.version = e.version
                WHERE e.content_hash IS NULL ORDER BY e.id FOR UPDATE OF e),
     upd AS (UPDATE entries e SET ${INDEXED_SET}, indexed_at = ${new Date()}
             FROM d WHERE d.id = e.id AND e.id IN (SELECT id FROM locked) RETURNING e.id),
-    ins AS (${chunkInsert(plans.flatMap(rowsOf), fullText)} WHERE t.entry_id IN (SELECT id FROM upd) RETURNING 1)
+    ins AS (${chunkInsert(plans.flatMap(rowsOf), keywordColumns)} WHERE t.entry_id IN (SELECT id FROM upd) RETURNING 1)
     SELECT id FROM upd`;
   return rows.map((r) => r.id);
 }
 
 /** Swaps entries' chunks in one transaction, each entry checked against its version under its row lock. */
-async function swapInTransaction(rt: Runtime, plans: Plan[], fullText: boolean): Promise<Map<string, IndexOutcome>> {
+async function swapInTransaction(rt: Runtime, plans: Plan[], keywordColumns: KeywordColumns): Promise<Map<string, IndexOutcome>> {
   return rt.db.$transaction(
     async (tx) => {
       const out = new Map<string, IndexOutcome>();
@@ -269,7 +270,7 @@ async function swapInTransaction(rt: Runtime, plans: Plan[], fullText: boolean):
       // the event loop (tests: src/db/yielding-pglite.ts) lets requests in only between statements.
       const rows = ok.flatMap(rowsOf);
       for (let i = 0; i < rows.length; i += TX_INSERT_BATCH)
-        await tx.$executeRaw`${chunkInsert(rows.slice(i, i + TX_INSERT_BATCH), fullText)}`;
+        await tx.$executeRaw`${chunkInsert(rows.slice(i, i + TX_INSERT_BATCH), keywordColumns)}`;
       if (ok.length > 0) {
         await tx.$executeRaw`UPDATE entries e SET ${INDEXED_SET}, indexed_at = ${new Date()} FROM ${doneArrays(ok)} WHERE e.id = d.id`;
       }
@@ -370,6 +371,7 @@ async function embedChunks(rt: Runtime, plans: Plan[], signal?: AbortSignal): Pr
           embedderId,
           dims: embedder.dims,
           vector,
+          avgdl: typicalChunkWords(p.entry.volume),
         });
       });
     }
@@ -393,26 +395,38 @@ interface ChunkRow {
   vector: string | number[];
   /** Written into the fresh tier, outside the HNSW indexes until merged. */
   fresh?: boolean;
+  /** The volume's typical chunk length in indexed words (BM25's average, bm25-sparse.ts). */
+  avgdl: number;
 }
 
 const vectorText = (v: string | number[]) => (typeof v === 'string' ? v : `[${v.join(',')}]`);
 
 /**
- * An INSERT of chunk rows, as a statement or a CTE body (`t` names the rows). The full-text column
- * is filled only where keyword search ranks with ts_rank_cd over it (`fullText`); where BM25 ranks
- * (pg_textsearch indexes `content` itself) it stays null and has no GIN index to keep up
- * (migration chunks_tsv_without_bm25).
+ * Which keyword columns a chunk row fills: none where BM25 ranks from pg_textsearch's index (it
+ * indexes `content` itself; migration chunks_tsv_without_bm25), the full-text column for ts_rank_cd,
+ * and with it the BM25 sparse vector where keyword search ranks with those (bm25-sparse.ts).
  */
-function chunkInsert(batch: ChunkRow[], fullText: boolean): Prisma.Sql {
+type KeywordColumns = 'none' | 'tsv' | 'tsv+bm25';
+const columnsFor = (ranking: KeywordRanking): KeywordColumns =>
+  ranking === 'bm25' ? 'none' : ranking === 'ts_rank_cd' ? 'tsv' : 'tsv+bm25';
+
+/** An INSERT of chunk rows, as a statement or a CTE body (`t` names the rows), with `keyword`'s columns. */
+function chunkInsert(batch: ChunkRow[], keyword: KeywordColumns): Prisma.Sql {
+  const tsv = keyword === 'none' ? Prisma.sql`NULL::tsvector` : Prisma.sql`to_tsvector('english', t.content)`;
+  // The tsvector is computed once per row (a lateral subquery that OFFSET 0 keeps from being inlined)
+  // and the BM25 vector made from it.
+  const bm25 = keyword === 'tsv+bm25' ? Prisma.sql`chunk_bm25_vector(d.tsv, t.avgdl)` : Prisma.sql`NULL`;
   return Prisma.sql`
-    INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, fresh, created_at)
+    INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, ${Prisma.raw(keyword === 'tsv+bm25' ? 'bm25, ' : '')}fresh, created_at)
     SELECT t.id, t.entry_id, t.volume_id, t.idx, t.content, t.hash, t.embedder, t.dims, t.vec::vector,
-           ${fullText ? Prisma.sql`to_tsvector('english', t.content)` : Prisma.sql`NULL::tsvector`}, t.fresh, ${new Date()}
+           d.tsv, ${keyword === 'tsv+bm25' ? Prisma.sql`${bm25}, ` : Prisma.empty}t.fresh, ${new Date()}
     FROM unnest(${batch.map(() => randomUUID())}::text[], ${batch.map((r) => r.entryId)}::text[], ${batch.map((r) => r.volumeId)}::text[],
                 ${batch.map((r) => r.chunkIndex)}::int[], ${batch.map((r) => r.content)}::text[],
                 ${batch.map((r) => r.contentHash)}::text[], ${batch.map((r) => r.embedderId)}::text[], ${batch.map((r) => r.dims)}::int[],
-                ${batch.map((r) => vectorText(r.vector))}::text[], ${batch.map((r) => r.fresh === true)}::boolean[])
-         AS t(id, entry_id, volume_id, idx, content, hash, embedder, dims, vec, fresh)`;
+                ${batch.map((r) => vectorText(r.vector))}::text[], ${batch.map((r) => r.fresh === true)}::boolean[],
+                ${batch.map((r) => r.avgdl)}::float8[])
+         AS t(id, entry_id, volume_id, idx, content, hash, embedder, dims, vec, fresh, avgdl)
+         CROSS JOIN LATERAL (SELECT ${tsv} AS tsv OFFSET 0) d`;
 }
 
 /** Records why an entry could not be indexed (kept until a later attempt succeeds). */

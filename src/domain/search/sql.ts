@@ -3,12 +3,13 @@ import { Prisma } from '../../generated/prisma/client.js';
 import type { Embedder } from '../../indexing/embedders/embedder.js';
 import { inSpan } from '../../telemetry/tracing.js';
 import { liveEntrySql } from '../shared/live-entries.js';
-import type { Runtime } from '../shared/runtime.js';
+import type { KeywordRanking, Runtime } from '../shared/runtime.js';
+import { SPARSE_DIMS, SPARSE_INDEX, type SparseQuery, sparseQuery } from './bm25-sparse.js';
 import type { SearchFilters, SearchMode } from './input.js';
 
-// The SQL behind search: candidates from pgvector (cosine) and full text (BM25 where the database has
-// pg_textsearch, else ts_rank_cd), each limited to the chunks the caller may read, then fused with
-// reciprocal rank fusion.
+// The SQL behind search: candidates from pgvector (cosine) and full text (BM25 from pg_textsearch
+// where the database has it, else BM25 as pgvector sparse vectors, else ts_rank_cd), each limited to
+// the chunks the caller may read, then fused with reciprocal rank fusion.
 
 /** One volume to search: which vectors to use and which paths are readable (null: all). */
 export interface SearchScope {
@@ -180,17 +181,61 @@ export function semanticSql(
 export const BM25_INDEX = 'chunks_bm25_idx';
 
 /**
- * How this database ranks keyword candidates: BM25 through pg_textsearch's index where it exists
- * (embedded PGlite always; Postgres servers with the extension), else ts_rank_cd over the GIN
- * index. Asked once per gateway; start-up asks first and logs the answer.
+ * How this database ranks keyword candidates (bm25-sparse.ts, KeywordRanking): by which index the
+ * migrations could build. Asked once per gateway; start-up asks first and logs the answer.
  */
-export function keywordRanking(rt: Runtime): Promise<'bm25' | 'ts_rank_cd'> {
-  rt.state.keywordRanking ??= rt.db.$queryRaw<{ ok: boolean }[]>`
-    SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = ${BM25_INDEX} AND relkind = 'i') AS ok`.then((rows) =>
-    rows[0]?.ok ? 'bm25' : 'ts_rank_cd',
-  );
+export function keywordRanking(rt: Runtime): Promise<KeywordRanking> {
+  rt.state.keywordRanking ??= rt.db.$queryRaw<{ relname: string }[]>`
+    SELECT relname FROM pg_class WHERE relname IN (${BM25_INDEX}, ${SPARSE_INDEX}) AND relkind = 'i'`.then((rows) => {
+    const names = new Set(rows.map((r) => r.relname));
+    return names.has(BM25_INDEX) ? 'bm25' : names.has(SPARSE_INDEX) ? 'bm25_sparsevec' : 'ts_rank_cd';
+  });
   return rt.state.keywordRanking;
 }
+
+/**
+ * Which chunks the sparse BM25 leg reads, and how (as NearestScan for vectors):
+ * - `hnsw`: merged chunks through the sparse HNSW index (inner product), only those sharing a lexeme
+ *   with the query kept; iterative scans go on until `limit` such rows pass the filters.
+ * - `fresh`: the fresh tier, not in the index yet: those of its rows sharing a lexeme, scored exactly.
+ * - `exact`: every chunk sharing a lexeme with the query (the GIN index of tsv), scored exactly: the
+ *   plan for queries of rare words (few matches), and the fallback when the index comes up short.
+ */
+export function sparseBm25Sql(
+  sq: SparseQuery,
+  scopes: SearchScope[],
+  filters: SearchFilters,
+  limit: number,
+  scan: 'hnsw' | 'fresh' | 'exact',
+): Prisma.Sql {
+  const q = Prisma.sql`${sq.vector}::sparsevec(${Prisma.raw(String(SPARSE_DIMS))})`;
+  const tier =
+    scan === 'hnsw'
+      ? Prisma.sql`c.bm25 IS NOT NULL AND NOT c.fresh`
+      : scan === 'fresh'
+        ? Prisma.sql`c.fresh AND c.bm25 IS NOT NULL`
+        : // Any of the lexemes, through the GIN index (each quoted as a literal, as coverDensitySql does).
+          Prisma.sql`c.tsv @@ to_tsquery('simple', array_to_string(array(SELECT quote_literal(l) FROM unnest(${sq.lexemes}::text[]) AS l), ' | '))
+                     AND c.bm25 IS NOT NULL`;
+  // <#> is the negated inner product: below 0 for a chunk sharing a lexeme with the query.
+  return Prisma.sql`
+    SELECT chunk_id, entry_id, volume_id, path, chunk_index, preview, (b / (b + 1))::float8 AS score, NULL::bigint AS rank FROM (
+      SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
+             -(c.bm25 <#> ${q}) AS b
+      FROM chunks c JOIN entries e ON e.id = c.entry_id
+      WHERE ${tier} AND (c.bm25 <#> ${q}) < 0 AND ${where(scopes, filters, new Date())}
+      ORDER BY c.bm25 <#> ${q} LIMIT ${limit}) top`;
+}
+
+/** How the sparse leg reads the index for a query: exactly where few chunks can match (SPARSE_EXACT_BELOW). */
+export const sparseScan = (sq: SparseQuery): 'hnsw' | 'exact' => (sq.estimatedMatches < SPARSE_EXACT_BELOW ? 'exact' : 'hnsw');
+
+/**
+ * Below this many matching chunks (estimated from the statistics) an exact scan is cheaper than the
+ * index: scoring a match costs microseconds, while an HNSW scan for words few chunks contain visits
+ * thousands of chunks that do not (hnsw.max_scan_tuples) before it gives up.
+ */
+export const SPARSE_EXACT_BELOW = 2_000;
 
 /**
  * BM25 top-k (Okapi, k1 1.2, b 0.75, English stemming) from pg_textsearch's index, answered with
@@ -260,7 +305,7 @@ export interface NearestLeg {
  */
 export function searchSql(
   nearest: NearestLeg[],
-  ranking: 'bm25' | 'ts_rank_cd' | null,
+  ranking: KeywordRanking | null,
   query: string,
   scopes: SearchScope[],
   filters: SearchFilters,
@@ -270,6 +315,10 @@ export function searchSql(
     semanticLimit?: number;
     /** Default true. */
     keywordScores?: boolean;
+    /** The query as a BM25 vector: required where `ranking` is bm25_sparsevec. */
+    sparse?: SparseQuery;
+    /** How the sparse leg reads (default sparseScan's choice; benchmarks ask for `exact`). */
+    sparseScan?: 'hnsw' | 'exact';
   } = {},
 ): Prisma.Sql {
   const semanticLimit = opts.semanticLimit ?? limit;
@@ -281,13 +330,25 @@ export function searchSql(
         ]
       : [Prisma.sql`(SELECT ${`s${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, limit, 'exact')}) x)`],
   );
-  if (ranking) {
+  if (ranking === 'bm25_sparsevec') {
+    const sq = opts.sparse;
+    if (!sq) throw new Error('searchSql: a bm25_sparsevec search needs its sparse query');
+    // No lexeme (a query of stop words): nothing can match.
+    if (sq.lexemes.length > 0) {
+      const scan = opts.sparseScan ?? sparseScan(sq);
+      legs.push(Prisma.sql`(SELECT 'k'::text AS leg, x.* FROM (${sparseBm25Sql(sq, scopes, filters, limit, scan)}) x)`);
+      if (scan === 'hnsw')
+        legs.push(Prisma.sql`(SELECT 'kf'::text AS leg, x.* FROM (${sparseBm25Sql(sq, scopes, filters, limit, 'fresh')}) x)`);
+    }
+  } else if (ranking) {
     const sql =
       ranking === 'bm25'
         ? bm25Sql(query, scopes, filters, limit, opts.keywordScores ?? true)
         : coverDensitySql(query, scopes, filters, limit);
     legs.push(Prisma.sql`(SELECT 'k'::text AS leg, x.* FROM (${sql}) x)`);
   }
+  // A search whose every leg was left out (stop words only) still needs a statement.
+  if (legs.length === 0) return Prisma.sql`SELECT NULL::text AS leg WHERE false`;
   return Prisma.join(legs, ' UNION ALL ');
 }
 
@@ -318,15 +379,21 @@ export async function candidatesFor(
     }),
   );
   const ranking = mode === 'semantic' ? null : await keywordRanking(rt);
-  const iterative = nearest.some((n) => n.indexed) && (await hasIterativeScans(rt));
+  const sparse = ranking === 'bm25_sparsevec' ? await sparseQuery(rt, query) : undefined;
+  const sparseHnsw = sparse !== undefined && sparse.lexemes.length > 0 && sparseScan(sparse) === 'hnsw';
+  const anyHnsw = nearest.some((n) => n.indexed) || sparseHnsw;
+  const iterative = anyHnsw && (await hasIterativeScans(rt));
 
   // Every leg in one statement, sent with its settings in one round trip (an implicit transaction).
   const plans = searchPlansSql({
-    ...(nearest.some((n) => n.indexed) ? { hnsw: { limit, iterative, efSearch: rt.settings.efSearch } } : {}),
+    ...(anyHnsw ? { hnsw: { limit, iterative, efSearch: rt.settings.efSearch } } : {}),
     bm25: ranking === 'bm25',
   });
   // Hybrid fuses ranks: its keyword leg is not scored (bm25Sql).
-  const sql = searchSql(nearest, ranking, query, scopes, filters, limit, { keywordScores: mode !== 'hybrid' });
+  const sql = searchSql(nearest, ranking, query, scopes, filters, limit, {
+    keywordScores: mode !== 'hybrid',
+    ...(sparse ? { sparse } : {}),
+  });
   // Prisma's instrumentation does not see it: the statement gets its own span.
   const rows = (await inSpan('db.search', { 'db.system': 'postgresql', 'search.mode': mode, 'search.volumes': scopes.length }, () =>
     rt.sqlInOne([plans, sql]),
@@ -347,7 +414,15 @@ export async function candidatesFor(
     // relaxed_order may return near neighbours slightly out of order: ranked by score here.
     lists.push(rankedList(merged).slice(0, limit));
   }
-  if (ranking) lists.push(rankedList(rows.filter((r) => r.leg === 'k')));
+  if (ranking) {
+    let keyword = rows.filter((r) => r.leg === 'k' || r.leg === 'kf');
+    // As for vectors: filters (or a volume mostly fresh) can leave the sparse index short of `limit`
+    // chunks sharing a lexeme with the query; the exact scan of those chunks answers then.
+    if (sparse && sparseHnsw && rows.filter((r) => r.leg === 'k').length < limit)
+      keyword = await rt.db.$queryRaw<SearchRow[]>(sparseBm25Sql(sparse, scopes, filters, limit, 'exact'));
+    // relaxed_order again: the sparse leg's rows are ranked by score here.
+    lists.push(rankedList(keyword).slice(0, limit));
+  }
   return lists;
 }
 

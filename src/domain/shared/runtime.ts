@@ -72,6 +72,13 @@ export interface Settings {
   vacuum: { byGateway: boolean; quietMs: number };
 }
 
+/**
+ * How keyword search ranks on a database (search/sql.ts): BM25 from pg_textsearch's index (embedded
+ * PGlite; Postgres 17+ with the extension), BM25 as pgvector sparse vectors (Postgres with pgvector
+ * >= 0.7: search/bm25-sparse.ts), else ts_rank_cd.
+ */
+export type KeywordRanking = 'bm25' | 'bm25_sparsevec' | 'ts_rank_cd';
+
 export interface RuntimeState {
   /** Organisations known to exist (ensureOrg creates one before its first workspace or API key). */
   knownOrgs: Set<string>;
@@ -86,7 +93,7 @@ export interface RuntimeState {
   /** Whether the database's pgvector can iterate HNSW scans (asked once). */
   iterativeScans?: Promise<boolean>;
   /** How keyword search ranks on this database (asked once, at start-up: search/sql.ts). */
-  keywordRanking?: Promise<'bm25' | 'ts_rank_cd'>;
+  keywordRanking?: Promise<KeywordRanking>;
   /** Wakes this gateway's merger of fresh chunks (search/fresh-merger.ts), set while it runs. */
   wakeFreshMerger?: () => void;
   /** HTTP requests in flight, and when the last one ended (epoch ms): whether the gateway is quiet. */
