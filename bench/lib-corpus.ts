@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Db } from '../src/db/client.js';
+import { Prisma } from '../src/generated/prisma/client.js';
 import type { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 
 export const corpus = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../test/fixtures/search-corpus.json'), 'utf8')) as {
@@ -30,7 +31,15 @@ export const paragraph = (n: number) => Array.from({ length: n }, () => pick(sen
  */
 export async function fillChunks(
   prisma: Db,
-  o: { volumeId: string; model: string; embedder: HashingEmbedder; from: number; count: number },
+  o: {
+    volumeId: string;
+    model: string;
+    embedder: HashingEmbedder;
+    from: number;
+    count: number;
+    /** Also write each chunk's BM25 vector against this typical length (databases ranking with them). */
+    bm25Avgdl?: number;
+  },
 ): Promise<void> {
   const entries = Array.from({ length: o.count }, (_, i) => ({ id: randomUUID(), path: `/bulk/${o.from + i}.md`, text: paragraph(3) }));
   await prisma.entry.createMany({
@@ -48,9 +57,11 @@ export async function fillChunks(
     })),
   });
   const vectors = entries.map((e) => `[${o.embedder.embedOne(e.text).join(',')}]`);
+  const bm25 = o.bm25Avgdl === undefined ? Prisma.sql`NULL` : Prisma.sql`chunk_bm25_vector(d.tsv, ${o.bm25Avgdl}::float8)`;
   await prisma.$executeRaw`
-    INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, created_at)
+    INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, bm25, created_at)
     SELECT gen_random_uuid()::text, t.entry, ${o.volumeId}, 0, t.content, md5(t.content), ${o.model}, ${o.embedder.dims}, t.vec::vector,
-           to_tsvector('english', t.content), now()
-    FROM unnest(${entries.map((e) => e.id)}::text[], ${entries.map((e) => e.text)}::text[], ${vectors}::text[]) AS t(entry, content, vec)`;
+           d.tsv, ${bm25}, now()
+    FROM unnest(${entries.map((e) => e.id)}::text[], ${entries.map((e) => e.text)}::text[], ${vectors}::text[]) AS t(entry, content, vec)
+    CROSS JOIN LATERAL (SELECT to_tsvector('english', t.content) AS tsv OFFSET 0) d`;
 }

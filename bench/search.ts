@@ -29,6 +29,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Db } from '../src/db/client.js';
 import { vacuumWhereDue } from '../src/domain/maintenance/vacuum.js';
+import { forgetLexemeStats, sparseQuery, typicalChunkWords } from '../src/domain/search/bm25-sparse.js';
 import {
   type Candidate,
   fuse,
@@ -37,9 +38,11 @@ import {
   type SearchRow,
   searchSql,
   semanticSql,
+  sparseBm25Sql,
   useHnsw,
   useSearchPlans,
 } from '../src/domain/search/sql.js';
+import type { KeywordRanking } from '../src/domain/shared/runtime.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 import { corpus, fillChunks, paragraph, pick, sentences } from './lib-corpus.js';
@@ -61,6 +64,12 @@ const PG = arg('pg', '');
 const OVERFETCH = !process.argv.includes('--no-overfetch');
 const INDEXING_ONLY = process.argv.includes('--indexing-only');
 const EF_SWEEP = [...new Set([40, 100, 200, 400, EF_SEARCH])].sort((a, b) => a - b);
+
+const KEYWORD_RANKINGS: Record<KeywordRanking, string> = {
+  bm25: 'BM25 (pg_textsearch, top-k by Block-Max WAND)',
+  bm25_sparsevec: 'BM25 as pgvector sparse vectors (top-k by their HNSW index; IDF from the planner statistics)',
+  ts_rank_cd: 'ts_rank_cd (every match ranked)',
+};
 
 /** An exact top 10: its keys, and the score a hit must reach to tie with its 10th. */
 interface Truth {
@@ -87,7 +96,7 @@ const showRecall = (r: { strict: number; ties: number }) => `${r.ties.toFixed(3)
 /**
  * Server mode's bulk path: the chunks' search indexes (HNSW, GIN, BM25) dropped, `load` run, then
  * the same indexes built again from their definitions (parallel, with room to build in memory) and
- * the table analysed.
+ * the table vacuumed and analysed.
  */
 async function loadThenIndex(prisma: Db, load: () => Promise<void>): Promise<{ loadSeconds: number; indexSeconds: number }> {
   const indexes = await prisma.$queryRaw<{ name: string; def: string }[]>`
@@ -104,7 +113,9 @@ async function loadThenIndex(prisma: Db, load: () => Promise<void>): Promise<{ l
     },
     { timeout: 4 * 3600_000, maxWait: 60_000 },
   );
-  await prisma.$executeRawUnsafe('ANALYZE chunks');
+  // As after any bulk load: otherwise autovacuum's pass over the new rows (and every HNSW index)
+  // would start during the queries that follow and share the machine with them.
+  await prisma.$executeRawUnsafe('VACUUM (ANALYZE) chunks');
   return { loadSeconds: (t1 - t0) / 1000, indexSeconds: (performance.now() - t1) / 1000 };
 }
 
@@ -237,30 +248,38 @@ async function main(): Promise<void> {
 
     // 2 + 3. Scale, latency and recall.
     const big = (await call('POST', vols, { name: 'scale', indexing_mode: 'manual', embedding_model_id: model })).body.volume.volume_id;
+    // Where keyword search ranks with BM25 sparse vectors, the fill writes them as indexing would.
+    const sparseKeywords = (await keywordRanking(app.runtime)) === 'bm25_sparsevec';
+    const bm25Avgdl = sparseKeywords ? typicalChunkWords(await prisma.volume.findUniqueOrThrow({ where: { id: big } })) : undefined;
     const embedder = new HashingEmbedder(DIMS);
     const rows: string[] = [];
     let have = 0;
     const results: string[] = [];
     const sweeps: string[] = [];
     const fetchSweeps: string[] = [];
+    const sparseRecalls: string[] = [];
     for (const size of SIZES) {
       const fillStart = performance.now();
       const fill = async () => {
         while (have < size) {
           const n = Math.min(500, size - have);
-          await fillChunks(prisma, { volumeId: big, model, embedder, from: have, count: n });
+          await fillChunks(prisma, { volumeId: big, model, embedder, from: have, count: n, ...(bm25Avgdl ? { bm25Avgdl } : {}) });
           have += n;
           if (have % 10_000 === 0) process.stdout.write(`  ${have} chunks (${((performance.now() - fillStart) / 1000).toFixed(0)} s)\n`);
         }
       };
       if (databaseUrl) {
         const { loadSeconds, indexSeconds } = await loadThenIndex(prisma, fill);
-        rows.push(`filled to ${size} in ${loadSeconds.toFixed(0)} s of rows + ${indexSeconds.toFixed(0)} s of index builds`);
+        rows.push(
+          `filled to ${size} in ${loadSeconds.toFixed(0)} s of rows + ${indexSeconds.toFixed(0)} s of index builds and VACUUM ANALYZE`,
+        );
       } else {
         await fill();
         rows.push(`filled to ${size} in ${((performance.now() - fillStart) / 1000).toFixed(0)} s`);
       }
       process.stdout.write(`${rows.at(-1)}\n`);
+      // The IDF the sparse leg uses is read from the statistics at most once a minute: read the new ones.
+      forgetLexemeStats(app.runtime);
       const queries = Array.from({ length: QUERIES }, (_, i) => (i % 2 ? pick(corpus.queries).query : pick(sentences)));
       const latency: Record<string, number[]> = { hybrid: [], semantic: [], keyword: [] };
       const served = new Map<string, string[]>(); // query → the hybrid top 10 as served, path#chunk
@@ -294,8 +313,10 @@ async function main(): Promise<void> {
           async (tx) => {
             await useSearchPlans(tx, { bm25: ranking === 'bm25' });
             const leg = { dims: DIMS, q: vec, scopes, indexed: false };
-            // Keyword ranks as the served hybrid takes them: the comparison isolates the HNSW leg.
-            return tx.$queryRaw<SearchRow[]>(searchSql([leg], ranking, q, scopes, {}, 50, { keywordScores: false }));
+            // Keyword ranks as the served hybrid takes them: the comparison isolates the HNSW legs
+            // (the sparse BM25 leg, where it is one, is scored exactly over every match too).
+            const sparse = sparseKeywords ? { sparse: await sparseQuery(app.runtime, q), sparseScan: 'exact' as const } : {};
+            return tx.$queryRaw<SearchRow[]>(searchSql([leg], ranking, q, scopes, {}, 50, { keywordScores: false, ...sparse }));
           },
           { timeout: 600_000, maxWait: 60_000 },
         );
@@ -315,6 +336,35 @@ async function main(): Promise<void> {
         hybridFound.strict += found.strict;
       }
       const hybridRecall = { ties: hybridFound.ties / queries.length, strict: hybridFound.strict / queries.length };
+      // Where BM25 is sparse vectors: recall@10 of their HNSW scan against scoring every match exactly.
+      if (sparseKeywords) {
+        const found = { ties: 0, strict: 0 };
+        const times: number[] = [];
+        for (const q of queries) {
+          const sq = await sparseQuery(app.runtime, q);
+          const top = (scan: 'hnsw' | 'exact') =>
+            prisma.$transaction(
+              async (tx) => {
+                if (scan === 'hnsw') await useHnsw(tx, 10, true, EF_SEARCH);
+                return tx.$queryRaw<SearchRow[]>(sparseBm25Sql(sq, scopes, {}, 10, scan));
+              },
+              { timeout: 600_000, maxWait: 60_000 },
+            );
+          const t = performance.now();
+          const ann = await top('hnsw');
+          times.push(performance.now() - t);
+          const r = recallOf(
+            ann.map((a) => ({ key: a.chunk_id, score: Number(a.score) })),
+            truthOf(rankedList(await top('exact')), (c) => c.chunkId),
+          );
+          found.ties += r.ties;
+          found.strict += r.strict;
+        }
+        sparseRecalls.push(
+          `${size.toLocaleString('en')} chunks — recall@10 ${showRecall({ ties: found.ties / queries.length, strict: found.strict / queries.length })}, SQL p50 ${ms(stats(times).p50)}, p95 ${ms(stats(times).p95)}`,
+        );
+        process.stdout.write(`sparse BM25 ${sparseRecalls.at(-1)}\n`);
+      }
       process.stdout.write(`served hybrid recall@10 vs exact hybrid: ${showRecall(hybridRecall)}\n`);
       const annTop = (vec: string, ef: number) =>
         prisma.$transaction(async (tx) => {
@@ -354,6 +404,7 @@ async function main(): Promise<void> {
         const times: number[] = [];
         for (const q of queries) {
           const vec = `[${embedder.embedOne(q).join(',')}]`;
+          const sparse = sparseKeywords ? { sparse: await sparseQuery(app.runtime, q) } : {};
           const t = performance.now();
           const rowsAnn = await prisma.$transaction(async (tx) => {
             await useSearchPlans(tx, { hnsw: { limit: 50 * f, iterative: true, efSearch: EF_SEARCH }, bm25: ranking === 'bm25' });
@@ -361,6 +412,7 @@ async function main(): Promise<void> {
               searchSql([{ dims: DIMS, q: vec, scopes, indexed: true }], ranking, q, scopes, {}, 50, {
                 semanticLimit: 50 * f,
                 keywordScores: false,
+                ...sparse,
               }),
             );
           });
@@ -436,7 +488,7 @@ async function main(): Promise<void> {
         'The corpus repeats its sentences, so many chunks score exactly alike: recall counts a hit that is in the exact top 10 or scores as well as its 10th (ties counted), ' +
         'with the strict count (only the exact top 10 itself, whose ties are broken by path) in brackets:',
       '',
-      `Keyword search ranks with ${keywordRank === 'bm25' ? 'BM25 (pg_textsearch, top-k by Block-Max WAND)' : 'ts_rank_cd (every match ranked)'}; RSS is the whole process after the queries (${databaseUrl ? "the gateway alone: Postgres' memory is not in it" : 'gateway and its database thread'}).`,
+      `Keyword search ranks with ${KEYWORD_RANKINGS[keywordRank]}; RSS is the whole process after the queries (${databaseUrl ? "the gateway alone: Postgres' memory is not in it" : 'gateway and its database thread'}).`,
       '',
       '| Chunks | Hybrid p50 | Hybrid p95 | Keyword p50 | Keyword p95 | Semantic p50 | Semantic p95 | Exact scan p50 (SQL only) | HNSW recall@10 | Served hybrid recall@10 vs exact hybrid | RSS |',
       '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -446,6 +498,14 @@ async function main(): Promise<void> {
       '',
       ...sweeps.map((l) => `- ${l}`),
       '',
+      ...(sparseRecalls.length > 0
+        ? [
+            `BM25 sparse vectors: recall@10 of their HNSW scan (the keyword leg as served, ef_search ${EF_SEARCH}) against scoring every chunk that shares a word with the query (same ${QUERIES} queries, same IDF):`,
+            '',
+            ...sparseRecalls.map((l) => `- ${l}`),
+            '',
+          ]
+        : []),
       ...(OVERFETCH
         ? [
             'Hybrid with the HNSW leg over-fetching (depth 50, the best 50 by exact distance kept; the gateway does not, ' +
@@ -455,7 +515,7 @@ async function main(): Promise<void> {
             '',
           ]
         : []),
-      `Bulk fill (straight SQL, same rows as the pipeline${databaseUrl ? "; the chunks' HNSW, GIN and BM25 indexes dropped before and built after each step, as pgvector's README advises for bulk loads" : ''}): ${rows.join('; ')}.`,
+      `Bulk fill (straight SQL, same rows as the pipeline${databaseUrl ? "; the chunks' HNSW (dense and sparse), GIN and BM25 indexes dropped before and built after each step, as pgvector's README advises for bulk loads, then VACUUM ANALYZE" : ''}): ${rows.join('; ')}.`,
     );
     await writeSection(databaseUrl ? 'Search (server mode)' : 'Search', lines.join('\n'));
   } finally {
