@@ -227,6 +227,7 @@ describe('BM25 as sparse vectors on a Postgres without pg_textsearch (server mod
     const before = await sparseQuery(rt, 'zephyr report');
     expect(before.estimatedMatches).toBe(Number.POSITIVE_INFINITY);
     expect(new Set(before.vector.match(/:[0-9.e-]+/g))).toEqual(new Set([':1']));
+    expect(before.allRare).toBe(false);
     expect(sparseScan(before)).toBe('hnsw');
 
     await sql(Prisma.sql`ANALYZE chunks`);
@@ -236,6 +237,11 @@ describe('BM25 as sparse vectors on a Postgres without pg_textsearch (server mod
     expect([...after.lexemes].sort()).toEqual(['report', 'zephyr']);
     expect(after.estimatedMatches).toBeCloseTo(14, 0);
     expect(sparseScan(after)).toBe('exact');
+    // Words the statistics do not list are rarer than every one they do: scored exactly, however many.
+    const rare = await sparseQuery(rt, 'tulips daffodils crocuses hyacinths');
+    expect(rare.allRare).toBe(true);
+    expect(sparseScan(rare)).toBe('exact');
+    expect((await sparseQuery(rt, 'tulips report')).allRare).toBe(false);
     const idf = (after.vector.match(/\{(.*)\}/)?.[1] ?? '').split(',').map((p) => Number(p.split(':')[1]));
     expect(idf.map((w) => w.toFixed(3)).sort()).toEqual([Math.log(1 + 1 / 13).toFixed(3), Math.log(14).toFixed(3)].sort());
 

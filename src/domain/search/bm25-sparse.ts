@@ -87,6 +87,8 @@ export interface SparseQuery {
   lexemes: string[];
   /** Chunks sharing at least one lexeme with the query, at most (Infinity where unknown). */
   estimatedMatches: number;
+  /** Whether the statistics list none of the lexemes among the most common: each is rarer than all of those. */
+  allRare: boolean;
 }
 
 /** The sparse vectors' dimension (2^29; the migration's hash keeps 29 bits). */
@@ -106,7 +108,9 @@ export async function sparseQuery(rt: Runtime, query: string): Promise<SparseQue
   const smallest = 0.5 / Math.max(stats.rows, 1);
   const weights = new Map<number, number>();
   let estimated = 0;
+  let common = 0;
   for (const { lexeme, dim } of lexemes) {
+    if (stats.freq?.has(lexeme)) common++;
     const f = stats.freq ? Math.max(stats.freq.get(lexeme) ?? stats.rare, smallest) : null;
     estimated += f === null ? Number.POSITIVE_INFINITY : f * stats.rows;
     const idf = f === null ? 1 : Math.log(1 + (1 - f) / f);
@@ -117,5 +121,6 @@ export async function sparseQuery(rt: Runtime, query: string): Promise<SparseQue
     vector: `{${entries.map(([d, w]) => `${d}:${w}`).join(',')}}/${SPARSE_DIMS}`,
     lexemes: lexemes.map((l) => l.lexeme),
     estimatedMatches: estimated,
+    allRare: stats.freq !== null && common === 0,
   };
 }

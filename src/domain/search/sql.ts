@@ -227,14 +227,17 @@ export function sparseBm25Sql(
       ORDER BY c.bm25 <#> ${q} LIMIT ${limit}) top`;
 }
 
-/** How the sparse leg reads the index for a query: exactly where few chunks can match (SPARSE_EXACT_BELOW). */
-export const sparseScan = (sq: SparseQuery): 'hnsw' | 'exact' => (sq.estimatedMatches < SPARSE_EXACT_BELOW ? 'exact' : 'hnsw');
-
 /**
- * Below this many matching chunks (estimated from the statistics) an exact scan is cheaper than the
- * index: scoring a match costs microseconds, while an HNSW scan for words few chunks contain visits
- * thousands of chunks that do not (hnsw.max_scan_tuples) before it gives up.
+ * How the sparse leg reads the index for a query: exactly where few chunks can match, that is fewer
+ * than SPARSE_EXACT_BELOW by the statistics, or only words rarer than every common one they list.
+ * An HNSW scan for words few chunks contain visits thousands of chunks that do not before it gives
+ * up (hnsw.max_scan_tuples): 0.4 s, then the exact scan anyway, for two such words at 1M chunks
+ * (PostgreSQL 15), where scoring their few matches exactly takes milliseconds.
  */
+export const sparseScan = (sq: SparseQuery): 'hnsw' | 'exact' =>
+  sq.allRare || sq.estimatedMatches < SPARSE_EXACT_BELOW ? 'exact' : 'hnsw';
+
+/** Below this many matching chunks (estimated from the statistics) an exact scan is cheaper than the index. */
 export const SPARSE_EXACT_BELOW = 2_000;
 
 /**
