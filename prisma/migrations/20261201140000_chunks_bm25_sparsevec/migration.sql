@@ -10,6 +10,9 @@ BEGIN
     -- 2^29 dimensions: lexemes hashed with hashtext (stable across Postgres versions: hash indexes
     -- survive pg_upgrade), so two lexemes share one with odds of ~1 in 500 million.
     ALTER TABLE "chunks" ADD COLUMN IF NOT EXISTS "bm25" sparsevec(536870912);
+    -- A lexeme's dimension, the one rule chunks and queries (src/domain/search/bm25-sparse.ts) share.
+    CREATE OR REPLACE FUNCTION bm25_dim(lexeme text) RETURNS int
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$ SELECT ((hashtext(lexeme)::bigint & 536870911) + 1)::int $fn$;
 
     -- A chunk's weights: Okapi BM25's term-frequency part (k1 1.2, b 0.75) against `avgdl`, the
     -- volume's typical chunk length in indexed words; the IDF part is the query's (sql.ts). HNSW indexes
@@ -17,7 +20,7 @@ BEGIN
     CREATE OR REPLACE FUNCTION chunk_bm25_vector(doc tsvector, avgdl float8) RETURNS sparsevec
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
       WITH t AS (
-        SELECT (hashtext(lexeme)::bigint & 536870911) + 1 AS dim, coalesce(array_length(positions, 1), 1) AS tf FROM unnest(doc)
+        SELECT bm25_dim(lexeme) AS dim, coalesce(array_length(positions, 1), 1) AS tf FROM unnest(doc)
       ), len AS (SELECT greatest(sum(tf), 1)::float8 AS dl FROM t),
       w AS (
         SELECT dim, (tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * len.dl / greatest(avgdl, 1))))::real AS x

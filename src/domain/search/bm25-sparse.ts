@@ -91,19 +91,19 @@ export interface SparseQuery {
   allRare: boolean;
 }
 
-/** The sparse vectors' dimension (2^29; the migration's hash keeps 29 bits). */
+/** The sparse vectors' dimension (2^29; the migration's bm25_dim keeps 29 bits of a lexeme's hash). */
 export const SPARSE_DIMS = 536_870_912;
 
 /**
  * The query's BM25 vector: its lexemes and their dimensions from the database (the same stemming and
- * hash the chunks were written with), each weighted by IDF, ln(1 + (1 - f) / f) for a lexeme in a
+ * bm25_dim the chunks were written with), each weighted by IDF, ln(1 + (1 - f) / f) for a lexeme in a
  * fraction f of the chunks. Without statistics yet every lexeme weighs 1.
  */
 export async function sparseQuery(rt: Runtime, query: string): Promise<SparseQuery> {
   const [stats, lexemes] = await Promise.all([
     lexemeStats(rt),
     rt.db.$queryRaw<{ lexeme: string; dim: number }[]>`
-      SELECT lexeme, ((hashtext(lexeme)::bigint & 536870911) + 1)::int AS dim FROM unnest(to_tsvector('english', ${query}))`,
+      SELECT lexeme, bm25_dim(lexeme) AS dim FROM unnest(to_tsvector('english', ${query}))`,
   ]);
   const smallest = 0.5 / Math.max(stats.rows, 1);
   const weights = new Map<number, number>();
