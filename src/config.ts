@@ -105,6 +105,11 @@ const ConfigSchema = z.object({
    * merged into them in the background, so a burst of writes is searchable at once (0: off).
    */
   SEARCH_FRESH_CHUNKS: z.coerce.number().int().min(0).max(100_000).default(10_000),
+  /**
+   * Hybrid search sends its semantic and keyword legs as two statements on two pooled connections at
+   * once (server mode; default on there), rather than one statement that runs them one after the other.
+   */
+  SEARCH_PARALLEL_LEGS: optionalString.pipe(z.enum(['true', 'false', '1', '0']).optional()),
   /** How long an API key lookup is reused; revoking evicts it at once on every replica (0: no cache). */
   KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(10_000),
   /** graphql-ws: open WebSocket connections on this gateway; more are closed with 1013 (try again later). */
@@ -210,6 +215,8 @@ export interface Config {
   efSearch: number;
   /** Cap of the fresh tier of chunks (search/fresh.ts); 0 turns it off. */
   freshChunks: number;
+  /** Hybrid legs as two concurrent statements; undefined: on in server mode, off embedded. */
+  parallelSearchLegs: boolean | undefined;
   keyCacheTtlMs: number;
   /** GraphQL reads answered by one compiled statement where they can be (default on). */
   compiledReads: boolean;
@@ -324,6 +331,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     indexing: { threads: c.INDEXING_THREADS, timeoutMs: c.INDEXING_TIMEOUT_MS },
     efSearch: c.SEARCH_EF_SEARCH,
     freshChunks: c.SEARCH_FRESH_CHUNKS,
+    parallelSearchLegs: c.SEARCH_PARALLEL_LEGS === undefined ? undefined : flag(c.SEARCH_PARALLEL_LEGS, true),
     keyCacheTtlMs: c.KEY_CACHE_TTL_MS,
     metrics: { enabled: c.METRICS, token: c.METRICS_TOKEN },
     rateLimits: { requests: c.RATE_LIMIT_REQUESTS, uploadBytes: c.RATE_LIMIT_UPLOAD_BYTES, windowSeconds: c.RATE_LIMIT_WINDOW_SECONDS },

@@ -152,6 +152,8 @@ export async function buildRuntime(
       volumeRetentionDays: config.volumeRetentionDays,
       efSearch: config.efSearch,
       freshChunks: config.freshChunks,
+      // One PGlite runs one statement at a time: two legs at once would only queue.
+      parallelSearchLegs: database.mode === 'server' && config.parallelSearchLegs !== false,
       keyCacheTtlMs: config.keyCacheTtlMs,
       compiledReads: config.compiledReads,
       vacuum: { byGateway: database.mode === 'embedded', quietMs: config.vacuumQuietMs },

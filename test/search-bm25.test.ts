@@ -1,5 +1,6 @@
 import { vector } from '@electric-sql/pglite-pgvector';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
 import { forgetLexemeStats, SPARSE_INDEX, sparseQuery, typicalChunkWords } from '../src/domain/search/bm25-sparse.js';
 import {
   BM25_INDEX,
@@ -126,6 +127,7 @@ describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
   });
 
   it('hybrid is one statement over chunks (both legs), planned with the HNSW and the BM25 index', async () => {
+    expect(gw.app.runtime.settings.parallelSearchLegs).toBe(false);
     gw.queries.length = 0;
     const res = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'zephyr report', top_k: 3 });
     expect(res.status).toBe(200);
@@ -198,13 +200,47 @@ describe('BM25 as sparse vectors on a Postgres without pg_textsearch (server mod
     expect(weights.map((w) => w.toFixed(4))).toEqual([one, one, one]);
   });
 
-  it('hybrid is one statement, planned with both HNSW indexes (dense and sparse)', async () => {
+  it("hybrid sends its semantic and keyword halves at once, two statements on two connections; the answer is the one statement's", async () => {
+    const rt = gw.app.runtime;
+    // On by default in server mode (off embedded, where one PGlite runs one statement at a time).
+    expect(rt.settings.parallelSearchLegs).toBe(true);
+    expect(loadConfig({ SEARCH_PARALLEL_LEGS: 'false' }).parallelSearchLegs).toBe(false);
+    expect(() => loadConfig({ SEARCH_PARALLEL_LEGS: 'maybe' })).toThrow(/SEARCH_PARALLEL_LEGS/);
+    const sent = rt.sqlInOne;
+    const events: string[] = [];
+    rt.sqlInOne = async (statements) => {
+      events.push('sent');
+      try {
+        return await sent(statements);
+      } finally {
+        events.push('answered');
+      }
+    };
     gw.queries.length = 0;
-    const res = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'zephyr report', top_k: 3 });
+    const body = { query: 'zephyr report', top_k: 5 };
+    const res = await gw.call('POST', `${v.volumeUrl}/search`, body).finally(() => {
+      rt.sqlInOne = sent;
+    });
     expect(res.status).toBe(200);
     expect(paths(res)[0]).toBe('/zephyr.md');
-    expect(gw.queries.filter((q) => q.includes('UNION ALL') && q.includes('<#>') && q.includes('<=>'))).toHaveLength(1);
+    expect(events).toEqual(['sent', 'sent', 'answered', 'answered']);
+    // (The exact nearest-neighbour fallback runs too: this volume has fewer chunks than hybrid's depth.)
+    const searches = gw.queries.filter((q) => q.includes('AS leg'));
+    expect(searches).toHaveLength(2);
+    expect(searches.filter((q) => q.includes('<=>') && !q.includes('<#>'))).toHaveLength(1);
+    expect(searches.filter((q) => q.includes('<#>') && !q.includes('<=>'))).toHaveLength(1);
 
+    // SEARCH_PARALLEL_LEGS=false: both halves in one statement, the same answer.
+    rt.settings.parallelSearchLegs = false;
+    gw.queries.length = 0;
+    const one = await gw.call('POST', `${v.volumeUrl}/search`, body).finally(() => {
+      rt.settings.parallelSearchLegs = true;
+    });
+    expect(gw.queries.filter((q) => q.includes('AS leg') && q.includes('<#>') && q.includes('<=>'))).toHaveLength(1);
+    expect(one.body).toEqual(res.body);
+  });
+
+  it('hybrid in one statement is planned with both HNSW indexes (dense and sparse)', async () => {
     const sq = await sparseQuery(gw.app.runtime, 'zephyr report');
     const q = `[${new HashingEmbedder(1024).embedOne('zephyr report').join(',')}]`;
     const scopes = [{ volumeId: v.volumeId, volumeName: 'v', embedderId: 'hash-1024', pathRegexes: ['^/'] }];

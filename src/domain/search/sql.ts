@@ -387,20 +387,37 @@ export async function candidatesFor(
   const anyHnsw = nearest.some((n) => n.indexed) || sparseHnsw;
   const iterative = anyHnsw && (await hasIterativeScans(rt));
 
-  // Every leg in one statement, sent with its settings in one round trip (an implicit transaction).
-  const plans = searchPlansSql({
-    ...(anyHnsw ? { hnsw: { limit, iterative, efSearch: rt.settings.efSearch } } : {}),
-    bm25: ranking === 'bm25',
-  });
+  // A statement is sent with its settings in one round trip (an implicit transaction).
+  const plans = (hnsw: boolean, bm25: boolean) =>
+    searchPlansSql({ ...(hnsw ? { hnsw: { limit, iterative, efSearch: rt.settings.efSearch } } : {}), bm25 });
   // Hybrid fuses ranks: its keyword leg is not scored (bm25Sql).
-  const sql = searchSql(nearest, ranking, query, scopes, filters, limit, {
-    keywordScores: mode !== 'hybrid',
-    ...(sparse ? { sparse } : {}),
-  });
-  // Prisma's instrumentation does not see it: the statement gets its own span.
-  const rows = (await inSpan('db.search', { 'db.system': 'postgresql', 'search.mode': mode, 'search.volumes': scopes.length }, () =>
-    rt.sqlInOne([plans, sql]),
-  )) as unknown as SearchRow[];
+  const opts = { keywordScores: mode !== 'hybrid', ...(sparse ? { sparse } : {}) };
+  // Prisma's instrumentation does not see them: each statement gets its own span.
+  const send = (legs: string, statements: Prisma.Sql[]) =>
+    inSpan('db.search', { 'db.system': 'postgresql', 'search.mode': mode, 'search.volumes': scopes.length, 'search.legs': legs }, () =>
+      rt.sqlInOne(statements),
+    ) as unknown as Promise<SearchRow[]>;
+  let rows: SearchRow[];
+  if (rt.settings.parallelSearchLegs && nearest.length > 0 && ranking) {
+    // On a server, hybrid's two halves run at once on two connections: a search takes as long as
+    // its slower half, not their sum. Each half reads its index and its fresh tier in one statement,
+    // so in one snapshot (a chunk merged between two would be counted twice or missed); the halves
+    // only meet in the fusion, by chunk.
+    const [semantic, keyword] = await Promise.all([
+      send('semantic', [
+        plans(
+          nearest.some((n) => n.indexed),
+          false,
+        ),
+        searchSql(nearest, null, query, scopes, filters, limit, opts),
+      ]),
+      send('keyword', [plans(sparseHnsw, ranking === 'bm25'), searchSql([], ranking, query, scopes, filters, limit, opts)]),
+    ]);
+    rows = [...semantic, ...keyword];
+  } else {
+    // Every leg in one statement (embedded: one PGlite runs one statement at a time anyway).
+    rows = await send('all', [plans(anyHnsw, ranking === 'bm25'), searchSql(nearest, ranking, query, scopes, filters, limit, opts)]);
+  }
 
   const lists: Candidate[][] = [];
   if (nearest.length > 0) {

@@ -61,6 +61,11 @@ export interface Settings {
   efSearch: number;
   /** Most chunks in the fresh tier, outside the HNSW indexes until merged (search/fresh.ts); 0: off. */
   freshChunks: number;
+  /**
+   * Hybrid search runs its semantic and keyword legs as two statements at once, each on its own
+   * pooled connection (server mode; SEARCH_PARALLEL_LEGS), rather than one after the other in one.
+   */
+  parallelSearchLegs: boolean;
   /** How long an API key's lookup is reused (revocations evict it at once, on every replica, via events). */
   keyCacheTtlMs: number;
   /** GraphQL reads by API keys answered by one compiled statement where they can be (src/graphql/compiled/). */
