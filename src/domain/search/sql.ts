@@ -214,9 +214,8 @@ export function sparseBm25Sql(
       ? Prisma.sql`c.bm25 IS NOT NULL AND NOT c.fresh`
       : scan === 'fresh'
         ? Prisma.sql`c.fresh AND c.bm25 IS NOT NULL`
-        : // Any of the lexemes, through the GIN index (each quoted as a literal, as coverDensitySql does).
-          Prisma.sql`c.tsv @@ to_tsquery('simple', array_to_string(array(SELECT quote_literal(l) FROM unnest(${sq.lexemes}::text[]) AS l), ' | '))
-                     AND c.bm25 IS NOT NULL`;
+        : // Any of the lexemes, through the GIN index.
+          Prisma.sql`c.tsv @@ ${anyLexeme(Prisma.sql`${sq.lexemes}::text[]`)} AND c.bm25 IS NOT NULL`;
   // <#> is the negated inner product: below 0 for a chunk sharing a lexeme with the query.
   return Prisma.sql`
     SELECT chunk_id, entry_id, volume_id, path, chunk_index, preview, (b / (b + 1))::float8 AS score, NULL::bigint AS rank FROM (
@@ -274,6 +273,13 @@ export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFil
 }
 
 /**
+ * A tsquery matching any of `lexemes` (an SQL text[] of lexemes already stemmed): each quoted as a
+ * literal, so a lexeme that reads as tsquery syntax (`!`, `&`, `:*`) is matched as text.
+ */
+const anyLexeme = (lexemes: Prisma.Sql) =>
+  Prisma.sql`to_tsquery('simple', coalesce(array_to_string(array(SELECT quote_literal(l) FROM unnest(${lexemes}) AS l), ' | '), ''))`;
+
+/**
  * Full-text candidates without BM25: any of the query's lexemes (English stemming), ranked by cover
  * density and scaled to 0–1. An OR rather than plainto_tsquery's AND, so paraphrases still find
  * their documents. Every match is ranked (no top-k shortcut): slow on large volumes of common prose.
@@ -281,8 +287,7 @@ export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFil
 function coverDensitySql(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number): Prisma.Sql {
   return Prisma.sql`
     WITH q AS (
-      SELECT to_tsquery('simple', coalesce(array_to_string(array(
-        SELECT quote_literal(l) FROM unnest(tsvector_to_array(to_tsvector('english', ${query}))) AS l), ' | '), '')) AS q)
+      SELECT ${anyLexeme(Prisma.sql`tsvector_to_array(to_tsvector('english', ${query}))`)} AS q)
     SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
            ts_rank_cd(c.tsv, q.q, 32)::float8 AS score, NULL::bigint AS rank
     FROM q, chunks c JOIN entries e ON e.id = c.entry_id
