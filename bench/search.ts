@@ -30,6 +30,7 @@ import { performance } from 'node:perf_hooks';
 import type { Db } from '../src/db/client.js';
 import { vacuumWhereDue } from '../src/domain/maintenance/vacuum.js';
 import { forgetLexemeStats, sparseQuery, typicalChunkWords } from '../src/domain/search/bm25-sparse.js';
+import { HYBRID_DEPTH } from '../src/domain/search/search.js';
 import {
   type Candidate,
   fuse,
@@ -60,8 +61,17 @@ const EF_SEARCH = Number(arg('ef', '200'));
 const QUERIES = Number(arg('queries', '100'));
 /** Server mode: the Postgres server (an admin URL) on which a fresh database `bench_search` is made. */
 const PG = arg('pg', '');
-/** `--no-overfetch` skips the over-fetch sweep (three more hybrid statements per query and size). */
+/** `--no-overfetch` skips the sweep of hybrid shapes (HYBRID_SHAPES: more hybrid statements per query and size). */
 const OVERFETCH = !process.argv.includes('--no-overfetch');
+/** The served shape first: fusion depth, HNSW candidate list, HNSW over-fetch factor. */
+const HYBRID_SHAPES = [
+  { depth: HYBRID_DEPTH, ef: EF_SEARCH, f: 1 },
+  { depth: 30, ef: EF_SEARCH, f: 1 },
+  { depth: 20, ef: EF_SEARCH, f: 1 },
+  { depth: HYBRID_DEPTH, ef: 100, f: 1 },
+  { depth: 30, ef: 100, f: 1 },
+  { depth: HYBRID_DEPTH, ef: EF_SEARCH, f: 2 },
+];
 const INDEXING_ONLY = process.argv.includes('--indexing-only');
 const EF_SWEEP = [...new Set([40, 100, 200, 400, EF_SEARCH])].sort((a, b) => a - b);
 
@@ -316,7 +326,7 @@ async function main(): Promise<void> {
             // Keyword ranks as the served hybrid takes them: the comparison isolates the HNSW legs
             // (the sparse BM25 leg, where it is one, is scored exactly over every match too).
             const sparse = sparseKeywords ? { sparse: await sparseQuery(app.runtime, q), sparseScan: 'exact' as const } : {};
-            return tx.$queryRaw<SearchRow[]>(searchSql([leg], ranking, q, scopes, {}, 50, { keywordScores: false, ...sparse }));
+            return tx.$queryRaw<SearchRow[]>(searchSql([leg], ranking, q, scopes, {}, HYBRID_DEPTH, { keywordScores: false, ...sparse }));
           },
           { timeout: 600_000, maxWait: 60_000 },
         );
@@ -396,10 +406,11 @@ async function main(): Promise<void> {
       }
       sweeps.push(`${size.toLocaleString('en')} chunks — ${sweep.join('; ')}`);
       process.stdout.write(`${sweeps.at(-1)}\n`);
-      // The served hybrid's SQL and fusion with the HNSW leg over-fetching f × the depth of 50 (the
-      // gateway does not: 1×), against the exact hybrid: what over-fetching would buy.
+      // The served hybrid's SQL and fusion in other shapes, against the exact hybrid (at the served
+      // depth): fusing shallower lists (`depth` rows a leg), a smaller HNSW candidate list (`ef`), the
+      // HNSW leg over-fetching f × the depth and keeping the best by exact distance. What each buys.
       const fetchSweep: string[] = [];
-      for (const f of OVERFETCH ? [1, 2, 4] : []) {
+      for (const shape of HYBRID_SHAPES) {
         const found = { ties: 0, strict: 0 };
         const times: number[] = [];
         for (const q of queries) {
@@ -407,10 +418,13 @@ async function main(): Promise<void> {
           const sparse = sparseKeywords ? { sparse: await sparseQuery(app.runtime, q) } : {};
           const t = performance.now();
           const rowsAnn = await prisma.$transaction(async (tx) => {
-            await useSearchPlans(tx, { hnsw: { limit: 50 * f, iterative: true, efSearch: EF_SEARCH }, bm25: ranking === 'bm25' });
+            await useSearchPlans(tx, {
+              hnsw: { limit: shape.depth * shape.f, iterative: true, efSearch: shape.ef },
+              bm25: ranking === 'bm25',
+            });
             return tx.$queryRaw<SearchRow[]>(
-              searchSql([{ dims: DIMS, q: vec, scopes, indexed: true }], ranking, q, scopes, {}, 50, {
-                semanticLimit: 50 * f,
+              searchSql([{ dims: DIMS, q: vec, scopes, indexed: true }], ranking, q, scopes, {}, shape.depth, {
+                semanticLimit: shape.depth * shape.f,
                 keywordScores: false,
                 ...sparse,
               }),
@@ -418,7 +432,7 @@ async function main(): Promise<void> {
           });
           times.push(performance.now() - t);
           const list = (leg: string) => rankedList(rowsAnn.filter((r) => r.leg === leg));
-          const top = fuse([list('s0').slice(0, 50), list('k')])
+          const top = fuse([list('s0').slice(0, shape.depth), list('k')])
             .slice(0, 10)
             .map(chunkKey);
           const exact = exactTops.get(q);
@@ -430,8 +444,9 @@ async function main(): Promise<void> {
           found.ties += r.ties;
           found.strict += r.strict;
         }
+        const st = stats(times);
         fetchSweep.push(
-          `over-fetch ${f}×: recall@10 ${showRecall({ ties: found.ties / queries.length, strict: found.strict / queries.length })}, SQL p50 ${ms(stats(times).p50)}`,
+          `depth ${shape.depth}, ef_search ${shape.ef}${shape.f > 1 ? `, over-fetch ${shape.f}×` : ''}${shape.depth === HYBRID_DEPTH && shape.ef === EF_SEARCH && shape.f === 1 ? ' (served)' : ''}: recall@10 ${showRecall({ ties: found.ties / queries.length, strict: found.strict / queries.length })}, SQL p50 ${ms(st.p50)}, p95 ${ms(st.p95)}`,
         );
       }
       if (OVERFETCH) {
@@ -508,8 +523,8 @@ async function main(): Promise<void> {
         : []),
       ...(OVERFETCH
         ? [
-            'Hybrid with the HNSW leg over-fetching (depth 50, the best 50 by exact distance kept; the gateway does not, ' +
-              "1×): recall@10 against the exact hybrid, and the search statement's time:",
+            `Hybrid in other shapes: fusion depth (rows each leg gives the fusion; served ${HYBRID_DEPTH}), HNSW \`ef_search\` (served ${EF_SEARCH}), ` +
+              "the HNSW leg over-fetching (the best by exact distance kept; served 1×): recall@10 against the exact hybrid at the served depth, and the search statement's time (one statement, both legs):",
             '',
             ...fetchSweeps.map((l) => `- ${l}`),
             '',

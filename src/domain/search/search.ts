@@ -104,10 +104,12 @@ function parseSearch(raw: unknown, loc: Loc): z.output<typeof SearchInput> {
   return input;
 }
 
+/** Hybrid fuses deeper lists than it returns (this many rows a leg, at least), so a hit ranked low by one method can still surface. */
+export const HYBRID_DEPTH = 50;
+
 async function run(rt: Runtime, input: z.output<typeof SearchInput>, scopes: SearchScope[]): Promise<SearchResult> {
   if (scopes.length === 0) return { query: input.query, results: [], total: 0 };
-  // Hybrid fuses deeper lists than it returns, so a hit ranked low by one method can still surface.
-  const depth = input.mode === 'hybrid' ? Math.max(50, input.top_k * 4) : input.top_k;
+  const depth = input.mode === 'hybrid' ? Math.max(HYBRID_DEPTH, input.top_k * 4) : input.top_k;
   const lists = await candidatesFor(rt, input.mode, input.query, scopes, input.filters ?? {}, depth, (id) => rt.embedders.get(id));
   let hits = input.mode === 'hybrid' ? fuse(lists) : (lists[0] ?? []);
   if (input.min_score !== undefined) hits = hits.filter((h) => h.score >= (input.min_score as number));
