@@ -238,6 +238,15 @@ describe('BM25 as sparse vectors on a Postgres without pg_textsearch (server mod
     });
     expect(gw.queries.filter((q) => q.includes('AS leg') && q.includes('<#>') && q.includes('<=>'))).toHaveLength(1);
     expect(one.body).toEqual(res.body);
+
+    // A query of stop words has no keyword leg under sparse BM25: its semantic half is the only statement.
+    gw.queries.length = 0;
+    const stop = await gw.call('POST', `${v.volumeUrl}/search`, { query: 'the of and', top_k: 5 });
+    expect(stop.status).toBe(200);
+    const stopSearches = gw.queries.filter((q) => q.includes('AS leg'));
+    expect(stopSearches).toHaveLength(1);
+    expect(stopSearches[0]).toContain('<=>');
+    expect(stopSearches[0]).not.toContain('<#>');
   });
 
   it('hybrid in one statement is planned with both HNSW indexes (dense and sparse)', async () => {

@@ -389,7 +389,10 @@ export async function candidatesFor(
   const ranking = mode === 'semantic' ? null : await keywordRanking(rt);
   const sparse = ranking === 'bm25_sparsevec' ? await sparseQuery(rt, query) : undefined;
   const sparseHnsw = sparse !== undefined && sparse.lexemes.length > 0 && sparseScan(sparse) === 'hnsw';
-  const anyHnsw = nearest.some((n) => n.indexed) || sparseHnsw;
+  const denseHnsw = nearest.some((n) => n.indexed);
+  const anyHnsw = denseHnsw || sparseHnsw;
+  // Sparse BM25 leaves a query of stop words without a keyword leg (searchSql): nothing to send for it.
+  const keywordLegs = ranking !== null && (sparse === undefined || sparse.lexemes.length > 0);
   const iterative = anyHnsw && (await hasIterativeScans(rt));
 
   // A statement is sent with its settings in one round trip (an implicit transaction).
@@ -403,19 +406,13 @@ export async function candidatesFor(
       rt.sqlInOne(statements),
     ) as unknown as Promise<SearchRow[]>;
   let rows: SearchRow[];
-  if (rt.settings.parallelSearchLegs && nearest.length > 0 && ranking) {
+  if (rt.settings.parallelSearchLegs && nearest.length > 0 && keywordLegs) {
     // On a server, hybrid's two halves run at once on two connections: a search takes as long as
     // its slower half, not their sum. Each half reads its index and its fresh tier in one statement,
     // so in one snapshot (a chunk merged between two would be counted twice or missed); the halves
     // only meet in the fusion, by chunk.
     const [semantic, keyword] = await Promise.all([
-      send('semantic', [
-        plans(
-          nearest.some((n) => n.indexed),
-          false,
-        ),
-        searchSql(nearest, null, query, scopes, filters, limit, opts),
-      ]),
+      send('semantic', [plans(denseHnsw, false), searchSql(nearest, null, query, scopes, filters, limit, opts)]),
       send('keyword', [plans(sparseHnsw, ranking === 'bm25'), searchSql([], ranking, query, scopes, filters, limit, opts)]),
     ]);
     rows = [...semantic, ...keyword];
