@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Db } from '../src/db/client.js';
+import { vectorArrayParam, vectorOid } from '../src/db/vector-binary.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import type { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 
@@ -56,12 +57,16 @@ export async function fillChunks(
       contentHash: 'bulk-fill',
     })),
   });
-  const vectors = entries.map((e) => `[${o.embedder.embedOne(e.text).join(',')}]`);
+  // In binary, as indexing sends them (src/db/vector-binary.ts).
+  const vectors = vectorArrayParam(
+    entries.map((e) => o.embedder.embedOne(e.text)),
+    await vectorOid(prisma),
+  );
   const bm25 = o.bm25Avgdl === undefined ? Prisma.sql`NULL` : Prisma.sql`chunk_bm25_vector(d.tsv, ${o.bm25Avgdl}::float8)`;
   await prisma.$executeRaw`
     INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, bm25, created_at)
-    SELECT gen_random_uuid()::text, t.entry, ${o.volumeId}, 0, t.content, md5(t.content), ${o.model}, ${o.embedder.dims}, t.vec::vector,
+    SELECT gen_random_uuid()::text, t.entry, ${o.volumeId}, 0, t.content, md5(t.content), ${o.model}, ${o.embedder.dims}, t.vec,
            d.tsv, ${bm25}, now()
-    FROM unnest(${entries.map((e) => e.id)}::text[], ${entries.map((e) => e.text)}::text[], ${vectors}::text[]) AS t(entry, content, vec)
+    FROM unnest(${entries.map((e) => e.id)}::text[], ${entries.map((e) => e.text)}::text[], ${vectors}::vector[]) AS t(entry, content, vec)
     CROSS JOIN LATERAL (SELECT to_tsvector('english', t.content) AS tsv OFFSET 0) d`;
 }

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Tx } from '../../db/client.js';
 import { modelColumns } from '../../db/columns.js';
+import { vectorArrayParam, vectorOid } from '../../db/vector-binary.js';
 import { type Entry, type Job, Prisma, type Volume } from '../../generated/prisma/client.js';
 import { chunkText, flattenJson } from '../../indexing/chunking.js';
 import { type Embedder, embedAll } from '../../indexing/embedders/embedder.js';
@@ -120,7 +121,7 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
 
   const ready = plans.filter((p) => !outcomes.has(p.entry.id));
   const fresh = await placeInFreshTier(rt, ready.flatMap(rowsOf));
-  const keywordColumns = columnsFor(await keywordRanking(rt));
+  const columns: ChunkColumns = { keyword: columnsFor(await keywordRanking(rt)), vectorOid: await vectorOid(rt.db) };
   for (const p of ready) {
     const searchable = p.rows && p.targets.includes(p.searchWith) ? p.rows.filter((r) => r.embedderId === p.searchWith).length : null;
     p.done = { hash: p.hash, isIndexed: p.targets.includes(p.searchWith) || p.entry.isIndexed, searchable };
@@ -128,12 +129,12 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
   // The common case, new entries of a few chunks, swaps in one statement per INSERT_BATCH rows.
   const quick = ready.filter((p) => p.fresh && p.rows && p.rows.length <= INSERT_BATCH);
   for (const group of byRows(quick, INSERT_BATCH)) {
-    for (const id of await swapFresh(rt, group, keywordColumns)) outcomes.set(id, 'indexed');
+    for (const id of await swapFresh(rt, group, columns)) outcomes.set(id, 'indexed');
   }
   // The rest (and any the quick swap found changed or already indexed meanwhile) in transactions.
   const slow = ready.filter((p) => !outcomes.has(p.entry.id));
   for (const group of byRows(slow, INSERT_BATCH * 4)) {
-    for (const [id, outcome] of await swapInTransaction(rt, group, keywordColumns)) outcomes.set(id, outcome);
+    for (const [id, outcome] of await swapInTransaction(rt, group, columns)) outcomes.set(id, outcome);
   }
 
   // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
@@ -228,20 +229,20 @@ const INDEXED_SET = Prisma.sql`content_hash = d.hash, is_indexed = d.is_indexed,
  * was chunked and still unindexed; their chunks go in only then. Returns the ids it swapped; the
  * others (gone, changed, or indexed by another indexer meanwhile) are decided in a transaction.
  */
-async function swapFresh(rt: Runtime, plans: Plan[], keywordColumns: KeywordColumns): Promise<string[]> {
+async function swapFresh(rt: Runtime, plans: Plan[], columns: ChunkColumns): Promise<string[]> {
   const rows = await rt.db.$queryRaw<{ id: string }[]>`
     WITH d AS (SELECT * FROM ${doneArrays(plans)}),
     locked AS (SELECT e.id FROM entries e JOIN d ON d.id = e.id AND d.version = e.version
                WHERE e.content_hash IS NULL ORDER BY e.id FOR UPDATE OF e),
     upd AS (UPDATE entries e SET ${INDEXED_SET}, indexed_at = ${new Date()}
             FROM d WHERE d.id = e.id AND e.id IN (SELECT id FROM locked) RETURNING e.id),
-    ins AS (${chunkInsert(plans.flatMap(rowsOf), keywordColumns)} WHERE t.entry_id IN (SELECT id FROM upd) RETURNING 1)
+    ins AS (${chunkInsert(plans.flatMap(rowsOf), columns)} WHERE t.entry_id IN (SELECT id FROM upd) RETURNING 1)
     SELECT id FROM upd`;
   return rows.map((r) => r.id);
 }
 
 /** Swaps entries' chunks in one transaction, each entry checked against its version under its row lock. */
-async function swapInTransaction(rt: Runtime, plans: Plan[], keywordColumns: KeywordColumns): Promise<Map<string, IndexOutcome>> {
+async function swapInTransaction(rt: Runtime, plans: Plan[], columns: ChunkColumns): Promise<Map<string, IndexOutcome>> {
   return rt.db.$transaction(
     async (tx) => {
       const out = new Map<string, IndexOutcome>();
@@ -270,7 +271,7 @@ async function swapInTransaction(rt: Runtime, plans: Plan[], keywordColumns: Key
       // the event loop (tests: src/db/yielding-pglite.ts) lets requests in only between statements.
       const rows = ok.flatMap(rowsOf);
       for (let i = 0; i < rows.length; i += TX_INSERT_BATCH)
-        await tx.$executeRaw`${chunkInsert(rows.slice(i, i + TX_INSERT_BATCH), keywordColumns)}`;
+        await tx.$executeRaw`${chunkInsert(rows.slice(i, i + TX_INSERT_BATCH), columns)}`;
       if (ok.length > 0) {
         await tx.$executeRaw`UPDATE entries e SET ${INDEXED_SET}, indexed_at = ${new Date()} FROM ${doneArrays(ok)} WHERE e.id = d.id`;
       }
@@ -300,8 +301,8 @@ async function embedChunks(rt: Runtime, plans: Plan[], signal?: AbortSignal): Pr
     }
   }
   const chunked = plans.filter((p) => pieces.has(p));
-  // Vectors of unchanged chunks are kept (pgvector text); new ones are turned into text per insert
-  // batch (chunkInsert), so thousands of vectors are never formatted in one go.
+  // Vectors of unchanged chunks are kept (pgvector text); every vector is encoded per insert batch
+  // (chunkInsert, in binary), so thousands of vectors are never encoded in one go.
   const known = new Map<string, string | number[]>(); // entry id, embedder, content hash → vector
   const key = (entryId: string, embedderId: string, hash: string) => `${entryId}\u0000${embedderId}\u0000${hash}`;
   const reusing = chunked.filter((p) => !p.fresh);
@@ -399,7 +400,8 @@ interface ChunkRow {
   avgdl: number;
 }
 
-const vectorText = (v: string | number[]) => (typeof v === 'string' ? v : `[${v.join(',')}]`);
+/** A vector as numbers (a kept one comes back from pgvector as text, which is JSON). */
+const vectorNumbers = (v: string | number[]): number[] => (typeof v === 'string' ? (JSON.parse(v) as number[]) : v);
 
 /**
  * Which keyword columns a chunk row fills: none where BM25 ranks from pg_textsearch's index (it
@@ -407,23 +409,35 @@ const vectorText = (v: string | number[]) => (typeof v === 'string' ? v : `[${v.
  * and with it the BM25 sparse vector where keyword search ranks with those (bm25-sparse.ts).
  */
 type KeywordColumns = 'none' | 'tsv' | 'tsv+bm25';
+/** How chunk rows are written: their keyword columns, and the `vector` type's oid for their vectors in binary. */
+interface ChunkColumns {
+  keyword: KeywordColumns;
+  vectorOid: number;
+}
 const columnsFor = (ranking: KeywordRanking): KeywordColumns =>
   ranking === 'bm25' ? 'none' : ranking === 'ts_rank_cd' ? 'tsv' : 'tsv+bm25';
 
-/** An INSERT of chunk rows, as a statement or a CTE body (`t` names the rows), with `keyword`'s columns. */
-function chunkInsert(batch: ChunkRow[], keyword: KeywordColumns): Prisma.Sql {
+/**
+ * An INSERT of chunk rows, as a statement or a CTE body (`t` names the rows), with the keyword
+ * columns `columns` asks for; the vectors go as one binary `vector[]` parameter (db/vector-binary.ts).
+ */
+function chunkInsert(batch: ChunkRow[], columns: ChunkColumns): Prisma.Sql {
+  const { keyword } = columns;
   const tsv = keyword === 'none' ? Prisma.sql`NULL::tsvector` : Prisma.sql`to_tsvector('english', t.content)`;
   // The tsvector is computed once per row (a lateral subquery that OFFSET 0 keeps from being inlined)
   // and the BM25 vector made from it.
   const bm25 = keyword === 'tsv+bm25' ? Prisma.sql`chunk_bm25_vector(d.tsv, t.avgdl)` : Prisma.sql`NULL`;
   return Prisma.sql`
     INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, ${Prisma.raw(keyword === 'tsv+bm25' ? 'bm25, ' : '')}fresh, created_at)
-    SELECT t.id, t.entry_id, t.volume_id, t.idx, t.content, t.hash, t.embedder, t.dims, t.vec::vector,
+    SELECT t.id, t.entry_id, t.volume_id, t.idx, t.content, t.hash, t.embedder, t.dims, t.vec,
            d.tsv, ${keyword === 'tsv+bm25' ? Prisma.sql`${bm25}, ` : Prisma.empty}t.fresh, ${new Date()}
     FROM unnest(${batch.map(() => randomUUID())}::text[], ${batch.map((r) => r.entryId)}::text[], ${batch.map((r) => r.volumeId)}::text[],
                 ${batch.map((r) => r.chunkIndex)}::int[], ${batch.map((r) => r.content)}::text[],
                 ${batch.map((r) => r.contentHash)}::text[], ${batch.map((r) => r.embedderId)}::text[], ${batch.map((r) => r.dims)}::int[],
-                ${batch.map((r) => vectorText(r.vector))}::text[], ${batch.map((r) => r.fresh === true)}::boolean[],
+                ${vectorArrayParam(
+                  batch.map((r) => vectorNumbers(r.vector)),
+                  columns.vectorOid,
+                )}::vector[], ${batch.map((r) => r.fresh === true)}::boolean[],
                 ${batch.map((r) => r.avgdl)}::float8[])
          AS t(id, entry_id, volume_id, idx, content, hash, embedder, dims, vec, fresh, avgdl)
          CROSS JOIN LATERAL (SELECT ${tsv} AS tsv OFFSET 0) d`;
