@@ -18,7 +18,7 @@
  *    `--fresh-chunks 0` turns the fresh tier off (SEARCH_FRESH_CHUNKS) for a before/after.
  * 2. Scale: a second volume filled straight through SQL (the same rows the pipeline writes, built
  *    in bulk so 100k chunks take minutes, not hours) to each size, then 100 queries per mode over
- *    HTTP: p50/p95 for hybrid, keyword and semantic.
+ *    HTTP (one untimed pass, then the modes interleaved): p50/p95 for hybrid, keyword and semantic.
  * 3. Recall: for 100 queries, the HNSW top 10 (SEARCH_EF_SEARCH, iterative scans) against an exact
  *    scan's top 10, and the served hybrid top 10 against the same hybrid with an exact
  *    nearest-neighbour leg. The corpus repeats its sentences, so many chunks score exactly alike: a
@@ -293,8 +293,15 @@ async function main(): Promise<void> {
       const queries = Array.from({ length: QUERIES }, (_, i) => (i % 2 ? pick(corpus.queries).query : pick(sentences)));
       const latency: Record<string, number[]> = { hybrid: [], semantic: [], keyword: [] };
       const served = new Map<string, string[]>(); // query → the hybrid top 10 as served, path#chunk
-      for (const mode of ['hybrid', 'semantic', 'keyword'] as const) {
-        for (const q of queries) {
+      const modes = ['hybrid', 'semantic', 'keyword'] as const;
+      // One untimed pass first: right after a fill, whichever mode ran first paid for reading the
+      // indexes into memory (measured: hybrid p50 38 ms over HTTP against 19 ms for its statement
+      // alone, timed later). Then the modes take turns query by query, so no mode is timed on a
+      // colder or busier machine than the others.
+      for (const q of queries) for (const mode of modes) await call('POST', `${vols}/${big}/search`, { query: q, mode, top_k: 10 });
+      for (const [i, q] of queries.entries()) {
+        for (const j of modes.keys()) {
+          const mode = modes[(i + j) % modes.length] as (typeof modes)[number];
           const t = performance.now();
           const r = await call('POST', `${vols}/${big}/search`, { query: q, mode, top_k: 10 });
           if (r.status !== 200) throw new Error(JSON.stringify(r.body));
@@ -499,7 +506,7 @@ async function main(): Promise<void> {
       '',
       `**Ingestion by batch writes** (the same texts, \`POST …/batch\`): ${batchLine}.`,
       '',
-      `**Search** over HTTP, ${QUERIES} queries per mode (half corpus paraphrases, half sentences), top_k 10; recall@10 of the HNSW scan against an exact scan of the same vectors. ` +
+      `**Search** over HTTP, ${QUERIES} queries per mode (half corpus paraphrases, half sentences), top_k 10, after one untimed pass of them all, the modes taking turns query by query; recall@10 of the HNSW scan against an exact scan of the same vectors. ` +
         'The corpus repeats its sentences, so many chunks score exactly alike: recall counts a hit that is in the exact top 10 or scores as well as its 10th (ties counted), ' +
         'with the strict count (only the exact top 10 itself, whose ties are broken by path) in brackets:',
       '',
