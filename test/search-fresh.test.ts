@@ -1,4 +1,6 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUSY_POLL_MS, startFreshMerger } from '../src/domain/search/fresh-merger.js';
 import { semanticSql, useSearchPlans } from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
@@ -93,6 +95,49 @@ describe('fresh tier', () => {
     const fresh = await explain('fresh');
     expect(fresh).toContain('chunks_fresh_idx');
     expect(fresh).not.toContain('hnsw_idx');
+  });
+  it('while indexing is busy, wake-ups do not make the merger look more often than every BUSY_POLL_MS', async () => {
+    const rt = gw.app.runtime;
+    release = holdMerger(gw); // the gateway's own merger leaves the fresh chunk below alone
+    const v = await newVolume(gw, 'org-busy', { embedding_model_id: 'hash-1024' });
+    await gw.call('PUT', `${v.volumeUrl}/entries/a.md`, { content_text: 'tidal pools' });
+    await indexed(gw, v.volumeId, 1);
+    // Indexing is busy: a running index job that no worker will finish meanwhile.
+    const busy = await rt.db.job.create({
+      data: { kind: 'index_entry', status: 'running', lockedBy: 'test', lockedUntil: new Date(Date.now() + 60_000) },
+    });
+    // A second merger whose database counts its looks at the job queue (each look also counts the tier).
+    let looks = 0;
+    const db = new Proxy(rt.db, {
+      get(target, key) {
+        const value = Reflect.get(target, key);
+        if (key === '$queryRaw')
+          return (sql: TemplateStringsArray, ...values: unknown[]) => {
+            if (sql.join('?').includes('FROM jobs')) looks++;
+            return target.$queryRaw(sql, ...values);
+          };
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    const ownWake = rt.state.wakeFreshMerger;
+    const merger = startFreshMerger({ ...rt, db }, 60_000);
+    try {
+      await waitFor(async () => looks === 1, 5_000);
+      // Indexing wakes the merger after every batch: forty batches in quick succession.
+      const t0 = performance.now();
+      for (let i = 0; i < 40; i++) {
+        merger.wake();
+        await delay(5);
+      }
+      const elapsed = performance.now() - t0;
+      // Answering every wake would have looked ~40 times.
+      expect(looks - 1).toBeLessThanOrEqual(Math.ceil(elapsed / BUSY_POLL_MS) + 1);
+    } finally {
+      await merger.stop();
+      rt.state.wakeFreshMerger = ownWake;
+      await rt.db.job.delete({ where: { id: busy.id } });
+      release();
+    }
   });
 });
 
