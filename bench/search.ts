@@ -24,6 +24,8 @@
  *    nearest-neighbour leg. The corpus repeats its sentences, so many chunks score exactly alike: a
  *    hit counts as found when it is in the exact top 10 or scores as well as its 10th (ties
  *    counted); the strict count (the exact top 10's own ids, ties broken by path) is printed beside it.
+ * 4. With `--reindex-scale`: one reindex job over the largest volume, timed to its end (every chunk
+ *    embedded and written again), then until the fresh tier is merged.
  * Writes the `## Search` section of BENCHMARKS.md. Not part of the test suite.
  */
 import { performance } from 'node:perf_hooks';
@@ -73,6 +75,8 @@ const HYBRID_SHAPES = [
   { depth: HYBRID_DEPTH, ef: EF_SEARCH, f: 2 },
 ];
 const INDEXING_ONLY = process.argv.includes('--indexing-only');
+/** `--reindex-scale`: after the searches, time one reindex job over the largest volume (section 4). */
+const REINDEX_SCALE = process.argv.includes('--reindex-scale');
 const EF_SWEEP = [...new Set([40, 100, 200, 400, EF_SEARCH])].sort((a, b) => a - b);
 
 const KEYWORD_RANKINGS: Record<KeywordRanking, string> = {
@@ -169,6 +173,21 @@ async function main(): Promise<void> {
   try {
     const ws = (await call('POST', '/v1/orgs/bench/workspaces', { name: 'bench' })).body.workspace_id;
     const vols = `/v1/orgs/bench/workspaces/${ws}/volumes`;
+    /** Runs one reindex job of a volume to its end. */
+    const reindex = async (volumeId: string) => {
+      await call('POST', `${vols}/${volumeId}/reindex`, {});
+      let lastPrint = 0;
+      for (;;) {
+        const r = (await call('GET', `${vols}/${volumeId}/reindex`)).body;
+        if (r.reindex_status === 'completed') break;
+        if (r.reindex_status === 'failed') throw new Error(JSON.stringify(r));
+        if (performance.now() - lastPrint > 5000) {
+          lastPrint = performance.now();
+          process.stdout.write(`  reindex ${JSON.stringify(r.reindex_progress)}\n`);
+        }
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    };
     const model = `hash-${DIMS}`;
 
     // 1. Indexing throughput through the pipeline.
@@ -183,18 +202,7 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`wrote ${ENTRIES} entries\n`);
     const t0 = performance.now();
-    await call('POST', `${vols}/${ix}/reindex`, {});
-    let lastPrint = 0;
-    for (;;) {
-      const r = (await call('GET', `${vols}/${ix}/reindex`)).body;
-      if (r.reindex_status === 'completed') break;
-      if (r.reindex_status === 'failed') throw new Error(JSON.stringify(r));
-      if (performance.now() - lastPrint > 5000) {
-        lastPrint = performance.now();
-        process.stdout.write(`  reindex ${JSON.stringify(r.reindex_progress)}\n`);
-      }
-      await new Promise((res) => setTimeout(res, 100));
-    }
+    await reindex(ix);
     const indexSeconds = (performance.now() - t0) / 1000;
     const ixChunks = await prisma.chunk.count({ where: { volumeId: ix } });
     const ixMerge = await mergedAfter();
@@ -484,6 +492,18 @@ async function main(): Promise<void> {
       process.stdout.write(`${results.at(-1)}\n`);
     }
 
+    // 4. A reindex at scale: one job over the largest volume, through the pipeline (every chunk
+    //    embedded and written again, the old ones dropped).
+    let reindexLine = '';
+    if (REINDEX_SCALE) {
+      const n = await prisma.chunk.count({ where: { volumeId: big } });
+      const r0 = performance.now();
+      await reindex(big);
+      const seconds = (performance.now() - r0) / 1000;
+      reindexLine = `**Reindex at scale** (one job over the ${n.toLocaleString('en')}-chunk volume, one chunk an entry, the same model; the fresh tier takes the first ${app.runtime.settings.freshChunks.toLocaleString('en')} chunks, the rest go straight into the HNSW graph): ${seconds.toFixed(0)} s = **${(n / seconds).toFixed(0)} chunks/s**; ${await mergedAfter()}.`;
+      process.stdout.write(`${reindexLine}\n`);
+    }
+
     const date = new Date().toISOString().slice(0, 10);
     const keywordRank = await keywordRanking(app.runtime);
     const database = databaseUrl
@@ -495,6 +515,7 @@ async function main(): Promise<void> {
       ...(PG ? [`--pg ${PG}`] : []),
       ...(QUERIES !== 100 ? [`--queries ${QUERIES}`] : []),
       ...(OVERFETCH ? [] : ['--no-overfetch']),
+      ...(REINDEX_SCALE ? ['--reindex-scale'] : []),
     ];
     lines.push(
       `${database}, hashing embedder \`${model}\`, HNSW \`ef_search\` = ${EF_SEARCH} with iterative scans, ${date}.`,
@@ -537,6 +558,7 @@ async function main(): Promise<void> {
             '',
           ]
         : []),
+      ...(reindexLine ? [reindexLine, ''] : []),
       `Bulk fill (straight SQL, same rows as the pipeline${databaseUrl ? "; the chunks' HNSW (dense and sparse), GIN and BM25 indexes dropped before and built after each step, as pgvector's README advises for bulk loads, then VACUUM ANALYZE" : ''}): ${rows.join('; ')}.`,
     );
     await writeSection(databaseUrl ? 'Search (server mode)' : 'Search', lines.join('\n'));
