@@ -322,3 +322,64 @@ describe('changing the embedding model', () => {
     expect(after.body.total).toBeGreaterThan(0);
   });
 });
+
+describe('chunks kept in place', () => {
+  const rows = async (volumeId: string) =>
+    gw.app.database.prisma.chunk.findMany({
+      where: { volumeId },
+      select: { id: true, entryId: true, chunkIndex: true, contentHash: true, embedderId: true },
+      orderBy: [{ entryId: 'asc' }, { chunkIndex: 'asc' }],
+    });
+  const reindexed = async (v: TestVolume) => {
+    expect((await gw.call('POST', `${v.volumeUrl}/reindex`, {})).status).toBe(202);
+    await waitFor(async () => (await gw.call('GET', v.volumeUrl)).body.reindex_status === 'completed', 20_000);
+    await jobsIdle(gw);
+  };
+  const paragraphs = (last: string) =>
+    [
+      'Tide tables list the times of high and low water at a harbour for every day of the year.',
+      'Sailors read them before leaving port, since a falling tide can strand a keel on a sandbar.',
+      'The moon pulls the oceans into two bulges, so most coasts see two high waters a day.',
+      last,
+    ].join('\n\n');
+
+  it('a same-model reindex writes no row whose text is unchanged, and puts back a lost one', async () => {
+    const v = await newVolume(gw, ORG, { chunk_size: 24, chunk_overlap: 0 });
+    await gw.call('PUT', v.entry('/tides.md'), { content_text: paragraphs('Spring tides follow the full and new moon.') });
+    for (const n of [1, 2, 3]) await gw.call('PUT', v.entry(`/short/${n}.md`), { content_text: `short note ${n} on harbour pilots` });
+    await indexed(gw, v.volumeId, 4);
+    await jobsIdle(gw);
+    const before = await rows(v.volumeId);
+    expect(before.filter((r) => r.chunkIndex > 0).length, 'the long entry spans several chunks').toBeGreaterThan(2);
+
+    await reindexed(v);
+    expect(await rows(v.volumeId)).toEqual(before);
+
+    // A row lost (say, by a bad restore): the reindex writes that one again, and only that one.
+    const lost = before[1] as (typeof before)[number];
+    await gw.app.database.prisma.chunk.delete({ where: { id: lost.id } });
+    await reindexed(v);
+    const after = await rows(v.volumeId);
+    expect(after.map(({ id, ...r }) => r)).toEqual(before.map(({ id, ...r }) => r));
+    expect(after.filter((r) => !before.some((b) => b.id === r.id))).toEqual([{ ...lost, id: expect.any(String) }]);
+  });
+
+  it('an edit to the end of a long entry rewrites only the chunks that changed; search follows the edit', async () => {
+    const v = await newVolume(gw, ORG, { chunk_size: 24, chunk_overlap: 0 });
+    await gw.call('PUT', v.entry('/tides.md'), { content_text: paragraphs('Spring tides follow the full and new moon.') });
+    await indexed(gw, v.volumeId, 1);
+    await jobsIdle(gw);
+    const before = await rows(v.volumeId);
+    await gw.call('PUT', v.entry('/tides.md'), { content_text: paragraphs('Neap tides come with the quarter moons.') });
+    await waitFor(
+      async () => (await gw.call('POST', `${v.volumeUrl}/search`, { query: 'neap quarter', mode: 'keyword' })).body.total === 1,
+    );
+    await jobsIdle(gw);
+    const after = await rows(v.volumeId);
+    expect(after).toHaveLength(before.length);
+    const kept = after.filter((r) => before.some((b) => b.id === r.id));
+    expect(kept.map((r) => r.chunkIndex)).toEqual(before.slice(0, -1).map((r) => r.chunkIndex));
+    expect(after.at(-1)?.contentHash).not.toBe(before.at(-1)?.contentHash);
+    expect((await gw.call('POST', `${v.volumeUrl}/search`, { query: 'spring full', mode: 'keyword' })).body.total).toBe(0);
+  });
+});

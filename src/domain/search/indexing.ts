@@ -117,11 +117,11 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
     }
   }
   const changing = plans.filter((p) => !p.unchanged);
-  for (const [p, err] of await embedChunks(rt, changing, opts.signal)) outcomes.set(p.entry.id, err);
+  const columns: ChunkColumns = { keyword: columnsFor(await keywordRanking(rt)), vectorOid: await vectorOid(rt.db) };
+  for (const [p, err] of await embedChunks(rt, changing, columns.keyword, opts.signal)) outcomes.set(p.entry.id, err);
 
   const ready = plans.filter((p) => !outcomes.has(p.entry.id));
-  const fresh = await placeInFreshTier(rt, ready.flatMap(rowsOf));
-  const columns: ChunkColumns = { keyword: columnsFor(await keywordRanking(rt)), vectorOid: await vectorOid(rt.db) };
+  const fresh = await placeInFreshTier(rt, ready.flatMap(newRowsOf));
   for (const p of ready) {
     const searchable = p.rows && p.targets.includes(p.searchWith) ? p.rows.filter((r) => r.embedderId === p.searchWith).length : null;
     p.done = { hash: p.hash, isIndexed: p.targets.includes(p.searchWith) || p.entry.isIndexed, searchable };
@@ -182,12 +182,15 @@ interface Done {
   searchable: number | null;
 }
 
-/** Consecutive groups of plans holding at most `max` rows each (a larger plan is a group of its own). */
+/**
+ * Consecutive groups of plans writing at most `max` rows each (a larger plan is a group of its own);
+ * an entry that writes none counts as one.
+ */
 function* byRows(plans: Plan[], max: number): Generator<Plan[]> {
   let group: Plan[] = [];
   let rows = 0;
   for (const p of plans) {
-    const n = p.rows?.length ?? 0;
+    const n = Math.max(1, newRowsOf(p).length);
     if (group.length > 0 && rows + n > max) {
       yield group;
       group = [];
@@ -236,7 +239,7 @@ async function swapFresh(rt: Runtime, plans: Plan[], columns: ChunkColumns): Pro
                WHERE e.content_hash IS NULL ORDER BY e.id FOR UPDATE OF e),
     upd AS (UPDATE entries e SET ${INDEXED_SET}, indexed_at = ${new Date()}
             FROM d WHERE d.id = e.id AND e.id IN (SELECT id FROM locked) RETURNING e.id),
-    ins AS (${chunkInsert(plans.flatMap(rowsOf), columns)} WHERE t.entry_id IN (SELECT id FROM upd) RETURNING 1)
+    ins AS (${chunkInsert(plans.flatMap(newRowsOf), columns)} WHERE t.entry_id IN (SELECT id FROM upd) RETURNING 1)
     SELECT id FROM upd`;
   return rows.map((r) => r.id);
 }
@@ -262,14 +265,20 @@ async function swapInTransaction(rt: Runtime, plans: Plan[], columns: ChunkColum
         }
       }
       // A never-indexed entry has no chunks to remove (they are written only with its content_hash).
-      const replaced = ok.filter((p) => p.rows && !p.fresh).flatMap((p) => p.targets.map((t) => [p.entry.id, t] as const));
+      // Rows kept in place (same position, same text, complete: embedChunks) stay; the rest go.
+      const swapping = ok.filter((p) => p.rows && !p.fresh);
+      const replaced = swapping.flatMap((p) => p.targets.map((t) => [p.entry.id, t] as const));
       if (replaced.length > 0) {
+        const kept = swapping.flatMap((p) => (p.rows ?? []).filter((r) => r.kept));
         await tx.$executeRaw`DELETE FROM chunks WHERE (entry_id, embedder_id) IN (
-          SELECT * FROM unnest(${replaced.map((r) => r[0])}::text[], ${replaced.map((r) => r[1])}::text[]))`;
+            SELECT * FROM unnest(${replaced.map((r) => r[0])}::text[], ${replaced.map((r) => r[1])}::text[]))
+          AND (entry_id, embedder_id, chunk_index, content_hash) NOT IN (
+            SELECT * FROM unnest(${kept.map((r) => r.entryId)}::text[], ${kept.map((r) => r.embedderId)}::text[],
+                                 ${kept.map((r) => r.chunkIndex)}::int[], ${kept.map((r) => r.contentHash)}::text[]))`;
       }
       // Small statements here: this path takes large entries (thousands of chunks), and a PGlite on
       // the event loop (tests: src/db/yielding-pglite.ts) lets requests in only between statements.
-      const rows = ok.flatMap(rowsOf);
+      const rows = ok.flatMap(newRowsOf);
       for (let i = 0; i < rows.length; i += TX_INSERT_BATCH)
         await tx.$executeRaw`${chunkInsert(rows.slice(i, i + TX_INSERT_BATCH), columns)}`;
       if (ok.length > 0) {
@@ -282,11 +291,15 @@ async function swapInTransaction(rt: Runtime, plans: Plan[], columns: ChunkColum
 }
 
 /**
- * Chunks each entry's text and embeds it for each of its embedders, reusing the vectors of chunks
- * whose text is unchanged; one embedding call per embedder for all the entries' new texts (split
- * per entry when it fails, so a bad entry fails alone). Returns the entries that failed.
+ * Chunks each entry's text and embeds it for each of its embedders. A chunk an entry already has at
+ * the same position with the same text (and the keyword columns `keyword` asks for) is kept in place
+ * and not written again: a reindex into the same model, or an edit to one part of a long document,
+ * rewrites only what changed (each rewritten row costs an HNSW insert and leaves a dead graph node).
+ * Other chunks whose text is unchanged reuse their vectors; one embedding call per embedder for all
+ * the entries' new texts (split per entry when it fails, so a bad entry fails alone). Returns the
+ * entries that failed.
  */
-async function embedChunks(rt: Runtime, plans: Plan[], signal?: AbortSignal): Promise<Map<Plan, Error>> {
+async function embedChunks(rt: Runtime, plans: Plan[], keyword: KeywordColumns, signal?: AbortSignal): Promise<Map<Plan, Error>> {
   const failed = new Map<Plan, Error>();
   const pieces = new Map<Plan, { texts: string[]; hashes: string[] }>();
   for (const p of plans) {
@@ -301,17 +314,37 @@ async function embedChunks(rt: Runtime, plans: Plan[], signal?: AbortSignal): Pr
     }
   }
   const chunked = plans.filter((p) => pieces.has(p));
-  // Vectors of unchanged chunks are kept (pgvector text); every vector is encoded per insert batch
-  // (chunkInsert, in binary), so thousands of vectors are never encoded in one go.
-  const known = new Map<string, string | number[]>(); // entry id, embedder, content hash → vector
   const key = (entryId: string, embedderId: string, hash: string) => `${entryId}\u0000${embedderId}\u0000${hash}`;
+  // What the entries indexed before have now: the rows to keep in place, and where a vector can be reused.
+  const inPlace = new Set<string>(); // entry id, embedder, hash + position
   const reusing = chunked.filter((p) => !p.fresh);
   if (reusing.length > 0) {
+    const complete =
+      keyword === 'none'
+        ? Prisma.sql`true`
+        : keyword === 'tsv'
+          ? Prisma.sql`tsv IS NOT NULL`
+          : Prisma.sql`tsv IS NOT NULL AND bm25 IS NOT NULL`;
+    const have = await rt.db.$queryRaw<{ entry_id: string; embedder_id: string; chunk_index: number; content_hash: string }[]>`
+      SELECT entry_id, embedder_id, chunk_index, content_hash FROM chunks
+      WHERE entry_id = ANY(${reusing.map((p) => p.entry.id)}) AND embedder_id = ANY(${[...new Set(reusing.flatMap((p) => p.targets))]})
+        AND ${complete}`;
+    for (const h of have) inPlace.add(key(h.entry_id, h.embedder_id, `${h.content_hash}@${h.chunk_index}`));
+  }
+  const keptAt = (p: Plan, embedderId: string, i: number) =>
+    inPlace.has(key(p.entry.id, embedderId, `${(pieces.get(p) as { hashes: string[] }).hashes[i]}@${i}`));
+  // Vectors of other unchanged chunks are reused (pgvector text); every vector is encoded per insert
+  // batch (chunkInsert, in binary), so thousands of vectors are never encoded in one go.
+  const known = new Map<string, string | number[]>(); // entry id, embedder, content hash → vector
+  const wanted = reusing.flatMap((p) =>
+    p.targets.flatMap((t) => (pieces.get(p) as { hashes: string[] }).hashes.filter((_, i) => !keptAt(p, t, i))),
+  );
+  if (wanted.length > 0) {
     const old = await rt.db.$queryRaw<{ entry_id: string; embedder_id: string; content_hash: string; embedding: string }[]>`
       SELECT DISTINCT ON (entry_id, embedder_id, content_hash) entry_id, embedder_id, content_hash, embedding::text AS embedding
       FROM chunks WHERE entry_id = ANY(${reusing.map((p) => p.entry.id)})
         AND embedder_id = ANY(${[...new Set(reusing.flatMap((p) => p.targets))]})
-        AND content_hash = ANY(${[...new Set(reusing.flatMap((p) => pieces.get(p)?.hashes ?? []))]})`;
+        AND content_hash = ANY(${[...new Set(wanted)]})`;
     for (const o of old) known.set(key(o.entry_id, o.embedder_id, o.content_hash), o.embedding);
   }
   for (const embedderId of new Set(chunked.flatMap((p) => p.targets))) {
@@ -321,7 +354,7 @@ async function embedChunks(rt: Runtime, plans: Plan[], signal?: AbortSignal): Pr
     for (const p of users) {
       const { texts, hashes } = pieces.get(p) as { texts: string[]; hashes: string[] };
       hashes.forEach((h, i) => {
-        if (!known.has(key(p.entry.id, embedderId, h))) missing.set(h, texts[i] as string);
+        if (!keptAt(p, embedderId, i) && !known.has(key(p.entry.id, embedderId, h))) missing.set(h, texts[i] as string);
       });
     }
     let embedder: Embedder;
@@ -362,8 +395,10 @@ async function embedChunks(rt: Runtime, plans: Plan[], signal?: AbortSignal): Pr
       p.rows ??= [];
       texts.forEach((content, i) => {
         const h = hashes[i] as string;
-        const vector = known.get(key(p.entry.id, embedderId, h)) ?? (vectors.get(h) as number[]);
+        const kept = keptAt(p, embedderId, i);
+        const vector = kept ? null : (known.get(key(p.entry.id, embedderId, h)) ?? (vectors.get(h) as number[]));
         p.rows?.push({
+          kept,
           entryId: p.entry.id,
           volumeId: p.entry.volumeId,
           chunkIndex: i,
@@ -383,6 +418,8 @@ async function embedChunks(rt: Runtime, plans: Plan[], signal?: AbortSignal): Pr
 
 const asError = (err: unknown) => (err instanceof Error ? err : new Error(String(err)));
 const rowsOf = (p: Plan) => p.rows ?? [];
+/** The rows a swap writes: all but those kept in place. */
+const newRowsOf = (p: Plan) => rowsOf(p).filter((r) => !r.kept);
 
 interface ChunkRow {
   entryId: string;
@@ -392,8 +429,10 @@ interface ChunkRow {
   contentHash: string;
   embedderId: string;
   dims: number;
-  /** pgvector text (a kept vector) or numbers (a new one). */
-  vector: string | number[];
+  /** Already in the table, at this position with this text: not written again. */
+  kept: boolean;
+  /** pgvector text (a reused vector) or numbers (a new one); null for a row kept in place. */
+  vector: string | number[] | null;
   /** Written into the fresh tier, outside the HNSW indexes until merged. */
   fresh?: boolean;
   /** The volume's typical chunk length in indexed words (BM25's average, bm25-sparse.ts). */
@@ -401,7 +440,7 @@ interface ChunkRow {
 }
 
 /** A vector as numbers (a kept one comes back from pgvector as text, which is JSON). */
-const vectorNumbers = (v: string | number[]): number[] => (typeof v === 'string' ? (JSON.parse(v) as number[]) : v);
+const vectorNumbers = (v: string | number[] | null): number[] => (typeof v === 'string' ? (JSON.parse(v) as number[]) : (v ?? []));
 
 /**
  * Which keyword columns a chunk row fills: none where BM25 ranks from pg_textsearch's index (it
