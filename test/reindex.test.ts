@@ -352,8 +352,17 @@ describe('chunks kept in place', () => {
     const before = await rows(v.volumeId);
     expect(before.filter((r) => r.chunkIndex > 0).length, 'the long entry spans several chunks').toBeGreaterThan(2);
 
+    const indexedAt = async () =>
+      Object.fromEntries(
+        (await gw.app.database.prisma.entry.findMany({ where: { volumeId: v.volumeId }, select: { id: true, indexedAt: true } })).map(
+          (e) => [e.id, e.indexedAt?.toISOString()],
+        ),
+      );
+    const stamped = await indexedAt();
     await reindexed(v);
     expect(await rows(v.volumeId)).toEqual(before);
+    // Nothing was written at all: every entry already recorded exactly this state.
+    expect(await indexedAt()).toEqual(stamped);
 
     // A row lost (say, by a bad restore): the reindex writes that one again, and only that one.
     const lost = before[1] as (typeof before)[number];
@@ -362,6 +371,8 @@ describe('chunks kept in place', () => {
     const after = await rows(v.volumeId);
     expect(after.map(({ id, ...r }) => r)).toEqual(before.map(({ id, ...r }) => r));
     expect(after.filter((r) => !before.some((b) => b.id === r.id))).toEqual([{ ...lost, id: expect.any(String) }]);
+    const moved = Object.entries(await indexedAt()).filter(([id, at]) => at !== stamped[id]);
+    expect(moved.map(([id]) => id)).toEqual([lost.entryId]);
   });
 
   it('an edit to the end of a long entry rewrites only the chunks that changed; search follows the edit', async () => {

@@ -9,7 +9,7 @@ import type { JobHandler } from '../../jobs/types.js';
 import type { KeywordRanking, Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
 import { typicalChunkWords } from './bm25-sparse.js';
-import { freshRoom } from './fresh.js';
+import { freshCounted, freshRoom } from './fresh.js';
 import { INDEXED_DIMS, keywordRanking } from './sql.js';
 
 // Entry → chunks → vectors. Runs after a write commits (an `index_entry` job queued in the write's
@@ -42,10 +42,10 @@ export function indexableText(entry: Pick<Entry, 'contentType' | 'content' | 'co
 
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
-type VolumeChunking = Pick<Volume, 'chunkingStrategy' | 'chunkSize' | 'chunkOverlap'>;
+export type VolumeChunking = Pick<Volume, 'chunkingStrategy' | 'chunkSize' | 'chunkOverlap'>;
 
 /** Identifies the chunks an entry's text yields: same hash, same chunks (so indexing can be skipped). */
-function textHash(text: string, v: VolumeChunking): string {
+export function textHash(text: string, v: VolumeChunking): string {
   return sha256(`${v.chunkingStrategy}:${v.chunkSize}:${v.chunkOverlap}\n${text}`);
 }
 
@@ -77,8 +77,6 @@ export async function indexEntry(rt: Runtime, entryId: string, opts: IndexOption
  * transactions and job bookkeeping that dominated small entries.
  */
 const INSERT_BATCH = 16;
-/** Rows per INSERT inside a transaction (large entries: see swapInTransaction). */
-const TX_INSERT_BATCH = 4;
 
 /**
  * Indexes several entries with a fixed number of statements for the lot: one to load them, one (or
@@ -125,9 +123,14 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
   for (const p of ready) {
     const searchable = p.rows && p.targets.includes(p.searchWith) ? p.rows.filter((r) => r.embedderId === p.searchWith).length : null;
     p.done = { hash: p.hash, isIndexed: p.targets.includes(p.searchWith) || p.entry.isIndexed, searchable };
+    // Rows all in place (or unchanged) and the entry already records this state (a reindex of an
+    // unchanged entry, a job run again): nothing to write.
+    const e = p.entry;
+    const recorded = e.contentHash === p.hash && e.isIndexed === p.done.isIndexed && e.indexError === null;
+    if ((p.inPlace || p.unchanged) && recorded && (searchable === null || e.totalChunks === searchable)) outcomes.set(e.id, 'unchanged');
   }
   // The common case, new entries of a few chunks, swaps in one statement per INSERT_BATCH rows.
-  const quick = ready.filter((p) => p.fresh && p.rows && p.rows.length <= INSERT_BATCH);
+  const quick = ready.filter((p) => !outcomes.has(p.entry.id) && p.fresh && p.rows && p.rows.length <= INSERT_BATCH);
   for (const group of byRows(quick, INSERT_BATCH)) {
     for (const id of await swapFresh(rt, group, columns)) outcomes.set(id, 'indexed');
   }
@@ -158,6 +161,7 @@ async function placeInFreshTier(rt: Runtime, rows: ChunkRow[]): Promise<number> 
   const room = await freshRoom(rt);
   const placed = candidates.slice(0, room);
   for (const r of placed) r.fresh = true;
+  freshCounted(rt, placed.length);
   return placed.length;
 }
 
@@ -171,6 +175,8 @@ interface Plan {
   unchanged?: boolean;
   /** The chunk rows to write (undefined when unchanged). */
   rows?: ChunkRow[];
+  /** The entry has exactly these rows already, every one kept in place. */
+  inPlace?: boolean;
   done?: Done;
 }
 
@@ -276,11 +282,11 @@ async function swapInTransaction(rt: Runtime, plans: Plan[], columns: ChunkColum
             SELECT * FROM unnest(${kept.map((r) => r.entryId)}::text[], ${kept.map((r) => r.embedderId)}::text[],
                                  ${kept.map((r) => r.chunkIndex)}::int[], ${kept.map((r) => r.contentHash)}::text[]))`;
       }
-      // Small statements here: this path takes large entries (thousands of chunks), and a PGlite on
-      // the event loop (tests: src/db/yielding-pglite.ts) lets requests in only between statements.
+      // Statements of INSERT_BATCH rows, as outside a transaction: this path takes large entries
+      // (thousands of chunks), and a PGlite on the event loop (tests: src/db/yielding-pglite.ts)
+      // lets requests in only between statements.
       const rows = ok.flatMap(newRowsOf);
-      for (let i = 0; i < rows.length; i += TX_INSERT_BATCH)
-        await tx.$executeRaw`${chunkInsert(rows.slice(i, i + TX_INSERT_BATCH), columns)}`;
+      for (let i = 0; i < rows.length; i += INSERT_BATCH) await tx.$executeRaw`${chunkInsert(rows.slice(i, i + INSERT_BATCH), columns)}`;
       if (ok.length > 0) {
         await tx.$executeRaw`UPDATE entries e SET ${INDEXED_SET}, indexed_at = ${new Date()} FROM ${doneArrays(ok)} WHERE e.id = d.id`;
       }
@@ -317,6 +323,8 @@ async function embedChunks(rt: Runtime, plans: Plan[], keyword: KeywordColumns, 
   const key = (entryId: string, embedderId: string, hash: string) => `${entryId}\u0000${embedderId}\u0000${hash}`;
   // What the entries indexed before have now: the rows to keep in place, and where a vector can be reused.
   const inPlace = new Set<string>(); // entry id, embedder, hash + position
+  const rowsNow = new Map<string, number>(); // entry id → its rows for its targets
+  const present = new Set<string>(); // entry id, embedder, hash: a vector to reuse
   const reusing = chunked.filter((p) => !p.fresh);
   if (reusing.length > 0) {
     const complete =
@@ -325,19 +333,29 @@ async function embedChunks(rt: Runtime, plans: Plan[], keyword: KeywordColumns, 
         : keyword === 'tsv'
           ? Prisma.sql`tsv IS NOT NULL`
           : Prisma.sql`tsv IS NOT NULL AND bm25 IS NOT NULL`;
-    const have = await rt.db.$queryRaw<{ entry_id: string; embedder_id: string; chunk_index: number; content_hash: string }[]>`
-      SELECT entry_id, embedder_id, chunk_index, content_hash FROM chunks
-      WHERE entry_id = ANY(${reusing.map((p) => p.entry.id)}) AND embedder_id = ANY(${[...new Set(reusing.flatMap((p) => p.targets))]})
-        AND ${complete}`;
-    for (const h of have) inPlace.add(key(h.entry_id, h.embedder_id, `${h.content_hash}@${h.chunk_index}`));
+    const have = await rt.db.$queryRaw<
+      { entry_id: string; embedder_id: string; chunk_index: number; content_hash: string; complete: boolean }[]
+    >`
+      SELECT entry_id, embedder_id, chunk_index, content_hash, ${complete} AS complete FROM chunks
+      WHERE entry_id = ANY(${reusing.map((p) => p.entry.id)}) AND embedder_id = ANY(${[...new Set(reusing.flatMap((p) => p.targets))]})`;
+    const targetsOf = new Map(reusing.map((p) => [p.entry.id, p.targets]));
+    for (const h of have) {
+      if (!targetsOf.get(h.entry_id)?.includes(h.embedder_id)) continue;
+      rowsNow.set(h.entry_id, (rowsNow.get(h.entry_id) ?? 0) + 1);
+      present.add(key(h.entry_id, h.embedder_id, h.content_hash));
+      if (h.complete) inPlace.add(key(h.entry_id, h.embedder_id, `${h.content_hash}@${h.chunk_index}`));
+    }
   }
   const keptAt = (p: Plan, embedderId: string, i: number) =>
     inPlace.has(key(p.entry.id, embedderId, `${(pieces.get(p) as { hashes: string[] }).hashes[i]}@${i}`));
   // Vectors of other unchanged chunks are reused (pgvector text); every vector is encoded per insert
   // batch (chunkInsert, in binary), so thousands of vectors are never encoded in one go.
   const known = new Map<string, string | number[]>(); // entry id, embedder, content hash → vector
+  // (Read only where a row with that text exists: none do for a model the entry was never indexed for.)
   const wanted = reusing.flatMap((p) =>
-    p.targets.flatMap((t) => (pieces.get(p) as { hashes: string[] }).hashes.filter((_, i) => !keptAt(p, t, i))),
+    p.targets.flatMap((t) =>
+      (pieces.get(p) as { hashes: string[] }).hashes.filter((h, i) => !keptAt(p, t, i) && present.has(key(p.entry.id, t, h))),
+    ),
   );
   if (wanted.length > 0) {
     const old = await rt.db.$queryRaw<{ entry_id: string; embedder_id: string; content_hash: string; embedding: string }[]>`
@@ -413,6 +431,8 @@ async function embedChunks(rt: Runtime, plans: Plan[], keyword: KeywordColumns, 
     }
   }
   for (const p of failed.keys()) p.rows = undefined;
+  // An entry whose every row is kept and that has no other row needs no swap (see indexEntries).
+  for (const p of reusing) p.inPlace = !failed.has(p) && !!p.rows?.every((r) => r.kept) && p.rows.length === rowsNow.get(p.entry.id);
   return failed;
 }
 

@@ -8,6 +8,7 @@ import type { Job, Volume } from '../../generated/prisma/client.js';
 import type { JobContext, JobHandler } from '../../jobs/types.js';
 import { authorizeVolume } from '../access/authorize.js';
 import type { Principal } from '../access/principal.js';
+import { isRecordNotFound } from '../shared/errors.js';
 import type { ReindexProgressEvent, ReindexStatus } from '../shared/events.js';
 import { liveEntries } from '../shared/live-entries.js';
 import type { VolumeRoute } from '../shared/routes.js';
@@ -193,9 +194,10 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
   const ticker = setInterval(() => {
     if (!ctx.signal.aborted) running(startedAt);
   }, PROGRESS_INTERVAL_MS);
+  // The volume as of the last progress saved (each save reads it back: deleted, or its model changed?).
+  let now: Pick<Volume, 'embeddingModelId' | 'deletedAt'> | null = volume;
   try {
     while (!ctx.signal.aborted) {
-      const now = await rt.db.volume.findUnique({ where: { id: volumeId }, select: { embeddingModelId: true, deletedAt: true } });
       if (!now || now.deletedAt) return;
       if (now.embeddingModelId !== state.target) {
         // The model changed while this ran: start over into the new one.
@@ -232,7 +234,13 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
       next.total = Math.max(next.total, next.processed + next.failed);
       if (!(await ctx.checkpoint({ payload: { ...next }, progress: progressJson(next) }))) return; // cancelled or taken over
       state = next;
-      await rt.db.volume.update({ where: { id: volumeId }, data: { reindexProgress: progressJson(state) } });
+      now = await rt.db.volume
+        .update({
+          where: { id: volumeId },
+          data: { reindexProgress: progressJson(state) },
+          select: { embeddingModelId: true, deletedAt: true },
+        })
+        .catch((err: unknown) => (isRecordNotFound(err) ? null : Promise.reject(err)));
       running(startedAt);
     }
     if (ctx.signal.aborted) return;

@@ -101,6 +101,8 @@ export interface RuntimeState {
   keywordRanking?: Promise<KeywordRanking>;
   /** Wakes this gateway's merger of fresh chunks (search/fresh-merger.ts), set while it runs. */
   wakeFreshMerger?: () => void;
+  /** The fresh tier's size as last counted (performance.now() ms), kept up to date by this gateway's writes and merges (search/fresh.ts). */
+  freshCount?: { n: number; at: number };
   /** HTTP requests in flight, and when the last one ended (epoch ms): whether the gateway is quiet. */
   requests: { inFlight: number; lastEndedAt: number };
 }
