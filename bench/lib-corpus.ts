@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Db } from '../src/db/client.js';
 import { vectorArrayParam, vectorOid } from '../src/db/vector-binary.js';
+import { textHash } from '../src/domain/search/indexing.js';
 import { Prisma } from '../src/generated/prisma/client.js';
 import type { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 
@@ -43,6 +44,10 @@ export async function fillChunks(
   },
 ): Promise<void> {
   const entries = Array.from({ length: o.count }, (_, i) => ({ id: randomUUID(), path: `/bulk/${o.from + i}.md`, text: paragraph(3) }));
+  const chunking = await prisma.volume.findUniqueOrThrow({
+    where: { id: o.volumeId },
+    select: { chunkingStrategy: true, chunkSize: true, chunkOverlap: true },
+  });
   await prisma.entry.createMany({
     data: entries.map((e) => ({
       id: e.id,
@@ -53,8 +58,8 @@ export async function fillChunks(
       sizeBytes: BigInt(e.text.length),
       isIndexed: true,
       totalChunks: 1,
-      // Indexed entries record a content hash (chunks exist only with one): a later write re-indexes them.
-      contentHash: 'bulk-fill',
+      // The content hash indexing records (chunks exist only with one): a reindex finds the entry as indexing left it.
+      contentHash: textHash(e.text, chunking),
     })),
   });
   // In binary, as indexing sends them (src/db/vector-binary.ts).
@@ -63,9 +68,10 @@ export async function fillChunks(
     await vectorOid(prisma),
   );
   const bm25 = o.bm25Avgdl === undefined ? Prisma.sql`NULL` : Prisma.sql`chunk_bm25_vector(d.tsv, ${o.bm25Avgdl}::float8)`;
+  // Each chunk's hash as indexing computes it (sha256 of its text), so a reindex into the same model keeps the row.
   await prisma.$executeRaw`
     INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding, tsv, bm25, created_at)
-    SELECT gen_random_uuid()::text, t.entry, ${o.volumeId}, 0, t.content, md5(t.content), ${o.model}, ${o.embedder.dims}, t.vec,
+    SELECT gen_random_uuid()::text, t.entry, ${o.volumeId}, 0, t.content, encode(sha256(convert_to(t.content, 'UTF8')), 'hex'), ${o.model}, ${o.embedder.dims}, t.vec,
            d.tsv, ${bm25}, now()
     FROM unnest(${entries.map((e) => e.id)}::text[], ${entries.map((e) => e.text)}::text[], ${vectors}::vector[]) AS t(entry, content, vec)
     CROSS JOIN LATERAL (SELECT to_tsvector('english', t.content) AS tsv OFFSET 0) d`;
