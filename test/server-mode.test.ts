@@ -16,6 +16,9 @@ let pg: PGlite | undefined;
 let socket: PGLiteSocketServer | undefined;
 let gw: TestGateway | undefined;
 
+/** The gateway's warnings (JSON lines). */
+const warnings: string[] = [];
+
 beforeAll(async () => {
   // maxConnections 1 (pglite-socket's default) kills the connection after any SQL error: see STACK.md.
   db = await startPgliteServer(10);
@@ -23,7 +26,8 @@ beforeAll(async () => {
   const port = Number(socket.getServerConn().split(':').pop());
   expect(port).toBeGreaterThan(0);
   // DATABASE_POOL_SIZE defaults to 10: the whole pool fits under the socket server's cap.
-  gw = await startGateway({ DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/postgres` });
+  // Warnings kept: a compiled read that fell back says why (the concurrent test below names them).
+  gw = await startGateway({ DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/postgres`, LOG_LEVEL: 'warn' }, { logs: warnings });
 });
 
 afterAll(async () => {
@@ -177,8 +181,12 @@ describe('server mode (DATABASE_URL via @prisma/adapter-pg, PGlite behind pglite
     api().queries.length = 0;
     const many = await Promise.all([1, 2, 3, 4, 5, 6].map(() => api().gql(q, {}, key)));
     for (const r of many) expect(r.body).toEqual(resolved.body);
-    // Written so that a failure names the statements that were not the compiled read.
-    expect(api().queries.filter((s) => !/^SELECT json_build_object\(/.test(s))).toEqual([]);
+    // Written so that a failure names the statements that were not the compiled read, and why it fell back.
+    const fellBack = warnings.filter((w) => w.includes('compiled read')).join('\n');
+    expect(
+      api().queries.filter((s) => !/^SELECT json_build_object\(/.test(s)),
+      fellBack,
+    ).toEqual([]);
   });
 
   it('leaves vacuuming to the server (autovacuum)', async () => {
