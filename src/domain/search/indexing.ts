@@ -327,16 +327,10 @@ async function embedChunks(rt: Runtime, plans: Plan[], keyword: KeywordColumns, 
   const present = new Set<string>(); // entry id, embedder, hash: a vector to reuse
   const reusing = chunked.filter((p) => !p.fresh);
   if (reusing.length > 0) {
-    const complete =
-      keyword === 'none'
-        ? Prisma.sql`true`
-        : keyword === 'tsv'
-          ? Prisma.sql`tsv IS NOT NULL`
-          : Prisma.sql`tsv IS NOT NULL AND bm25 IS NOT NULL`;
     const have = await rt.db.$queryRaw<
       { entry_id: string; embedder_id: string; chunk_index: number; content_hash: string; complete: boolean }[]
     >`
-      SELECT entry_id, embedder_id, chunk_index, content_hash, ${complete} AS complete FROM chunks
+      SELECT entry_id, embedder_id, chunk_index, content_hash, ${keywordColumnsFilled(keyword)} AS complete FROM chunks
       WHERE entry_id = ANY(${reusing.map((p) => p.entry.id)}) AND embedder_id = ANY(${[...new Set(reusing.flatMap((p) => p.targets))]})`;
     const targetsOf = new Map(reusing.map((p) => [p.entry.id, p.targets]));
     for (const h of have) {
@@ -459,8 +453,11 @@ interface ChunkRow {
   avgdl: number;
 }
 
-/** A vector as numbers (a kept one comes back from pgvector as text, which is JSON). */
-const vectorNumbers = (v: string | number[] | null): number[] => (typeof v === 'string' ? (JSON.parse(v) as number[]) : (v ?? []));
+/** A vector as numbers (a reused one comes back from pgvector as text, which is JSON); rows kept in place are never written. */
+function vectorNumbers(v: string | number[] | null): number[] {
+  if (v === null) throw new Error('a chunk row kept in place has no vector to write');
+  return typeof v === 'string' ? (JSON.parse(v) as number[]) : v;
+}
 
 /**
  * Which keyword columns a chunk row fills: none where BM25 ranks from pg_textsearch's index (it
@@ -473,6 +470,13 @@ interface ChunkColumns {
   keyword: KeywordColumns;
   vectorOid: number;
 }
+/** Whether a chunk row has the keyword columns `keyword` fills (chunkInsert): a row without them is written again. */
+const keywordColumnsFilled = (keyword: KeywordColumns): Prisma.Sql =>
+  keyword === 'none'
+    ? Prisma.sql`true`
+    : keyword === 'tsv'
+      ? Prisma.sql`tsv IS NOT NULL`
+      : Prisma.sql`tsv IS NOT NULL AND bm25 IS NOT NULL`;
 const columnsFor = (ranking: KeywordRanking): KeywordColumns =>
   ranking === 'bm25' ? 'none' : ranking === 'ts_rank_cd' ? 'tsv' : 'tsv+bm25';
 
