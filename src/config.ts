@@ -32,6 +32,8 @@ const ConfigSchema = z.object({
   DATABASE_URL: optionalString.pipe(z.url().optional()),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
   DATABASE_POOL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(20_000),
+  /** Embedded mode: PGlite's shared_buffers in MB (its memory is at most 2 GB, so at most 1 GB of it). */
+  EMBEDDED_SHARED_BUFFERS_MB: z.coerce.number().int().min(16).max(1024).default(256),
   S3_ENDPOINT: optionalString.pipe(z.url().optional()),
   S3_REGION: z.string().default('us-east-1'),
   S3_ACCESS_KEY_ID: optionalString,
@@ -181,6 +183,8 @@ export interface Config {
   databasePoolSize: number;
   /** Longest a request waits for a pooled connection before it is answered 503 (overloaded). */
   databasePoolTimeoutMs: number;
+  /** Embedded mode: the database's page cache (shared_buffers), in MB. */
+  embeddedSharedBuffersMb: number;
   s3:
     | {
         endpoint: string;
@@ -292,6 +296,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     databaseUrl: c.DATABASE_URL,
     databasePoolSize: c.DATABASE_POOL_SIZE,
     databasePoolTimeoutMs: c.DATABASE_POOL_TIMEOUT_MS,
+    embeddedSharedBuffersMb: c.EMBEDDED_SHARED_BUFFERS_MB,
     s3: c.S3_ENDPOINT
       ? {
           endpoint: c.S3_ENDPOINT,

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
 import { type DatabaseThread, startDatabaseThread } from '../src/db/database-thread.js';
 import { openEmbeddedPglite } from '../src/db/embedded.js';
 
@@ -15,7 +16,7 @@ const lost: Error[] = [];
 
 beforeAll(async () => {
   dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-thread-'));
-  thread = await startDatabaseThread({ dataDir, migrate: true, maxConnections: 4, onLost: (err) => lost.push(err) });
+  thread = await startDatabaseThread({ dataDir, migrate: true, maxConnections: 4, sharedBuffersMb: 48, onLost: (err) => lost.push(err) });
 }, 120_000);
 
 afterAll(async () => {
@@ -31,6 +32,8 @@ describe('the embedded database thread', () => {
       const { rows } = await client.query('SELECT count(*)::int AS n FROM _prisma_migrations WHERE finished_at IS NOT NULL');
       expect(rows[0].n).toBeGreaterThan(0);
       expect((await client.query("SELECT extname FROM pg_extension WHERE extname = 'vector'")).rowCount).toBe(1);
+      // EMBEDDED_SHARED_BUFFERS_MB reaches the database (PGlite's own default is 128MB).
+      expect((await client.query('SHOW shared_buffers')).rows[0].shared_buffers).toBe('48MB');
     } finally {
       await client.end();
     }
@@ -90,5 +93,14 @@ describe('the embedded database thread', () => {
       await pglite.close();
     }
     expect(lost).toEqual([]);
+  });
+});
+
+describe('EMBEDDED_SHARED_BUFFERS_MB', () => {
+  it('defaults to 256 MB and refuses sizes PGlite cannot hold, naming the variable', () => {
+    expect(loadConfig({}).embeddedSharedBuffersMb).toBe(256);
+    expect(loadConfig({ EMBEDDED_SHARED_BUFFERS_MB: '512' }).embeddedSharedBuffersMb).toBe(512);
+    for (const bad of ['8', '2048', '256MB', '1.5'])
+      expect(() => loadConfig({ EMBEDDED_SHARED_BUFFERS_MB: bad })).toThrow(/EMBEDDED_SHARED_BUFFERS_MB/);
   });
 });

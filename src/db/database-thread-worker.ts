@@ -22,7 +22,11 @@ let pglite: PGlite | undefined;
 let server: PGLiteSocketServer | undefined;
 
 async function start(): Promise<void> {
-  pglite = await openEmbeddedForGateway(opts.dataDir, { migrate: opts.migrate, log });
+  pglite = await openEmbeddedForGateway(opts.dataDir, {
+    migrate: opts.migrate,
+    log,
+    ...(opts.sharedBuffersMb !== undefined ? { sharedBuffersMb: opts.sharedBuffersMb } : {}),
+  });
   if (opts.migrate) {
     const { applied } = await applyMigrations(new PrismaPGlite(pglite), { log });
     if (applied.length > 0) log(`applied migrations: ${applied.join(', ')}`);

@@ -17,6 +17,8 @@ export interface ThreadOptions {
   socketPath: string;
   migrate: boolean;
   maxConnections: number;
+  /** PGlite's shared_buffers in MB (default PGlite's own). */
+  sharedBuffersMb?: number;
 }
 
 export type ThreadMessage =
@@ -53,6 +55,7 @@ export async function startDatabaseThread(opts: {
   dataDir: string;
   migrate: boolean;
   maxConnections: number;
+  sharedBuffersMb?: number;
   log?: (msg: string) => void;
   onLost: (err: Error) => void;
 }): Promise<DatabaseThread> {
@@ -63,6 +66,7 @@ export async function startDatabaseThread(opts: {
     socketPath: path.join(socketDir, `.s.PGSQL.${SOCKET_PORT}`),
     migrate: opts.migrate,
     maxConnections: opts.maxConnections,
+    ...(opts.sharedBuffersMb !== undefined ? { sharedBuffersMb: opts.sharedBuffersMb } : {}),
   };
   // From sources, the thread registers tsx first: `--import tsx` in a worker's execArgv does not
   // take effect (Node 20, tsx 4), so a .ts entry would not load.

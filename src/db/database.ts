@@ -36,6 +36,8 @@ export interface OpenDatabaseOptions {
   poolSize?: number;
   /** Longest a query waits for a pooled connection (pg's connectionTimeoutMillis; default 20 s). */
   poolTimeoutMs?: number;
+  /** Embedded mode: PGlite's shared_buffers in MB (default PGlite's own, 128). */
+  sharedBuffersMb?: number;
   /** Tests hand in a ready PGlite (cloned from a migrated template) instead of a data dir. */
   pglite?: PGlite;
   /** Apply pending migrations before returning (default true). */
@@ -111,13 +113,14 @@ export const PREPARED_STATEMENTS = 200;
 
 /** The gateway's database options from its config (createApp and main.ts open it alike). */
 export function databaseOptions(
-  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize' | 'databasePoolTimeoutMs'>,
-): Pick<OpenDatabaseOptions, 'databaseUrl' | 'dataDir' | 'poolSize' | 'poolTimeoutMs'> {
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'databasePoolSize' | 'databasePoolTimeoutMs' | 'embeddedSharedBuffersMb'>,
+): Pick<OpenDatabaseOptions, 'databaseUrl' | 'dataDir' | 'poolSize' | 'poolTimeoutMs' | 'sharedBuffersMb'> {
   return {
     databaseUrl: config.databaseUrl,
     dataDir: config.dataDir,
     poolSize: config.databasePoolSize,
     poolTimeoutMs: config.databasePoolTimeoutMs,
+    sharedBuffersMb: config.embeddedSharedBuffersMb,
   };
 }
 
@@ -159,6 +162,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
         dataDir: opts.dataDir,
         migrate: migrateHere,
         maxConnections: (opts.poolSize ?? 10) + 4,
+        ...(opts.sharedBuffersMb !== undefined ? { sharedBuffersMb: opts.sharedBuffersMb } : {}),
         log: opts.log,
         onLost:
           opts.onLost ??

@@ -58,16 +58,28 @@ async function pgdataExists(pgdataDir: string): Promise<boolean> {
 /**
  * Opens (or, on first use, creates) the PGlite database in `DATA_DIR/pgdata`. The caller must
  * hold the DATA_DIR lock. Always loads {@link PGLITE_EXTENSIONS}.
+ *
+ * `sharedBuffersMb` sizes Postgres' page cache (PGlite's default is 128 MB). Pages missing from it
+ * are read from the files through Emscripten's file system, a synchronous read on the database's
+ * one thread per 8 kB page even when the OS has the file cached: at 100,000 chunks of 1,024
+ * dimensions a hybrid search's HNSW graph, BM25 index and rows no longer fit in 128 MB, and 256 MB
+ * took its SQL from p50 20.6 / p95 26.6 ms to 17.0 / 23.1 ms (BENCHMARKS.md, Search). The buffers
+ * are allocated in PGlite's WebAssembly memory, which cannot pass 2 GB.
  * @throws DatabaseDamagedError when an existing database fails to open
  */
 export async function openEmbeddedPglite(
   dataDir: string,
   extensions: Extensions = {},
+  opts: { sharedBuffersMb?: number } = {},
 ): Promise<{ pglite: PGlite; existed: boolean; pgdataDir: string }> {
   const pgdataDir = path.join(dataDir, PGDATA_DIR_NAME);
   const existed = await pgdataExists(pgdataDir);
+  const startParams =
+    opts.sharedBuffersMb !== undefined
+      ? { startParams: [...PGlite.defaultStartParams, '-c', `shared_buffers=${opts.sharedBuffersMb}MB`] }
+      : {};
   try {
-    const pglite = await PGlite.create(pgdataDir, { extensions: { ...PGLITE_EXTENSIONS, ...extensions } });
+    const pglite = await PGlite.create(pgdataDir, { extensions: { ...PGLITE_EXTENSIONS, ...extensions }, ...startParams });
     return { pglite, existed, pgdataDir };
   } catch (err) {
     if (existed) throw new DatabaseDamagedError(pgdataDir, dataDir, err);
@@ -143,9 +155,10 @@ export async function listMigrationBackups(dataDir: string): Promise<string[]> {
  */
 export async function openEmbeddedForGateway(
   dataDir: string,
-  opts: { migrate?: boolean; log?: (msg: string) => void } = {},
+  opts: { migrate?: boolean; log?: (msg: string) => void; sharedBuffersMb?: number } = {},
 ): Promise<PGlite> {
-  let { pglite, existed, pgdataDir } = await openEmbeddedPglite(dataDir);
+  const open = () => openEmbeddedPglite(dataDir, {}, opts.sharedBuffersMb !== undefined ? { sharedBuffersMb: opts.sharedBuffersMb } : {});
+  let { pglite, existed, pgdataDir } = await open();
   if (existed && opts.migrate !== false) {
     let pending: string[];
     try {
@@ -157,7 +170,7 @@ export async function openEmbeddedForGateway(
     if (pending.length > 0) {
       await pglite.close();
       await backupEmbeddedDatabase(dataDir, pending[0] as string, opts.log);
-      ({ pglite } = await openEmbeddedPglite(dataDir));
+      ({ pglite } = await open());
     }
   }
   return pglite;
