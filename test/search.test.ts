@@ -91,6 +91,57 @@ describe('search: shapes and bad input', () => {
   });
 });
 
+describe('search: which volumes it finds', () => {
+  it('exactly those a GET of the volume finds, for every kind of key (the lookup is the same rule in SQL)', async () => {
+    const scopes = ['volumes:read', 'entries:read', 'search'];
+    const [mounted, shared, unshared, deleted, elsewhere] = [
+      await newVolume(gw, ORG),
+      await newVolume(gw, ORG),
+      await newVolume(gw, ORG),
+      await newVolume(gw, ORG),
+      await newVolume(gw, 'org-search-other'),
+    ] as TestVolume[];
+    expect((await gw.call('POST', mounted!.mounts, { app_id: 'finder-app', path_pattern: '/docs/**', access_level: 'read' })).status).toBe(
+      201,
+    );
+    expect((await gw.call('POST', `${shared!.volumeUrl}/make-shared`)).status).toBe(200);
+    expect((await gw.call('DELETE', deleted!.volumeUrl)).status).toBe(200);
+    const keys = {
+      platform: undefined,
+      org: await createKey(gw, ORG, scopes),
+      app: await createKey(gw, ORG, scopes, 'finder-app'),
+      otherOrg: await createKey(gw, 'org-search-other', scopes),
+    };
+    // A volume asked for under another workspace's route.
+    const misrouted = { ...mounted!, volumeUrl: mounted!.volumeUrl.replace(mounted!.workspaceId, shared!.workspaceId) };
+    const volumes = { mounted, shared, unshared, deleted, elsewhere, misrouted } as Record<string, TestVolume>;
+    const seen: string[] = [];
+    for (const [who, key] of Object.entries(keys)) {
+      for (const [which, v] of Object.entries(volumes)) {
+        const get = (await gw.call('GET', v.volumeUrl, undefined, key)).status;
+        const found = await search(v, { query: 'anything' }, key);
+        expect(found.status, `${who} searching ${which}: ${JSON.stringify(found.body)}`).toBe(get === 200 ? 200 : 404);
+        if (get === 200) seen.push(`${who}:${which}`);
+      }
+    }
+    // The cases differ: each key finds its own set (and the deleted and misrouted volumes nobody).
+    expect(seen.sort()).toEqual(
+      [
+        'platform:mounted',
+        'platform:shared',
+        'platform:unshared',
+        'platform:elsewhere',
+        'org:mounted',
+        'org:shared',
+        'org:unshared',
+        'app:mounted',
+        'app:shared',
+        'otherOrg:elsewhere',
+      ].sort(),
+    );
+  });
+});
+
 describe('search: filters', () => {
   it('path prefix, tags, metadata, content type and writer app', async () => {
     const v = await newVolume(gw, ORG);

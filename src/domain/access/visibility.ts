@@ -95,10 +95,23 @@ export function visibleWorkspaceSql(p: Principal, alias: string): Prisma.Sql | u
 
 export function visibleVolumeSql(p: Principal, alias: string): Prisma.Sql | undefined {
   if (p.kind !== 'key') return undefined;
-  const v = Prisma.raw(alias);
-  const org = Prisma.sql`${v}.deleted_at IS NULL AND ${v}.org_id = ${p.orgId}`;
+  const org = liveInOrgSql(alias, p.orgId);
   return isAppKey(p) ? Prisma.sql`${org} AND ${appVolumeSql(p.appId, alias)}` : org;
 }
+
+/**
+ * `visibleVolumeWhere(p, orgId)` in SQL for any principal: the platform key too, in the org it names
+ * (for a key, `orgId` is its own: enterOrg refused any other).
+ */
+export function visibleVolumeInOrgSql(p: Principal, alias: string, orgId: string): Prisma.Sql {
+  return visibleVolumeSql(p, alias) ?? liveInOrgSql(alias, orgId);
+}
+
+/** `LIVE` and an org, in SQL. */
+const liveInOrgSql = (alias: string, orgId: string) => {
+  const v = Prisma.raw(alias);
+  return Prisma.sql`${v}.deleted_at IS NULL AND ${v}.org_id = ${orgId}`;
+};
 
 /** `appVolumeWhere` in SQL: live, and mounted for the app or shared. */
 function appVolumeSql(appId: string, alias: string): Prisma.Sql {

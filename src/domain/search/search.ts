@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { enterOrg } from '../access/authenticate.js';
-import { findVisibleVolume, findWorkspace } from '../access/authorize.js';
+import { findSearchedVolume, findWorkspace } from '../access/authorize.js';
 import { pathAccess, pathAccessMany } from '../access/entry-access.js';
 import { actingAsApp, isAppKey, type Principal, requireScope } from '../access/principal.js';
 import { visibleVolumeWhere } from '../access/visibility.js';
@@ -29,7 +29,7 @@ export async function searchVolume(
   loc: Loc = ['body'],
 ): Promise<SearchResult> {
   await authorizeSearch(rt, p, route.orgId);
-  const volume = await findVisibleVolume(rt, p, route);
+  const volume = await findSearchedVolume(rt, p, route);
   const input = parseSearch(raw, loc);
   const access = await pathAccess(rt, p, volume.id);
   return run(rt, input, [
