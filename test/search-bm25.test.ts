@@ -209,6 +209,8 @@ describe('BM25 as sparse vectors on a Postgres without pg_textsearch (server mod
     const sent = rt.sqlInOne;
     const events: string[] = [];
     rt.sqlInOne = async (statements) => {
+      // The search statements (the volume lookup before them goes this way too).
+      if (!statements.some((s) => s.strings.join('').includes('AS leg'))) return sent(statements);
       events.push('sent');
       try {
         return await sent(statements);
