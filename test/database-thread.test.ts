@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { type DatabaseThread, startDatabaseThread } from '../src/db/database-thread.js';
+import { type DatabaseThread, SOCKET_DIR_RECORD, startDatabaseThread } from '../src/db/database-thread.js';
 import { openEmbeddedPglite } from '../src/db/embedded.js';
 
 // Embedded mode's database runs in its own thread behind a private Unix socket: the statements it
@@ -94,6 +94,35 @@ describe('the embedded database thread', () => {
     }
     expect(lost).toEqual([]);
   });
+
+  it('a socket folder left by a gateway killed outright is removed by the next one to open the data dir, and nothing else is', async () => {
+    const record = path.join(dataDir, SOCKET_DIR_RECORD);
+    const start = () => startDatabaseThread({ dataDir, migrate: true, maxConnections: 2, onLost: (err) => lost.push(err) });
+    // What SIGKILL leaves behind: the socket folder, and DATA_DIR's record of it.
+    const left = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-db-'));
+    await fs.writeFile(path.join(left, '.s.PGSQL.5432'), '');
+    await fs.writeFile(record, left);
+    const next = await start();
+    try {
+      await expect(fs.stat(left)).rejects.toMatchObject({ code: 'ENOENT' });
+      expect(await fs.readFile(record, 'utf8')).toBe(next.pg.host);
+    } finally {
+      await next.close();
+    }
+    await expect(fs.stat(record)).rejects.toMatchObject({ code: 'ENOENT' });
+
+    // A record naming a folder this code does not make (another name, or not directly in the temp dir) is dropped, the folder kept.
+    for (const other of [await fs.mkdtemp(path.join(os.tmpdir(), 'vg-keep-')), path.join(dataDir, 'vg-db-inside')]) {
+      await fs.mkdir(other, { recursive: true });
+      await fs.writeFile(record, other);
+      const again = await start();
+      await again.close();
+      expect((await fs.stat(other)).isDirectory()).toBe(true);
+      await expect(fs.stat(record)).rejects.toMatchObject({ code: 'ENOENT' });
+      await fs.rm(other, { recursive: true, force: true });
+    }
+    expect(lost).toEqual([]);
+  }, 120_000);
 });
 
 describe('EMBEDDED_SHARED_BUFFERS_MB', () => {

@@ -43,6 +43,37 @@ export interface DatabaseThread {
 /** Port number in the socket's file name (`.s.PGSQL.<port>`, as libpq and node-postgres expect). */
 const SOCKET_PORT = 5432;
 
+/** The socket folders' names in the temp dir: `vg-db-` and mkdtemp's random suffix. */
+const SOCKET_DIR_PREFIX = 'vg-db-';
+
+/**
+ * The file in DATA_DIR naming the socket folder of the gateway that owns it. A clean stop removes
+ * both; a gateway killed outright (SIGKILL, OOM) leaves both, and the next owner of DATA_DIR (the
+ * lock says the last one is dead) removes the folder it names.
+ */
+export const SOCKET_DIR_RECORD = '.db-socket-dir';
+
+/**
+ * Removes the socket folder a previous owner of `dataDir` left, if its record names one this code
+ * makes (`vg-db-…` directly in the temp dir, so a stale or edited record never removes anything
+ * else), then the record. The caller holds the DATA_DIR lock.
+ */
+async function removeLeftSocketDir(dataDir: string, log?: (msg: string) => void): Promise<void> {
+  const record = path.join(dataDir, SOCKET_DIR_RECORD);
+  let left: string;
+  try {
+    left = (await fs.readFile(record, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (path.dirname(left) === os.tmpdir() && path.basename(left).startsWith(SOCKET_DIR_PREFIX)) {
+    await fs.rm(left, { recursive: true, force: true });
+    log?.(`removed the database socket folder ${left}, left by a gateway that did not stop cleanly`);
+  }
+  await fs.rm(record, { force: true });
+}
+
 // Run from TypeScript sources (tsx, vitest), the worker needs the same loader; built output is plain JS.
 const workerUrl = new URL(`./database-thread-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
 
@@ -59,8 +90,11 @@ export async function startDatabaseThread(opts: {
   log?: (msg: string) => void;
   onLost: (err: Error) => void;
 }): Promise<DatabaseThread> {
+  await removeLeftSocketDir(opts.dataDir, opts.log);
   // A private folder (0700) for the socket: only this user can connect.
-  const socketDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-db-'));
+  const socketDir = await fs.mkdtemp(path.join(os.tmpdir(), SOCKET_DIR_PREFIX));
+  const record = path.join(opts.dataDir, SOCKET_DIR_RECORD);
+  await fs.writeFile(record, socketDir);
   const options: ThreadOptions = {
     dataDir: opts.dataDir,
     socketPath: path.join(socketDir, `.s.PGSQL.${SOCKET_PORT}`),
@@ -77,7 +111,10 @@ export async function startDatabaseThread(opts: {
       )
     : new Worker(workerUrl, { workerData: options });
   let state: 'starting' | 'ready' | 'closing' | 'closed' = 'starting';
-  const removeSocketDir = () => fs.rm(socketDir, { recursive: true, force: true }).catch(() => {});
+  const removeSocketDir = async () => {
+    await fs.rm(socketDir, { recursive: true, force: true }).catch(() => {});
+    await fs.rm(record, { force: true }).catch(() => {});
+  };
 
   const ready = new Promise<void>((resolve, reject) => {
     worker.on('message', (msg: ThreadMessage) => {
