@@ -25,7 +25,7 @@ async function start(): Promise<void> {
   pglite = await openEmbeddedForGateway(opts.dataDir, {
     migrate: opts.migrate,
     log,
-    ...(opts.sharedBuffersMb !== undefined ? { sharedBuffersMb: opts.sharedBuffersMb } : {}),
+    sharedBuffersMb: opts.sharedBuffersMb,
   });
   if (opts.migrate) {
     const { applied } = await applyMigrations(new PrismaPGlite(pglite), { log });

@@ -18,7 +18,7 @@ export interface ThreadOptions {
   migrate: boolean;
   maxConnections: number;
   /** PGlite's shared_buffers in MB (default PGlite's own). */
-  sharedBuffersMb?: number;
+  sharedBuffersMb?: number | undefined;
 }
 
 export type ThreadMessage =
@@ -86,7 +86,7 @@ export async function startDatabaseThread(opts: {
   dataDir: string;
   migrate: boolean;
   maxConnections: number;
-  sharedBuffersMb?: number;
+  sharedBuffersMb?: number | undefined;
   log?: (msg: string) => void;
   onLost: (err: Error) => void;
 }): Promise<DatabaseThread> {
@@ -100,7 +100,7 @@ export async function startDatabaseThread(opts: {
     socketPath: path.join(socketDir, `.s.PGSQL.${SOCKET_PORT}`),
     migrate: opts.migrate,
     maxConnections: opts.maxConnections,
-    ...(opts.sharedBuffersMb !== undefined ? { sharedBuffersMb: opts.sharedBuffersMb } : {}),
+    sharedBuffersMb: opts.sharedBuffersMb,
   };
   // From sources, the thread registers tsx first: `--import tsx` in a worker's execArgv does not
   // take effect (Node 20, tsx 4), so a .ts entry would not load.

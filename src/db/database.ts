@@ -37,7 +37,7 @@ export interface OpenDatabaseOptions {
   /** Longest a query waits for a pooled connection (pg's connectionTimeoutMillis; default 20 s). */
   poolTimeoutMs?: number;
   /** Embedded mode: PGlite's shared_buffers in MB (default PGlite's own, 128). */
-  sharedBuffersMb?: number;
+  sharedBuffersMb?: number | undefined;
   /** Tests hand in a ready PGlite (cloned from a migrated template) instead of a data dir. */
   pglite?: PGlite;
   /** Apply pending migrations before returning (default true). */
@@ -162,7 +162,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
         dataDir: opts.dataDir,
         migrate: migrateHere,
         maxConnections: (opts.poolSize ?? 10) + 4,
-        ...(opts.sharedBuffersMb !== undefined ? { sharedBuffersMb: opts.sharedBuffersMb } : {}),
+        sharedBuffersMb: opts.sharedBuffersMb,
         log: opts.log,
         onLost:
           opts.onLost ??

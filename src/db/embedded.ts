@@ -70,7 +70,7 @@ async function pgdataExists(pgdataDir: string): Promise<boolean> {
 export async function openEmbeddedPglite(
   dataDir: string,
   extensions: Extensions = {},
-  opts: { sharedBuffersMb?: number } = {},
+  opts: { sharedBuffersMb?: number | undefined } = {},
 ): Promise<{ pglite: PGlite; existed: boolean; pgdataDir: string }> {
   const pgdataDir = path.join(dataDir, PGDATA_DIR_NAME);
   const existed = await pgdataExists(pgdataDir);
@@ -155,9 +155,9 @@ export async function listMigrationBackups(dataDir: string): Promise<string[]> {
  */
 export async function openEmbeddedForGateway(
   dataDir: string,
-  opts: { migrate?: boolean; log?: (msg: string) => void; sharedBuffersMb?: number } = {},
+  opts: { migrate?: boolean; log?: (msg: string) => void; sharedBuffersMb?: number | undefined } = {},
 ): Promise<PGlite> {
-  const open = () => openEmbeddedPglite(dataDir, {}, opts.sharedBuffersMb !== undefined ? { sharedBuffersMb: opts.sharedBuffersMb } : {});
+  const open = () => openEmbeddedPglite(dataDir, {}, { sharedBuffersMb: opts.sharedBuffersMb });
   let { pglite, existed, pgdataDir } = await open();
   if (existed && opts.migrate !== false) {
     let pending: string[];
