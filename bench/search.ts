@@ -338,12 +338,12 @@ async function main(): Promise<void> {
         // An exact scan of 100k vectors takes seconds on PGlite: past Prisma's default 5 s.
         const rowsExact = await prisma.$transaction(
           async (tx) => {
-            await useSearchPlans(tx, { bm25: ranking === 'bm25' });
+            await useSearchPlans(tx, ranking === 'bm25' ? { bm25: { limit: HYBRID_DEPTH } } : {});
             const leg = { dims: DIMS, q: vec, scopes, indexed: false };
             // Keyword ranks as the served hybrid takes them: the comparison isolates the HNSW legs
             // (the sparse BM25 leg, where it is one, is scored exactly over every match too).
             const sparse = sparseKeywords ? { sparse: await sparseQuery(app.runtime, q), sparseScan: 'exact' as const } : {};
-            return tx.$queryRaw<SearchRow[]>(searchSql([leg], ranking, q, scopes, {}, HYBRID_DEPTH, { keywordScores: false, ...sparse }));
+            return tx.$queryRaw<SearchRow[]>(searchSql([leg], ranking, q, scopes, {}, HYBRID_DEPTH, { bm25Scores: 'rank', ...sparse }));
           },
           { timeout: 600_000, maxWait: 60_000 },
         );
@@ -437,12 +437,12 @@ async function main(): Promise<void> {
           const rowsAnn = await prisma.$transaction(async (tx) => {
             await useSearchPlans(tx, {
               hnsw: { limit: shape.depth * shape.f, iterative: true, efSearch: shape.ef },
-              bm25: ranking === 'bm25',
+              ...(ranking === 'bm25' ? { bm25: { limit: shape.depth } } : {}),
             });
             return tx.$queryRaw<SearchRow[]>(
               searchSql([{ dims: DIMS, q: vec, scopes, indexed: true }], ranking, q, scopes, {}, shape.depth, {
                 semanticLimit: shape.depth * shape.f,
-                keywordScores: false,
+                bm25Scores: 'rank',
                 ...sparse,
               }),
             );

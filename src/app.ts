@@ -12,7 +12,7 @@ import { pendingMigrations } from './db/migrate.js';
 import { startMaintenance } from './domain/maintenance/maintenance.js';
 import { startFreshMerger } from './domain/search/fresh-merger.js';
 import { INDEX_ENTRY } from './domain/search/indexing.js';
-import { keywordRanking } from './domain/search/sql.js';
+import { bm25ScanScores, keywordRanking } from './domain/search/sql.js';
 import type { Runtime } from './domain/shared/runtime.js';
 import { pendingProvisioning, resumePendingProvisioning } from './domain/workspaces/workspaces.js';
 import { createWsServer } from './graphql/ws-server.js';
@@ -133,7 +133,12 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   jobs = built.rt.jobs;
   const { rt, localStore } = built;
   const ranking = await keywordRanking(rt);
-  if (ranking === 'bm25') log.info('keyword search: BM25 (pg_textsearch index chunks_bm25_idx)');
+  if (ranking === 'bm25')
+    log.info(
+      (await bm25ScanScores(rt))
+        ? 'keyword search: BM25 (pg_textsearch index chunks_bm25_idx, scores as its scan computes them)'
+        : 'keyword search: BM25 (pg_textsearch index chunks_bm25_idx; this version has no bm25_get_current_score(), so each hit is scored again)',
+    );
   else if (ranking === 'bm25_sparsevec')
     log.info('keyword search: BM25 as pgvector sparse vectors (no pg_textsearch; HNSW index chunks_bm25_sparse_idx)');
   else

@@ -4,8 +4,10 @@ import { loadConfig } from '../src/config.js';
 import { forgetLexemeStats, SPARSE_INDEX, sparseQuery, typicalChunkWords } from '../src/domain/search/bm25-sparse.js';
 import {
   BM25_INDEX,
+  bm25ScanScores,
   bm25Sql,
   keywordRanking,
+  type SearchRow,
   searchPlansSql,
   searchSql,
   sparseScan,
@@ -61,6 +63,16 @@ function keywordContract(ctx: () => { gw: TestGateway; v: TestVolume }) {
     expect(none.body.results).toEqual([]);
   });
 
+  it('a filter that only the weakest match passes still returns it: the ranking goes as deep as it must', async () => {
+    // The zephyr note says "report" once and ranks last of the 13 notes that do; the index scan
+    // starts as deep as top_k (1) and widens until a row passes the filter.
+    const { gw, v } = ctx();
+    const res = await keyword(gw, v, 'report', { top_k: 1, filters: { path_prefix: '/zephyr.md' } });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(paths(res)).toEqual(['/zephyr.md']);
+    expect(res.body.results[0].score).toBeGreaterThan(0);
+  });
+
   it('odd queries answer 200 with no keyword hits instead of an error (stop words, punctuation, operators)', async () => {
     const { gw, v } = ctx();
     for (const q of ['the and of', '&& || ! <->', "'; DROP TABLE chunks; --x", 'C++ (v2.0) [x] {y} $1 % _ \\', '🙂🙂']) {
@@ -97,9 +109,9 @@ describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
     expect(await keywordRanking(gw.app.runtime)).toBe('bm25');
     const scopes = [{ volumeId: v.volumeId, volumeName: 'v', embedderId: 'hash-1024', pathRegexes: ['^/reports/'] }];
     const plan = await gw.app.database.prisma.$transaction(async (tx) => {
-      await useBm25Index(tx);
+      await useBm25Index(tx, 10);
       return tx.$queryRaw<{ 'QUERY PLAN': string }[]>(
-        Prisma.sql`EXPLAIN ${bm25Sql('quarterly report', scopes, { tags: ['x'], path_prefix: '/reports/' }, 10)}`,
+        Prisma.sql`EXPLAIN ${bm25Sql('quarterly report', scopes, { tags: ['x'], path_prefix: '/reports/' }, 10, 'scan')}`,
       );
     });
     const text = plan.map((r) => r['QUERY PLAN']).join('\n');
@@ -143,9 +155,9 @@ describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
     const scopes = [{ volumeId: v.volumeId, volumeName: 'v', embedderId: 'hash-1024', pathRegexes: ['^/'] }];
     const nearest = [{ dims: 1024, q, scopes, indexed: true }];
     const plan = await gw.app.database.prisma.$transaction(async (tx) => {
-      await useSearchPlans(tx, { hnsw: { limit: 50, iterative: true, efSearch: 200 }, bm25: true });
+      await useSearchPlans(tx, { hnsw: { limit: 50, iterative: true, efSearch: 200 }, bm25: { limit: 50 } });
       return tx.$queryRaw<{ 'QUERY PLAN': string }[]>(
-        Prisma.sql`EXPLAIN ${searchSql(nearest, 'bm25', 'zephyr report', scopes, { path_prefix: '/' }, 50, { keywordScores: false })}`,
+        Prisma.sql`EXPLAIN ${searchSql(nearest, 'bm25', 'zephyr report', scopes, { path_prefix: '/' }, 50, { bm25Scores: 'rank' })}`,
       );
     });
     const text = plan.map((r) => r['QUERY PLAN']).join('\n');
@@ -158,10 +170,45 @@ describe('BM25 keyword search (embedded PGlite with pg_textsearch)', () => {
     // A server built with LLVM would otherwise JIT-compile each search: the nodes a search steers the
     // planner away from are priced at 10^10, past jit_above_cost (~200 ms a search on PostgreSQL 15).
     const settings = Prisma.sql`SELECT current_setting('jit') AS jit, current_setting('enable_seqscan') AS seqscan`;
-    for (const plans of [{ bm25: true }, { hnsw: { limit: 10, iterative: true, efSearch: 200 }, bm25: true }, {}]) {
+    for (const plans of [{ bm25: { limit: 10 } }, { hnsw: { limit: 10, iterative: true, efSearch: 200 }, bm25: { limit: 10 } }, {}]) {
       expect(await gw.app.runtime.sqlInOne([searchPlansSql(plans), settings])).toEqual([{ jit: 'off', seqscan: 'off' }]);
     }
     expect(await gw.app.runtime.sqlInOne([settings])).toEqual([{ jit: 'on', seqscan: 'on' }]);
+  });
+
+  it('scores each hit as the index scan computed it: what <@> gives the same text, to the index float4 precision', async () => {
+    expect(await bm25ScanScores(gw.app.runtime)).toBe(true);
+    const query = 'zephyr quarterly report';
+    const res = await keyword(gw, v, query, { top_k: 5 });
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body.results.length).toBe(5);
+    for (const hit of res.body.results as { path: string; chunk_index: number; score: number }[]) {
+      const [row] = await gw.app.database.prisma.$queryRaw<{ b: number }[]>(Prisma.sql`
+        SELECT -(c.content <@> to_bm25query(${query}::text, ${BM25_INDEX})) AS b FROM chunks c JOIN entries e ON e.id = c.entry_id
+        WHERE e.volume_id = ${v.volumeId} AND e.path = ${hit.path} AND c.chunk_index = ${hit.chunk_index}`);
+      const b = Number(row?.b);
+      expect(hit.score, hit.path).toBeCloseTo(b / (b + 1), 5);
+    }
+    // The zephyr note (a rare word) scores above the reports, which score alike: a score taken
+    // from the wrong row would break this too.
+    expect(res.body.results[0].path).toBe('/zephyr.md');
+    expect(res.body.results[0].score).toBeGreaterThan(res.body.results[1].score);
+    // A pg_textsearch without the scan's scores scores each hit again: the same rows, the same scores.
+    const scopes = [{ volumeId: v.volumeId, volumeName: 'v', embedderId: 'hash-1024', pathRegexes: null }];
+    const leg = (scores: 'scan' | 'rescore') =>
+      gw.app.runtime.sqlInOne([searchPlansSql({ bm25: { limit: 5 } }), bm25Sql(query, scopes, {}, 5, scores)]) as unknown as Promise<
+        SearchRow[]
+      >;
+    const [scan, rescore] = [await leg('scan'), await leg('rescore')];
+    expect(rescore.map((r) => r.chunk_id)).toEqual(scan.map((r) => r.chunk_id));
+    for (const [i, r] of rescore.entries()) expect(Number(r.score)).toBeCloseTo(Number(scan[i]?.score), 5);
+  });
+
+  it("scores only as deep as the search asks: pg_textsearch's default_limit is the leg's limit, for that search only", async () => {
+    // Joined to entries, the scan is not handed the LIMIT and scored 1,000 matches (searchPlansSql).
+    const limit = Prisma.sql`SELECT current_setting('pg_textsearch.default_limit') AS n`;
+    expect(await gw.app.runtime.sqlInOne([searchPlansSql({ bm25: { limit: 10 } }), limit])).toEqual([{ n: '10' }]);
+    expect(await gw.app.runtime.sqlInOne([limit])).toEqual([{ n: '1000' }]);
   });
 
   keywordContract(() => ({ gw, v }));

@@ -76,7 +76,7 @@ export interface SearchRow {
   chunk_index: number;
   preview: string;
   score: number;
-  /** A keyword row's rank where it has no score (bm25Sql `scored: false`); bigint, so text from pg. */
+  /** A keyword row's rank where it has no score (bm25Sql's `rank`); bigint, so text from pg. */
   rank?: string | number | null;
   leg?: string;
 }
@@ -112,13 +112,22 @@ export function rankedList(rows: SearchRow[]): Candidate[] {
  *   10k chunks (BENCHMARKS.md). With no sort allowed, the ordered HNSW scan is the plan; the filters
  *   still apply, and iterative scans keep going until `limit` rows pass them.
  * - BM25: the ordered index scan, never another scan and a sort (which also returns non-matches).
- *   Not for ts_rank_cd, whose GIN index is only read by bitmap scans.
+ *   Not for ts_rank_cd, whose GIN index is only read by bitmap scans. And how deep it scores:
+ *   pg_textsearch hands a query's LIMIT to its scan (top-k by Block-Max WAND), but not through the
+ *   join to `entries` every search has: there the scan scored its `default_limit`, 1,000 matches,
+ *   every time (at 100k chunks, embedded, top 10: 3,408 buffers and 3.1 ms against 1,531 and
+ *   1.1 ms unjoined). Set to the leg's limit, it scores that many; where filters keep fewer, the
+ *   scan doubles its depth and scores again until `limit` rows pass or every match is scored, so
+ *   a filtered search still returns `limit` hits when that many match.
  * - No JIT. Postgres prices a node it was told to avoid but must use (the sort of the fresh tier's
  *   exact scan, say) at 10^10, so every such plan passed `jit_above_cost` and a Postgres server
  *   built with LLVM compiled each search: ~200 ms of a 4 ms query (PostgreSQL 15, BENCHMARKS.md
  *   "Search (server mode)"). PGlite has no JIT; there the setting changes nothing.
  */
-export function searchPlansSql(o: { hnsw?: { limit: number; iterative: boolean; efSearch: number }; bm25?: boolean }): Prisma.Sql {
+export function searchPlansSql(o: {
+  hnsw?: { limit: number; iterative: boolean; efSearch: number };
+  bm25?: { limit: number };
+}): Prisma.Sql {
   const settings = new Map([
     ['enable_seqscan', 'off'],
     ['jit', 'off'],
@@ -129,7 +138,7 @@ export function searchPlansSql(o: { hnsw?: { limit: number; iterative: boolean; 
   }
   // Without these the planner may read chunks by another index and sort by the BM25 expression:
   // every row scored without the index (a second at 10k chunks).
-  if (o.bm25) settings.set('enable_bitmapscan', 'off').set('enable_sort', 'off');
+  if (o.bm25) settings.set('enable_bitmapscan', 'off').set('enable_sort', 'off').set('pg_textsearch.default_limit', String(o.bm25.limit));
   return Prisma.sql`SELECT ${Prisma.join([...settings].map(([k, v]) => Prisma.sql`set_config(${k}, ${v}, true)`))}`;
 }
 
@@ -142,8 +151,8 @@ export async function useSearchPlans(tx: Tx, o: Parameters<typeof searchPlansSql
 export const useHnsw = (tx: Tx, limit: number, iterative: boolean, efSearch: number) =>
   useSearchPlans(tx, { hnsw: { limit, iterative, efSearch } });
 
-/** The settings of a BM25 query alone (tests EXPLAIN with them). */
-export const useBm25Index = (tx: Tx) => useSearchPlans(tx, { bm25: true });
+/** The settings of a BM25 query alone, scoring `limit` matches (tests EXPLAIN with them). */
+export const useBm25Index = (tx: Tx, limit: number) => useSearchPlans(tx, { bm25: { limit } });
 
 /**
  * Which chunks a nearest-neighbour query reads, and how:
@@ -240,21 +249,39 @@ export const sparseScan = (sq: SparseQuery): 'hnsw' | 'exact' =>
 export const SPARSE_EXACT_BELOW = 2_000;
 
 /**
+ * How a BM25 leg's rows carry their place (bm25Sql):
+ * - `rank`: its rank (1 = best), no score. Hybrid fuses ranks, never keyword scores.
+ * - `scan`: the score pg_textsearch's index scan computed for the row, which it keeps for
+ *   `bm25_get_current_score()` until it returns the next row. Read in the select list of the query
+ *   whose ordered scan it is, it is the row's own: the scan is the outer side of the join, and each
+ *   joined row is projected before the next is fetched. (The same value `<@>` gives to a few parts
+ *   in 10^7: the index keeps scores as float4.)
+ * - `rescore`: `<@>` in the select list, which scores each row again from its text (tokenising it):
+ *   6 of 10 ms for 50 rows at 100k chunks (BENCHMARKS.md), for a pg_textsearch without the function.
+ */
+export type Bm25Scores = 'rank' | 'scan' | 'rescore';
+
+/** Whether this database's pg_textsearch has `bm25_get_current_score()` (asked once per gateway). */
+export function bm25ScanScores(rt: Runtime): Promise<boolean> {
+  rt.state.bm25ScanScores ??= rt.db.$queryRaw<{ ok: boolean }[]>`SELECT to_regprocedure('bm25_get_current_score()') IS NOT NULL AS ok`.then(
+    (rows) => rows[0]?.ok ?? false,
+  );
+  return rt.state.bm25ScanScores;
+}
+
+/**
  * BM25 top-k (Okapi, k1 1.2, b 0.75, English stemming) from pg_textsearch's index, answered with
  * Block-Max WAND: only the best `limit` matches are scored, whatever the number of matches. The
  * filters apply during the index scan, which widens itself until `limit` rows pass them (a filtered
- * search still returns `limit` hits when that many match). The plan is pinned to that scan: under a
- * sequential scan the extension also returns non-matching rows (score 0), dropped here anyway.
- * `<@>` is the negated score; it is mapped to 0–1 as s / (s + 1).
- *
- * `scored: false` returns the same rows in the same order, each with its `rank` (1 = best) and no
- * score: the index scan does not hand its scores on, and `<@>` in the select list scores each row
- * again from its text (tokenising it): 6 of 10 ms for 50 rows at 100k chunks (BENCHMARKS.md). Hybrid
- * search fuses ranks, never keyword scores, so it asks for ranks.
+ * search still returns `limit` hits when that many match; searchPlansSql sets how deep it starts).
+ * The plan is pinned to that scan: under a sequential scan the extension also returns non-matching
+ * rows (score 0), dropped here anyway. `<@>` is the negated score; it is mapped to 0–1 as s / (s + 1).
+ * Each row carries its score or its rank as `scores` says (Bm25Scores); the rows and their order
+ * are the same.
  */
-export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number, scored = true): Prisma.Sql {
+export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number, scores: Bm25Scores): Prisma.Sql {
   const q = Prisma.sql`to_bm25query(${query}::text, ${BM25_INDEX})`;
-  if (!scored)
+  if (scores === 'rank')
     // The index only returns matches (each scores above 0); row_number() numbers the scan's order.
     return Prisma.sql`
       SELECT top.*, NULL::float8 AS score, row_number() OVER () AS rank FROM (
@@ -262,10 +289,11 @@ export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFil
         FROM chunks c JOIN entries e ON e.id = c.entry_id
         WHERE ${where(scopes, filters, new Date())}
         ORDER BY c.content <@> ${q} LIMIT ${limit}) top`;
+  const score = scores === 'scan' ? Prisma.sql`bm25_get_current_score()` : Prisma.sql`(c.content <@> ${q})`;
   return Prisma.sql`
     SELECT chunk_id, entry_id, volume_id, path, chunk_index, preview, (b / (b + 1))::float8 AS score, NULL::bigint AS rank FROM (
       SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
-             -(c.content <@> ${q}) AS b
+             -${score} AS b
       FROM chunks c JOIN entries e ON e.id = c.entry_id
       WHERE ${where(scopes, filters, new Date())}
       ORDER BY c.content <@> ${q} LIMIT ${limit}) top
@@ -308,8 +336,8 @@ export interface NearestLeg {
 /**
  * One search as one statement: a UNION ALL of independently planned top-k scans (each nearest leg
  * `s<i>`, with `f<i>` for its fresh chunks where it has an index; the keyword leg `k`), each row
- * tagged with its leg. Keyword rows carry a score, or only their rank where `keywordScores` is
- * false (BM25: see bm25Sql).
+ * tagged with its leg. Keyword rows carry a score, or only their rank where `bm25Scores` says so
+ * (pg_textsearch's BM25: bm25Sql).
  */
 export function searchSql(
   nearest: NearestLeg[],
@@ -321,8 +349,8 @@ export function searchSql(
   opts: {
     /** Rows each HNSW leg returns (default `limit`; bench/search.ts measures over-fetching with it). */
     semanticLimit?: number;
-    /** Default true. */
-    keywordScores?: boolean;
+    /** How pg_textsearch's BM25 leg carries its rows' places (default `rescore`: a score on every database with it). */
+    bm25Scores?: Bm25Scores;
     /** The query as a BM25 vector: required where `ranking` is bm25_sparsevec. */
     sparse?: SparseQuery;
     /** How the sparse leg reads (default sparseScan's choice; benchmarks ask for `exact`). */
@@ -351,7 +379,7 @@ export function searchSql(
   } else if (ranking) {
     const sql =
       ranking === 'bm25'
-        ? bm25Sql(query, scopes, filters, limit, opts.keywordScores ?? true)
+        ? bm25Sql(query, scopes, filters, limit, opts.bm25Scores ?? 'rescore')
         : coverDensitySql(query, scopes, filters, limit);
     legs.push(Prisma.sql`(SELECT 'k'::text AS leg, x.* FROM (${sql}) x)`);
   }
@@ -397,9 +425,13 @@ export async function candidatesFor(
 
   // A statement is sent with its settings in one round trip (an implicit transaction).
   const plans = (hnsw: boolean, bm25: boolean) =>
-    searchPlansSql({ ...(hnsw ? { hnsw: { limit, iterative, efSearch: rt.settings.efSearch } } : {}), bm25 });
+    searchPlansSql({
+      ...(hnsw ? { hnsw: { limit, iterative, efSearch: rt.settings.efSearch } } : {}),
+      ...(bm25 ? { bm25: { limit } } : {}),
+    });
   // Hybrid fuses ranks: its keyword leg is not scored (bm25Sql).
-  const opts = { keywordScores: mode !== 'hybrid', ...(sparse ? { sparse } : {}) };
+  const bm25Scores: Bm25Scores = mode === 'hybrid' ? 'rank' : ranking === 'bm25' && (await bm25ScanScores(rt)) ? 'scan' : 'rescore';
+  const opts = { bm25Scores, ...(sparse ? { sparse } : {}) };
   // Prisma's instrumentation does not see them: each statement gets its own span.
   const send = (legs: string, statements: Prisma.Sql[]) =>
     inSpan('db.search', { 'db.system': 'postgresql', 'search.mode': mode, 'search.volumes': scopes.length, 'search.legs': legs }, () =>

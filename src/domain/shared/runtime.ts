@@ -99,6 +99,8 @@ export interface RuntimeState {
   iterativeScans?: Promise<boolean>;
   /** How keyword search ranks on this database (asked once, at start-up: search/sql.ts). */
   keywordRanking?: Promise<KeywordRanking>;
+  /** Whether pg_textsearch hands on the scores its index scan computed (asked once: search/sql.ts). */
+  bm25ScanScores?: Promise<boolean>;
   /** Wakes this gateway's merger of fresh chunks (search/fresh-merger.ts), set while it runs. */
   wakeFreshMerger?: () => void;
   /** The fresh tier's size as last counted (performance.now() ms), kept up to date by this gateway's writes and merges (search/fresh.ts). */
