@@ -14,7 +14,7 @@ import { blobKeyOf, upload, uploadVolume } from './helpers/uploads.js';
 let db: PgliteServer | undefined;
 let gw: TestGateway;
 beforeAll(async () => {
-  db = await startPgliteServer(10);
+  db = await startPgliteServer();
   gw = await startGateway({ DATABASE_URL: db.url, JOB_POLL_MS: '50' });
 });
 afterAll(async () => {

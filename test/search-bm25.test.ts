@@ -18,7 +18,7 @@ import { Prisma } from '../src/generated/prisma/client.js';
 import { HashingEmbedder } from '../src/indexing/embedders/hashing.js';
 import { startGateway, type TestGateway } from './helpers/app.js';
 import { newVolume, putText, type TestVolume } from './helpers/entries.js';
-import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
+import { DEFAULT_POOL_CONNECTIONS, type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 import { indexed } from './helpers/search.js';
 
 // The keyword half of search ranks with BM25: pg_textsearch's index where the database has it (embedded
@@ -220,7 +220,7 @@ describe('BM25 as sparse vectors on a Postgres without pg_textsearch (server mod
   let v: TestVolume;
   const sql = <T>(q: Prisma.Sql) => gw.app.database.prisma.$queryRaw<T[]>(q);
   beforeAll(async () => {
-    db = await startPgliteServer(10, { vector });
+    db = await startPgliteServer(DEFAULT_POOL_CONNECTIONS, { vector });
     gw = await startGateway({ DATABASE_URL: db.url, JOB_POLL_MS: '50' });
     v = await newVolume(gw, ORG);
     await writeCorpus(gw, v);

@@ -5,7 +5,7 @@ import { forgetLexemeStats } from '../src/domain/search/bm25-sparse.js';
 import { keywordRanking } from '../src/domain/search/sql.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { newVolume, type TestVolume } from './helpers/entries.js';
-import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
+import { DEFAULT_POOL_CONNECTIONS, type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 
 // The labelled corpus (test/fixtures/search-corpus.json): distinct topics, paraphrased queries with
 // the one document each should find. Hybrid must find more of them in its top 5 than either
@@ -74,7 +74,7 @@ describe.each([
   let gw: TestGateway;
   let v: TestVolume;
   beforeAll(async () => {
-    if (server) db = await startPgliteServer(10, { vector });
+    if (server) db = await startPgliteServer(DEFAULT_POOL_CONNECTIONS, { vector });
     ({ gw, v } = await loaded(corpus, db ? { DATABASE_URL: db.url } : {}));
   }, 120_000);
   afterAll(async () => {

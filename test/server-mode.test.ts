@@ -21,11 +21,11 @@ const warnings: string[] = [];
 
 beforeAll(async () => {
   // maxConnections 1 (pglite-socket's default) kills the connection after any SQL error: see STACK.md.
-  db = await startPgliteServer(10);
+  db = await startPgliteServer();
   ({ pg, socket } = db);
   const port = Number(socket.getServerConn().split(':').pop());
   expect(port).toBeGreaterThan(0);
-  // DATABASE_POOL_SIZE defaults to 10: the whole pool fits under the socket server's cap.
+  // DATABASE_POOL_SIZE defaults to 10: the whole pool fits under the socket server's cap, with headroom.
   // Warnings kept: a compiled read that fell back says why (the concurrent test below names them).
   gw = await startGateway({ DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/postgres`, LOG_LEVEL: 'warn' }, { logs: warnings });
 });
