@@ -254,8 +254,8 @@ export const SPARSE_EXACT_BELOW = 2_000;
  * - `scan`: the score pg_textsearch's index scan computed for the row, which it keeps for
  *   `bm25_get_current_score()` until it returns the next row. Read in the select list of the query
  *   whose ordered scan it is, it is the row's own: the scan is the outer side of the join, and each
- *   joined row is projected before the next is fetched. (The same value `<@>` gives to a few parts
- *   in 10^7: the index keeps scores as float4.)
+ *   joined row is projected before the next is fetched. (`<@>`'s value to a few parts in 10^7 when
+ *   the index counts no dead row versions; ~1 % apart while it still counts some, until a VACUUM.)
  * - `rescore`: `<@>` in the select list, which scores each row again from its text (tokenising it):
  *   6 of 10 ms for 50 rows at 100k chunks (BENCHMARKS.md), for a pg_textsearch without the function.
  */
