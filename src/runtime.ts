@@ -157,6 +157,7 @@ export async function buildRuntime(
       keyCacheTtlMs: config.keyCacheTtlMs,
       compiledReads: config.compiledReads,
       vacuum: { byGateway: database.mode === 'embedded', quietMs: config.vacuumQuietMs },
+      soleWriter: database.mode === 'embedded',
     },
     limits: createRateLimits(config.rateLimits, limitsRedis),
     state: newRuntimeState(),

@@ -1,5 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshRoom, freshTierEmpty, freshWriteStarted } from '../src/domain/search/fresh.js';
 import { BUSY_POLL_MS, startFreshMerger } from '../src/domain/search/fresh-merger.js';
 import { semanticSql, useSearchPlans } from '../src/domain/search/sql.js';
 import { Prisma } from '../src/generated/prisma/client.js';
@@ -80,6 +81,61 @@ describe('fresh tier', () => {
     // Answered by the one search statement: the HNSW leg had its 10 rows, so no exact fallback ran.
     expect(queries.filter((q) => /ORDER BY c\.embedding <=>/.test(q) && !/c\.fresh/.test(q))).toHaveLength(0);
     release();
+  });
+
+  it('leaves the fresh tier out of searches while it is known empty, and reads it again as a fresh write begins', async () => {
+    const rt = gw.app.runtime;
+    const v = await newVolume(gw, 'org-fresh', { embedding_model_id: 'hash-1024' });
+    for (const [i, topic] of TOPICS.entries())
+      await gw.call('PUT', `${v.volumeUrl}/entries/t/${i}.md`, { content_text: `${topic} field notes` });
+    await indexed(gw, v.volumeId, TOPICS.length);
+    // The search statement of each mode, and whether it read the fresh tier.
+    const search = async (query: string, mode: string) => {
+      const seen = gw.queries.length;
+      const res = await gw.call('POST', `${v.volumeUrl}/search`, { query, mode, top_k: 3 });
+      expect(res.status).toBe(200);
+      const statements = gw.queries.slice(seen).filter((q) => /ORDER BY/.test(q));
+      return { top: res.body.results[0]?.path, readsFresh: statements.some((q) => /AND c\.fresh/.test(q)) };
+    };
+    // Merged by the gateway's own merger, then counted empty (it counts every couple of seconds).
+    await waitFor(async () => freshTierEmpty(rt));
+    for (const mode of ['semantic', 'hybrid'])
+      expect(await search('glacier retreat', mode), mode).toEqual({ top: '/t/4.md', readsFresh: false });
+
+    // A new fresh chunk: every search reads the tier again from the moment its write begins.
+    release = holdMerger(gw);
+    await gw.call('PUT', `${v.volumeUrl}/entries/new.md`, { content_text: 'quasar jets and quasar spectra' });
+    await indexed(gw, v.volumeId, TOPICS.length + 1);
+    expect(freshTierEmpty(rt)).toBe(false);
+    for (const mode of ['semantic', 'hybrid'])
+      expect(await search('quasar spectra', mode), mode).toEqual({ top: '/new.md', readsFresh: true });
+    release();
+  });
+
+  it('does not count the tier empty while a fresh write is under way, nor where other processes may write', async () => {
+    const rt = gw.app.runtime;
+    await waitFor(async () => (await rt.db.chunk.count({ where: { fresh: true } })) === 0);
+    const count = () => {
+      rt.state.freshCount = undefined; // count now, not from the cache
+      return freshRoom(rt);
+    };
+    // A write that began before the count and had not committed when it ran: its rows may be missed.
+    const ended = freshWriteStarted(rt);
+    await count();
+    expect(freshTierEmpty(rt)).toBe(false);
+    ended();
+    await count();
+    expect(freshTierEmpty(rt)).toBe(true);
+    // A write that begins while the count runs.
+    const counting = count();
+    const during = freshWriteStarted(rt);
+    await counting;
+    expect(freshTierEmpty(rt)).toBe(false);
+    during();
+    await count();
+    expect(freshTierEmpty(rt)).toBe(true);
+    // A server's database has other writers (replicas): its tier is never taken for empty.
+    expect(freshTierEmpty({ ...rt, settings: { ...rt.settings, soleWriter: false } })).toBe(false);
   });
 
   it('plans the fresh leg on the fresh index and the merged leg on the HNSW index', async () => {

@@ -27,10 +27,14 @@ export async function freshRoom(rt: Runtime): Promise<number> {
   const known = rt.state.freshCount;
   if (known && performance.now() - known.at < FRESH_COUNT_TTL_MS) return Math.max(0, cap - known.n);
   const at = performance.now();
+  const writes = rt.state.freshWrites;
+  const before = { ...writes };
   const [row] = await rt.db.$queryRaw<{ n: number }[]>`
     SELECT count(*)::int AS n FROM (SELECT 1 FROM chunks WHERE fresh LIMIT ${cap}) f`;
   const n = row?.n ?? 0;
   rt.state.freshCount = { n, at };
+  // Empty for sure: no fresh write was uncommitted when the count began, and none began since.
+  rt.state.freshEmpty = n === 0 && before.inFlight === 0 && writes.started === before.started;
   return Math.max(0, cap - n);
 }
 
@@ -38,6 +42,34 @@ export async function freshRoom(rt: Runtime): Promise<number> {
 export function freshCounted(rt: Runtime, n: number): void {
   const known = rt.state.freshCount;
   if (known) known.n = Math.max(0, known.n + n);
+}
+
+/**
+ * This gateway is about to write chunks into the fresh tier: searches stop leaving the tier out
+ * (freshTierEmpty) until a count begun after the write finished finds it empty again. Returns the
+ * call that says the write has ended (committed or failed).
+ */
+export function freshWriteStarted(rt: Runtime): () => void {
+  const writes = rt.state.freshWrites;
+  writes.started++;
+  writes.inFlight++;
+  rt.state.freshEmpty = false;
+  let ended = false;
+  return () => {
+    if (!ended) writes.inFlight--;
+    ended = true;
+  };
+}
+
+/**
+ * Whether a search may leave out the exact scan of the fresh tier: only where this gateway is the
+ * database's only writer (embedded), so no other process can have put chunks there unseen, and its
+ * last count found the tier empty with none of its own fresh writes under way (freshRoom). The
+ * merger counts every couple of seconds, so a tier emptied by merging is left out soon after. That
+ * scan of an empty tier cost ~0.65 ms of an 11 ms hybrid search at 100k chunks (planning included).
+ */
+export function freshTierEmpty(rt: Runtime): boolean {
+  return rt.settings.soleWriter && rt.state.freshEmpty === true;
 }
 
 /**

@@ -9,7 +9,7 @@ import type { JobHandler } from '../../jobs/types.js';
 import type { KeywordRanking, Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
 import { typicalChunkWords } from './bm25-sparse.js';
-import { freshCounted, freshRoom } from './fresh.js';
+import { freshCounted, freshRoom, freshWriteStarted } from './fresh.js';
 import { INDEXED_DIMS, keywordRanking } from './sql.js';
 
 // Entry → chunks → vectors. Runs after a write commits (an `index_entry` job queued in the write's
@@ -120,6 +120,27 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
 
   const ready = plans.filter((p) => !outcomes.has(p.entry.id));
   const fresh = await placeInFreshTier(rt, ready.flatMap(newRowsOf));
+  // Searches read the fresh tier again from now until these rows are written (search/fresh.ts).
+  const written = fresh > 0 ? freshWriteStarted(rt) : () => undefined;
+  try {
+    await writeChunks(rt, ready, outcomes, columns);
+  } finally {
+    written();
+  }
+
+  // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
+  const cleared = new Set(
+    ready
+      .filter((p) => p.entry.indexError !== null && ['indexed', 'unchanged'].includes(outcomes.get(p.entry.id) as string))
+      .map((p) => p.entry.volumeId),
+  );
+  for (const volumeId of cleared) await refreshVolumeStatus(rt, { volumeId });
+  if (fresh > 0) rt.state.wakeFreshMerger?.();
+  return entryIds.map((id) => outcomes.get(id) as IndexOutcome | Error);
+}
+
+/** Writes the planned entries' chunks and indexed state, recording each entry's outcome (indexEntries). */
+async function writeChunks(rt: Runtime, ready: Plan[], outcomes: Map<string, IndexOutcome | Error>, columns: ChunkColumns): Promise<void> {
   for (const p of ready) {
     const searchable = p.rows && p.targets.includes(p.searchWith) ? p.rows.filter((r) => r.embedderId === p.searchWith).length : null;
     p.done = { hash: p.hash, isIndexed: p.targets.includes(p.searchWith) || p.entry.isIndexed, searchable };
@@ -139,16 +160,6 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
   for (const group of byRows(slow, INSERT_BATCH * 4)) {
     for (const [id, outcome] of await swapInTransaction(rt, group, columns)) outcomes.set(id, outcome);
   }
-
-  // An earlier failure is cleared: the volume may no longer be degraded (volume-status.ts).
-  const cleared = new Set(
-    ready
-      .filter((p) => p.entry.indexError !== null && ['indexed', 'unchanged'].includes(outcomes.get(p.entry.id) as string))
-      .map((p) => p.entry.volumeId),
-  );
-  for (const volumeId of cleared) await refreshVolumeStatus(rt, { volumeId });
-  if (fresh > 0) rt.state.wakeFreshMerger?.();
-  return entryIds.map((id) => outcomes.get(id) as IndexOutcome | Error);
 }
 
 /**

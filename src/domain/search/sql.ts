@@ -5,6 +5,7 @@ import { inSpan } from '../../telemetry/tracing.js';
 import { liveEntrySql } from '../shared/live-entries.js';
 import type { KeywordRanking, Runtime } from '../shared/runtime.js';
 import { SPARSE_DIMS, SPARSE_INDEX, type SparseQuery, sparseQuery } from './bm25-sparse.js';
+import { freshTierEmpty } from './fresh.js';
 import type { SearchFilters, SearchMode } from './input.js';
 
 // The SQL behind search: candidates from pgvector (cosine) and full text (BM25 from pg_textsearch
@@ -355,14 +356,19 @@ export function searchSql(
     sparse?: SparseQuery;
     /** How the sparse leg reads (default sparseScan's choice; benchmarks ask for `exact`). */
     sparseScan?: 'hnsw' | 'exact';
+    /** Whether to read the fresh tier beside each HNSW index (default true; false when it is known empty: fresh.ts). */
+    freshTier?: boolean;
   } = {},
 ): Prisma.Sql {
   const semanticLimit = opts.semanticLimit ?? limit;
+  const freshTier = opts.freshTier ?? true;
   const legs = nearest.flatMap((n, i) =>
     n.indexed
       ? [
           Prisma.sql`(SELECT ${`s${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, semanticLimit, 'hnsw')}) x)`,
-          Prisma.sql`(SELECT ${`f${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, limit, 'fresh')}) x)`,
+          ...(freshTier
+            ? [Prisma.sql`(SELECT ${`f${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, limit, 'fresh')}) x)`]
+            : []),
         ]
       : [Prisma.sql`(SELECT ${`s${i}`}::text AS leg, x.* FROM (${semanticSql(n.dims, n.q, n.scopes, filters, limit, 'exact')}) x)`],
   );
@@ -373,7 +379,7 @@ export function searchSql(
     if (sq.lexemes.length > 0) {
       const scan = opts.sparseScan ?? sparseScan(sq);
       legs.push(Prisma.sql`(SELECT 'k'::text AS leg, x.* FROM (${sparseBm25Sql(sq, scopes, filters, limit, scan)}) x)`);
-      if (scan === 'hnsw')
+      if (scan === 'hnsw' && freshTier)
         legs.push(Prisma.sql`(SELECT 'kf'::text AS leg, x.* FROM (${sparseBm25Sql(sq, scopes, filters, limit, 'fresh')}) x)`);
     }
   } else if (ranking) {
@@ -431,7 +437,7 @@ export async function candidatesFor(
     });
   // Hybrid fuses ranks: its keyword leg is not scored (bm25Sql).
   const bm25Scores: Bm25Scores = mode === 'hybrid' ? 'rank' : ranking === 'bm25' && (await bm25ScanScores(rt)) ? 'scan' : 'rescore';
-  const opts = { bm25Scores, ...(sparse ? { sparse } : {}) };
+  const opts = { bm25Scores, freshTier: !freshTierEmpty(rt), ...(sparse ? { sparse } : {}) };
   // Prisma's instrumentation does not see them: each statement gets its own span.
   const send = (legs: string, statements: Prisma.Sql[]) =>
     inSpan('db.search', { 'db.system': 'postgresql', 'search.mode': mode, 'search.volumes': scopes.length, 'search.legs': legs }, () =>

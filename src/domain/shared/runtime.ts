@@ -75,6 +75,8 @@ export interface Settings {
    * autovacuum (embedded PGlite); `quietMs`, how long without HTTP requests counts as quiet.
    */
   vacuum: { byGateway: boolean; quietMs: number };
+  /** This gateway is its database's only writer (embedded PGlite: the data dir has one owner). */
+  soleWriter: boolean;
 }
 
 /**
@@ -105,6 +107,10 @@ export interface RuntimeState {
   wakeFreshMerger?: () => void;
   /** The fresh tier's size as last counted (performance.now() ms), kept up to date by this gateway's writes and merges (search/fresh.ts). */
   freshCount?: { n: number; at: number };
+  /** This gateway's writes into the fresh tier: begun in all, and not yet ended (search/fresh.ts, freshWriteStarted). */
+  freshWrites: { started: number; inFlight: number };
+  /** The last count found the fresh tier empty with none of this gateway's fresh writes under way (search/fresh.ts). */
+  freshEmpty?: boolean;
   /** HTTP requests in flight, and when the last one ended (epoch ms): whether the gateway is quiet. */
   requests: { inFlight: number; lastEndedAt: number };
 }
@@ -136,5 +142,6 @@ export function newRuntimeState(): RuntimeState {
     revokedKeys: new Map(),
     bucketWork: new Set(),
     requests: { inFlight: 0, lastEndedAt: 0 },
+    freshWrites: { started: 0, inFlight: 0 },
   };
 }
