@@ -100,6 +100,11 @@ const ConfigSchema = z.object({
   JOB_LEASE_MS: z.coerce.number().int().min(500).default(30_000),
   /** How often an idle worker looks for queued jobs (jobs queued by this process start at once). */
   JOB_POLL_MS: z.coerce.number().int().min(10).default(1_000),
+  /**
+   * Entries a reindex takes per batch (one embedding call, one progress save; fewer when their
+   * content passes 4 MiB). A cancel stops the run within the batch in hand.
+   */
+  REINDEX_BATCH_ENTRIES: z.coerce.number().int().min(1).max(1_000).default(64),
   /** HNSW candidate list size for semantic search (pgvector hnsw.ef_search). */
   SEARCH_EF_SEARCH: z.coerce.number().int().min(10).max(1000).default(200),
   /**
@@ -217,6 +222,8 @@ export interface Config {
   /** Worker threads for CPU-bound indexing (undefined: one per core but one) and each task's time budget. */
   indexing: { threads: number | undefined; timeoutMs: number };
   efSearch: number;
+  /** Entries a reindex takes per batch (search/reindex.ts). */
+  reindexBatchEntries: number;
   /** Cap of the fresh tier of chunks (search/fresh.ts); 0 turns it off. */
   freshChunks: number;
   /** Hybrid legs as two concurrent statements; undefined: on in server mode, off embedded. */
@@ -336,6 +343,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     indexing: { threads: c.INDEXING_THREADS, timeoutMs: c.INDEXING_TIMEOUT_MS },
     efSearch: c.SEARCH_EF_SEARCH,
     freshChunks: c.SEARCH_FRESH_CHUNKS,
+    reindexBatchEntries: c.REINDEX_BATCH_ENTRIES,
     parallelSearchLegs: c.SEARCH_PARALLEL_LEGS === undefined ? undefined : flag(c.SEARCH_PARALLEL_LEGS, true),
     keyCacheTtlMs: c.KEY_CACHE_TTL_MS,
     metrics: { enabled: c.METRICS, token: c.METRICS_TOKEN },

@@ -152,6 +152,7 @@ export async function buildRuntime(
       volumeRetentionDays: config.volumeRetentionDays,
       efSearch: config.efSearch,
       freshChunks: config.freshChunks,
+      reindexBatchEntries: config.reindexBatchEntries,
       // One PGlite runs one statement at a time: two legs at once would only queue.
       parallelSearchLegs: database.mode === 'server' && config.parallelSearchLegs !== false,
       keyCacheTtlMs: config.keyCacheTtlMs,

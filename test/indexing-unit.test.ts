@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withinBytes } from '../src/domain/search/reindex.js';
 import { fuse } from '../src/domain/search/sql.js';
 import { chunkText, countTokens, flattenJson } from '../src/indexing/chunking.js';
 import { embedAll } from '../src/indexing/embedders/embedder.js';
@@ -126,5 +127,19 @@ describe('reciprocal rank fusion', () => {
     expect(fused[2]?.score).toBeCloseTo(1 / 62 / (2 / 61), 10);
     expect(fused[3]?.score).toBeCloseTo(1 / 63 / (2 / 61), 10);
     expect(fuse([[], []])).toEqual([]);
+  });
+});
+
+describe('reindex batches', () => {
+  const sized = (...mib: number[]) => mib.map((m, i) => ({ id: `e${i}`, sizeBytes: BigInt(Math.round(m * 1024 * 1024)) }));
+  const ids = (xs: { id: string }[]) => xs.map((x) => x.id);
+  const MAX = 4 * 1024 * 1024;
+
+  it('take entries until their content passes the budget, and always the first', () => {
+    expect(ids(withinBytes(sized(1, 1, 1, 1), MAX))).toEqual(['e0', 'e1', 'e2', 'e3']); // exactly 4 MiB
+    expect(ids(withinBytes(sized(1.5, 1.5, 1.5), MAX))).toEqual(['e0', 'e1']);
+    expect(ids(withinBytes(sized(9, 0.1), MAX))).toEqual(['e0']); // one entry past the budget goes alone
+    expect(ids(withinBytes(sized(0.1, 9), MAX))).toEqual(['e0']);
+    expect(withinBytes([], MAX)).toEqual([]);
   });
 });

@@ -40,6 +40,8 @@ const boot = () =>
       EMBEDDINGS_DIMS: '1024',
       JOB_LEASE_MS: '1500',
       JOB_POLL_MS: '100',
+      // Batches of 16 (the default is 64): the kill lands after the first of the 30 entries' batches.
+      REINDEX_BATCH_ENTRIES: '16',
     },
     { children },
   );

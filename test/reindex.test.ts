@@ -11,7 +11,8 @@ const ORG = 'org-reindex';
 
 beforeAll(async () => {
   emb = await startEmbeddingsServer(1024);
-  gw = await startGateway(fakeEmbedderEnv(emb));
+  // Batches of 16 entries (the default is 64): the tests below count batches of 40 entries.
+  gw = await startGateway({ ...fakeEmbedderEnv(emb), REINDEX_BATCH_ENTRIES: '16' });
 });
 afterAll(async () => {
   await gw?.stop();

@@ -24,11 +24,15 @@ import { indexEntries, recordIndexFailure } from './indexing.js';
 //
 // Runs of one volume never overlap (the job queue runs one claim per key). Cancelling a running
 // reindex is cooperative: the volume shows `cancelling` until the worker has finished the batch of
-// entries in hand (BATCH, indexed together: one embedding call, one swap) and stopped, then `cancelled` (the only final event of that run). A reindex requested while
+// entries in hand (REINDEX_BATCH_ENTRIES, indexed together: one embedding call, one swap) and stopped, then `cancelled` (the only final event of that run). A reindex requested while
 // one is stopping waits for it, then starts and reuses every vector the cancelled run committed.
 
 export const REINDEX = 'reindex';
-const BATCH = 16;
+/**
+ * A batch stops short of REINDEX_BATCH_ENTRIES once its entries' content passes this (sizes as
+ * stored; one entry at least), so a batch of large entries holds no more text in memory than this.
+ */
+export const BATCH_BYTES = 4 * 1024 * 1024;
 /** Subscribers hear at least this often while a reindex runs. */
 export const PROGRESS_INTERVAL_MS = 1000;
 
@@ -206,15 +210,15 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
       }
       const batch = await rt.db.entry.findMany({
         where: { ...liveEntries(volumeId), ...(state.cursor ? { id: { gt: state.cursor } } : {}) },
-        select: { id: true },
+        select: { id: true, sizeBytes: true },
         orderBy: { id: 'asc' },
-        take: BATCH,
+        take: rt.settings.reindexBatchEntries,
       });
       if (batch.length === 0) break;
       // Before each batch: a cancel stops the run within one batch (the one in hand is committed).
       if (!(await ctx.checkpoint())) return;
       const next = { ...state };
-      const ids = batch.map((e) => e.id);
+      const ids = withinBytes(batch, BATCH_BYTES).map((e) => e.id);
       let outcomes: unknown[];
       try {
         outcomes = await indexEntries(rt, ids, { embedderIds: [state.target], force: true, signal: ctx.signal });
@@ -248,6 +252,17 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
   } finally {
     clearInterval(ticker);
   }
+}
+
+/** The longest prefix of `entries` whose sizes add up to at most `max` bytes (the first entry whatever its size). */
+export function withinBytes<T extends { sizeBytes: bigint }>(entries: T[], max: number): T[] {
+  let total = 0n;
+  const cap = BigInt(max);
+  const n = entries.findIndex((e, i) => {
+    total += e.sizeBytes;
+    return i > 0 && total > cap;
+  });
+  return n < 0 ? entries : entries.slice(0, n);
 }
 
 /**

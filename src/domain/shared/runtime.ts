@@ -61,6 +61,8 @@ export interface Settings {
   efSearch: number;
   /** Most chunks in the fresh tier, outside the HNSW indexes until merged (search/fresh.ts); 0: off. */
   freshChunks: number;
+  /** Entries a reindex takes per batch, at most (search/reindex.ts; REINDEX_BATCH_ENTRIES). */
+  reindexBatchEntries: number;
   /**
    * Hybrid search runs its semantic and keyword legs as two statements at once, each on its own
    * pooled connection (server mode; SEARCH_PARALLEL_LEGS), rather than one after the other in one.
