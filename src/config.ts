@@ -108,6 +108,13 @@ const ConfigSchema = z.object({
   /** HNSW candidate list size for semantic search (pgvector hnsw.ef_search). */
   SEARCH_EF_SEARCH: z.coerce.number().int().min(10).max(1000).default(200),
   /**
+   * Volumes (or a search's volumes together) with fewer chunks than this are searched by an exact
+   * nearest-neighbour scan rather than the HNSW index they share with every other volume (0: never).
+   */
+  SEARCH_EXACT_BELOW_CHUNKS: z.coerce.number().int().min(0).max(100_000).default(1_000),
+  /** The same for keyword search's BM25: below this many chunks each is scored, not found through the index (0: never). */
+  SEARCH_BM25_EXACT_BELOW_CHUNKS: z.coerce.number().int().min(0).max(100_000).default(200),
+  /**
    * Most chunks kept in the fresh tier: written outside the HNSW indexes (searched exactly) and
    * merged into them in the background, so a burst of writes is searchable at once (0: off).
    */
@@ -222,6 +229,8 @@ export interface Config {
   /** Worker threads for CPU-bound indexing (undefined: one per core but one) and each task's time budget. */
   indexing: { threads: number | undefined; timeoutMs: number };
   efSearch: number;
+  /** Exact nearest-neighbour and BM25 scans below these many chunks (search/sizing.ts). */
+  exactBelow: { nearest: number; bm25: number };
   /** Entries a reindex takes per batch (search/reindex.ts). */
   reindexBatchEntries: number;
   /** Cap of the fresh tier of chunks (search/fresh.ts); 0 turns it off. */
@@ -342,6 +351,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jobs: { concurrency: c.JOB_CONCURRENCY ?? (c.DATABASE_URL ? 8 : 2), leaseMs: c.JOB_LEASE_MS, pollMs: c.JOB_POLL_MS },
     indexing: { threads: c.INDEXING_THREADS, timeoutMs: c.INDEXING_TIMEOUT_MS },
     efSearch: c.SEARCH_EF_SEARCH,
+    exactBelow: { nearest: c.SEARCH_EXACT_BELOW_CHUNKS, bm25: c.SEARCH_BM25_EXACT_BELOW_CHUNKS },
     freshChunks: c.SEARCH_FRESH_CHUNKS,
     reindexBatchEntries: c.REINDEX_BATCH_ENTRIES,
     parallelSearchLegs: c.SEARCH_PARALLEL_LEGS === undefined ? undefined : flag(c.SEARCH_PARALLEL_LEGS, true),

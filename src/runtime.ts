@@ -151,6 +151,7 @@ export async function buildRuntime(
       defaultRegion: config.s3?.region ?? 'us-east-1',
       volumeRetentionDays: config.volumeRetentionDays,
       efSearch: config.efSearch,
+      exactBelow: config.exactBelow,
       freshChunks: config.freshChunks,
       reindexBatchEntries: config.reindexBatchEntries,
       // One PGlite runs one statement at a time: two legs at once would only queue.

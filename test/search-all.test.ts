@@ -10,7 +10,10 @@ let gw: TestGateway;
 const TEXT = 'quarterly harvest report for the orchard cooperative';
 
 beforeAll(async () => {
-  gw = await startGateway({ JOB_POLL_MS: '50' });
+  // Every volume through the shared indexes, whatever its size (search-sizing.test.ts covers the
+  // exact scans of small volumes): the statement counts below then do not depend on whether a
+  // volume's size was counted within the last few seconds.
+  gw = await startGateway({ JOB_POLL_MS: '50', SEARCH_EXACT_BELOW_CHUNKS: '0', SEARCH_BM25_EXACT_BELOW_CHUNKS: '0' });
 });
 afterAll(() => gw?.stop());
 

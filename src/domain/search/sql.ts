@@ -7,6 +7,7 @@ import type { KeywordRanking, Runtime } from '../shared/runtime.js';
 import { SPARSE_DIMS, SPARSE_INDEX, type SparseQuery, sparseQuery } from './bm25-sparse.js';
 import { freshTierEmpty } from './fresh.js';
 import type { SearchFilters, SearchMode } from './input.js';
+import { chunkCounts, fewerThan } from './sizing.js';
 
 // The SQL behind search: candidates from pgvector (cosine) and full text (BM25 from pg_textsearch
 // where the database has it, else BM25 as pgvector sparse vectors, else ts_rank_cd), each limited to
@@ -280,8 +281,26 @@ export function bm25ScanScores(rt: Runtime): Promise<boolean> {
  * Each row carries its score or its rank as `scores` says (Bm25Scores); the rows and their order
  * are the same.
  */
-export function bm25Sql(query: string, scopes: SearchScope[], filters: SearchFilters, limit: number, scores: Bm25Scores): Prisma.Sql {
+export function bm25Sql(
+  query: string,
+  scopes: SearchScope[],
+  filters: SearchFilters,
+  limit: number,
+  scores: Bm25Scores,
+  exact = false,
+): Prisma.Sql {
   const q = Prisma.sql`to_bm25query(${query}::text, ${BM25_INDEX})`;
+  if (exact)
+    // Every chunk of the scopes scored (search/sizing.ts: small volumes), not found through the
+    // index: ordered by the negated score, which no index offers. Non-matches score 0 and go.
+    return Prisma.sql`
+    SELECT chunk_id, entry_id, volume_id, path, chunk_index, preview, (b / (b + 1))::float8 AS score, NULL::bigint AS rank FROM (
+      SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
+             -(c.content <@> ${q}) AS b
+      FROM chunks c JOIN entries e ON e.id = c.entry_id
+      WHERE ${where(scopes, filters, new Date())}
+      ORDER BY b DESC, e.path, c.chunk_index LIMIT ${limit}) top
+    WHERE b > 0`;
   if (scores === 'rank')
     // The index only returns matches (each scores above 0); row_number() numbers the scan's order.
     return Prisma.sql`
@@ -330,7 +349,7 @@ export interface NearestLeg {
   /** The query vector as pgvector text. */
   q: string;
   scopes: SearchScope[];
-  /** Whether an HNSW index exists for `dims`. */
+  /** Whether it reads an HNSW index (one exists for `dims`, and the scopes are not small enough to scan exactly: sizing.ts). */
   indexed: boolean;
 }
 
@@ -358,6 +377,8 @@ export function searchSql(
     sparseScan?: 'hnsw' | 'exact';
     /** Whether to read the fresh tier beside each HNSW index (default true; false when it is known empty: fresh.ts). */
     freshTier?: boolean;
+    /** pg_textsearch's BM25 leg scores every chunk of the scopes rather than reading the index (small volumes: sizing.ts). */
+    bm25Exact?: boolean;
   } = {},
 ): Prisma.Sql {
   const semanticLimit = opts.semanticLimit ?? limit;
@@ -385,7 +406,7 @@ export function searchSql(
   } else if (ranking) {
     const sql =
       ranking === 'bm25'
-        ? bm25Sql(query, scopes, filters, limit, opts.bm25Scores ?? 'rescore')
+        ? bm25Sql(query, scopes, filters, limit, opts.bm25Scores ?? 'rescore', opts.bm25Exact)
         : coverDensitySql(query, scopes, filters, limit);
     legs.push(Prisma.sql`(SELECT 'k'::text AS leg, x.* FROM (${sql}) x)`);
   }
@@ -408,6 +429,12 @@ export async function candidatesFor(
   // query is embedded first, so the transaction below holds a connection only for the database's work.
   const byEmbedder = new Map<string, SearchScope[]>();
   if (mode !== 'keyword') for (const s of scopes) byEmbedder.set(s.embedderId, [...(byEmbedder.get(s.embedderId) ?? []), s]);
+  const ranking = mode === 'semantic' ? null : await keywordRanking(rt);
+  // Small volumes are scanned exactly, not through the indexes every volume shares (sizing.ts).
+  const below = rt.settings.exactBelow;
+  const sized = { nearest: mode !== 'keyword' && below.nearest > 0, bm25: ranking === 'bm25' && below.bm25 > 0 };
+  const bound = Math.max(sized.nearest ? below.nearest : 0, sized.bm25 ? below.bm25 : 0);
+  const counts = bound > 0 ? await chunkCounts(rt, scopes, bound) : new Map<string, number>();
   const nearest: NearestLeg[] = await Promise.all(
     [...byEmbedder.values()].map(async (group) => {
       const embedder = await embedderFor(group[0]!.embedderId);
@@ -416,11 +443,11 @@ export async function candidatesFor(
         dims: embedder.dims,
         q: `[${(vector as number[]).join(',')}]`,
         scopes: group,
-        indexed: INDEXED_DIMS.includes(embedder.dims),
+        indexed: INDEXED_DIMS.includes(embedder.dims) && !fewerThan(counts, group, below.nearest),
       };
     }),
   );
-  const ranking = mode === 'semantic' ? null : await keywordRanking(rt);
+  const bm25Exact = sized.bm25 && fewerThan(counts, scopes, below.bm25);
   const sparse = ranking === 'bm25_sparsevec' ? await sparseQuery(rt, query) : undefined;
   const sparseHnsw = sparse !== undefined && sparse.lexemes.length > 0 && sparseScan(sparse) === 'hnsw';
   const denseHnsw = nearest.some((n) => n.indexed);
@@ -437,7 +464,7 @@ export async function candidatesFor(
     });
   // Hybrid fuses ranks: its keyword leg is not scored (bm25Sql).
   const bm25Scores: Bm25Scores = mode === 'hybrid' ? 'rank' : ranking === 'bm25' && (await bm25ScanScores(rt)) ? 'scan' : 'rescore';
-  const opts = { bm25Scores, freshTier: !freshTierEmpty(rt), ...(sparse ? { sparse } : {}) };
+  const opts = { bm25Scores, bm25Exact, freshTier: !freshTierEmpty(rt), ...(sparse ? { sparse } : {}) };
   // Prisma's instrumentation does not see them: each statement gets its own span.
   const send = (legs: string, statements: Prisma.Sql[]) =>
     inSpan('db.search', { 'db.system': 'postgresql', 'search.mode': mode, 'search.volumes': scopes.length, 'search.legs': legs }, () =>
@@ -451,12 +478,15 @@ export async function candidatesFor(
     // only meet in the fusion, by chunk.
     const [semantic, keyword] = await Promise.all([
       send('semantic', [plans(denseHnsw, false), searchSql(nearest, null, query, scopes, filters, limit, opts)]),
-      send('keyword', [plans(sparseHnsw, ranking === 'bm25'), searchSql([], ranking, query, scopes, filters, limit, opts)]),
+      send('keyword', [plans(sparseHnsw, ranking === 'bm25' && !bm25Exact), searchSql([], ranking, query, scopes, filters, limit, opts)]),
     ]);
     rows = [...semantic, ...keyword];
   } else {
     // Every leg in one statement (embedded: one PGlite runs one statement at a time anyway).
-    rows = await send('all', [plans(anyHnsw, ranking === 'bm25'), searchSql(nearest, ranking, query, scopes, filters, limit, opts)]);
+    rows = await send('all', [
+      plans(anyHnsw, ranking === 'bm25' && !bm25Exact),
+      searchSql(nearest, ranking, query, scopes, filters, limit, opts),
+    ]);
   }
 
   const lists: Candidate[][] = [];

@@ -59,6 +59,11 @@ export interface Settings {
   volumeRetentionDays: number;
   /** pgvector `hnsw.ef_search` for semantic searches. */
   efSearch: number;
+  /**
+   * Searches whose volumes hold fewer chunks than these scan them exactly rather than through the
+   * shared HNSW (`nearest`) or BM25 (`bm25`) index (search/sizing.ts); 0: never.
+   */
+  exactBelow: { nearest: number; bm25: number };
   /** Most chunks in the fresh tier, outside the HNSW indexes until merged (search/fresh.ts); 0: off. */
   freshChunks: number;
   /** Entries a reindex takes per batch, at most (search/reindex.ts; REINDEX_BATCH_ENTRIES). */
@@ -113,6 +118,8 @@ export interface RuntimeState {
   freshWrites: { started: number; inFlight: number };
   /** The last count found the fresh tier empty with none of this gateway's fresh writes under way (search/fresh.ts). */
   freshEmpty?: boolean;
+  /** Chunks per volume and embedder, counted up to a bound, and when (performance.now() ms): search/sizing.ts. */
+  chunkCounts: Map<string, { n: number; bound: number; at: number }>;
   /** HTTP requests in flight, and when the last one ended (epoch ms): whether the gateway is quiet. */
   requests: { inFlight: number; lastEndedAt: number };
 }
@@ -145,5 +152,6 @@ export function newRuntimeState(): RuntimeState {
     bucketWork: new Set(),
     requests: { inFlight: 0, lastEndedAt: 0 },
     freshWrites: { started: 0, inFlight: 0 },
+    chunkCounts: new Map(),
   };
 }
