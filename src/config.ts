@@ -112,7 +112,10 @@ const ConfigSchema = z.object({
    * nearest-neighbour scan rather than the HNSW index they share with every other volume (0: never).
    */
   SEARCH_EXACT_BELOW_CHUNKS: z.coerce.number().int().min(0).max(100_000).default(1_000),
-  /** The same for keyword search's BM25: below this many chunks each is scored, not found through the index (0: never). */
+  /**
+   * The same for keyword search's BM25: below this many chunks each is scored, not found through the
+   * index (0: never; nor is the scan's starting depth sized for volumes under 5,000 chunks).
+   */
   SEARCH_BM25_EXACT_BELOW_CHUNKS: z.coerce.number().int().min(0).max(100_000).default(200),
   /**
    * Most chunks kept in the fresh tier: written outside the HNSW indexes (searched exactly) and

@@ -89,6 +89,27 @@ describe('search sizing', () => {
     expect(none.hits).toEqual([]);
   });
 
+  it("starts pg_textsearch's scan as deep as the volume's share of the index implies", async () => {
+    const rt = gw.app.runtime;
+    await rt.db.$executeRawUnsafe('ANALYZE chunks');
+    rt.state.chunkCounts.clear(); // counted again, with the statistics' table size
+    const depthOf = async (v: TestVolume, topK: number) => {
+      const seen = gw.queries.length;
+      await gw.call('POST', `${v.volumeUrl}/search`, { query: 'glacier retreat', mode: 'keyword', top_k: topK });
+      const sql = gw.queries.slice(seen).join('\n');
+      return Number(/'pg_textsearch\.default_limit', '(\d+)'/.exec(sql)?.[1]);
+    };
+    const [stats] = await rt.db.$queryRaw<{ total: number }[]>`SELECT reltuples::float8 AS total FROM pg_class WHERE relname = 'chunks'`;
+    const total = Number(stats?.total);
+    const chunks = await rt.db.chunk.count({ where: { volumeId: large.volumeId } });
+    expect(total).toBeGreaterThan(chunks); // other volumes share the index
+    // Twice the depth its share implies (limit ÷ share), at least the limit.
+    expect(await depthOf(large, 3)).toBe(Math.max(3, Math.ceil((2 * 3 * total) / chunks)));
+    // Sizes unknown (the statistics say nothing yet): the leg's limit, as before.
+    rt.state.chunksTotal = undefined;
+    expect(await depthOf(large, 3)).toBe(3);
+  });
+
   it('counts sizes up to the bound, reuses a count for a while, and sees a volume grow at the next count', async () => {
     const rt = gw.app.runtime;
     const scopes = [small, large].map((v) => ({ volumeId: v.volumeId, embedderId: 'hash-1024' }));

@@ -7,7 +7,7 @@ import type { KeywordRanking, Runtime } from '../shared/runtime.js';
 import { SPARSE_DIMS, SPARSE_INDEX, type SparseQuery, sparseQuery } from './bm25-sparse.js';
 import { freshTierEmpty } from './fresh.js';
 import type { SearchFilters, SearchMode } from './input.js';
-import { chunkCounts, fewerThan } from './sizing.js';
+import { BM25_DEPTH_BELOW, bm25Depth, chunkCounts, fewerThan } from './sizing.js';
 
 // The SQL behind search: candidates from pgvector (cosine) and full text (BM25 from pg_textsearch
 // where the database has it, else BM25 as pgvector sparse vectors, else ts_rank_cd), each limited to
@@ -118,7 +118,8 @@ export function rankedList(rows: SearchRow[]): Candidate[] {
  *   pg_textsearch hands a query's LIMIT to its scan (top-k by Block-Max WAND), but not through the
  *   join to `entries` every search has: there the scan scored its `default_limit`, 1,000 matches,
  *   every time (at 100k chunks, embedded, top 10: 3,408 buffers and 3.1 ms against 1,531 and
- *   1.1 ms unjoined). Set to the leg's limit, it scores that many; where filters keep fewer, the
+ *   1.1 ms unjoined). Set to the leg's limit, it scores that many (deeper from the start where the
+ *   searched volumes hold a small share of the index: sizing.ts bm25Depth); where filters keep fewer, the
  *   scan doubles its depth and scores again until `limit` rows pass or every match is scored, so
  *   a filtered search still returns `limit` hits when that many match.
  * - No JIT. Postgres prices a node it was told to avoid but must use (the sort of the fresh tier's
@@ -433,7 +434,10 @@ export async function candidatesFor(
   // Small volumes are scanned exactly, not through the indexes every volume shares (sizing.ts).
   const below = rt.settings.exactBelow;
   const sized = { nearest: mode !== 'keyword' && below.nearest > 0, bm25: ranking === 'bm25' && below.bm25 > 0 };
-  const bound = Math.max(sized.nearest ? below.nearest : 0, sized.bm25 ? below.bm25 : 0);
+  // Where pg_textsearch ranks, sizes up to BM25_DEPTH_BELOW also set how deep its scan starts
+  // (BM25 sizing on: SEARCH_BM25_EXACT_BELOW_CHUNKS above 0).
+  const bm25Sized = sized.bm25;
+  const bound = Math.max(sized.nearest ? below.nearest : 0, sized.bm25 ? below.bm25 : 0, bm25Sized ? BM25_DEPTH_BELOW : 0);
   const counts = bound > 0 ? await chunkCounts(rt, scopes, bound) : new Map<string, number>();
   const nearest: NearestLeg[] = await Promise.all(
     [...byEmbedder.values()].map(async (group) => {
@@ -448,6 +452,7 @@ export async function candidatesFor(
     }),
   );
   const bm25Exact = sized.bm25 && fewerThan(counts, scopes, below.bm25);
+  const depth = bm25Sized && !bm25Exact ? bm25Depth(rt, counts, scopes, limit) : limit;
   const sparse = ranking === 'bm25_sparsevec' ? await sparseQuery(rt, query) : undefined;
   const sparseHnsw = sparse !== undefined && sparse.lexemes.length > 0 && sparseScan(sparse) === 'hnsw';
   const denseHnsw = nearest.some((n) => n.indexed);
@@ -460,7 +465,7 @@ export async function candidatesFor(
   const plans = (hnsw: boolean, bm25: boolean) =>
     searchPlansSql({
       ...(hnsw ? { hnsw: { limit, iterative, efSearch: rt.settings.efSearch } } : {}),
-      ...(bm25 ? { bm25: { limit } } : {}),
+      ...(bm25 ? { bm25: { limit: depth } } : {}),
     });
   // Hybrid fuses ranks: its keyword leg is not scored (bm25Sql).
   const bm25Scores: Bm25Scores = mode === 'hybrid' ? 'rank' : ranking === 'bm25' && (await bm25ScanScores(rt)) ? 'scan' : 'rescore';

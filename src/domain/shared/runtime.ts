@@ -120,6 +120,8 @@ export interface RuntimeState {
   freshEmpty?: boolean;
   /** Chunks per volume and embedder, counted up to a bound, and when (performance.now() ms): search/sizing.ts. */
   chunkCounts: Map<string, { n: number; bound: number; at: number }>;
+  /** The chunks table's size by the planner's statistics, as of the last count (search/sizing.ts). */
+  chunksTotal?: number;
   /** HTTP requests in flight, and when the last one ended (epoch ms): whether the gateway is quiet. */
   requests: { inFlight: number; lastEndedAt: number };
 }
