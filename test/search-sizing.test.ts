@@ -116,6 +116,16 @@ describe('search sizing', () => {
     rt.state.chunkCounts.clear();
     const counts = await chunkCounts(rt, scopes, 10);
     expect([...counts.values()]).toEqual([TOPICS.length, 10]);
+    // Aged 10 s: a volume at its bound is not counted again for a minute (large volumes seldom
+    // shrink, and counting one reads the bound's worth of entries); one below it is.
+    for (const entry of rt.state.chunkCounts.values()) entry.at -= 10_000;
+    const aged = [...rt.state.chunkCounts.values()].map((e) => e.at);
+    await chunkCounts(rt, scopes, 10);
+    const [smallAt, largeAt] = [...rt.state.chunkCounts.entries()]
+      .sort(([a], [b]) => (a.startsWith(small.volumeId) ? -1 : b.startsWith(small.volumeId) ? 1 : 0))
+      .map(([, e]) => e.at);
+    expect(smallAt).toBeGreaterThan(aged[0]!);
+    expect(largeAt).toBe(aged[1]);
     // A count stopped at a lower bound is not taken for one at a higher bound.
     expect([...(await chunkCounts(rt, scopes, 100)).values()]).toEqual([TOPICS.length, TOPICS.length * 3]);
 

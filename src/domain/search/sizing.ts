@@ -14,6 +14,11 @@ import type { Runtime } from '../shared/runtime.js';
 
 /** How long a volume's counted size stands (its growth past a bound is seen at the next count). */
 export const CHUNK_COUNT_TTL_MS = 5_000;
+/**
+ * How long "at least the bound" stands: counting a large volume reads the bound's worth of index
+ * entries (~8–16 ms for 5,000 at 100k chunks, embedded), and a large volume seldom shrinks below it.
+ */
+export const LARGE_COUNT_TTL_MS = 60_000;
 /** Counts kept at most (the oldest are dropped first). */
 const CHUNK_COUNTS_MAX = 10_000;
 
@@ -28,7 +33,7 @@ const keyOf = (s: SizedScope) => `${s.volumeId}\u0000${s.embedderId}`;
 /**
  * How many chunks each scope holds for its embedder, counted up to `bound` (a count of `bound` means
  * at least that many): live or not, fresh or merged, the rows an exact scan would read. A count is
- * reused for CHUNK_COUNT_TTL_MS; those missing are counted together in one statement (an index scan
+ * reused for CHUNK_COUNT_TTL_MS (LARGE_COUNT_TTL_MS once it reached its bound); those missing are counted together in one statement (an index scan
  * of at most `bound` entries each). Sizes only choose a plan, never change an answer: a count out of
  * date makes a search slower, not wrong.
  */
@@ -39,8 +44,8 @@ export async function chunkCounts(rt: Runtime, scopes: SizedScope[], bound: numb
   for (const s of scopes) {
     const known = rt.state.chunkCounts.get(keyOf(s));
     // A count stopped at a lower bound than asked says nothing about this one.
-    if (known && now - known.at < CHUNK_COUNT_TTL_MS && (known.n < known.bound || known.bound >= bound))
-      counts.set(keyOf(s), Math.min(known.n, bound));
+    const ttl = known && known.n >= known.bound ? LARGE_COUNT_TTL_MS : CHUNK_COUNT_TTL_MS;
+    if (known && now - known.at < ttl && (known.n < known.bound || known.bound >= bound)) counts.set(keyOf(s), Math.min(known.n, bound));
     else missing.push(s);
   }
   if (missing.length > 0) {
