@@ -280,7 +280,7 @@ export function bm25ScanScores(rt: Runtime): Promise<boolean> {
  * The plan is pinned to that scan: under a sequential scan the extension also returns non-matching
  * rows (score 0), dropped here anyway. `<@>` is the negated score; it is mapped to 0–1 as s / (s + 1).
  * Each row carries its score or its rank as `scores` says (Bm25Scores); the rows and their order
- * are the same.
+ * are the same. `exact` scores every chunk of the scopes with `<@>` instead (small volumes).
  */
 export function bm25Sql(
   query: string,
@@ -291,18 +291,7 @@ export function bm25Sql(
   exact = false,
 ): Prisma.Sql {
   const q = Prisma.sql`to_bm25query(${query}::text, ${BM25_INDEX})`;
-  if (exact)
-    // Every chunk of the scopes scored (search/sizing.ts: small volumes), not found through the
-    // index: ordered by the negated score, which no index offers. Non-matches score 0 and go.
-    return Prisma.sql`
-    SELECT chunk_id, entry_id, volume_id, path, chunk_index, preview, (b / (b + 1))::float8 AS score, NULL::bigint AS rank FROM (
-      SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
-             -(c.content <@> ${q}) AS b
-      FROM chunks c JOIN entries e ON e.id = c.entry_id
-      WHERE ${where(scopes, filters, new Date())}
-      ORDER BY b DESC, e.path, c.chunk_index LIMIT ${limit}) top
-    WHERE b > 0`;
-  if (scores === 'rank')
+  if (scores === 'rank' && !exact)
     // The index only returns matches (each scores above 0); row_number() numbers the scan's order.
     return Prisma.sql`
       SELECT top.*, NULL::float8 AS score, row_number() OVER () AS rank FROM (
@@ -310,14 +299,17 @@ export function bm25Sql(
         FROM chunks c JOIN entries e ON e.id = c.entry_id
         WHERE ${where(scopes, filters, new Date())}
         ORDER BY c.content <@> ${q} LIMIT ${limit}) top`;
-  const score = scores === 'scan' ? Prisma.sql`bm25_get_current_score()` : Prisma.sql`(c.content <@> ${q})`;
+  const score = scores === 'scan' && !exact ? Prisma.sql`bm25_get_current_score()` : Prisma.sql`(c.content <@> ${q})`;
+  // Exact (search/sizing.ts: small volumes): every chunk of the scopes scored rather than found
+  // through the index, ordered by the negated score, which no index offers; non-matches score 0.
+  const order = exact ? Prisma.sql`b DESC, e.path, c.chunk_index` : Prisma.sql`c.content <@> ${q}`;
   return Prisma.sql`
     SELECT chunk_id, entry_id, volume_id, path, chunk_index, preview, (b / (b + 1))::float8 AS score, NULL::bigint AS rank FROM (
       SELECT c.id AS chunk_id, c.entry_id, c.volume_id, e.path, c.chunk_index, left(c.content, ${PREVIEW_CHARS}) AS preview,
              -${score} AS b
       FROM chunks c JOIN entries e ON e.id = c.entry_id
       WHERE ${where(scopes, filters, new Date())}
-      ORDER BY c.content <@> ${q} LIMIT ${limit}) top
+      ORDER BY ${order} LIMIT ${limit}) top
     WHERE b > 0`;
 }
 
@@ -434,10 +426,8 @@ export async function candidatesFor(
   // Small volumes are scanned exactly, not through the indexes every volume shares (sizing.ts).
   const below = rt.settings.exactBelow;
   const sized = { nearest: mode !== 'keyword' && below.nearest > 0, bm25: ranking === 'bm25' && below.bm25 > 0 };
-  // Where pg_textsearch ranks, sizes up to BM25_DEPTH_BELOW also set how deep its scan starts
-  // (BM25 sizing on: SEARCH_BM25_EXACT_BELOW_CHUNKS above 0).
-  const bm25Sized = sized.bm25;
-  const bound = Math.max(sized.nearest ? below.nearest : 0, sized.bm25 ? below.bm25 : 0, bm25Sized ? BM25_DEPTH_BELOW : 0);
+  // With BM25 sizing on, sizes up to BM25_DEPTH_BELOW also set how deep pg_textsearch's scan starts.
+  const bound = Math.max(sized.nearest ? below.nearest : 0, sized.bm25 ? Math.max(below.bm25, BM25_DEPTH_BELOW) : 0);
   const counts = bound > 0 ? await chunkCounts(rt, scopes, bound) : new Map<string, number>();
   const nearest: NearestLeg[] = await Promise.all(
     [...byEmbedder.values()].map(async (group) => {
@@ -452,7 +442,7 @@ export async function candidatesFor(
     }),
   );
   const bm25Exact = sized.bm25 && fewerThan(counts, scopes, below.bm25);
-  const depth = bm25Sized && !bm25Exact ? bm25Depth(rt, counts, scopes, limit) : limit;
+  const depth = sized.bm25 && !bm25Exact ? bm25Depth(rt, counts, scopes, limit) : limit;
   const sparse = ranking === 'bm25_sparsevec' ? await sparseQuery(rt, query) : undefined;
   const sparseHnsw = sparse !== undefined && sparse.lexemes.length > 0 && sparseScan(sparse) === 'hnsw';
   const denseHnsw = nearest.some((n) => n.indexed);
