@@ -513,7 +513,8 @@ async function main(): Promise<void> {
       reindexLine =
         `**Reindex at scale** (jobs over the ${n.toLocaleString('en')}-chunk volume, one chunk an entry; the fresh tier holds up to ${app.runtime.settings.freshChunks.toLocaleString('en')} chunks, the rest go straight into the HNSW graph). ` +
         `Into the same model (every chunk unchanged, so every row stays in place): ${same}. ` +
-        `Into another model, \`${model}\` → \`${STATIC_EMBEDDER_ID}\` (every chunk embedded and written again, ${STATIC_DIMS} dimensions, the old rows dropped at the switch): ${other}.`;
+        `Into another model, \`${model}\` → \`${STATIC_EMBEDDER_ID}\` (every chunk embedded and written again, ${STATIC_DIMS} dimensions, the old rows dropped at the switch; ` +
+        `${app.runtime.settings.soleWriter && app.runtime.settings.reindexBulkMinChunks > 0 && n >= app.runtime.settings.reindexBulkMinChunks ? 'a bulk reindex: rows loaded outside the HNSW index, then the index built' : 'rows inserted into the HNSW index one at a time'}): ${other}.`;
     }
 
     const date = new Date().toISOString().slice(0, 10);

@@ -10,8 +10,10 @@ import type { Config } from './config.js';
 import { type Database, databaseOptions, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
 import { startMaintenance } from './domain/maintenance/maintenance.js';
+import { restoreHnswIndexes } from './domain/search/bulk-index.js';
 import { startFreshMerger } from './domain/search/fresh-merger.js';
 import { INDEX_ENTRY } from './domain/search/indexing.js';
+import { REINDEX } from './domain/search/reindex.js';
 import { bm25ScanScores, keywordRanking } from './domain/search/sql.js';
 import type { Runtime } from './domain/shared/runtime.js';
 import { pendingProvisioning, resumePendingProvisioning } from './domain/workspaces/workspaces.js';
@@ -253,6 +255,8 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   openSockets = () => wss.clients.size;
 
   await resumePendingProvisioning(rt);
+  // An HNSW index a bulk reindex dropped and will not build (it stopped in a crash): built now.
+  await restoreHnswIndexes(rt, REINDEX);
   const maintenance = startMaintenance(rt, config.sweepIntervalMs);
   // Fresh chunks (written outside the HNSW indexes) go into them when indexing is quiet.
   const freshMerger = startFreshMerger(rt);

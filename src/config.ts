@@ -105,6 +105,12 @@ const ConfigSchema = z.object({
    * content passes 4 MiB). A cancel stops the run within the batch in hand.
    */
   REINDEX_BATCH_ENTRIES: z.coerce.number().int().min(1).max(1_000).default(64),
+  /**
+   * Embedded only: a reindex writing at least this many chunks into an HNSW index that holds at
+   * most a quarter as many other rows drops the index and builds it after loading (4× cheaper per
+   * row on PGlite), holding the database for the build (~1 min per 100,000 chunks). 0: never.
+   */
+  REINDEX_BULK_MIN_CHUNKS: z.coerce.number().int().min(0).default(20_000),
   /** HNSW candidate list size for semantic search (pgvector hnsw.ef_search). */
   SEARCH_EF_SEARCH: z.coerce.number().int().min(10).max(1000).default(200),
   /**
@@ -236,6 +242,7 @@ export interface Config {
   exactBelow: { nearest: number; bm25: number };
   /** Entries a reindex takes per batch (search/reindex.ts). */
   reindexBatchEntries: number;
+  reindexBulkMinChunks: number;
   /** Cap of the fresh tier of chunks (search/fresh.ts); 0 turns it off. */
   freshChunks: number;
   /** Hybrid legs as two concurrent statements; undefined: on in server mode, off embedded. */
@@ -357,6 +364,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     exactBelow: { nearest: c.SEARCH_EXACT_BELOW_CHUNKS, bm25: c.SEARCH_BM25_EXACT_BELOW_CHUNKS },
     freshChunks: c.SEARCH_FRESH_CHUNKS,
     reindexBatchEntries: c.REINDEX_BATCH_ENTRIES,
+    reindexBulkMinChunks: c.REINDEX_BULK_MIN_CHUNKS,
     parallelSearchLegs: c.SEARCH_PARALLEL_LEGS === undefined ? undefined : flag(c.SEARCH_PARALLEL_LEGS, true),
     keyCacheTtlMs: c.KEY_CACHE_TTL_MS,
     metrics: { enabled: c.METRICS, token: c.METRICS_TOKEN },

@@ -154,6 +154,7 @@ export async function buildRuntime(
       exactBelow: config.exactBelow,
       freshChunks: config.freshChunks,
       reindexBatchEntries: config.reindexBatchEntries,
+      reindexBulkMinChunks: config.reindexBulkMinChunks,
       // One PGlite runs one statement at a time: two legs at once would only queue.
       parallelSearchLegs: database.mode === 'server' && config.parallelSearchLegs !== false,
       keyCacheTtlMs: config.keyCacheTtlMs,

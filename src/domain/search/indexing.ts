@@ -57,6 +57,8 @@ export interface IndexOptions {
   /** Re-chunk and re-embed even when the text is unchanged (reindex). */
   force?: boolean;
   signal?: AbortSignal;
+  /** Rows may go into the fresh tier (default true; a bulk reindex writes past it: search/bulk-index.ts). */
+  freshTier?: boolean;
 }
 
 /**
@@ -119,7 +121,7 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
   for (const [p, err] of await embedChunks(rt, changing, columns.keyword, opts.signal)) outcomes.set(p.entry.id, err);
 
   const ready = plans.filter((p) => !outcomes.has(p.entry.id));
-  const fresh = await placeInFreshTier(rt, ready.flatMap(newRowsOf));
+  const fresh = opts.freshTier === false ? 0 : await placeInFreshTier(rt, ready.flatMap(newRowsOf));
   // Searches read the fresh tier again from now until these rows are written (search/fresh.ts).
   const written = fresh > 0 ? freshWriteStarted(rt) : () => undefined;
   try {

@@ -14,6 +14,7 @@ import { liveEntries } from '../shared/live-entries.js';
 import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
+import { buildHnswIndex, dropHnswIndex, wantsBulkBuild } from './bulk-index.js';
 import { indexEntries, recordIndexFailure } from './indexing.js';
 
 // A reindex rebuilds every entry's chunks with the volume's embedding model, as one durable job per
@@ -33,6 +34,13 @@ export const REINDEX = 'reindex';
  * stored; one entry at least), so a batch of large entries holds no more text in memory than this.
  */
 export const BATCH_BYTES = 4 * 1024 * 1024;
+/**
+ * Batches a bulk run (search/bulk-index.ts) keeps in flight: the next one is chunked and embedded
+ * while the database writes the one before (a model change of 20,000 chunks: see BENCHMARKS.md).
+ */
+export const BULK_IN_FLIGHT = 2;
+/** A batch stopped because this process is stopping: nothing of it is recorded. */
+const ABORTED = Symbol('aborted');
 /** Subscribers hear at least this often while a reindex runs. */
 export const PROGRESS_INTERVAL_MS = 1000;
 
@@ -42,6 +50,11 @@ interface ReindexPayload {
   processed: number;
   failed: number;
   total: number;
+  /**
+   * The dimensions whose HNSW index this run dropped, to build it after loading its rows
+   * (search/bulk-index.ts); absent when the run writes through the index.
+   */
+  bulk?: number;
 }
 
 const jobKey = (volumeId: string) => `${REINDEX}:${volumeId}`;
@@ -183,12 +196,19 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
     rt.events.publish('reindexProgress', volumeId, reindexEvent(volumeId, 'running', state, { startedAt }));
 
   const volume = await rt.db.volume.findUnique({ where: { id: volumeId } });
-  if (!volume || volume.deletedAt) return;
+  if (!volume || volume.deletedAt) {
+    if (state.bulk !== undefined) await buildHnswIndex(rt, state.bulk, 'the volume of a bulk reindex is gone');
+    return;
+  }
+  const dropped = state.bulk;
   if (volume.embeddingModelId !== state.target)
     state = { target: volume.embeddingModelId, cursor: null, processed: 0, failed: 0, total: 0 };
   // Entries after the cursor plus those already done: the total only grows with new entries, so percent never jumps back.
   const remaining = await rt.db.entry.count({ where: { ...liveEntries(volumeId), ...(state.cursor ? { id: { gt: state.cursor } } : {}) } });
   state.total = Math.max(state.total, state.processed + state.failed + remaining);
+  const planned = await enterBulk(rt, volumeId, state, dropped, ctx);
+  if (!planned) return;
+  state = planned;
   const startedAt = volume.reindexStartedAt ?? new Date();
   await rt.db.volume.update({
     where: { id: volumeId },
@@ -201,32 +221,66 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
   // The volume as of the last progress saved (each save reads it back: deleted, or its model changed?).
   let now: Pick<Volume, 'embeddingModelId' | 'deletedAt'> | null = volume;
   try {
-    while (!ctx.signal.aborted) {
-      if (!now || now.deletedAt) return;
-      if (now.embeddingModelId !== state.target) {
-        // The model changed while this ran: start over into the new one.
-        const total = await rt.db.entry.count({ where: liveEntries(volumeId) });
-        state = { target: now.embeddingModelId, cursor: null, processed: 0, failed: 0, total };
-      }
+    // Batches being indexed, oldest first: one at a time, or (a bulk run, whose rows cost the
+    // database little) BULK_IN_FLIGHT, so one batch's chunking and embedding overlap another's writes.
+    const inFlight: { ids: string[]; done: Promise<unknown[] | typeof ABORTED> }[] = [];
+    let readFrom = state.cursor; // where the next batch to start begins
+    let exhausted = false;
+    /** Waits for the batches in hand to finish (their rows committed), recording nothing. */
+    const drain = async () => {
+      for (const b of inFlight.splice(0)) await b.done;
+    };
+    /** Starts the next batch: 'none' when no entry is left, 'stop' when the job was cancelled (or taken over). */
+    const startBatch = async (): Promise<'started' | 'none' | 'stop'> => {
       const batch = await rt.db.entry.findMany({
-        where: { ...liveEntries(volumeId), ...(state.cursor ? { id: { gt: state.cursor } } : {}) },
+        where: { ...liveEntries(volumeId), ...(readFrom ? { id: { gt: readFrom } } : {}) },
         select: { id: true, sizeBytes: true },
         orderBy: { id: 'asc' },
         take: rt.settings.reindexBatchEntries,
       });
-      if (batch.length === 0) break;
-      // Before each batch: a cancel stops the run within one batch (the one in hand is committed).
-      if (!(await ctx.checkpoint())) return;
-      const next = { ...state };
+      if (batch.length === 0) return 'none';
+      // Before each batch: a cancel stops the run within the batches in hand (they are committed).
+      if (!(await ctx.checkpoint())) return 'stop';
+      await rt.hooks.beforeReindexBatch?.(volumeId, { processed: state.processed, bulk: state.bulk });
       const ids = withinBytes(batch, BATCH_BYTES).map((e) => e.id);
-      let outcomes: unknown[];
-      try {
-        outcomes = await indexEntries(rt, ids, { embedderIds: [state.target], force: true, signal: ctx.signal });
-      } catch (err) {
-        if (ctx.signal.aborted) return;
-        outcomes = ids.map(() => err);
+      readFrom = ids.at(-1) as string;
+      const options = {
+        embedderIds: [state.target],
+        force: true,
+        signal: ctx.signal,
+        // Loading for a build afterwards: past the fresh tier, which only a merge would empty.
+        freshTier: state.bulk === undefined,
+      };
+      // Never rejects (a batch in flight may not be awaited for a while): an error fails its entries.
+      const done = indexEntries(rt, ids, options).catch((err: unknown) => (ctx.signal.aborted ? ABORTED : ids.map(() => err)));
+      inFlight.push({ ids, done });
+      return 'started';
+    };
+    while (!ctx.signal.aborted) {
+      if (!now || now.deletedAt) return await drain();
+      if (now.embeddingModelId !== state.target) {
+        // The model changed while this ran: start over into the new one (the batches still in hand
+        // wrote the old target's rows, which go at the switch).
+        await drain();
+        const total = await rt.db.entry.count({ where: liveEntries(volumeId) });
+        const restart = { target: now.embeddingModelId, cursor: null, processed: 0, failed: 0, total };
+        const planned = await enterBulk(rt, volumeId, restart, state.bulk, ctx);
+        if (!planned) return;
+        state = planned;
+        readFrom = null;
+        exhausted = false;
       }
-      for (const [i, id] of ids.entries()) {
+      while (!exhausted && inFlight.length < (state.bulk === undefined ? 1 : BULK_IN_FLIGHT)) {
+        const started = await startBatch();
+        if (started === 'stop') return await drain();
+        exhausted = started === 'none';
+      }
+      const batch = inFlight.shift();
+      if (!batch) break;
+      const outcomes = await batch.done;
+      if (outcomes === ABORTED) return;
+      const next = { ...state };
+      for (const [i, id] of batch.ids.entries()) {
         const outcome = outcomes[i];
         if (outcome instanceof Error) {
           next.failed++;
@@ -236,7 +290,7 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
         next.cursor = id;
       }
       next.total = Math.max(next.total, next.processed + next.failed);
-      if (!(await ctx.checkpoint({ payload: { ...next }, progress: progressJson(next) }))) return; // cancelled or taken over
+      if (!(await ctx.checkpoint({ payload: { ...next }, progress: progressJson(next) }))) return await drain(); // cancelled or taken over
       state = next;
       now = await rt.db.volume
         .update({
@@ -251,7 +305,70 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
     await finish(rt, volumeId, state, startedAt, ctx);
   } finally {
     clearInterval(ticker);
+    // Stopped short (cancelled, failed, the volume gone): the index goes back now. Not when this
+    // process stops: the run resumes and builds it at its end (or start-up does: bulk-index.ts).
+    if (state.bulk !== undefined && !ctx.signal.aborted) {
+      await buildHnswIndex(rt, state.bulk, 'a bulk reindex stopped').catch((err: unknown) =>
+        rt.log.error({ err, dims: state.bulk }, 'building an HNSW index again failed (start-up builds it)'),
+      );
+    }
   }
+}
+
+/**
+ * Whether this run loads its rows and builds their HNSW index afterwards (search/bulk-index.ts):
+ * decided once per run and model, from the chunks it will write (the entries left, less the rows
+ * the target model already has: none to write in a same-model reindex). A run that had dropped an
+ * index (`dropped`: resumed after a restart, or restarted into another model) keeps going in bulk
+ * into the same dimensions, and otherwise builds that index again first. The caller records the
+ * decision before dropping the index.
+ */
+async function planBulk(rt: Runtime, volumeId: string, state: ReindexPayload, dropped: number | undefined): Promise<ReindexPayload> {
+  const { bulk: _, ...next } = state;
+  const dims = await rt.embedders.get(state.target).then(
+    (e) => e.dims,
+    () => undefined, // entries fail on their own, and the run without a bulk build
+  );
+  let bulk = dims !== undefined && dims === dropped ? dims : undefined;
+  if (dims !== undefined && bulk === undefined && rt.settings.soleWriter && rt.settings.reindexBulkMinChunks > 0) {
+    const after = state.cursor ? { id: { gt: state.cursor } } : {};
+    const left = await rt.db.entry.aggregate({
+      where: { ...liveEntries(volumeId), ...after },
+      _sum: { totalChunks: true },
+      _count: { _all: true },
+    });
+    const upper = Math.max(left._sum.totalChunks ?? 0, left._count._all);
+    if (upper >= rt.settings.reindexBulkMinChunks) {
+      const have = await rt.db.chunk.count({
+        where: { volumeId, embedderId: state.target, ...(state.cursor ? { entryId: { gt: state.cursor } } : {}) },
+      });
+      if (await wantsBulkBuild(rt, volumeId, dims, upper - have)) bulk = dims;
+    }
+  }
+  if (dropped !== undefined && dropped !== bulk) await buildHnswIndex(rt, dropped, 'a bulk reindex changed course');
+  return bulk === undefined ? next : { ...next, bulk };
+}
+
+/**
+ * planBulk, then (for a bulk run) the decision recorded in the job and only then the index dropped,
+ * so a crash in between leaves a job that builds it at its end. Null when the job was cancelled
+ * meanwhile (the index is still there).
+ */
+async function enterBulk(
+  rt: Runtime,
+  volumeId: string,
+  state: ReindexPayload,
+  dropped: number | undefined,
+  ctx: JobContext,
+): Promise<ReindexPayload | null> {
+  const next = await planBulk(rt, volumeId, state, dropped);
+  if (next.bulk === undefined) return next;
+  if (!(await ctx.checkpoint({ payload: { ...next } }))) {
+    await buildHnswIndex(rt, next.bulk, 'a bulk reindex was cancelled');
+    return null;
+  }
+  await dropHnswIndex(rt, next.bulk);
+  return next;
 }
 
 /** The longest prefix of `entries` whose sizes add up to at most `max` bytes (the first entry whatever its size). */
@@ -274,6 +391,8 @@ async function finish(rt: Runtime, volumeId: string, state: ReindexPayload, star
   const completedAt = new Date();
   const error = state.failed > 0 ? `${state.failed} of ${state.total} entries could not be indexed (see their index_error)` : null;
   const status: ReindexStatus = failedAll ? 'failed' : 'completed';
+  // A bulk run's rows go into their HNSW index before searches switch to them.
+  if (state.bulk !== undefined) await buildHnswIndex(rt, state.bulk, 'a bulk reindex loaded its rows');
   const ended = await rt.db.$transaction(async (tx) => {
     if (!(await ctx.complete(tx))) return false;
     await tx.volume.update({

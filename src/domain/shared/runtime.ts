@@ -69,6 +69,11 @@ export interface Settings {
   /** Entries a reindex takes per batch, at most (search/reindex.ts; REINDEX_BATCH_ENTRIES). */
   reindexBatchEntries: number;
   /**
+   * Embedded: a reindex of at least this many chunks builds their HNSW index after loading them
+   * (search/bulk-index.ts; REINDEX_BULK_MIN_CHUNKS, 0 never).
+   */
+  reindexBulkMinChunks: number;
+  /**
    * Hybrid search runs its semantic and keyword legs as two statements at once, each on its own
    * pooled connection (server mode; SEARCH_PARALLEL_LEGS), rather than one after the other in one.
    */
@@ -143,6 +148,8 @@ export interface TestHooks {
   backupSnapshot?: (at: { volumeId: string; round: number; locked: boolean; inTransaction: boolean }) => Promise<void> | void;
   /** Awaited by the fresh-chunk merger before each batch (a test holds chunks in the fresh tier with it). */
   beforeFreshMerge?: () => Promise<void> | void;
+  /** Awaited by a reindex before each batch of entries, with what it has done so far (a test looks in mid-run). */
+  beforeReindexBatch?: (volumeId: string, progress: { processed: number; bulk: number | undefined }) => Promise<void> | void;
 }
 
 export function newRuntimeState(): RuntimeState {
