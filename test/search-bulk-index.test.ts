@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildHnswIndex, hnswIndexExists, restoreHnswIndexes } from '../src/domain/search/bulk-index.js';
-import { REINDEX } from '../src/domain/search/reindex.js';
+import { BULK_BATCH_FACTOR, REINDEX } from '../src/domain/search/reindex.js';
 import { INDEXED_DIMS } from '../src/domain/search/sql.js';
 import { startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { newVolume, type TestVolume } from './helpers/entries.js';
@@ -11,6 +11,9 @@ import { indexed } from './helpers/search.js';
 // REINDEX_BULK_MIN_CHUNKS is 20 here so a volume of 32 one-chunk entries takes that path.
 
 const N = 32;
+/** Entries per batch (REINDEX_BATCH_ENTRIES); a bulk run takes BULK_BATCH_FACTOR times as many. */
+const BATCH = 2;
+const BULK_BATCH = BATCH * BULK_BATCH_FACTOR;
 const TOPICS = ['lighthouse keeper', 'orbital mechanics', 'sourdough starter', 'tidal pools', 'glacier retreat', 'violin varnish'];
 const textOf = (i: number) => `${TOPICS[i % TOPICS.length]} notes, part ${i}`;
 
@@ -23,7 +26,7 @@ describe('bulk reindex (embedded)', () => {
         JOB_POLL_MS: '50',
         LOG_LEVEL: 'info',
         REINDEX_BULK_MIN_CHUNKS: '20',
-        REINDEX_BATCH_ENTRIES: '8',
+        REINDEX_BATCH_ENTRIES: String(BATCH),
         // The indexes' own paths: no exact scans of these small volumes.
         SEARCH_EXACT_BELOW_CHUNKS: '0',
         SEARCH_BM25_EXACT_BELOW_CHUNKS: '0',
@@ -98,7 +101,7 @@ describe('bulk reindex (embedded)', () => {
     expect(await reindexed(v, 'hash-384')).toBe('completed');
     rt().hooks.beforeReindexBatch = undefined;
 
-    expect(seen.length).toBe(N / 8);
+    expect(seen.length).toBe(N / BULK_BATCH);
     expect(seen.every((s) => s.bulk === 384 && !s.indexed)).toBe(true);
     expect(seen.every((s) => s.hits[0]?.startsWith('/t/') && s.hits.length === 3)).toBe(true);
     expect(builds().slice(before)).toEqual([expect.objectContaining({ dims: 384, why: 'a bulk reindex loaded its rows' })]);
@@ -128,7 +131,7 @@ describe('bulk reindex (embedded)', () => {
     const before = builds().length;
     expect(await reindexed(v, 'hash-384')).toBe('completed');
     rt().hooks.beforeReindexBatch = undefined;
-    expect(indexedMidRun).toEqual(Array(N / 8).fill(true));
+    expect(indexedMidRun).toEqual(Array(N / BATCH).fill(true));
     expect(builds().length).toBe(before);
     const rows = await rowsOf(v, 'hash-384');
     expect(rows.reduce((n, r) => n + r._count._all, 0)).toBe(N);
@@ -138,7 +141,7 @@ describe('bulk reindex (embedded)', () => {
     const v = await filled('hash-1024');
     let cancelled = false;
     rt().hooks.beforeReindexBatch = async (volumeId, p) => {
-      if (volumeId !== v.volumeId || cancelled || p.processed < 8) return;
+      if (volumeId !== v.volumeId || cancelled || p.processed < BULK_BATCH) return;
       expect(p.bulk).toBe(1536);
       expect(await hnswIndexExists(rt(), 1536)).toBe(false);
       cancelled = true;

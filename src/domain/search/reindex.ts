@@ -15,7 +15,7 @@ import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
 import { buildHnswIndex, dropHnswIndex, wantsBulkBuild } from './bulk-index.js';
-import { indexEntries, recordIndexFailure } from './indexing.js';
+import { BULK_INSERT_BATCH, indexEntries, recordIndexFailure } from './indexing.js';
 
 // A reindex rebuilds every entry's chunks with the volume's embedding model, as one durable job per
 // volume. Its cursor (the last entry id done) and counts are saved after every batch, so a job taken
@@ -38,7 +38,13 @@ export const BATCH_BYTES = 4 * 1024 * 1024;
  * Batches a bulk run (search/bulk-index.ts) keeps in flight: the next one is chunked and embedded
  * while the database writes the one before (a model change of 20,000 chunks: see BENCHMARKS.md).
  */
-export const BULK_IN_FLIGHT = 2;
+export const BULK_IN_FLIGHT = 3;
+/**
+ * A bulk run's batches hold this many times REINDEX_BATCH_ENTRIES (BATCH_BYTES still bounds them):
+ * its rows cost the database a fraction of an HNSW insert, so a batch's fixed statements (the next
+ * ids, the checkpoints, the progress, the transaction) weighed as much as its rows.
+ */
+export const BULK_BATCH_FACTOR = 4;
 /** A batch stopped because this process is stopping: nothing of it is recorded. */
 const ABORTED = Symbol('aborted');
 /** Subscribers hear at least this often while a reindex runs. */
@@ -236,7 +242,7 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
         where: { ...liveEntries(volumeId), ...(readFrom ? { id: { gt: readFrom } } : {}) },
         select: { id: true, sizeBytes: true },
         orderBy: { id: 'asc' },
-        take: rt.settings.reindexBatchEntries,
+        take: rt.settings.reindexBatchEntries * (state.bulk === undefined ? 1 : BULK_BATCH_FACTOR),
       });
       if (batch.length === 0) return 'none';
       // Before each batch: a cancel stops the run within the batches in hand (they are committed).
@@ -250,6 +256,7 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
         signal: ctx.signal,
         // Loading for a build afterwards: past the fresh tier, which only a merge would empty.
         freshTier: state.bulk === undefined,
+        ...(state.bulk === undefined ? {} : { rowsPerStatement: BULK_INSERT_BATCH }),
       };
       // Never rejects (a batch in flight may not be awaited for a while): an error fails its entries.
       const done = indexEntries(rt, ids, options).catch((err: unknown) => (ctx.signal.aborted ? ABORTED : ids.map(() => err)));
