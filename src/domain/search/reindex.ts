@@ -226,16 +226,16 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
   }, PROGRESS_INTERVAL_MS);
   // The volume as of the last progress saved (each save reads it back: deleted, or its model changed?).
   let now: Pick<Volume, 'embeddingModelId' | 'deletedAt'> | null = volume;
+  // Batches being indexed, oldest first: one at a time, or (a bulk run, whose rows cost the
+  // database little) BULK_IN_FLIGHT, so one batch's chunking and embedding overlap another's writes.
+  const inFlight: { ids: string[]; done: Promise<unknown[] | typeof ABORTED> }[] = [];
+  /** Waits for the batches in hand to finish (their rows committed), recording nothing. */
+  const drain = async () => {
+    for (const b of inFlight.splice(0)) await b.done;
+  };
   try {
-    // Batches being indexed, oldest first: one at a time, or (a bulk run, whose rows cost the
-    // database little) BULK_IN_FLIGHT, so one batch's chunking and embedding overlap another's writes.
-    const inFlight: { ids: string[]; done: Promise<unknown[] | typeof ABORTED> }[] = [];
     let readFrom = state.cursor; // where the next batch to start begins
     let exhausted = false;
-    /** Waits for the batches in hand to finish (their rows committed), recording nothing. */
-    const drain = async () => {
-      for (const b of inFlight.splice(0)) await b.done;
-    };
     /** Starts the next batch: 'none' when no entry is left, 'stop' when the job was cancelled (or taken over). */
     const startBatch = async (): Promise<'started' | 'none' | 'stop'> => {
       const batch = await rt.db.entry.findMany({
@@ -312,6 +312,7 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
     await finish(rt, volumeId, state, startedAt, ctx);
   } finally {
     clearInterval(ticker);
+    await drain(); // however the run ended, no batch of it writes on after it
     // Stopped short (cancelled, failed, the volume gone): the index goes back now. Not when this
     // process stops: the run resumes and builds it at its end (or start-up does: bulk-index.ts).
     if (state.bulk !== undefined && !ctx.signal.aborted) {
