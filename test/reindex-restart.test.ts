@@ -31,10 +31,10 @@ afterAll(async () => {
   await fs.rm(dataDir, { recursive: true, force: true });
 });
 
-const boot = () =>
+const boot = (env: Record<string, string> = {}, dir = dataDir) =>
   spawnGateway(
     {
-      DATA_DIR: dataDir,
+      DATA_DIR: dir,
       EMBEDDINGS_URL: emb.url,
       EMBEDDINGS_MODEL: 'fake-embed',
       EMBEDDINGS_DIMS: '1024',
@@ -42,6 +42,7 @@ const boot = () =>
       JOB_POLL_MS: '100',
       // Batches of 16 (the default is 64): the kill lands after the first of the 30 entries' batches.
       REINDEX_BATCH_ENTRIES: '16',
+      ...env,
     },
     { children },
   );
@@ -106,5 +107,77 @@ it('a reindex interrupted by SIGKILL resumes after restart and completes with ev
     expect(jobs.rows).toEqual([]);
   } finally {
     await pg.close();
+  }
+}, 240_000);
+
+it('a bulk reindex killed mid-load resumes in bulk after restart and builds the index it dropped', async () => {
+  // REINDEX_BULK_MIN_CHUNKS 20: the model change of 30 one-chunk entries drops the 1,024-dimension
+  // HNSW index (it holds no other volume's rows), loads in batches of 2 × 4 entries, then builds it.
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-restart-bulk-'));
+  const env = { REINDEX_BULK_MIN_CHUNKS: '20', REINDEX_BATCH_ENTRIES: '2' };
+  const offline = async <T>(fn: (pg: PGlite) => Promise<T>): Promise<T> => {
+    const pg = await PGlite.create(path.join(dir, 'pgdata'), { extensions: PGLITE_EXTENSIONS });
+    try {
+      return await fn(pg);
+    } finally {
+      await pg.close();
+    }
+  };
+  const hnsw = (pg: PGlite) =>
+    pg.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_indexes WHERE indexname = 'chunks_embedding_1024_hnsw_idx'`);
+  try {
+    let gw = await boot(env, dir);
+    const ws = (await call(gw.url, 'POST', '/v1/orgs/crash/workspaces', { name: 'w' })).body.workspace_id;
+    const vol = (await call(gw.url, 'POST', `/v1/orgs/crash/workspaces/${ws}/volumes`, { name: 'v' })).body.volume.volume_id;
+    const base = `/v1/orgs/crash/workspaces/${ws}/volumes/${vol}`;
+    for (let i = 0; i < N; i++)
+      await call(gw.url, 'PUT', `${base}/entries/docs/${i}.md`, { content_text: `Bulk crash document number ${i}.` });
+    await waitFor(async () => {
+      const list = await call(gw.url, 'GET', `${base}/list?path=/docs&limit=200`);
+      return list.body.entries?.length === N && list.body.entries.every((e: any) => e.is_indexed);
+    }, 60_000);
+
+    // Counted from the texts embedded so far (the server is shared with the test above).
+    emb.holdAfter = emb.texts.length + 12;
+    expect((await call(gw.url, 'PATCH', base, { embedding_model_id: 'openai:fake-embed' })).status).toBe(200);
+    const before = await waitFor(async () => {
+      const r = (await call(gw.url, 'GET', `${base}/reindex`)).body;
+      return r.reindex_progress.processed >= 8 && emb.held > 0 ? r : undefined;
+    }, 60_000);
+    await gw.child.kill();
+    expect(before.reindex_progress.processed).toBeLessThan(N);
+    emb.holdAfter = undefined;
+    emb.release();
+
+    // Killed mid-load: the index is gone, and the job says it dropped it.
+    await offline(async (pg) => {
+      expect((await hnsw(pg)).rows[0]?.n).toBe(0);
+      const jobs = await pg.query<{ bulk: number }>(`SELECT (payload->>'bulk')::int AS bulk FROM jobs WHERE volume_id = $1`, [vol]);
+      expect(jobs.rows).toEqual([{ bulk: 1024 }]);
+    });
+
+    gw = await boot(env, dir);
+    const done = await waitFor(async () => {
+      const r = (await call(gw.url, 'GET', `${base}/reindex`)).body;
+      return r.reindex_status === 'completed' ? r : undefined;
+    }, 60_000);
+    expect(done.reindex_progress).toMatchObject({ total: N, processed: N, failed: 0, percent: 100 });
+    const search = await call(gw.url, 'POST', `${base}/search`, { query: 'bulk crash document number 7', mode: 'semantic' });
+    expect(search.body.results[0].path).toBe('/docs/7.md');
+    gw.child.proc.kill('SIGTERM');
+    await gw.child.exited;
+
+    await offline(async (pg) => {
+      expect((await hnsw(pg)).rows[0]?.n).toBe(1);
+      const { rows } = await pg.query(
+        `SELECT count(*)::int AS chunks, count(DISTINCT entry_id)::int AS entries, array_agg(DISTINCT embedder_id) AS embedders,
+                count(*) FILTER (WHERE fresh)::int AS fresh
+         FROM chunks WHERE volume_id = $1`,
+        [vol],
+      );
+      expect(rows[0]).toEqual({ chunks: N, entries: N, embedders: ['openai:fake-embed'], fresh: 0 });
+    });
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
   }
 }, 240_000);
