@@ -256,7 +256,10 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
 
   await resumePendingProvisioning(rt);
   // An HNSW index a bulk reindex dropped and will not build (it stopped in a crash): built now.
-  await restoreHnswIndexes(rt, REINDEX);
+  // A failed build leaves searches of those dimensions on exact scans, not the gateway down.
+  await restoreHnswIndexes(rt, REINDEX).catch((err: unknown) =>
+    rt.log.error({ err }, 'building a missing HNSW index failed; searches of its dimensions scan exactly until a restart builds it'),
+  );
   const maintenance = startMaintenance(rt, config.sweepIntervalMs);
   // Fresh chunks (written outside the HNSW indexes) go into them when indexing is quiet.
   const freshMerger = startFreshMerger(rt);

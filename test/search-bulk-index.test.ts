@@ -157,6 +157,25 @@ describe('bulk reindex (embedded)', () => {
     expect((await search(v, 'violin varnish')).length).toBe(3);
   });
 
+  it('cancelling a queued run that had dropped an index (handed back by a stopping gateway) builds it', async () => {
+    const v = await newVolume(gw, 'org-bulk', { embedding_model_id: 'hash-1024' });
+    await db().$executeRawUnsafe('DROP INDEX "chunks_embedding_1536_hnsw_idx"');
+    await db().job.create({
+      data: {
+        kind: REINDEX,
+        dedupeKey: `${REINDEX}:${v.volumeId}`,
+        volumeId: v.volumeId,
+        status: 'queued',
+        runAt: new Date(Date.now() + 3_600_000),
+        payload: { target: 'hash-1536', cursor: null, processed: 0, failed: 0, total: 0, bulk: 1536 },
+      },
+    });
+    const res = await gw.call('POST', `${v.volumeUrl}/reindex/cancel`, {});
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body.reindex_status ?? res.body.status).toBe('cancelled');
+    await waitFor(() => hnswIndexExists(rt(), 1536));
+  });
+
   it('start-up builds a missing index unless a bulk reindex that dropped it is still to run', async () => {
     await db().$executeRawUnsafe('DROP INDEX "chunks_embedding_1536_hnsw_idx"');
     // A queued reindex recorded as having dropped it: left to that job.

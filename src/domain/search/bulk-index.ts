@@ -99,3 +99,14 @@ export async function restoreHnswIndexes(rt: Runtime, reindexKind: string): Prom
   }
   return built;
 }
+
+/**
+ * restoreHnswIndexes in the background, for a bulk reindex ended without running to its end (a
+ * cancel of a queued or orphaned run): the build can take minutes, which no request should wait for.
+ */
+export function restoreHnswIndexesLater(rt: Runtime, reindexKind: string): void {
+  if (!rt.settings.soleWriter) return;
+  restoreHnswIndexes(rt, reindexKind).catch((err: unknown) =>
+    rt.log.error({ err }, 'building a missing HNSW index failed (start-up tries again)'),
+  );
+}

@@ -14,7 +14,7 @@ import { liveEntries } from '../shared/live-entries.js';
 import type { VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
-import { buildHnswIndex, dropHnswIndex, wantsBulkBuild } from './bulk-index.js';
+import { buildHnswIndex, dropHnswIndex, hnswIndexExists, restoreHnswIndexesLater, wantsBulkBuild } from './bulk-index.js';
 import { BULK_INSERT_BATCH, indexEntries, recordIndexFailure } from './indexing.js';
 
 // A reindex rebuilds every entry's chunks with the volume's embedding model, as one durable job per
@@ -178,6 +178,8 @@ export async function cancelReindex(rt: Runtime, p: Principal, route: VolumeRout
   });
   const progress = progressOf(v);
   if (progress.status === 'cancelled' || progress.status === 'cancelling') rt.events.publish('reindexProgress', volumeId, progress);
+  // A queued run handed back by a stopping process may have dropped an index: it will not build it now.
+  if (progress.status === 'cancelled') restoreHnswIndexesLater(rt, REINDEX);
   return progress;
 }
 
@@ -216,14 +218,7 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
   if (!planned) return;
   state = planned;
   const startedAt = volume.reindexStartedAt ?? new Date();
-  await rt.db.volume.update({
-    where: { id: volumeId },
-    data: { reindexStatus: 'running', reindexStartedAt: startedAt, reindexProgress: progressJson(state) },
-  });
-  running(startedAt);
-  const ticker = setInterval(() => {
-    if (!ctx.signal.aborted) running(startedAt);
-  }, PROGRESS_INTERVAL_MS);
+  let ticker: NodeJS.Timeout | undefined;
   // The volume as of the last progress saved (each save reads it back: deleted, or its model changed?).
   let now: Pick<Volume, 'embeddingModelId' | 'deletedAt'> | null = volume;
   // Batches being indexed, oldest first: one at a time, or (a bulk run, whose rows cost the
@@ -234,6 +229,14 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
     for (const b of inFlight.splice(0)) await b.done;
   };
   try {
+    await rt.db.volume.update({
+      where: { id: volumeId },
+      data: { reindexStatus: 'running', reindexStartedAt: startedAt, reindexProgress: progressJson(state) },
+    });
+    running(startedAt);
+    ticker = setInterval(() => {
+      if (!ctx.signal.aborted) running(startedAt);
+    }, PROGRESS_INTERVAL_MS);
     let readFrom = state.cursor; // where the next batch to start begins
     let exhausted = false;
     /** Starts the next batch: 'none' when no entry is left, 'stop' when the job was cancelled (or taken over). */
@@ -337,7 +340,8 @@ async function planBulk(rt: Runtime, volumeId: string, state: ReindexPayload, dr
     (e) => e.dims,
     () => undefined, // entries fail on their own, and the run without a bulk build
   );
-  let bulk = dims !== undefined && dims === dropped ? dims : undefined;
+  // Still missing: go on in bulk (built again meanwhile, by another run's end: decide afresh).
+  let bulk = dims !== undefined && dims === dropped && !(await hnswIndexExists(rt, dims)) ? dims : undefined;
   if (dims !== undefined && bulk === undefined && rt.settings.soleWriter && rt.settings.reindexBulkMinChunks > 0) {
     const after = state.cursor ? { id: { gt: state.cursor } } : {};
     const left = await rt.db.entry.aggregate({
@@ -432,6 +436,8 @@ export const reindexJob = (rt: Runtime): JobHandler => ({
     return () => {
       rt.events.publish('reindexProgress', volumeId, cancelled);
       next?.();
+      // Settled without running (its worker died while it stopped): an index it dropped is built here.
+      if ((job.payload as Partial<ReindexPayload>).bulk !== undefined) restoreHnswIndexesLater(rt, REINDEX);
     };
   },
   async onFinalFailure(job, error) {
