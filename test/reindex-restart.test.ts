@@ -47,6 +47,31 @@ const boot = (env: Record<string, string> = {}, dir = dataDir) =>
     { children },
   );
 
+/**
+ * Waits until the volume's N entries are indexed, changes its model to the provider's, and SIGKILLs
+ * the gateway mid-reindex: the provider holds every request after the next 12 texts, so the kill
+ * lands mid-run whatever the machine's speed. Returns the entries processed before the kill.
+ */
+async function killMidModelChange(gw: Awaited<ReturnType<typeof boot>>, base: string): Promise<number> {
+  await waitFor(async () => {
+    const list = await call(gw.url, 'GET', `${base}/list?path=/docs&limit=200`);
+    return list.body.entries?.length === N && list.body.entries.every((e: any) => e.is_indexed);
+  }, 60_000);
+  // Counted from the texts embedded so far (the server is shared by the tests of this file).
+  emb.holdAfter = emb.texts.length + 12;
+  expect((await call(gw.url, 'PATCH', base, { embedding_model_id: 'openai:fake-embed' })).status).toBe(200);
+  const before = await waitFor(async () => {
+    const r = (await call(gw.url, 'GET', `${base}/reindex`)).body;
+    return r.reindex_progress.processed >= 8 && emb.held > 0 ? r : undefined;
+  }, 60_000);
+  await gw.child.kill();
+  const processed: number = before.reindex_progress.processed;
+  expect(processed).toBeLessThan(N);
+  emb.holdAfter = undefined;
+  emb.release();
+  return processed;
+}
+
 it('a reindex interrupted by SIGKILL resumes after restart and completes with every chunk exactly once', async () => {
   let gw = await boot();
   const ws = (await call(gw.url, 'POST', '/v1/orgs/crash/workspaces', { name: 'w' })).body.workspace_id;
@@ -59,24 +84,7 @@ it('a reindex interrupted by SIGKILL resumes after restart and completes with ev
       ),
     );
   }
-  await waitFor(async () => {
-    const list = await call(gw.url, 'GET', `${base}/list?path=/docs&limit=200`);
-    return list.body.entries?.length === N && list.body.entries.every((e: any) => e.is_indexed);
-  }, 60_000);
-
-  // Into the provider's model; it holds every request after the 12th, so the kill lands mid-run
-  // whatever the machine's speed.
-  emb.holdAfter = 12;
-  expect((await call(gw.url, 'PATCH', base, { embedding_model_id: 'openai:fake-embed' })).status).toBe(200);
-  const before = await waitFor(async () => {
-    const r = (await call(gw.url, 'GET', `${base}/reindex`)).body;
-    return r.reindex_progress.processed >= 8 && emb.held > 0 ? r : undefined;
-  }, 60_000);
-  await gw.child.kill();
-  const processedBefore: number = before.reindex_progress.processed;
-  expect(processedBefore).toBeLessThan(N);
-  emb.holdAfter = undefined;
-  emb.release();
+  const processedBefore = await killMidModelChange(gw, base);
 
   // The DATA_DIR lock names the dead owner's pid: a new process takes it over at once.
   gw = await boot();
@@ -132,22 +140,7 @@ it('a bulk reindex killed mid-load resumes in bulk after restart and builds the 
     const base = `/v1/orgs/crash/workspaces/${ws}/volumes/${vol}`;
     for (let i = 0; i < N; i++)
       await call(gw.url, 'PUT', `${base}/entries/docs/${i}.md`, { content_text: `Bulk crash document number ${i}.` });
-    await waitFor(async () => {
-      const list = await call(gw.url, 'GET', `${base}/list?path=/docs&limit=200`);
-      return list.body.entries?.length === N && list.body.entries.every((e: any) => e.is_indexed);
-    }, 60_000);
-
-    // Counted from the texts embedded so far (the server is shared with the test above).
-    emb.holdAfter = emb.texts.length + 12;
-    expect((await call(gw.url, 'PATCH', base, { embedding_model_id: 'openai:fake-embed' })).status).toBe(200);
-    const before = await waitFor(async () => {
-      const r = (await call(gw.url, 'GET', `${base}/reindex`)).body;
-      return r.reindex_progress.processed >= 8 && emb.held > 0 ? r : undefined;
-    }, 60_000);
-    await gw.child.kill();
-    expect(before.reindex_progress.processed).toBeLessThan(N);
-    emb.holdAfter = undefined;
-    emb.release();
+    await killMidModelChange(gw, base);
 
     // Killed mid-load: the index is gone, and the job says it dropped it.
     await offline(async (pg) => {

@@ -224,7 +224,7 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
   // Batches being indexed, oldest first: one at a time, or (a bulk run, whose rows cost the
   // database little) BULK_IN_FLIGHT, so one batch's chunking and embedding overlap another's writes.
   const inFlight: { ids: string[]; done: Promise<unknown[] | typeof ABORTED> }[] = [];
-  /** Waits for the batches in hand to finish (their rows committed), recording nothing. */
+  /** Waits for the batches in hand to finish (their rows committed), recording nothing: every exit does, in `finally`. */
   const drain = async () => {
     for (const b of inFlight.splice(0)) await b.done;
   };
@@ -267,7 +267,7 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
       return 'started';
     };
     while (!ctx.signal.aborted) {
-      if (!now || now.deletedAt) return await drain();
+      if (!now || now.deletedAt) return;
       if (now.embeddingModelId !== state.target) {
         // The model changed while this ran: start over into the new one (the batches still in hand
         // wrote the old target's rows, which go at the switch).
@@ -282,7 +282,7 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
       }
       while (!exhausted && inFlight.length < (state.bulk === undefined ? 1 : BULK_IN_FLIGHT)) {
         const started = await startBatch();
-        if (started === 'stop') return await drain();
+        if (started === 'stop') return;
         exhausted = started === 'none';
       }
       const batch = inFlight.shift();
@@ -300,7 +300,7 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
         next.cursor = id;
       }
       next.total = Math.max(next.total, next.processed + next.failed);
-      if (!(await ctx.checkpoint({ payload: { ...next }, progress: progressJson(next) }))) return await drain(); // cancelled or taken over
+      if (!(await ctx.checkpoint({ payload: { ...next }, progress: progressJson(next) }))) return; // cancelled or taken over
       state = next;
       now = await rt.db.volume
         .update({
@@ -331,8 +331,8 @@ async function runReindex(rt: Runtime, job: Job, ctx: JobContext): Promise<void>
  * decided once per run and model, from the chunks it will write (the entries left, less the rows
  * the target model already has: none to write in a same-model reindex). A run that had dropped an
  * index (`dropped`: resumed after a restart, or restarted into another model) keeps going in bulk
- * into the same dimensions, and otherwise builds that index again first. The caller records the
- * decision before dropping the index.
+ * into the same dimensions while that index is still missing, and otherwise builds it again first
+ * (unless it decides afresh for bulk again). The caller records the decision before dropping the index.
  */
 async function planBulk(rt: Runtime, volumeId: string, state: ReindexPayload, dropped: number | undefined): Promise<ReindexPayload> {
   const { bulk: _, ...next } = state;
