@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_TEXT_BYTES } from '../src/domain/entries/rules.js';
 import { withinBytes } from '../src/domain/search/reindex.js';
 import { fuse } from '../src/domain/search/sql.js';
 import { chunkText, countTokens, flattenJson } from '../src/indexing/chunking.js';
@@ -41,6 +42,19 @@ describe('chunking', () => {
     expect(await chunkText(long, { strategy: 'none', size: 64, overlap: 0 })).toEqual([long]);
     expect(await chunkText('  \n\n ', { strategy: 'recursive', size: 64, overlap: 0 })).toEqual([]);
   });
+
+  it('the largest text an entry may hold: one run of a letter, or of blanks, chunks without overflowing the stack', async () => {
+    // One regexp match over a run of a few MiB overflowed V8's stack (6 MiB of one letter did).
+    const letters = 'a'.repeat(MAX_TEXT_BYTES);
+    for (const strategy of ['recursive', 'fixed'] as const) {
+      const chunks = await chunkText(letters, { strategy, size: 16, overlap: 0 });
+      expect(chunks.length).toBeGreaterThan(MAX_TEXT_BYTES / 256);
+      expect(chunks.join('')).toBe(letters);
+    }
+    // Tabs are no separator: the whole run goes to the last resort, as the letters do.
+    const tabbed = `start${'\t'.repeat(MAX_TEXT_BYTES - 8)}end`;
+    expect(await chunkText(tabbed, { strategy: 'recursive', size: 512, overlap: 0 })).toEqual(['start', 'end']);
+  }, 60_000);
 
   it('flattens JSON to key.path: value lines', () => {
     expect(flattenJson({ title: 'Plan', tags: ['a', 'b'], owner: { name: 'Ann', age: 3 }, steps: [{ do: 'x' }], nil: null })).toBe(

@@ -29,7 +29,13 @@ export interface ChunkingOptions {
  * cost is linear in the text; ordinary text (words shorter than this) is encoded exactly.
  */
 export const MAX_RUN = 64;
-const LONG_RUN = new RegExp(`\\S{${MAX_RUN + 1},}|\\s{${MAX_RUN + 1},}`, 'gu');
+/**
+ * A run longer than MAX_RUN, matched at most MAX_RUN² code points at a time: V8's regexp engine
+ * runs out of stack on one unbounded match of a few MiB (6 MiB of one letter did), so a longer run
+ * is found as several matches, each cut into MAX_RUN pieces (the bound is a multiple of MAX_RUN, so
+ * the cuts fall where they would in one match; a tail of MAX_RUN or fewer stays ordinary text).
+ */
+const LONG_RUN = new RegExp(`\\S{${MAX_RUN + 1},${MAX_RUN * MAX_RUN}}|\\s{${MAX_RUN + 1},${MAX_RUN * MAX_RUN}}`, 'gu');
 
 /** Special-token text such as `<|endoftext|>` is ordinary text in an entry, never a control token. */
 const PLAIN = { disallowedSpecial: new Set<string>() };
@@ -98,12 +104,17 @@ function splitRecursive(text: string, separators: string[], size: number, overla
       small.push({ text: part, tokens });
       continue;
     }
-    if (small.length > 0) out.push(...merge(small, size, overlap));
+    if (small.length > 0) append(out, merge(small, size, overlap));
     small = [];
-    out.push(...splitRecursive(part, rest, size, overlap));
+    append(out, splitRecursive(part, rest, size, overlap));
   }
-  if (small.length > 0) out.push(...merge(small, size, overlap));
+  if (small.length > 0) append(out, merge(small, size, overlap));
   return out;
+}
+
+/** Appends one by one: `push(...items)` passes each as an argument, and a few hundred thousand overflow the stack. */
+function append(out: string[], items: string[]): void {
+  for (const item of items) out.push(item);
 }
 
 /** `text` split before each `sep` (the separator opens the piece after it), empty pieces dropped. */
