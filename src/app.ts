@@ -131,6 +131,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
       around: (model, texts, run) => inSpan(`embed ${model}`, { 'embedding.model': model, 'embedding.texts': texts }, run),
       onError: (model) => metrics.embedderErrors.inc({ model }),
     },
+    cpu: { onTask: (kind, place, outcome) => metrics.cpuTasks.inc({ kind, place, outcome }) },
   });
   jobs = built.rt.jobs;
   const { rt, localStore } = built;

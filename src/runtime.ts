@@ -15,7 +15,7 @@ import { REINDEX, reindexJob } from './domain/search/reindex.js';
 import type { Events } from './domain/shared/events.js';
 import { newRuntimeState, type Runtime } from './domain/shared/runtime.js';
 import { bucketDeletionJob, DELETE_BUCKET } from './domain/workspaces/bucket-deletion.js';
-import { createCpuPool, defaultIndexingThreads } from './indexing/cpu-pool.js';
+import { type CpuPoolObserver, createCpuPool, defaultIndexingThreads } from './indexing/cpu-pool.js';
 import { type EmbedderObserver, EmbedderRegistry } from './indexing/embedders/registry.js';
 import { JobQueue } from './jobs/queue.js';
 import type { BlobStore } from './storage/blob-store.js';
@@ -104,6 +104,7 @@ export interface BuiltRuntime {
 export interface RuntimeObservers {
   blobs?: BlobStoreObserver;
   embedders?: EmbedderObserver;
+  cpu?: CpuPoolObserver;
 }
 
 export async function buildRuntime(
@@ -131,7 +132,11 @@ export async function buildRuntime(
   // Its own connection: the limiter refuses at once (insurance limiter) rather than queue when Redis is down.
   const limitsRedis = config.redisUrl ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1 }) : undefined;
   limitsRedis?.on('error', (err) => log.debug({ err }, 'rate-limit Redis connection error'));
-  const cpu = createCpuPool({ threads: config.indexing.threads ?? defaultIndexingThreads(), taskTimeoutMs: config.indexing.timeoutMs });
+  const cpu = createCpuPool({
+    threads: config.indexing.threads ?? defaultIndexingThreads(),
+    taskTimeoutMs: config.indexing.timeoutMs,
+    observer: observers.cpu,
+  });
   const rt: Runtime = {
     db: database.prisma,
     sql: database.query,

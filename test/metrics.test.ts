@@ -135,6 +135,15 @@ it('counts embedder failures by model', async () => {
   }
 });
 
+it('counts chunking tasks by where they ran: small text in line, large text in a worker thread', async () => {
+  const v = await newVolume(gw, ORG, { indexing_mode: 'auto' });
+  const count = async (place: string) => sample(await scrape(), 'indexing_cpu_tasks_total', { kind: 'chunk', place, outcome: 'ok' }) ?? 0;
+  const [inline, thread] = [await count('inline'), await count('thread')];
+  await putText(gw, v, '/small.md', 'a few words');
+  await putText(gw, v, '/large.md', 'many words '.repeat(4000));
+  await waitFor(async () => (await count('inline')) >= inline + 1 && (await count('thread')) >= thread + 1, 30_000);
+});
+
 it('counts blob store failures by operation (a missing object is not one)', async () => {
   const v = await uploadVolume(gw, ORG, { indexing_mode: 'manual' });
   const before = await scrape();

@@ -1,7 +1,8 @@
 import { availableParallelism } from 'node:os';
+import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { ChunkingOptions } from './chunking.js';
-import runTask, { type CpuTask } from './cpu-worker.js';
+import { type CpuTask, runTask } from './cpu-worker.js';
 import { STATIC_DIMS } from './embedders/static.js';
 
 // Worker threads for the CPU-bound parts of indexing (chunking, the built-in embedders), with a time
@@ -25,6 +26,17 @@ export interface CpuPoolOptions {
   threads: number;
   /** Longest a task may run before it is stopped (INDEXING_TIMEOUT_MS). */
   taskTimeoutMs: number;
+  /** Told of every finished task (metrics). */
+  observer?: CpuPoolObserver;
+}
+
+export type CpuTaskKind = CpuTask['kind'];
+/** Where a task ran: in line on the event loop (small inputs) or in a worker thread. */
+export type CpuTaskPlace = 'inline' | 'thread';
+export type CpuTaskOutcome = 'ok' | 'timeout' | 'error';
+
+export interface CpuPoolObserver {
+  onTask(kind: CpuTaskKind, place: CpuTaskPlace, outcome: CpuTaskOutcome): void;
 }
 
 /** A task ran past its budget: the same input would again, so jobs record it rather than retry. */
@@ -61,16 +73,51 @@ export function createCpuPool(opts: CpuPoolOptions): CpuPool {
     idleTimeout: 30_000,
     ...(workerUrl.pathname.endsWith('.ts') ? { execArgv: ['--import', 'tsx'] } : {}),
   });
+  const observe = (task: CpuTask, place: CpuTaskPlace, outcome: CpuTaskOutcome) => opts.observer?.onTask(task.kind, place, outcome);
+  // A task's budget counts from when a thread starts it: a task queued behind others (or waiting
+  // for a thread to start) is not stopped for their time. The thread also says when it is done, and
+  // the timer looks for that word before it stops anything: a task that finished in time while this
+  // event loop was busy elsewhere (its answer not yet read) is not taken for one that ran over.
   const run = async <T>(task: CpuTask, signal?: AbortSignal): Promise<T> => {
-    const budget = AbortSignal.timeout(opts.taskTimeoutMs);
+    const budget = new AbortController();
+    const { port1, port2 } = new MessageChannel();
+    let timer: NodeJS.Timeout | undefined;
+    const heard = (word: unknown) => {
+      if (word === 'started') timer = setTimeout(expire, opts.taskTimeoutMs);
+      else clearTimeout(timer);
+    };
+    const expire = () => {
+      for (let m = receiveMessageOnPort(port1); m; m = receiveMessageOnPort(port1)) if (m.message === 'done') return;
+      budget.abort();
+    };
+    port1.on('message', heard);
     try {
-      return (await pool.run(task, { signal: signal ? AbortSignal.any([signal, budget]) : budget })) as T;
+      const out = (await pool.run(
+        { task, started: port2 },
+        { signal: signal ? AbortSignal.any([signal, budget.signal]) : budget.signal, transferList: [port2] },
+      )) as T;
+      observe(task, 'thread', 'ok');
+      return out;
     } catch (err) {
-      if (budget.aborted && !signal?.aborted) throw new IndexingTimeoutError(opts.taskTimeoutMs);
+      const timedOut = budget.signal.aborted && !signal?.aborted;
+      observe(task, 'thread', timedOut ? 'timeout' : 'error');
+      if (timedOut) throw new IndexingTimeoutError(opts.taskTimeoutMs);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      port1.close();
+    }
+  };
+  const inline = async (task: CpuTask) => {
+    try {
+      const out = await runTask(task);
+      observe(task, 'inline', 'ok');
+      return out;
+    } catch (err) {
+      observe(task, 'inline', 'error');
       throw err;
     }
   };
-  const inline = (task: CpuTask) => runTask(task);
   const embed = async (task: Extract<CpuTask, { texts: string[] }>, dims: number, inlineLimit: number, signal?: AbortSignal) => {
     const size = task.texts.reduce((n, t) => n + t.length, 0);
     const flat = (await (size <= inlineLimit ? inline(task) : run<Float32Array>(task, signal))) as Float32Array;

@@ -28,7 +28,7 @@ function embedder(task: Exclude<CpuTask, { kind: 'chunk' }>): { dims: number; em
 }
 
 /** Chunks text, or embeds texts with a built-in embedder (vectors flat in one Float32Array, row-major). */
-export default async function run(task: CpuTask): Promise<string[] | Float32Array> {
+export async function runTask(task: CpuTask): Promise<string[] | Float32Array> {
   if (task.kind === 'chunk') return chunkText(task.text, task.opts);
   const e = embedder(task);
   const out = new Float32Array(task.texts.length * e.dims);
@@ -36,4 +36,18 @@ export default async function run(task: CpuTask): Promise<string[] | Float32Arra
     out.set(e.embedOne(t), i * e.dims);
   });
   return out;
+}
+
+/**
+ * The thread's entry point: says on `started` when the task begins (its time budget counts from
+ * there, not from when it was queued or the thread was started) and when it is done, then answers.
+ */
+export default async function run({ task, started }: { task: CpuTask; started: MessagePort }): Promise<string[] | Float32Array> {
+  started.postMessage('started');
+  try {
+    return await runTask(task);
+  } finally {
+    started.postMessage('done');
+    started.close();
+  }
 }

@@ -33,6 +33,7 @@ export class GatewayMetrics {
   readonly blobErrors: Counter<'operation'>;
   readonly embedderErrors: Counter<'model'>;
   readonly rateLimited: Counter<'limit' | 'transport'>;
+  readonly cpuTasks: Counter<'kind' | 'place' | 'outcome'>;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -67,6 +68,12 @@ export class GatewayMetrics {
       name: 'rate_limited_total',
       help: 'Requests refused with 429 RATE_LIMITED, by limit (requests, upload_bytes, subscriptions) and transport',
       labelNames: ['limit', 'transport'],
+      registers,
+    });
+    this.cpuTasks = new Counter({
+      name: 'indexing_cpu_tasks_total',
+      help: 'Chunking and built-in embedding tasks by kind, place (inline on the event loop for small inputs, or thread) and outcome (ok, timeout: stopped at INDEXING_TIMEOUT_MS, error)',
+      labelNames: ['kind', 'place', 'outcome'],
       registers,
     });
     new Gauge({
