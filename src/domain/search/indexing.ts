@@ -6,6 +6,7 @@ import { type Entry, type Job, Prisma, type Volume } from '../../generated/prism
 import { chunkText, flattenJson } from '../../indexing/chunking.js';
 import { type Embedder, embedAll } from '../../indexing/embedders/embedder.js';
 import type { JobHandler } from '../../jobs/types.js';
+import { isUniqueViolation } from '../shared/errors.js';
 import type { KeywordRanking, Runtime } from '../shared/runtime.js';
 import { refreshVolumeStatus } from '../volumes/status.js';
 import { typicalChunkWords } from './bm25-sparse.js';
@@ -166,11 +167,15 @@ async function writeChunks(rt: Runtime, ready: Plan[], outcomes: Map<string, Ind
     const recorded = e.contentHash === p.hash && e.isIndexed === p.done.isIndexed && e.indexError === null;
     if ((p.inPlace || p.unchanged) && recorded && (searchable === null || e.totalChunks === searchable)) outcomes.set(e.id, 'unchanged');
   }
-  // The common case, new entries of a few chunks, swaps in one statement per INSERT_BATCH rows.
+  // The common cases, new entries of a few chunks and (a model change) entries gaining their first
+  // rows for a model, swap in one statement per INSERT_BATCH rows.
   const per = columns.perStatement;
-  const quick = ready.filter((p) => !outcomes.has(p.entry.id) && p.fresh && p.rows && p.rows.length <= per);
-  for (const group of byRows(quick, per)) {
-    for (const id of await swapFresh(rt, group, columns)) outcomes.set(id, 'indexed');
+  const quick = (kind: 'fresh' | 'adding') =>
+    ready.filter((p) => !outcomes.has(p.entry.id) && (kind === 'fresh' ? p.fresh : p.adding) && p.rows && p.rows.length <= per);
+  for (const kind of ['fresh', 'adding'] as const) {
+    for (const group of byRows(quick(kind), per)) {
+      for (const id of await swapNew(rt, group, columns, kind)) outcomes.set(id, 'indexed');
+    }
   }
   // The rest (and any the quick swap found changed or already indexed meanwhile) in transactions.
   const slow = ready.filter((p) => !outcomes.has(p.entry.id));
@@ -205,6 +210,8 @@ interface Plan {
   rows?: ChunkRow[];
   /** The entry has exactly these rows already, every one kept in place. */
   inPlace?: boolean;
+  /** Indexed before but with no row for any of its targets (a model change): its rows only add. */
+  adding?: boolean;
   done?: Done;
 }
 
@@ -261,20 +268,31 @@ function doneArrays(plans: Plan[]) {
 const INDEXED_SET = Prisma.sql`content_hash = d.hash, is_indexed = d.is_indexed, total_chunks = coalesce(d.searchable, e.total_chunks), index_error = NULL`;
 
 /**
- * Records never-indexed entries' chunks and indexed state in one statement (no transaction round
- * trips): the UPDATE locks the rows (in id order) and keeps those that are still the version that
- * was chunked and still unindexed; their chunks go in only then. Returns the ids it swapped; the
+ * Records entries' new chunks and indexed state in one statement (no transaction round trips): the
+ * UPDATE locks the rows (in id order) and keeps those that are still the version that was chunked
+ * and still as `kind` found them: never indexed (`fresh`), or without a row for any model they gain
+ * rows for (`adding`: a model change); their chunks go in only then. Returns the ids it swapped; the
  * others (gone, changed, or indexed by another indexer meanwhile) are decided in a transaction.
  */
-async function swapFresh(rt: Runtime, plans: Plan[], columns: ChunkColumns): Promise<string[]> {
-  const rows = await rt.db.$queryRaw<{ id: string }[]>`
+async function swapNew(rt: Runtime, plans: Plan[], columns: ChunkColumns, kind: 'fresh' | 'adding'): Promise<string[]> {
+  const still =
+    kind === 'fresh'
+      ? Prisma.sql`e.content_hash IS NULL`
+      : // A subplan probing the (entry_id, embedder_id, chunk_index) index per entry: as NOT EXISTS the
+        // planner may make it an anti-join over a scan of every chunk (statistics lag on PGlite).
+        Prisma.sql`(SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE c.entry_id = e.id
+                      AND c.embedder_id = ANY(${[...new Set(plans.flatMap((p) => p.targets))]}) LIMIT 1) x) = 0`;
+  const swap = () => rt.db.$queryRaw<{ id: string }[]>`
     WITH d AS (SELECT * FROM ${doneArrays(plans)}),
     locked AS (SELECT e.id FROM entries e JOIN d ON d.id = e.id AND d.version = e.version
-               WHERE e.content_hash IS NULL ORDER BY e.id FOR UPDATE OF e),
+               WHERE ${still} ORDER BY e.id FOR UPDATE OF e),
     upd AS (UPDATE entries e SET ${INDEXED_SET}, indexed_at = ${new Date()}
             FROM d WHERE d.id = e.id AND e.id IN (SELECT id FROM locked) RETURNING e.id),
     ins AS (${chunkInsert(plans.flatMap(newRowsOf), columns)} WHERE t.entry_id IN (SELECT id FROM upd) RETURNING 1)
     SELECT id FROM upd`;
+  // Another indexer that wrote such rows between this statement's snapshot and its row locks (server
+  // mode) makes the insert collide: nothing of it is written, and the transaction decides them all.
+  const rows = kind === 'adding' ? await swap().catch((err: unknown) => (isUniqueViolation(err) ? [] : Promise.reject(err))) : await swap();
   return rows.map((r) => r.id);
 }
 
@@ -466,7 +484,10 @@ async function embedChunks(rt: Runtime, plans: Plan[], keyword: KeywordColumns, 
   }
   for (const p of failed.keys()) p.rows = undefined;
   // An entry whose every row is kept and that has no other row needs no swap (see indexEntries).
-  for (const p of reusing) p.inPlace = !failed.has(p) && !!p.rows?.every((r) => r.kept) && p.rows.length === rowsNow.get(p.entry.id);
+  for (const p of reusing) {
+    p.inPlace = !failed.has(p) && !!p.rows?.every((r) => r.kept) && p.rows.length === rowsNow.get(p.entry.id);
+    p.adding = !failed.has(p) && !rowsNow.has(p.entry.id);
+  }
   return failed;
 }
 

@@ -121,7 +121,7 @@ export class ValidationError extends AppError {
 
 /** Prisma's known request errors, mapped where the domain knows what they mean. */
 export function isUniqueViolation(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: string }).code === 'P2002';
+  return (typeof err === 'object' && err !== null && (err as { code?: string }).code === 'P2002') || sqlStateOf(err)?.code === '23505';
 }
 
 /** A row this write refers to (its parent) was deleted concurrently. */
