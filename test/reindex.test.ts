@@ -324,6 +324,42 @@ describe('changing the embedding model', () => {
   });
 });
 
+describe('a model change meeting another indexer', () => {
+  it('an entry that gained rows for the new model while its batch was embedded ends with exactly its own rows', async () => {
+    const v = await filledVolume(20, {});
+    await jobsIdle(gw);
+    const db = gw.app.database.prisma;
+    // Stands in for another indexer: before the first batch's rows are written, one of its entries
+    // gets a row of the new model. The one-statement swap must leave that entry to the transaction,
+    // which replaces the planted row with the entry's own.
+    let planted: string | undefined;
+    gw.app.runtime.hooks.beforeChunkSwap = async (ids) => {
+      if (planted || ids.length === 0) return;
+      planted = ids[0];
+      await db.$executeRaw`
+        INSERT INTO chunks (id, entry_id, volume_id, chunk_index, content, content_hash, embedder_id, dims, embedding)
+        VALUES (gen_random_uuid()::text, ${planted}, ${v.volumeId}, 0, 'planted', 'planted', 'hash-384', 384, array_fill(0.1, ARRAY[384])::vector)`;
+    };
+    try {
+      expect((await gw.call('PATCH', v.volumeUrl, { embedding_model_id: 'hash-384' })).status).toBe(200);
+      await waitFor(async () => (await gw.call('GET', v.volumeUrl)).body.reindex_status === 'completed', 30_000);
+    } finally {
+      gw.app.runtime.hooks.beforeChunkSwap = undefined;
+    }
+    expect(planted).toBeDefined();
+    const rows = await db.chunk.findMany({ where: { volumeId: v.volumeId }, select: { entryId: true, embedderId: true, content: true } });
+    expect(rows.filter((r) => r.content === 'planted')).toEqual([]);
+    expect(rows.every((r) => r.embedderId === 'hash-384')).toBe(true);
+    expect(rows.filter((r) => r.entryId === planted)).toHaveLength(1);
+    expect(new Set(rows.map((r) => r.entryId)).size).toBe(20);
+    const entries = await db.entry.findMany({
+      where: { volumeId: v.volumeId },
+      select: { isIndexed: true, indexError: true, totalChunks: true },
+    });
+    expect(entries.every((e) => e.isIndexed && e.indexError === null && e.totalChunks === 1)).toBe(true);
+  });
+});
+
 describe('chunks kept in place', () => {
   const rows = async (volumeId: string) =>
     gw.app.database.prisma.chunk.findMany({

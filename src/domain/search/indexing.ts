@@ -140,6 +140,7 @@ export async function indexEntries(rt: Runtime, entryIds: string[], opts: IndexO
   // Searches read the fresh tier again from now until these rows are written (search/fresh.ts).
   const written = fresh > 0 ? freshWriteStarted(rt) : () => undefined;
   try {
+    await rt.hooks.beforeChunkSwap?.(ready.map((p) => p.entry.id));
     await writeChunks(rt, ready, outcomes, columns);
   } finally {
     written();

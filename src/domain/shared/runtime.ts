@@ -148,6 +148,11 @@ export interface TestHooks {
   backupSnapshot?: (at: { volumeId: string; round: number; locked: boolean; inTransaction: boolean }) => Promise<void> | void;
   /** Awaited by the fresh-chunk merger before each batch (a test holds chunks in the fresh tier with it). */
   beforeFreshMerge?: () => Promise<void> | void;
+  /**
+   * Awaited by indexing after a batch is chunked and embedded, before its rows are written (a test
+   * stands in for another indexer that wrote rows for these entries meanwhile).
+   */
+  beforeChunkSwap?: (entryIds: string[]) => Promise<void> | void;
   /** Awaited by a reindex before each batch of entries, with what it has done so far (a test looks in mid-run). */
   beforeReindexBatch?: (volumeId: string, progress: { processed: number; bulk: number | undefined }) => Promise<void> | void;
 }
