@@ -189,15 +189,16 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     });
   }
   if (config.console.enabled) root.route('/', createConsoleRoutes({ dir: config.console.dir }));
-  // Browsers on CORS_ORIGINS may call the REST API and the blob routes (preflights answered before auth).
-  const cors = corsFor(config.corsOrigins);
-  if (cors) {
-    root.use('/v1/*', cors);
-    root.use('/blobs/*', cors);
-  }
-  if (localStore) root.route('/', createDownloadRoutes(localStore));
   // The peer dialects (src/rest/dialects/) beside /v1, over the same domain; /v1's document lists them too.
   const dialects = createDialects(rt, { adminApiKey, maxJsonBytes: 1024 * 1024 });
+  // Browsers on CORS_ORIGINS may call the REST API, the peer dialects and the blob routes (preflights
+  // answered before auth; registered before the routes, which would otherwise answer first).
+  const cors = corsFor(config.corsOrigins);
+  if (cors) {
+    const dialectPaths = dialects.filter((d) => !d.prefix.startsWith('/v1/')).flatMap((d) => [d.prefix, `${d.prefix}/*`]);
+    for (const path of ['/v1/*', '/blobs/*', ...dialectPaths]) root.use(path, cors);
+  }
+  if (localStore) root.route('/', createDownloadRoutes(localStore));
   for (const dialect of dialects) root.route('/', dialect.app);
   root.route('/', createRestApp(rt, { adminApiKey, maxJsonBytes: 1024 * 1024, maxEntryBytes: 20 * 1024 * 1024, dialects }));
   root.notFound(notFound);

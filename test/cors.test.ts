@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { startGateway, type TestGateway } from './helpers/app.js';
@@ -61,6 +62,37 @@ describe('CORS_ORIGINS set', () => {
     });
     expect(list.status).toBe(200);
     expect(list.headers.get('access-control-allow-origin')).toBe('http://localhost:5173');
+  });
+
+  it('covers the peer dialects too: their preflights, answers and error answers carry the origin', async () => {
+    const env = randomUUID();
+    for (const route of ['/api/v1/volumes', '/api/v1/volumes/some-id', '/v1/volumes', `/${env}/volume`, `/${env}/volume/some-id`]) {
+      const pre = await fetch(gw.url + route, {
+        method: 'OPTIONS',
+        headers: {
+          origin: APP,
+          'access-control-request-method': 'PATCH',
+          'access-control-request-headers': 'authorization,content-type,x-org-id',
+        },
+      });
+      expect(pre.status, route).toBe(204);
+      expect(pre.headers.get('access-control-allow-origin'), route).toBe(APP);
+      expect((pre.headers.get('access-control-allow-headers') ?? '').toLowerCase(), route).toContain('x-org-id');
+    }
+    const listed = await fetch(`${gw.url}/api/v1/volumes`, { headers: { origin: APP, 'x-api-key': ADMIN_KEY, 'x-org-id': 'org-cors' } });
+    expect(listed.status).toBe(200);
+    expect(listed.headers.get('access-control-allow-origin')).toBe(APP);
+    expect((listed.headers.get('access-control-expose-headers') ?? '').toLowerCase()).toContain('x-total-count');
+    // The platform key names no organisation here: the dialect's 4xx is readable by the page too.
+    const refused = await fetch(`${gw.url}/${env}/volume`, { headers: { origin: APP, 'x-api-key': ADMIN_KEY } });
+    expect(refused.status).toBeGreaterThanOrEqual(400);
+    expect(refused.status).toBeLessThan(500);
+    expect(refused.headers.get('access-control-allow-origin')).toBe(APP);
+    // Other origins still get nothing from a dialect.
+    const other = await fetch(`${gw.url}/api/v1/volumes`, {
+      headers: { origin: 'https://evil.example.net', 'x-api-key': ADMIN_KEY, 'x-org-id': 'org-cors' },
+    });
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
   });
 });
 

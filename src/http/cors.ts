@@ -1,10 +1,10 @@
 import type { MiddlewareHandler } from 'hono';
 import { cors } from 'hono/cors';
 
-// Cross-origin access for browsers (CORS_ORIGINS) on the REST API and the blob routes. Off unless
-// configured: the API authenticates with headers, never cookies, so allowing an origin lets its pages
-// call the API with a key they hold, and nothing more. A preflight is answered here, before any
-// authentication (browsers send it without credentials).
+// Cross-origin access for browsers (CORS_ORIGINS) on the REST API, the peer dialects and the blob
+// routes. Off unless configured: the API authenticates with headers, never cookies, so allowing an
+// origin lets its pages call the API with a key they hold, and nothing more. A preflight is answered
+// here, before any authentication (browsers send it without credentials).
 
 /** Request headers the REST layer reads (src/rest, src/http): credentials, preconditions, locks, tus. */
 const ALLOWED_HEADERS = [

@@ -14,6 +14,8 @@ export type RestApp = OpenAPIHono<RestEnv>;
 /** A peer dialect (src/rest/dialects/): its app (full paths) and the OpenAPI tag its operations carry. */
 export interface Dialect {
   app: RestApp;
+  /** Where its routes live (Hono patterns, as the dialect's guards use them): CORS applies there too. */
+  prefix: string;
   tag: { name: string; description: string };
 }
 

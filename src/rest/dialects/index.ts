@@ -1,8 +1,8 @@
 import type { Runtime } from '../../domain/shared/runtime.js';
 import type { Dialect } from '../env.js';
-import { createEnvironmentDialect } from './environment/index.js';
-import { createProjectDialect } from './project/index.js';
-import { createQuotaDialect } from './quota/index.js';
+import { createEnvironmentDialect, BASE as ENVIRONMENT_BASE } from './environment/index.js';
+import { createProjectDialect, BASE as PROJECT_BASE } from './project/index.js';
+import { createQuotaDialect, BASE as QUOTA_BASE } from './quota/index.js';
 import type { DialectOptions } from './shared.js';
 
 export { type DialectOptions, ORG_HEADER, OrgIdHeader } from './shared.js';
@@ -17,6 +17,7 @@ export function createDialects(rt: Runtime, opts: DialectOptions): Dialect[] {
   return [
     {
       app: createProjectDialect(rt, opts),
+      prefix: PROJECT_BASE,
       tag: {
         name: 'project-volumes',
         description:
@@ -25,6 +26,7 @@ export function createDialects(rt: Runtime, opts: DialectOptions): Dialect[] {
     },
     {
       app: createQuotaDialect(rt, opts),
+      prefix: QUOTA_BASE,
       tag: {
         name: 'quota-volumes',
         description:
@@ -33,6 +35,7 @@ export function createDialects(rt: Runtime, opts: DialectOptions): Dialect[] {
     },
     {
       app: createEnvironmentDialect(rt, opts),
+      prefix: ENVIRONMENT_BASE,
       tag: {
         name: 'environment-volumes',
         description:

@@ -34,7 +34,7 @@ import {
  * `/{envId}/volume…`: only a UUID as the first segment and `volume` as the second reach this app,
  * so `/v1/…`, `/api/…`, `/healthz`, `/blobs/…` never do (they get their own routes or the gateway's 404).
  */
-const BASE = `/:envId{${UUID_PATTERN}}/volume`;
+export const BASE = `/:envId{${UUID_PATTERN}}/volume`;
 const DOC_BASE = '/{envId}/volume';
 
 const JSON_TYPE = /^application\/([\w.-]+\+)?json/i;

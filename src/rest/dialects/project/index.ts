@@ -44,7 +44,7 @@ import {
 // response. A project is one of our workspaces, the organisation is the calling key's (the platform
 // key names it in X-Org-Id), sizes are gigabytes of max_size_bytes. README "Project volumes dialect".
 
-const BASE = '/api/v1/volumes';
+export const BASE = '/api/v1/volumes';
 const TAG = 'project-volumes';
 /** How many names a create tries for one label (`training-data`, `training-data-2`, …) before a 409. */
 const NAME_ATTEMPTS = 100;

@@ -76,8 +76,10 @@ async function visibleVolumes(
   return { items, total };
 }
 
+export const BASE = '/v1/volumes';
+
 export function createQuotaDialect(rt: Runtime, opts: DialectOptions): OpenAPIHono<RestEnv> {
-  const app = createDialectApp(rt, opts, { prefixes: ['/v1/volumes'], errorBody: (e) => quotaErrorBody(e) });
+  const app = createDialectApp(rt, opts, { prefixes: [BASE], errorBody: (e) => quotaErrorBody(e) });
 
   app.openapi(
     createRoute({
