@@ -10,12 +10,12 @@ import type { Config } from './config.js';
 import { type Database, databaseOptions, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
 import { startMaintenance } from './domain/maintenance/maintenance.js';
-import { restoreHnswIndexes } from './domain/search/bulk-index.js';
+import { buildHnswIndex, hnswIndexesToRestore } from './domain/search/bulk-index.js';
 import { startFreshMerger } from './domain/search/fresh-merger.js';
 import { INDEX_ENTRY } from './domain/search/indexing.js';
 import { REINDEX } from './domain/search/reindex.js';
 import { bm25ScanScores, keywordRanking } from './domain/search/sql.js';
-import type { Runtime } from './domain/shared/runtime.js';
+import type { Runtime, TestHooks } from './domain/shared/runtime.js';
 import { pendingProvisioning, resumePendingProvisioning } from './domain/workspaces/workspaces.js';
 import { createWsServer } from './graphql/ws-server.js';
 import { createGraphQLServer } from './graphql/yoga.js';
@@ -50,6 +50,8 @@ export interface AppOptions {
   database?: Promise<Database>;
   /** Tests: trace spans go to this exporter (tracing is otherwise on only with OTEL_EXPORTER_OTLP_ENDPOINT). */
   spanExporter?: TracingOptions['exporter'];
+  /** Tests: seams in place from the start (the runtime's `hooks`, for those that run while the gateway starts). */
+  hooks?: TestHooks;
 }
 
 /** True for a client on this host (the default guard of /metrics when METRICS_TOKEN is unset). */
@@ -135,6 +137,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   });
   jobs = built.rt.jobs;
   const { rt, localStore } = built;
+  Object.assign(rt.hooks, opts.hooks);
   const ranking = await keywordRanking(rt);
   if (ranking === 'bm25')
     log.info(
@@ -160,10 +163,14 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   });
 
   let stopping = false;
+  /** Set while start-up builds HNSW indexes a crash left missing (below). */
+  let restoring: Promise<void> | undefined;
   const root = new Hono();
   root.get('/healthz', (c) => c.json({ status: 'ok' }));
   root.get('/readyz', async (c) => {
     if (stopping) return c.json({ status: 'stopping' }, 503);
+    // The build holds the embedded database: ready once it is done (asking the database would wait for it).
+    if (restoring) return c.json({ status: 'building_indexes' }, 503);
     try {
       await database.prisma.$queryRawUnsafe('SELECT 1');
       const pending = await pendingMigrations((sql) => database.prisma.$queryRawUnsafe(sql));
@@ -257,15 +264,39 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   openSockets = () => wss.clients.size;
 
   await resumePendingProvisioning(rt);
-  // An HNSW index a bulk reindex dropped and will not build (it stopped in a crash): built now.
-  // A failed build leaves searches of those dimensions on exact scans, not the gateway down.
-  await restoreHnswIndexes(rt, REINDEX).catch((err: unknown) =>
-    rt.log.error({ err }, 'building a missing HNSW index failed; searches of its dimensions scan exactly until a restart builds it'),
-  );
-  const maintenance = startMaintenance(rt, config.sweepIntervalMs);
-  // Fresh chunks (written outside the HNSW indexes) go into them when indexing is quiet.
-  const freshMerger = startFreshMerger(rt);
-  rt.jobs.start();
+  // An HNSW index a bulk reindex dropped and will not build (it stopped in a crash) is built in the
+  // background: at 100,000 rows that takes a minute or two, through which the gateway listens
+  // (/healthz answers, so a liveness probe does not kill it mid-build and start the build again;
+  // /readyz says `building_indexes`; requests wait for the database as during any bulk build). Jobs,
+  // maintenance and the fresh-tier merger start once it is built, so no reindex drops or builds an
+  // index beside it. A failed build leaves searches of those dimensions on exact scans, not the
+  // gateway down.
+  let maintenance: ReturnType<typeof startMaintenance> | undefined;
+  let freshMerger: ReturnType<typeof startFreshMerger> | undefined;
+  const startBackgroundWork = () => {
+    maintenance = startMaintenance(rt, config.sweepIntervalMs);
+    // Fresh chunks (written outside the HNSW indexes) go into them when indexing is quiet.
+    freshMerger = startFreshMerger(rt);
+    rt.jobs.start();
+  };
+  const failed = (err: unknown) =>
+    rt.log.error({ err }, 'building a missing HNSW index failed; searches of its dimensions scan exactly until a restart builds it');
+  const missing = await hnswIndexesToRestore(rt, REINDEX).catch((err: unknown) => {
+    failed(err);
+    return [];
+  });
+  if (missing.length === 0) startBackgroundWork();
+  else {
+    restoring = (async () => {
+      await rt.hooks.beforeIndexRestore?.();
+      for (const dims of missing) await buildHnswIndex(rt, dims, 'missing at start-up');
+    })()
+      .catch(failed)
+      .finally(() => {
+        restoring = undefined;
+        if (!stopping) startBackgroundWork();
+      });
+  }
 
   const app: App = {
     server,
@@ -290,8 +321,10 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
     stop: async () => {
       if (stopping) return;
       stopping = true;
-      await maintenance.stop();
-      await freshMerger.stop();
+      // A start-up index build holds the database: it ends before the database closes (nothing was started after it).
+      await restoring;
+      await maintenance?.stop();
+      await freshMerger?.stop();
       // Running jobs save their progress and go back to the queue for this or another replica
       // (their tasks in worker threads are aborted, so nothing CPU-bound holds the stop up).
       await rt.jobs.stop();

@@ -197,3 +197,52 @@ describe('bulk reindex (embedded)', () => {
     expect(await hnswIndexExists(rt(), 1536)).toBe(true);
   });
 });
+
+describe('start-up with an HNSW index missing (embedded)', () => {
+  it('builds it in the background: the gateway listens, /readyz says building_indexes, and jobs start once it is built', async () => {
+    const logs: string[] = [];
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let reached = false;
+    const gw = await startGateway(
+      { LOG_LEVEL: 'info', JOB_POLL_MS: '50' },
+      {
+        logs,
+        // As a crash between a bulk reindex's drop and its build leaves the database.
+        prepare: (pg) => pg.exec('DROP INDEX "chunks_embedding_384_hnsw_idx"'),
+        hooks: {
+          beforeIndexRestore: async () => {
+            reached = true;
+            await held;
+          },
+        },
+      },
+    );
+    try {
+      // The gateway is up while the build waits: liveness answers, readiness says why it is not ready.
+      expect(reached).toBe(true);
+      expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+      const notReady = await fetch(`${gw.url}/readyz`);
+      expect(notReady.status).toBe(503);
+      expect(((await notReady.json()) as { status: string }).status).toBe('building_indexes');
+      // A write is acknowledged meanwhile; its indexing job runs once the index is built.
+      const v = await newVolume(gw, 'org-restore', { embedding_model_id: 'hash-384' });
+      expect((await gw.call('PUT', v.entry('/held.md'), { content_text: 'tidal pools at low water' })).status).toBe(201);
+      expect(await hnswIndexExists(gw.app.runtime, 384)).toBe(false);
+
+      release();
+      await waitFor(async () => (await fetch(`${gw.url}/readyz`)).status === 200, 30_000);
+      expect(await hnswIndexExists(gw.app.runtime, 384)).toBe(true);
+      await indexed(gw, v.volumeId, 1);
+      const built = logs
+        .map((l) => JSON.parse(l) as { msg: string; dims?: number; why?: string })
+        .filter((l) => l.msg.startsWith('building an HNSW index'));
+      expect(built).toEqual([expect.objectContaining({ dims: 384, why: 'missing at start-up' })]);
+    } finally {
+      release();
+      await gw.stop();
+    }
+  });
+});

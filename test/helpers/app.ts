@@ -39,7 +39,14 @@ export interface TestGateway {
  */
 export async function startGateway(
   env: Record<string, string> = {},
-  opts: { logs?: string[]; spanExporter?: AppOptions['spanExporter'] } = {},
+  opts: {
+    logs?: string[];
+    spanExporter?: AppOptions['spanExporter'];
+    /** Seams in place before the gateway starts (the runtime's hooks). */
+    hooks?: AppOptions['hooks'];
+    /** Runs on the embedded database (the migrated clone) before the gateway opens it. */
+    prepare?: (pg: PGlite) => Promise<unknown>;
+  } = {},
 ): Promise<TestGateway> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'vg-test-'));
   const config = loadConfig({
@@ -57,12 +64,14 @@ export async function startGateway(
   });
   const queries: string[] = [];
   const pg = config.databaseUrl ? undefined : await clonePglite();
+  if (pg && opts.prepare) await opts.prepare(pg);
   // `logs` collects every JSON log line (give LOG_LEVEL too: tests are silent by default).
   const logDestination = opts.logs ? { write: (line: string) => void opts.logs?.push(line) } : undefined;
   const app = await createApp(config, {
     ...(pg ? { pglite: pg } : {}),
     ...(logDestination ? { logDestination } : {}),
     ...(opts.spanExporter ? { spanExporter: opts.spanExporter } : {}),
+    ...(opts.hooks ? { hooks: opts.hooks } : {}),
     onQuery: (sql, request) => request && queries.push(sql),
   });
   const url = await app.start(0);

@@ -87,17 +87,28 @@ export async function dropHnswIndex(rt: Runtime, dims: number): Promise<void> {
  * it, say, or while a cancelled run was stopping). Embedded only. Returns the dimensions built.
  */
 export async function restoreHnswIndexes(rt: Runtime, reindexKind: string): Promise<number[]> {
-  if (!rt.settings.soleWriter) return [];
   const built: number[] = [];
+  for (const dims of await hnswIndexesToRestore(rt, reindexKind)) {
+    if (await buildHnswIndex(rt, dims, 'missing at start-up')) built.push(dims);
+  }
+  return built;
+}
+
+/**
+ * The dimensions whose HNSW index is missing and that no queued or running bulk reindex will build
+ * (what restoreHnswIndexes builds). Embedded only; a few catalogue lookups.
+ */
+export async function hnswIndexesToRestore(rt: Runtime, reindexKind: string): Promise<number[]> {
+  if (!rt.settings.soleWriter) return [];
+  const missing: number[] = [];
   for (const dims of INDEXED_DIMS) {
     if (await hnswIndexExists(rt, dims)) continue;
     const [pending] = await rt.db.$queryRaw<{ n: number }[]>`
       SELECT count(*)::int AS n FROM jobs WHERE kind = ${reindexKind} AND status IN ('queued', 'running')
         AND (payload->>'bulk')::int = ${dims}`;
-    if ((pending?.n ?? 0) > 0) continue;
-    if (await buildHnswIndex(rt, dims, 'missing at start-up')) built.push(dims);
+    if ((pending?.n ?? 0) === 0) missing.push(dims);
   }
-  return built;
+  return missing;
 }
 
 /**

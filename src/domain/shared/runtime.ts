@@ -153,6 +153,8 @@ export interface TestHooks {
    * stands in for another indexer that wrote rows for these entries meanwhile).
    */
   beforeChunkSwap?: (entryIds: string[]) => Promise<void> | void;
+  /** Awaited at start-up before HNSW indexes a crash left missing are built (a test holds the build there). */
+  beforeIndexRestore?: () => Promise<void> | void;
   /** Awaited by a reindex before each batch of entries, with what it has done so far (a test looks in mid-run). */
   beforeReindexBatch?: (volumeId: string, progress: { processed: number; bulk: number | undefined }) => Promise<void> | void;
 }
