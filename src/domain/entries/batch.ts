@@ -38,12 +38,20 @@ export const WriteEntriesInput = z.object({
 });
 export type WriteEntriesInput = z.input<typeof WriteEntriesInput>;
 
+/** What a batch write did: its entries in the order given, and how many it created and replaced. */
+export interface BatchWritten {
+  entries: Entry[];
+  created: number;
+  updated: number;
+}
+
 /**
  * Writes up to MAX_BATCH_ENTRIES JSON/text entries to one volume atomically. Every entry is
  * validated first (errors name `entries[i]` and the field), paths must be distinct, and each entry
  * is held to what a single write is: the caller's write access to its path, its own preconditions
  * (`expected_version`, `create_only`), the lock guard the caller states for the whole batch, and the
  * volume's quotas counting the batch's earlier entries. Subscribers hear of each entry after commit.
+ * Returns the entries in the order given, and how many the batch created and how many it replaced.
  * @throws ValidationError, NotFoundError, ForbiddenError, ConflictError, LockedError, QuotaExceededError
  */
 export async function writeEntries(
@@ -53,7 +61,7 @@ export async function writeEntries(
   raw: unknown,
   opts: WriteGuard & WriterInfo = {},
   loc: Loc = ['body'],
-): Promise<{ entry: Entry; created: boolean }[]> {
+): Promise<BatchWritten> {
   const { access } = await openVolume(rt, p, route, 'write');
   const { entries } = parseInput(WriteEntriesInput, raw, loc);
   const guard: WriteGuard = { ...(opts.lockId ? { lockId: opts.lockId } : {}), ...(opts.fencing ? { fencing: opts.fencing } : {}) };
@@ -85,5 +93,6 @@ export async function writeEntries(
   }
   const results = await commitEntries(rt, route.volumeId, items, guard);
   for (const result of results) await afterWrite(rt, route, result);
-  return results.map((r) => ({ entry: r.entry, created: r.created }));
+  const created = results.filter((r) => r.created).length;
+  return { entries: results.map((r) => r.entry), created, updated: results.length - created };
 }

@@ -51,10 +51,10 @@ const WriteEntriesItem = builder.inputType('WriteEntriesItem', {
   }),
 });
 
-const WriteEntriesPayload = builder.objectRef<{ ids: string[]; created: number }>('WriteEntriesPayload').implement({
+const WriteEntriesPayload = builder.objectRef<{ ids: string[]; created: number; updated: number }>('WriteEntriesPayload').implement({
   fields: (t) => ({
     created: t.exposeInt('created', { description: 'Entries the batch created' }),
-    updated: t.int({ description: 'Entries the batch replaced', resolve: (r) => r.ids.length - r.created }),
+    updated: t.exposeInt('updated', { description: 'Entries the batch replaced' }),
     entries: t.prismaField({
       type: ['Entry'],
       description: 'The written entries, in the order they were given (one statement)',
@@ -120,7 +120,7 @@ builder.mutationFields((base) => {
         ...guardArgs,
       },
       resolve: async (_root, args, ctx) => {
-        const results = await writeEntries(
+        const written = await writeEntries(
           ctx.runtime,
           ctx.principal,
           await locateVolume(ctx.runtime, String(args.volumeId)),
@@ -128,7 +128,7 @@ builder.mutationFields((base) => {
           guardOf(args),
           [],
         );
-        return { ids: results.map((r) => r.entry.id), created: results.filter((r) => r.created).length };
+        return { ids: written.entries.map((e) => e.id), created: written.created, updated: written.updated };
       },
     }),
     uploadEntry: t.field({

@@ -121,17 +121,16 @@ export function registerEntryRoutes(rt: Runtime, app: RestApp): void {
       );
     }
     const body = await readJson(c);
-    const results = await writeEntries(rt, c.get('principal'), route, body, {
+    const written = await writeEntries(rt, c.get('principal'), route, body, {
       ...(lockId ? { lockId } : {}),
       ...(fencing ? { fencing } : {}),
       executionId: executionId(c),
     });
-    const created = results.filter((r) => r.created).length;
     return c.json({
       message: 'Entries written successfully',
-      created,
-      updated: results.length - created,
-      entries: results.map((r) => entryJson(r.entry)),
+      created: written.created,
+      updated: written.updated,
+      entries: written.entries.map(entryJson),
     });
   });
 
