@@ -7,7 +7,7 @@
  */
 
 import type { IncomingMessage } from 'node:http';
-import { EVENTS, MemoryLocker, Metadata, Server, type Upload } from '@tus/server';
+import { EVENTS, type Locker, MemoryLocker, Metadata, Server, type Upload } from '@tus/server';
 import type { Context } from 'hono';
 import { z } from 'zod';
 import type { Principal } from '../../domain/access/principal.js';
@@ -27,6 +27,7 @@ import {
   viewSession,
 } from '../../domain/entries/resumable.js';
 import { etagOf } from '../../domain/entries/rules.js';
+import { uploadLocker } from '../../domain/entries/upload-locks.js';
 import { ValidationError } from '../../domain/shared/errors.js';
 import { assertAcceptableInput } from '../../domain/shared/input-policy.js';
 import type { VolumeRoute } from '../../domain/shared/routes.js';
@@ -118,6 +119,10 @@ export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
   /** Sessions whose PATCH is running, by store id (tus progress events name the store id only). */
   const byStoreId = new Map<string, InFlight>();
   const servers = new Map<string, Server>();
+  // One request at a time per upload: in this process when it is the only one on the database
+  // (embedded), else across every replica on it (src/domain/entries/upload-locks.ts). Made on first
+  // use: registering the routes (as the OpenAPI document does) needs no runtime.
+  let locker: Locker | undefined;
 
   /** A thrown value as tus hooks must throw it: our envelope as the body. */
   const asTusError = async (c: Context<RestEnv>, err: unknown) => {
@@ -160,7 +165,7 @@ export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
           throw await asTusError(f.c, err);
         }
       },
-      locker: new MemoryLocker(),
+      locker: (locker ??= rt.settings.soleWriter ? new MemoryLocker() : uploadLocker(rt)),
     });
     server.on(EVENTS.POST_RECEIVE, (_stream: unknown, upload: Upload) => {
       const f = byStoreId.get(upload.id);

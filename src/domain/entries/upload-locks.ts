@@ -1,0 +1,111 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Lock, Locker, RequestRelease } from '@tus/server';
+import type { Runtime } from '../shared/runtime.js';
+
+// One request at a time per tus upload, across every replica on the database. tus-node-server takes
+// a lock around each request on an upload (PATCH, HEAD, DELETE) and its MemoryLocker holds it in
+// one process only: behind two replicas, two PATCHes of one upload could both pass the offset check
+// and write into the same bytes. Here the lock is a lease row (upload_locks): taken by an insert
+// that only succeeds where no live lease exists, renewed by its holder, gone when released or, if
+// the holder died, when the lease runs out. tus's rule that a newer request makes the holder let
+// go (a client resuming after a timeout must not wait for its own stale PATCH) holds across
+// replicas too: a waiter marks the row, and the holder's renewal sees the mark and stops its
+// request. The embedded gateway is one process and keeps tus's MemoryLocker.
+
+export interface UploadLockTimings {
+  /** How long a lease lasts unless renewed (a dead holder's lock frees after this). */
+  leaseMs: number;
+  /** How often a holder renews its lease and looks for a release request. */
+  renewMs: number;
+  /** How often a waiter tries again. */
+  retryMs: number;
+  /** Longest a request waits for the lock before tus answers it with its lock timeout. */
+  acquireTimeoutMs: number;
+}
+
+export const UPLOAD_LOCK_TIMINGS: UploadLockTimings = { leaseMs: 15_000, renewMs: 500, retryMs: 100, acquireTimeoutMs: 30_000 };
+
+/**
+ * What tus answers a request that waited acquireTimeoutMs for the lock: 423 Locked, which tus
+ * clients retry (tus's own ERR_LOCK_TIMEOUT is a 500).
+ */
+export const UPLOAD_BUSY = { status_code: 423, body: 'This upload is busy with another request; retry it\n' };
+
+/** A tus Locker over the database: see above. */
+export function uploadLocker(rt: Runtime, timings: UploadLockTimings = UPLOAD_LOCK_TIMINGS): Locker {
+  return { newLock: (id: string) => new UploadLock(rt, id, timings) };
+}
+
+class UploadLock implements Lock {
+  private readonly holder = randomUUID();
+  private renewing: AbortController | undefined;
+
+  constructor(
+    private readonly rt: Runtime,
+    private readonly id: string,
+    private readonly t: UploadLockTimings,
+  ) {}
+
+  async lock(stop: AbortSignal, requestRelease: RequestRelease): Promise<void> {
+    const deadline = Date.now() + this.t.acquireTimeoutMs;
+    let asked = false;
+    for (;;) {
+      if (await this.take()) {
+        this.keep(requestRelease);
+        return;
+      }
+      // Held elsewhere: ask its holder to let go (once), then wait for the row to free.
+      if (!asked) {
+        await this.rt.db.$executeRaw`UPDATE upload_locks SET release_requested = true WHERE upload_id = ${this.id}`;
+        asked = true;
+      }
+      if (stop.aborted || Date.now() >= deadline) throw UPLOAD_BUSY;
+      await sleep(this.t.retryMs, undefined, { signal: stop }).catch(() => undefined);
+    }
+  }
+
+  async unlock(): Promise<void> {
+    this.renewing?.abort();
+    this.renewing = undefined;
+    await this.rt.db.$executeRaw`DELETE FROM upload_locks WHERE upload_id = ${this.id} AND holder = ${this.holder}`;
+  }
+
+  /** Inserts this holder's lease, or takes over one that has run out; true when it holds the lock. */
+  private async take(): Promise<boolean> {
+    const rows = await this.rt.db.$queryRaw<{ holder: string }[]>`
+      INSERT INTO upload_locks (upload_id, holder, expires_at, release_requested)
+      VALUES (${this.id}, ${this.holder}, now() + ${this.t.leaseMs} * interval '1 millisecond', false)
+      ON CONFLICT (upload_id) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at, release_requested = false
+        WHERE upload_locks.expires_at < now()
+      RETURNING holder`;
+    return rows.length === 1;
+  }
+
+  /**
+   * Renews the lease until unlock. A release request from a waiter, or a lease found lost (this
+   * process stalled past it and another took over), stops the holder's request: tus then ends it
+   * and unlocks.
+   */
+  private keep(requestRelease: RequestRelease): void {
+    const renewing = new AbortController();
+    this.renewing = renewing;
+    void (async () => {
+      while (!renewing.signal.aborted) {
+        await sleep(this.t.renewMs, undefined, { signal: renewing.signal }).catch(() => undefined);
+        if (renewing.signal.aborted) return;
+        const rows = await this.rt.db.$queryRaw<{ release_requested: boolean }[]>`
+          UPDATE upload_locks SET expires_at = now() + ${this.t.leaseMs} * interval '1 millisecond'
+          WHERE upload_id = ${this.id} AND holder = ${this.holder} RETURNING release_requested`.catch((err: unknown) => {
+          this.rt.log.warn({ err, uploadId: this.id }, 'could not renew an upload lock (retried)');
+          return undefined;
+        });
+        if (rows === undefined || renewing.signal.aborted) continue;
+        if (rows.length === 0 || rows[0]?.release_requested) {
+          await requestRelease();
+          return;
+        }
+      }
+    })();
+  }
+}
