@@ -133,6 +133,7 @@ export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
   const serverFor = (bucket: string): Server => {
     let server = servers.get(bucket);
     if (server) return server;
+    locker ??= rt.settings.soleWriter ? new MemoryLocker() : uploadLocker(rt);
     server = new Server({
       path: '/v1/uploads',
       datastore: rt.resumable.dataStore(bucket),
@@ -165,7 +166,7 @@ export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
           throw await asTusError(f.c, err);
         }
       },
-      locker: (locker ??= rt.settings.soleWriter ? new MemoryLocker() : uploadLocker(rt)),
+      locker,
     });
     server.on(EVENTS.POST_RECEIVE, (_stream: unknown, upload: Upload) => {
       const f = byStoreId.get(upload.id);
