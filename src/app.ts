@@ -10,7 +10,7 @@ import type { Config } from './config.js';
 import { type Database, databaseOptions, openDatabase } from './db/database.js';
 import { pendingMigrations } from './db/migrate.js';
 import { startMaintenance } from './domain/maintenance/maintenance.js';
-import { buildHnswIndex, hnswIndexesToRestore } from './domain/search/bulk-index.js';
+import { hnswIndexesToRestore, restoreHnswIndexes } from './domain/search/bulk-index.js';
 import { startFreshMerger } from './domain/search/fresh-merger.js';
 import { INDEX_ENTRY } from './domain/search/indexing.js';
 import { REINDEX } from './domain/search/reindex.js';
@@ -289,7 +289,7 @@ export async function createApp(config: Config, opts: AppOptions = {}): Promise<
   else {
     restoring = (async () => {
       await rt.hooks.beforeIndexRestore?.();
-      for (const dims of missing) await buildHnswIndex(rt, dims, 'missing at start-up');
+      await restoreHnswIndexes(rt, REINDEX, missing);
     })()
       .catch(failed)
       .finally(() => {

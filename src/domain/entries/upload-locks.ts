@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Lock, Locker, RequestRelease } from '@tus/server';
+import { type Lock, type Locker, MemoryLocker, type RequestRelease } from '@tus/server';
 import type { Runtime } from '../shared/runtime.js';
 
 // One request at a time per tus upload, across every replica on the database. tus-node-server takes
@@ -32,8 +32,9 @@ export const UPLOAD_LOCK_TIMINGS: UploadLockTimings = { leaseMs: 15_000, renewMs
  */
 export const UPLOAD_BUSY = { status_code: 423, body: 'This upload is busy with another request; retry it\n' };
 
-/** A tus Locker over the database: see above. */
+/** The tus Locker for this gateway: in the process when it is the database's only one (embedded), else over the database (above). */
 export function uploadLocker(rt: Runtime, timings: UploadLockTimings = UPLOAD_LOCK_TIMINGS): Locker {
+  if (rt.settings.soleWriter) return new MemoryLocker();
   return { newLock: (id: string) => new UploadLock(rt, id, timings) };
 }
 

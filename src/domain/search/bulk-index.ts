@@ -85,10 +85,11 @@ export async function dropHnswIndex(rt: Runtime, dims: number): Promise<void> {
  * At start-up, before jobs run: builds every HNSW index that is missing and that no queued or
  * running bulk reindex will build when it ends (a crash between dropping the index and recording
  * it, say, or while a cancelled run was stopping). Embedded only. Returns the dimensions built.
+ * `missing`: what hnswIndexesToRestore found just before (start-up looks first, then builds in the background).
  */
-export async function restoreHnswIndexes(rt: Runtime, reindexKind: string): Promise<number[]> {
+export async function restoreHnswIndexes(rt: Runtime, reindexKind: string, missing?: number[]): Promise<number[]> {
   const built: number[] = [];
-  for (const dims of await hnswIndexesToRestore(rt, reindexKind)) {
+  for (const dims of missing ?? (await hnswIndexesToRestore(rt, reindexKind))) {
     if (await buildHnswIndex(rt, dims, 'missing at start-up')) built.push(dims);
   }
   return built;

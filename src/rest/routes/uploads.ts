@@ -7,7 +7,7 @@
  */
 
 import type { IncomingMessage } from 'node:http';
-import { EVENTS, type Locker, MemoryLocker, Metadata, Server, type Upload } from '@tus/server';
+import { EVENTS, type Locker, Metadata, Server, type Upload } from '@tus/server';
 import type { Context } from 'hono';
 import { z } from 'zod';
 import type { Principal } from '../../domain/access/principal.js';
@@ -119,9 +119,8 @@ export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
   /** Sessions whose PATCH is running, by store id (tus progress events name the store id only). */
   const byStoreId = new Map<string, InFlight>();
   const servers = new Map<string, Server>();
-  // One request at a time per upload: in this process when it is the only one on the database
-  // (embedded), else across every replica on it (src/domain/entries/upload-locks.ts). Made on first
-  // use: registering the routes (as the OpenAPI document does) needs no runtime.
+  // One request at a time per upload, across replicas (src/domain/entries/upload-locks.ts). Made on
+  // first use: registering the routes (as the OpenAPI document does) needs no runtime.
   let locker: Locker | undefined;
 
   /** A thrown value as tus hooks must throw it: our envelope as the body. */
@@ -133,7 +132,7 @@ export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
   const serverFor = (bucket: string): Server => {
     let server = servers.get(bucket);
     if (server) return server;
-    locker ??= rt.settings.soleWriter ? new MemoryLocker() : uploadLocker(rt);
+    locker ??= uploadLocker(rt);
     server = new Server({
       path: '/v1/uploads',
       datastore: rt.resumable.dataStore(bucket),
