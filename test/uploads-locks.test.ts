@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UPLOAD_LOCK_TIMINGS, uploadLocker } from '../src/domain/entries/upload-locks.js';
+import { sweepUploadLocks, UPLOAD_LOCK_TIMINGS, uploadLocker } from '../src/domain/entries/upload-locks.js';
 import { type TestGateway, waitFor } from './helpers/app.js';
 import { ADMIN_KEY } from './helpers/http.js';
 import { type Replicas, startReplicas } from './helpers/replicas.js';
@@ -30,6 +30,53 @@ const lockRows = async () => (await a.app.database.prisma.$queryRaw<{ n: number 
 /** Two processes' lockers, as two replicas hold them (fast timings, so waits are short). */
 const FAST = { ...UPLOAD_LOCK_TIMINGS, leaseMs: 2_000, renewMs: 50, retryMs: 20 };
 const noop = () => undefined;
+
+/**
+ * Creates a tus upload of `data` and starts a PATCH on A that sends its first MiB, then stalls (a
+ * client whose connection hung), returning once part of it is stored. `ended()` is when A answered
+ * or reset it (0 while it runs).
+ */
+async function stalledPatch(v: UploadVolume, path: string, data: Buffer) {
+  const created = await fetch(`${a.url}${v.volumeUrl}/uploads`, {
+    method: 'POST',
+    headers: {
+      'X-API-Key': ADMIN_KEY,
+      'Tus-Resumable': '1.0.0',
+      'Upload-Length': String(data.length),
+      'Upload-Metadata': `path ${Buffer.from(path).toString('base64')}`,
+    },
+  });
+  expect(created.status).toBe(201);
+  const location = new URL(created.headers.get('location') as string, a.url).pathname;
+  let ended = 0;
+  const stale = new Promise<{ status: number; offset: number } | 'reset'>((resolve) => {
+    const req = http.request(`${a.url}${location}`, {
+      method: 'PATCH',
+      headers: {
+        'X-API-Key': ADMIN_KEY,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Offset': '0',
+        'Content-Type': 'application/offset+octet-stream',
+        'Content-Length': String(data.length),
+      },
+    });
+    req.on('response', (res) => {
+      ended = Date.now();
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, offset: Number(res.headers['upload-offset']) });
+      req.destroy();
+    });
+    req.on('error', () => {
+      ended ||= Date.now();
+      resolve('reset');
+    });
+    req.write(data.subarray(0, MiB));
+  });
+  // It is under way: part of its first MiB is stored, under its lock.
+  await waitFor(async () => Number((await a.call('GET', location)).body.bytes_received) > 0, 10_000);
+  expect(await lockRows()).toBe(1);
+  return { location, stale, ended: () => ended };
+}
 
 describe('the upload lock across replicas', () => {
   it('holds off a second holder, asks the first to let go, and passes to the second when it does', async () => {
@@ -83,49 +130,23 @@ describe('the upload lock across replicas', () => {
     await slow.unlock();
   });
 
+  it("the maintenance sweep removes dead holders' leases a lease's length after they ran out, and no live one", async () => {
+    const db = a.app.database.prisma;
+    await db.$executeRaw`INSERT INTO upload_locks (upload_id, holder, expires_at) VALUES
+      ('dead-long-ago', 'crashed', now() - interval '1 minute'), ('dead-just-now', 'crashed', now() - interval '1 second')`;
+    const live = uploadLocker(a.app.runtime, FAST).newLock('upload-4');
+    await live.lock(new AbortController().signal, noop);
+    expect(await sweepUploadLocks(a.app.runtime)).toBe(1);
+    const left = await db.$queryRaw<{ upload_id: string }[]>`SELECT upload_id FROM upload_locks ORDER BY upload_id`;
+    expect(left.map((r) => r.upload_id)).toEqual(['dead-just-now', 'upload-4']);
+    await live.unlock();
+    await db.$executeRaw`DELETE FROM upload_locks WHERE upload_id = 'dead-just-now'`;
+  });
+
   it('a client resuming on the other replica stops its stale PATCH there first, then finishes the upload intact', async () => {
     const v: UploadVolume = await uploadVolume(a, 'acme');
     const data = randomData(4 * MiB);
-    const created = await fetch(`${a.url}${v.volumeUrl}/uploads`, {
-      method: 'POST',
-      headers: {
-        'X-API-Key': ADMIN_KEY,
-        'Tus-Resumable': '1.0.0',
-        'Upload-Length': String(data.length),
-        'Upload-Metadata': `path ${Buffer.from('/resumed.bin').toString('base64')}`,
-      },
-    });
-    expect(created.status).toBe(201);
-    const location = new URL(created.headers.get('location') as string, a.url).pathname;
-
-    // A PATCH on A that sends its first MiB, then stalls (a client whose connection hung).
-    let staleEnded = 0;
-    const stale = new Promise<{ status: number; offset: number } | 'reset'>((resolve) => {
-      const req = http.request(`${a.url}${location}`, {
-        method: 'PATCH',
-        headers: {
-          'X-API-Key': ADMIN_KEY,
-          'Tus-Resumable': '1.0.0',
-          'Upload-Offset': '0',
-          'Content-Type': 'application/offset+octet-stream',
-          'Content-Length': String(data.length),
-        },
-      });
-      req.on('response', (res) => {
-        staleEnded = Date.now();
-        res.resume();
-        resolve({ status: res.statusCode ?? 0, offset: Number(res.headers['upload-offset']) });
-        req.destroy();
-      });
-      req.on('error', () => {
-        staleEnded ||= Date.now();
-        resolve('reset');
-      });
-      req.write(data.subarray(0, MiB));
-    });
-    // It is under way: part of its first MiB is stored.
-    await waitFor(async () => Number((await a.call('GET', location)).body.bytes_received) > 0, 10_000);
-    expect(await lockRows()).toBe(1);
+    const { location, stale, ended: staleEnded } = await stalledPatch(v, '/resumed.bin', data);
 
     // The client gives up on it and asks B where the upload stands: B's HEAD waits for the lock,
     // which A's PATCH gives up (tus's rule: the newer request wins; tus ends it with the bytes it
@@ -136,8 +157,8 @@ describe('the upload lock across replicas', () => {
     expect(head.status).toBe(200);
     const offset = Number(head.headers.get('upload-offset'));
     expect(offset).toBeLessThanOrEqual(MiB);
-    expect(staleEnded, 'the stale PATCH had ended when B answered').toBeGreaterThan(0);
-    expect(staleEnded).toBeLessThanOrEqual(headAnswered);
+    expect(staleEnded(), 'the stale PATCH had ended when B answered').toBeGreaterThan(0);
+    expect(staleEnded()).toBeLessThanOrEqual(headAnswered);
     const ended = await stale;
     if (ended !== 'reset' && ended.status === 204) expect(ended.offset).toBe(offset);
 
@@ -164,5 +185,32 @@ describe('the upload lock across replicas', () => {
     const r = await tusUpload(`${replicaSet?.b.url}${v.volumeUrl}/uploads`, data, { metadata: { path: '/whole.bin' }, chunkSize: MiB });
     expect(r.error, JSON.stringify(r.body)).toBeNull();
     expect((await a.call('GET', v.entry('/whole.bin'))).body).toMatchObject({ size_bytes: data.length, sha256: sha256(data) });
+  });
+
+  it('termination on the other replica stops a running PATCH first, then removes every byte', async () => {
+    const v = await uploadVolume(a, 'acme');
+    const data = randomData(4 * MiB);
+    const { location, stale, ended } = await stalledPatch(v, '/terminated.bin', data);
+    const db = a.app.database.prisma;
+    const session = await db.uploadSession.findUniqueOrThrow({ where: { id: location.split('/').pop() as string } });
+    const { s3Bucket } = await db.workspace.findUniqueOrThrow({ where: { id: session.workspaceId } });
+    // B's DELETE waits for A's PATCH to let go (before, it removed the bytes under the running PATCH,
+    // whose writes could then leave bytes behind), and only then answers.
+    const del = await fetch(`${replicaSet?.b.url}${location}`, {
+      method: 'DELETE',
+      headers: { 'X-API-Key': ADMIN_KEY, 'Tus-Resumable': '1.0.0' },
+    });
+    const answered = Date.now();
+    expect(del.status, await del.clone().text()).toBe(204);
+    expect(ended(), 'the PATCH had ended when B answered').toBeGreaterThan(0);
+    expect(ended()).toBeLessThanOrEqual(answered);
+    await stale;
+    expect((await a.call('GET', location)).body).toMatchObject({ status: 'aborted', reserved_bytes: 0 });
+    await expect(a.app.runtime.resumable.dataStore(s3Bucket).getUpload(session.storageId)).rejects.toBeDefined();
+    expect(await lockRows()).toBe(0);
+    // A second termination is a no-op, without waiting for any lock.
+    expect(
+      (await fetch(`${a.url}${location}`, { method: 'DELETE', headers: { 'X-API-Key': ADMIN_KEY, 'Tus-Resumable': '1.0.0' } })).status,
+    ).toBe(204);
   });
 });

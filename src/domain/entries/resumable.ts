@@ -36,6 +36,7 @@ import {
   type WriteConditions,
   type WriterInfo,
 } from './rules.js';
+import { gatewayUploadLocker, holdingUploadLock } from './upload-locks.js';
 import { extractText, isTextLike, sniffMimeType } from './uploads.js';
 
 export type UploadProtocol = 'tus' | 'signed_url';
@@ -776,10 +777,17 @@ async function measureStream(body: AsyncIterable<Buffer>, headBytes: number) {
 /**
  * Ends an unfinished session at the client's request (tus termination, abortUpload): its bytes
  * go and its reservation is freed. Aborting an aborted session is a no-op; a completed one is 409.
- * @throws ConflictError (already completed or completing)
+ * A tus upload's PATCH still running, on this replica or another, lets go of the upload first (its
+ * lock, as tus's own termination takes it), so no PATCH writes into bytes being removed.
+ * @throws ConflictError (already completed or completing), LockedError (the upload stayed busy)
  */
-export async function abortUploadSession(rt: Runtime, session: UploadSession): Promise<UploadSession> {
+export async function abortUploadSession(rt: Runtime, session: UploadSession, signal?: AbortSignal): Promise<UploadSession> {
   if (session.status === 'aborted' || session.status === 'expired' || session.status === 'failed') return session;
+  if (session.protocol === 'tus') return holdingUploadLock(gatewayUploadLocker(rt), session, signal, () => abortUnlocked(rt, session));
+  return abortUnlocked(rt, session);
+}
+
+async function abortUnlocked(rt: Runtime, session: UploadSession): Promise<UploadSession> {
   if (!(await endSession(rt, session, 'aborted', null))) {
     const now = await rt.db.uploadSession.findUnique({ where: { id: session.id } });
     if (now && ['aborted', 'expired', 'failed'].includes(now.status)) return now;

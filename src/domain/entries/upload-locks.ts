@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Lock, type Locker, MemoryLocker, type RequestRelease } from '@tus/server';
+import { LockedError } from '../shared/errors.js';
 import type { Runtime } from '../shared/runtime.js';
 
 // One request at a time per tus upload, across every replica on the database. tus-node-server takes
@@ -32,10 +33,58 @@ export const UPLOAD_LOCK_TIMINGS: UploadLockTimings = { leaseMs: 15_000, renewMs
  */
 export const UPLOAD_BUSY = { status_code: 423, body: 'This upload is busy with another request; retry it\n' };
 
-/** The tus Locker for this gateway: in the process when it is the database's only one (embedded), else over the database (above). */
+/** A tus Locker: in the process when this gateway is the database's only one (embedded), else over the database (above). */
 export function uploadLocker(rt: Runtime, timings: UploadLockTimings = UPLOAD_LOCK_TIMINGS): Locker {
   if (rt.settings.soleWriter) return new MemoryLocker();
   return { newLock: (id: string) => new UploadLock(rt, id, timings) };
+}
+
+const lockers = new WeakMap<Runtime, Locker>();
+
+/** The gateway's one tus Locker, shared by every bucket's tus server and by termination (the in-process one must be one). */
+export function gatewayUploadLocker(rt: Runtime): Locker {
+  let locker = lockers.get(rt);
+  if (!locker) {
+    locker = uploadLocker(rt);
+    lockers.set(rt, locker);
+  }
+  return locker;
+}
+
+/**
+ * Runs `fn` holding an upload's lock, as tus holds it around its own requests. Termination takes it
+ * so that a PATCH still running on any replica lets go (the newer request wins) before the bytes it
+ * writes into are removed. A wait past the lock's timeout is a LockedError (423, retried by tus
+ * clients); a holder that asks this one to let go waits for `fn`, which is short.
+ * @throws LockedError
+ */
+export async function holdingUploadLock<T>(
+  locker: Locker,
+  upload: { id: string; storageId: string },
+  signal: AbortSignal | undefined,
+  fn: () => Promise<T>,
+): Promise<T> {
+  // tus locks an upload by its store id.
+  const lock = locker.newLock(upload.storageId);
+  try {
+    await lock.lock(signal ?? new AbortController().signal, () => undefined);
+  } catch {
+    throw new LockedError('This upload is busy with another request; retry it', { upload_id: upload.id, field: 'upload_id' });
+  }
+  try {
+    return await fn();
+  } finally {
+    await lock.unlock();
+  }
+}
+
+/**
+ * Removes the leases of holders that died (a crashed request's row otherwise stays until its upload
+ * is next locked), a lease's length after they ran out: a live holder renews long before. Runs in
+ * the maintenance sweep; returns how many.
+ */
+export async function sweepUploadLocks(rt: Runtime, timings: UploadLockTimings = UPLOAD_LOCK_TIMINGS): Promise<number> {
+  return rt.db.$executeRaw`DELETE FROM upload_locks WHERE expires_at < now() - ${timings.leaseMs} * interval '1 millisecond'`;
 }
 
 class UploadLock implements Lock {

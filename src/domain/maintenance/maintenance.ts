@@ -8,6 +8,7 @@ import { authorizeOrg } from '../access/authorize.js';
 import type { Principal } from '../access/principal.js';
 import { afterPurge, purgeExpired } from '../entries/commit.js';
 import { keysInFlight, removeStrayUploads, sweepExpiredUploads, unfinishedUploads } from '../entries/resumable.js';
+import { sweepUploadLocks } from '../entries/upload-locks.js';
 import { sweepLocks } from '../locks/locks.js';
 import { NotFoundError } from '../shared/errors.js';
 import { isId } from '../shared/fields.js';
@@ -45,6 +46,7 @@ export function startMaintenance(rt: Runtime, intervalMs: number, reconcileEvery
         ['ttl sweep', () => sweepExpiredEntries(rt)],
         ['lock sweep', () => sweepLocks(rt)],
         ['upload session sweep', () => sweepExpiredUploads(rt)],
+        ['upload lock sweep', () => sweepUploadLocks(rt)],
         ['deleted volume purge', () => purgeDeletedVolumes(rt)],
         ['volume status', () => refreshVolumeStatuses(rt)],
       ];

@@ -215,7 +215,8 @@ builder.mutationFields((base) => {
     }),
     abortUpload: t.field({
       type: UploadSessionRef,
-      description: 'Ends an unfinished upload: its bytes are removed and its reservation freed (CONFLICT once completed).',
+      description:
+        'Ends an unfinished upload: its bytes are removed and its reservation freed (CONFLICT once completed). A tus PATCH of it still running is stopped first (LOCKED if it has not let go within 30 s).',
       args: ids,
       resolve: async (_root, args, ctx) => {
         const route = await locateVolume(ctx.runtime, String(args.volumeId));

@@ -7,7 +7,7 @@
  */
 
 import type { IncomingMessage } from 'node:http';
-import { EVENTS, type Locker, Metadata, Server, type Upload } from '@tus/server';
+import { EVENTS, Metadata, Server, type Upload } from '@tus/server';
 import type { Context } from 'hono';
 import { z } from 'zod';
 import type { Principal } from '../../domain/access/principal.js';
@@ -27,7 +27,7 @@ import {
   viewSession,
 } from '../../domain/entries/resumable.js';
 import { etagOf } from '../../domain/entries/rules.js';
-import { uploadLocker } from '../../domain/entries/upload-locks.js';
+import { gatewayUploadLocker } from '../../domain/entries/upload-locks.js';
 import { ValidationError } from '../../domain/shared/errors.js';
 import { assertAcceptableInput } from '../../domain/shared/input-policy.js';
 import type { VolumeRoute } from '../../domain/shared/routes.js';
@@ -119,9 +119,6 @@ export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
   /** Sessions whose PATCH is running, by store id (tus progress events name the store id only). */
   const byStoreId = new Map<string, InFlight>();
   const servers = new Map<string, Server>();
-  // One request at a time per upload, across replicas (src/domain/entries/upload-locks.ts). Made on
-  // first use: registering the routes (as the OpenAPI document does) needs no runtime.
-  let locker: Locker | undefined;
 
   /** A thrown value as tus hooks must throw it: our envelope as the body. */
   const asTusError = async (c: Context<RestEnv>, err: unknown) => {
@@ -132,7 +129,6 @@ export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
   const serverFor = (bucket: string): Server => {
     let server = servers.get(bucket);
     if (server) return server;
-    locker ??= uploadLocker(rt);
     server = new Server({
       path: '/v1/uploads',
       datastore: rt.resumable.dataStore(bucket),
@@ -165,7 +161,8 @@ export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
           throw await asTusError(f.c, err);
         }
       },
-      locker,
+      // One request at a time per upload, across replicas (src/domain/entries/upload-locks.ts).
+      locker: gatewayUploadLocker(rt),
     });
     server.on(EVENTS.POST_RECEIVE, (_stream: unknown, upload: Upload) => {
       const f = byStoreId.get(upload.id);
@@ -284,7 +281,7 @@ export function registerUploadRoutes(rt: Runtime, app: RestApp): void {
   // tus termination (and abort of a signed-URL upload): its bytes go, its reservation is freed.
   app.delete(`${BASE}/uploads/:upload_id`, async (c) => {
     const session = await tusSession(c);
-    await abortUploadSession(rt, session);
+    await abortUploadSession(rt, session, c.req.raw.signal);
     return c.body(null, 204, tusHeaders());
   });
 
@@ -490,7 +487,8 @@ function documentUploadRoutes(app: RestApp): void {
     operationId: 'deleteUpload',
     tags,
     summary: 'tus termination: abort an upload',
-    description: "Removes the upload's bytes and frees its reservation (signed-URL uploads too). 409 once completed.",
+    description:
+      "Removes the upload's bytes and frees its reservation (signed-URL uploads too). A PATCH of the upload still running, on any replica, is stopped first (tus's rule: the newer request wins); 409 LOCKED if it has not let go within 30 s, 409 CONFLICT once completed.",
     request: { params: uploadParams },
     responses: { 204: { description: 'Terminated' }, ...conflictResponse, ...errorResponses },
   });
