@@ -2,6 +2,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import type { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type TableActivity, tableActivity, vacuumDue, vacuumWhereDue } from '../src/domain/maintenance/vacuum.js';
+import { findOrCreateWorkspaceNamed } from '../src/domain/workspaces/workspaces.js';
 import { createKey, startGateway, type TestGateway, waitFor } from './helpers/app.js';
 import { type PgliteServer, startPgliteServer } from './helpers/pglite-server.js';
 
@@ -187,6 +188,26 @@ describe('server mode (DATABASE_URL via @prisma/adapter-pg, PGlite behind pglite
       api().queries.filter((s) => !/^SELECT json_build_object\(/.test(s)),
       fellBack,
     ).toEqual([]);
+  });
+
+  it('finds or creates a named workspace once under concurrent callers on the pool (the environment dialect across replicas)', async () => {
+    // Each call on its own pooled connection, as replicas' calls are: the look-up and the insert run
+    // in one transaction under a lock on the name, so no two callers both find none and both create
+    // one. pglite-socket runs one transaction at a time, so here this fails a look-up and insert
+    // that are not one transaction; the lock's own part (Postgres runs transactions side by side)
+    // was checked on PostgreSQL 15: 8 callers, 3–5 rows a round without it, 1 with it.
+    const admin = { kind: 'platform', subject: 'admin' } as const;
+    const results = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        findOrCreateWorkspaceNamed(api().app.runtime, admin, 'srv-race', { name: 'env-one', tags: ['environment'] }),
+      ),
+    );
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.workspace.id)).size).toBe(1);
+    expect(await api().app.database.prisma.workspace.count({ where: { orgId: 'srv-race', name: 'env-one' } })).toBe(1);
+    // Another name in the same org is another workspace.
+    const other = await findOrCreateWorkspaceNamed(api().app.runtime, admin, 'srv-race', { name: 'env-two' });
+    expect(other.created).toBe(true);
   });
 
   it('leaves vacuuming to the server (autovacuum)', async () => {

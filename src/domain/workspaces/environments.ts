@@ -3,7 +3,7 @@ import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
 import { listOrgVolumes, OrgVolumeListQuery } from '../volumes/listing.js';
 import { listWorkspaces, WorkspaceListQuery } from './listing.js';
-import { createWorkspace } from './workspaces.js';
+import { findOrCreateWorkspaceNamed } from './workspaces.js';
 
 // Which workspace an environment's volumes live in, for the environment volumes API (whose callers
 // name only an environment: `/{envId}/volume`). Environments are not workspaces in our model, so:
@@ -13,10 +13,8 @@ import { createWorkspace } from './workspaces.js';
 // One workspace per environment keeps the reference's scoping: volume names are unique per
 // workspace, so two environments may each have their own `postgres-data`.
 //
-// Race: two first creates for one environment must not make two workspaces. Within one gateway
-// they are serialised here; across replicas the creator re-reads the name and uses the oldest
-// workspace of that name, which closes the race unless the two creates interleave within one
-// round trip. A race-safe "find or create" belongs in the domain (see README, "Peer dialect: environment volumes").
+// Two first creates for one environment make one workspace, on one gateway or across replicas:
+// the workspace is found or created under a lock on its name (findOrCreateWorkspaceNamed).
 
 const workspaceName = (envId: string) => `env-${envId}`;
 
@@ -49,46 +47,19 @@ export interface EnvironmentWorkspaces {
 }
 
 export function environmentWorkspaces(rt: Runtime): EnvironmentWorkspaces {
-  // Creations in flight on this gateway, by organisation and environment.
-  const inFlight = new Map<string, Promise<unknown>>();
-
   async function find(p: Principal, orgId: string, envId: string): Promise<string | null> {
     return (await workspaceOfVolumes(rt, p, orgId, envId)) ?? (await namedWorkspace(rt, p, orgId, workspaceName(envId)));
-  }
-
-  /** Runs `work` after every earlier call for the same key has settled (one at a time per key). */
-  async function serialised<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const before = inFlight.get(key) ?? Promise.resolve();
-    const run = before.catch(() => undefined).then(work);
-    inFlight.set(key, run);
-    try {
-      return await run;
-    } finally {
-      if (inFlight.get(key) === run) inFlight.delete(key);
-    }
   }
 
   async function findOrCreate(p: Principal, orgId: string, envId: string): Promise<string> {
     const found = await find(p, orgId, envId);
     if (found) return found;
-    const name = workspaceName(envId);
-    return serialised(`${orgId}\u0000${envId}`, async () => {
-      const again = await namedWorkspace(rt, p, orgId, name);
-      if (again) return again;
-      const created = await createWorkspace(rt, p, orgId, {
-        name,
-        description: `Volumes of environment ${envId} (environment volumes API)`,
-        tags: ['environment'],
-      });
-      const oldest = (await namedWorkspace(rt, p, orgId, name)) ?? created.id;
-      if (oldest !== created.id) {
-        rt.log.warn(
-          { orgId, envId, kept: oldest, unused: created.id },
-          'environment workspace created twice concurrently; the older one is used',
-        );
-      }
-      return oldest;
+    const { workspace } = await findOrCreateWorkspaceNamed(rt, p, orgId, {
+      name: workspaceName(envId),
+      description: `Volumes of environment ${envId} (environment volumes API)`,
+      tags: ['environment'],
     });
+    return workspace.id;
   }
 
   return { find, findOrCreate };

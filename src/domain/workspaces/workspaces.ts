@@ -75,6 +75,43 @@ export async function createWorkspace(
   raw: unknown,
   loc: (string | number)[] = ['body'],
 ): Promise<Workspace> {
+  const ws = await rt.db.workspace.create({ data: await newWorkspaceData(rt, p, orgId, raw, loc) });
+  provisionInBackground(rt, ws.id, ws.s3Bucket);
+  return ws;
+}
+
+/**
+ * The workspace of this exact name in the organisation (the oldest, if several), created as
+ * createWorkspace creates one when there is none. One call at a time per (organisation, name)
+ * across every replica on the database (a transaction-scoped advisory lock around the look-up and
+ * the insert), so concurrent callers all get the one workspace: for names that stand for one
+ * workspace, as the environment dialect's `env-<envId>` does. Needs workspaces:write org-wide.
+ */
+export async function findOrCreateWorkspaceNamed(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  raw: { name: string } & Record<string, unknown>,
+): Promise<{ workspace: Workspace; created: boolean }> {
+  const data = await newWorkspaceData(rt, p, orgId, raw, ['body']);
+  const result = await rt.db.$transaction(async (tx) => {
+    await tx.$executeRaw`SELECT pg_advisory_xact_lock(hashtextextended(${`workspace-name/${orgId}/${data.name}`}, 0))`;
+    const found = await tx.workspace.findFirst({ where: { orgId, name: data.name }, orderBy: { id: 'asc' } });
+    if (found) return { workspace: found, created: false };
+    return { workspace: await tx.workspace.create({ data }), created: true };
+  });
+  if (result.created) provisionInBackground(rt, result.workspace.id, result.workspace.s3Bucket);
+  return result;
+}
+
+/** A new workspace's row from a create request, authorised (workspaces:write org-wide) and validated. */
+async function newWorkspaceData(
+  rt: Runtime,
+  p: Principal,
+  orgId: string,
+  raw: unknown,
+  loc: (string | number)[],
+): Promise<Prisma.WorkspaceUncheckedCreateInput & { id: string; name: string }> {
   await authorizeOrg(rt, p, orgId, { scope: 'workspaces:write', orgWide: true });
   const input = parseInput(CreateWorkspaceInput, raw, loc);
   if (input.organization_id !== undefined && input.organization_id !== orgId) {
@@ -82,22 +119,18 @@ export async function createWorkspace(
   }
   const id = uuidv7();
   await ensureOrg(rt, orgId);
-  const ws = await rt.db.workspace.create({
-    data: {
-      id,
-      orgId,
-      name: input.name,
-      description: input.description ?? null,
-      ownerId: input.owner_id ?? p.subject,
-      subscriptionPlanId: input.subscription_plan_id ?? null,
-      isActive: input.is_active,
-      tags: input.tags,
-      region: input.region ?? rt.settings.defaultRegion,
-      s3Bucket: `${rt.settings.bucketPrefix}${id}`,
-    },
-  });
-  provisionInBackground(rt, ws.id, ws.s3Bucket);
-  return ws;
+  return {
+    id,
+    orgId,
+    name: input.name,
+    description: input.description ?? null,
+    ownerId: input.owner_id ?? p.subject,
+    subscriptionPlanId: input.subscription_plan_id ?? null,
+    isActive: input.is_active,
+    tags: input.tags,
+    region: input.region ?? rt.settings.defaultRegion,
+    s3Bucket: `${rt.settings.bucketPrefix}${id}`,
+  };
 }
 
 function provisionInBackground(rt: Runtime, workspaceId: string, bucket: string): void {
