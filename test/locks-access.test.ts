@@ -238,6 +238,36 @@ describe('taking a lock needs write access: app keys', () => {
     expect(rel.body, JSON.stringify(rel.body)).toEqual({ data: { releaseLock: true } });
   });
 
+  it('a write mount removed after the access check and before the lock is written refuses the lock', async () => {
+    const v = await newVolume(gw, ORG);
+    await mount(v, 'racer', '/**', 'read');
+    const racer = await createKey(gw, ORG, APP_SCOPES, 'racer');
+    // The removal lands between acquireLock's first check and its transaction (a seam: PGlite runs one
+    // transaction at a time). The check runs again inside the transaction, under the volume's gate,
+    // which removing a mount takes exclusively; before, both acquisitions below took their lock.
+    const removeOnceChecked = (mountId: string) => {
+      gw.app.runtime.hooks.afterLockAccessCheck = async (volumeId) => {
+        if (volumeId !== v.volumeId) return;
+        gw.app.runtime.hooks.afterLockAccessCheck = undefined;
+        const res = await gw.call('DELETE', `${v.mounts}/${mountId}`);
+        expect(res.status, JSON.stringify(res.body)).toBe(200);
+      };
+    };
+    try {
+      removeOnceChecked(await mount(v, 'racer', '/w/**', 'write'));
+      expectForbidden(await acquire(v, { partition: '/w/a/', app_id: 'racer' }, racer), 'path:write', 'path partition');
+      removeOnceChecked(await mount(v, 'racer', '/w/**', 'write'));
+      expectForbidden(await acquire(v, { partition: 'nightly', app_id: 'racer' }, racer), 'volume:write', 'named partition');
+    } finally {
+      gw.app.runtime.hooks.afterLockAccessCheck = undefined;
+    }
+    // No lock was written, and no fencing token issued.
+    const [row] = await gw.app.database.prisma.$queryRaw<{ locks: number; tokens: number }[]>`
+      SELECT (SELECT count(*)::int FROM locks WHERE volume_id = ${v.volumeId}) AS locks,
+             (SELECT count(*)::int FROM fencing_counters WHERE volume_id = ${v.volumeId}) AS tokens`;
+    expect(row).toEqual({ locks: 0, tokens: 0 });
+  });
+
   it('a volume reached only because it is shared allows no locks, though its paths are readable', async () => {
     const v = await newVolume(gw, ORG);
     await putText(gw, v, '/pub/readme.md', 'hello');

@@ -1,4 +1,5 @@
 import picomatch from 'picomatch';
+import type { Db, Tx } from '../../db/client.js';
 import { Prisma } from '../../generated/prisma/client.js';
 import { ForbiddenError, NotFoundError } from '../shared/errors.js';
 import { matchesPattern } from '../shared/path-patterns.js';
@@ -57,9 +58,10 @@ export async function entryAccess(rt: Runtime, p: Principal, volumeId: string, n
 /**
  * The path-level access of a principal to a volume, scopes aside (locks check their own scope). A
  * shared volume is readable at every path by app keys; their mounts still decide what they may write.
+ * `db`: a transaction that must see the mounts as they are under its own locks (taking a lock).
  */
-export async function pathAccess(rt: Runtime, p: Principal, volumeId: string): Promise<EntryAccess> {
-  return (await pathAccessMany(rt, p, [volumeId])).get(volumeId) as EntryAccess;
+export async function pathAccess(rt: Runtime, p: Principal, volumeId: string, db: Db | Tx = rt.db): Promise<EntryAccess> {
+  return (await pathAccessMany(rt, p, [volumeId], db)).get(volumeId) as EntryAccess;
 }
 
 /** `pathAccess` for many volumes at once (one query for app keys, none for other principals). */
@@ -101,9 +103,14 @@ export function readableRegexesSql(
   };
 }
 
-export async function pathAccessMany(rt: Runtime, p: Principal, volumeIds: readonly string[]): Promise<Map<string, EntryAccess>> {
+export async function pathAccessMany(
+  rt: Runtime,
+  p: Principal,
+  volumeIds: readonly string[],
+  db: Db | Tx = rt.db,
+): Promise<Map<string, EntryAccess>> {
   if (!isAppKey(p)) return new Map(volumeIds.map((id) => [id, { principal: p, ...FULL }]));
-  const rows = await rt.db.volume.findMany({
+  const rows = await db.volume.findMany({
     where: { id: { in: [...volumeIds] } },
     select: { id: true, isShared: true, mounts: { where: { appId: p.appId }, select: { pathPattern: true, accessLevel: true } } },
   });

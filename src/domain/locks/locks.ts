@@ -3,7 +3,7 @@
  * write guard that enforces them on entry writes. One file (~300 lines) because lifecycle and guard
  * share one table's invariants and their private helpers; request shapes live in partitions.ts.
  */
-import type { Tx } from '../../db/client.js';
+import type { Db, Tx } from '../../db/client.js';
 import { type Lock, Prisma, type Volume } from '../../generated/prisma/client.js';
 import { authorizeVolume } from '../access/authorize.js';
 import { pathAccess, requireWritable } from '../access/entry-access.js';
@@ -15,7 +15,7 @@ import { isId } from '../shared/fields.js';
 import type { Loc, VolumeRoute } from '../shared/routes.js';
 import type { Runtime } from '../shared/runtime.js';
 import { parseInput } from '../shared/validation.js';
-import { excludeVolumeWriters } from '../shared/volume-gate.js';
+import { enterAsVolumeWriter, excludeVolumeWriters } from '../shared/volume-gate.js';
 import {
   AcquireLockInput,
   asPartitionPrefix,
@@ -62,9 +62,15 @@ function requireOwnApp(p: Principal, appId: string, loc: Loc): void {
  * Releasing is not subject to it: a holder can always let go of its lock.
  * @throws ForbiddenError, NotFoundError
  */
-export async function requireLockAccess(rt: Runtime, p: Principal, volumeId: string, partition: string): Promise<void> {
+export async function requireLockAccess(
+  rt: Runtime,
+  p: Principal,
+  volumeId: string,
+  partition: string,
+  db: Db | Tx = rt.db,
+): Promise<void> {
   if (!isAppKey(p)) return;
-  const access = await pathAccess(rt, p, volumeId);
+  const access = await pathAccess(rt, p, volumeId, db);
   if (access.viaShareOnly) {
     throw new ForbiddenError('locks:write', { reason: 'a shared volume is read-only for apps without a mount on it' });
   }
@@ -142,13 +148,19 @@ export async function acquireLock(rt: Runtime, p: Principal, route: VolumeRoute,
   const partition = normalisePartition(input.partition, [...loc, 'partition']);
   // Checked before anything is written: a refused acquirer leaves no lock row and no fencing token.
   await requireLockAccess(rt, p, volume.id, partition);
+  await rt.hooks.afterLockAccessCheck?.(volume.id, partition);
 
   const lock = await rt.db.$transaction(
     async (tx) => {
       if (isPathPartition(partition)) {
         await excludeVolumeWriters(tx, route.volumeId);
         await tx.$queryRaw`SELECT id FROM volumes WHERE id = ${route.volumeId} FOR UPDATE`;
+      } else if (isAppKey(p)) {
+        await tx.$queryRaw`SELECT ${enterAsVolumeWriter} FROM volumes WHERE id = ${route.volumeId}`;
       }
+      // Again inside the volume's gate, which removing a mount takes exclusively: a mount removed
+      // since the check above is seen here, and one removed later finds this lock held.
+      await requireLockAccess(rt, p, volume.id, partition, tx);
       const [counter] = await tx.$queryRaw<{ last_token: bigint }[]>`
         INSERT INTO fencing_counters (volume_id, partition, last_token) VALUES (${route.volumeId}, ${partition}, 1)
         ON CONFLICT (volume_id, partition) DO UPDATE SET last_token = fencing_counters.last_token + 1
@@ -228,12 +240,20 @@ export async function renewLock(rt: Runtime, p: Principal, route: VolumeRoute, r
   const volume = await openLockVolume(rt, p, route);
   const input = parseInput(RenewLockInput, raw, loc);
   const lock = await findHeldLock(rt, p, route, input.lock_id, [...loc, 'lock_id']);
-  await requireLockAccess(rt, p, volume.id, lock.partition);
   // Conditional update: a lease that ran out cannot be revived, even by a renewal racing the clock.
-  const { count } = await rt.db.lock.updateMany({
-    where: { id: lock.id, releasedAt: null, expiresAt: { gt: new Date() } },
-    data: { expiresAt: new Date(Date.now() + input.ttl_seconds * 1000) },
-  });
+  const extend = (db: Db | Tx) =>
+    db.lock.updateMany({
+      where: { id: lock.id, releasedAt: null, expiresAt: { gt: new Date() } },
+      data: { expiresAt: new Date(Date.now() + input.ttl_seconds * 1000) },
+    });
+  // An app's access is checked inside the volume's gate, which removing a mount takes exclusively (as acquireLock does).
+  const { count } = isAppKey(p)
+    ? await rt.db.$transaction(async (tx) => {
+        await tx.$queryRaw`SELECT ${enterAsVolumeWriter} FROM volumes WHERE id = ${route.volumeId}`;
+        await requireLockAccess(rt, p, volume.id, lock.partition, tx);
+        return extend(tx);
+      })
+    : await extend(rt.db);
   if (count === 0) {
     throw new ConflictError(`Lock ${lock.id} expired at ${lock.expiresAt.toISOString()}; acquire a new one`, {
       reason: 'expired',

@@ -155,6 +155,11 @@ export interface TestHooks {
   beforeChunkSwap?: (entryIds: string[]) => Promise<void> | void;
   /** Awaited at start-up before HNSW indexes a crash left missing are built (a test holds the build there). */
   beforeIndexRestore?: () => Promise<void> | void;
+  /**
+   * Awaited by acquireLock after its access check and before its transaction (a test removes a mount
+   * there: PGlite runs one transaction at a time, so only such a seam shows the check inside it).
+   */
+  afterLockAccessCheck?: (volumeId: string, partition: string) => Promise<void> | void;
   /** Awaited by a reindex before each batch of entries, with what it has done so far (a test looks in mid-run). */
   beforeReindexBatch?: (volumeId: string, progress: { processed: number; bulk: number | undefined }) => Promise<void> | void;
 }
