@@ -172,6 +172,51 @@ describe.each(stores)('resumable and direct uploads on the $name blob store', (s
     expect((await gw.call('PUT', v.entry('/small.json'), { content: 'x'.repeat(300) })).status).toBe(201);
   });
 
+  it('holds a file against max_file_count while an upload to a new path is unfinished', async () => {
+    const v = await uploadVolume(gw, 'acme', { max_file_count: 3 });
+    const headers = { 'X-API-Key': 'test-admin-key-0123456789abcdef', 'Tus-Resumable': '1.0.0' };
+    const begin = (path: string, length: number) =>
+      fetch(endpoint(v), {
+        method: 'POST',
+        headers: { ...headers, 'Upload-Length': String(length), 'Upload-Metadata': `path ${Buffer.from(path).toString('base64')}` },
+      });
+    const files = async () =>
+      db().volume.findUniqueOrThrow({ where: { id: v.volumeId }, select: { entryCount: true, reservedFiles: true } });
+    expect((await gw.call('PUT', v.entry('/one.json'), { content: 1 })).status).toBe(201);
+    const a = await begin('/a.bin', 10);
+    const b = await begin('/b.bin', 10);
+    expect([a.status, b.status]).toEqual([201, 201]);
+    expect(await files()).toEqual({ entryCount: 1, reservedFiles: 2 });
+    // The volume is full while they are open: a third upload and a one-shot write of a new path are
+    // refused at once (before, both were accepted, and an upload learnt it at its last byte).
+    const third = await begin('/c.bin', 10);
+    expect(third.status).toBe(507);
+    expect(await third.json()).toMatchObject({ error: 'QUOTA_EXCEEDED', details: { quota: 'max_file_count', limit: 3, used: 3 } });
+    expect((await gw.call('PUT', v.entry('/two.json'), { content: 2 })).status).toBe(507);
+    // Replacing an entry adds no file: neither a write nor an upload of an existing path holds one.
+    expect((await gw.call('PUT', v.entry('/one.json'), { content: 'again' })).status).toBe(200);
+    const over = await begin('/one.json', 10);
+    expect(over.status).toBe(201);
+    expect(await files()).toEqual({ entryCount: 1, reservedFiles: 2 });
+    // An upload commits into the file it held; one ended gives its file back.
+    const done = await fetch(new URL(a.headers.get('location') as string, gw.url), {
+      method: 'PATCH',
+      headers: { ...headers, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+      body: new Uint8Array(randomData(10)),
+    });
+    expect(done.status, await done.clone().text()).toBe(204);
+    expect(await files()).toEqual({ entryCount: 2, reservedFiles: 1 });
+    for (const res of [b, over]) {
+      const del = await fetch(new URL(res.headers.get('location') as string, gw.url), { method: 'DELETE', headers });
+      expect(del.status).toBe(204);
+    }
+    expect(await files()).toEqual({ entryCount: 2, reservedFiles: 0 });
+    expect((await gw.call('PUT', v.entry('/two.json'), { content: 2 })).status).toBe(201);
+    // Reconcile counts the same.
+    expect((await gw.call('POST', `/v1/orgs/acme/workspaces/${v.workspaceId}/reconcile`)).status).toBe(200);
+    expect(await files()).toEqual({ entryCount: 3, reservedFiles: 0 });
+  });
+
   it('lets an app key create and resume uploads only inside its write mount', async () => {
     const v = await uploadVolume(gw, 'acme');
     await gw.call('POST', `${v.volumeUrl}/mounts`, { app_id: 'writer', path_pattern: '/notes/**', access_level: 'write' });

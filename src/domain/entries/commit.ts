@@ -59,13 +59,15 @@ export function describedBy(
 }
 
 /**
- * The volume row locked for a serialised write. `used_bytes` here includes the bytes unfinished
- * uploads hold (reserved_bytes), so a quota check against it leaves their room alone.
+ * The volume row locked for a serialised write. `used_bytes` and `entry_count` here include the
+ * bytes and files unfinished uploads hold (reserved_bytes, reserved_files), so a quota check
+ * against them leaves their room alone.
  */
 export async function lockVolume(tx: Tx, volumeId: string): Promise<VolumeUsage & { indexing_mode: 'auto' | 'manual' }> {
   await excludeVolumeWriters(tx, volumeId);
   const rows = await tx.$queryRaw<(VolumeUsage & { indexing_mode: 'auto' | 'manual' })[]>`
-    SELECT max_size_bytes, max_file_count, used_bytes + reserved_bytes AS used_bytes, entry_count, indexing_mode::text AS indexing_mode
+    SELECT max_size_bytes, max_file_count, used_bytes + reserved_bytes AS used_bytes, entry_count + reserved_files AS entry_count,
+      indexing_mode::text AS indexing_mode
     FROM volumes WHERE id = ${volumeId} AND deleted_at IS NULL FOR UPDATE`;
   const row = rows[0];
   // Gone, or soft-deleted after the caller's visibility check: nothing lands in a deleted volume.
@@ -282,10 +284,11 @@ async function committed<T>(rt: Runtime, work: (tx: Tx, mode: 'shared' | 'serial
 /** What an upload session adds to a commit (resumable.ts). */
 export interface CommitOptions {
   /**
-   * Bytes the upload held reserved on the volume: released in the commit's own transaction, before
-   * quotas are checked, so the write may use its own room and a failed commit keeps it held.
+   * Bytes (and the file) the upload held reserved on the volume: released in the commit's own
+   * transaction, before quotas are checked, so the write may use its own room and a failed commit
+   * keeps it held.
    */
-  releaseReserved?: bigint;
+  releaseReserved?: { bytes: bigint; files: number };
   /** Runs last inside the commit's transaction (the upload session is marked completed there). */
   inTransaction?: (tx: Tx, entry: Entry) => Promise<void>;
   /** The volume's writer gate, already entered by this transaction (a batch's later writes). */
@@ -309,9 +312,16 @@ async function commitIn(
   // Serialised: the row locked for the whole transaction, its usage read to check quotas by hand.
   const locked = mode === 'serialised' ? await lockVolume(tx, volumeId) : null;
   const indexingMode = locked ? locked.indexing_mode : (opts.entered ?? (await enterVolume(tx, volumeId))).indexing_mode;
-  const released = opts.releaseReserved ?? 0n;
-  if (released > 0n) await tx.$executeRaw`UPDATE volumes SET reserved_bytes = reserved_bytes - ${released} WHERE id = ${volumeId}`;
-  const usage = locked && released > 0n ? { ...locked, used_bytes: locked.used_bytes - released } : locked;
+  const released = opts.releaseReserved ?? { bytes: 0n, files: 0 };
+  if (released.bytes > 0n || released.files > 0) {
+    await tx.$executeRaw`
+      UPDATE volumes SET reserved_bytes = reserved_bytes - ${released.bytes}, reserved_files = reserved_files - ${released.files} WHERE id = ${volumeId}`;
+  }
+  const usage = locked && {
+    ...locked,
+    used_bytes: locked.used_bytes - released.bytes,
+    entry_count: locked.entry_count - released.files,
+  };
   await checkWriteGuard(tx, volumeId, path, pre);
   let purged: PurgedEntry[] = [];
   const existing = await lockEntryRow(tx, volumeId, path);
@@ -372,7 +382,8 @@ const replacedBlob = (existing: LockedEntry | null, data: EntryData) =>
  */
 async function refuseOverQuota(tx: Tx, volumeId: string, deltaBytes: bigint, deltaCount: number): Promise<never> {
   const [usage] = await tx.$queryRaw<(VolumeUsage & { deleted: boolean; expired: boolean })[]>`
-    SELECT max_size_bytes, max_file_count, used_bytes + reserved_bytes AS used_bytes, entry_count, deleted_at IS NOT NULL AS deleted,
+    SELECT max_size_bytes, max_file_count, used_bytes + reserved_bytes AS used_bytes, entry_count + reserved_files AS entry_count,
+      deleted_at IS NOT NULL AS deleted,
       EXISTS (SELECT 1 FROM entries WHERE volume_id = ${volumeId} AND expires_at <= ${new Date()}) AS expired
     FROM volumes WHERE id = ${volumeId}`;
   if (!usage || usage.deleted) throw new NotFoundError('volume', volumeId);
@@ -412,7 +423,7 @@ async function chargeUsage(tx: Tx, volumeId: string, deltaBytes: bigint, deltaCo
     UPDATE volumes SET used_bytes = used_bytes + ${deltaBytes}, entry_count = entry_count + ${deltaCount}
     WHERE id = ${volumeId} AND deleted_at IS NULL
       AND (${deltaBytes} <= 0 OR max_size_bytes IS NULL OR used_bytes + reserved_bytes + ${deltaBytes} <= max_size_bytes)
-      AND (${deltaCount} <= 0 OR max_file_count IS NULL OR entry_count + ${deltaCount} <= max_file_count)`;
+      AND (${deltaCount} <= 0 OR max_file_count IS NULL OR entry_count + reserved_files + ${deltaCount} <= max_file_count)`;
   return charged === 1;
 }
 

@@ -2,7 +2,8 @@
  * Upload sessions: files that reach a volume in more than one request, either resumably (tus 1.0:
  * bytes PATCHed through the gateway into rt.resumable, any number of times) or directly (a signed
  * URL the client PUTs the bytes to; on S3 they never pass through the gateway). A session holds a
- * reservation on the volume (reserved_bytes, which every write's quota check counts) until it ends,
+ * reservation on the volume (reserved_bytes, and reserved_files when its path has no entry yet;
+ * every write's quota check counts both) until it ends,
  * and the entry appears only when the last byte has landed, through the same commit as a one-shot
  * upload (commitEntry: quotas, locks and fencing, versions, sha256, indexing, entryChanged).
  */
@@ -307,10 +308,16 @@ export async function createUploadSession(
   const expiresAt = new Date(Date.now() + rt.settings.uploadSessionTtlMs);
   // What the commit will add: the new size less the entry it replaces (the commit itself is exact).
   const reserved = size === null ? 0n : BigInt(size) > (current?.sizeBytes ?? 0n) ? BigInt(size) - (current?.sizeBytes ?? 0n) : 0n;
+  // A path with no entry yet: the commit will add a file, held against max_file_count meanwhile.
+  const reservedFiles = current ? 0 : 1;
   const session = await rt.db.$transaction(async (tx) => {
     const usage = await lockVolume(tx, route.volumeId);
-    checkQuota(usage, reserved, current ? 0 : 1);
-    if (reserved > 0n) await tx.$executeRaw`UPDATE volumes SET reserved_bytes = reserved_bytes + ${reserved} WHERE id = ${route.volumeId}`;
+    checkQuota(usage, reserved, reservedFiles);
+    if (reserved > 0n || reservedFiles > 0) {
+      await tx.$executeRaw`
+        UPDATE volumes SET reserved_bytes = reserved_bytes + ${reserved}, reserved_files = reserved_files + ${reservedFiles}
+        WHERE id = ${route.volumeId}`;
+    }
     return tx.uploadSession.create({
       data: {
         id,
@@ -322,6 +329,7 @@ export async function createUploadSession(
         storageId,
         sizeBytes: size === null ? null : BigInt(size),
         reservedBytes: reserved,
+        reservedFiles,
         mimeType,
         filename: input.filename ?? null,
         expectedSha256: input.sha256?.toLowerCase() ?? null,
@@ -529,17 +537,20 @@ async function endSession(
   const ended = await rt.db.$transaction(async (tx) => {
     const rows = await tx.uploadSession.updateManyAndReturn({
       where: { id: session.id, status: { in: from } },
-      data: { status, reservedBytes: 0n, ...(error ? { error: error as Prisma.InputJsonValue } : {}) },
+      data: { status, reservedBytes: 0n, reservedFiles: 0, ...(error ? { error: error as Prisma.InputJsonValue } : {}) },
     });
     const row = rows[0];
     if (!row) return null;
-    if (session.reservedBytes > 0n) {
-      await tx.$executeRaw`UPDATE volumes SET reserved_bytes = GREATEST(reserved_bytes - ${session.reservedBytes}, 0) WHERE id = ${session.volumeId}`;
+    if (session.reservedBytes > 0n || session.reservedFiles > 0) {
+      await tx.$executeRaw`
+        UPDATE volumes SET reserved_bytes = GREATEST(reserved_bytes - ${session.reservedBytes}, 0),
+          reserved_files = GREATEST(reserved_files - ${session.reservedFiles}, 0)
+        WHERE id = ${session.volumeId}`;
     }
     return row;
   });
   if (!ended) return false;
-  Object.assign(session, { status, reservedBytes: 0n });
+  Object.assign(session, { status, reservedBytes: 0n, reservedFiles: 0 });
   try {
     const bucket = await bucketOfSession(rt, session);
     if (session.protocol === 'tus') await rt.resumable.discard(bucket, session.storageId);
@@ -620,13 +631,14 @@ export async function completeUploadSession(
       },
       pre,
       {
-        releaseReserved: session.reservedBytes,
+        releaseReserved: { bytes: session.reservedBytes, files: session.reservedFiles },
         inTransaction: async (tx, entry) => {
           await tx.uploadSession.update({
             where: { id: session.id },
             data: {
               status: 'completed',
               reservedBytes: 0n,
+              reservedFiles: 0,
               bytesReceived: BigInt(stored.size),
               sizeBytes: BigInt(stored.size),
               entryId: entry.id,

@@ -188,16 +188,18 @@ export async function reconcileVolumeUsage(rt: Runtime, volumeId: string): Promi
     const [before] = await tx.$queryRaw<{ used_bytes: bigint; entry_count: number; mount_count: number }[]>`
       SELECT used_bytes, entry_count, mount_count FROM volumes WHERE id = ${volumeId} FOR UPDATE`;
     if (!before) throw new Error(`volume ${volumeId} not found`);
-    const [counts] = await tx.$queryRaw<{ bytes: bigint; entries: number; mounts: number; reserved: bigint }[]>`
+    const [counts] = await tx.$queryRaw<{ bytes: bigint; entries: number; mounts: number; reserved: bigint; reserved_files: number }[]>`
       SELECT (SELECT coalesce(sum(size_bytes), 0)::bigint FROM entries WHERE volume_id = ${volumeId}) AS bytes,
              (SELECT count(*)::int FROM entries WHERE volume_id = ${volumeId}) AS entries,
              (SELECT count(*)::int FROM mounts WHERE volume_id = ${volumeId}) AS mounts,
              (SELECT coalesce(sum(reserved_bytes), 0)::bigint FROM upload_sessions
-                WHERE volume_id = ${volumeId} AND status IN ('uploading', 'completing')) AS reserved`;
+                WHERE volume_id = ${volumeId} AND status IN ('uploading', 'completing')) AS reserved,
+             (SELECT coalesce(sum(reserved_files), 0)::int FROM upload_sessions
+                WHERE volume_id = ${volumeId} AND status IN ('uploading', 'completing')) AS reserved_files`;
     const reconciledAt = new Date();
     await tx.$executeRaw`
       UPDATE volumes SET used_bytes = ${counts?.bytes ?? 0n}, entry_count = ${counts?.entries ?? 0},
-        mount_count = ${counts?.mounts ?? 0}, reserved_bytes = ${counts?.reserved ?? 0n},
+        mount_count = ${counts?.mounts ?? 0}, reserved_bytes = ${counts?.reserved ?? 0n}, reserved_files = ${counts?.reserved_files ?? 0},
         last_reconciled_at = ${reconciledAt} WHERE id = ${volumeId}`;
     return {
       volumeId,
