@@ -1,10 +1,9 @@
-import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sweepUploadLocks, UPLOAD_LOCK_TIMINGS, uploadLocker } from '../src/domain/entries/upload-locks.js';
 import { type TestGateway, waitFor } from './helpers/app.js';
 import { ADMIN_KEY } from './helpers/http.js';
 import { type Replicas, startReplicas } from './helpers/replicas.js';
-import { randomData, tusUpload } from './helpers/tus.js';
+import { randomData, stalledPatch, tusUpload } from './helpers/tus.js';
 import { MiB, sha256, type UploadVolume, uploadVolume } from './helpers/uploads.js';
 
 /**
@@ -30,53 +29,6 @@ const lockRows = async () => (await a.app.database.prisma.$queryRaw<{ n: number 
 /** Two processes' lockers, as two replicas hold them (fast timings, so waits are short). */
 const FAST = { ...UPLOAD_LOCK_TIMINGS, leaseMs: 2_000, renewMs: 50, retryMs: 20 };
 const noop = () => undefined;
-
-/**
- * Creates a tus upload of `data` and starts a PATCH on A that sends its first MiB, then stalls (a
- * client whose connection hung), returning once part of it is stored. `ended()` is when A answered
- * or reset it (0 while it runs).
- */
-async function stalledPatch(v: UploadVolume, path: string, data: Buffer) {
-  const created = await fetch(`${a.url}${v.volumeUrl}/uploads`, {
-    method: 'POST',
-    headers: {
-      'X-API-Key': ADMIN_KEY,
-      'Tus-Resumable': '1.0.0',
-      'Upload-Length': String(data.length),
-      'Upload-Metadata': `path ${Buffer.from(path).toString('base64')}`,
-    },
-  });
-  expect(created.status).toBe(201);
-  const location = new URL(created.headers.get('location') as string, a.url).pathname;
-  let ended = 0;
-  const stale = new Promise<{ status: number; offset: number } | 'reset'>((resolve) => {
-    const req = http.request(`${a.url}${location}`, {
-      method: 'PATCH',
-      headers: {
-        'X-API-Key': ADMIN_KEY,
-        'Tus-Resumable': '1.0.0',
-        'Upload-Offset': '0',
-        'Content-Type': 'application/offset+octet-stream',
-        'Content-Length': String(data.length),
-      },
-    });
-    req.on('response', (res) => {
-      ended = Date.now();
-      res.resume();
-      resolve({ status: res.statusCode ?? 0, offset: Number(res.headers['upload-offset']) });
-      req.destroy();
-    });
-    req.on('error', () => {
-      ended ||= Date.now();
-      resolve('reset');
-    });
-    req.write(data.subarray(0, MiB));
-  });
-  // It is under way: part of its first MiB is stored, under its lock.
-  await waitFor(async () => Number((await a.call('GET', location)).body.bytes_received) > 0, 10_000);
-  expect(await lockRows()).toBe(1);
-  return { location, stale, ended: () => ended };
-}
 
 describe('the upload lock across replicas', () => {
   it('holds off a second holder, asks the first to let go, and passes to the second when it does', async () => {
@@ -146,7 +98,8 @@ describe('the upload lock across replicas', () => {
   it('a client resuming on the other replica stops its stale PATCH there first, then finishes the upload intact', async () => {
     const v: UploadVolume = await uploadVolume(a, 'acme');
     const data = randomData(4 * MiB);
-    const { location, stale, ended: staleEnded } = await stalledPatch(v, '/resumed.bin', data);
+    const { location, stale, ended: staleEnded } = await stalledPatch(a, v, '/resumed.bin', data);
+    expect(await lockRows()).toBe(1);
 
     // The client gives up on it and asks B where the upload stands: B's HEAD waits for the lock,
     // which A's PATCH gives up (tus's rule: the newer request wins; tus ends it with the bytes it
@@ -190,7 +143,8 @@ describe('the upload lock across replicas', () => {
   it('termination on the other replica stops a running PATCH first, then removes every byte', async () => {
     const v = await uploadVolume(a, 'acme');
     const data = randomData(4 * MiB);
-    const { location, stale, ended } = await stalledPatch(v, '/terminated.bin', data);
+    const { location, stale, ended } = await stalledPatch(a, v, '/terminated.bin', data);
+    expect(await lockRows()).toBe(1);
     const db = a.app.database.prisma;
     const session = await db.uploadSession.findUniqueOrThrow({ where: { id: location.split('/').pop() as string } });
     const { s3Bucket } = await db.workspace.findUniqueOrThrow({ where: { id: session.workspaceId } });

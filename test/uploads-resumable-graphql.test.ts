@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, createKey, startGateway, type TestGateway } from './helpers/app.js';
 import { subscribe } from './helpers/graphql-ws.js';
-import { randomData, tusUpload } from './helpers/tus.js';
+import { randomData, stalledPatch, tusUpload } from './helpers/tus.js';
 import { MiB, sha256, uploadVolume } from './helpers/uploads.js';
 
 /**
@@ -104,5 +104,22 @@ describe('upload sessions through GraphQL', () => {
     const volume = await gw.app.database.prisma.volume.findUniqueOrThrow({ where: { id: v.volumeId } });
     expect(volume.reservedBytes).toBe(0n);
     expect((await gw.gql(COMPLETE, { v: v.volumeId, u: id })).body.errors[0].extensions.code).toBe('NOT_FOUND');
+  });
+
+  it('abortUpload stops a tus PATCH still running on this gateway first, then removes every byte', async () => {
+    const v = await uploadVolume(gw, 'acme');
+    const { uploadId, stale, ended } = await stalledPatch(gw, v, '/stopped.bin', randomData(4 * MiB));
+    // The abort takes the upload's lock (tus's own, in this process), which asks the PATCH to let go;
+    // before, it removed the bytes while the PATCH went on writing.
+    const aborted = await gw.gql(ABORT, { v: v.volumeId, u: uploadId });
+    const answered = Date.now();
+    expect(aborted.body.data.abortUpload).toMatchObject({ status: 'aborted', reservedBytes: 0 });
+    expect(ended(), 'the PATCH had ended when the abort answered').toBeGreaterThan(0);
+    expect(ended()).toBeLessThanOrEqual(answered);
+    await stale;
+    const db = gw.app.database.prisma;
+    const session = await db.uploadSession.findUniqueOrThrow({ where: { id: uploadId } });
+    const { s3Bucket } = await db.workspace.findUniqueOrThrow({ where: { id: session.workspaceId } });
+    await expect(gw.app.runtime.resumable.dataStore(s3Bucket).getUpload(session.storageId)).rejects.toBeDefined();
   });
 });

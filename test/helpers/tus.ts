@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import type { Readable } from 'node:stream';
 import * as tus from 'tus-js-client';
+import type { TestGateway } from './app.js';
+import { waitFor } from './app.js';
 import { ADMIN_KEY } from './http.js';
+import { MiB } from './uploads.js';
 
 /** What a tus upload ended with: the upload URL, and the error if it failed. */
 export interface TusResult {
@@ -77,3 +81,49 @@ export function tusUpload(endpoint: string, data: Buffer | Readable, opts: TusOp
 
 /** Random bytes: incompressible, so nothing upstream can shortcut them. */
 export const randomData = (size: number) => randomBytes(size);
+
+/**
+ * Creates a tus upload of `data` in `v` and starts a PATCH on `gw` that sends its first MiB, then
+ * stalls (a client whose connection hung), returning once part of it is stored. `ended()` is when
+ * the gateway answered or reset it (0 while it runs); `stale` settles then.
+ */
+export async function stalledPatch(gw: TestGateway, v: { volumeUrl: string }, path: string, data: Buffer) {
+  const created = await fetch(`${gw.url}${v.volumeUrl}/uploads`, {
+    method: 'POST',
+    headers: {
+      'X-API-Key': ADMIN_KEY,
+      'Tus-Resumable': '1.0.0',
+      'Upload-Length': String(data.length),
+      'Upload-Metadata': `path ${Buffer.from(path).toString('base64')}`,
+    },
+  });
+  if (created.status !== 201) throw new Error(`tus creation answered ${created.status}: ${await created.text()}`);
+  const location = new URL(created.headers.get('location') as string, gw.url).pathname;
+  let ended = 0;
+  const stale = new Promise<{ status: number; offset: number } | 'reset'>((resolve) => {
+    const req = http.request(`${gw.url}${location}`, {
+      method: 'PATCH',
+      headers: {
+        'X-API-Key': ADMIN_KEY,
+        'Tus-Resumable': '1.0.0',
+        'Upload-Offset': '0',
+        'Content-Type': 'application/offset+octet-stream',
+        'Content-Length': String(data.length),
+      },
+    });
+    req.on('response', (res) => {
+      ended = Date.now();
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, offset: Number(res.headers['upload-offset']) });
+      req.destroy();
+    });
+    req.on('error', () => {
+      ended ||= Date.now();
+      resolve('reset');
+    });
+    req.write(data.subarray(0, MiB));
+  });
+  // It is under way: part of its first MiB is stored.
+  await waitFor(async () => Number((await gw.call('GET', location)).body.bytes_received) > 0, 10_000);
+  return { location, uploadId: location.split('/').pop() as string, stale, ended: () => ended };
+}
