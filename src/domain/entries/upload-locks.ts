@@ -54,8 +54,8 @@ export function gatewayUploadLocker(rt: Runtime): Locker {
 /**
  * Runs `fn` holding an upload's lock, as tus holds it around its own requests. Termination takes it
  * so that a PATCH still running on any replica lets go (the newer request wins) before the bytes it
- * writes into are removed. A wait past the lock's timeout is a LockedError (423, retried by tus
- * clients); a holder that asks this one to let go waits for `fn`, which is short.
+ * writes into are removed. A wait past the lock's timeout is a LockedError (409 `LOCKED` over REST,
+ * which tus clients retry); a holder that asks this one to let go waits for `fn`, which is short.
  * @throws LockedError
  */
 export async function holdingUploadLock<T>(
